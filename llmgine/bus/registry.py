@@ -1,0 +1,179 @@
+"""Which handler serves which command, and which handlers hear which event."""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from llmgine.errors import HandlerAlreadyRegisteredError, HandlerNotFoundError
+from llmgine.messages.commands import Command
+from llmgine.messages.events import Event
+
+__all__ = ["HandlerEntry", "HandlerRegistry", "Registration", "handler_name"]
+
+Handler = Callable[[Any], Any]
+
+
+def handler_name(fn: Handler) -> str:
+    """Return a readable name for a handler: ``module.qualname`` where it has one."""
+    qualname = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    module = getattr(fn, "__module__", None)
+    return f"{module}.{qualname}" if module else str(qualname)
+
+
+def _handler_key(fn: Handler) -> Hashable:
+    """Identify a handler across re-definitions (a notebook cell run again).
+
+    Functions and methods are known by module and qualified name, so a new
+    definition replaces the old one. Lambdas and nested functions have no stable
+    name and are known only by identity.
+    """
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if module and qualname and "<lambda>" not in qualname and "<locals>" not in qualname:
+        return (module, qualname)
+    return fn
+
+
+def _is_async(fn: Handler) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - a callable object's __call__
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerEntry:
+    """A registered handler and what the registry knows of it."""
+
+    fn: Handler
+    key: Hashable
+    name: str
+    is_async: bool
+    order: int
+    owner: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """A row of ``MessageBus.registrations()``: one handler for one message type."""
+
+    kind: str
+    """``"command"`` or ``"event"``."""
+    message_type: type[Command] | type[Event]
+    handler: str
+    """The handler's ``module.qualname``."""
+    session: str | None
+    """The session that registered it, or ``None`` for the bus itself."""
+
+
+class HandlerRegistry:
+    """Command handlers (one per type) and event handlers (many, subclass-matched)."""
+
+    def __init__(self) -> None:
+        self._commands: dict[type[Command], HandlerEntry] = {}
+        self._events: dict[type[Event], list[HandlerEntry]] = {}
+        self._cache: dict[type[Event], tuple[HandlerEntry, ...]] = {}
+        self._counter = itertools.count()
+
+    def _entry(self, fn: Handler, owner: str | None, order: int | None = None) -> HandlerEntry:
+        if not callable(fn):
+            raise TypeError(f"A handler must be callable; got {type(fn).__name__} {fn!r}.")
+        return HandlerEntry(
+            fn=fn,
+            key=_handler_key(fn),
+            name=handler_name(fn),
+            is_async=_is_async(fn),
+            order=next(self._counter) if order is None else order,
+            owner=owner,
+        )
+
+    def add_command(self, command_type: type[Command], fn: Handler, owner: str | None) -> None:
+        """Register ``fn`` as the handler of ``command_type``."""
+        if not (isinstance(command_type, type) and issubclass(command_type, Command)):
+            raise TypeError(
+                f"register_command_handler takes a Command subclass; got {command_type!r}."
+            )
+        entry = self._entry(fn, owner)
+        existing = self._commands.get(command_type)
+        if existing is not None and existing.key != entry.key:
+            raise HandlerAlreadyRegisteredError(
+                f"{command_type.__name__} already has a handler ({existing.name}); a command has "
+                f"exactly one. Call bus.unregister_command_handler({command_type.__name__}) first."
+            )
+        self._commands[command_type] = entry
+
+    def remove_command(self, command_type: type[Command], owner: str | None = None) -> bool:
+        """Remove the handler of ``command_type``; return whether there was one.
+
+        With ``owner``, remove it only if that session registered it.
+        """
+        entry = self._commands.get(command_type)
+        if entry is None or (owner is not None and entry.owner != owner):
+            return False
+        del self._commands[command_type]
+        return True
+
+    def command_handler(self, command_type: type[Command]) -> HandlerEntry:
+        """Return the handler of ``command_type``, or raise ``HandlerNotFoundError``."""
+        entry = self._commands.get(command_type)
+        if entry is None:
+            raise HandlerNotFoundError(
+                f"No handler is registered for {command_type.__name__}. Register one with "
+                f"bus.register_command_handler({command_type.__name__}, handler)."
+            )
+        return entry
+
+    def add_event(self, event_type: type[Event], fn: Handler, owner: str | None) -> None:
+        """Add ``fn`` to the handlers of ``event_type`` (a re-definition replaces in place)."""
+        if not (isinstance(event_type, type) and issubclass(event_type, Event)):
+            raise TypeError(f"register_event_handler takes an Event subclass; got {event_type!r}.")
+        entries = self._events.setdefault(event_type, [])
+        key = _handler_key(fn)
+        for i, existing in enumerate(entries):
+            if existing.key == key:
+                entries[i] = self._entry(fn, owner, order=existing.order)
+                break
+        else:
+            entries.append(self._entry(fn, owner))
+        self._cache.clear()
+
+    def remove_event(self, event_type: type[Event], fn: Handler) -> bool:
+        """Remove ``fn`` from the handlers of ``event_type``; return whether it was there."""
+        entries = self._events.get(event_type, [])
+        key = _handler_key(fn)
+        kept = [e for e in entries if e.key != key]
+        if len(kept) == len(entries):
+            return False
+        self._events[event_type] = kept
+        self._cache.clear()
+        return True
+
+    def event_handlers(self, event_type: type[Event]) -> tuple[HandlerEntry, ...]:
+        """Return the handlers that hear ``event_type``, in registration order."""
+        handlers = self._cache.get(event_type)
+        if handlers is None:
+            found = [
+                entry
+                for cls in event_type.__mro__
+                for entry in self._events.get(cls, ())  # type: ignore[call-overload]
+            ]
+            handlers = tuple(sorted(found, key=lambda e: e.order))
+            self._cache[event_type] = handlers
+        return handlers
+
+    def registrations(self) -> list[Registration]:
+        """Return every registration, commands first, in registration order."""
+        rows = [
+            (e.order, Registration("command", t, e.name, e.owner))
+            for t, e in self._commands.items()
+        ]
+        rows += [
+            (e.order, Registration("event", t, e.name, e.owner))
+            for t, entries in self._events.items()
+            for e in entries
+        ]
+        rows.sort(key=lambda row: (row[1].kind != "command", row[0]))
+        return [row[1] for row in rows]

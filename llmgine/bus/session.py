@@ -1,0 +1,114 @@
+"""Sessions: a named scope for handler registrations and published messages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from llmgine.messages.commands import Command, CommandResult
+from llmgine.messages.events import Event
+
+if TYPE_CHECKING:
+    from llmgine.bus.bus import MessageBus
+    from llmgine.bus.registry import HandlerRegistry
+
+__all__ = ["BusSession", "current_session_id"]
+
+_current_session: ContextVar[str | None] = ContextVar("llmgine_session", default=None)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def current_session_id() -> str | None:
+    """Return the id of the session active in the current context, if any."""
+    return _current_session.get()
+
+
+class BusSession:
+    """A named scope on a bus, used as ``async with bus.session("name") as s:``.
+
+    Inside the block every command and event published (through the session or
+    the bus) gets ``session_id`` set to the session's id, unless it names one
+    already. Handlers registered through the session are removed at exit.
+    """
+
+    def __init__(self, bus: MessageBus, registry: HandlerRegistry, session_id: str) -> None:
+        self.bus = bus
+        self._registry = registry
+        self.session_id = session_id
+        self._commands: list[type[Command]] = []
+        self._events: list[tuple[type[Event], Callable[[Any], Any]]] = []
+        self._token: Token[str | None] | None = None
+
+    def __repr__(self) -> str:
+        return f"BusSession({self.session_id!r})"
+
+    def register_command_handler(
+        self, command_type: type[Command], handler: Callable[[Any], Any]
+    ) -> None:
+        """Register the handler of ``command_type`` until the session ends."""
+        self._registry.add_command(command_type, handler, owner=self.session_id)
+        self._commands.append(command_type)
+
+    def register_event_handler(self, event_type: type[Event], handler: Callable[[Any], Any]) -> None:
+        """Add a handler of ``event_type`` until the session ends."""
+        self._registry.add_event(event_type, handler, owner=self.session_id)
+        self._events.append((event_type, handler))
+
+    def command_handler(self, command_type: type[Command]) -> Callable[[F], F]:
+        """Decorator form of :meth:`register_command_handler`."""
+
+        def decorate(fn: F) -> F:
+            self.register_command_handler(command_type, fn)
+            return fn
+
+        return decorate
+
+    def event_handler(self, event_type: type[Event]) -> Callable[[F], F]:
+        """Decorator form of :meth:`register_event_handler`."""
+
+        def decorate(fn: F) -> F:
+            self.register_event_handler(event_type, fn)
+            return fn
+
+        return decorate
+
+    def _stamp(self, message: Command | Event) -> None:
+        if message.session_id == "global":
+            message.session_id = self.session_id
+
+    async def publish(self, event: Event) -> None:
+        """Publish ``event`` on the bus with this session's id."""
+        self._stamp(event)
+        await self.bus.publish(event)
+
+    async def execute(self, command: Command, *, timeout: float | None = None) -> CommandResult:
+        """Execute ``command`` on the bus with this session's id."""
+        self._stamp(command)
+        token = _current_session.set(self.session_id)
+        try:
+            return await self.bus.execute(command, timeout=timeout)
+        finally:
+            _current_session.reset(token)
+
+    async def __aenter__(self) -> BusSession:
+        self._token = _current_session.set(self.session_id)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for command_type in self._commands:
+            self._registry.remove_command(command_type, owner=self.session_id)
+        for event_type, handler in self._events:
+            self._registry.remove_event(event_type, handler)
+        self._commands.clear()
+        self._events.clear()
+        if self._token is not None:
+            _current_session.reset(self._token)
+            self._token = None

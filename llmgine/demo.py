@@ -1,0 +1,100 @@
+"""The offline demo behind ``python -m llmgine demo``: the bus at work in a few lines."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import TextIO
+
+from llmgine.bus import MessageBus
+from llmgine.messages import Command, Event
+from llmgine.observability import Metric, MetricEvent
+
+__all__ = ["DemoSummary", "run_demo"]
+
+_DOCUMENTS = {
+    "intro.txt": "llmgine carries commands and events on one bus and logs every one of them",
+    "empty.txt": "",
+    "notes.txt": "spans group events under the command that caused them",
+}
+
+
+class SummarizeDocumentCommand(Command):
+    """Count the words of one document."""
+
+    name: str
+    text: str
+
+
+class SummarizeCorpusCommand(Command):
+    """Summarize every document, one nested command each."""
+
+    names: list[str]
+
+
+class DocumentSummarizedEvent(Event):
+    """A document was summarized."""
+
+    name: str
+    words: int
+
+
+class DemoSummary:
+    """What the demo did: the log it wrote and the count of each line type."""
+
+    def __init__(self, log_path: Path, counts: Counter[str]) -> None:
+        self.log_path = log_path
+        self.counts = counts
+
+    @property
+    def lines(self) -> int:
+        """Number of lines in the log."""
+        return sum(self.counts.values())
+
+
+async def run_demo(log_dir: str | Path, out: TextIO) -> DemoSummary:
+    """Run the demo, writing its console output to ``out``; return what it logged."""
+    bus = MessageBus(log_dir=log_dir, log_filename="demo.jsonl", console_stream=out)
+    if bus.log_path is not None and bus.log_path.exists():
+        bus.log_path.unlink()
+    words_seen: list[int] = []
+
+    async def summarize(cmd: SummarizeDocumentCommand) -> int:
+        if not cmd.text:
+            raise ValueError(f"{cmd.name} is empty: nothing to summarize")
+        words = len(cmd.text.split())
+        await bus.publish(DocumentSummarizedEvent(name=cmd.name, words=words))
+        return words
+
+    async def summarize_corpus(cmd: SummarizeCorpusCommand) -> dict[str, int | None]:
+        results = {}
+        for name in cmd.names:
+            result = await bus.execute(SummarizeDocumentCommand(name=name, text=_DOCUMENTS[name]))
+            results[name] = result.result
+        return results
+
+    def count_words(event: DocumentSummarizedEvent) -> None:
+        words_seen.append(event.words)
+
+    async with bus:
+        bus.register_command_handler(SummarizeDocumentCommand, summarize)
+        bus.register_command_handler(SummarizeCorpusCommand, summarize_corpus)
+        bus.register_event_handler(DocumentSummarizedEvent, count_words)
+        result = await bus.execute(SummarizeCorpusCommand(names=list(_DOCUMENTS)))
+        await bus.wait_for_events()
+        await bus.publish(
+            MetricEvent(
+                metrics=[
+                    Metric(name="documents", value=len(_DOCUMENTS)),
+                    Metric(name="words", value=sum(words_seen), unit="words"),
+                ]
+            )
+        )
+    out.write(f"\nresult: {result.result}\n")
+    assert bus.log_path is not None
+    counts: Counter[str] = Counter()
+    with bus.log_path.open(encoding="utf-8") as lines:
+        for line in lines:
+            counts[json.loads(line)["type"]] += 1
+    return DemoSummary(bus.log_path, counts)

@@ -1,0 +1,49 @@
+"""The base of every message on the bus."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["BASE_FIELDS", "Message", "as_utc", "utc_now"]
+
+
+def utc_now() -> datetime:
+    """Return the current time as a timezone-aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """Return ``value`` in UTC; a naive datetime is taken as local time."""
+    return value.astimezone(UTC)
+
+
+class Message(BaseModel):
+    """Fields every command and event carries.
+
+    Subclasses add their own fields; construct them with keyword arguments.
+    A field JSON cannot hold is still allowed: the log writes it as its ``repr``.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    id: UUID = Field(default_factory=uuid4)
+    """Unique id of this message."""
+    timestamp: datetime = Field(default_factory=utc_now)
+    """When the message was created, timezone-aware UTC."""
+    session_id: str = "global"
+    """The session the message belongs to; stamped by ``bus.session(...)``."""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    """Free-form extra information, written to the log as is."""
+
+    @field_validator("timestamp")
+    @classmethod
+    def _timestamp_in_utc(cls, value: datetime) -> datetime:
+        return value if value.tzinfo is UTC else as_utc(value)
+
+
+BASE_FIELDS: frozenset[str] = frozenset(Message.model_fields)
+"""Names of the fields every message has; the log writes them in its envelope."""

@@ -1,0 +1,52 @@
+"""The console printer: one short line per metric and per finished span."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from llmgine.observability.events import MetricEvent, TraceEvent
+
+__all__ = ["ConsolePrinter"]
+
+
+class ConsolePrinter:
+    """Writes readable lines for metrics and span ends to a stream.
+
+    Args:
+        stream: Where to write; ``None`` means ``sys.stdout`` at the time of writing
+            (so a notebook's redirected stdout is honoured).
+        metrics: Print metric events.
+        traces: Print the end of every span.
+    """
+
+    def __init__(
+        self, stream: TextIO | None = None, *, metrics: bool = True, traces: bool = True
+    ) -> None:
+        self.stream = stream
+        self.metrics = metrics
+        self.traces = traces
+
+    def _write(self, text: str) -> None:
+        (self.stream or sys.stdout).write(text + "\n")
+
+    def on_metric(self, event: MetricEvent) -> None:
+        """Print one line per metric of ``event``."""
+        if not self.metrics:
+            return
+        for metric in event.metrics:
+            unit = f" {metric.unit}" if metric.unit else ""
+            tags = "".join(f" {k}={v}" for k, v in sorted(metric.tags.items()))
+            self._write(f"[metric] {metric.name}={metric.value:g}{unit}{tags}")
+
+    def on_trace(self, event: TraceEvent) -> None:
+        """Print one line when a span ends; span starts are not printed."""
+        if not self.traces or event.end_time is None:
+            return
+        duration = "" if event.duration_ms is None else f" {event.duration_ms:.1f} ms"
+        status = event.status or "UNSET"
+        message = f" ({event.status_message})" if event.status_message else ""
+        self._write(
+            f"[span] {event.name} {status}{duration}{message}"
+            f" trace={event.span_context.trace_id[:8]}"
+        )
