@@ -6,8 +6,6 @@ openai, IPython or ipywidgets until a feature that needs them is used).
 
 from __future__ import annotations
 
-from typing import Any
-
 from llmgine.bus import BusSession, BusStats, MessageBus, Registration, current_session_id
 from llmgine.errors import (
     BusStateError,
@@ -63,12 +61,4 @@ __all__ = [
     "__version__",
     "current_session_id",
     "current_span",
-    "load_ipython_extension",
 ]
-
-
-def load_ipython_extension(ipython: Any) -> None:
-    """Register the ``%llmgine`` magics: what ``%load_ext llmgine`` calls."""
-    from llmgine.notebook.extension import load_ipython_extension as load
-
-    load(ipython)

@@ -220,7 +220,9 @@ class MessageBus:
         """Remove the handler of ``command_type``; return whether there was one."""
         return self._registry.remove_command(command_type)
 
-    def register_event_handler(self, event_type: type[Event], handler: Callable[[Any], Any]) -> None:
+    def register_event_handler(
+        self, event_type: type[Event], handler: Callable[[Any], Any]
+    ) -> None:
         """Add ``handler`` (sync or async) for ``event_type`` and all its subclasses.
 
         Handlers run in registration order; a new definition of a registered
@@ -228,7 +230,9 @@ class MessageBus:
         """
         self._registry.add_event(event_type, handler, owner=None)
 
-    def unregister_event_handler(self, event_type: type[Event], handler: Callable[[Any], Any]) -> bool:
+    def unregister_event_handler(
+        self, event_type: type[Event], handler: Callable[[Any], Any]
+    ) -> bool:
         """Remove ``handler`` from ``event_type``; return whether it was registered."""
         return self._registry.remove_event(event_type, handler)
 
@@ -293,7 +297,10 @@ class MessageBus:
             command_type,
             kind="CHAIN",
             session_id=command.session_id,
-            attributes={"llmgine.command.type": command_type, "llmgine.command.id": str(command.id)},
+            attributes={
+                "llmgine.command.type": command_type,
+                "llmgine.command.id": str(command.id),
+            },
         )
         async with span:
             if self._log is not None:
@@ -302,7 +309,9 @@ class MessageBus:
             try:
                 result = await self._run_command(entry, command, timeout)
             except asyncio.CancelledError:
-                failed = self._failure(command, start, "the command was cancelled", "CancelledError")
+                failed = self._failure(
+                    command, start, "the command was cancelled", "CancelledError"
+                )
                 await self._publish_failure(command, failed, "", span)
                 raise
             except Exception as exc:
@@ -335,7 +344,9 @@ class MessageBus:
             else:
                 async with asyncio.timeout(timeout):
                     value = await value
-        return value if isinstance(value, CommandResult) else CommandResult(success=True, result=value)
+        return (
+            value if isinstance(value, CommandResult) else CommandResult(success=True, result=value)
+        )
 
     @staticmethod
     def _failure(command: Command, start: float, error: str, error_type: str) -> CommandResult:

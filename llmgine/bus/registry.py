@@ -155,11 +155,7 @@ class HandlerRegistry:
         """Return the handlers that hear ``event_type``, in registration order."""
         handlers = self._cache.get(event_type)
         if handlers is None:
-            found = [
-                entry
-                for cls in event_type.__mro__
-                for entry in self._events.get(cls, ())  # type: ignore[call-overload]
-            ]
+            found = [entry for cls in event_type.__mro__ for entry in self._events.get(cls, ())]
             handlers = tuple(sorted(found, key=lambda e: e.order))
             self._cache[event_type] = handlers
         return handlers

@@ -52,7 +52,9 @@ class BusSession:
         self._registry.add_command(command_type, handler, owner=self.session_id)
         self._commands.append(command_type)
 
-    def register_event_handler(self, event_type: type[Event], handler: Callable[[Any], Any]) -> None:
+    def register_event_handler(
+        self, event_type: type[Event], handler: Callable[[Any], Any]
+    ) -> None:
         """Add a handler of ``event_type`` until the session ends."""
         self._registry.add_event(event_type, handler, owner=self.session_id)
         self._events.append((event_type, handler))

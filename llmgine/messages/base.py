@@ -45,5 +45,5 @@ class Message(BaseModel):
         return value if value.tzinfo is UTC else as_utc(value)
 
 
-BASE_FIELDS: frozenset[str] = frozenset(Message.model_fields)
+BASE_FIELDS: set[str] = set(Message.model_fields)
 """Names of the fields every message has; the log writes them in its envelope."""

@@ -112,4 +112,6 @@ class JsonlLog:
                 self._file.close()
                 self._file = None
         elif self._buffer:
-            logger.debug("%d log lines were never written: the log was not opened", len(self._buffer))
+            logger.debug(
+                "%d log lines were never written: the log was not opened", len(self._buffer)
+            )

@@ -66,7 +66,7 @@ class Span:
         self.attributes[key] = value
 
     def set_status(self, status: str, message: str | None = None) -> None:
-        """Set the status the span ends with (``"OK"`` or ``"ERROR"``) unless an exception ends it."""
+        """Set the status to end with (``"OK"``/``"ERROR"``), unless an exception ends the span."""
         self.status = status
         self.status_message = message
 

@@ -1,0 +1,36 @@
+"""Shared fixtures: a started bus writing its log to a temporary directory."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmgine.bus import MessageBus
+
+
+@pytest.fixture
+def console() -> io.StringIO:
+    return io.StringIO()
+
+
+@pytest.fixture
+async def bus(tmp_path: Path, console: io.StringIO) -> AsyncIterator[MessageBus]:
+    bus = MessageBus(log_dir=tmp_path / "logs", log_filename="test.jsonl", console_stream=console)
+    await bus.start()
+    yield bus
+    await bus.stop()
+
+
+@pytest.fixture
+def read_log() -> Callable[[Path | None], list[dict[str, Any]]]:
+    def read(path: Path | None) -> list[dict[str, Any]]:
+        assert path is not None
+        with path.open(encoding="utf-8") as f:
+            return [json.loads(line) for line in f]
+
+    return read

@@ -1,0 +1,72 @@
+"""`python -m llmgine demo` and the README's two Quickstart commands."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmgine.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_runs_offline_and_reports_its_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--log-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    log = tmp_path / "demo.jsonl"
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert f"The log is {log} ({len(lines)} lines)" in out
+    assert "[metric] words=23 words" in out
+    assert "ERROR" in out  # the empty document fails, on purpose
+    types_ = [line["type"] for line in lines]
+    assert types_.count("CommandErrorEvent") == 1
+    assert types_.count("SummarizeDocumentCommand") == 3
+    assert f"{types_.count('TraceEvent'):4d}  TraceEvent" in out
+
+
+def test_demo_twice_starts_a_fresh_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["demo", "--log-dir", str(tmp_path)])
+    first = (tmp_path / "demo.jsonl").read_text().count("\n")
+    main(["demo", "--log-dir", str(tmp_path)])
+    assert (tmp_path / "demo.jsonl").read_text().count("\n") == first
+
+
+def test_no_subcommand_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "demo" in capsys.readouterr().out
+
+
+def test_python_dash_m_runs_as_a_module(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "llmgine", "demo", "--log-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "The log is" in out.stdout
+
+
+def quickstart_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    quickstart = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", quickstart, re.DOTALL)
+    return [line for block in blocks for line in block.splitlines() if not line.startswith("#")]
+
+
+def test_the_readme_quickstart_is_exactly_two_one_line_commands() -> None:
+    commands = quickstart_commands()
+    assert len(commands) == 2
+    assert "python -m llmgine demo" in commands[0]
+    assert "pytest" in commands[1]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert quickstart_commands()[1] in ci.splitlines()
