@@ -31,7 +31,7 @@ from llmgine.messages.events import (
 )
 from llmgine.observability.console import ConsolePrinter
 from llmgine.observability.events import MetricEvent, SpanContext, TraceEvent
-from llmgine.observability.jsonl import JsonlLog, encode_line
+from llmgine.observability.jsonl import JsonlLog, encode_fields, encode_line
 from llmgine.observability.spans import Span, _current_span
 
 __all__ = ["BusStats", "MessageBus"]
@@ -87,7 +87,7 @@ class MessageBus:
         enable_console_traces: bool = True,
         *,
         console_stream: TextIO | None = None,
-        max_queue_size: int = 10_000,
+        max_queue_size: int = 1_000,
     ) -> None:
         if max_queue_size < 1:
             raise ValueError(f"max_queue_size must be at least 1; got {max_queue_size}.")
@@ -111,8 +111,10 @@ class MessageBus:
         self._idle = asyncio.Event()
         self._space = asyncio.Event()
         self._space_waiters = 0
-        self.register_event_handler(MetricEvent, self.console.on_metric)
-        self.register_event_handler(TraceEvent, self.console.on_trace)
+        if enable_console_metrics or enable_console_traces:
+            # Both are registered so either flag can be switched on later via bus.console.
+            self.register_event_handler(MetricEvent, self.console.on_metric)
+            self.register_event_handler(TraceEvent, self.console.on_trace)
 
     def __repr__(self) -> str:
         state = "running" if self.is_running else "stopped"
@@ -264,7 +266,8 @@ class MessageBus:
 
     def span(self, name: str, *, kind: str = "INTERNAL", **attributes: Any) -> Span:
         """Return a custom span: ``async with bus.span("load", rows=10) as span:``."""
-        return Span(self.publish, name, kind=kind, attributes=attributes)
+        session_id = _current_session.get() or "global"
+        return Span(self._emit, name, kind=kind, session_id=session_id, attributes=attributes)
 
     # ------------------------------------------------------------ messages
 
@@ -293,7 +296,7 @@ class MessageBus:
         command_type = type(command).__name__
         self.stats.commands_executed += 1
         span = Span(
-            self.publish,
+            self._emit,
             command_type,
             kind="CHAIN",
             session_id=command.session_id,
@@ -307,7 +310,13 @@ class MessageBus:
                 self._log.write(encode_line("command", command, span.context))
             start = time.perf_counter()
             try:
-                result = await self._run_command(entry, command, timeout)
+                value = entry.fn(command)
+                if isawaitable(value):
+                    if timeout is None:
+                        value = await value
+                    else:
+                        async with asyncio.timeout(timeout):
+                            value = await value
             except asyncio.CancelledError:
                 failed = self._failure(
                     command, start, "the command was cancelled", "CancelledError"
@@ -322,31 +331,19 @@ class MessageBus:
                 result = self._failure(command, start, message, type(exc).__name__)
                 await self._publish_failure(command, result, traceback.format_exc(), span)
                 return result
+            if isinstance(value, CommandResult):
+                result = value
+            else:
+                result = CommandResult(success=True, result=value)
             result.command_id = result.command_id or command.id
             result.command_type = result.command_type or command_type
             if result.duration_ms is None:
                 result.duration_ms = (time.perf_counter() - start) * 1000.0
             if result.success:
-                await self.publish(
-                    CommandResultEvent(command_result=result, session_id=command.session_id)
-                )
+                await self._emit(CommandResultEvent, command.session_id, {"command_result": result})
             else:
                 await self._publish_failure(command, result, "", span)
         return result
-
-    async def _run_command(
-        self, entry: HandlerEntry, command: Command, timeout: float | None
-    ) -> CommandResult:
-        value = entry.fn(command)
-        if isawaitable(value):
-            if timeout is None:
-                value = await value
-            else:
-                async with asyncio.timeout(timeout):
-                    value = await value
-        return (
-            value if isinstance(value, CommandResult) else CommandResult(success=True, result=value)
-        )
 
     @staticmethod
     def _failure(command: Command, start: float, error: str, error_type: str) -> CommandResult:
@@ -364,8 +361,8 @@ class MessageBus:
     ) -> None:
         self.stats.commands_failed += 1
         span.set_status("ERROR", f"{result.error_type}: {result.error}")
-        await self.publish(
-            CommandErrorEvent(command_result=result, traceback=tb, session_id=command.session_id)
+        await self._emit(
+            CommandErrorEvent, command.session_id, {"command_result": result, "traceback": tb}
         )
 
     async def publish(self, event: Event) -> None:
@@ -397,6 +394,20 @@ class MessageBus:
             self._idle.clear()
             self._wakeup.set()
 
+    async def _emit(self, event_type: type[Event], session_id: str, fields: dict[str, Any]) -> None:
+        """Publish one of the bus's own events, building it only if a handler listens.
+
+        With no handler for ``event_type`` the event is written to the log straight
+        from ``fields`` (the same line ``publish`` would write) and goes no further.
+        """
+        if self._running and not self._registry.event_handlers(event_type):
+            self.stats.events_published += 1
+            if self._log is not None:
+                span = _current_span.get()
+                self._log.write(encode_fields(event_type, fields, session_id=session_id, span=span))
+            return
+        await self.publish(event_type(session_id=session_id, **fields))
+
     @staticmethod
     def _stamp(message: Command | Event) -> None:
         session_id = _current_session.get()
@@ -416,6 +427,8 @@ class MessageBus:
 
     async def _consume(self) -> None:
         queue = self._queue
+        handlers_for = self._registry.event_handlers
+        stats = self.stats
         try:
             while True:
                 if not queue:
@@ -432,37 +445,34 @@ class MessageBus:
                 if self._space_waiters and len(queue) < self._max:
                     self._space.set()
                 self._dispatching = True
-                await self._dispatch(event, span)
+                stats.events_handled += 1
+                handlers = handlers_for(type(event))
+                if not handlers:
+                    continue
+                # Handlers run in the span and session the event was published in.
+                span_token = _current_span.set(span) if span is not None else None
+                session_token = (
+                    _current_session.set(event.session_id) if event.session_id != "global" else None
+                )
+                try:
+                    for entry in handlers:
+                        try:
+                            value = entry.fn(event)
+                            if entry.is_async or (value is not None and isawaitable(value)):
+                                await value
+                        except Exception as exc:
+                            await self._handler_failed(event, entry, exc)
+                finally:
+                    if session_token is not None:
+                        _current_session.reset(session_token)
+                    if span_token is not None:
+                        _current_span.reset(span_token)
         finally:
             # Whatever is still queued (a cancelled loop) waits for the next start().
             self._running = False
             self._dispatching = False
             self._idle.set()
             self._space.set()
-
-    async def _dispatch(self, event: Event, span: SpanContext | None) -> None:
-        self.stats.events_handled += 1
-        handlers = self._registry.event_handlers(type(event))
-        if not handlers:
-            return
-        # Handlers run in the span and session the event was published in.
-        span_token = _current_span.set(span) if span is not None else None
-        session_token = (
-            _current_session.set(event.session_id) if event.session_id != "global" else None
-        )
-        try:
-            for entry in handlers:
-                try:
-                    value = entry.fn(event)
-                    if entry.is_async or (value is not None and isawaitable(value)):
-                        await value
-                except Exception as exc:
-                    await self._handler_failed(event, entry, exc)
-        finally:
-            if session_token is not None:
-                _current_session.reset(session_token)
-            if span_token is not None:
-                _current_span.reset(span_token)
 
     async def _handler_failed(self, event: Event, entry: HandlerEntry, exc: Exception) -> None:
         self.stats.handler_failures += 1

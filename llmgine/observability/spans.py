@@ -13,7 +13,10 @@ from llmgine.messages.base import utc_now
 from llmgine.messages.events import Event
 from llmgine.observability.events import SpanContext, TraceEvent
 
-__all__ = ["Span", "current_span", "new_span_context"]
+__all__ = ["Emit", "Span", "current_span", "new_span_context"]
+
+Emit = Callable[[type[Event], str, dict[str, Any]], Awaitable[None]]
+"""How a span publishes its events: ``emit(event_type, session_id, fields)``."""
 
 _current_span: ContextVar[SpanContext | None] = ContextVar("llmgine_span", default=None)
 
@@ -42,11 +45,11 @@ class Span:
 
     def __init__(
         self,
-        publish: Callable[[Event], Awaitable[None]],
+        emit: Emit,
         name: str,
         *,
         kind: str = "INTERNAL",
-        session_id: str | None = None,
+        session_id: str = "global",
         attributes: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
@@ -56,7 +59,7 @@ class Span:
         self.status = "UNSET"
         self.status_message: str | None = None
         self.duration_ms: float | None = None
-        self._publish = publish
+        self._emit = emit
         self._session_id = session_id
         self._start = 0.0
         self._token: Any = None
@@ -70,16 +73,14 @@ class Span:
         self.status = status
         self.status_message = message
 
-    def _event(self, **fields: Any) -> TraceEvent:
-        event = TraceEvent(name=self.name, span_context=self.context, span_kind=self.kind, **fields)
-        if self._session_id is not None:
-            event.session_id = self._session_id
-        return event
+    async def _publish(self, **fields: Any) -> None:
+        fields.update(name=self.name, span_context=self.context, span_kind=self.kind)
+        await self._emit(TraceEvent, self._session_id, fields)
 
     async def __aenter__(self) -> Span:
         self._token = _current_span.set(self.context)
         self._start = time.perf_counter()
-        await self._publish(self._event(start_time=utc_now(), attributes=dict(self.attributes)))
+        await self._publish(start_time=utc_now(), attributes=dict(self.attributes))
         return self
 
     async def __aexit__(
@@ -95,13 +96,11 @@ class Span:
             self.status = "OK"
         try:
             await self._publish(
-                self._event(
-                    end_time=utc_now(),
-                    status=self.status,
-                    status_message=self.status_message,
-                    duration_ms=self.duration_ms,
-                    attributes=dict(self.attributes),
-                )
+                end_time=utc_now(),
+                status=self.status,
+                status_message=self.status_message,
+                duration_ms=self.duration_ms,
+                attributes=dict(self.attributes),
             )
         finally:
             _current_span.reset(self._token)

@@ -149,17 +149,68 @@ async def test_no_log_dir_writes_no_file(tmp_path: Path, monkeypatch: Any) -> No
 
 def test_the_writer_writes_whole_lines_only(tmp_path: Path) -> None:
     log = JsonlLog(tmp_path / "sub" / "x.jsonl", max_buffered_lines=3)
-    log.write('{"a": 1}\n')  # before open: kept in memory
+    log.write(b'{"a": 1}\n')  # before open: kept in memory
     log.open()
     assert (tmp_path / "sub" / "x.jsonl").read_text() == '{"a": 1}\n'
-    log.write('{"a": 2}\n')
-    log.write('{"a": 3}\n')
+    log.write(b'{"a": 2}\n')
+    log.write(b'{"a": 3}\n')
     assert log.path.read_text().count("\n") == 1  # buffered
-    log.write('{"a": 4}\n')  # the third buffered line triggers a flush
+    log.write(b'{"a": 4}\n')  # the third buffered line triggers a flush
     text = log.path.read_text()
     assert text.endswith("\n")
     assert [json.loads(x)["a"] for x in text.splitlines()] == [1, 2, 3, 4]
-    log.write('{"a": 5}\n')
+    log.write(b'{"a": 5}\n')
     log.close()
     assert log.lines_written == 5
     assert not log.is_open
+
+
+def test_encoding_from_fields_matches_encoding_the_model() -> None:
+    from llmgine import CommandResult, CommandResultEvent, SpanContext, TraceEvent
+    from llmgine.messages.base import utc_now
+    from llmgine.observability.jsonl import encode_fields, encode_line
+
+    ctx = SpanContext(trace_id="t" * 32, span_id="s" * 16, parent_span_id="p" * 16)
+    cases: list[tuple[type[Event], dict[str, Any]]] = [
+        (
+            TraceEvent,
+            {
+                "name": "X",
+                "span_context": ctx,
+                "span_kind": "CHAIN",
+                "start_time": utc_now(),
+                "attributes": {"a": 1, "odd": Unserializable()},
+            },
+        ),
+        (TraceEvent, {"name": "Y", "span_context": ctx, "end_time": utc_now(), "status": "OK"}),
+        (CommandResultEvent, {"command_result": CommandResult(success=True, result=[1, "x"])}),
+    ]
+    for event_type, fields in cases:
+        fast = json.loads(encode_fields(event_type, fields, session_id="s1", span=ctx))
+        slow = json.loads(encode_line("event", event_type(session_id="s1", **fields), ctx))
+        for key in ("id", "timestamp"):
+            assert fast.pop(key) != slow.pop(key)  # fresh for each message
+        assert fast == slow
+        assert list(fast["data"]) == list(slow["data"])  # same field order too
+
+
+async def test_spans_nobody_listens_to_are_still_logged(tmp_path: Path, read_log: ReadLog) -> None:
+    bus = MessageBus(
+        log_dir=tmp_path,
+        log_filename="quiet.jsonl",
+        enable_console_metrics=False,
+        enable_console_traces=False,
+    )
+    bus.register_command_handler(SaveCommand, lambda c: c.name)
+    async with bus:
+        await bus.execute(SaveCommand(name="a"))
+    lines = read_log(bus.log_path)
+    assert [line["type"] for line in lines] == [
+        "TraceEvent",
+        "SaveCommand",
+        "CommandResultEvent",
+        "TraceEvent",
+    ]
+    assert lines[2]["data"]["command_result"]["result"] == "a"
+    assert lines[3]["data"]["status"] == "OK"
+    assert bus.stats.events_published == 3

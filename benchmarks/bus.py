@@ -1,0 +1,181 @@
+"""MessageBus throughput and memory, as ratios against a same-run baseline.
+
+Baseline: the bare work a logged publish needs -- build the same pydantic event,
+one asyncio.Queue hop, ``model_dump_json``, a buffered file write.
+Measured: ``bus.publish`` (JSONL on, one trivial async handler) and ``bus.execute``
+(one trivial async handler; each execute also publishes a result and two span events),
+and RSS growth over a million published events.
+
+    python benchmarks/bus.py [--events 200000] [--rounds 3] [--memory-events 1000000]
+
+Targets: publish >= 0.8x baseline, execute >= 0.3x baseline, RSS growth <= 50 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from llmgine.bus import MessageBus
+from llmgine.messages import Command, Event
+
+
+class BenchEvent(Event):
+    n: int
+    text: str
+
+
+class BenchCommand(Command):
+    n: int
+
+
+TEXT = "the quick brown fox jumps over the lazy dog"
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+async def baseline(n: int, path: Path) -> float:
+    queue: asyncio.Queue[BenchEvent | None] = asyncio.Queue(maxsize=10_000)
+    with path.open("w", encoding="utf-8") as out:
+
+        async def consume() -> None:
+            while (event := await queue.get()) is not None:
+                out.write(event.model_dump_json() + "\n")
+
+        start = time.perf_counter()
+        consumer = asyncio.create_task(consume())
+        for i in range(n):
+            await queue.put(BenchEvent(n=i, text=TEXT))
+        await queue.put(None)
+        await consumer
+        out.flush()
+        return n / (time.perf_counter() - start)
+
+
+async def bus_publish(n: int, log_dir: Path) -> float:
+    bus = MessageBus(
+        log_dir=log_dir,
+        log_filename="publish.jsonl",
+        enable_console_metrics=False,
+        enable_console_traces=False,
+    )
+
+    async def handler(event: BenchEvent) -> None:
+        return None
+
+    bus.register_event_handler(BenchEvent, handler)
+    await bus.start()
+    start = time.perf_counter()
+    for i in range(n):
+        await bus.publish(BenchEvent(n=i, text=TEXT))
+    await bus.stop()
+    return n / (time.perf_counter() - start)
+
+
+async def bus_execute(n: int, log_dir: Path) -> float:
+    bus = MessageBus(
+        log_dir=log_dir,
+        log_filename="execute.jsonl",
+        enable_console_metrics=False,
+        enable_console_traces=False,
+    )
+
+    async def handler(command: BenchCommand) -> int:
+        return command.n
+
+    bus.register_command_handler(BenchCommand, handler)
+    await bus.start()
+    start = time.perf_counter()
+    for i in range(n):
+        await bus.execute(BenchCommand(n=i))
+    await bus.stop()
+    return n / (time.perf_counter() - start)
+
+
+async def memory_growth(n: int, log_dir: Path) -> tuple[float, float]:
+    bus = MessageBus(
+        log_dir=log_dir,
+        log_filename="memory.jsonl",
+        enable_console_metrics=False,
+        enable_console_traces=False,
+    )
+
+    async def handler(event: BenchEvent) -> None:
+        return None
+
+    bus.register_event_handler(BenchEvent, handler)
+    await bus.start()
+    for i in range(10_000):  # warm up caches and allocator
+        await bus.publish(BenchEvent(n=i, text=TEXT))
+    await bus.wait_for_events()
+    gc.collect()
+    before = rss_mb()
+    for i in range(n):
+        await bus.publish(BenchEvent(n=i, text=TEXT))
+    await bus.wait_for_events()
+    gc.collect()
+    after = rss_mb()
+    await bus.stop()
+    return before, after
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=50_000, help="events per round")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--memory-events", type=int, default=1_000_000)
+    args = parser.parse_args()
+    ratios: dict[str, list[float]] = {"publish": [], "execute": []}
+    rates: dict[str, list[float]] = {"baseline": [], "publish": [], "execute": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        log_dir = Path(tmp)
+        for round_ in range(1, args.rounds + 1):
+            # Short interleaved rounds: machine noise hits every contender alike, and each
+            # round's ratio compares runs made seconds apart. The median ratio is reported.
+            base = asyncio.run(baseline(args.events, log_dir / "baseline.jsonl"))
+            publish = asyncio.run(bus_publish(args.events, log_dir))
+            execute = asyncio.run(bus_execute(args.events // 4, log_dir))
+            for name, rate in (("baseline", base), ("publish", publish), ("execute", execute)):
+                rates[name].append(rate)
+            ratios["publish"].append(publish / base)
+            ratios["execute"].append(execute / base)
+            for path in log_dir.iterdir():
+                path.unlink()
+            print(
+                f"round {round_}: baseline {base:,.0f}/s  publish {publish:,.0f}/s "
+                f"({publish / base:.2f}x)  execute {execute:,.0f}/s ({execute / base:.2f}x)"
+            )
+        med = statistics.median
+        print()
+        print(
+            "baseline (pydantic event + asyncio.Queue hop + model_dump_json + buffered write): "
+            f"{med(rates['baseline']):,.0f} events/s (median)"
+        )
+        print(
+            f"bus.publish (JSONL on, 1 async handler): {med(rates['publish']):,.0f} events/s; "
+            f"median ratio {med(ratios['publish']):.2f}x baseline (target >= 0.80x)"
+        )
+        print(
+            "bus.execute (1 async handler; command + result + 2 span lines logged): "
+            f"{med(rates['execute']):,.0f} commands/s; "
+            f"median ratio {med(ratios['execute']):.2f}x baseline (target >= 0.30x)"
+        )
+        before, after = asyncio.run(memory_growth(args.memory_events, log_dir))
+        print(
+            f"RSS over {args.memory_events:,} published events: {before:.0f} MB -> {after:.0f} MB "
+            f"= {after - before:+.1f} MB (target <= 50 MB)"
+        )
+
+
+if __name__ == "__main__":
+    main()
