@@ -76,10 +76,10 @@ async def test_a_bus_restarts_and_appends_to_the_same_log(
 
 def test_a_bus_restarts_on_another_event_loop(tmp_path: Path) -> None:
     bus = MessageBus(log_dir=tmp_path, log_filename="loops.jsonl", enable_console_traces=False)
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[int, asyncio.AbstractEventLoop]] = []
 
     async def record(e: TickedEvent) -> None:
-        seen.append((e.n, id(asyncio.get_running_loop())))
+        seen.append((e.n, asyncio.get_running_loop()))  # kept alive, so identities differ
 
     bus.register_event_handler(TickedEvent, record)
 
@@ -94,7 +94,8 @@ def test_a_bus_restarts_on_another_event_loop(tmp_path: Path) -> None:
     thread.join()
     asyncio.run(one_round(3))
     assert [n for n, _ in seen] == [1, 2, 3]
-    assert len({loop for _, loop in seen}) == 3
+    loops = [loop for _, loop in seen]
+    assert len({id(loop) for loop in loops}) == 3
 
 
 def test_a_loop_that_closes_without_stop_loses_nothing(tmp_path: Path) -> None:
