@@ -8,16 +8,34 @@ keeps working::
     LLMgineError
     ├── HandlerAlreadyRegisteredError   (also ValueError)
     ├── HandlerNotFoundError            (also LookupError)
-    └── BusStateError                   (also RuntimeError)
+    ├── BusStateError                   (also RuntimeError)
+    ├── CommandFailedError              a convenience call's command failed
+    ├── ConfigurationError              (also ValueError)
+    │   └── MissingAPIKeyError
+    ├── ToolError                       (also ValueError)
+    └── ProviderError
+        ├── ProviderAuthenticationError
+        ├── ProviderRateLimitError
+        ├── ProviderConnectionError     (also ConnectionError)
+        └── ProviderExhaustedError
 """
 
 from __future__ import annotations
 
 __all__ = [
     "BusStateError",
+    "CommandFailedError",
+    "ConfigurationError",
     "HandlerAlreadyRegisteredError",
     "HandlerNotFoundError",
     "LLMgineError",
+    "MissingAPIKeyError",
+    "ProviderAuthenticationError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderExhaustedError",
+    "ProviderRateLimitError",
+    "ToolError",
 ]
 
 
@@ -35,3 +53,46 @@ class HandlerNotFoundError(LLMgineError, LookupError):
 
 class BusStateError(LLMgineError, RuntimeError):
     """The bus was asked for something its current state does not allow."""
+
+
+class CommandFailedError(LLMgineError):
+    """A convenience call (such as ``engine.chat``) ran a command that failed.
+
+    The failed :class:`~llmgine.messages.CommandResult` is in ``result``.
+    """
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class ConfigurationError(LLMgineError, ValueError):
+    """A setting is wrong: an unknown model string, a missing file, a bad option."""
+
+
+class MissingAPIKeyError(ConfigurationError):
+    """A provider that needs an API key has none."""
+
+
+class ToolError(LLMgineError, ValueError):
+    """A tool call cannot run as asked; its message goes back to the model."""
+
+
+class ProviderError(LLMgineError):
+    """A provider call failed; the message says why and what to do."""
+
+
+class ProviderAuthenticationError(ProviderError):
+    """The provider rejected the credentials (HTTP 401/403)."""
+
+
+class ProviderRateLimitError(ProviderError):
+    """The provider is rate limiting or out of quota (HTTP 429)."""
+
+
+class ProviderConnectionError(ProviderError, ConnectionError):
+    """The provider could not be reached, or did not answer in time."""
+
+
+class ProviderExhaustedError(ProviderError):
+    """A scripted or replay provider has no replies left."""

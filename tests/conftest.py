@@ -34,3 +34,27 @@ def read_log() -> Callable[[Path | None], list[dict[str, Any]]]:
             return [json.loads(line) for line in f]
 
     return read
+
+
+@pytest.fixture(autouse=True)
+def _offline_and_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test talks to a real model: no keys in the environment, no socket off this machine."""
+    import ipaddress
+    import socket
+
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "LLMGINE_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    real_connect = socket.socket.connect
+
+    def guarded_connect(self: socket.socket, address: Any) -> None:
+        if isinstance(address, tuple):
+            host = address[0]
+            try:
+                loopback = ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                loopback = host == "localhost"
+            if not loopback:
+                raise ConnectionRefusedError(f"tests may only connect to loopback, not {host}")
+        real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)

@@ -9,10 +9,11 @@ import types
 import llmgine
 import llmgine.bus
 import llmgine.errors
+import llmgine.llm
 import llmgine.messages
 import llmgine.observability
 
-SUBPACKAGES = [llmgine.bus, llmgine.errors, llmgine.messages, llmgine.observability]
+SUBPACKAGES = [llmgine.bus, llmgine.errors, llmgine.llm, llmgine.messages, llmgine.observability]
 
 
 def test_all_is_sorted_and_unique() -> None:
@@ -52,7 +53,7 @@ def test_errors_share_one_root_and_the_tree_is_drawn() -> None:
 def test_import_llmgine_stays_light() -> None:
     heavy = ["pandas", "openai", "IPython", "ipywidgets", "matplotlib", "numpy"]
     code = (
-        "import sys, llmgine, llmgine.bus, llmgine.observability, llmgine.messages\n"
+        "import sys, llmgine, llmgine.bus, llmgine.observability, llmgine.messages, llmgine.llm\n"
         f"print([m for m in {heavy!r} if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

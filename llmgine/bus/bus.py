@@ -305,6 +305,20 @@ class MessageBus:
                 "llmgine.command.id": str(command.id),
             },
         )
+        # The handler runs in the command's session: what it publishes is stamped with it.
+        session_token = (
+            _current_session.set(command.session_id) if command.session_id != "global" else None
+        )
+        try:
+            return await self._execute_in_span(command, entry, span, timeout)
+        finally:
+            if session_token is not None:
+                _current_session.reset(session_token)
+
+    async def _execute_in_span(
+        self, command: Command, entry: HandlerEntry, span: Span, timeout: float | None
+    ) -> CommandResult:
+        command_type = span.name
         async with span:
             if self._log is not None:
                 self._log.write(encode_line("command", command, span.context))

@@ -1,0 +1,46 @@
+"""The LLM layer: the engine, its commands and events, tools, conversations and providers."""
+
+from llmgine.llm.commands import ClearConversationCommand, PromptCommand, SetSystemPromptCommand
+from llmgine.llm.context import Conversation, ConversationStore
+from llmgine.llm.engine import LLMEngine
+from llmgine.llm.events import LLMDeltaEvent, LLMResponseEvent, ToolCallEvent, ToolResultEvent
+from llmgine.llm.providers import (
+    OfflineProvider,
+    OpenAIProvider,
+    Provider,
+    ReplayProvider,
+    ScriptedProvider,
+    default_model,
+    provider_for,
+)
+from llmgine.llm.tools import Tool, ToolRegistry, tool
+from llmgine.llm.types import ChatMessage, Completion, LLMRequest, StreamChunk, ToolCall, Usage
+
+__all__ = [
+    "ChatMessage",
+    "ClearConversationCommand",
+    "Completion",
+    "Conversation",
+    "ConversationStore",
+    "LLMDeltaEvent",
+    "LLMEngine",
+    "LLMRequest",
+    "LLMResponseEvent",
+    "OfflineProvider",
+    "OpenAIProvider",
+    "PromptCommand",
+    "Provider",
+    "ReplayProvider",
+    "ScriptedProvider",
+    "SetSystemPromptCommand",
+    "StreamChunk",
+    "Tool",
+    "ToolCall",
+    "ToolCallEvent",
+    "ToolRegistry",
+    "ToolResultEvent",
+    "Usage",
+    "default_model",
+    "provider_for",
+    "tool",
+]

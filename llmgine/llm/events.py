@@ -1,0 +1,62 @@
+"""Events the LLM engine publishes."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+from uuid import UUID
+
+from pydantic import Field
+
+from llmgine.llm.types import ToolCall, Usage
+from llmgine.messages.events import Event
+
+__all__ = ["LLMDeltaEvent", "LLMResponseEvent", "ToolCallEvent", "ToolResultEvent"]
+
+
+class LLMResponseEvent(Event):
+    """A provider answered one call (one round of a prompt)."""
+
+    conversation_id: str
+    prompt_id: UUID
+    """The ``id`` of the ``PromptCommand`` this answers."""
+    content: str | None
+    model: str
+    provider: str
+    finish_reason: str | None
+    usage: Usage = Field(default_factory=Usage)
+    latency_ms: float
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_call_count: int = 0
+
+
+class ToolCallEvent(Event):
+    """The model asked for a tool; it is about to run."""
+
+    conversation_id: str
+    prompt_id: UUID
+    call_id: str
+    tool_name: str
+    arguments: str
+    """The arguments as the model wrote them (JSON)."""
+
+
+class ToolResultEvent(Event):
+    """A tool ran (or could not): its result or error goes back to the model."""
+
+    conversation_id: str
+    prompt_id: UUID
+    call_id: str
+    tool_name: str
+    result: Any = None
+    error: str | None = None
+    duration_ms: float
+
+
+class LLMDeltaEvent(Event):
+    """A piece of streamed text, for UIs; not written to the log (the response carries it)."""
+
+    log_to_file: ClassVar[bool] = False
+
+    conversation_id: str
+    prompt_id: UUID
+    delta: str

@@ -1,0 +1,56 @@
+"""The one small interface every provider implements: complete and stream."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from typing import ClassVar
+
+from llmgine.llm.types import Completion, LLMRequest, StreamChunk
+
+__all__ = ["Provider", "count_tokens", "word_chunks"]
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_WORD = re.compile(r"\s*\S+\s*|\s+")
+
+
+def count_tokens(text: str | None) -> int:
+    """Count tokens simply: words and punctuation marks (for providers that report none)."""
+    return len(_TOKEN.findall(text or ""))
+
+
+def word_chunks(text: str) -> list[str]:
+    """Split ``text`` into word-sized pieces that join back to exactly ``text``."""
+    return _WORD.findall(text)
+
+
+class Provider(ABC):
+    """Translates an :class:`LLMRequest` into one provider's API and back.
+
+    The engine owns conversations, tools and the loop; a provider only answers
+    one request. ``stream`` defaults to the completion cut into words.
+
+    Args:
+        model: The model requests use unless they name another.
+    """
+
+    name: ClassVar[str]
+    """The provider's name, used as ``gen_ai.provider.name``."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.model!r})"
+
+    @abstractmethod
+    async def complete(self, request: LLMRequest) -> Completion:
+        """Answer ``request`` in one piece."""
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamChunk]:
+        """Answer ``request`` as text deltas, then one chunk carrying the whole completion."""
+        completion = await self.complete(request)
+        for piece in word_chunks(completion.content or ""):
+            yield StreamChunk(delta=piece)
+        yield StreamChunk(completion=completion)

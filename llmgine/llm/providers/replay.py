@@ -1,0 +1,83 @@
+"""The replay provider: the LLM responses of a recorded llmgine log, played back in order."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from llmgine.errors import ConfigurationError, ProviderExhaustedError
+from llmgine.llm.providers.base import Provider
+from llmgine.llm.types import Completion, LLMRequest, ToolCall, Usage
+
+__all__ = ["ReplayProvider", "read_responses"]
+
+logger = logging.getLogger(__name__)
+
+
+def read_responses(path: str | Path) -> list[Completion]:
+    """Return the ``LLMResponseEvent``s of an llmgine JSONL log as completions, in order.
+
+    Raises:
+        ConfigurationError: The file is missing or holds no LLM response.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigurationError(f"replay: no log file at {path}; record one with a real model.")
+    completions: list[Completion] = []
+    skipped = 0
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            if '"LLMResponseEvent"' not in line:
+                continue
+            try:
+                data = json.loads(line)["data"]
+                completions.append(
+                    Completion(
+                        content=data.get("content"),
+                        tool_calls=[ToolCall(**c) for c in data.get("tool_calls", [])],
+                        finish_reason=data.get("finish_reason"),
+                        usage=Usage(**data.get("usage", {})),
+                        model=data.get("model"),
+                    )
+                )
+            except (ValueError, KeyError, TypeError):
+                skipped += 1
+    if skipped:
+        logger.warning("replay: skipped %d unreadable LLMResponseEvent lines in %s", skipped, path)
+    if not completions:
+        raise ConfigurationError(f"replay: {path} holds no LLMResponseEvent to replay.")
+    return completions
+
+
+class ReplayProvider(Provider):
+    """Answers with the responses recorded in an llmgine log, one per call, in order.
+
+    Record a session with a real model once; replay it anywhere, with no key,
+    deterministically. The requests are not checked against the recording.
+
+    Args:
+        path: The JSONL log to replay.
+    """
+
+    name = "replay"
+
+    def __init__(self, path: str | Path, *, model: str | None = None) -> None:
+        self.path = Path(path)
+        self.responses = read_responses(self.path)
+        self.position = 0
+        super().__init__(model or self.responses[0].model or "replay")
+
+    def __repr__(self) -> str:
+        return f"ReplayProvider({str(self.path)!r}, {self.position}/{len(self.responses)} used)"
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        """Return the next recorded response."""
+        if self.position >= len(self.responses):
+            raise ProviderExhaustedError(
+                f"replay: all {len(self.responses)} responses recorded in {self.path} were used; "
+                "the session asks for more calls than were recorded."
+            )
+        completion = self.responses[self.position]
+        self.position += 1
+        return completion

@@ -1,0 +1,65 @@
+"""The scripted provider: replies given up front, for tests and tutorials."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from llmgine.errors import ProviderExhaustedError
+from llmgine.llm.providers.base import Provider, count_tokens
+from llmgine.llm.types import Completion, LLMRequest, ToolCall, Usage
+
+__all__ = ["ScriptedProvider"]
+
+Reply = str | Completion | BaseException
+
+
+class ScriptedProvider(Provider):
+    """Answers each call with the next reply of its script.
+
+    A reply is text, a :class:`Completion` (e.g. from :meth:`call` for tool calls),
+    or an exception to raise. Every request is kept in ``requests``.
+
+    Example:
+        >>> provider = ScriptedProvider([ScriptedProvider.call("add", a=1, b=2), "It is 3."])
+    """
+
+    name = "scripted"
+
+    def __init__(self, replies: Iterable[Reply] = (), *, model: str = "scripted") -> None:
+        super().__init__(model)
+        self.replies: deque[Reply] = deque(replies)
+        self.requests: list[LLMRequest] = []
+
+    @staticmethod
+    def call(name: str, call_id: str | None = None, **arguments: Any) -> Completion:
+        """A reply that calls the tool ``name`` with ``arguments``."""
+        call = ToolCall(id=call_id or f"call_{name}", name=name, arguments=json.dumps(arguments))
+        return Completion(tool_calls=[call], finish_reason="tool_calls")
+
+    def add(self, *replies: Reply) -> None:
+        """Append replies to the script."""
+        self.replies.extend(replies)
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        """Return the next scripted reply (or raise it)."""
+        self.requests.append(request)
+        if not self.replies:
+            raise ProviderExhaustedError(
+                f"The scripted provider has no replies left after {len(self.requests) - 1} "
+                "calls; add more with provider.add(...)."
+            )
+        reply = self.replies.popleft()
+        if isinstance(reply, BaseException):
+            raise reply
+        if isinstance(reply, str):
+            reply = Completion(content=reply, finish_reason="stop")
+        usage = reply.usage
+        if usage == Usage():
+            usage = Usage(
+                input_tokens=sum(count_tokens(m.content) for m in request.messages),
+                output_tokens=count_tokens(reply.content),
+            )
+        return reply.model_copy(update={"usage": usage, "model": reply.model or request.model})

@@ -1,0 +1,270 @@
+"""Test doubles shipped with the package: a fake OpenAI-compatible server on loopback.
+
+``FakeOpenAIServer`` speaks enough of the Chat Completions API for the official
+``openai`` SDK: JSON answers, SSE streams ending in ``data: [DONE]`` (tool-call
+arguments split across chunks, a usage chunk), and OpenAI-shaped error bodies.
+Use it to test code on the ``openai`` path with no key and no network::
+
+    with FakeOpenAIServer() as server:
+        server.add_text("Hello!")
+        provider = OpenAIProvider("gpt-4o-mini", api_key="sk-test", base_url=server.base_url)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+__all__ = ["FakeOpenAIServer", "FakeReply"]
+
+
+@dataclass
+class FakeReply:
+    """One scripted answer of the fake server: text, tool calls, or an HTTP error."""
+
+    content: str | None = None
+    tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    status: int = 200
+    error: str = ""
+    finish_reason: str | None = None
+
+
+def _words(text: str) -> list[str]:
+    pieces: list[str] = []
+    for word in text.split(" "):
+        pieces.append(word if not pieces else " " + word)
+    return pieces
+
+
+class FakeOpenAIServer:
+    """An OpenAI-compatible ``/v1/chat/completions`` endpoint on ``127.0.0.1``.
+
+    Replies are served in order; with none left, it echoes the last user message.
+    Every request body is kept in ``requests`` and its headers in ``headers``.
+
+    Args:
+        api_key: If set, requests must carry ``Authorization: Bearer <api_key>``;
+            others get the 401 OpenAI sends for a wrong key.
+        send_usage: Send token usage (servers that do not are tolerated by clients).
+        model: The model name the answers report.
+    """
+
+    def __init__(
+        self, *, api_key: str | None = None, send_usage: bool = True, model: str = "fake-gpt"
+    ) -> None:
+        self.api_key = api_key
+        self.send_usage = send_usage
+        self.model = model
+        self.replies: list[FakeReply] = []
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._calls = 0
+
+    # ------------------------------------------------------------- scripting
+
+    def add_text(self, content: str) -> None:
+        """Queue a text answer."""
+        self.replies.append(FakeReply(content=content))
+
+    def add_tool_calls(
+        self, *calls: tuple[str, dict[str, Any]], content: str | None = None
+    ) -> None:
+        """Queue an answer calling tools: ``add_tool_calls(("get_weather", {"city": "Paris"}))``."""
+        self.replies.append(FakeReply(content=content, tool_calls=list(calls)))
+
+    def add_error(self, status: int, message: str) -> None:
+        """Queue an HTTP error with an OpenAI-shaped body."""
+        self.replies.append(FakeReply(status=status, error=message))
+
+    # ------------------------------------------------------------- lifecycle
+
+    @property
+    def base_url(self) -> str:
+        """The base URL to give a client, e.g. ``http://127.0.0.1:50123/v1``."""
+        if self._server is None:
+            raise RuntimeError("The fake server is not started: use `with FakeOpenAIServer():`.")
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def start(self) -> FakeOpenAIServer:
+        """Start serving on a free port in a background thread."""
+        if self._server is None:
+            self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+            self._server.daemon_threads = True
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, name="fake-openai", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            if self._thread is not None:
+                self._thread.join()
+            self._server = None
+            self._thread = None
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -------------------------------------------------------------- answers
+
+    def _next_reply(self, body: dict[str, Any]) -> FakeReply:
+        with self._lock:
+            self._calls += 1
+            if self.replies:
+                return self.replies.pop(0)
+        user = next(
+            (
+                m.get("content")
+                for m in reversed(body.get("messages", []))
+                if m.get("role") == "user"
+            ),
+            "",
+        )
+        return FakeReply(content=f"Echo: {user}")
+
+    def _message_and_chunks(self, reply: FakeReply) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        calls: list[dict[str, Any]] = [
+            {
+                "id": f"call_{self._calls}_{i}",
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(args)},
+            }
+            for i, (name, args) in enumerate(reply.tool_calls)
+        ]
+        message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+        if calls:
+            message["tool_calls"] = calls
+        deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+        deltas += [{"content": piece} for piece in _words(reply.content or "") if reply.content]
+        for index, call in enumerate(calls):
+            arguments = call["function"]["arguments"]
+            third = max(1, len(arguments) // 3)
+            head = {"index": index, "id": call["id"], "type": "function"}
+            deltas.append(
+                {
+                    "tool_calls": [
+                        {**head, "function": {"name": call["function"]["name"], "arguments": ""}}
+                    ]
+                }
+            )
+            for start in range(0, len(arguments), third):
+                piece = arguments[start : start + third]
+                deltas.append({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+        return message, deltas
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return  # quiet: tests read the recorded requests instead
+
+            def _send_json(self, status: int, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with server._lock:
+                    server.requests.append(body)
+                    server.headers.append(dict(self.headers.items()))
+                if not self.path.rstrip("/").endswith("/chat/completions"):
+                    self._send_json(404, {"error": {"message": f"No route {self.path}"}})
+                    return
+                if server.api_key is not None:
+                    sent = self.headers.get("Authorization", "")
+                    if sent != f"Bearer {server.api_key}":
+                        key = sent.removeprefix("Bearer ")
+                        masked = f"{key[:5]}{'*' * max(0, len(key) - 9)}{key[-4:]}"
+                        self._send_json(
+                            401,
+                            {
+                                "error": {
+                                    "message": f"Incorrect API key provided: {masked}.",
+                                    "type": "invalid_request_error",
+                                    "code": "invalid_api_key",
+                                }
+                            },
+                        )
+                        return
+                reply = server._next_reply(body)
+                if reply.status != 200:
+                    kind = {429: "rate_limit_exceeded", 401: "invalid_api_key"}.get(reply.status)
+                    self._send_json(
+                        reply.status,
+                        {"error": {"message": reply.error, "type": "api_error", "code": kind}},
+                    )
+                    return
+                message, deltas = server._message_and_chunks(reply)
+                finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
+                prompt_tokens = sum(
+                    len(str(m.get("content") or "").split()) for m in body.get("messages", [])
+                )
+                completion_tokens = len((reply.content or "").split()) + 5 * len(reply.tool_calls)
+                usage = {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                }
+                base = {
+                    "id": f"chatcmpl-{server._calls}",
+                    "created": int(time.time()),
+                    "model": server.model,
+                }
+                if not body.get("stream"):
+                    payload = {
+                        **base,
+                        "object": "chat.completion",
+                        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                    }
+                    if server.send_usage:
+                        payload["usage"] = usage
+                    self._send_json(200, payload)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                chunk = {**base, "object": "chat.completion.chunk"}
+                events = [
+                    {**chunk, "choices": [{"index": 0, "delta": d, "finish_reason": None}]}
+                    for d in deltas
+                ]
+                events.append(
+                    {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
+                )
+                wants_usage = (body.get("stream_options") or {}).get("include_usage")
+                if server.send_usage and wants_usage:
+                    events.append({**chunk, "choices": [], "usage": usage})
+                for event in events:
+                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+
+        return Handler
