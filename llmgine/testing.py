@@ -45,7 +45,7 @@ class FakeOpenAIServer:
     """An OpenAI-compatible ``/v1/chat/completions`` endpoint on ``127.0.0.1``.
 
     Replies are served in order; with none left, it echoes the last user message.
-    Every request body is kept in ``requests`` and its headers in ``headers``.
+    Every request body is kept in ``requests`` and its headers (lowercased names) in ``headers``.
 
     Args:
         api_key: If set, requests must carry ``Authorization: Bearer <api_key>``;
@@ -98,8 +98,11 @@ class FakeOpenAIServer:
         if self._server is None:
             self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
             self._server.daemon_threads = True
+            server = self._server
             self._thread = threading.Thread(
-                target=self._server.serve_forever, name="fake-openai", daemon=True
+                target=lambda: server.serve_forever(poll_interval=0.02),
+                name="fake-openai",
+                daemon=True,
             )
             self._thread.start()
         return self
@@ -192,7 +195,7 @@ class FakeOpenAIServer:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with server._lock:
                     server.requests.append(body)
-                    server.headers.append(dict(self.headers.items()))
+                    server.headers.append({k.lower(): v for k, v in self.headers.items()})
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._send_json(404, {"error": {"message": f"No route {self.path}"}})
                     return
