@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 from llmgine.bus import MessageBus
+from llmgine.llm import LLMEngine
 from llmgine.messages import Command, Event
 from llmgine.observability import Metric, MetricEvent
 
@@ -40,12 +41,22 @@ class DocumentSummarizedEvent(Event):
     words: int
 
 
+def word_count(document: str) -> int:
+    """Count the words of one of the demo's documents.
+
+    Args:
+        document: The document's name, e.g. intro.txt.
+    """
+    return len(_DOCUMENTS.get(document, "").split())
+
+
 class DemoSummary:
     """What the demo did: the log it wrote and the count of each line type."""
 
-    def __init__(self, log_path: Path, counts: Counter[str]) -> None:
+    def __init__(self, log_path: Path, counts: Counter[str], replies: list[str]) -> None:
         self.log_path = log_path
         self.counts = counts
+        self.replies = replies
 
     @property
     def lines(self) -> int:
@@ -54,7 +65,7 @@ class DemoSummary:
 
 
 async def run_demo(log_dir: str | Path, out: TextIO) -> DemoSummary:
-    """Run the demo, writing its console output to ``out``; return what it logged."""
+    """Run the demo (the bus, then an offline chat with a tool); return what it logged."""
     bus = MessageBus(log_dir=log_dir, log_filename="demo.jsonl", console_stream=out)
     if bus.log_path is not None and bus.log_path.exists():
         bus.log_path.unlink()
@@ -77,6 +88,7 @@ async def run_demo(log_dir: str | Path, out: TextIO) -> DemoSummary:
     def count_words(event: DocumentSummarizedEvent) -> None:
         words_seen.append(event.words)
 
+    engine = LLMEngine(bus, model="offline", tools=[word_count])
     async with bus:
         bus.register_command_handler(SummarizeDocumentCommand, summarize)
         bus.register_command_handler(SummarizeCorpusCommand, summarize_corpus)
@@ -91,10 +103,17 @@ async def run_demo(log_dir: str | Path, out: TextIO) -> DemoSummary:
                 ]
             )
         )
-    out.write(f"\nresult: {result.result}\n")
+        await bus.wait_for_events()
+        out.write(f"\nresult: {result.result}\n\n")
+        replies = []
+        for prompt in ("Hello! What are you?", "Use word_count on document=notes.txt"):
+            out.write(f"you: {prompt}\n")
+            replies.append(await engine.chat(prompt))
+            await bus.wait_for_events()  # the console lines of this turn come first
+            out.write(f"llm: {replies[-1]}\n\n")
     assert bus.log_path is not None
     counts: Counter[str] = Counter()
     with bus.log_path.open(encoding="utf-8") as lines:
         for line in lines:
             counts[json.loads(line)["type"]] += 1
-    return DemoSummary(bus.log_path, counts)
+    return DemoSummary(bus.log_path, counts, replies)

@@ -292,7 +292,7 @@ class LLMEngine:
                     tool_call_count=len(completion.tool_calls),
                 )
             )
-            tags = {"gen_ai.provider.name": provider.name, "gen_ai.response.model": model}
+            tags = {"provider": provider.name, "model": model}
             await self.bus.publish(
                 MetricEvent(
                     metrics=[

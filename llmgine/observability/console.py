@@ -37,7 +37,7 @@ class ConsolePrinter:
         for metric in event.metrics:
             unit = f" {metric.unit}" if metric.unit else ""
             tags = "".join(f" {k}={v}" for k, v in sorted(metric.tags.items()))
-            self._write(f"[metric] {metric.name}={metric.value:g}{unit}{tags}")
+            self._write(f"[metric] {metric.name}={metric.value:.4g}{unit}{tags}")
 
     def on_trace(self, event: TraceEvent) -> None:
         """Print one line when a span ends; span starts are not printed."""
