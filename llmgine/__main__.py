@@ -1,4 +1,4 @@
-"""Command line: ``python -m llmgine demo`` (and more subcommands as they come)."""
+"""Command line: ``python -m llmgine demo`` and ``python -m llmgine log PATH``."""
 
 from __future__ import annotations
 
@@ -20,12 +20,26 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log(args: argparse.Namespace) -> int:
+    import warnings
+
+    from llmgine.analysis import LogReadWarning, load_events, summarize
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LogReadWarning)  # the summary reports skipped lines
+        frame = load_events(args.path)
+    print(summarize(frame))
+    return 0
+
+
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
     parser = argparse.ArgumentParser(prog="python -m llmgine", description=__doc__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser("demo", help="run a short offline demo and show what it logged")
     demo.add_argument("--log-dir", default="logs", help="where to write demo.jsonl (default: logs)")
-    return parser, {"demo": _demo}
+    log = sub.add_parser("log", help="summarize a JSONL log (a file or a directory of them)")
+    log.add_argument("path", help="a .jsonl file or a directory of them")
+    return parser, {"demo": _demo, "log": _log}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,7 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return commands[args.command](args)
+    from llmgine.errors import LLMgineError
+
+    try:
+        return commands[args.command](args)
+    except LLMgineError as exc:
+        print(f"llmgine: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -188,6 +188,11 @@ class MessageBus:
     ) -> None:
         await self.stop()
 
+    def flush(self) -> None:
+        """Write the log lines buffered so far to the file (no-op without a log or before start)."""
+        if self._log is not None and self._log.is_open:
+            self._log.flush()
+
     async def wait_for_events(self) -> None:
         """Return once every event published so far has been handled, and flush the log.
 
@@ -201,8 +206,7 @@ class MessageBus:
             )
         while self.is_running and (self._queue or self._dispatching):
             await self._idle.wait()
-        if self._log is not None and self._log.is_open:
-            self._log.flush()
+        self.flush()
 
     # --------------------------------------------------------- registration
 

@@ -1,0 +1,63 @@
+"""The ``df.llmgine`` accessor: the analysis functions as methods of a loaded log."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from llmgine.analysis.frames import commands_frame, events_frame, llm_calls_frame, metrics_frame
+from llmgine.analysis.loading import ENVELOPE_COLUMNS
+from llmgine.analysis.plots import plot_waterfall
+from llmgine.analysis.spans import spans_frame, traces_frame
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+__all__ = ["LLMgineAccessor"]
+
+
+@pd.api.extensions.register_dataframe_accessor("llmgine")
+class LLMgineAccessor:
+    """The analysis functions as methods of a frame from ``load_events``.
+
+    ``df.llmgine.metrics()``, ``.spans()``, ``.traces()``, ``.commands()``,
+    ``.llm_calls()``, ``.events(type)`` and ``.plot_timeline()``.
+    """
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        missing = [c for c in ("type", "data", "timestamp") if c not in frame.columns]
+        if missing:
+            raise AttributeError(
+                f"df.llmgine works on frames from load_events(); this one lacks {missing} "
+                f"(expected columns: {', '.join(ENVELOPE_COLUMNS)})."
+            )
+        self._frame = frame
+
+    def events(self, type: str | type) -> pd.DataFrame:
+        """Rows of one type with payload columns; see :func:`events_frame`."""
+        return events_frame(self._frame, type)
+
+    def metrics(self) -> pd.DataFrame:
+        """One row per metric; see :func:`metrics_frame`."""
+        return metrics_frame(self._frame)
+
+    def spans(self) -> pd.DataFrame:
+        """One row per span; see :func:`spans_frame`."""
+        return spans_frame(self._frame)
+
+    def traces(self) -> pd.DataFrame:
+        """One row per trace; see :func:`traces_frame`."""
+        return traces_frame(self._frame)
+
+    def commands(self) -> pd.DataFrame:
+        """One row per command; see :func:`commands_frame`."""
+        return commands_frame(self._frame)
+
+    def llm_calls(self) -> pd.DataFrame:
+        """One row per LLM call; see :func:`llm_calls_frame`."""
+        return llm_calls_frame(self._frame)
+
+    def plot_timeline(self, trace_id: str | None = None, ax: Axes | None = None) -> Axes:
+        """Draw a trace's waterfall (the latest trace by default); see :func:`plot_waterfall`."""
+        return plot_waterfall(spans_frame(self._frame), trace_id=trace_id, ax=ax)
