@@ -6,6 +6,8 @@ openai, IPython or ipywidgets until a feature that needs them is used).
 
 from __future__ import annotations
 
+from typing import Any
+
 from llmgine.bus import BusSession, BusStats, MessageBus, Registration, current_session_id
 from llmgine.errors import (
     BusStateError,
@@ -72,6 +74,14 @@ from llmgine.observability import (
 
 __version__ = "0.1.0"
 
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the ``%llmgine`` magics: what ``%load_ext llmgine`` calls (imports lazily)."""
+    from llmgine.notebook.magics import load_ipython_extension as load
+
+    load(ipython)
+
+
 __all__ = [
     "BusSession",
     "BusStateError",
@@ -131,6 +141,7 @@ __all__ = [
     "current_session_id",
     "current_span",
     "default_model",
+    "load_ipython_extension",
     "provider_for",
     "tool",
 ]

@@ -120,6 +120,24 @@ class MessageBus:
         state = "running" if self.is_running else "stopped"
         return f"<MessageBus {state} log={str(self.log_path) if self.log_path else None!r}>"
 
+    def _repr_html_(self) -> str:
+        from llmgine._html import table
+
+        stats = self.stats
+        return table(
+            "MessageBus",
+            [
+                ("state", "running" if self.is_running else "stopped"),
+                ("log", str(self.log_path) if self.log_path else "off"),
+                ("handlers", len(self.registrations())),
+                ("commands executed", stats.commands_executed),
+                ("commands failed", stats.commands_failed),
+                ("events published", stats.events_published),
+                ("handler failures", stats.handler_failures),
+                ("events pending", self.pending_events),
+            ],
+        )
+
     # ---------------------------------------------------------------- state
 
     @property
@@ -306,7 +324,6 @@ class MessageBus:
             session_id=command.session_id,
             attributes={
                 "llmgine.command.type": command_type,
-                "llmgine.command.id": str(command.id),
             },
         )
         # The handler runs in the command's session: what it publishes is stamped with it.

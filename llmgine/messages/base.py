@@ -38,7 +38,9 @@ class Message(BaseModel):
     A field JSON cannot hold is still allowed: the log writes it as its ``repr``.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True, extra="forbid", use_attribute_docstrings=True
+    )
 
     id: UUID = Field(default_factory=new_id)
     """Unique id of this message."""
@@ -48,6 +50,12 @@ class Message(BaseModel):
     """The session the message belongs to; stamped by ``bus.session(...)``."""
     metadata: dict[str, Any] = Field(default_factory=dict)
     """Free-form extra information, written to the log as is."""
+
+    def _repr_html_(self) -> str:
+        from llmgine._html import table
+
+        fields = [(name, getattr(self, name)) for name in type(self).model_fields]
+        return table(type(self).__name__, fields)
 
     @field_validator("timestamp")
     @classmethod

@@ -46,6 +46,25 @@ class CommandResult(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     """Free-form extra information from the handler."""
 
+    def _repr_html_(self) -> str:
+        from llmgine._html import table
+
+        title = f"{self.command_type or 'Command'}: {'OK' if self.success else 'FAILED'}"
+        rows: list[tuple[str, Any]] = (
+            [("result", self.result)]
+            if self.success
+            else [("error", f"{self.error_type}: {self.error}")]
+        )
+        if self.duration_ms is not None:
+            rows.append(("duration", f"{self.duration_ms:.1f} ms"))
+        rows += list(self.metadata.items())
+        return table(title, rows)
+
+    def _repr_markdown_(self) -> str:
+        if self.success:
+            return f"**{self.command_type}** succeeded: `{self.result!r}`"
+        return f"**{self.command_type}** failed: `{self.error_type}: {self.error}`"
+
 
 class YourCommand(Command):
     """A command with no fields: the placeholder the original README imports.

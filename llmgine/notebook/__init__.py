@@ -1,0 +1,21 @@
+"""The notebook layer: ``%llmgine`` magics, the kernel's default bus and engine, widgets.
+
+The widgets live in :mod:`llmgine.notebook.widgets` (ipywidgets is imported there).
+"""
+
+from llmgine.notebook.magics import LLMgineMagics, load_ipython_extension
+from llmgine.notebook.runtime import Runtime, get_bus, get_engine, get_runtime
+from llmgine.notebook.subcommands import MagicError, Note
+from llmgine.notebook.sync import run_sync
+
+__all__ = [
+    "LLMgineMagics",
+    "MagicError",
+    "Note",
+    "Runtime",
+    "get_bus",
+    "get_engine",
+    "get_runtime",
+    "load_ipython_extension",
+    "run_sync",
+]

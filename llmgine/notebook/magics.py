@@ -1,0 +1,49 @@
+"""The ``%llmgine`` line magic and ``%%llmgine`` cell magic."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+
+from llmgine.errors import LLMgineError
+from llmgine.notebook.subcommands import SUBCOMMANDS, MagicError, help_text
+
+__all__ = ["LLMgineMagics"]
+
+
+@magics_class
+class LLMgineMagics(Magics):
+    """``%llmgine SUBCOMMAND ...`` and ``%%llmgine chat``; see ``%llmgine help``."""
+
+    @no_var_expand  # prompts keep their braces and $ signs
+    @line_cell_magic
+    def llmgine(self, line: str, cell: str | None = None) -> Any:
+        """Drive the llmgine bus and engine from cells (the full table is set below)."""
+        name, _, rest = line.strip().partition(" ")
+        subcommand = SUBCOMMANDS.get(name)
+        if subcommand is None:
+            known = ", ".join(SUBCOMMANDS)
+            what = f"unknown subcommand {name!r}" if name else "no subcommand given"
+            raise MagicError(f"{what}; use one of: {known} (`%llmgine help`)")
+        if cell is not None and name != "chat":
+            raise MagicError("only `%%llmgine chat` takes a cell body")
+        try:
+            return subcommand.run(self.shell, rest, cell)
+        except MagicError:
+            raise
+        except LLMgineError as exc:
+            raise MagicError(str(exc)) from None
+
+
+LLMgineMagics.llmgine.__doc__ = f"""Drive the llmgine bus and engine from notebook cells.
+
+Subcommands (``%llmgine help`` shows this table in a notebook)::
+
+{help_text()}
+"""
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics (``%load_ext llmgine``); nothing is started until used."""
+    ipython.register_magics(LLMgineMagics)

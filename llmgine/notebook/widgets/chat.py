@@ -1,0 +1,192 @@
+"""ChatWidget: a chat panel on an LLMEngine, streaming from the engine's bus events."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+from typing import Any
+from uuid import UUID
+
+import ipywidgets as widgets
+
+from llmgine.llm.commands import ClearConversationCommand, PromptCommand
+from llmgine.llm.engine import LLMEngine
+from llmgine.llm.events import LLMDeltaEvent, ToolCallEvent, ToolResultEvent
+from llmgine.messages.commands import CommandResult
+from llmgine.notebook.sync import spawn
+from llmgine.notebook.widgets._render import details, markdown
+
+__all__ = ["ChatWidget"]
+
+_USER_STYLE = "background:#eef3fb;border-radius:6px;padding:4px 8px;margin:2px 0"
+_REPLY_STYLE = "padding:4px 8px;margin:2px 0"
+
+
+class ChatWidget(widgets.VBox):
+    """A chat panel: transcript, input, Send, Stop and Clear.
+
+    Replies stream in as the engine publishes ``LLMDeltaEvent``s, rendered as
+    Markdown (HTML in messages is escaped). Each tool call shows as a collapsible
+    step with its arguments and result. The prompt runs as a task on the kernel's
+    loop, so the kernel stays free while the model answers. Every button has a
+    method: :meth:`send`, :meth:`stop`, :meth:`clear`.
+
+    Args:
+        engine: The engine to chat with (its bus carries the events).
+        conversation_id: The engine conversation this panel continues.
+    """
+
+    def __init__(self, engine: LLMEngine, *, conversation_id: str = "default") -> None:
+        self.engine = engine
+        self.bus = engine.bus
+        self.conversation_id = conversation_id
+        self.history: list[tuple[str, str]] = []
+        """Every message shown, as ``(role, text)``; roles: user, assistant, error, stopped."""
+        self.transcript = widgets.VBox()
+        self.status = widgets.HTML()
+        self.input = widgets.Textarea(placeholder="Ask something…", rows=2)
+        self.input.layout.width = "100%"
+        self.send_button = widgets.Button(description="Send", button_style="primary")
+        self.stop_button = widgets.Button(description="Stop", disabled=True)
+        self.clear_button = widgets.Button(description="Clear")
+        self.send_button.on_click(lambda _: self.send())
+        self.stop_button.on_click(lambda _: self.stop())
+        self.clear_button.on_click(lambda _: self.clear())
+        buttons = widgets.HBox([self.send_button, self.stop_button, self.clear_button])
+        super().__init__([self.transcript, self.status, self.input, buttons])
+        self.add_class("llmgine-chat")
+        self._task: asyncio.Task[None] | None = None
+        self._prompt_id: UUID | None = None
+        self._streamed = ""
+        self._reply: widgets.HTML | None = None
+        self._steps: dict[str, widgets.HTML] = {}
+        self._subscriptions = self._subscribe()
+
+    def __repr__(self) -> str:
+        return f"ChatWidget(conversation={self.conversation_id!r})"
+
+    @property
+    def generating(self) -> bool:
+        """Whether a reply is being generated."""
+        return self._task is not None and not self._task.done()
+
+    # ---------------------------------------------------------------- actions
+
+    def send(self, text: str | None = None) -> asyncio.Task[None] | None:
+        """Send ``text`` (default: the input box); returns the task of the reply.
+
+        Nothing happens while a reply is being generated or for an empty message.
+        """
+        prompt = self.input.value if text is None else text
+        if self.generating or not prompt.strip():
+            return None
+        self.input.value = ""
+        self._add("user", prompt, f"<div style='{_USER_STYLE}'>{markdown(prompt)}</div>")
+        self._reply = widgets.HTML(f"<div style='{_REPLY_STYLE}'><i>…</i></div>")
+        self.transcript.children = (*self.transcript.children, self._reply)
+        command = PromptCommand(prompt=prompt, conversation_id=self.conversation_id, stream=True)
+        self._prompt_id = command.id
+        self._streamed = ""
+        self._steps = {}
+        self._set_generating(True)
+        self._task = spawn(self._run(command))
+        return self._task
+
+    def stop(self) -> None:
+        """Stop the reply being generated (cancels its task); the text so far stays."""
+        if self.generating and self._task is not None:
+            self._task.cancel()
+
+    def clear(self) -> asyncio.Task[CommandResult]:
+        """Empty the transcript and the engine's conversation; returns the clearing task."""
+        self.stop()
+        self.transcript.children = ()
+        self.history.clear()
+        self.status.value = ""
+        return spawn(
+            self.bus.execute(ClearConversationCommand(conversation_id=self.conversation_id))
+        )
+
+    def close(self) -> None:
+        """Unsubscribe from the bus and close the widget."""
+        self.stop()
+        for event_type, handler in self._subscriptions:
+            self.bus.unregister_event_handler(event_type, handler)
+        self._subscriptions = []
+        super().close()
+
+    # --------------------------------------------------------------- plumbing
+
+    async def _run(self, command: PromptCommand) -> None:
+        try:
+            result = await self.bus.execute(command)
+            await self.bus.wait_for_events()  # the last deltas and tool steps first
+        except asyncio.CancelledError:
+            self._finish("stopped", self._streamed + "\n\n*[stopped]*")
+            return
+        finally:
+            self._set_generating(False)
+        if result.success:
+            self._finish("assistant", str(result.result))
+        else:
+            self._finish("error", f"{result.error_type}: {result.error}")
+
+    def _finish(self, role: str, text: str) -> None:
+        self._prompt_id = None
+        if role == "error":
+            body = f"<div style='color:#b00020;{_REPLY_STYLE}'>⚠ {html.escape(text)}</div>"
+        else:
+            body = f"<div style='{_REPLY_STYLE}'>{markdown(text)}</div>"
+        if self._reply is not None:
+            self._reply.value = body
+        self.history.append((role, text))
+        self._reply = None
+
+    def _add(self, role: str, text: str, body: str) -> None:
+        self.history.append((role, text))
+        self.transcript.children = (*self.transcript.children, widgets.HTML(body))
+
+    def _set_generating(self, on: bool) -> None:
+        self.input.disabled = on
+        self.send_button.disabled = on
+        self.stop_button.disabled = not on
+        self.status.value = "<i>generating…</i>" if on else ""
+
+    def _subscribe(self) -> list[tuple[type, Any]]:
+        # Closures, not methods: two panels on one bus must not replace each other's handlers.
+        def on_delta(event: LLMDeltaEvent) -> None:
+            if event.prompt_id == self._prompt_id and self._reply is not None:
+                self._streamed += event.delta
+                self._reply.value = f"<div style='{_REPLY_STYLE}'>{markdown(self._streamed)}</div>"
+
+        def on_tool_call(event: ToolCallEvent) -> None:
+            if event.prompt_id != self._prompt_id:
+                return
+            try:
+                arguments = ", ".join(f"{k}={v!r}" for k, v in json.loads(event.arguments).items())
+            except (ValueError, AttributeError):
+                arguments = event.arguments
+            step = widgets.HTML(details(f"🔧 {event.tool_name}({arguments})", "running…"))
+            self._steps[event.call_id] = step
+            children = list(self.transcript.children)
+            index = children.index(self._reply) if self._reply in children else len(children)
+            children.insert(index, step)
+            self.transcript.children = tuple(children)
+
+        def on_tool_result(event: ToolResultEvent) -> None:
+            step = self._steps.get(event.call_id)
+            if event.prompt_id != self._prompt_id or step is None:
+                return
+            summary = step.value.split("</summary>")[0].split("<summary>")[1]
+            body = f"error: {event.error}" if event.error else json.dumps(event.result, default=str)
+            step.value = details(html.unescape(summary), body)
+
+        subscriptions: list[tuple[type, Any]] = [
+            (LLMDeltaEvent, on_delta),
+            (ToolCallEvent, on_tool_call),
+            (ToolResultEvent, on_tool_result),
+        ]
+        for event_type, handler in subscriptions:
+            self.bus.register_event_handler(event_type, handler)
+        return subscriptions

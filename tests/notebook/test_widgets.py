@@ -1,0 +1,303 @@
+"""The widgets without a browser: every button through its Python method."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from typing import Any, Literal
+
+import ipywidgets as widgets
+import pytest
+from pydantic import Field
+
+from llmgine import Metric, MetricEvent
+from llmgine.bus import MessageBus
+from llmgine.llm import (
+    Completion,
+    LLMDeltaEvent,
+    LLMEngine,
+    Provider,
+    ScriptedProvider,
+    StreamChunk,
+    ToolCall,
+)
+from llmgine.messages import Command, Event
+from llmgine.notebook.widgets import BusMonitor, ChatWidget, CommandForm
+
+
+def double(x: int) -> int:
+    """Double a number.
+
+    Args:
+        x: The number.
+    """
+    return 2 * x
+
+
+async def test_chat_send_streams_a_reply_rendered_as_markdown(bus: MessageBus) -> None:
+    engine = LLMEngine(bus, provider=ScriptedProvider(["Here is **bold** and `code`."]))
+    chat = ChatWidget(engine)
+    chat.input.value = "hello"
+    task = chat.send()
+    assert task is not None
+    assert chat.generating
+    assert chat.input.disabled and chat.send_button.disabled and not chat.stop_button.disabled
+    assert chat.send("ignored while generating") is None
+    await task
+    assert not chat.generating
+    assert not chat.input.disabled and chat.stop_button.disabled
+    assert chat.input.value == ""
+    assert chat.history == [("user", "hello"), ("assistant", "Here is **bold** and `code`.")]
+    reply = chat.transcript.children[-1].value
+    assert "<strong>bold</strong>" in reply and "<code>code</code>" in reply
+    assert repr(chat) == "ChatWidget(conversation='default')"
+
+
+async def test_chat_shows_streamed_text_as_it_arrives(bus: MessageBus) -> None:
+    gate = asyncio.Event()
+
+    class Halting(Provider):
+        name = "halting"
+
+        async def complete(self, request: Any) -> Completion:
+            raise NotImplementedError
+
+        async def stream(self, request: Any) -> Any:
+            yield StreamChunk(delta="first words ")
+            await gate.wait()
+            yield StreamChunk(delta="and the rest")
+            yield StreamChunk(completion=Completion(content="first words and the rest"))
+
+    chat = ChatWidget(LLMEngine(bus, provider=Halting("h")))
+    first_delta = asyncio.Event()
+    bus.register_event_handler(LLMDeltaEvent, lambda e: first_delta.set())  # after the panel's
+    task = chat.send("go")
+    assert task is not None
+    await asyncio.wait_for(first_delta.wait(), timeout=5)
+    assert "first words" in chat.transcript.children[-1].value
+    assert "the rest" not in chat.transcript.children[-1].value
+    gate.set()
+    await task
+    assert "first words and the rest" in chat.transcript.children[-1].value
+
+
+async def test_chat_stop_mid_stream_keeps_the_text_so_far(bus: MessageBus) -> None:
+    class Endless(Provider):
+        name = "endless"
+
+        async def complete(self, request: Any) -> Completion:
+            raise NotImplementedError
+
+        async def stream(self, request: Any) -> Any:
+            while True:
+                yield StreamChunk(delta="more ")
+                await asyncio.sleep(0)
+
+    chat = ChatWidget(LLMEngine(bus, provider=Endless("e")))
+    three = asyncio.Event()
+    bus.register_event_handler(
+        LLMDeltaEvent, lambda e: three.set() if chat._streamed.count("more") >= 3 else None
+    )
+    task = chat.send("go on forever")
+    assert task is not None
+    await asyncio.wait_for(three.wait(), timeout=5)
+    chat.stop_button.click()
+    await task
+    role, text = chat.history[-1]
+    assert role == "stopped"
+    assert text.startswith("more more more")
+    assert text.endswith("*[stopped]*")
+    assert "[stopped]" in chat.transcript.children[-1].value
+    assert not chat.generating and not chat.input.disabled
+
+
+async def test_chat_shows_tool_steps_and_errors_inline(bus: MessageBus) -> None:
+    provider = ScriptedProvider(
+        [
+            Completion(tool_calls=[ToolCall(id="c1", name="double", arguments='{"x": 21}')]),
+            "It is 42.",
+            RuntimeError("the model fell over <b>hard</b>"),
+        ]
+    )
+    chat = ChatWidget(LLMEngine(bus, provider=provider, tools=[double]))
+    task = chat.send("double 21")
+    assert task is not None
+    await task
+    values = [child.value for child in chat.transcript.children]
+    assert len(values) == 3  # the prompt, the tool step, the reply
+    assert "<details>" in values[1]
+    assert "double(x=21)" in values[1]
+    assert "42" in values[1]
+    assert "It is 42." in values[2]
+    task = chat.send("again")
+    assert task is not None
+    await task
+    assert chat.history[-1][0] == "error"
+    error_html = chat.transcript.children[-1].value
+    assert "RuntimeError: the model fell over" in error_html
+    assert "&lt;b&gt;hard&lt;/b&gt;" in error_html  # escaped, never rendered
+
+
+async def test_chat_escapes_html_in_messages(bus: MessageBus) -> None:
+    chat = ChatWidget(LLMEngine(bus, provider=ScriptedProvider(["<img src=x onerror=alert(1)>"])))
+    task = chat.send("<script>alert(1)</script>")
+    assert task is not None
+    await task
+    html_out = "".join(child.value for child in chat.transcript.children)
+    assert "<script>" not in html_out and "<img" not in html_out
+    assert "&lt;script&gt;" in html_out and "&lt;img" in html_out
+
+
+async def test_chat_clear_empties_transcript_and_conversation(bus: MessageBus) -> None:
+    engine = LLMEngine(bus, provider=ScriptedProvider(["one", "two"]))
+    chat = ChatWidget(engine)
+    task = chat.send("first")
+    assert task is not None
+    await task
+    assert len(engine.conversations.get("default").messages) == 2
+    await chat.clear()
+    assert chat.transcript.children == ()
+    assert chat.history == []
+    assert engine.conversations.get("default").messages == []
+    task = chat.send("second")
+    assert task is not None
+    await task
+    assert chat.history == [("user", "second"), ("assistant", "two")]
+
+
+async def test_two_chat_panels_on_one_bus_and_close(bus: MessageBus) -> None:
+    engine = LLMEngine(bus, provider=ScriptedProvider(["a", "b"]))
+    first, second = ChatWidget(engine), ChatWidget(engine, conversation_id="other")
+    for chat, text in ((first, "x"), (second, "y")):
+        task = chat.send(text)
+        assert task is not None
+        await task
+    assert first.history[-1] == ("assistant", "a")
+    assert second.history[-1] == ("assistant", "b")
+    before = len(bus.registrations())
+    first.close()
+    assert len(bus.registrations()) == before - 3
+
+
+class ThingEvent(Event):
+    n: int = 0
+
+
+async def test_monitor_records_counts_filters_and_pauses(bus: MessageBus) -> None:
+    monitor = BusMonitor(bus, max_rows=3)
+    for n in range(5):
+        await bus.publish(ThingEvent(n=n))
+    await bus.publish(MetricEvent(metrics=[Metric(name="m", value=1)]))
+    await bus.wait_for_events()
+    monitor.refresh()
+    assert monitor.counts == {"ThingEvent": 5, "MetricEvent": 1}
+    assert [r["type"] for r in monitor.visible_rows()] == [
+        "ThingEvent",
+        "ThingEvent",
+        "MetricEvent",
+    ]
+    assert monitor.visible_rows()[-1]["kind"] == "metric"
+    assert "ThingEvent: 5" in monitor.summary.value
+    assert monitor.table.value.count("<tr>") == 4  # the header and three rows
+    assert set(monitor.filter.options) == {"(all types)", "ThingEvent", "MetricEvent"}
+    monitor.set_filter("ThingEvent")
+    assert [r["payload"] for r in monitor.visible_rows()] == ['{"n":2}', '{"n":3}', '{"n":4}']
+    assert "MetricEvent</td>" not in monitor.table.value
+    monitor.set_filter(None)
+    monitor.pause_button.value = True  # the Pause button
+    await bus.publish(ThingEvent(n=9))
+    await bus.wait_for_events()
+    assert monitor.skipped == 1
+    assert monitor.counts["ThingEvent"] == 5
+    assert "paused" in monitor.summary.value
+    monitor.resume()
+    assert monitor.pause_button.description == "Pause"
+    monitor.close()
+    await bus.publish(ThingEvent(n=10))
+    await bus.wait_for_events()
+    assert monitor.counts["ThingEvent"] == 5
+    assert repr(monitor) == "BusMonitor(max_rows=3)"
+
+
+async def test_monitor_escapes_payloads(bus: MessageBus) -> None:
+    class NoteEvent(Event):
+        text: str
+
+    monitor = BusMonitor(bus)
+    await bus.publish(NoteEvent(text="<b>x</b>"))
+    await bus.wait_for_events()
+    monitor.refresh()
+    assert "<b>x</b>" not in monitor.table.value
+    assert "&lt;b&gt;x&lt;/b&gt;" in monitor.table.value
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class PaintCommand(Command):
+    wall: str
+    """Which wall to paint."""
+    coats: int = 2
+    gloss: float = 0.5
+    primer: bool = False
+    finish: Literal["matte", "satin"] = "satin"
+    colour: Colour = Colour.BLUE
+    note: str | None = None
+    rooms: list[str] = Field(default_factory=list)
+
+
+async def test_form_inputs_follow_the_fields(bus: MessageBus) -> None:
+    form = CommandForm(PaintCommand, bus)
+    f = form.fields
+    assert list(f) == ["wall", "coats", "gloss", "primer", "finish", "colour", "note", "rooms"]
+    assert isinstance(f["wall"], widgets.Text) and f["wall"].placeholder == "required"
+    assert f["wall"].tooltip == "Which wall to paint."
+    assert isinstance(f["coats"], widgets.IntText) and f["coats"].value == 2
+    assert isinstance(f["gloss"], widgets.FloatText) and f["gloss"].value == 0.5
+    assert isinstance(f["primer"], widgets.Checkbox) and f["primer"].value is False
+    assert isinstance(f["finish"], widgets.Dropdown) and f["finish"].options == ("matte", "satin")
+    assert f["finish"].value == "satin"
+    assert isinstance(f["colour"], widgets.Dropdown) and f["colour"].value is Colour.BLUE
+    assert isinstance(f["note"], widgets.Text) and f["note"].placeholder == "optional"
+    assert repr(form) == "CommandForm(PaintCommand)"
+
+
+async def test_form_executes_and_shows_the_result(bus: MessageBus) -> None:
+    seen: list[PaintCommand] = []
+
+    def paint(cmd: PaintCommand) -> str:
+        seen.append(cmd)
+        return f"{cmd.wall} painted {cmd.colour.value}"
+
+    bus.register_command_handler(PaintCommand, paint)
+    form = CommandForm(PaintCommand, bus)
+    form.fields["wall"].value = "north"
+    form.fields["colour"].value = Colour.RED
+    form.fields["rooms"].value = '["hall", "den"]'
+    task = form.execute()
+    assert task is not None
+    result = await task
+    assert result.result == "north painted red"
+    assert seen[0].rooms == ["hall", "den"]
+    assert seen[0].note is None
+    assert "north painted red" in form.output.value
+    assert form.result is result
+    assert form.errors.value == ""
+
+
+async def test_form_shows_validation_errors_inline(bus: MessageBus) -> None:
+    form = CommandForm(PaintCommand, bus)
+    form.fields["rooms"].value = "not json"
+    form.execute_button.click()
+    assert form.result is None
+    errors = form.errors.value
+    assert "<b>wall</b>: Field required" in errors
+    assert "<b>rooms</b>: Input should be a valid list" in errors
+    assert form.execute() is None
+
+
+def test_form_needs_a_command_class(bus: Any) -> None:
+    with pytest.raises(TypeError, match="needs a Command class"):
+        CommandForm(ThingEvent, MessageBus(log_dir=None))  # type: ignore[arg-type]
