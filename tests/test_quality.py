@@ -16,12 +16,12 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_finds_nothing() -> None:
-    out = run("ruff", "check", "llmgine", "tests", "benchmarks")
+    out = run("ruff", "check", "llmgine", "tests", "benchmarks", "examples")
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_ruff_format_is_clean() -> None:
-    out = run("ruff", "format", "--check", "llmgine", "tests", "benchmarks")
+    out = run("ruff", "format", "--check", "llmgine", "tests", "benchmarks", "examples")
     assert out.returncode == 0, out.stdout + out.stderr
 
 

@@ -180,7 +180,9 @@ class OfflineProvider(Provider):
             if message.role != "tool":
                 break
             results.append(f"{message.name} returned {message.content}")
-        text = "Here is what the tools said: " + "; ".join(reversed(results)) + "."
+        text = "Here is what the tools said: " + "; ".join(reversed(results))
+        if not text.endswith((".", "!", "?")):
+            text += "."
         return Completion(content=text, finish_reason="stop")
 
     @staticmethod
