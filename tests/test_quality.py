@@ -16,12 +16,13 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_finds_nothing() -> None:
-    out = run("ruff", "check", "llmgine", "tests", "benchmarks", "examples")
+    out = run("ruff", "check", "llmgine", "tests", "benchmarks", "examples", "notebooks")
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_ruff_format_is_clean() -> None:
-    out = run("ruff", "format", "--check", "llmgine", "tests", "benchmarks", "examples")
+    sources = ["llmgine", "tests", "benchmarks", "examples", "notebooks/build.py"]
+    out = run("ruff", "format", "--check", *sources)
     assert out.returncode == 0, out.stdout + out.stderr
 
 

@@ -67,7 +67,7 @@ def plot_waterfall(
         start_ms = (span["start_time"] - origin).total_seconds() * 1000
         duration = span["duration_ms"] if pd.notna(span["duration_ms"]) else 0.0
         colour = _STATUS_COLOURS.get(str(span["status_code"]), "#bab0ac")
-        ax.barh(row, max(duration, 0.001), left=start_ms, color=colour, height=0.6)
+        ax.barh(row, max(duration, 0.001), left=start_ms, color=colour, height=0.6, alpha=0.55)
         ax.text(
             start_ms,
             row,

@@ -44,6 +44,27 @@ Subcommands (``%llmgine help`` shows this table in a notebook)::
 """
 
 
+def keep_question_marks(lines: list[str]) -> list[str]:
+    """Let ``%llmgine`` lines end in ``?``: IPython would take them as help requests.
+
+    ``%llmgine chat Is it sunny in Paris?`` becomes a direct call of the magic, so
+    the question reaches the model. ``%llmgine?`` alone still shows the help.
+    """
+    if lines and lines[0].startswith("%%"):
+        return lines  # a cell magic's body is passed as written
+    out = []
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("%llmgine ") and stripped.endswith("?"):
+            indent = line[: len(line) - len(line.lstrip())]
+            rest = stripped[len("%llmgine ") :]
+            line = f"{indent}get_ipython().run_line_magic('llmgine', {rest!r})\n"
+        out.append(line)
+    return out
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """Register the magics (``%load_ext llmgine``); nothing is started until used."""
     ipython.register_magics(LLMgineMagics)
+    if keep_question_marks not in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.append(keep_question_marks)

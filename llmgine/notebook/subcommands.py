@@ -224,10 +224,14 @@ def _chat(shell: Any, line: str, cell: str | None) -> Any:
     async def stream() -> str:
         handle = display(Markdown(""), display_id=True) if live else None
         text = ""
-        async for piece in engine.stream(prompt, **options):
-            text += piece
+        try:
+            async for piece in engine.stream(prompt, **options):
+                text += piece
+                if handle is not None:
+                    handle.update(Markdown(text))
+        finally:
             if handle is not None:
-                handle.update(Markdown(text))
+                handle.update(Markdown(""))
         await engine.bus.wait_for_events()
         return text
 
@@ -235,7 +239,11 @@ def _chat(shell: Any, line: str, cell: str | None) -> Any:
         text = run_sync(stream())
     except CommandFailedError as exc:
         raise MagicError(str(exc)) from None
-    if not live:
+    if live:
+        # The live area is blanked and the reply shown once more as a plain output, so the
+        # saved notebook holds it even for readers that ignore display updates (nbval).
+        _display(Markdown(text))
+    else:
         _display(Note(text))
     return None
 

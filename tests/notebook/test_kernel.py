@@ -31,6 +31,8 @@ CELLS = [
     "await get_bus().publish(PingedEvent(n=7))  # no waiting: handled while the kernel is idle",
     "pongs",
     "%llmgine chat Hello {there} $x",
+    "%llmgine chat Is it sunny in Paris?",
+    "%llmgine?",
     "%llmgine frobnicate",
     "1 + 1",
     "%llmgine stop",
@@ -65,25 +67,27 @@ def test_a_notebook_using_the_magics_runs_in_a_real_kernel(tmp_path: Path) -> No
     nb = run_notebook(tmp_path)
     cells = nb.cells
     errors = [i for i, c in enumerate(cells) if any(o.output_type == "error" for o in c.outputs)]
-    assert errors == [9], [text(cells[i]) for i in errors]
+    assert errors == [11], [text(cells[i]) for i in errors]
     assert text(cells[1]) == "llmgine bus running; log: `logs/kernel.jsonl`"
     assert text(cells[4]) == "40"
     assert text(cells[5]) == "50"  # top-level await on the kernel's own loop
     assert text(cells[7]) == "[7]"  # the event was handled between cells
     assert 'You said: "Hello {there} $x"' in text(cells[8])
     assert "offline model" in text(cells[8])
-    (error,) = cells[9].outputs
+    assert 'You said: "Is it sunny in Paris?"' in text(cells[9])  # not a help request
+    assert cells[10].outputs == []  # %llmgine? shows the help in the pager, as IPython does
+    (error,) = cells[11].outputs
     assert error.ename == "MagicError"
     assert error.traceback == [
         "llmgine: unknown subcommand 'frobnicate'; use one of: start, stop, status, register, "
         "handlers, execute, publish, chat, model, tools, ui, monitor, form, log, metrics, spans, "
         "commands, help (`%llmgine help`)"
     ]
-    assert text(cells[10]) == "2"  # the kernel is still usable
-    assert text(cells[11]) == "llmgine bus stopped; its log is flushed and closed"
+    assert text(cells[12]) == "2"  # the kernel is still usable
+    assert text(cells[13]) == "llmgine bus stopped; its log is flushed and closed"
     log = tmp_path / "logs" / "kernel.jsonl"
     types = [json.loads(line)["type"] for line in log.read_text().splitlines()]
     assert types.count("PingCommand") == 2
     assert types.count("PingedEvent") == 1
-    assert types.count("PromptCommand") == 1
-    assert types.count("LLMResponseEvent") == 1
+    assert types.count("PromptCommand") == 2
+    assert types.count("LLMResponseEvent") == 2

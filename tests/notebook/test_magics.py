@@ -188,3 +188,28 @@ def test_a_failed_chat_is_one_line(shell: InteractiveShell) -> None:
         result = shell.run_cell("%llmgine chat hello")
     assert "no replies left" in str(result.error_in_exec)
     assert captured.stdout.strip().startswith("llmgine: The prompt failed")
+
+
+def test_a_question_mark_at_the_end_is_part_of_the_prompt(shell: InteractiveShell) -> None:
+    magic(shell, "start --quiet")
+    with capture_output() as captured:
+        result = shell.run_cell("%llmgine chat Is it sunny in Paris?")
+    assert result.error_in_exec is None
+    assert 'You said: "Is it sunny in Paris?"' in captured.outputs[0].data["text/plain"]
+    with capture_output() as captured:
+        result = shell.run_cell("%llmgine?")  # alone: IPython's help, as usual
+    assert result.error_in_exec is None
+    assert "You said" not in captured.stdout
+
+
+def test_the_transformer_leaves_other_lines_alone() -> None:
+    from llmgine.notebook.magics import keep_question_marks
+
+    lines = ["x = 1?\n", "%llmgine?\n", "%%llmgine chat\n"]
+    assert keep_question_marks(lines) == lines
+    assert keep_question_marks(["%%llmgine chat\n", "%llmgine chat why?\n"])[1] == (
+        "%llmgine chat why?\n"
+    )
+    assert keep_question_marks(["    %llmgine chat why?\n"]) == [
+        "    get_ipython().run_line_magic('llmgine', 'chat why?')\n"
+    ]

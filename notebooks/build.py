@@ -1,0 +1,661 @@
+"""Write and execute the tutorial notebooks, saving their outputs (what nbval checks against).
+
+    python notebooks/build.py            # every notebook
+    python notebooks/build.py 03         # the ones whose name starts with 03
+
+Each notebook is defined here as a list of cells, executed offline in a fresh kernel with
+``notebooks/`` as its working directory, and saved with outputs and widget state.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+HERE = Path(__file__).resolve().parent
+
+Cell = tuple[str, str]
+
+
+def md(text: str) -> Cell:
+    return ("markdown", text.strip())
+
+
+def code(text: str) -> Cell:
+    return ("code", text.strip())
+
+
+QUICKSTART: list[Cell] = [
+    md("""
+# llmgine quickstart
+
+llmgine is an event-driven framework for LLM applications, made for notebooks. One **bus**
+carries **commands** (exactly one handler each, which returns a result) and **events** (any number
+of handlers). Everything that passes through the bus is written as one JSON line to a log.
+
+This notebook runs offline: no API key needed.
+"""),
+    code("%load_ext llmgine"),
+    md("""
+`%llmgine start` starts the notebook's default bus. It runs on the kernel's own event loop,
+so events are handled while the kernel is idle and `await` works in cells.
+"""),
+    code("%llmgine start"),
+    md("""
+## Commands and events
+
+Commands are pydantic models named imperatively; events are named in the past tense.
+"""),
+    code("""
+from llmgine import Command, Event
+from llmgine.notebook import get_bus
+
+
+class ProcessDocumentCommand(Command):
+    text: str
+
+
+class DocumentProcessedEvent(Event):
+    words: int
+
+
+bus = get_bus()
+processed = []
+
+
+@bus.command_handler(ProcessDocumentCommand)
+async def process(command: ProcessDocumentCommand) -> int:
+    words = len(command.text.split())
+    await bus.publish(DocumentProcessedEvent(words=words))
+    return words
+
+
+@bus.event_handler(DocumentProcessedEvent)
+def remember(event: DocumentProcessedEvent) -> None:
+    processed.append(event.words)
+"""),
+    md("""
+`%llmgine execute` runs a command and returns its `CommandResult`. Every execution is a trace
+span: the console line shows it ending, with its duration.
+"""),
+    code(
+        'r = %llmgine execute ProcessDocumentCommand(text="event driven LLM apps in notebooks")\nr'
+    ),
+    code("r.success, r.result, processed"),
+    md("""
+The same from Python, with top-level `await`. `bus.wait_for_events()` returns once every
+event published so far has been handled.
+"""),
+    code("""
+result = await bus.execute(ProcessDocumentCommand(text="one two three"))
+await bus.wait_for_events()
+result.result, processed
+"""),
+    md("""
+## Observability
+
+Metrics and custom spans are events too, exactly as in the original llmgine README:
+"""),
+    code("""
+from llmgine.observability import Metric, MetricEvent
+
+await bus.publish(MetricEvent(metrics=[Metric(name="files_processed", value=10)]))
+await bus.wait_for_events()
+"""),
+    md("## The log\n\nEvery command and event, in order, one JSON object per line:"),
+    code("""
+import json
+
+first = json.loads(bus.log_path.read_text().splitlines()[1])
+{key: first[key] for key in ("kind", "type", "session_id", "data")}
+"""),
+    code("""
+log = %llmgine log
+log[["kind", "type", "session_id"]]
+"""),
+    code("%llmgine status"),
+    code("%llmgine stop"),
+    md("""
+Next: `02_commands_events_sessions.ipynb` for handler patterns, failures, sessions and spans.
+"""),
+]
+
+COMMANDS_EVENTS: list[Cell] = [
+    md("""
+# Commands, events and sessions
+
+Handler patterns, what happens when things fail, sessions, nested commands and their spans,
+custom metrics and spans. This notebook builds its own `MessageBus` with the console off.
+"""),
+    code("""
+from llmgine import Command, CommandErrorEvent, Event, EventHandlerFailedEvent, MessageBus
+
+bus = MessageBus(log_dir="logs", enable_console_metrics=False, enable_console_traces=False)
+await bus.start()
+"""),
+    md("## Sync or async handlers\n\nBoth work; async handlers may `await` other work."),
+    code("""
+class AddCommand(Command):
+    a: int
+    b: int
+
+
+class MultiplyCommand(Command):
+    a: int
+    b: int
+
+
+def add(command: AddCommand) -> int:
+    return command.a + command.b
+
+
+async def multiply(command: MultiplyCommand) -> int:
+    return command.a * command.b
+
+
+bus.register_command_handler(AddCommand, add)
+bus.register_command_handler(MultiplyCommand, multiply)
+[(await bus.execute(AddCommand(a=2, b=3))).result, (await bus.execute(MultiplyCommand(a=2, b=3))).result]
+"""),
+    md("""
+A command has exactly one handler: registering a different one raises a `ValueError` that says
+what to do. Re-running a cell that defines the *same* function simply replaces it.
+"""),
+    code("""
+try:
+    bus.register_command_handler(AddCommand, multiply)
+except ValueError as error:
+    print(error)
+"""),
+    md("""
+## When a handler fails
+
+`execute` never raises for a handler's exception: the result says what went wrong, and a
+`CommandErrorEvent` carries the full traceback.
+"""),
+    code("""
+class DivideCommand(Command):
+    a: float
+    b: float
+
+
+def divide(command: DivideCommand) -> float:
+    return command.a / command.b
+
+
+errors = []
+bus.register_command_handler(DivideCommand, divide)
+bus.register_event_handler(CommandErrorEvent, errors.append)
+
+result = await bus.execute(DivideCommand(a=1, b=0))
+await bus.wait_for_events()
+print(result.success, result.error_type, result.error)
+print(errors[0].traceback.strip().splitlines()[-1])
+"""),
+    md("""
+A failing **event** handler never stops the others or the bus: its failure is logged and
+published as an `EventHandlerFailedEvent`.
+"""),
+    code("""
+import logging
+
+logging.getLogger("llmgine").setLevel(logging.CRITICAL)  # keep this notebook's output short
+
+
+class ThingHappenedEvent(Event):
+    n: int
+
+
+seen, failures = [], []
+
+
+def fragile(event: ThingHappenedEvent) -> None:
+    raise KeyError("something missing")
+
+
+bus.register_event_handler(ThingHappenedEvent, fragile)
+bus.register_event_handler(ThingHappenedEvent, lambda event: seen.append(event.n))
+bus.register_event_handler(EventHandlerFailedEvent, failures.append)
+await bus.publish(ThingHappenedEvent(n=1))
+await bus.wait_for_events()
+seen, [(f.handler.rsplit(".", 1)[-1], f.error_type) for f in failures]
+"""),
+    md("""
+## Sessions
+
+`bus.session(name)` scopes handler registrations (removed when the block ends) and stamps
+`session_id` on everything published inside it.
+"""),
+    code("""
+from llmgine import HandlerNotFoundError
+
+
+class GreetCommand(Command):
+    name: str
+
+
+async with bus.session("alice") as session:
+    session.register_command_handler(GreetCommand, lambda c: f"Hello, {c.name}!")
+    greeting = await session.execute(GreetCommand(name="Ann"))
+
+print(greeting.result)
+try:
+    await bus.execute(GreetCommand(name="Bob"))
+except HandlerNotFoundError as error:
+    print(error)
+"""),
+    md("""
+## Nested commands are child spans
+
+A command executed inside a handler is a child span of the same trace.
+"""),
+    code("""
+class ReportCommand(Command):
+    numbers: list[int]
+
+
+async def report(command: ReportCommand) -> dict[str, float]:
+    total = (await bus.execute(AddCommand(a=sum(command.numbers), b=0))).result
+    product = (await bus.execute(MultiplyCommand(a=command.numbers[0], b=command.numbers[1]))).result
+    return {"total": total, "first_product": product}
+
+
+bus.register_command_handler(ReportCommand, report)
+(await bus.execute(ReportCommand(numbers=[3, 4, 5]))).result
+"""),
+    code("""
+from llmgine.analysis import load_events
+
+await bus.wait_for_events()
+spans = load_events(bus).llmgine.spans()
+report_trace = spans[spans["name"] == "ReportCommand"]["context.trace_id"].iloc[0]
+trace = spans[spans["context.trace_id"] == report_trace]
+trace.assign(parent=trace["parent_id"].map(spans["name"]).fillna("-"))[
+    ["name", "parent", "span_kind", "status_code"]
+]
+"""),
+    md("## Custom spans and metrics"),
+    code("""
+from llmgine import Metric, MetricEvent
+
+async with bus.span("load-data", source="csv") as span:
+    rows = 128
+    span.set_attribute("rows", rows)
+    await bus.publish(MetricEvent(metrics=[Metric(name="rows_loaded", value=rows, unit="rows")]))
+
+await bus.wait_for_events()
+df = load_events(bus)
+custom = df.llmgine.spans()
+print(custom[custom["name"] == "load-data"][["attributes.source", "attributes.rows", "status_code"]])
+print(df.llmgine.metrics()[["name", "value", "unit"]])
+"""),
+    code("await bus.stop()"),
+]
+
+CHAT: list[Cell] = [
+    md("""
+# Chat and tools
+
+`LLMEngine` is a command handler on the bus: a `PromptCommand` goes in; provider calls, tool
+calls and events come out. Without an API key the engine uses the **offline** model:
+deterministic and instant. It calls a tool when the prompt names it, and answers from the result.
+"""),
+    code("""
+%load_ext llmgine
+%llmgine start --quiet
+%llmgine model
+"""),
+    code('''
+def get_weather(city: str) -> str:
+    """Get the current weather for a city.
+
+    Args:
+        city: The city to look up, e.g. Paris.
+    """
+    return f"Sunny, 21°C in {city}"
+'''),
+    code("%llmgine tools get_weather"),
+    md("""
+`%llmgine chat` streams the reply into the cell as Markdown (a question mark at the end is fine:
+llmgine keeps IPython from reading it as a help request):
+"""),
+    code("%llmgine chat What is the weather in Paris?"),
+    md("A `%%llmgine chat` cell sends its whole body (braces and `$` stay as written):"),
+    code("""
+%%llmgine chat --conversation notes
+Summarize these notes: {draft} costs $5.
+Keep it short.
+"""),
+    md("## From Python\n\nThe same engine, through the same bus path:"),
+    code("""
+from llmgine.notebook import get_bus, get_engine
+
+engine = get_engine()
+print(await engine.chat("What is the weather in Rome?"))
+pieces = [piece async for piece in engine.stream("Hello there")]
+len(pieces), "".join(pieces)[:60]
+"""),
+    md("""
+Every step is an event: responses, tool calls and results, with token usage and latency.
+"""),
+    code("""
+from llmgine.analysis import load_events
+
+await get_bus().wait_for_events()
+df = load_events(get_bus())
+df.llmgine.llm_calls()[["model", "provider", "input_tokens", "output_tokens", "finish_reason", "tool_calls"]]
+"""),
+    md("""
+## Widgets
+
+`%llmgine ui` shows a chat panel: replies stream in, tool calls show as collapsible steps,
+Stop cancels, Clear empties the conversation. Every button also has a Python method.
+"""),
+    code("""
+chat = %llmgine ui
+chat
+"""),
+    code("""
+await chat.send("What is the weather in Oslo?")
+chat.history
+"""),
+    md("`%llmgine monitor` shows the last events on the bus, live, with counts and a type filter:"),
+    code("""
+monitor = %llmgine monitor
+monitor
+"""),
+    code("""
+await engine.chat("What is the weather in Lima?")
+await get_bus().wait_for_events()
+monitor.refresh()
+dict(monitor.counts)
+"""),
+    md("""
+## Switching to OpenAI, or any compatible server
+
+Set `OPENAI_API_KEY` and the default becomes `openai:gpt-4o-mini`; or choose a model yourself:
+`%llmgine model openai:gpt-4o-mini`. A compatible server (vLLM, Ollama, llama.cpp) only needs a
+base URL. This cell runs only when a key is set:
+"""),
+    code("""
+import os
+
+if os.environ.get("OPENAI_API_KEY"):
+    %llmgine model openai:gpt-4o-mini
+    %llmgine chat Say hello in five words.
+    %llmgine model offline
+else:
+    print("Set OPENAI_API_KEY to run this cell against OpenAI.")
+"""),
+    md("""
+The same code path runs here against `FakeOpenAIServer`, an OpenAI-compatible server on
+127.0.0.1 shipped with llmgine for tests and demos: the real `openai` SDK, no key, no network.
+"""),
+    code("""
+from pathlib import Path
+
+from llmgine import LLMEngine, MessageBus
+from llmgine.llm import OpenAIProvider
+from llmgine.testing import FakeOpenAIServer
+
+Path("logs/recorded_session.jsonl").unlink(missing_ok=True)  # a fresh recording
+with FakeOpenAIServer() as server:
+    server.add_tool_calls(("get_weather", {"city": "Paris"}))
+    server.add_text("It is sunny and 21°C in Paris.")
+    recording = MessageBus(log_dir="logs", log_filename="recorded_session.jsonl",
+                           enable_console_metrics=False, enable_console_traces=False)
+    provider = OpenAIProvider("gpt-4o-mini", base_url=server.base_url, max_retries=0)
+    async with recording:
+        openai_engine = LLMEngine(recording, provider=provider, tools=[get_weather])
+        print(await openai_engine.chat("What is the weather in Paris?"))
+"""),
+    md("""
+## Replay
+
+A session recorded with a real model replays anywhere, with no key: the `replay:` model
+answers with the responses in the log, in order. Tools run again for real.
+"""),
+    code("""
+replay_bus = MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
+async with replay_bus:
+    replayed = LLMEngine(replay_bus, model="replay:logs/recorded_session.jsonl", tools=[get_weather])
+    print(await replayed.chat("What is the weather in Paris?"))
+"""),
+    code("%llmgine stop"),
+]
+
+ANALYSIS: list[Cell] = [
+    md("""
+# Log analysis
+
+The JSONL log loads into pandas DataFrames. This notebook analyses `data/support_desk.jsonl`,
+a log recorded from the example support-desk application (see `05_building_an_app.ipynb`), so
+its numbers stay the same every run.
+"""),
+    code("""
+from llmgine.analysis import load_events
+
+df = load_events("data/support_desk.jsonl")
+len(df), df.attrs["skipped_lines"], list(df.columns)
+"""),
+    md("One row per line; the envelope as columns, the payload (`data`) as JSON text:"),
+    code('df[["kind", "type", "session_id", "trace_id"]].head(8)'),
+    code('df["type"].value_counts()'),
+    md("## One event type, its payload as columns"),
+    code("""
+answered = df.llmgine.events("TicketAnsweredEvent")
+answered[["ticket_id", "answer"]]
+"""),
+    md("## Commands\n\nOne row per executed command, with its outcome:"),
+    code("""
+commands = df.llmgine.commands()
+commands.groupby("command_type")["success"].agg(["count", "sum"]).rename(columns={"sum": "succeeded"})
+"""),
+    code("""
+failed = commands[commands["success"] == False]  # noqa: E712
+failed[["command_type", "error_type", "error"]]
+"""),
+    md("## LLM calls and tokens"),
+    code("""
+calls = df.llmgine.llm_calls()
+calls[["conversation_id", "finish_reason", "tool_calls", "input_tokens", "output_tokens"]]
+"""),
+    code('calls[["input_tokens", "output_tokens", "total_tokens"]].sum()'),
+    md("""
+## Spans and traces
+
+Spans have Phoenix-style columns (`context.span_id`, `parent_id`, `status_code`,
+`attributes.*` with the OpenTelemetry GenAI names); traces summarize one request each.
+"""),
+    code("""
+spans = df.llmgine.spans()
+spans[["name", "span_kind", "status_code", "attributes.gen_ai.tool.name"]].head(10)
+"""),
+    code("""
+traces = df.llmgine.traces()
+traces[["root_name", "span_count", "status", "error_count", "total_tokens"]]
+"""),
+    md("## Plots\n\nA trace waterfall: spans as bars, nested under their parents."),
+    code("""
+answer_traces = traces[traces["root_name"] == "AnswerTicketCommand"].index
+ax = df.llmgine.plot_timeline(trace_id=answer_traces[0])
+"""),
+    code("""
+from llmgine.analysis import plot_command_latency, plot_metric
+
+ax = plot_command_latency(commands)
+"""),
+    code('ax = plot_metric(df.llmgine.metrics(), "gen_ai.usage.output_tokens")'),
+    md("""
+## Questions, answered with pandas
+
+Which categories came in, and how urgent were they?
+"""),
+    code("""
+metrics = df.llmgine.metrics()
+triaged = metrics[metrics["name"] == "tickets_triaged"]
+triaged.assign(category=triaged["tags"].str["category"], priority=triaged["tags"].str["priority"]) \\
+    .groupby(["category", "priority"]).size()
+"""),
+    md("What fraction of commands failed, and which tools were used?"),
+    code("""
+error_rate = 1 - commands["success"].astype(bool).mean()
+tool_use = spans["attributes.gen_ai.tool.name"].value_counts()
+print(f"error rate: {error_rate:.1%}")
+tool_use
+"""),
+]
+
+APP: list[Cell] = [
+    md("""
+# Building an application
+
+`examples/support_desk/` lays out the original llmgine README's "Project Structure Ideas" as a
+small, real application:
+
+```
+support_desk/
+├── main.py          a short scenario
+├── config.py        settings, from the environment
+├── bootstrap.py     the one place where dependencies are built and handlers registered
+├── commands/        OpenTicketCommand, TriageTicketCommand, AnswerTicketCommand
+├── events/          TicketOpenedEvent, TicketTriagedEvent, TicketAnsweredEvent
+├── handlers/        small functions with injected dependencies
+└── services/        business logic that knows nothing of the bus (tickets, FAQ)
+```
+
+Opening a ticket publishes `TicketOpenedEvent`; an event handler then executes
+`TriageTicketCommand`. Answering a ticket asks the LLM engine, which calls the FAQ tool.
+"""),
+    code("""
+import sys
+
+sys.path.insert(0, "../examples")
+
+from support_desk.bootstrap import bootstrap
+from support_desk.commands import AnswerTicketCommand, OpenTicketCommand
+from support_desk.config import Config
+
+app = bootstrap(config=Config(model="offline", log_dir="logs"))
+await app.bus.start()
+[(r.kind, r.message_type.__name__, r.handler.rsplit(".", 1)[-1]) for r in app.bus.registrations()]
+"""),
+    md("Open a few tickets: triage follows from the events."),
+    code("""
+for customer, text in [
+    ("ann", "I was charged twice, please refund one invoice"),
+    ("bob", "URGENT: my account is locked and I cannot login"),
+    ("cy", "Where is my parcel?"),
+    ("dee", "   "),
+]:
+    await app.bus.execute(OpenTicketCommand(customer=customer, text=text))
+
+await app.bus.wait_for_events()
+[(t.id, t.customer, t.category, t.priority) for t in app.store.all()]
+"""),
+    md("The empty ticket could not be triaged; the log says why:"),
+    code("""
+from llmgine.analysis import load_events
+
+commands = load_events(app.bus).llmgine.commands()
+commands[commands["success"] == False][["command_type", "error_type", "error"]]  # noqa: E712
+"""),
+    md("Answer the triaged tickets with the LLM engine and its FAQ tool:"),
+    code("""
+for ticket in app.store.all():
+    if ticket.category is not None:
+        await app.bus.execute(AnswerTicketCommand(ticket_id=ticket.id))
+
+for ticket in app.store.all():
+    print(f"#{ticket.id} {ticket.customer}: {ticket.answer}")
+"""),
+    md("""
+A form built from a command's fields drives the same handlers; so does the chat panel.
+"""),
+    code("""
+from llmgine.notebook.widgets import CommandForm
+
+form = CommandForm(OpenTicketCommand, app.bus)
+form.fields["customer"].value = "fay"
+form.fields["text"].value = "My refund has not arrived"
+result = await form.execute()
+await app.bus.wait_for_events()
+form
+"""),
+    code("result.result, app.store.get(result.result).category"),
+    code("await app.bus.stop()"),
+]
+
+NOTEBOOKS = {
+    "01_quickstart.ipynb": QUICKSTART,
+    "02_commands_events_sessions.ipynb": COMMANDS_EVENTS,
+    "03_chat_and_tools.ipynb": CHAT,
+    "04_log_analysis.ipynb": ANALYSIS,
+    "05_building_an_app.ipynb": APP,
+}
+
+
+def build(name: str, cells: list[Cell]) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(src) if kind == "markdown" else nbformat.v4.new_code_cell(src)
+        for kind, src in cells
+    ]
+    client = NotebookClient(
+        nb,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(HERE)}},
+        store_widget_state=True,
+    )
+    client.execute()
+    for index, cell in enumerate(nb.cells):
+        cell.id = f"{name.split('_', 1)[0]}-{index:02d}"  # stable ids: clean diffs on rebuilds
+    nbformat.write(nb, HERE / name)
+    print(f"wrote {name}")
+
+
+def record_sample_log() -> None:
+    """Record data/support_desk.jsonl from the example app (kept fixed once written)."""
+    target = HERE / "data" / "support_desk.jsonl"
+    if target.exists():
+        return
+    import asyncio
+
+    sys.path.insert(0, str(HERE.parent / "examples"))
+    from support_desk.bootstrap import bootstrap
+    from support_desk.config import Config
+    from support_desk.main import run
+
+    tmp = HERE / "data" / "_recording"
+    app = bootstrap(config=Config(model="offline", log_dir=str(tmp)))
+    asyncio.run(run(app))
+    assert app.bus.log_path is not None
+    shutil.move(app.bus.log_path, target)
+    shutil.rmtree(tmp)
+    print(f"recorded {target.relative_to(HERE)}")
+
+
+def main() -> None:
+    for key in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "LLMGINE_MODEL"):
+        os.environ.pop(key, None)
+    record_sample_log()
+    wanted = sys.argv[1:]
+    for name, cells in NOTEBOOKS.items():
+        if not wanted or any(name.startswith(w) for w in wanted):
+            build(name, cells)
+
+
+if __name__ == "__main__":
+    main()
