@@ -11,7 +11,7 @@ import traceback
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from inspect import isawaitable
@@ -39,6 +39,7 @@ __all__ = ["BusStats", "MessageBus"]
 logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 _Queued = tuple[Event, SpanContext | None]
 
@@ -52,6 +53,18 @@ class BusStats:
     events_published: int = 0
     events_handled: int = 0
     handler_failures: int = 0
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+async def _on(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` on ``loop`` (another thread's) and wait for it from this one."""
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, loop))
 
 
 def _default_log_filename() -> str:
@@ -106,6 +119,7 @@ class MessageBus:
         self._running = False
         self._stopping = False
         self._consumer: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._dispatching = False
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
@@ -151,6 +165,11 @@ class MessageBus:
         return self._running and self._consumer is not None and not self._consumer.done()
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the bus runs on while started (in a notebook: the kernel's)."""
+        return self._loop if self.is_running else None
+
+    @property
     def pending_events(self) -> int:
         """Events published but not yet handled."""
         return len(self._queue)
@@ -172,6 +191,7 @@ class MessageBus:
             self._log.open()
         self._stopping = False
         self._running = True
+        self._loop = asyncio.get_running_loop()
         # A fresh context: handlers must not inherit the span or session of start()'s caller.
         self._consumer = asyncio.create_task(
             self._consume(), name="llmgine-bus", context=contextvars.Context()
@@ -185,12 +205,17 @@ class MessageBus:
                 "bus.stop() was called from an event handler, which would wait for itself; "
                 "call it from outside the handlers."
             )
+        loop = self._loop
+        if loop is not None and loop is not _running_loop() and not loop.is_closed():
+            await _on(loop, self.stop())
+            return
         if consumer is not None and not consumer.done():
             self._stopping = True
             self._wakeup.set()
             await asyncio.shield(consumer)
         self._consumer = None
         self._running = False
+        self._loop = None
         if self._log is not None:
             self._log.close()
 
@@ -222,6 +247,10 @@ class MessageBus:
                 "wait_for_events() was called from an event handler, which would wait for "
                 "itself; publish and return instead."
             )
+        loop = self._loop
+        if loop is not None and loop is not _running_loop():
+            await _on(loop, self.wait_for_events())
+            return
         while self.is_running and (self._queue or self._dispatching):
             await self._idle.wait()
         self.flush()
@@ -414,6 +443,14 @@ class MessageBus:
             )
         self._stamp(event)
         span = _current_span.get()
+        loop = self._loop
+        if loop is not None and loop is not _running_loop():
+            # Another event loop, e.g. a notebook subshell's thread: the bus's own loop queues it.
+            await _on(loop, self._enqueue(event, span))
+            return
+        await self._enqueue(event, span)
+
+    async def _enqueue(self, event: Event, span: SpanContext | None) -> None:
         queue = self._queue
         if (
             len(queue) >= self._max
@@ -505,6 +542,7 @@ class MessageBus:
         finally:
             # Whatever is still queued (a cancelled loop) waits for the next start().
             self._running = False
+            self._loop = None
             self._dispatching = False
             self._idle.set()
             self._space.set()

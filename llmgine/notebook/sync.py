@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar, cast
 
-__all__ = ["call_later", "run_sync", "spawn"]
+__all__ = ["call_later", "cancel", "run_sync", "spawn"]
 
 T = TypeVar("T")
 
@@ -48,12 +48,38 @@ def _loop() -> asyncio.AbstractEventLoop:
     return cast(asyncio.AbstractEventLoop, get_asyncio_loop())
 
 
-def spawn(coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-    """Run ``coroutine`` as a task on the kernel's loop, without waiting for it.
+def _running() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
-    Widget callbacks use this so a long LLM call never blocks the kernel.
+
+def spawn(
+    coroutine: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop | None = None
+) -> asyncio.Future[T]:
+    """Run ``coroutine`` as a task on ``loop`` (default: the kernel's), without waiting for it.
+
+    Widget callbacks use this so a long LLM call never blocks the kernel. JupyterLab may
+    deliver a widget's click in a kernel subshell, a thread with its own loop: the task is
+    then handed to ``loop`` thread-safely, and the returned future belongs to the caller's
+    loop (await it there; cancel it with :func:`cancel`).
     """
-    return _loop().create_task(coroutine)
+    target = loop or _loop()
+    here = _running()
+    if here is target or (here is None and not target.is_running()):
+        return target.create_task(coroutine)
+    future = asyncio.run_coroutine_threadsafe(coroutine, target)
+    return asyncio.wrap_future(future, loop=here or target)
+
+
+def cancel(future: asyncio.Future[Any]) -> None:
+    """Cancel ``future`` from any thread (a Stop button may be clicked in another subshell)."""
+    owner = future.get_loop()
+    if owner is _running():
+        future.cancel()
+    else:
+        owner.call_soon_threadsafe(future.cancel)
 
 
 def call_later(delay: float, callback: Any) -> None:

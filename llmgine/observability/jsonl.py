@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -125,7 +126,7 @@ class JsonlLog:
 
     Lines are kept in memory and written in whole-line chunks, so a reader never
     sees half a line after a flush. Lines written before :meth:`open` wait in the
-    buffer and reach the file when it opens.
+    buffer and reach the file when it opens. Safe to write from several threads.
     """
 
     def __init__(self, path: Path, *, max_buffered_lines: int = 4096) -> None:
@@ -134,6 +135,7 @@ class JsonlLog:
         self._buffer: list[bytes] = []
         self._max = max_buffered_lines
         self._file: io.FileIO | None = None
+        self._lock = threading.Lock()
 
     @property
     def is_open(self) -> bool:
@@ -149,22 +151,25 @@ class JsonlLog:
 
     def write(self, line: bytes) -> None:
         """Add one UTF-8 line (ending in a newline); written at the next flush."""
-        buffer = self._buffer
-        buffer.append(line)
-        if len(buffer) >= self._max and self._file is not None:
+        with self._lock:
+            buffer = self._buffer
+            buffer.append(line)
+            full = len(buffer) >= self._max
+        if full and self._file is not None:
             self.flush()
 
     def flush(self) -> None:
         """Write every buffered line to the file, if it is open."""
-        if self._file is None or not self._buffer:
-            return
-        lines, self._buffer = self._buffer, []
-        data = b"".join(lines)
-        view = memoryview(data)
-        while view:
-            written = self._file.write(view)
-            view = view[written or 0 :]
-        self.lines_written += len(lines)
+        with self._lock:
+            if self._file is None or not self._buffer:
+                return
+            lines, self._buffer = self._buffer, []
+            data = b"".join(lines)
+            view = memoryview(data)
+            while view:
+                written = self._file.write(view)
+                view = view[written or 0 :]
+            self.lines_written += len(lines)
 
     def close(self) -> None:
         """Flush and close the file; :meth:`open` may reopen it later."""
@@ -172,8 +177,10 @@ class JsonlLog:
             try:
                 self.flush()
             finally:
-                self._file.close()
-                self._file = None
+                with self._lock:
+                    if self._file is not None:
+                        self._file.close()
+                        self._file = None
         elif self._buffer:
             logger.debug(
                 "%d log lines were never written: the log was not opened", len(self._buffer)

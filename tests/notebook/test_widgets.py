@@ -301,3 +301,22 @@ async def test_form_shows_validation_errors_inline(bus: MessageBus) -> None:
 def test_form_needs_a_command_class(bus: Any) -> None:
     with pytest.raises(TypeError, match="needs a Command class"):
         CommandForm(ThingEvent, MessageBus(log_dir=None))  # type: ignore[arg-type]
+
+
+async def test_widget_clicks_from_a_subshell_thread_run_on_the_bus_loop(bus: MessageBus) -> None:
+    engine = LLMEngine(bus, provider=ScriptedProvider(["hello from the bus loop"]))
+    chat = ChatWidget(engine)
+    form = CommandForm(PaintCommand, bus)
+    bus.register_command_handler(PaintCommand, lambda c: f"painted {c.wall}")
+    form.fields["wall"].value = "east"
+
+    async def clicks() -> tuple[Any, Any]:
+        reply = chat.send("hi")
+        executed = form.execute()
+        assert reply is not None
+        assert executed is not None
+        return await reply, await executed
+
+    _, result = await asyncio.to_thread(lambda: asyncio.run(clicks()))
+    assert chat.history[-1] == ("assistant", "hello from the bus loop")
+    assert result.result == "painted east"

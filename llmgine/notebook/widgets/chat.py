@@ -14,7 +14,7 @@ from llmgine.llm.commands import ClearConversationCommand, PromptCommand
 from llmgine.llm.engine import LLMEngine
 from llmgine.llm.events import LLMDeltaEvent, ToolCallEvent, ToolResultEvent
 from llmgine.messages.commands import CommandResult
-from llmgine.notebook.sync import spawn
+from llmgine.notebook.sync import cancel, spawn
 from llmgine.notebook.widgets._render import details, markdown
 
 __all__ = ["ChatWidget"]
@@ -56,7 +56,7 @@ class ChatWidget(widgets.VBox):
         buttons = widgets.HBox([self.send_button, self.stop_button, self.clear_button])
         super().__init__([self.transcript, self.status, self.input, buttons])
         self.add_class("llmgine-chat")
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Future[None] | None = None
         self._prompt_id: UUID | None = None
         self._streamed = ""
         self._reply: widgets.HTML | None = None
@@ -73,7 +73,7 @@ class ChatWidget(widgets.VBox):
 
     # ---------------------------------------------------------------- actions
 
-    def send(self, text: str | None = None) -> asyncio.Task[None] | None:
+    def send(self, text: str | None = None) -> asyncio.Future[None] | None:
         """Send ``text`` (default: the input box); returns the task of the reply.
 
         Nothing happens while a reply is being generated or for an empty message.
@@ -90,15 +90,15 @@ class ChatWidget(widgets.VBox):
         self._streamed = ""
         self._steps = {}
         self._set_generating(True)
-        self._task = spawn(self._run(command))
+        self._task = spawn(self._run(command), loop=self.bus.loop)
         return self._task
 
     def stop(self) -> None:
         """Stop the reply being generated (cancels its task); the text so far stays."""
         if self.generating and self._task is not None:
-            self._task.cancel()
+            cancel(self._task)
 
-    def clear(self) -> asyncio.Task[CommandResult]:
+    def clear(self) -> asyncio.Future[CommandResult]:
         """Empty the transcript and the engine's conversation; returns the clearing task."""
         self.stop()
         self.transcript.children = ()

@@ -110,7 +110,7 @@ class CommandForm(widgets.VBox):
             values[name] = value
         return values
 
-    def execute(self) -> asyncio.Task[CommandResult] | None:
+    def execute(self) -> asyncio.Future[CommandResult] | None:
         """Validate the fields and execute the command; returns the task, or ``None`` if invalid."""
         try:
             command = self.command_type(**self.values())
@@ -124,7 +124,7 @@ class CommandForm(widgets.VBox):
             return None
         self.errors.value = ""
         self.output.value = "<i>running…</i>"
-        return spawn(self._run(command))
+        return spawn(self._run(command), loop=self.bus.loop)
 
     async def _run(self, command: Command) -> CommandResult:
         result = await self.bus.execute(command)
