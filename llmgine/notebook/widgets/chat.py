@@ -167,7 +167,7 @@ class ChatWidget(widgets.VBox):
                 arguments = ", ".join(f"{k}={v!r}" for k, v in json.loads(event.arguments).items())
             except (ValueError, AttributeError):
                 arguments = event.arguments
-            step = widgets.HTML(details(f"🔧 {event.tool_name}({arguments})", "running…"))
+            step = widgets.HTML(details(f"tool · {event.tool_name}({arguments})", "running…"))
             self._steps[event.call_id] = step
             children = list(self.transcript.children)
             index = children.index(self._reply) if self._reply in children else len(children)

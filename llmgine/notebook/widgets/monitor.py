@@ -119,13 +119,25 @@ class BusMonitor(widgets.VBox):
         state = f" — <b>paused</b> ({self.skipped} skipped)" if self.paused else ""
         total = sum(self.counts.values())
         self.summary.value = f"<small>{total} events{state}. {html.escape(counts)}</small>"
+        cell = "<td style='white-space:nowrap;padding:1px 8px 1px 0'>{}</td>"
+        payload = (
+            "<td style='white-space:nowrap;overflow:hidden;text-overflow:ellipsis;"
+            "max-width:560px;padding:1px 0'>{}</td>"
+        )
         cells = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(row[k])}</td>" for k in row) + "</tr>"
+            "<tr>"
+            + "".join(
+                (payload if k == "payload" else cell).format(html.escape(row[k])) for k in row
+            )
+            + "</tr>"
             for row in self.visible_rows()
         )
-        head = "".join(f"<th>{k}</th>" for k in ("time", "kind", "type", "session", "payload"))
+        head = "".join(
+            f"<th style='text-align:left'>{k}</th>"
+            for k in ("time", "kind", "type", "session", "payload")
+        )
         self.table.value = (
-            "<table style='font-family:monospace;font-size:12px'>"
+            "<table style='font-family:monospace;font-size:12px;border-collapse:collapse'>"
             f"<thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>"
         )
 
