@@ -1,11 +1,15 @@
-"""Command line: ``python -m llmgine demo`` and ``python -m llmgine log PATH``."""
+"""Command line: ``python -m llmgine demo | lab [NOTEBOOK] | log PATH``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
+import os
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -32,6 +36,28 @@ def _log(args: argparse.Namespace) -> int:
     return 0
 
 
+QUICKSTART = Path("notebooks") / "01_quickstart.ipynb"
+
+
+def lab_command(notebook: str | None) -> list[str]:
+    """The command that opens JupyterLab (on ``notebook``, else on the quickstart if present)."""
+    target = notebook or (str(QUICKSTART) if QUICKSTART.exists() else None)
+    command = [sys.executable, "-m", "jupyterlab", *([target] if target else [])]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # containers often run as root; Jupyter refuses otherwise
+    return command
+
+
+def _lab(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("jupyterlab") is None:
+        print(
+            "llmgine: JupyterLab is not installed; install it with: pip install 'llmgine[lab]'",
+            file=sys.stderr,
+        )
+        return 2
+    return subprocess.call(lab_command(args.notebook))
+
+
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
     parser = argparse.ArgumentParser(prog="python -m llmgine", description=__doc__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -39,7 +65,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Nam
     demo.add_argument("--log-dir", default="logs", help="where to write demo.jsonl (default: logs)")
     log = sub.add_parser("log", help="summarize a JSONL log (a file or a directory of them)")
     log.add_argument("path", help="a .jsonl file or a directory of them")
-    return parser, {"demo": _demo, "log": _log}
+    lab = sub.add_parser("lab", help="open JupyterLab on the quickstart notebook")
+    lab.add_argument("notebook", nargs="?", help="a notebook to open instead")
+    return parser, {"demo": _demo, "lab": _lab, "log": _log}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

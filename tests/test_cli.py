@@ -38,6 +38,18 @@ def test_demo_twice_starts_a_fresh_log(tmp_path: Path, capsys: pytest.CaptureFix
     assert (tmp_path / "demo.jsonl").read_text().count("\n") == first
 
 
+def test_lab_opens_the_quickstart(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from llmgine.__main__ import lab_command
+
+    monkeypatch.chdir(ROOT)
+    command = lab_command(None)
+    assert command[:3] == [sys.executable, "-m", "jupyterlab"]
+    assert command[3] == "notebooks/01_quickstart.ipynb"
+    monkeypatch.chdir(tmp_path)  # elsewhere: JupyterLab on the folder
+    assert lab_command(None)[3:] in ([], ["--allow-root"])
+    assert lab_command("other.ipynb")[3] == "other.ipynb"
+
+
 def test_no_subcommand_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "demo" in capsys.readouterr().out
