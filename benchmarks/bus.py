@@ -62,13 +62,18 @@ async def baseline(n: int, path: Path) -> float:
         return n / (time.perf_counter() - start)
 
 
-async def bus_publish(n: int, log_dir: Path) -> float:
-    bus = MessageBus(
+def quiet_bus(log_dir: Path, name: str) -> MessageBus:
+    """A bus with the JSONL log on and the console off, as the measurements need."""
+    return MessageBus(
         log_dir=log_dir,
-        log_filename="publish.jsonl",
+        log_filename=name,
         enable_console_metrics=False,
         enable_console_traces=False,
     )
+
+
+async def bus_publish(n: int, log_dir: Path) -> float:
+    bus = quiet_bus(log_dir, "publish.jsonl")
 
     async def handler(event: BenchEvent) -> None:
         return None
@@ -83,12 +88,7 @@ async def bus_publish(n: int, log_dir: Path) -> float:
 
 
 async def bus_execute(n: int, log_dir: Path) -> float:
-    bus = MessageBus(
-        log_dir=log_dir,
-        log_filename="execute.jsonl",
-        enable_console_metrics=False,
-        enable_console_traces=False,
-    )
+    bus = quiet_bus(log_dir, "execute.jsonl")
 
     async def handler(command: BenchCommand) -> int:
         return command.n
@@ -103,12 +103,7 @@ async def bus_execute(n: int, log_dir: Path) -> float:
 
 
 async def memory_growth(n: int, log_dir: Path) -> tuple[float, float]:
-    bus = MessageBus(
-        log_dir=log_dir,
-        log_filename="memory.jsonl",
-        enable_console_metrics=False,
-        enable_console_traces=False,
-    )
+    bus = quiet_bus(log_dir, "memory.jsonl")
 
     async def handler(event: BenchEvent) -> None:
         return None
