@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -132,7 +133,7 @@ class JsonlLog:
     def __init__(self, path: Path, *, max_buffered_lines: int = 4096) -> None:
         self.path = path
         self.lines_written = 0
-        self._buffer: list[bytes] = []
+        self._buffer: deque[bytes] = deque()
         self._max = max_buffered_lines
         self._file: io.FileIO | None = None
         self._lock = threading.Lock()
@@ -151,21 +152,20 @@ class JsonlLog:
 
     def write(self, line: bytes) -> None:
         """Add one UTF-8 line (ending in a newline); written at the next flush."""
-        with self._lock:
-            buffer = self._buffer
-            buffer.append(line)
-            full = len(buffer) >= self._max
-        if full and self._file is not None:
+        buffer = self._buffer
+        buffer.append(line)  # a deque: atomic, so any thread may write without a lock
+        if len(buffer) >= self._max and self._file is not None:
             self.flush()
 
     def flush(self) -> None:
         """Write every buffered line to the file, if it is open."""
-        with self._lock:
-            if self._file is None or not self._buffer:
+        with self._lock:  # one flush at a time; writers never wait for it
+            buffer = self._buffer
+            if self._file is None or not buffer:
                 return
-            lines, self._buffer = self._buffer, []
-            data = b"".join(lines)
-            view = memoryview(data)
+            pop = buffer.popleft
+            lines = [pop() for _ in range(len(buffer))]
+            view = memoryview(b"".join(lines))
             while view:
                 written = self._file.write(view)
                 view = view[written or 0 :]

@@ -214,3 +214,27 @@ async def test_spans_nobody_listens_to_are_still_logged(tmp_path: Path, read_log
     assert lines[2]["data"]["command_result"]["result"] == "a"
     assert lines[3]["data"]["status"] == "OK"
     assert bus.stats.events_published == 3
+
+
+def test_concurrent_writers_and_flushes_lose_nothing(tmp_path: Path) -> None:
+    import threading
+
+    log = JsonlLog(tmp_path / "threads.jsonl", max_buffered_lines=7)
+    log.open()
+
+    def writer(name: str) -> None:
+        for i in range(2000):
+            log.write(f'{{"w": "{name}", "i": {i}}}\n'.encode())
+            if i % 50 == 0:
+                log.flush()
+
+    threads = [threading.Thread(target=writer, args=(f"t{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    log.close()
+    rows = [json.loads(line) for line in log.path.read_text().splitlines()]
+    assert len(rows) == 8000
+    for n in range(4):
+        assert [r["i"] for r in rows if r["w"] == f"t{n}"] == list(range(2000))  # each in order
