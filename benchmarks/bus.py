@@ -1,7 +1,8 @@
 """MessageBus throughput and memory, as ratios against a same-run baseline.
 
 Baseline: the bare work a logged publish needs -- build the same pydantic event,
-one asyncio.Queue hop, ``model_dump_json``, a buffered file write.
+one asyncio.Queue hop, ``model_dump_json``, a buffered file write. Each contender runs
+in a fresh process in every round, so none inherits another's heap or GC state.
 Measured: ``bus.publish`` (JSONL on, one trivial async handler) and ``bus.execute``
 (one trivial async handler; each execute also publishes a result and two span events),
 and RSS growth over a million published events.
@@ -18,6 +19,8 @@ import asyncio
 import gc
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -124,52 +127,70 @@ async def memory_growth(n: int, log_dir: Path) -> tuple[float, float]:
     return before, after
 
 
+CONTENDERS = {
+    "baseline": lambda n, d: baseline(n, d / "baseline.jsonl"),
+    "publish": bus_publish,
+    "execute": lambda n, d: bus_execute(n // 4, d),
+}
+
+
+def measure(what: str, events: int) -> float:
+    """One contender in a fresh process, so none inherits another's heap or GC state."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--one", what, "--events", str(events)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000, help="events per round")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--memory-events", type=int, default=1_000_000)
+    parser.add_argument("--one", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(asyncio.run(CONTENDERS[args.one](args.events, Path(tmp))))
+        return
     ratios: dict[str, list[float]] = {"publish": [], "execute": []}
     rates: dict[str, list[float]] = {"baseline": [], "publish": [], "execute": []}
+    for round_ in range(1, args.rounds + 1):
+        # Interleaved rounds: machine noise hits every contender alike, and each round's
+        # ratio compares runs made seconds apart. The median ratio is reported.
+        base, publish, execute = (measure(w, args.events) for w in CONTENDERS)
+        for name, rate in (("baseline", base), ("publish", publish), ("execute", execute)):
+            rates[name].append(rate)
+        ratios["publish"].append(publish / base)
+        ratios["execute"].append(execute / base)
+        print(
+            f"round {round_}: baseline {base:,.0f}/s  publish {publish:,.0f}/s "
+            f"({publish / base:.2f}x)  execute {execute:,.0f}/s ({execute / base:.2f}x)"
+        )
+    med = statistics.median
+    print()
+    print(
+        "baseline (pydantic event + asyncio.Queue hop + model_dump_json + buffered write): "
+        f"{med(rates['baseline']):,.0f} events/s (median)"
+    )
+    print(
+        f"bus.publish (JSONL on, 1 async handler): {med(rates['publish']):,.0f} events/s; "
+        f"median ratio {med(ratios['publish']):.2f}x baseline (target >= 0.80x)"
+    )
+    print(
+        "bus.execute (1 async handler; command + result + 2 span lines logged): "
+        f"{med(rates['execute']):,.0f} commands/s; "
+        f"median ratio {med(ratios['execute']):.2f}x baseline (target >= 0.30x)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        log_dir = Path(tmp)
-        for round_ in range(1, args.rounds + 1):
-            # Short interleaved rounds: machine noise hits every contender alike, and each
-            # round's ratio compares runs made seconds apart. The median ratio is reported.
-            base = asyncio.run(baseline(args.events, log_dir / "baseline.jsonl"))
-            publish = asyncio.run(bus_publish(args.events, log_dir))
-            execute = asyncio.run(bus_execute(args.events // 4, log_dir))
-            for name, rate in (("baseline", base), ("publish", publish), ("execute", execute)):
-                rates[name].append(rate)
-            ratios["publish"].append(publish / base)
-            ratios["execute"].append(execute / base)
-            for path in log_dir.iterdir():
-                path.unlink()
-            print(
-                f"round {round_}: baseline {base:,.0f}/s  publish {publish:,.0f}/s "
-                f"({publish / base:.2f}x)  execute {execute:,.0f}/s ({execute / base:.2f}x)"
-            )
-        med = statistics.median
-        print()
-        print(
-            "baseline (pydantic event + asyncio.Queue hop + model_dump_json + buffered write): "
-            f"{med(rates['baseline']):,.0f} events/s (median)"
-        )
-        print(
-            f"bus.publish (JSONL on, 1 async handler): {med(rates['publish']):,.0f} events/s; "
-            f"median ratio {med(ratios['publish']):.2f}x baseline (target >= 0.80x)"
-        )
-        print(
-            "bus.execute (1 async handler; command + result + 2 span lines logged): "
-            f"{med(rates['execute']):,.0f} commands/s; "
-            f"median ratio {med(ratios['execute']):.2f}x baseline (target >= 0.30x)"
-        )
-        before, after = asyncio.run(memory_growth(args.memory_events, log_dir))
-        print(
-            f"RSS over {args.memory_events:,} published events: {before:.0f} MB -> {after:.0f} MB "
-            f"= {after - before:+.1f} MB (target <= 50 MB)"
-        )
+        before, after = asyncio.run(memory_growth(args.memory_events, Path(tmp)))
+    print(
+        f"RSS over {args.memory_events:,} published events: {before:.0f} MB -> {after:.0f} MB "
+        f"= {after - before:+.1f} MB (target <= 50 MB)"
+    )
 
 
 if __name__ == "__main__":

@@ -444,23 +444,27 @@ class MessageBus:
         self._stamp(event)
         span = _current_span.get()
         loop = self._loop
-        if loop is not None and loop is not _running_loop():
+        if loop is not None and loop is not asyncio.get_running_loop():
             # Another event loop, e.g. a notebook subshell's thread: the bus's own loop queues it.
             await _on(loop, self._enqueue(event, span))
             return
-        await self._enqueue(event, span)
-
-    async def _enqueue(self, event: Event, span: SpanContext | None) -> None:
-        queue = self._queue
         if (
-            len(queue) >= self._max
+            len(self._queue) >= self._max
             and self._running
             and asyncio.current_task() is not self._consumer
         ):
             await self._wait_for_space()
+        self._append(event, span)
+
+    async def _enqueue(self, event: Event, span: SpanContext | None) -> None:
+        if len(self._queue) >= self._max and self._running:
+            await self._wait_for_space()
+        self._append(event, span)
+
+    def _append(self, event: Event, span: SpanContext | None) -> None:
         if self._log is not None and type(event).log_to_file:
             self._log.write(encode_line("event", event, span))
-        queue.append((event, span))
+        self._queue.append((event, span))
         self.stats.events_published += 1
         if self._running:
             self._idle.clear()
