@@ -132,9 +132,16 @@ def browser_page(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any
 
     chromium = find_chromium()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium, headless=True, args=CHROMIUM_FLAGS
-        )
+        try:
+            browser = playwright.chromium.launch(
+                executable_path=chromium, headless=True, args=CHROMIUM_FLAGS
+            )
+        except Exception as exc:
+            pytest.fail(
+                f"Chromium at {chromium} could not start ({type(exc).__name__}: {exc}). "
+                "The browser tests need a working headless Chromium.",
+                pytrace=False,
+            )
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1400})
             page.set_default_timeout(45_000)
