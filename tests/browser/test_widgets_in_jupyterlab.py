@@ -23,6 +23,9 @@ from llmgine.llm import Completion, OfflineProvider, StreamChunk
 from llmgine.notebook import get_bus, get_engine
 
 
+WORD_PACE = 0.05  # seconds between words of the slow story: a slow model, not a wait for the bus
+
+
 class StoryProvider(OfflineProvider):
     """The offline model, except that a long story streams slowly (so Stop can be clicked)."""
 
@@ -35,7 +38,7 @@ class StoryProvider(OfflineProvider):
         for i in range(600):
             words.append(f"word{i} ")
             yield StreamChunk(delta=words[-1])
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(WORD_PACE)
         yield StreamChunk(completion=Completion(content="".join(words), finish_reason="stop"))
 
 
