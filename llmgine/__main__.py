@@ -59,7 +59,10 @@ def _lab(args: argparse.Namespace) -> int:
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
-    parser = argparse.ArgumentParser(prog="python -m llmgine", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m llmgine",
+        description="llmgine: event-driven LLM applications, made for Jupyter.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser("demo", help="run a short offline demo and show what it logged")
     demo.add_argument("--log-dir", default="logs", help="where to write demo.jsonl (default: logs)")
