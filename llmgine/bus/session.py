@@ -87,13 +87,9 @@ class BusSession:
         await self.bus.publish(event)
 
     async def execute(self, command: Command, *, timeout: float | None = None) -> CommandResult:
-        """Execute ``command`` on the bus with this session's id."""
+        """Execute ``command`` on the bus with this session's id (its handler runs in it)."""
         self._stamp(command)
-        token = _current_session.set(self.session_id)
-        try:
-            return await self.bus.execute(command, timeout=timeout)
-        finally:
-            _current_session.reset(token)
+        return await self.bus.execute(command, timeout=timeout)
 
     async def __aenter__(self) -> BusSession:
         self._token = _current_session.set(self.session_id)

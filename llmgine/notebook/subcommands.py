@@ -62,12 +62,6 @@ class Subcommand:
     run: Callable[[Any, str, str | None], Any]
 
 
-def _display(obj: Any) -> None:
-    from IPython.display import display
-
-    display(obj)
-
-
 def _lookup(shell: Any, name: str) -> Any:
     if name not in shell.user_ns:
         raise MagicError(f"name {name!r} is not defined in this notebook")
@@ -239,12 +233,9 @@ def _chat(shell: Any, line: str, cell: str | None) -> Any:
         text = run_sync(stream())
     except CommandFailedError as exc:
         raise MagicError(str(exc)) from None
-    if live:
-        # The live area is blanked and the reply shown once more as a plain output, so the
-        # saved notebook holds it even for readers that ignore display updates (nbval).
-        _display(Markdown(text))
-    else:
-        _display(Note(text))
+    # In a notebook the live area is blanked and the reply shown once more as a plain output,
+    # so the saved notebook holds it even for readers that ignore display updates (nbval).
+    display(Markdown(text) if live else Note(text))
     return None
 
 

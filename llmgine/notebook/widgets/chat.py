@@ -60,7 +60,7 @@ class ChatWidget(widgets.VBox):
         self._prompt_id: UUID | None = None
         self._streamed = ""
         self._reply: widgets.HTML | None = None
-        self._steps: dict[str, widgets.HTML] = {}
+        self._steps: dict[str, tuple[str, widgets.HTML]] = {}  # call id: (summary, step)
         self._subscriptions = self._subscribe()
 
     def __repr__(self) -> str:
@@ -167,20 +167,21 @@ class ChatWidget(widgets.VBox):
                 arguments = ", ".join(f"{k}={v!r}" for k, v in json.loads(event.arguments).items())
             except (ValueError, AttributeError):
                 arguments = event.arguments
-            step = widgets.HTML(details(f"tool · {event.tool_name}({arguments})", "running…"))
-            self._steps[event.call_id] = step
+            summary = f"tool · {event.tool_name}({arguments})"
+            step = widgets.HTML(details(summary, "running…"))
+            self._steps[event.call_id] = (summary, step)
             children = list(self.transcript.children)
             index = children.index(self._reply) if self._reply in children else len(children)
             children.insert(index, step)
             self.transcript.children = tuple(children)
 
         def on_tool_result(event: ToolResultEvent) -> None:
-            step = self._steps.get(event.call_id)
-            if event.prompt_id != self._prompt_id or step is None:
+            found = self._steps.get(event.call_id)
+            if event.prompt_id != self._prompt_id or found is None:
                 return
-            summary = step.value.split("</summary>")[0].split("<summary>")[1]
+            summary, step = found
             body = f"error: {event.error}" if event.error else json.dumps(event.result, default=str)
-            step.value = details(html.unescape(summary), body)
+            step.value = details(summary, body)
 
         subscriptions: list[tuple[type, Any]] = [
             (LLMDeltaEvent, on_delta),
