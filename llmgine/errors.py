@@ -12,6 +12,7 @@ keeps working::
     ├── CommandFailedError              a convenience call's command failed
     ├── ConfigurationError              (also ValueError)
     │   └── MissingAPIKeyError
+    ├── LogFormatError                  (also ValueError) a line is not an llmgine envelope
     ├── ToolError                       (also ValueError)
     └── ProviderError
         ├── ProviderAuthenticationError
@@ -29,6 +30,7 @@ __all__ = [
     "HandlerAlreadyRegisteredError",
     "HandlerNotFoundError",
     "LLMgineError",
+    "LogFormatError",
     "MissingAPIKeyError",
     "ProviderAuthenticationError",
     "ProviderConnectionError",
@@ -72,6 +74,10 @@ class ConfigurationError(LLMgineError, ValueError):
 
 class MissingAPIKeyError(ConfigurationError):
     """A provider that needs an API key has none."""
+
+
+class LogFormatError(LLMgineError, ValueError):
+    """A log line is not JSON, not an llmgine envelope, or does not fit its message class."""
 
 
 class ToolError(LLMgineError, ValueError):
