@@ -161,7 +161,7 @@ class SinkSet:
             except Exception as exc:
                 self._failed(sink, operation, exc)
             else:
-                if self._failing and id(sink) in self._failing:
+                if operation == "flush" and self._failing and id(sink) in self._failing:
                     self._recovered(sink)
 
     def _failed(self, sink: Sink, operation: str, exc: Exception) -> None:
