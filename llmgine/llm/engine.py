@@ -103,7 +103,7 @@ class LLMEngine:
         if self.bus.command_handler_of(PromptCommand) != self.handle_prompt:
             raise BusStateError(
                 f"This engine ({self.model}) no longer answers prompts on its bus: another "
-                "LLMEngine replaced it there. Use that engine, or give each engine a bus of its own."
+                "LLMEngine replaced it there. Use that engine, or give each engine its own bus."
             )
 
     def __repr__(self) -> str:
