@@ -395,9 +395,7 @@ class MessageBus:
         if result.duration_ms is None:
             result.duration_ms = (time.perf_counter() - start) * 1000.0
         if result.success:
-            done = CommandResultEvent.model_construct(
-                session_id=command.session_id, command_result=result
-            )
+            done = CommandResultEvent(session_id=command.session_id, command_result=result)
             await self._emit(done)
         else:
             await self._publish_failure(command, result, "", span)
@@ -422,7 +420,7 @@ class MessageBus:
     ) -> None:
         self._stats.commands_failed += 1
         span.set_status("ERROR", f"{result.error_type}: {result.error}")
-        failed = CommandErrorEvent.model_construct(
+        failed = CommandErrorEvent(
             session_id=command.session_id, command_result=result, traceback=tb
         )
         await self._emit(failed)
