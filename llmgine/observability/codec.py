@@ -81,7 +81,7 @@ def encode(kind: Kind, message: Message, span: SpanContext | None) -> bytes:
         metadata = (
             to_json(message.metadata, fallback=safe_repr).decode() if message.metadata else "{}"
         )
-    except Exception:  # noqa: BLE001 - a value JSON cannot hold: write what can be written
+    except Exception:
         own = {
             name: getattr(message, name, None)
             for name in type(message).model_fields
