@@ -94,8 +94,10 @@ def encode(kind: Kind, message: Message, span: SpanContext | None) -> bytes:
         ids = '"trace_id":null,"span_id":null'
     else:
         ids = f'"trace_id":"{span.trace_id}","span_id":"{span.span_id}"'
+    cls = type(message)
+    prefix = _prefixes.get((kind, cls)) or _prefix(kind, cls)
     head = (
-        f'{_prefix(kind, type(message))},"id":"{message.id}",'
+        f'{prefix},"id":"{message.id}",'
         f'"timestamp":"{message.timestamp.isoformat()}","session_id":{session},{ids},'
         f'"metadata":{metadata},"data":'
     )
