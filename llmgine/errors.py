@@ -11,6 +11,7 @@ keeps working::
     ├── BusStateError                   (also RuntimeError)
     ├── CommandFailedError              a convenience call's command failed
     ├── ConfigurationError              (also ValueError)
+    │   ├── LogSourceError              a log cannot be read as asked (also TypeError)
     │   └── MissingAPIKeyError
     ├── ToolError                       (also ValueError)
     └── ProviderError
@@ -29,6 +30,7 @@ __all__ = [
     "HandlerAlreadyRegisteredError",
     "HandlerNotFoundError",
     "LLMgineError",
+    "LogSourceError",
     "MissingAPIKeyError",
     "ProviderAuthenticationError",
     "ProviderConnectionError",
@@ -68,6 +70,10 @@ class CommandFailedError(LLMgineError):
 
 class ConfigurationError(LLMgineError, ValueError):
     """A setting is wrong: an unknown model string, a missing file, a bad option."""
+
+
+class LogSourceError(ConfigurationError, TypeError):
+    """A log cannot be read as asked: no such file, not a log, a filter that is not a time."""
 
 
 class MissingAPIKeyError(ConfigurationError):
