@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmgine.bus import BusSession, BusStats, MessageBus, Registration, current_session_id
+from llmgine.bus import (
+    BusSession,
+    BusStats,
+    LocalTransport,
+    MessageBus,
+    Registration,
+    Transport,
+    current_session_id,
+)
 from llmgine.errors import (
     BusStateError,
     CommandFailedError,
@@ -16,6 +24,7 @@ from llmgine.errors import (
     HandlerAlreadyRegisteredError,
     HandlerNotFoundError,
     LLMgineError,
+    LogFormatError,
     MissingAPIKeyError,
     ProviderAuthenticationError,
     ProviderConnectionError,
@@ -60,16 +69,24 @@ from llmgine.messages import (
     Event,
     EventHandlerFailedEvent,
     Message,
+    SinkFailedEvent,
+    SinkRecoveredEvent,
 )
 from llmgine.observability import (
     ConsolePrinter,
+    Envelope,
     JsonlLog,
     Metric,
     MetricEvent,
+    Record,
+    Sink,
     Span,
     SpanContext,
     TraceEvent,
     current_span,
+    decode,
+    encode,
+    read_log,
 )
 
 __version__ = "0.1.0"
@@ -98,6 +115,7 @@ __all__ = [
     "ConsolePrinter",
     "Conversation",
     "ConversationStore",
+    "Envelope",
     "Event",
     "EventHandlerFailedEvent",
     "HandlerAlreadyRegisteredError",
@@ -108,6 +126,8 @@ __all__ = [
     "LLMRequest",
     "LLMResponseEvent",
     "LLMgineError",
+    "LocalTransport",
+    "LogFormatError",
     "Message",
     "MessageBus",
     "Metric",
@@ -122,10 +142,14 @@ __all__ = [
     "ProviderError",
     "ProviderExhaustedError",
     "ProviderRateLimitError",
+    "Record",
     "Registration",
     "ReplayProvider",
     "ScriptedProvider",
     "SetSystemPromptCommand",
+    "Sink",
+    "SinkFailedEvent",
+    "SinkRecoveredEvent",
     "Span",
     "SpanContext",
     "StreamChunk",
@@ -136,12 +160,16 @@ __all__ = [
     "ToolRegistry",
     "ToolResultEvent",
     "TraceEvent",
+    "Transport",
     "Usage",
     "__version__",
     "current_session_id",
     "current_span",
+    "decode",
     "default_model",
+    "encode",
     "load_ipython_extension",
     "provider_for",
+    "read_log",
     "tool",
 ]

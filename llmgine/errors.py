@@ -13,6 +13,7 @@ keeps working::
     ├── ConfigurationError              (also ValueError)
     │   ├── LogSourceError              a log cannot be read as asked (also TypeError)
     │   └── MissingAPIKeyError
+    ├── LogFormatError                  (also ValueError) a line is not an llmgine envelope
     ├── ToolError                       (also ValueError)
     └── ProviderError
         ├── ProviderAuthenticationError
@@ -30,6 +31,7 @@ __all__ = [
     "HandlerAlreadyRegisteredError",
     "HandlerNotFoundError",
     "LLMgineError",
+    "LogFormatError",
     "LogSourceError",
     "MissingAPIKeyError",
     "ProviderAuthenticationError",
@@ -78,6 +80,10 @@ class LogSourceError(ConfigurationError, TypeError):
 
 class MissingAPIKeyError(ConfigurationError):
     """A provider that needs an API key has none."""
+
+
+class LogFormatError(LLMgineError, ValueError):
+    """A log line is not JSON, not an llmgine envelope, or does not fit its message class."""
 
 
 class ToolError(LLMgineError, ValueError):

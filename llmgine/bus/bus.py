@@ -1,26 +1,37 @@
-"""The MessageBus: commands to exactly one handler, events to many, everything logged."""
+"""The MessageBus: commands to exactly one handler, events to many, everything to the sinks.
+
+Dispatch only: the transport (:mod:`llmgine.bus.transport`) decides where events
+wait and how they reach handlers; the sinks (:mod:`llmgine.observability.sinks`)
+receive every accepted message; the registry knows the handlers.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import os
+import threading
 import time
-import traceback
 import uuid
-import weakref
-from collections import deque
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from inspect import isawaitable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO, TypeVar
 
+from llmgine.bus.handlers import (
+    HandlerTimedOut,
+    call_command_handler,
+    call_event_handler,
+    cancelled_from_outside,
+    describe,
+)
+from llmgine.bus.loops import call_on, running_loop
+from llmgine.bus.queue import in_handler
 from llmgine.bus.registry import HandlerEntry, HandlerRegistry, Registration
 from llmgine.bus.session import BusSession, _current_session
+from llmgine.bus.stats import BusStats
+from llmgine.bus.transport import LocalTransport
 from llmgine.errors import BusStateError
 from llmgine.messages.commands import Command, CommandResult
 from llmgine.messages.events import (
@@ -28,10 +39,13 @@ from llmgine.messages.events import (
     CommandResultEvent,
     Event,
     EventHandlerFailedEvent,
+    SinkFailedEvent,
+    SinkRecoveredEvent,
 )
 from llmgine.observability.console import ConsolePrinter
-from llmgine.observability.events import MetricEvent, SpanContext, TraceEvent
-from llmgine.observability.jsonl import JsonlLog, encode_fields, encode_line
+from llmgine.observability.events import SpanContext
+from llmgine.observability.jsonl import JsonlLog
+from llmgine.observability.sinks import Record, Sink, SinkFailure, SinkSet
 from llmgine.observability.spans import Span, _current_span
 
 __all__ = ["BusStats", "MessageBus"]
@@ -39,32 +53,6 @@ __all__ = ["BusStats", "MessageBus"]
 logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
-
-_Queued = tuple[Event, SpanContext | None]
-
-
-@dataclass
-class BusStats:
-    """Running totals of what went through a bus."""
-
-    commands_executed: int = 0
-    commands_failed: int = 0
-    events_published: int = 0
-    events_handled: int = 0
-    handler_failures: int = 0
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-async def _on(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run ``coroutine`` on ``loop`` (another thread's) and wait for it from this one."""
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, loop))
 
 
 def _default_log_filename() -> str:
@@ -72,11 +60,21 @@ def _default_log_filename() -> str:
     return f"events_{stamp}_{uuid.uuid4().hex[:6]}.jsonl"
 
 
+def _in_consumer() -> BusStateError | None:
+    if in_handler.get():
+        return BusStateError(
+            "This was called from an event handler (or a task it started), which would wait "
+            "for itself; publish and return instead, and wait from outside the handlers."
+        )
+    return None
+
+
 class MessageBus:
     """Carries commands (exactly one handler each) and events (any number of handlers).
 
-    Every command executed and every event published is written, exactly once and
-    in order, as one JSON line to the log. Every ``execute()`` is a trace span.
+    Every command executed and every event published is accepted once, in order,
+    by each sink: the JSONL log, the console printer, exporters. Every
+    ``execute()`` is a trace span.
 
     Args:
         log_dir: Directory of the JSONL log; ``None`` writes no log file.
@@ -85,7 +83,8 @@ class MessageBus:
         enable_console_traces: Print one line per finished span to ``console_stream``.
         console_stream: Where the console lines go; ``None`` means ``sys.stdout``.
         max_queue_size: Events queued before ``publish()`` waits for the handlers
-            (publishing from inside a handler never waits).
+            (publishing from a handler, or a task it started, never waits).
+        sinks: More sinks to give every accepted message to (see ``add_sink``).
 
     Example:
         >>> async with MessageBus(log_dir=None) as bus:  # doctest: +SKIP
@@ -101,34 +100,28 @@ class MessageBus:
         *,
         console_stream: TextIO | None = None,
         max_queue_size: int = 1_000,
+        sinks: Iterable[Sink] = (),
     ) -> None:
         if max_queue_size < 1:
             raise ValueError(f"max_queue_size must be at least 1; got {max_queue_size}.")
         self._registry = HandlerRegistry()
+        self._stats = BusStats()
+        self._sinks = SinkSet(self._sink_changed)
+        self._notices: list[SinkFailure] = []
+        self._lock = threading.Lock()  # one order for the sinks and the queue, across threads
+        self._transport = LocalTransport(self._deliver, self.flush, max_queue_size)
         self._log: JsonlLog | None = None
         if log_dir is not None:
             self._log = JsonlLog(Path(log_dir) / (log_filename or _default_log_filename()))
-            # Nothing is lost if the bus is never stopped: flush when it is collected or at exit.
-            weakref.finalize(self, self._log.close)
+            self._sinks.add(self._log)
         self.console = ConsolePrinter(
             console_stream, metrics=enable_console_metrics, traces=enable_console_traces
         )
-        self.stats = BusStats()
-        self._max = max_queue_size
-        self._queue: deque[_Queued] = deque()
-        self._running = False
-        self._stopping = False
-        self._consumer: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._dispatching = False
-        self._wakeup = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._space = asyncio.Event()
-        self._space_waiters = 0
         if enable_console_metrics or enable_console_traces:
-            # Both are registered so either flag can be switched on later via bus.console.
-            self.register_event_handler(MetricEvent, self.console.on_metric)
-            self.register_event_handler(TraceEvent, self.console.on_trace)
+            # Either flag can be switched on later through bus.console.
+            self._sinks.add(self.console)
+        for sink in sinks:
+            self._sinks.add(sink)
 
     def __repr__(self) -> str:
         state = "running" if self.is_running else "stopped"
@@ -138,21 +131,29 @@ class MessageBus:
         from llmgine._html import table
 
         stats = self.stats
-        return table(
-            "MessageBus",
-            [
-                ("state", "running" if self.is_running else "stopped"),
-                ("log", str(self.log_path) if self.log_path else "off"),
-                ("handlers", len(self.registrations())),
-                ("commands executed", stats.commands_executed),
-                ("commands failed", stats.commands_failed),
-                ("events published", stats.events_published),
-                ("handler failures", stats.handler_failures),
-                ("events pending", self.pending_events),
-            ],
-        )
+        rows: list[tuple[str, Any]] = [
+            ("state", "running" if self.is_running else "stopped"),
+            ("log", str(self.log_path) if self.log_path else "off"),
+            ("handlers", len(self.registrations())),
+            ("commands executed", stats.commands_executed),
+            ("commands failed", stats.commands_failed),
+            ("events published", stats.events_published),
+            ("handler failures", stats.handler_failures),
+            ("sink failures", stats.sink_failures),
+            ("events pending", self.pending_events),
+        ]
+        return table("MessageBus", rows)
 
     # ---------------------------------------------------------------- state
+
+    @property
+    def stats(self) -> BusStats:
+        """Running totals: messages, failures of handlers and sinks, restarts, stalls."""
+        stats = self._stats
+        stats.sink_failures = self._sinks.failures
+        stats.consumer_restarts = self._transport.restarts
+        stats.publisher_stalls = self._transport.queue.stalls
+        return stats
 
     @property
     def log_path(self) -> Path | None:
@@ -160,19 +161,32 @@ class MessageBus:
         return None if self._log is None else self._log.path
 
     @property
+    def sinks(self) -> tuple[Sink, ...]:
+        """The sinks every accepted message goes to, in order."""
+        return tuple(self._sinks)
+
+    @property
     def is_running(self) -> bool:
         """Whether the bus is started and handling events."""
-        return self._running and self._consumer is not None and not self._consumer.done()
+        return self._transport.is_running
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
         """The event loop the bus runs on while started (in a notebook: the kernel's)."""
-        return self._loop if self.is_running else None
+        return self._transport.loop
 
     @property
     def pending_events(self) -> int:
         """Events published but not yet handled."""
-        return len(self._queue)
+        return self._transport.pending
+
+    def add_sink(self, sink: Sink) -> None:
+        """Give every message accepted from now on to ``sink`` too (see :class:`Sink`)."""
+        self._sinks.add(sink)
+
+    def remove_sink(self, sink: Sink) -> bool:
+        """Stop giving messages to ``sink`` (it is not closed); return whether it was there."""
+        return self._sinks.remove(sink)
 
     async def start(self) -> None:
         """Start handling events on the running event loop (a no-op if started).
@@ -180,44 +194,24 @@ class MessageBus:
         Events published before ``start()`` are handled now, in order. A stopped
         bus may be started again, on the same or another event loop.
         """
-        if self.is_running:
-            return
-        self._running = False
-        self._wakeup = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._space = asyncio.Event()
-        self._space_waiters = 0
-        if self._log is not None:
-            self._log.open()
-        self._stopping = False
-        self._running = True
-        self._loop = asyncio.get_running_loop()
-        # A fresh context: handlers must not inherit the span or session of start()'s caller.
-        self._consumer = asyncio.create_task(
-            self._consume(), name="llmgine-bus", context=contextvars.Context()
-        )
+        self._transport.start()
 
     async def stop(self) -> None:
-        """Handle every queued event, then flush and close the log (idempotent)."""
-        consumer = self._consumer
-        if consumer is not None and consumer is asyncio.current_task():
-            raise BusStateError(
-                "bus.stop() was called from an event handler, which would wait for itself; "
-                "call it from outside the handlers."
-            )
-        loop = self._loop
-        if loop is not None and loop is not _running_loop() and not loop.is_closed():
-            await _on(loop, self.stop())
+        """Handle every queued event, then flush and close the sinks (idempotent).
+
+        Raises:
+            BusStateError: Called from a handler, or from another thread while the
+                bus's loop is not running.
+        """
+        if (error := _in_consumer()) is not None:
+            raise error
+        loop = self._transport.loop
+        if loop is not None and loop is not running_loop() and not loop.is_closed():
+            await call_on(loop, self.stop(), "bus.stop()")
             return
-        if consumer is not None and not consumer.done():
-            self._stopping = True
-            self._wakeup.set()
-            await asyncio.shield(consumer)
-        self._consumer = None
-        self._running = False
-        self._loop = None
-        if self._log is not None:
-            self._log.close()
+        await self._transport.stop()
+        self._sinks.close()
+        self._report_sinks()
 
     async def __aenter__(self) -> MessageBus:
         await self.start()
@@ -232,46 +226,55 @@ class MessageBus:
         await self.stop()
 
     def flush(self) -> None:
-        """Write the log lines buffered so far to the file (no-op without a log or before start)."""
-        if self._log is not None and self._log.is_open:
-            self._log.flush()
+        """Deliver what the sinks buffered (the log's lines) now; failures are reported."""
+        self._sinks.flush()
+        self._report_sinks()
 
     async def wait_for_events(self) -> None:
-        """Return once every event published so far has been handled, and flush the log.
+        """Return once every event published so far has been handled, and flush the sinks.
 
         Events that handlers publish meanwhile are waited for too. On a bus that is
         not running this returns at once: its events are handled after ``start()``.
+
+        Raises:
+            BusStateError: Called from a handler, or from another thread while the
+                bus's loop is not running.
         """
-        if asyncio.current_task() is self._consumer:
-            raise BusStateError(
-                "wait_for_events() was called from an event handler, which would wait for "
-                "itself; publish and return instead."
-            )
-        loop = self._loop
-        if loop is not None and loop is not _running_loop():
-            await _on(loop, self.wait_for_events())
+        if (error := _in_consumer()) is not None:
+            raise error
+        loop = self._transport.loop
+        if loop is not None and loop is not running_loop():
+            await call_on(loop, self.wait_for_events(), "bus.wait_for_events()")
             return
-        while self.is_running and (self._queue or self._dispatching):
-            await self._idle.wait()
+        await self._transport.join()
         self.flush()
 
     # --------------------------------------------------------- registration
 
     def register_command_handler(
-        self, command_type: type[Command], handler: Callable[[Any], Any]
+        self, command_type: type[Command], handler: Callable[[Any], Any], *, replace: bool = False
     ) -> None:
         """Make ``handler`` (sync or async) the one handler of ``command_type``.
+
+        Args:
+            command_type: The command class.
+            handler: A function or bound method taking the command.
+            replace: Replace a different handler the type has (logged as a warning).
 
         Raises:
             HandlerAlreadyRegisteredError: A different handler serves the type already.
                 Registering a new definition of the same function (same module and
                 qualified name, as when a notebook cell runs again) replaces it.
         """
-        self._registry.add_command(command_type, handler, owner=None)
+        self._registry.add_command(command_type, handler, owner=None, replace=replace)
 
     def unregister_command_handler(self, command_type: type[Command]) -> bool:
         """Remove the handler of ``command_type``; return whether there was one."""
         return self._registry.remove_command(command_type)
+
+    def command_handler_of(self, command_type: type[Command]) -> Callable[[Any], Any] | None:
+        """Return the handler registered for exactly ``command_type``, if any."""
+        return self._registry.command_handler_of(command_type)
 
     def register_event_handler(
         self, event_type: type[Event], handler: Callable[[Any], Any]
@@ -328,11 +331,13 @@ class MessageBus:
         A handler's exception never propagates: it gives ``success=False`` and a
         ``CommandErrorEvent`` with the traceback; success gives a
         ``CommandResultEvent``. The command runs in a trace span, a child of the
-        span active where ``execute`` was called.
+        span active where ``execute`` was called. Only the cancellation of the
+        caller and a ``KeyboardInterrupt`` propagate, after the failure is recorded.
 
         Args:
             command: The command to run.
-            timeout: Seconds the handler may take; past that it fails with ``TimeoutError``.
+            timeout: Seconds the handler may take, sync handlers included (they
+                then run in a worker thread); past that the result is a failure.
 
         Raises:
             HandlerNotFoundError: No handler is registered for the command's type.
@@ -344,74 +349,64 @@ class MessageBus:
             )
         entry = self._registry.command_handler(type(command))
         self._stamp(command)
+        self._stats.commands_executed += 1
         command_type = type(command).__name__
-        self.stats.commands_executed += 1
+        attributes = {"llmgine.command.type": command_type}
         span = Span(
             self._emit,
             command_type,
             kind="CHAIN",
             session_id=command.session_id,
-            attributes={
-                "llmgine.command.type": command_type,
-            },
+            attributes=attributes,
         )
         # The handler runs in the command's session: what it publishes is stamped with it.
-        session_token = (
-            _current_session.set(command.session_id) if command.session_id != "global" else None
-        )
+        token = _current_session.set(command.session_id) if command.session_id != "global" else None
         try:
-            return await self._execute_in_span(command, entry, span, timeout)
+            async with span:
+                self._accept(Record("command", command, span.context), queue=False)
+                return await self._run(command, entry, span, timeout)
         finally:
-            if session_token is not None:
-                _current_session.reset(session_token)
+            if token is not None:
+                _current_session.reset(token)
 
-    async def _execute_in_span(
+    async def _run(
         self, command: Command, entry: HandlerEntry, span: Span, timeout: float | None
     ) -> CommandResult:
-        command_type = span.name
-        async with span:
-            if self._log is not None:
-                self._log.write(encode_line("command", command, span.context))
-            start = time.perf_counter()
-            try:
-                value = entry.fn(command)
-                if isawaitable(value):
-                    if timeout is None:
-                        value = await value
-                    else:
-                        async with asyncio.timeout(timeout):
-                            value = await value
-            except asyncio.CancelledError:
-                failed = self._failure(
-                    command, start, "the command was cancelled", "CancelledError"
-                )
-                await self._publish_failure(command, failed, "", span)
+        start = time.perf_counter()
+        try:
+            value = await call_command_handler(entry, command, timeout)
+        except HandlerTimedOut as exc:
+            return await self._failed(command, start, span, str(exc), "TimeoutError", "")
+        except BaseException as exc:
+            message, error_type, tb = describe(exc)
+            cancelled = isinstance(exc, asyncio.CancelledError) and cancelled_from_outside()
+            if cancelled:
+                message = "the command was cancelled"
+            result = await self._failed(command, start, span, message, error_type, tb)
+            if cancelled or isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
-            except Exception as exc:
-                if isinstance(exc, TimeoutError) and timeout is not None:
-                    message = f"the handler did not finish within {timeout:g} s"
-                else:
-                    message = str(exc) or type(exc).__name__
-                result = self._failure(command, start, message, type(exc).__name__)
-                await self._publish_failure(command, result, traceback.format_exc(), span)
-                return result
-            if isinstance(value, CommandResult):
-                result = value
-            else:
-                result = CommandResult(success=True, result=value)
-            result.command_id = result.command_id or command.id
-            result.command_type = result.command_type or command_type
-            if result.duration_ms is None:
-                result.duration_ms = (time.perf_counter() - start) * 1000.0
-            if result.success:
-                await self._emit(CommandResultEvent, command.session_id, {"command_result": result})
-            else:
-                await self._publish_failure(command, result, "", span)
+            return result
+        if isinstance(value, CommandResult):
+            result = value
+        else:
+            result = CommandResult(success=True, result=value)
+        result.command_id = result.command_id or command.id
+        result.command_type = result.command_type or type(command).__name__
+        if result.duration_ms is None:
+            result.duration_ms = (time.perf_counter() - start) * 1000.0
+        if result.success:
+            done = CommandResultEvent.model_construct(
+                session_id=command.session_id, command_result=result
+            )
+            await self._emit(done)
+        else:
+            await self._publish_failure(command, result, "", span)
         return result
 
-    @staticmethod
-    def _failure(command: Command, start: float, error: str, error_type: str) -> CommandResult:
-        return CommandResult(
+    async def _failed(
+        self, command: Command, start: float, span: Span, error: str, error_type: str, tb: str
+    ) -> CommandResult:
+        result = CommandResult(
             success=False,
             error=error,
             error_type=error_type,
@@ -419,21 +414,24 @@ class MessageBus:
             command_type=type(command).__name__,
             duration_ms=(time.perf_counter() - start) * 1000.0,
         )
+        await self._publish_failure(command, result, tb, span)
+        return result
 
     async def _publish_failure(
         self, command: Command, result: CommandResult, tb: str, span: Span
     ) -> None:
-        self.stats.commands_failed += 1
+        self._stats.commands_failed += 1
         span.set_status("ERROR", f"{result.error_type}: {result.error}")
-        await self._emit(
-            CommandErrorEvent, command.session_id, {"command_result": result, "traceback": tb}
+        failed = CommandErrorEvent.model_construct(
+            session_id=command.session_id, command_result=result, traceback=tb
         )
+        await self._emit(failed)
 
     async def publish(self, event: Event) -> None:
-        """Queue ``event`` for its handlers and write it to the log; returns before handling.
+        """Accept ``event``: give it to the sinks and queue it for its handlers.
 
-        When the queue is full this waits for the handlers to catch up, except
-        when called from a handler, which never waits (so it cannot deadlock).
+        Returns before the handlers run. When the queue is full this waits for
+        room, except in a handler or a task it started (so it cannot deadlock).
         Events published while the bus is stopped are handled after ``start()``.
         """
         if not isinstance(event, Event):
@@ -442,47 +440,29 @@ class MessageBus:
                 "(run commands with bus.execute)."
             )
         self._stamp(event)
-        span = _current_span.get()
-        loop = self._loop
-        if loop is not None and loop is not asyncio.get_running_loop():
-            # Another event loop, e.g. a notebook subshell's thread: the bus's own loop queues it.
-            await _on(loop, self._enqueue(event, span))
-            return
-        if (
-            len(self._queue) >= self._max
-            and self._running
-            and asyncio.current_task() is not self._consumer
-        ):
-            await self._wait_for_space()
-        self._append(event, span)
+        transport = self._transport
+        if transport.queue.is_full():
+            await transport.reserve()
+        self._accept(Record("event", event, _current_span.get()))
 
-    async def _enqueue(self, event: Event, span: SpanContext | None) -> None:
-        if len(self._queue) >= self._max and self._running:
-            await self._wait_for_space()
-        self._append(event, span)
+    async def _emit(self, event: Event) -> None:
+        """Publish one of the bus's own events; with no handler for it, only the sinks get it."""
+        if self._transport.is_running and not self._registry.event_handlers(type(event)):
+            self._accept(Record("event", event, _current_span.get()), queue=False)
+        else:
+            await self.publish(event)
 
-    def _append(self, event: Event, span: SpanContext | None) -> None:
-        if self._log is not None and type(event).log_to_file:
-            self._log.write(encode_line("event", event, span))
-        self._queue.append((event, span))
-        self.stats.events_published += 1
-        if self._running:
-            self._idle.clear()
-            self._wakeup.set()
-
-    async def _emit(self, event_type: type[Event], session_id: str, fields: dict[str, Any]) -> None:
-        """Publish one of the bus's own events, building it only if a handler listens.
-
-        With no handler for ``event_type`` the event is written to the log straight
-        from ``fields`` (the same line ``publish`` would write) and goes no further.
-        """
-        if self._running and not self._registry.event_handlers(event_type):
-            self.stats.events_published += 1
-            if self._log is not None:
-                span = _current_span.get()
-                self._log.write(encode_fields(event_type, fields, session_id=session_id, span=span))
-            return
-        await self.publish(event_type(session_id=session_id, **fields))
+    def _accept(self, record: Record, *, queue: bool = True) -> None:
+        with self._lock:
+            self._sinks.write(record)
+            if record.kind == "event":
+                self._stats.events_published += 1
+                if queue:
+                    self._transport.put((record.message, record.span))  # type: ignore[arg-type]
+        if self._notices:
+            self._report_sinks()
+        if not self._transport.is_running:
+            self.flush()  # nobody will flush on idle: write it now
 
     @staticmethod
     def _stamp(message: Command | Event) -> None:
@@ -490,87 +470,70 @@ class MessageBus:
         if session_id is not None and message.session_id == "global":
             message.session_id = session_id
 
-    async def _wait_for_space(self) -> None:
-        self._space_waiters += 1
-        try:
-            while len(self._queue) >= self._max and self.is_running:
-                self._space.clear()
-                await self._space.wait()
-        finally:
-            self._space_waiters -= 1
+    # ------------------------------------------------------------- sinks
+
+    def _sink_changed(self, failure: SinkFailure) -> None:
+        self._notices.append(failure)
+
+    def _report_sinks(self) -> None:
+        """Publish the sink failures and recoveries noticed so far (never waits)."""
+        notices, self._notices = self._notices, []
+        for notice in notices:
+            event: Event
+            if notice.recovered:
+                event = SinkRecoveredEvent(sink=notice.sink)
+            else:
+                event = SinkFailedEvent(
+                    sink=notice.sink,
+                    operation=notice.operation,
+                    error=notice.error,
+                    error_type=notice.error_type,
+                    unwritten_lines=notice.unwritten_lines,
+                )
+            self._accept(Record("event", event, None))
 
     # ------------------------------------------------------------ handling
 
-    async def _consume(self) -> None:
-        queue = self._queue
-        handlers_for = self._registry.event_handlers
-        stats = self.stats
+    async def _deliver(self, event: Event, span: SpanContext | None) -> None:
+        """Run the handlers of one event, in the span and session it was published in."""
+        self._stats.events_handled += 1
+        handlers = self._registry.event_handlers(type(event))
+        if not handlers:
+            return
+        span_token = _current_span.set(span) if span is not None else None
+        session_token = (
+            _current_session.set(event.session_id) if event.session_id != "global" else None
+        )
         try:
-            while True:
-                if not queue:
-                    self._dispatching = False
-                    if self._log is not None:
-                        self._log.flush()
-                    self._idle.set()
-                    if self._stopping:
-                        return
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
-                    continue
-                event, span = queue.popleft()
-                if self._space_waiters and len(queue) < self._max:
-                    self._space.set()
-                self._dispatching = True
-                stats.events_handled += 1
-                handlers = handlers_for(type(event))
-                if not handlers:
-                    continue
-                # Handlers run in the span and session the event was published in.
-                span_token = _current_span.set(span) if span is not None else None
-                session_token = (
-                    _current_session.set(event.session_id) if event.session_id != "global" else None
-                )
-                try:
-                    for entry in handlers:
-                        try:
-                            value = entry.fn(event)
-                            if entry.is_async or (value is not None and isawaitable(value)):
-                                await value
-                        except Exception as exc:
-                            await self._handler_failed(event, entry, exc)
-                finally:
-                    if session_token is not None:
-                        _current_session.reset(session_token)
-                    if span_token is not None:
-                        _current_span.reset(span_token)
+            for entry in handlers:
+                failure = await call_event_handler(entry, event)
+                if failure is not None:
+                    self._handler_failed(event, entry, failure)
         finally:
-            # Whatever is still queued (a cancelled loop) waits for the next start().
-            self._running = False
-            self._loop = None
-            self._dispatching = False
-            self._idle.set()
-            self._space.set()
+            if session_token is not None:
+                _current_session.reset(session_token)
+            if span_token is not None:
+                _current_span.reset(span_token)
 
-    async def _handler_failed(self, event: Event, entry: HandlerEntry, exc: Exception) -> None:
-        self.stats.handler_failures += 1
+    def _handler_failed(self, event: Event, entry: HandlerEntry, exc: BaseException) -> None:
+        self._stats.handler_failures += 1
+        message, error_type, tb = describe(exc)
         logger.error(
             "Event handler %s failed on %s: %s: %s",
             entry.name,
             type(event).__name__,
-            type(exc).__name__,
-            exc,
-            exc_info=exc,
+            error_type,
+            message,
         )
         if isinstance(event, EventHandlerFailedEvent):
             return  # a failing failure handler is logged, not published again
-        await self.publish(
-            EventHandlerFailedEvent(
-                event_id=event.id,
-                event_type=type(event).__name__,
-                handler=entry.name,
-                error=str(exc),
-                error_type=type(exc).__name__,
-                traceback="".join(traceback.format_exception(exc)),
-                session_id=event.session_id,
-            )
+        failed = EventHandlerFailedEvent(
+            event_id=event.id,
+            event_type=type(event).__name__,
+            handler=entry.name,
+            error=message,
+            error_type=error_type,
+            traceback=tb,
+            session_id=event.session_id,
         )
+        self._accept(Record("event", failed, _current_span.get()))

@@ -27,15 +27,35 @@ def handler_name(fn: Handler) -> str:
 def _handler_key(fn: Handler) -> Hashable:
     """Identify a handler across re-definitions (a notebook cell run again).
 
-    Functions and methods are known by module and qualified name, so a new
-    definition replaces the old one. Lambdas and nested functions have no stable
-    name and are known only by identity.
+    Functions are known by module and qualified name, so a new definition
+    replaces the old one. A bound method is known by its instance too: two
+    engines on one bus are two handlers. Lambdas and nested functions have no
+    stable name and are known only by identity.
     """
     module = getattr(fn, "__module__", None)
     qualname = getattr(fn, "__qualname__", None)
     if module and qualname and "<lambda>" not in qualname and "<locals>" not in qualname:
+        instance = getattr(fn, "__self__", None)
+        if instance is not None and not isinstance(instance, type):
+            return (module, qualname, id(instance))
         return (module, qualname)
     return fn
+
+
+def _redefines(new: Handler, old: Handler) -> bool:
+    """Whether ``new`` is a method of a class defined again (a notebook cell run again).
+
+    Two instances of one class are two handlers; an instance of a class defined
+    anew under the same name replaces the instance of the old definition.
+    """
+    new_self, old_self = getattr(new, "__self__", None), getattr(old, "__self__", None)
+    if new_self is None or old_self is None or type(new_self) is type(old_self):
+        return False
+    return (
+        getattr(new, "__module__", None) == getattr(old, "__module__", None)
+        and getattr(new, "__qualname__", None) == getattr(old, "__qualname__", None)
+        and getattr(new, "__qualname__", None) is not None
+    )
 
 
 def _is_async(fn: Handler) -> bool:
@@ -90,20 +110,49 @@ class HandlerRegistry:
             owner=owner,
         )
 
-    def add_command(self, command_type: type[Command], fn: Handler, owner: str | None) -> None:
-        """Register ``fn`` as the handler of ``command_type``."""
+    def add_command(
+        self, command_type: type[Command], fn: Handler, owner: str | None, *, replace: bool = False
+    ) -> HandlerEntry | None:
+        """Register ``fn`` as the handler of ``command_type``; return the entry it replaced."""
         if not (isinstance(command_type, type) and issubclass(command_type, Command)):
             raise TypeError(
                 f"register_command_handler takes a Command subclass; got {command_type!r}."
             )
         entry = self._entry(fn, owner)
         existing = self._commands.get(command_type)
-        if existing is not None and existing.key != entry.key:
+        if (
+            existing is not None
+            and existing.key != entry.key
+            and not replace
+            and not _redefines(fn, existing.fn)
+        ):
             raise HandlerAlreadyRegisteredError(
-                f"{command_type.__name__} already has a handler ({existing.name}); a command has "
-                f"exactly one. Call bus.unregister_command_handler({command_type.__name__}) first."
+                f"{command_type.__name__} already has a handler ({existing.name}); a command "
+                f"has exactly one. Call bus.unregister_command_handler({command_type.__name__}) "
+                "first, or pass replace=True."
             )
         self._commands[command_type] = entry
+        return existing
+
+    def restore_command(
+        self, command_type: type[Command], entry: HandlerEntry, previous: HandlerEntry | None
+    ) -> None:
+        """Undo a registration: remove ``entry`` if it is still there, put ``previous`` back."""
+        if self._commands.get(command_type) is not entry:
+            return
+        if previous is None:
+            del self._commands[command_type]
+        else:
+            self._commands[command_type] = previous
+
+    def command_entry(self, command_type: type[Command]) -> HandlerEntry:
+        """Return the entry registered for exactly ``command_type`` (it must exist)."""
+        return self._commands[command_type]
+
+    def command_handler_of(self, command_type: type[Command]) -> Handler | None:
+        """Return the handler registered for exactly ``command_type``, if any."""
+        entry = self._commands.get(command_type)
+        return None if entry is None else entry.fn
 
     def remove_command(self, command_type: type[Command], owner: str | None = None) -> bool:
         """Remove the handler of ``command_type``; return whether there was one.
@@ -126,19 +175,38 @@ class HandlerRegistry:
             )
         return entry
 
-    def add_event(self, event_type: type[Event], fn: Handler, owner: str | None) -> None:
-        """Add ``fn`` to the handlers of ``event_type`` (a re-definition replaces in place)."""
+    def add_event(
+        self, event_type: type[Event], fn: Handler, owner: str | None
+    ) -> tuple[HandlerEntry, HandlerEntry | None]:
+        """Add ``fn`` to the handlers of ``event_type`` (a re-definition replaces in place).
+
+        Returns the new entry and the one it replaced, if any.
+        """
         if not (isinstance(event_type, type) and issubclass(event_type, Event)):
             raise TypeError(f"register_event_handler takes an Event subclass; got {event_type!r}.")
         entries = self._events.setdefault(event_type, [])
         key = _handler_key(fn)
-        for i, existing in enumerate(entries):
-            if existing.key == key:
-                entries[i] = self._entry(fn, owner, order=existing.order)
-                break
-        else:
-            entries.append(self._entry(fn, owner))
         self._cache.clear()
+        for i, existing in enumerate(entries):
+            if existing.key == key or _redefines(fn, existing.fn):
+                entries[i] = self._entry(fn, owner, order=existing.order)
+                return entries[i], existing
+        entries.append(self._entry(fn, owner))
+        return entries[-1], None
+
+    def restore_event(
+        self, event_type: type[Event], entry: HandlerEntry, previous: HandlerEntry | None
+    ) -> None:
+        """Undo a registration: take ``entry`` out if still there, put ``previous`` back."""
+        entries = self._events.get(event_type, [])
+        for i, existing in enumerate(entries):
+            if existing is entry:
+                if previous is None:
+                    del entries[i]
+                else:
+                    entries[i] = previous
+                self._cache.clear()
+                return
 
     def remove_event(self, event_type: type[Event], fn: Handler) -> bool:
         """Remove ``fn`` from the handlers of ``event_type``; return whether it was there."""

@@ -7,12 +7,13 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from llmgine.bus.queue import in_handler
 from llmgine.messages.commands import Command, CommandResult
 from llmgine.messages.events import Event
 
 if TYPE_CHECKING:
     from llmgine.bus.bus import MessageBus
-    from llmgine.bus.registry import HandlerRegistry
+    from llmgine.bus.registry import HandlerEntry, HandlerRegistry
 
 __all__ = ["BusSession", "current_session_id"]
 
@@ -31,15 +32,17 @@ class BusSession:
 
     Inside the block every command and event published (through the session or
     the bus) gets ``session_id`` set to the session's id, unless it names one
-    already. Handlers registered through the session are removed at exit.
+    already. Handlers registered through the session hear every event published
+    inside it; at exit, once those events are handled, they are removed, and a
+    bus handler a session registration replaced is put back.
     """
 
     def __init__(self, bus: MessageBus, registry: HandlerRegistry, session_id: str) -> None:
         self.bus = bus
         self._registry = registry
         self.session_id = session_id
-        self._commands: list[type[Command]] = []
-        self._events: list[tuple[type[Event], Callable[[Any], Any]]] = []
+        self._commands: list[tuple[type[Command], HandlerEntry, HandlerEntry | None]] = []
+        self._events: list[tuple[type[Event], HandlerEntry, HandlerEntry | None]] = []
         self._token: Token[str | None] | None = None
 
     def __repr__(self) -> str:
@@ -49,15 +52,16 @@ class BusSession:
         self, command_type: type[Command], handler: Callable[[Any], Any]
     ) -> None:
         """Register the handler of ``command_type`` until the session ends."""
-        self._registry.add_command(command_type, handler, owner=self.session_id)
-        self._commands.append(command_type)
+        previous = self._registry.add_command(command_type, handler, owner=self.session_id)
+        entry = self._registry.command_entry(command_type)
+        self._commands.append((command_type, entry, previous))
 
     def register_event_handler(
         self, event_type: type[Event], handler: Callable[[Any], Any]
     ) -> None:
         """Add a handler of ``event_type`` until the session ends."""
-        self._registry.add_event(event_type, handler, owner=self.session_id)
-        self._events.append((event_type, handler))
+        entry, previous = self._registry.add_event(event_type, handler, owner=self.session_id)
+        self._events.append((event_type, entry, previous))
 
     def command_handler(self, command_type: type[Command]) -> Callable[[F], F]:
         """Decorator form of :meth:`register_command_handler`."""
@@ -101,10 +105,12 @@ class BusSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for command_type in self._commands:
-            self._registry.remove_command(command_type, owner=self.session_id)
-        for event_type, handler in self._events:
-            self._registry.remove_event(event_type, handler)
+        if self.bus.is_running and not in_handler.get():
+            await self.bus.wait_for_events()  # the session's handlers hear what it published
+        for command_type, command_entry, previous_command in reversed(self._commands):
+            self._registry.restore_command(command_type, command_entry, previous_command)
+        for event_type, event_entry, previous_event in reversed(self._events):
+            self._registry.restore_event(event_type, event_entry, previous_event)
         self._commands.clear()
         self._events.clear()
         if self._token is not None:

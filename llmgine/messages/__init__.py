@@ -7,6 +7,8 @@ from llmgine.messages.events import (
     CommandResultEvent,
     Event,
     EventHandlerFailedEvent,
+    SinkFailedEvent,
+    SinkRecoveredEvent,
 )
 
 __all__ = [
@@ -17,4 +19,6 @@ __all__ = [
     "Event",
     "EventHandlerFailedEvent",
     "Message",
+    "SinkFailedEvent",
+    "SinkRecoveredEvent",
 ]

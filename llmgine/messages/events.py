@@ -13,6 +13,8 @@ __all__ = [
     "CommandResultEvent",
     "Event",
     "EventHandlerFailedEvent",
+    "SinkFailedEvent",
+    "SinkRecoveredEvent",
     "YourEvent",
 ]
 
@@ -58,6 +60,32 @@ class EventHandlerFailedEvent(Event):
     """The exception's class name."""
     traceback: str
     """The formatted traceback of the exception."""
+
+
+class SinkFailedEvent(Event):
+    """A sink (the log file, the console, an exporter) started failing; the bus goes on.
+
+    Published once per run of failures; the sink keeps what it could not deliver
+    and retries. ``bus.stats.sink_failures`` counts every failed call.
+    """
+
+    sink: str
+    """The sink's name, e.g. ``"jsonl"``."""
+    operation: str
+    """What failed: ``"write"``, ``"flush"`` or ``"close"``."""
+    error: str
+    """The exception's message, e.g. ``No space left on device``."""
+    error_type: str
+    """The exception's class name."""
+    unwritten_lines: int | None = None
+    """Lines the sink holds and has not delivered yet, when it counts them."""
+
+
+class SinkRecoveredEvent(Event):
+    """A sink that was failing delivered everything it held."""
+
+    sink: str
+    """The sink's name."""
 
 
 class YourEvent(Event):

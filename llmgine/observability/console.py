@@ -6,12 +6,13 @@ import sys
 from typing import TextIO
 
 from llmgine.observability.events import MetricEvent, TraceEvent
+from llmgine.observability.sinks import Record
 
 __all__ = ["ConsolePrinter"]
 
 
 class ConsolePrinter:
-    """Writes readable lines for metrics and span ends to a stream.
+    """A sink writing readable lines for metrics and span ends to a stream.
 
     Args:
         stream: Where to write; ``None`` means ``sys.stdout`` at the time of writing
@@ -26,6 +27,25 @@ class ConsolePrinter:
         self.stream = stream
         self.metrics = metrics
         self.traces = traces
+
+    name = "console"
+
+    def __repr__(self) -> str:
+        return f"ConsolePrinter(metrics={self.metrics}, traces={self.traces})"
+
+    def write(self, record: Record) -> None:
+        """Print the lines of a metric event or a span's end; ignore other messages."""
+        message = record.message
+        if isinstance(message, MetricEvent):
+            self.on_metric(message)
+        elif isinstance(message, TraceEvent):
+            self.on_trace(message)
+
+    def flush(self) -> None:
+        """Nothing to do: lines go straight to the stream."""
+
+    def close(self) -> None:
+        """Nothing to do: the stream is not the printer's to close."""
 
     def _write(self, text: str) -> None:
         (self.stream or sys.stdout).write(text + "\n")

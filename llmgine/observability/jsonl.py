@@ -1,187 +1,218 @@
-"""The JSONL log: one JSON object per command and event, in the order they happened."""
+"""The JSONL log: a sink writing one JSON line per command and event, in order."""
 
 from __future__ import annotations
 
 import io
-import json
 import logging
+import os
 import threading
+import time
+import weakref
 from collections import deque
-from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
-from uuid import UUID
 
-from pydantic_core import to_json
+from llmgine.observability.sinks import Record
 
-from llmgine.messages.base import BASE_FIELDS, Message, new_id, utc_now
-from llmgine.observability.events import SpanContext
-
-__all__ = ["JsonlLog", "encode_fields", "encode_line"]
+__all__ = ["JsonlLog"]
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["command", "event"]
-
-_prefixes: dict[tuple[str, type[Message]], bytes] = {}
-
-
-def _prefix(kind: Kind, cls: type[Message]) -> bytes:
-    key = (kind, cls)
-    prefix = _prefixes.get(key)
-    if prefix is None:
-        fields = (("kind", kind), ("type", cls.__name__), ("module", cls.__module__))
-        prefix = ("{" + ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in fields)).encode()
-        _prefixes[key] = prefix
-    return prefix
+_live_writers: weakref.WeakSet[_Writer] = weakref.WeakSet()
+_fork_hook_installed = False
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, default=repr, ensure_ascii=False)
+def _forget_parent_lines() -> None:
+    """In a forked child: the parent's buffered lines are the parent's to write."""
+    for writer in list(_live_writers):
+        writer.after_fork()
 
 
-def _head(
-    kind: Kind,
-    cls: type[Message],
-    message_id: UUID,
-    timestamp: datetime,
-    session_id: str,
-    metadata: dict[str, Any],
-    span: SpanContext | None,
-) -> bytes:
-    if span is None:
-        ids = '"trace_id":null,"span_id":null'
-    else:
-        ids = f'"trace_id":"{span.trace_id}","span_id":"{span.span_id}"'
-    session = '"global"' if session_id == "global" else _dumps(session_id)
-    meta = _dumps(metadata) if metadata else "{}"
-    head = (
-        f',"id":"{message_id}","timestamp":"{timestamp.isoformat()}"'
-        f',"session_id":{session},{ids},"metadata":{meta},"data":'
-    )
-    return _prefix(kind, cls) + head.encode()
+class _Writer:
+    """The file, its buffer and its lock: what must outlive the ``JsonlLog`` to flush at exit."""
 
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.buffer: deque[bytes] = deque()
+        self.buffered_bytes = 0
+        self.lines_written = 0
+        self.file: io.FileIO | None = None
+        self.lock = threading.Lock()
+        self.last_flush = time.monotonic()
 
-def encode_line(kind: Kind, message: Message, span: SpanContext | None) -> bytes:
-    """Return the UTF-8 log line of ``message``, newline included.
+    def after_fork(self) -> None:
+        self.buffer.clear()
+        self.buffered_bytes = 0
+        self.lock = threading.Lock()
+        self.file = None  # the child's copy of the descriptor closes with the object
 
-    The envelope holds ``kind``, ``type``, ``module``, the base fields, and the
-    ``trace_id``/``span_id`` of ``span``; ``data`` holds the message's own fields.
-    A value JSON cannot hold is written as its ``repr``.
-    """
-    # The serializer itself, not model_dump_json: bytes, and less than half the overhead.
-    data = type(message).__pydantic_serializer__.to_json(
-        message, exclude=BASE_FIELDS, fallback=repr
-    )
-    head = _head(
-        kind,
-        type(message),
-        message.id,
-        message.timestamp,
-        message.session_id,
-        message.metadata,
-        span,
-    )
-    return b"".join((head, data, b"}\n"))
+    def pending_lines(self) -> int:
+        return sum(chunk.count(b"\n") for chunk in tuple(self.buffer))
 
+    def open(self) -> io.FileIO:
+        if self.file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = io.FileIO(self.path, "a")
+        return self.file
 
-_defaults: dict[type[Message], list[tuple[str, Any, Callable[[], Any] | None]]] = {}
+    def flush(self) -> None:
+        """Write every buffered line; on failure keep them all and leave whole lines only."""
+        with self.lock:  # one flush at a time; writers never wait for it
+            self.last_flush = time.monotonic()
+            buffer = self.buffer
+            if not buffer:
+                return
+            file = self.open()  # an OSError here keeps the lines buffered
+            pop = buffer.popleft
+            chunk = b"".join([pop() for _ in range(len(buffer))])
+            self.buffered_bytes = max(0, self.buffered_bytes - len(chunk))
+            size = os.fstat(file.fileno()).st_size
+            view = memoryview(chunk)
+            try:
+                while view:
+                    written = file.write(view)
+                    view = view[written or 0 :]
+            except BaseException:
+                self._keep(chunk, len(chunk) - len(view), size)
+                raise
+            self.lines_written += chunk.count(b"\n")
 
+    def _keep(self, chunk: bytes, written: int, size: int) -> None:
+        """Put back what a failed write did not write, so no line is torn or lost."""
+        unwritten = chunk
+        if written:
+            try:
+                assert self.file is not None
+                if os.fstat(self.file.fileno()).st_size == size + written:
+                    os.ftruncate(self.file.fileno(), size)  # back to the last whole line
+                else:
+                    unwritten = chunk[written:]  # someone else appended: finish ours later
+            except OSError:
+                unwritten = chunk[written:]
+        self.buffer.appendleft(unwritten)
+        self.buffered_bytes += len(unwritten)
 
-def _own_fields(cls: type[Message]) -> list[tuple[str, Any, Callable[[], Any] | None]]:
-    fields = _defaults.get(cls)
-    if fields is None:
-        fields = [
-            (name, info.default, info.default_factory)  # type: ignore[misc]
-            for name, info in cls.model_fields.items()
-            if name not in BASE_FIELDS
-        ]
-        _defaults[cls] = fields
-    return fields
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            with self.lock:
+                if self.file is not None:
+                    self.file.close()
+                    self.file = None
 
-
-def encode_fields(
-    cls: type[Message],
-    fields: dict[str, Any],
-    *,
-    session_id: str,
-    span: SpanContext | None,
-) -> bytes:
-    """Return the log line ``encode_line`` would give for ``cls(**fields)``, without building it.
-
-    For the bus's own events, whose fields are already valid: a span start or end
-    that no handler listens to is written, but never becomes a pydantic object.
-    Fields left out take their defaults.
-    """
-    data = {
-        name: fields[name] if name in fields else (factory() if factory else default)
-        for name, default, factory in _own_fields(cls)
-    }
-    head = _head("event", cls, new_id(), utc_now(), session_id, {}, span)
-    return b"".join((head, to_json(data, fallback=repr), b"}\n"))
+    def close_at_exit(self) -> None:
+        try:
+            self.close()
+        except OSError as exc:
+            logger.error(
+                "%d log lines could not be written to %s: %s", self.pending_lines(), self.path, exc
+            )
 
 
 class JsonlLog:
-    """An append-only JSONL file with one handle and whole-line buffering.
+    """An append-only JSONL file with whole-line buffering: the bus's file sink.
 
-    Lines are kept in memory and written in whole-line chunks, so a reader never
-    sees half a line after a flush. Lines written before :meth:`open` wait in the
-    buffer and reach the file when it opens. Safe to write from several threads.
+    Lines wait in memory and are written in whole-line chunks, so a reader never
+    sees half a line: when the buffer holds ``max_buffer_bytes`` or
+    ``max_buffered_lines``, when ``flush_interval`` seconds have passed since the
+    last flush, and whenever the bus idles, waits or stops. The file opens on the
+    first flush (its directory is created), so lines written at any time reach it.
+
+    A write that fails (disk full, file-size limit, permission) keeps every line
+    and truncates a partly written chunk back to its last whole line; the next
+    flush retries. Lines still buffered when the process exits normally are
+    flushed then; a forked child never writes its parent's buffered lines. Safe to
+    write from several threads.
+
+    Args:
+        path: The file to append to.
+        max_buffer_bytes: Flush once this many bytes are buffered.
+        max_buffered_lines: Flush once this many lines are buffered.
+        flush_interval: Flush on a write when the last flush is this many seconds old.
     """
 
-    def __init__(self, path: Path, *, max_buffered_lines: int = 4096) -> None:
-        self.path = path
-        self.lines_written = 0
-        self._buffer: deque[bytes] = deque()
-        self._max = max_buffered_lines
-        self._file: io.FileIO | None = None
-        self._lock = threading.Lock()
+    name = "jsonl"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_buffer_bytes: int = 1 << 20,
+        max_buffered_lines: int = 4096,
+        flush_interval: float = 0.1,
+    ) -> None:
+        global _fork_hook_installed
+        self._writer = _Writer(Path(path))
+        self.max_buffer_bytes = max_buffer_bytes
+        self.max_buffered_lines = max_buffered_lines
+        self.flush_interval = flush_interval
+        _live_writers.add(self._writer)
+        if not _fork_hook_installed and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_forget_parent_lines)
+            _fork_hook_installed = True
+        weakref.finalize(self, self._writer.close_at_exit)
+
+    def __repr__(self) -> str:
+        return f"JsonlLog({str(self.path)!r}, {self.lines_written} lines written)"
+
+    @property
+    def path(self) -> Path:
+        """The file the log appends to."""
+        return self._writer.path
+
+    @property
+    def lines_written(self) -> int:
+        """Lines written to the file so far."""
+        return self._writer.lines_written
+
+    @property
+    def pending_lines(self) -> int:
+        """Lines accepted but not yet in the file."""
+        return self._writer.pending_lines()
 
     @property
     def is_open(self) -> bool:
         """Whether the file is open for writing."""
-        return self._file is not None
+        return self._writer.file is not None
 
     def open(self) -> None:
-        """Open (or create) the file for appending, creating its directory."""
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = io.FileIO(self.path, "a")
-            self.flush()
+        """Open (or create) the file now and write what is buffered."""
+        self._writer.open()
+        self.flush()
 
-    def write(self, line: bytes) -> None:
-        """Add one UTF-8 line (ending in a newline); written at the next flush."""
-        buffer = self._buffer
-        buffer.append(line)  # a deque: atomic, so any thread may write without a lock
-        if len(buffer) >= self._max and self._file is not None:
+    def write(self, record: Record | bytes) -> None:
+        """Buffer one message's line (a :class:`Record`, or a UTF-8 line ending in a newline).
+
+        Messages whose class sets ``log_to_file = False`` are not written.
+        """
+        if isinstance(record, Record):
+            if not getattr(type(record.message), "log_to_file", True):
+                return
+            line = record.line
+        else:
+            line = record
+        writer = self._writer
+        writer.buffer.append(line)  # a deque: atomic, so any thread may write without a lock
+        writer.buffered_bytes += len(line)
+        if (
+            writer.buffered_bytes >= self.max_buffer_bytes
+            or len(writer.buffer) >= self.max_buffered_lines
+            or time.monotonic() - writer.last_flush >= self.flush_interval
+        ):
             self.flush()
 
     def flush(self) -> None:
-        """Write every buffered line to the file, if it is open."""
-        with self._lock:  # one flush at a time; writers never wait for it
-            buffer = self._buffer
-            if self._file is None or not buffer:
-                return
-            pop = buffer.popleft
-            lines = [pop() for _ in range(len(buffer))]
-            view = memoryview(b"".join(lines))
-            while view:
-                written = self._file.write(view)
-                view = view[written or 0 :]
-            self.lines_written += len(lines)
+        """Write every buffered line to the file.
+
+        Raises:
+            OSError: The file cannot be opened or written; every line is kept for a retry.
+        """
+        self._writer.flush()
 
     def close(self) -> None:
-        """Flush and close the file; :meth:`open` may reopen it later."""
-        if self._file is not None:
-            try:
-                self.flush()
-            finally:
-                with self._lock:
-                    if self._file is not None:
-                        self._file.close()
-                        self._file = None
-        elif self._buffer:
-            logger.debug(
-                "%d log lines were never written: the log was not opened", len(self._buffer)
-            )
+        """Flush and close the file; a later write reopens it.
+
+        Raises:
+            OSError: The buffered lines could not be written; they are kept for a retry.
+        """
+        self._writer.close()

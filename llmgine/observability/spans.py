@@ -15,8 +15,8 @@ from llmgine.observability.events import SpanContext, TraceEvent
 
 __all__ = ["Emit", "Span", "current_span", "new_span_context"]
 
-Emit = Callable[[type[Event], str, dict[str, Any]], Awaitable[None]]
-"""How a span publishes its events: ``emit(event_type, session_id, fields)``."""
+Emit = Callable[[Event], Awaitable[None]]
+"""How a span publishes its start and end events (the bus's ``publish``, or cheaper)."""
 
 _current_span: ContextVar[SpanContext | None] = ContextVar("llmgine_span", default=None)
 
@@ -74,8 +74,15 @@ class Span:
         self.status_message = message
 
     async def _publish(self, **fields: Any) -> None:
-        fields.update(name=self.name, span_context=self.context, span_kind=self.kind)
-        await self._emit(TraceEvent, self._session_id, fields)
+        # Every field is already valid (UTC times, a SpanContext): skip validation.
+        event = TraceEvent.model_construct(
+            name=self.name,
+            span_context=self.context,
+            span_kind=self.kind,
+            session_id=self._session_id,
+            **fields,
+        )
+        await self._emit(event)
 
     async def __aenter__(self) -> Span:
         self._token = _current_span.set(self.context)

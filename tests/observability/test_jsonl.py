@@ -165,35 +165,6 @@ def test_the_writer_writes_whole_lines_only(tmp_path: Path) -> None:
     assert not log.is_open
 
 
-def test_encoding_from_fields_matches_encoding_the_model() -> None:
-    from llmgine import CommandResult, CommandResultEvent, SpanContext, TraceEvent
-    from llmgine.messages.base import utc_now
-    from llmgine.observability.jsonl import encode_fields, encode_line
-
-    ctx = SpanContext(trace_id="t" * 32, span_id="s" * 16, parent_span_id="p" * 16)
-    cases: list[tuple[type[Event], dict[str, Any]]] = [
-        (
-            TraceEvent,
-            {
-                "name": "X",
-                "span_context": ctx,
-                "span_kind": "CHAIN",
-                "start_time": utc_now(),
-                "attributes": {"a": 1, "odd": Unserializable()},
-            },
-        ),
-        (TraceEvent, {"name": "Y", "span_context": ctx, "end_time": utc_now(), "status": "OK"}),
-        (CommandResultEvent, {"command_result": CommandResult(success=True, result=[1, "x"])}),
-    ]
-    for event_type, fields in cases:
-        fast = json.loads(encode_fields(event_type, fields, session_id="s1", span=ctx))
-        slow = json.loads(encode_line("event", event_type(session_id="s1", **fields), ctx))
-        for key in ("id", "timestamp"):
-            assert fast.pop(key) != slow.pop(key)  # fresh for each message
-        assert fast == slow
-        assert list(fast["data"]) == list(slow["data"])  # same field order too
-
-
 async def test_spans_nobody_listens_to_are_still_logged(tmp_path: Path, read_log: ReadLog) -> None:
     bus = MessageBus(
         log_dir=tmp_path,

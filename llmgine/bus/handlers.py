@@ -1,0 +1,89 @@
+"""Calling handlers: every outcome caught, timeouts that mean what they say."""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from inspect import isawaitable
+from typing import Any
+
+from llmgine.bus.registry import HandlerEntry
+from llmgine.observability.jsonsafe import safe_str
+
+__all__ = [
+    "HandlerTimedOut",
+    "call_command_handler",
+    "call_event_handler",
+    "cancelled_from_outside",
+    "describe",
+]
+
+
+class HandlerTimedOut(Exception):
+    """The bus's own timeout ended a command handler (not a ``TimeoutError`` it raised)."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"the handler did not finish within {timeout:g} s")
+
+
+def cancelled_from_outside() -> bool:
+    """Whether the running task itself is being cancelled (not just a handler's await)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def call_event_handler(entry: HandlerEntry, event: Any) -> BaseException | None:
+    """Run one event handler; return what it raised (any exception at all), or ``None``.
+
+    Only the cancellation of the running task itself propagates: a handler that
+    raises ``CancelledError`` (say, awaiting a task cancelled elsewhere),
+    ``KeyboardInterrupt`` (a kernel interrupt), ``GeneratorExit`` or its own
+    ``BaseException`` has failed, and the bus goes on.
+    """
+    try:
+        value = entry.fn(event)
+        if entry.is_async or (value is not None and isawaitable(value)):
+            await value
+    except asyncio.CancelledError as exc:
+        if cancelled_from_outside():
+            raise
+        return exc
+    except BaseException as exc:
+        return exc
+    return None
+
+
+async def call_command_handler(entry: HandlerEntry, command: Any, timeout: float | None) -> Any:
+    """Run a command handler and return its value; its exceptions propagate.
+
+    With ``timeout``, a sync handler runs in a worker thread so the timeout holds
+    for it too (the thread finishes on its own); the bus's timeout raises
+    :class:`HandlerTimedOut`, a ``TimeoutError`` of the handler's own propagates as is.
+    """
+    if timeout is None:
+        value = entry.fn(command)
+        return await value if isawaitable(value) else value
+    scope = asyncio.timeout(timeout)
+    try:
+        async with scope:
+            if entry.is_async:
+                value = await entry.fn(command)
+            else:
+                value = await asyncio.to_thread(entry.fn, command)
+                if isawaitable(value):
+                    value = await value
+    except TimeoutError:
+        if scope.expired():
+            raise HandlerTimedOut(timeout) from None
+        raise
+    return value
+
+
+def describe(exc: BaseException) -> tuple[str, str, str]:
+    """Return ``(message, type name, traceback text)`` of ``exc``; never raises."""
+    message = safe_str(exc) or type(exc).__name__
+    try:
+        tb = "".join(traceback.format_exception(exc))
+    except Exception:
+        tb = f"{type(exc).__name__}: {message}\n"
+    return message, type(exc).__name__, tb

@@ -1,0 +1,183 @@
+"""Where published events wait for their handlers: a bounded queue with fair waiting.
+
+Publishers wait for room when the queue is full; each freed slot wakes exactly one
+waiter, the one that waited longest (no herd), even when it waits on another
+thread's event loop. Three things never wait, so nothing deadlocks: publishers
+inside a handler or a task a handler started (see :data:`in_handler`), publishers
+whose wait makes no progress for ``stall_timeout`` seconds (the consumer is itself
+waiting for them in some way nothing else can see), and publishers from another
+thread while the bus's loop is not running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from contextvars import ContextVar
+from typing import Generic, TypeVar
+
+from llmgine.bus.loops import running_loop
+
+__all__ = ["EventQueue", "in_handler"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+in_handler: ContextVar[bool] = ContextVar("llmgine_in_handler", default=False)
+"""True while a handler runs, and in every task it starts (tasks copy the context)."""
+
+_Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+
+
+class EventQueue(Generic[T]):
+    """A FIFO of items with a bound that publishers respect.
+
+    ``put_nowait`` always adds; ``await reserve()`` first waits for room. The
+    consumer takes items with ``pop`` and waits for more with ``wait_for_item``.
+
+    Args:
+        maxsize: Items queued before ``reserve()`` waits.
+        stall_timeout: Seconds a waiter tolerates no progress before it adds anyway.
+    """
+
+    def __init__(self, maxsize: int, *, stall_timeout: float = 1.0) -> None:
+        if maxsize < 1:
+            raise ValueError(f"max_queue_size must be at least 1; got {maxsize}.")
+        self.maxsize = maxsize
+        self.stall_timeout = stall_timeout
+        self.popped = 0
+        """Items taken so far: how waiters see progress."""
+        self.stalls = 0
+        """Waits that gave up for lack of progress."""
+        self._items: deque[T] = deque()
+        self._waiters: deque[_Waiter] = deque()
+        self._granted = 0
+        self._lock = threading.Lock()
+        self._consumer: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def waiting_publishers(self) -> int:
+        """Publishers waiting for room."""
+        return len(self._waiters)
+
+    def is_full(self) -> bool:
+        """Whether a new publisher would have to wait."""
+        return bool(self._waiters) or len(self._items) + self._granted >= self.maxsize
+
+    def put_nowait(self, item: T) -> None:
+        """Add ``item`` now, whatever the bound; wake the consumer."""
+        self._items.append(item)
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake the consumer if it waits for an item (from any thread)."""
+        consumer = self._consumer
+        if consumer is not None:
+            self._consumer = None
+            loop, future = consumer
+            if loop is running_loop():
+                if not future.done():
+                    future.set_result(None)
+            else:
+                loop.call_soon_threadsafe(_resolve, future)
+
+    async def reserve(self, *, bus_loop_running: bool = True) -> None:
+        """Wait until there is room for one more item (fairly, oldest waiter first).
+
+        Returns at once when there is room, inside a handler, or when the bus's loop
+        is not running (``bus_loop_running=False``); gives up waiting when the
+        consumer makes no progress for ``stall_timeout`` seconds. The caller must
+        ``put_nowait`` right after, without awaiting in between.
+        """
+        if not self.is_full() or in_handler.get() or not bus_loop_running:
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        waiter: _Waiter = (loop, future)
+        with self._lock:
+            self._waiters.append(waiter)
+        settled = False
+        try:
+            while True:
+                seen = self.popped
+                done, _ = await asyncio.wait({future}, timeout=self.stall_timeout)
+                if done:
+                    break
+                if self.popped == seen:
+                    self.stalls += 1
+                    logger.warning(
+                        "A publisher waited %.1f s for room while the bus made no progress; "
+                        "it adds its event anyway so nothing deadlocks (a handler may be "
+                        "waiting for it).",
+                        self.stall_timeout,
+                    )
+                    break
+            settled = True
+        finally:
+            with self._lock:
+                try:
+                    self._waiters.remove(waiter)
+                    granted = False
+                except ValueError:
+                    granted = True  # _grant took it off the list: a slot is ours
+                if granted:
+                    self._granted -= 1
+            if granted and not settled:
+                self._grant()  # cancelled with a slot in hand: pass it on
+
+    def pop(self) -> T | None:
+        """Take the oldest item (``None`` when empty) and hand the freed slot to a waiter."""
+        if not self._items:
+            return None
+        item = self._items.popleft()
+        self.popped += 1
+        if self._waiters:
+            self._grant()
+        return item
+
+    def _grant(self) -> None:
+        with self._lock:
+            while self._waiters and len(self._items) + self._granted < self.maxsize:
+                loop, future = self._waiters.popleft()
+                if future.done():
+                    continue
+                self._granted += 1
+                if loop is running_loop():
+                    future.set_result(None)
+                else:
+                    loop.call_soon_threadsafe(_resolve, future)
+
+    async def wait_for_item(self) -> None:
+        """Wait (on the consumer's loop) until the queue holds an item."""
+        if self._items:
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._consumer = (loop, future)
+        if self._items:  # added by another thread meanwhile
+            self._consumer = None
+            return
+        try:
+            await future
+        finally:
+            self._consumer = None
+
+    def release_waiters(self) -> None:
+        """Let every waiting publisher add its item (the consumer is gone)."""
+        with self._lock:
+            waiters = list(self._waiters)
+            self._waiters.clear()
+            self._granted += len(waiters)
+        for loop, future in waiters:
+            loop.call_soon_threadsafe(_resolve, future)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

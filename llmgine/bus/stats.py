@@ -1,0 +1,25 @@
+"""Running totals of what went through a bus."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["BusStats"]
+
+
+@dataclass
+class BusStats:
+    """Running totals of what went through a bus (``bus.stats``)."""
+
+    commands_executed: int = 0
+    commands_failed: int = 0
+    events_published: int = 0
+    events_handled: int = 0
+    handler_failures: int = 0
+    """Event handlers that raised (any exception, ``CancelledError`` included)."""
+    sink_failures: int = 0
+    """Failed calls of a sink (a log write on a full disk, ...), repeats included."""
+    consumer_restarts: int = 0
+    """Times the event consumer ended unexpectedly and was started again."""
+    publisher_stalls: int = 0
+    """Publishers that stopped waiting for room because the bus made no progress."""

@@ -1,0 +1,232 @@
+"""The one codec of the log envelope: a message to its JSON line, and a line back.
+
+Every line of an llmgine log, every message on a shared bus, is this envelope::
+
+    {"kind": "event", "type": "MetricEvent", "module": "llmgine.observability.events",
+     "id": "...", "timestamp": "2026-11-24T15:08:01.123456+00:00", "session_id": "global",
+     "trace_id": "..." | null, "span_id": "..." | null, "metadata": {}, "data": {...}}
+
+:func:`encode` never raises for a value: what JSON cannot hold is written as a safe
+``repr``. :func:`decode` reads a line back into an :class:`Envelope`, which turns into
+the original message when its class can be found.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+from uuid import UUID
+
+import orjson
+from pydantic_core import to_json
+
+from llmgine.errors import LogFormatError
+from llmgine.messages.base import BASE_FIELDS, Message
+from llmgine.observability.events import SpanContext
+from llmgine.observability.jsonsafe import json_safe, safe_repr
+
+__all__ = ["ENVELOPE_FIELDS", "Envelope", "Kind", "decode", "encode", "read_log"]
+
+Kind = Literal["command", "event"]
+
+ENVELOPE_FIELDS = (
+    "kind",
+    "type",
+    "module",
+    "id",
+    "timestamp",
+    "session_id",
+    "trace_id",
+    "span_id",
+    "metadata",
+    "data",
+)
+"""The keys of every envelope, in the order they are written."""
+
+_prefixes: dict[tuple[str, type[Message]], bytes] = {}
+
+
+def _prefix(kind: Kind, cls: type[Message]) -> bytes:
+    key = (kind, cls)
+    prefix = _prefixes.get(key)
+    if prefix is None:
+        fields = (("kind", kind), ("type", cls.__name__), ("module", cls.__module__))
+        prefix = ("{" + ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in fields)).encode()
+        _prefixes[key] = prefix
+    return prefix
+
+
+def _head(
+    kind: Kind,
+    message: Message,
+    session: bytes,
+    metadata: bytes,
+    span: SpanContext | None,
+) -> bytes:
+    if span is None:
+        ids = b'"trace_id":null,"span_id":null'
+    else:
+        ids = f'"trace_id":"{span.trace_id}","span_id":"{span.span_id}"'.encode()
+    return b"".join(
+        (
+            _prefix(kind, type(message)),
+            f',"id":"{message.id}","timestamp":"{message.timestamp.isoformat()}","session_id":'.encode(),
+            session,
+            b",",
+            ids,
+            b',"metadata":',
+            metadata,
+            b',"data":',
+        )
+    )
+
+
+def encode(kind: Kind, message: Message, span: SpanContext | None) -> bytes:
+    """Return the UTF-8 envelope line of ``message``, newline included.
+
+    ``span`` is the span active where the message was published; ``data`` holds the
+    message's own fields. Never raises for a value: a field, metadata value or
+    session id JSON cannot hold (bad surrogates, bytes, a cycle, a raising
+    ``repr``) is written as a safe text instead.
+    """
+    try:
+        # The serializer itself, not model_dump_json: bytes, and less than half the overhead.
+        data = type(message).__pydantic_serializer__.to_json(
+            message, exclude=BASE_FIELDS, fallback=safe_repr
+        )
+        session = b'"global"' if message.session_id == "global" else to_json(message.session_id)
+        metadata = to_json(message.metadata, fallback=safe_repr) if message.metadata else b"{}"
+    except Exception:
+        own = {
+            name: getattr(message, name, None)
+            for name in type(message).model_fields
+            if name not in BASE_FIELDS
+        }
+        data = to_json(json_safe(own))
+        session = to_json(json_safe(message.session_id))
+        metadata = to_json(json_safe(message.metadata))
+    return b"".join((_head(kind, message, session, metadata, span), data, b"}\n"))
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One decoded log line: the envelope's fields, with ``data`` as a dict."""
+
+    kind: str
+    """``"command"`` or ``"event"``."""
+    type: str
+    """The message's class name."""
+    module: str
+    """The module that defines the message's class."""
+    id: str
+    timestamp: datetime
+    session_id: str
+    trace_id: str | None
+    span_id: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def message_class(self, *, import_modules: bool = False) -> builtins.type[Message] | None:
+        """Return the class of the message, or ``None`` when it cannot be found.
+
+        Classes of llmgine and of modules already imported are found; other modules
+        are imported only with ``import_modules=True`` (importing runs their code,
+        so do it only for logs you trust).
+        """
+        module = sys.modules.get(self.module)
+        if module is None and (import_modules or self.module.startswith("llmgine.")):
+            try:
+                module = importlib.import_module(self.module)
+            except Exception:
+                return None
+        cls = getattr(module, self.type, None) if module is not None else None
+        return cls if isinstance(cls, type) and issubclass(cls, Message) else None
+
+    def to_message(self, *, import_modules: bool = False) -> Message:
+        """Return the original message, validated from ``data`` and the envelope.
+
+        Raises:
+            LogFormatError: The class cannot be found, or ``data`` does not fit it
+                (a line written by another version of the class).
+        """
+        cls = self.message_class(import_modules=import_modules)
+        if cls is None:
+            raise LogFormatError(
+                f"{self.module}.{self.type} cannot be found here; import its module first "
+                "(or pass import_modules=True for a log you trust)."
+            )
+        try:
+            return cls.model_validate(
+                {
+                    **self.data,
+                    "id": UUID(self.id),
+                    "timestamp": self.timestamp,
+                    "session_id": self.session_id,
+                    "metadata": self.metadata,
+                }
+            )
+        except ValueError as exc:
+            raise LogFormatError(
+                f"The {self.type} line {self.id} does not fit {cls.__module__}.{cls.__qualname__}: "
+                f"{exc}"
+            ) from exc
+
+    def span_context(self) -> SpanContext | None:
+        """Return the span the message was published in, if any (no parent is recorded)."""
+        if self.trace_id is None or self.span_id is None:
+            return None
+        return SpanContext(trace_id=self.trace_id, span_id=self.span_id)
+
+
+def decode(line: bytes | str) -> Envelope:
+    """Read one envelope line.
+
+    Raises:
+        LogFormatError: The line is not JSON, or not an llmgine envelope.
+    """
+    try:
+        raw = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise LogFormatError(f"Not a JSON line: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise LogFormatError("Not an llmgine envelope: the line is not a JSON object.")
+    try:
+        return Envelope(
+            kind=str(raw["kind"]),
+            type=str(raw["type"]),
+            module=str(raw["module"]),
+            id=str(raw["id"]),
+            timestamp=datetime.fromisoformat(raw["timestamp"]),
+            session_id=str(raw.get("session_id") or "global"),
+            trace_id=raw.get("trace_id"),
+            span_id=raw.get("span_id"),
+            metadata=raw.get("metadata") or {},
+            data=raw.get("data") or {},
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LogFormatError(f"Not an llmgine envelope: {type(exc).__name__}: {exc}") from exc
+
+
+def read_log(path: str | Path, *, bad_lines: list[int] | None = None) -> Iterator[Envelope]:
+    """Yield the envelopes of a JSONL log in order, skipping lines that do not decode.
+
+    Args:
+        path: The log file.
+        bad_lines: If given, the numbers (from 1) of skipped lines are appended to it.
+    """
+    with Path(path).open("rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield decode(line)
+            except LogFormatError:
+                if bad_lines is not None:
+                    bad_lines.append(number)

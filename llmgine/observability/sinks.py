@@ -1,0 +1,194 @@
+"""Sinks: everything that receives each message once the bus has accepted it.
+
+The JSONL log, the console printer and exporters are sinks. A sink is any object
+with ``write``, ``flush`` and ``close``; the bus hands it one :class:`Record` per
+accepted command or event, in order. A sink that raises never stops the bus or the
+other sinks: :class:`SinkSet` catches the failure and reports it once per run of
+failures, until the sink works again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from llmgine.messages.base import Message
+from llmgine.observability.codec import Kind, encode
+from llmgine.observability.events import SpanContext
+from llmgine.observability.jsonsafe import safe_repr, safe_str
+
+__all__ = ["Record", "Sink", "SinkFailure", "SinkSet", "sink_name"]
+
+logger = logging.getLogger(__name__)
+
+
+class Record:
+    """One accepted message, as sinks receive it.
+
+    Attributes:
+        kind: ``"command"`` or ``"event"``.
+        message: The command or event (a ``TraceEvent`` is a span's start or end).
+        span: The span active where the message was published, if any.
+    """
+
+    __slots__ = ("_line", "kind", "message", "span")
+
+    def __init__(self, kind: Kind, message: Message, span: SpanContext | None) -> None:
+        self.kind: Kind = kind
+        self.message = message
+        self.span = span
+        self._line: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"Record({self.kind!r}, {type(self.message).__name__}, id={self.message.id})"
+
+    @property
+    def line(self) -> bytes:
+        """The message's envelope line (encoded once, on first use)."""
+        if self._line is None:
+            self._line = encode(self.kind, self.message, self.span)
+        return self._line
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """What the bus needs of a sink."""
+
+    def write(self, record: Record) -> None:
+        """Take one accepted message; called in order, must not block for long."""
+
+    def flush(self) -> None:
+        """Deliver what ``write`` buffered (called when the bus idles, waits or stops)."""
+
+    def close(self) -> None:
+        """Deliver everything and release resources; a later ``write`` may reopen."""
+
+
+def sink_name(sink: Sink) -> str:
+    """Return a short name for ``sink`` in reports: its ``name`` attribute, else its repr."""
+    name = getattr(sink, "name", None)
+    return name if isinstance(name, str) else safe_repr(sink)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkFailure:
+    """A sink started failing (``recovered=False``) or works again (``recovered=True``)."""
+
+    sink: str
+    operation: str
+    error: str
+    error_type: str
+    unwritten_lines: int | None
+    recovered: bool = False
+
+
+def _unwritten(sink: Sink) -> int | None:
+    count = getattr(sink, "pending_lines", None)
+    return count if isinstance(count, int) else None
+
+
+class SinkSet:
+    """The sinks of a bus: every record to each of them, failures caught and counted.
+
+    Args:
+        on_change: Called with a :class:`SinkFailure` when a sink starts failing
+            and when it works again (once per run of failures, not per failure).
+    """
+
+    def __init__(self, on_change: Callable[[SinkFailure], None]) -> None:
+        self._sinks: list[Sink] = []
+        self._failing: dict[int, Sink] = {}
+        self._on_change = on_change
+        self.failures = 0
+        """Every failed call, including repeats within a run."""
+
+    def __iter__(self) -> Iterator[Sink]:
+        return iter(tuple(self._sinks))
+
+    def __len__(self) -> int:
+        return len(self._sinks)
+
+    def add(self, sink: Sink) -> None:
+        """Add ``sink``; it receives every message accepted from now on."""
+        for method in ("write", "flush", "close"):
+            if not callable(getattr(sink, method, None)):
+                raise TypeError(
+                    f"A sink needs write(record), flush() and close(); {safe_repr(sink)} has no "
+                    f"{method}()."
+                )
+        if any(s is sink for s in self._sinks):
+            return
+        self._sinks.append(sink)
+
+    def remove(self, sink: Sink) -> bool:
+        """Remove ``sink`` (without closing it); return whether it was there."""
+        for i, existing in enumerate(self._sinks):
+            if existing is sink:
+                del self._sinks[i]
+                self._failing.pop(id(sink), None)
+                return True
+        return False
+
+    def is_failing(self, sink: Sink) -> bool:
+        """Whether ``sink``'s last call failed."""
+        return id(sink) in self._failing
+
+    def write(self, record: Record) -> None:
+        """Give ``record`` to every sink."""
+        for sink in self._sinks:
+            try:
+                sink.write(record)
+            except Exception as exc:
+                self._failed(sink, "write", exc)
+            else:
+                if self._failing and id(sink) in self._failing and _unwritten(sink) in (None, 0):
+                    self._recovered(sink)
+
+    def flush(self) -> None:
+        """Flush every sink."""
+        self._each("flush")
+
+    def close(self) -> None:
+        """Close every sink (each flushes first)."""
+        self._each("close")
+
+    def _each(self, operation: str) -> None:
+        for sink in self._sinks:
+            try:
+                getattr(sink, operation)()
+            except Exception as exc:
+                self._failed(sink, operation, exc)
+            else:
+                if self._failing and id(sink) in self._failing:
+                    self._recovered(sink)
+
+    def _failed(self, sink: Sink, operation: str, exc: Exception) -> None:
+        self.failures += 1
+        if id(sink) in self._failing:
+            logger.debug("Sink %s still failing: %s", sink_name(sink), exc)
+            return
+        self._failing[id(sink)] = sink
+        failure = SinkFailure(
+            sink=sink_name(sink),
+            operation=operation,
+            error=safe_str(exc),
+            error_type=type(exc).__name__,
+            unwritten_lines=_unwritten(sink),
+        )
+        logger.warning(
+            "Sink %s failed (%s: %s)%s; the bus goes on and retries.",
+            failure.sink,
+            failure.error_type,
+            failure.error,
+            "" if failure.unwritten_lines is None else f"; {failure.unwritten_lines} lines kept",
+        )
+        self._on_change(failure)
+
+    def _recovered(self, sink: Sink) -> None:
+        del self._failing[id(sink)]
+        logger.warning("Sink %s works again; nothing it held was lost.", sink_name(sink))
+        self._on_change(
+            SinkFailure(sink_name(sink), "flush", "", "", _unwritten(sink), recovered=True)
+        )
