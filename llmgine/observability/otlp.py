@@ -19,6 +19,7 @@ Needs the ``otel`` extra: ``pip install 'llmgine[otel]'``.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -29,14 +30,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-import orjson
-
-from llmgine.errors import ConfigurationError
+from llmgine.errors import ConfigurationError, LogFormatError
+from llmgine.observability.codec import Envelope, decode
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
+
+    from llmgine.observability.sinks import Record
 
 __all__ = ["ExportStats", "FinishedSpan", "OTLPExporter", "SpanAssembler", "redact_url"]
 
@@ -102,7 +104,7 @@ class FinishedSpan:
 
 
 class SpanAssembler:
-    """Turns envelope dicts (decoded log lines), in order, into :class:`FinishedSpan` s.
+    """Turns decoded log lines (envelopes), in order, into :class:`FinishedSpan` s.
 
     Besides the ``TraceEvent`` pairs it remembers what OpenInference wants on a
     span: the command's fields (``input.value``), its result or the model's
@@ -125,14 +127,14 @@ class SpanAssembler:
         """Spans started and not yet ended."""
         return len(self._open)
 
-    def add(self, envelope: Mapping[str, Any]) -> FinishedSpan | None:
+    def add(self, envelope: Envelope) -> FinishedSpan | None:
         """Take one log line; return the span it ends, if it ends one."""
-        data = envelope.get("data")
+        data = envelope.data
         if not isinstance(data, dict):
             return None
-        kind, type_, span_id = envelope.get("kind"), envelope.get("type"), envelope.get("span_id")
+        kind, type_, span_id = envelope.kind, envelope.type, envelope.span_id
         if type_ == "TraceEvent":
-            return self._trace(envelope, data)
+            return self._trace(envelope.session_id, data)
         if kind == "command" and isinstance(span_id, str):
             self._inputs[span_id] = _text(data)
             if isinstance(data.get("prompt"), str):
@@ -165,19 +167,19 @@ class SpanAssembler:
         while len(self._tools) > 10_000:
             self._tools.popitem(last=False)
 
-    def _trace(self, envelope: Mapping[str, Any], data: dict[str, Any]) -> FinishedSpan | None:
+    def _trace(self, session_id: str, data: dict[str, Any]) -> FinishedSpan | None:
         context = data.get("span_context") or {}
         span_id = context.get("span_id")
         if not isinstance(span_id, str):
             return None
         if data.get("end_time") is None:
-            self._open[span_id] = dict(data, session_id=envelope.get("session_id"))
+            self._open[span_id] = dict(data, session_id=session_id)
             while len(self._open) > self._max_open:
                 self._open.popitem(last=False)
                 self.evicted += 1
             return None
         start = self._open.pop(span_id, None) or {}
-        return self._finish(span_id, context, start, data, envelope.get("session_id"))
+        return self._finish(span_id, context, start, data, session_id)
 
     def _finish(
         self,
@@ -344,14 +346,23 @@ class OTLPExporter:
                 f"OTLP endpoint {redact_url(endpoint)!r} is not an http(s) URL, "
                 "e.g. http://127.0.0.1:6006"
             )
+        headers = dict(headers or {})
+        if parts.username is not None:
+            # Credentials move from the URL into a header: URLs end up in log messages.
+            user = unquote(parts.username)
+            secret = unquote(parts.password or "")
+            token = base64.b64encode(f"{user}:{secret}".encode()).decode()
+            headers.setdefault("Authorization", f"Basic {token}")
+            host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+            parts = parts._replace(netloc=host)
         if parts.path in ("", "/"):
-            endpoint = urlunsplit(parts._replace(path="/v1/traces"))
-        self.endpoint = endpoint
+            parts = parts._replace(path="/v1/traces")
+        self.endpoint = urlunsplit(parts)
         if span_exporter is None:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             span_exporter = OTLPSpanExporter(
-                endpoint=endpoint, headers=dict(headers or {}), timeout=timeout
+                endpoint=self.endpoint, headers=headers, timeout=timeout
             )
         self._exporter = span_exporter
         resource: dict[str, str] = {"service.name": service_name}
@@ -360,7 +371,7 @@ class OTLPExporter:
         self._resource = Resource.create(resource)
         self._scope = InstrumentationScope("llmgine")
         self._assembler = SpanAssembler()
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[Record | bytes] = deque()
         self._max_queue = max_queue
         self._batch_size = batch_size
         self._stats = ExportStats()
@@ -369,7 +380,7 @@ class OTLPExporter:
         self._done = threading.Condition()
         self._accepted = 0
         self._handled = 0
-        self._closed = False
+        self._stopping = False
         self._worker: threading.Thread | None = None
         self._last_warning = 0.0
 
@@ -394,20 +405,20 @@ class OTLPExporter:
 
     # ---------------------------------------------------------------- the sink protocol
 
-    def write(self, record: Any) -> None:
-        """Take one accepted message (a sink ``Record``); never blocks."""
-        self.write_line(record.line)
+    def write(self, record: Record | bytes) -> None:
+        """Take one accepted message (or an encoded log line); never blocks.
 
-    def write_line(self, line: bytes) -> None:
-        """Take one encoded log line; never blocks. Drops it when the queue is full."""
-        if self._closed:
-            return
+        Only spans matter, but every message is queued: a command's fields, a result,
+        a model's reply become the ``input.value``/``output.value`` of its span. The
+        line is encoded and decoded by the worker, not here. When the queue is full
+        the message is dropped and counted.
+        """
         if len(self._queue) >= self._max_queue:
             with self._lock:
                 self._stats.dropped += 1
             self._warn("queue full")
             return
-        self._queue.append(line)
+        self._queue.append(record)
         self._accepted += 1
         if self._worker is None:
             self._start_worker()
@@ -424,19 +435,25 @@ class OTLPExporter:
             return self._done.wait_for(lambda: self._handled >= target, timeout)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Export what is queued (waiting at most ``timeout`` seconds) and stop the worker."""
-        if self._closed:
+        """Export what is queued (waiting at most ``timeout`` seconds); stop the worker.
+
+        What the endpoint has not taken by then is counted as dropped. A later
+        ``write`` starts a new worker (a bus can be started again).
+        """
+        worker = self._worker
+        if worker is None:
             return
-        if self._worker is not None:
-            if not self.force_flush(timeout):
-                with self._lock:
-                    self._stats.dropped += len(self._queue)
-                self._warn("closed before the endpoint took everything")
-            self._closed = True
-            self._wake.set()
-            self._worker.join(timeout=1.0)
-        self._closed = True
-        self._exporter.shutdown()
+        if not self.force_flush(timeout):
+            with self._lock:
+                self._stats.dropped += len(self._queue)
+            self._queue.clear()
+            self._warn("closed before the endpoint took everything")
+        self._stopping = True
+        self._wake.set()
+        worker.join(timeout=1.0)
+        with self._lock:
+            self._worker = None
+            self._stopping = False
 
     # ---------------------------------------------------------------- replay
 
@@ -483,15 +500,13 @@ class OTLPExporter:
             with self._done:
                 self._handled += handled
                 self._done.notify_all()
-            if self._closed and not self._queue:
+            if self._stopping and not self._queue:
                 return
 
-    def _assemble(self, line: bytes) -> ReadableSpan | None:
+    def _assemble(self, item: Record | bytes) -> ReadableSpan | None:
         try:
-            envelope = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(envelope, dict):
+            envelope = decode(item if isinstance(item, bytes | str) else item.line)
+        except LogFormatError:
             return None
         finished = self._assembler.add(envelope)
         return None if finished is None else self._readable(finished)
