@@ -232,3 +232,50 @@ def test_a_wrong_endpoint_is_a_clear_error() -> None:
 
     with pytest.raises(ConfigurationError, match="not an http"):
         OTLPExporter("127.0.0.1:6006")
+
+
+def assert_phoenix_matches_log(rows: list[dict[str, Any]], log: Path) -> None:
+    """Phoenix's spans (read by its client) against llmgine's spans_frame of the same run."""
+    frame = spans_frame(load_events(log))
+    assert len(rows) == len(frame)
+    seen = {str(row["context.span_id"]): row for row in rows}
+    assert set(seen) == set(frame.index)
+    for span_id, span in frame.iterrows():
+        row = seen[str(span_id)]
+        assert row["name"] == span["name"]
+        assert row["context.trace_id"] == span["context.trace_id"]
+        parent = span["parent_id"] if isinstance(span["parent_id"], str) else None
+        assert row["parent_id"] == parent
+        assert row["status_code"] == span["status_code"]
+        assert row["span_kind"] == {"LLM": "LLM", "TOOL": "TOOL"}.get(span["span_kind"], "CHAIN")
+        if span["span_kind"] == "LLM":
+            assert (
+                row["attributes.llm.token_count.prompt"]
+                == span["attributes.gen_ai.usage.input_tokens"]
+            )
+            assert (
+                row["attributes.llm.token_count.completion"]
+                == span["attributes.gen_ai.usage.output_tokens"]
+            )
+            assert row["attributes.llm.model_name"] == "m-1"
+        if span["status_code"] == "ERROR":
+            assert row["status_message"] == span["status_message"]
+            assert [e["name"] for e in row["events"]] == ["exception"]  # type: ignore[attr-defined]
+    tokens = sum(
+        float(row["attributes.llm.token_count.total"])  # type: ignore[arg-type]
+        for row in rows
+        if row["span_kind"] == "LLM"
+    )
+    assert tokens == 265
+
+
+@pytest.mark.timeout(1500)  # the first run installs arize-phoenix into a cached virtualenv
+async def test_phoenix_shows_a_live_run_with_its_tree_and_tokens(
+    phoenix: Any, tmp_path: Path
+) -> None:
+    exporter = OTLPExporter(phoenix.url, project_name="live-run")
+    bus = quiet_bus(tmp_path, exporter)
+    await record_run(bus)
+    assert exporter.stats.exported == 8
+    assert bus.log_path is not None
+    assert_phoenix_matches_log(phoenix.spans("live-run", expected=8), bus.log_path)
