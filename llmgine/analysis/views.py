@@ -23,6 +23,7 @@ from llmgine.errors import LogSourceError
 __all__ = [
     "BAD_LINE",
     "ENVELOPE_COLUMNS",
+    "MAX_LINE_BYTES",
     "VIEWS",
     "LogDatabase",
     "files_sql",
@@ -50,6 +51,8 @@ READ_COLUMNS = (
     "timestamp: 'TIMESTAMPTZ', session_id: 'VARCHAR', trace_id: 'VARCHAR', "
     "span_id: 'VARCHAR', metadata: 'JSON', data: 'JSON'}"
 )
+MAX_LINE_BYTES = 64 * 2**20
+"""A longer line is counted as unreadable: DuckDB's buffers grow with this bound."""
 BAD_LINE = "(kind IS NULL OR type IS NULL OR id IS NULL OR timestamp IS NULL)"
 """A line without these is not an llmgine envelope: skipped and counted."""
 
@@ -249,7 +252,7 @@ def files_sql(files: list[Path]) -> str:
     listed = ", ".join(quote(str(f)) for f in files)
     return (
         f"read_json([{listed}], format = 'newline_delimited', ignore_errors = true, "
-        f"maximum_object_size = 268435456, columns = {READ_COLUMNS})"
+        f"maximum_object_size = {MAX_LINE_BYTES}, columns = {READ_COLUMNS})"
     )
 
 
