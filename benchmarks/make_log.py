@@ -12,6 +12,7 @@ import argparse
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from llmgine import (
     CommandErrorEvent,
@@ -22,10 +23,23 @@ from llmgine import (
     TraceEvent,
 )
 from llmgine.llm import LLMResponseEvent, PromptCommand, Usage
-from llmgine.observability.jsonl import encode_fields, encode_line
+from llmgine.messages import Message
+from llmgine.observability.codec import Kind, encode
+from llmgine.observability.events import SpanContext
 from llmgine.observability.spans import new_span_context
 
 LINES_PER_TURN = 10
+
+
+def encode_line(kind: Kind, message: Message, span: SpanContext | None) -> bytes:
+    return encode(kind, message, span)
+
+
+def encode_fields(
+    cls: type[Message], fields: dict[str, Any], *, session_id: str, span: SpanContext
+) -> bytes:
+    """An event line without pydantic validation (as the bus does for its own events)."""
+    return encode("event", cls.model_construct(**fields, session_id=session_id), span)
 
 
 def write_log(path: Path, lines: int, seed: int = 7) -> int:

@@ -160,7 +160,8 @@ def flatten_json(
     load: Callable[[Any], Any] = lambda v: orjson.loads(v) if isinstance(v, str) else None  # noqa: E731
     for position, (_, _, kind) in enumerate(columns):
         if kind == "JSON":
-            frame.isetitem(position, [load(v) for v in frame.iloc[:, position]])
+            values = [load(v) for v in frame.iloc[:, position]]
+            frame.isetitem(position, pd.Series(values, dtype=object, index=frame.index))
     return frame
 
 
