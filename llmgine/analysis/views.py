@@ -290,7 +290,7 @@ def open_log(
             con.register("_frame", _frame_table(source))
             relation = "_frame"
             sources = list(source.attrs.get("sources", []))
-            bad = "FALSE"
+            bad = "coalesce(NOT json_valid(data), TRUE)"  # a frame edited by hand
         else:
             files = [f for f in log_files(source) if _size(f) > 0]
             relation = files_sql(files) if files else _empty_sql()
