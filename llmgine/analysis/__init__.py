@@ -9,6 +9,7 @@ from llmgine.analysis.frames import commands_frame, events_frame, llm_calls_fram
 from llmgine.analysis.loading import ENVELOPE_COLUMNS, LogReadWarning, load_events
 from llmgine.analysis.plots import plot_command_latency, plot_metric, plot_waterfall
 from llmgine.analysis.query import QueryError, query
+from llmgine.analysis.span_view import SpansFrame
 from llmgine.analysis.spans import spans_frame, traces_frame
 from llmgine.analysis.summary import summarize
 
@@ -17,6 +18,7 @@ __all__ = [
     "LLMgineAccessor",
     "LogReadWarning",
     "QueryError",
+    "SpansFrame",
     "commands_frame",
     "events_frame",
     "llm_calls_frame",

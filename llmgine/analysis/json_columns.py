@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import duckdb
+import numpy as np
 import orjson
 import pandas as pd
 
@@ -160,8 +161,10 @@ def flatten_json(
     load: Callable[[Any], Any] = lambda v: orjson.loads(v) if isinstance(v, str) else None  # noqa: E731
     for position, (_, _, kind) in enumerate(columns):
         if kind == "JSON":
-            values = [load(v) for v in frame.iloc[:, position]]
-            frame.isetitem(position, pd.Series(values, dtype=object, index=frame.index))
+            values = np.empty(len(frame), dtype=object)  # objects, never a float column
+            for i, v in enumerate(frame.iloc[:, position]):
+                values[i] = load(v)
+            frame.isetitem(position, values)
     return frame
 
 
