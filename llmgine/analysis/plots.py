@@ -56,6 +56,7 @@ def plot_waterfall(
         page: Which page of rows to draw (from 0).
     """
     from matplotlib.patches import Patch
+    from matplotlib.transforms import blended_transform_factory
 
     if spans.empty:
         raise ValueError("There are no spans to draw: the log holds no TraceEvent.")
@@ -68,7 +69,10 @@ def plot_waterfall(
     if not 0 <= page < pages:
         raise ValueError(f"Trace {trace_id[:12]} has {pages} page(s) of rows; page={page}.")
     shown = rows[page * max_rows : (page + 1) * max_rows]
-    ax = _axes(ax, (11, 0.32 * len(shown) + 1.6))
+    if ax is None:
+        ax = _axes(None, (13, 0.3 * len(shown) + 1.6))
+        ax.figure.subplots_adjust(left=0.42, right=0.98)  # the tree on the left, as in Phoenix
+    labels = blended_transform_factory(ax.transAxes, ax.transData)
     for y, row in enumerate(shown):
         if row.collapsed:
             colour = COLLAPSED_COLOUR
@@ -85,12 +89,14 @@ def plot_waterfall(
             edgecolor=ERROR_COLOUR if row.status == "ERROR" else colour,
         )
         ax.text(
-            row.start_ms,
+            -0.72,
             y,
-            row.label,
+            row.label if len(row.label) <= 76 else row.label[:75] + "…",
+            transform=labels,
             va="center",
             ha="left",
             fontsize=8,
+            family="monospace",
             color="#b00020" if row.status == "ERROR" and not row.collapsed else "black",
         )
     ax.set_yticks([])
@@ -100,10 +106,17 @@ def plot_waterfall(
     if pages > 1:
         title += f", rows {page * max_rows + 1}-{page * max_rows + len(shown)} of {len(rows)}"
         title += f" (page {page + 1} of {pages})"
-    ax.set_title(title)
+    ax.set_title(title, loc="left")
     legend = [Patch(color=c, label=k) for k, c in KIND_COLOURS.items()]
     legend.append(Patch(color=ERROR_COLOUR, label="error"))
-    ax.legend(handles=legend, loc="lower right", fontsize=7, ncol=5, frameon=False)
+    ax.legend(
+        handles=legend,
+        loc="lower right",
+        bbox_to_anchor=(1.0, 1.0),
+        fontsize=7,
+        ncol=5,
+        frameon=False,
+    )
     return ax
 
 

@@ -104,7 +104,7 @@ def test_plot_colours_by_kind_and_marks_errors_red(spans: pd.DataFrame) -> None:
     assert to_hex(error_text.get_color()) == "#b00020"
     error_bar = ax.patches[labels.index(error_text.get_text())]
     assert to_hex(error_bar.get_facecolor()) == ERROR_COLOUR
-    assert "304 spans" in ax.get_title()
+    assert "304 spans" in ax.get_title(loc="left")
 
 
 def test_plot_pages_through_a_long_trace(spans: pd.DataFrame) -> None:
@@ -113,7 +113,7 @@ def test_plot_pages_through_a_long_trace(spans: pd.DataFrame) -> None:
     third = plot_waterfall(spans, trace, max_rows=4, page=2)
     assert len(first.texts) == 4
     assert len(third.texts) == 1
-    assert "page 3 of 3" in third.get_title()
+    assert "page 3 of 3" in third.get_title(loc="left")
     with pytest.raises(ValueError, match="3 page"):
         plot_waterfall(spans, trace, max_rows=4, page=3)
 
