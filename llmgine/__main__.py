@@ -1,4 +1,4 @@
-"""Command line: ``python -m llmgine demo | lab [NOTEBOOK] | log PATH``."""
+"""Command line: ``python -m llmgine demo | lab [NOTEBOOK] | log PATH | export PATH --otlp URL``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -24,15 +25,60 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warnings_to_stderr(caught: list[warnings.WarningMessage]) -> None:
+    for warning in caught:
+        print(f"llmgine: warning: {warning.message}", file=sys.stderr)
+
+
 def _log(args: argparse.Namespace) -> int:
-    import warnings
+    from llmgine.analysis import summarize
 
-    from llmgine.analysis import LogReadWarning, load_events, summarize
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        text = summarize(args.path, since=args.since, until=args.until)
+    _warnings_to_stderr(caught)
+    print(text)
+    return 0
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", LogReadWarning)  # the summary reports skipped lines
-        frame = load_events(args.path)
-    print(summarize(frame))
+
+def _headers(pairs: list[str]) -> dict[str, str]:
+    from llmgine.errors import ConfigurationError
+
+    headers = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigurationError(f"--header takes KEY=VALUE, e.g. api_key=...; got {key!r}")
+        headers[key.strip()] = value
+    return headers
+
+
+def _export(args: argparse.Namespace) -> int:
+    from llmgine.analysis.sources import log_files
+    from llmgine.observability.otlp import OTLPExporter, redact_url
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        files = log_files(args.path)
+    _warnings_to_stderr(caught)
+    exporter = OTLPExporter(
+        args.otlp,
+        headers=_headers(args.header),
+        service_name=args.service_name,
+        project_name=args.project,
+    )
+    sent = 0
+    for path in files:
+        with path.open("rb") as lines:
+            sent += exporter.export_lines(lines)
+    stats = exporter.stats
+    where = redact_url(exporter.endpoint)
+    print(f"exported {sent:,} spans from {len(files):,} file(s) to {where}")
+    if stats.open_spans:
+        print(f"  {stats.open_spans:,} span(s) never ended in the log and were not sent")
+    if stats.failed:
+        print(f"llmgine: {where} did not accept {stats.failed:,} span(s)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -68,9 +114,23 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Nam
     demo.add_argument("--log-dir", default="logs", help="where to write demo.jsonl (default: logs)")
     log = sub.add_parser("log", help="summarize a JSONL log (a file or a directory of them)")
     log.add_argument("path", help="a .jsonl file or a directory of them")
+    log.add_argument("--since", help="only lines at or after this time (ISO 8601, UTC if naive)")
+    log.add_argument("--until", help="only lines before this time")
+    export = sub.add_parser(
+        "export", help="send a log's spans to an OTLP endpoint (Phoenix, Jaeger, Langfuse, ...)"
+    )
+    export.add_argument("path", help="a .jsonl file or a directory of them")
+    export.add_argument(
+        "--otlp", required=True, metavar="URL", help="e.g. http://127.0.0.1:6006 for Phoenix"
+    )
+    export.add_argument(
+        "--header", action="append", default=[], metavar="KEY=VALUE", help="an HTTP header"
+    )
+    export.add_argument("--service-name", default="llmgine", help="service.name of the spans")
+    export.add_argument("--project", help="the Phoenix project to put the spans in")
     lab = sub.add_parser("lab", help="open JupyterLab on the quickstart notebook")
     lab.add_argument("notebook", nargs="?", help="a notebook to open instead")
-    return parser, {"demo": _demo, "lab": _lab, "log": _log}
+    return parser, {"demo": _demo, "export": _export, "lab": _lab, "log": _log}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

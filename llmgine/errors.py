@@ -11,6 +11,7 @@ keeps working::
     ├── BusStateError                   (also RuntimeError)
     ├── CommandFailedError              a convenience call's command failed
     ├── ConfigurationError              (also ValueError)
+    │   ├── LogSourceError              a log cannot be read as asked (also TypeError)
     │   └── MissingAPIKeyError
     ├── LogFormatError                  (also ValueError) a line is not an llmgine envelope
     ├── ToolError                       (also ValueError)
@@ -31,6 +32,7 @@ __all__ = [
     "HandlerNotFoundError",
     "LLMgineError",
     "LogFormatError",
+    "LogSourceError",
     "MissingAPIKeyError",
     "ProviderAuthenticationError",
     "ProviderConnectionError",
@@ -70,6 +72,10 @@ class CommandFailedError(LLMgineError):
 
 class ConfigurationError(LLMgineError, ValueError):
     """A setting is wrong: an unknown model string, a missing file, a bad option."""
+
+
+class LogSourceError(ConfigurationError, TypeError):
+    """A log cannot be read as asked: no such file, not a log, a filter that is not a time."""
 
 
 class MissingAPIKeyError(ConfigurationError):

@@ -9,78 +9,21 @@ just the part they need.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterable
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from llmgine.errors import ConfigurationError
+from llmgine.analysis.sources import LogReadWarning, TimeLike, log_files
+from llmgine.analysis.views import BAD_LINE, ENVELOPE_COLUMNS, files_sql, keep_sql, read_errors
 
 __all__ = ["ENVELOPE_COLUMNS", "LogReadWarning", "load_events"]
 
-ENVELOPE_COLUMNS = [
-    "kind",
-    "type",
-    "module",
-    "id",
-    "timestamp",
-    "session_id",
-    "trace_id",
-    "span_id",
-    "metadata",
-    "data",
-]
-
-_READ_COLUMNS = (
-    "{kind: 'VARCHAR', type: 'VARCHAR', module: 'VARCHAR', id: 'VARCHAR', "
-    "timestamp: 'TIMESTAMPTZ', session_id: 'VARCHAR', trace_id: 'VARCHAR', "
-    "span_id: 'VARCHAR', metadata: 'JSON', data: 'JSON'}"
-)
 _PROGRESS_BYTES = 64 * 2**20
 _BATCH_ROWS = 100_000
-
-
-class LogReadWarning(UserWarning):
-    """Some lines of a log could not be read and were skipped."""
-
-
-def _files(source: Any) -> list[Path]:
-    from llmgine.bus.bus import MessageBus
-
-    if isinstance(source, MessageBus):
-        if source.log_path is None:
-            raise ConfigurationError("This bus writes no log (log_dir=None): nothing to load.")
-        source.flush()
-        return [source.log_path] if source.log_path.exists() else []
-    if isinstance(source, str | os.PathLike):
-        path = Path(source)
-        if path.is_dir():
-            # Oldest first: a directory of session logs reads in time order.
-            return sorted(path.glob("*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name))
-        if not path.exists():
-            raise ConfigurationError(f"No log at {path}: give a .jsonl file, a directory or a bus.")
-        return [path]
-    if isinstance(source, Iterable):
-        files = [Path(p) for p in source]
-        missing = [str(p) for p in files if not p.is_file()]
-        if missing:
-            raise ConfigurationError(f"No log file at: {', '.join(missing)}")
-        return files
-    raise TypeError(
-        f"load_events takes a path, a directory, a list of paths or a MessageBus; "
-        f"got {type(source).__name__}."
-    )
-
-
-def _timestamp(value: datetime | str | pd.Timestamp) -> pd.Timestamp:
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def empty_events() -> pd.DataFrame:
@@ -94,8 +37,8 @@ def load_events(
     source: Any,
     *,
     types: Iterable[str | type] | None = None,
-    since: datetime | str | pd.Timestamp | None = None,
-    until: datetime | str | pd.Timestamp | None = None,
+    since: TimeLike | None = None,
+    until: TimeLike | None = None,
     progress: bool | None = None,
 ) -> pd.DataFrame:
     """Load llmgine JSONL logs: one row per line, with the envelope as columns.
@@ -107,45 +50,32 @@ def load_events(
     ``df.attrs["skipped_lines"]`` and a :class:`LogReadWarning` says how many.
 
     Args:
-        source: A ``.jsonl`` file, a directory (every ``*.jsonl`` in it, oldest
+        source: A ``.jsonl`` file, a directory (every ``*.jsonl`` file in it, oldest
             first), a list of files, or a ``MessageBus`` (its log so far).
         types: Keep only these event/command types (names or classes).
         since: Keep lines at or after this time (naive times are UTC).
         until: Keep lines before this time.
         progress: Show a progress bar; ``None`` shows one for logs over 64 MB.
 
+    Raises:
+        LogSourceError: The source cannot be read or a filter is not a time;
+            the message says which and what to give instead.
+
     Example:
         >>> df = load_events("logs/")  # doctest: +SKIP
         >>> df.llmgine.spans()  # doctest: +SKIP
     """
-    files = _files(source)
-    files = [f for f in files if f.stat().st_size > 0]
+    keep = keep_sql(types, since, until)  # a bad filter fails before any file is read
+    files = [f for f in log_files(source) if f.stat().st_size > 0]
     if not files:
         frame = empty_events()
         frame.attrs.update(skipped_lines=0, sources=[])
         return frame
-    keep = ["TRUE"]
-    params: list[Any] = [[str(f) for f in files]]
-    if types is not None:
-        names = [t if isinstance(t, str) else t.__name__ for t in types]
-        keep.append("list_contains($2, type)")
-        params.append(names)
-    if since is not None:
-        params.append(_timestamp(since).to_pydatetime())
-        keep.append(f"timestamp >= ${len(params)}")
-    if until is not None:
-        params.append(_timestamp(until).to_pydatetime())
-        keep.append(f"timestamp < ${len(params)}")
-    bad = "(kind IS NULL OR type IS NULL OR id IS NULL OR timestamp IS NULL)"
-    sql = (
-        f"SELECT *, {bad} AS _bad FROM read_json($1, format = 'newline_delimited', "
-        f"ignore_errors = true, maximum_object_size = 268435456, columns = {_READ_COLUMNS}) "
-        f"WHERE {bad} OR ({' AND '.join(keep)})"
-    )
+    sql = f"SELECT *, {BAD_LINE} AS _bad FROM {files_sql(files)} WHERE {BAD_LINE} OR ({keep})"
     size = sum(f.stat().st_size for f in files)
-    with duckdb.connect() as con:
+    with duckdb.connect() as con, read_errors([str(f) for f in files]):
         con.execute("SET TimeZone = 'UTC'")
-        with con.sql(sql, params=params).to_arrow_reader(batch_size=_BATCH_ROWS) as reader:
+        with con.sql(sql).to_arrow_reader(batch_size=_BATCH_ROWS) as reader:
             table = _read_batches(reader, size, progress)
     frame = table.to_pandas()
     skipped = int(frame["_bad"].sum())

@@ -5,16 +5,22 @@ Every function draws on ``ax`` (a new figure when ``None``) and returns the Axes
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+from llmgine.analysis.span_tree import (
+    COLLAPSED_COLOUR,
+    ERROR_COLOUR,
+    KIND_COLOURS,
+    latest_trace,
+    trace_rows,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 __all__ = ["plot_command_latency", "plot_metric", "plot_waterfall"]
-
-_STATUS_COLOURS = {"OK": "#4c78a8", "ERROR": "#e45756", "UNSET": "#bab0ac"}
 
 
 def _axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
@@ -26,60 +32,91 @@ def _axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
     return new
 
 
-def _tree_order(spans: pd.DataFrame) -> list[tuple[str, int]]:
-    """Span ids depth-first by start time, each with its depth."""
-    children: dict[Any, list[str]] = {}
-    ids = set(spans.index)
-    for span_id, row in spans.sort_values("start_time").iterrows():
-        parent = row["parent_id"] if row["parent_id"] in ids else None
-        children.setdefault(parent, []).append(str(span_id))
-    order: list[tuple[str, int]] = []
-    stack = [(span_id, 0) for span_id in reversed(children.get(None, []))]
-    while stack:
-        span_id, depth = stack.pop()
-        order.append((span_id, depth))
-        stack.extend((child, depth + 1) for child in reversed(children.get(span_id, [])))
-    return order
-
-
 def plot_waterfall(
-    spans: pd.DataFrame, trace_id: str | None = None, ax: Axes | None = None
+    spans: pd.DataFrame,
+    trace_id: str | None = None,
+    ax: Axes | None = None,
+    *,
+    max_rows: int = 80,
+    page: int = 0,
 ) -> Axes:
-    """Draw one trace's spans as bars by start and duration, nested under their parents.
+    """Draw one trace like Phoenix does: bars by start and duration, nested under parents.
+
+    Spans are indented by depth and coloured by kind (command, LLM, tool, custom);
+    a span in error is red, with its message; an LLM call shows its tokens. A parent
+    with many children of one name shows the first three, the last, and one grey row
+    for the run between; a trace still longer than ``max_rows`` rows is drawn a page
+    at a time.
 
     Args:
         spans: A frame from :func:`~llmgine.analysis.spans_frame`.
         trace_id: The trace to draw; ``None`` draws the most recent one.
         ax: Where to draw.
+        max_rows: Rows per page.
+        page: Which page of rows to draw (from 0).
     """
+    from matplotlib.patches import Patch
+    from matplotlib.transforms import blended_transform_factory
+
     if spans.empty:
         raise ValueError("There are no spans to draw: the log holds no TraceEvent.")
     if trace_id is None:
-        trace_id = str(spans.sort_values("start_time")["context.trace_id"].iloc[-1])
-    trace = spans[spans["context.trace_id"] == trace_id]
-    if trace.empty:
+        trace_id = latest_trace(spans)
+    rows = trace_rows(spans, trace_id)
+    if not rows:
         raise ValueError(f"No span belongs to trace {trace_id!r}.")
-    origin = trace["start_time"].min()
-    order = _tree_order(trace)
-    ax = _axes(ax, (10, 0.4 * len(order) + 1.5))
-    for row, (span_id, depth) in enumerate(order):
-        span = trace.loc[span_id]
-        start_ms = (span["start_time"] - origin).total_seconds() * 1000
-        duration = span["duration_ms"] if pd.notna(span["duration_ms"]) else 0.0
-        colour = _STATUS_COLOURS.get(str(span["status_code"]), "#bab0ac")
-        ax.barh(row, max(duration, 0.001), left=start_ms, color=colour, height=0.6, alpha=0.55)
+    pages = (len(rows) + max_rows - 1) // max_rows
+    if not 0 <= page < pages:
+        raise ValueError(f"Trace {trace_id[:12]} has {pages} page(s) of rows; page={page}.")
+    shown = rows[page * max_rows : (page + 1) * max_rows]
+    if ax is None:
+        ax = _axes(None, (13, 0.3 * len(shown) + 1.6))
+        ax.figure.subplots_adjust(left=0.42, right=0.98)  # the tree on the left, as in Phoenix
+    labels = blended_transform_factory(ax.transAxes, ax.transData)
+    for y, row in enumerate(shown):
+        if row.collapsed:
+            colour = COLLAPSED_COLOUR
+        else:
+            colour = ERROR_COLOUR if row.status == "ERROR" else KIND_COLOURS[row.kind]
+        ax.barh(
+            y,
+            max(row.width_ms, 0.001),
+            left=row.start_ms,
+            color=colour,
+            height=0.62,
+            alpha=0.8 if row.status == "ERROR" else 0.6,
+            hatch="//" if row.collapsed else None,
+            edgecolor=ERROR_COLOUR if row.status == "ERROR" else colour,
+        )
         ax.text(
-            start_ms,
-            row,
-            f"{'  ' * depth}{span['name']}  {duration:.1f} ms",
+            -0.72,
+            y,
+            row.label if len(row.label) <= 76 else row.label[:75] + "…",
+            transform=labels,
             va="center",
             ha="left",
             fontsize=8,
+            family="monospace",
+            color="#b00020" if row.status == "ERROR" and not row.collapsed else "black",
         )
     ax.set_yticks([])
-    ax.invert_yaxis()
+    ax.set_ylim(len(shown) - 0.5, -0.5)
     ax.set_xlabel("ms since the trace started")
-    ax.set_title(f"trace {trace_id[:12]}")
+    title = f"trace {trace_id[:12]}: {sum(max(r.collapsed, 1) for r in rows)} spans"
+    if pages > 1:
+        title += f", rows {page * max_rows + 1}-{page * max_rows + len(shown)} of {len(rows)}"
+        title += f" (page {page + 1} of {pages})"
+    ax.set_title(title, loc="left")
+    legend = [Patch(color=c, label=k) for k, c in KIND_COLOURS.items()]
+    legend.append(Patch(color=ERROR_COLOUR, label="error"))
+    ax.legend(
+        handles=legend,
+        loc="lower right",
+        bbox_to_anchor=(1.0, 1.0),
+        fontsize=7,
+        ncol=5,
+        frameon=False,
+    )
     return ax
 
 

@@ -1,51 +1,138 @@
-"""A plain-text summary of a log, for ``python -m llmgine log PATH``."""
+"""A plain-text summary of a log, for ``python -m llmgine log PATH``.
+
+One DuckDB query reads the log once, straight from the JSONL files, and returns
+a few hundred rows of aggregates (lines by type, commands by type with latency
+percentiles and failures, tokens by model): a 10-million-line log is summarised
+without loading it into pandas.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
-from llmgine.analysis.frames import commands_frame, llm_calls_frame
+from llmgine.analysis.query import query
+from llmgine.analysis.sources import log_files
 
-__all__ = ["summarize"]
+__all__ = ["SUMMARY_SQL", "summarize"]
+
+_RESULT = (
+    '{"command_result": {"success": "BOOLEAN", "error_type": "VARCHAR", '
+    '"command_type": "VARCHAR", "duration_ms": "DOUBLE"}}'
+)
+_LLM = (
+    '{"model": "VARCHAR", "provider": "VARCHAR", "latency_ms": "DOUBLE", '
+    '"usage": {"input_tokens": "BIGINT", "output_tokens": "BIGINT"}}'
+)
+
+SUMMARY_SQL = f"""
+WITH lines AS (
+    SELECT _bad, timestamp, type, kind,
+           CASE WHEN type IN ('CommandResultEvent', 'CommandErrorEvent') AND NOT _bad
+                THEN from_json(data, '{_RESULT}').command_result END AS r,
+           CASE WHEN type = 'LLMResponseEvent' AND NOT _bad
+                THEN from_json(data, '{_LLM}') END AS m
+    FROM raw WHERE _bad OR _keep
+)
+SELECT CASE WHEN _bad OR r IS NOT NULL THEN NULL ELSE type END AS line_type,
+       CASE WHEN kind = 'command' AND NOT _bad THEN type END AS command_type,
+       r.command_type AS result_type,
+       m.provider AS provider, m.model AS model,
+       count(*) FILTER (WHERE NOT _bad) AS lines,
+       count(*) FILTER (WHERE _bad) AS skipped,
+       min(timestamp) FILTER (WHERE NOT _bad) AS first,
+       max(timestamp) FILTER (WHERE NOT _bad) AS last,
+       count(*) FILTER (WHERE type = 'CommandResultEvent') AS result_events,
+       count(*) FILTER (WHERE type = 'CommandErrorEvent') AS error_events,
+       count(*) FILTER (WHERE r.success) AS succeeded,
+       quantile_cont(r.duration_ms, [0.5, 0.95, 0.99]) AS latency,
+       histogram(coalesce(r.error_type, 'Error')) FILTER (WHERE NOT r.success) AS errors,
+       sum(m.usage.input_tokens) AS tokens_in,
+       sum(m.usage.output_tokens) AS tokens_out,
+       quantile_cont(m.latency_ms, 0.5) AS llm_latency
+FROM lines
+GROUP BY ALL
+"""
+"""The one query behind :func:`summarize`: one scan, a row per kind of line."""
 
 
-def summarize(df: pd.DataFrame) -> str:
-    """Counts by type, command success and latency percentiles, tokens, skipped lines."""
-    lines: list[str] = []
-    sources = df.attrs.get("sources", [])
-    skipped = df.attrs.get("skipped_lines", 0)
-    lines.append(f"{len(df):,} lines from {', '.join(sources) or 'nowhere'}; {skipped:,} skipped")
-    if df.empty:
-        return "\n".join(lines)
-    first, last = df["timestamp"].min(), df["timestamp"].max()
-    lines.append(f"from {first:%Y-%m-%d %H:%M:%S} to {last:%Y-%m-%d %H:%M:%S} UTC")
-    lines.append("")
-    lines.append("by type:")
-    for name, count in df["type"].value_counts().items():
-        lines.append(f"  {count:>9,}  {name}")
-    commands = commands_frame(df)
-    if not commands.empty:
-        done = commands.dropna(subset=["success"])
-        rate = done["success"].astype(bool).mean() * 100 if len(done) else float("nan")
-        lines.append("")
-        lines.append(f"commands: {len(commands):,}, {rate:.1f}% succeeded")
-        lines.append(f"  {'type':<32} {'count':>7} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9}")
-        for name, group in commands.groupby("command_type"):
-            q = group["duration_ms"].quantile([0.5, 0.9, 0.99])
-            lines.append(
-                f"  {name!s:<32} {len(group):>7,} {q[0.5]:>9.1f} {q[0.9]:>9.1f} {q[0.99]:>9.1f}"
+def summarize(
+    source: Any, *, since: Any = None, until: Any = None, sources: list[str] | None = None
+) -> str:
+    """Lines by type, commands (count, success, p50/p95/p99 latency, failures), tokens by model.
+
+    Args:
+        source: A log (file, directory, list of files, bus) or a frame from ``load_events``.
+        since: Summarise lines at or after this time.
+        until: Summarise lines before this time.
+        sources: The file names to show (default: the frame's ``attrs`` or the source).
+    """
+    if isinstance(source, pd.DataFrame):
+        names = sources or list(source.attrs.get("sources", []))
+        skipped = int(source.attrs.get("skipped_lines", 0))
+    else:
+        source = log_files(source)
+        names = sources or [str(f) for f in source]
+        skipped = 0
+    rows = query(source, SUMMARY_SQL, since=since, until=until)
+    return _format(rows, names, skipped)
+
+
+def _counts(rows: pd.DataFrame, key: str, value: str = "lines") -> dict[str, int]:
+    part = rows[rows[key].notna()]
+    totals: dict[str, int] = {}
+    for name, n in zip(part[key].tolist(), part[value].tolist(), strict=True):
+        totals[str(name)] = totals.get(str(name), 0) + int(n)
+    return totals
+
+
+def _format(rows: pd.DataFrame, sources: list[str], skipped_before: int) -> str:
+    lines_count = int(rows["lines"].sum())
+    skipped = int(rows["skipped"].sum()) + skipped_before
+    out = [f"{lines_count:,} lines from {', '.join(sources) or 'nowhere'}; {skipped:,} skipped"]
+    if lines_count == 0:
+        return "\n".join(out)
+    first, last = rows["first"].min(), rows["last"].max()
+    out.append(f"from {first:%Y-%m-%d %H:%M:%S} to {last:%Y-%m-%d %H:%M:%S} UTC")
+    by_type = _counts(rows, "line_type")
+    for name in ("CommandResultEvent", "CommandErrorEvent"):
+        column = "result_events" if name == "CommandResultEvent" else "error_events"
+        if int(rows[column].sum()):
+            by_type[name] = int(rows[column].sum())
+    out += ["", "by type:"]
+    out += [
+        f"  {n:>9,}  {name}" for name, n in sorted(by_type.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
+    commands = _counts(rows, "command_type")
+    results = rows[rows["result_type"].notna()].set_index("result_type")
+    if commands or len(results):
+        done = int(results["lines"].sum())
+        rate = int(results["succeeded"].sum()) / done * 100 if done else float("nan")
+        out += ["", f"commands: {sum(commands.values()):,}, {rate:.1f}% succeeded"]
+        out.append(f"  {'type':<32} {'count':>9} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}")
+        latency = {str(k): v for k, v in results["latency"].items()}
+        for name in sorted(set(commands) | set(latency)):
+            q = latency.get(name)
+            p50, p95, p99 = (float("nan"),) * 3 if q is None else (q[0], q[1], q[2])
+            out.append(
+                f"  {name:<32} {commands.get(name, 0):>9,} {p50:>9.1f} {p95:>9.1f} {p99:>9.1f}"
             )
-        errors = done[~done["success"].astype(bool)]["error_type"].value_counts()
-        for name, count in errors.head(5).items():
-            lines.append(f"  failed with {name}: {count:,}")
-    calls = llm_calls_frame(df)
-    if not calls.empty:
-        lines.append("")
-        lines.append(
-            f"LLM calls: {len(calls):,}; tokens in {int(calls['input_tokens'].sum()):,}, "
-            f"out {int(calls['output_tokens'].sum()):,}; latency p50 "
-            f"{calls['latency_ms'].median():.1f} ms"
-        )
-        for (provider, model), group in calls.groupby(["provider", "model"]):
-            lines.append(f"  {provider}:{model}  {len(group):,} calls")
-    return "\n".join(lines)
+        errors: dict[str, int] = {}
+        for histogram in results["errors"].tolist():
+            for name, n in dict(histogram or {}).items():
+                errors[str(name)] = errors.get(str(name), 0) + int(n)
+        ranked = sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))
+        out += [f"  failed with {name}: {n:,}" for name, n in ranked[:5]]
+    models = rows[rows["model"].notna()].sort_values(["provider", "model"])
+    if len(models):
+        calls = int(models["lines"].sum())
+        tokens_in, tokens_out = int(models["tokens_in"].sum()), int(models["tokens_out"].sum())
+        out += ["", f"LLM calls: {calls:,}; tokens in {tokens_in:,}, out {tokens_out:,}"]
+        columns = ["provider", "model", "lines", "tokens_in", "tokens_out", "llm_latency"]
+        out += [
+            f"  {provider}:{model}  {int(n):,} calls, {int(t_in):,} in, {int(t_out):,} out, "
+            f"latency p50 {p50:.1f} ms"
+            for provider, model, n, t_in, t_out, p50 in models[columns].itertuples(index=False)
+        ]
+    return "\n".join(out)

@@ -315,6 +315,34 @@ def _frame(name: str) -> Callable[[Any, str, str | None], Any]:
     return show
 
 
+def _spans(shell: Any, line: str, cell: str | None) -> Any:
+    from llmgine.analysis import SpansFrame
+
+    return SpansFrame(_events(line).llmgine.spans())  # displays as waterfalls
+
+
+def _export(shell: Any, line: str, cell: str | None) -> Any:
+    from llmgine.observability.otlp import OTLPExporter, redact_url
+
+    parser = _parser("export")
+    parser.add_argument("--otlp", required=True)
+    parser.add_argument("--project", default=None)
+    args = parser.parse_args(shlex.split(line))
+    bus = get_runtime().get_bus()
+    if bus.log_path is None:
+        raise MagicError("the bus writes no log (started with --log-dir none)")
+    run_sync(bus.wait_for_events())
+    bus.flush()
+    exporter = OTLPExporter(args.otlp, project_name=args.project)
+    with bus.log_path.open("rb") as lines:
+        sent = exporter.export_lines(lines)
+    if exporter.stats.failed:
+        raise MagicError(
+            f"{redact_url(exporter.endpoint)} did not accept {exporter.stats.failed} span(s)"
+        )
+    return Note(f"exported {sent} spans to {redact_url(exporter.endpoint)}")
+
+
 def _help(shell: Any, line: str, cell: str | None) -> Any:
     return Note(help_text())
 
@@ -400,7 +428,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
             "metrics", "metrics", "%llmgine metrics", "metrics as a DataFrame", _frame("metrics")
         ),
         Subcommand(
-            "spans", "spans", "%llmgine spans", "trace spans as a DataFrame", _frame("spans")
+            "spans",
+            "spans",
+            "%llmgine spans",
+            "trace spans as a DataFrame, shown as waterfalls",
+            _spans,
         ),
         Subcommand(
             "commands",
@@ -408,6 +440,13 @@ SUBCOMMANDS: dict[str, Subcommand] = {
             "%llmgine commands",
             "commands as a DataFrame",
             _frame("commands"),
+        ),
+        Subcommand(
+            "export",
+            "export --otlp URL [--project NAME]",
+            "%llmgine export --otlp http://127.0.0.1:6006",
+            "send the log's spans to an OTLP endpoint (Phoenix, Jaeger, ...)",
+            _export,
         ),
         Subcommand("help", "help", "%llmgine help", "this list", _help),
     ]

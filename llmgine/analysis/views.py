@@ -1,0 +1,323 @@
+"""The log as DuckDB views: events, spans, metrics, commands, llm_calls and traces.
+
+One set of SQL serves both ways in: straight over the JSONL files (nothing is
+loaded into pandas, filters are pushed into the scan) and over a frame from
+``load_events``. The frames in :mod:`llmgine.analysis.frames` are ``SELECT *``
+from these views, so :func:`~llmgine.analysis.query` and the frames always agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from llmgine.analysis.sources import TimeLike, log_files, parse_time, type_names
+from llmgine.errors import LogSourceError
+
+__all__ = [
+    "BAD_LINE",
+    "ENVELOPE_COLUMNS",
+    "MAX_LINE_BYTES",
+    "VIEWS",
+    "LogDatabase",
+    "files_sql",
+    "keep_sql",
+    "open_log",
+    "quote",
+    "read_errors",
+]
+
+ENVELOPE_COLUMNS = [
+    "kind",
+    "type",
+    "module",
+    "id",
+    "timestamp",
+    "session_id",
+    "trace_id",
+    "span_id",
+    "metadata",
+    "data",
+]
+
+READ_COLUMNS = (
+    "{kind: 'VARCHAR', type: 'VARCHAR', module: 'VARCHAR', id: 'VARCHAR', "
+    "timestamp: 'TIMESTAMPTZ', session_id: 'VARCHAR', trace_id: 'VARCHAR', "
+    "span_id: 'VARCHAR', metadata: 'JSON', data: 'JSON'}"
+)
+MAX_LINE_BYTES = 64 * 2**20
+"""A longer line is counted as unreadable: DuckDB's buffers grow with this bound."""
+BAD_LINE = "(kind IS NULL OR type IS NULL OR id IS NULL OR timestamp IS NULL)"
+"""A line without these is not an llmgine envelope: skipped and counted."""
+
+_RESULTS = "('CommandResultEvent', 'CommandErrorEvent')"
+_RESULT_SCHEMA = (
+    '{"command_result": {"success": "BOOLEAN", "error": "VARCHAR", "error_type": "VARCHAR",'
+    ' "command_id": "VARCHAR", "duration_ms": "DOUBLE"}}'
+)
+_LLM_SCHEMA = (
+    '{"conversation_id": "VARCHAR", "prompt_id": "VARCHAR", "content": "VARCHAR", '
+    '"model": "VARCHAR", "provider": "VARCHAR", "finish_reason": "VARCHAR", '
+    '"usage": {"input_tokens": "BIGINT", "output_tokens": "BIGINT"}, '
+    '"latency_ms": "DOUBLE", "tool_call_count": "BIGINT"}'
+)
+_METRICS_SCHEMA = (
+    '{"metrics": [{"name": "VARCHAR", "value": "DOUBLE", "unit": "VARCHAR", "tags": "JSON"}]}'
+)
+_SPAN_SCHEMA = (
+    '{"name": "VARCHAR", "span_context": {"trace_id": "VARCHAR", "span_id": "VARCHAR", '
+    '"parent_span_id": "VARCHAR"}, "start_time": "VARCHAR", "end_time": "VARCHAR", '
+    '"status": "VARCHAR", "status_message": "VARCHAR", "duration_ms": "DOUBLE", '
+    '"span_kind": "VARCHAR", "attributes": "JSON"}'
+)
+
+VIEWS: dict[str, str] = {
+    # One row per readable line: the envelope, as load_events gives it.
+    "events": f"""
+SELECT {", ".join(ENVELOPE_COLUMNS)} FROM raw WHERE NOT _bad AND _keep
+""",
+    # One row per metric of every MetricEvent (metrics_frame).
+    "metrics": f"""
+SELECT timestamp, m.name AS name, m.value AS value, m.unit AS unit, m.tags AS tags,
+       session_id, trace_id, id AS event_id
+FROM (
+    SELECT *, unnest(from_json(data, '{_METRICS_SCHEMA}').metrics) AS m
+    FROM events WHERE type = 'MetricEvent'
+)
+""",
+    # One row per command, with its result (commands_frame). One scan: a command and its
+    # result meet in a GROUP BY on the command's id, not in a self-join.
+    "commands": f"""
+WITH lines AS (
+    SELECT kind, type, id, timestamp, session_id, trace_id, span_id,
+           CASE WHEN kind = 'command' THEN NULL
+                ELSE from_json(data, '{_RESULT_SCHEMA}').command_result END AS r
+    FROM events WHERE kind = 'command' OR type IN {_RESULTS}
+), keyed AS (
+    SELECT *, CASE WHEN kind = 'command' THEN id ELSE r.command_id END AS key FROM lines
+)
+SELECT any_value(type) FILTER (WHERE kind = 'command') AS command_type,
+       key AS command_id,
+       min(timestamp) FILTER (WHERE kind = 'command') AS start,
+       any_value(r.duration_ms) FILTER (WHERE r IS NOT NULL) AS duration_ms,
+       any_value(r.success) FILTER (WHERE r IS NOT NULL) AS success,
+       any_value(r.error_type) FILTER (WHERE r IS NOT NULL) AS error_type,
+       any_value(r.error) FILTER (WHERE r IS NOT NULL) AS error,
+       any_value(session_id) FILTER (WHERE kind = 'command') AS session_id,
+       any_value(trace_id) FILTER (WHERE kind = 'command') AS trace_id,
+       any_value(span_id) FILTER (WHERE kind = 'command') AS span_id
+FROM keyed
+WHERE key IS NOT NULL
+GROUP BY key
+HAVING count(*) FILTER (WHERE kind = 'command') > 0
+ORDER BY start, command_id
+""",
+    # One row per LLMResponseEvent (llm_calls_frame).
+    "llm_calls": f"""
+SELECT timestamp, s.model AS model, s.provider AS provider,
+       s.usage.input_tokens AS input_tokens, s.usage.output_tokens AS output_tokens,
+       s.usage.input_tokens + s.usage.output_tokens AS total_tokens,
+       s.latency_ms AS latency_ms, s.finish_reason AS finish_reason,
+       s.conversation_id AS conversation_id, s.tool_call_count AS tool_calls,
+       s.content AS content, s.prompt_id AS prompt_id,
+       session_id, trace_id, id AS event_id
+FROM (SELECT *, from_json(data, '{_LLM_SCHEMA}') AS s
+      FROM events WHERE type = 'LLMResponseEvent')
+ORDER BY timestamp, event_id
+""",
+    # One row per span, attributes as one JSON object (spans_frame spreads them out).
+    "span_rows": f"""
+WITH t AS (
+    SELECT timestamp, from_json(data, '{_SPAN_SCHEMA}') AS s
+    FROM events WHERE type = 'TraceEvent'
+)
+SELECT
+    s.span_context.span_id AS "context.span_id",
+    any_value(s.span_context.trace_id) AS "context.trace_id",
+    any_value(s.span_context.parent_span_id) AS parent_id,
+    arg_min(s.name, timestamp) AS name,
+    arg_min(s.span_kind, timestamp) AS span_kind,
+    min(try_cast(s.start_time AS TIMESTAMPTZ)) AS start_time,
+    max(try_cast(s.end_time AS TIMESTAMPTZ)) AS end_time,
+    coalesce(max(s.status), 'UNSET') AS status_code,
+    max(s.status_message) AS status_message,
+    coalesce(
+        max(s.duration_ms),
+        (epoch_us(max(try_cast(s.end_time AS TIMESTAMPTZ)))
+         - epoch_us(min(try_cast(s.start_time AS TIMESTAMPTZ)))) / 1000.0
+    ) AS duration_ms,
+    -- The end event carries every attribute; a span that never ended has its start's.
+    coalesce(
+        max(s.attributes::VARCHAR) FILTER (WHERE s.end_time IS NOT NULL),
+        max(s.attributes::VARCHAR)
+    )::JSON AS attributes,
+    min(timestamp) AS _first
+FROM t
+WHERE s.span_context.span_id IS NOT NULL
+GROUP BY s.span_context.span_id
+""",
+    # One row per trace (traces_frame).
+    "traces": """
+WITH marked AS (
+    SELECT s.*, (s.parent_id IS NULL OR p."context.span_id" IS NULL) AS is_root,
+           coalesce(try_cast(s.attributes->>'$."gen_ai.usage.input_tokens"' AS BIGINT), 0)
+           + coalesce(try_cast(s.attributes->>'$."gen_ai.usage.output_tokens"' AS BIGINT), 0)
+             AS tokens
+    FROM span_rows s LEFT JOIN span_rows p ON s.parent_id = p."context.span_id"
+)
+SELECT
+    "context.trace_id" AS trace_id,
+    arg_min(name, _first) FILTER (WHERE is_root) AS root_name,
+    min(start_time) AS start_time,
+    max(end_time) AS end_time,
+    coalesce(
+        arg_min(duration_ms, _first) FILTER (WHERE is_root),
+        (epoch_us(max(end_time)) - epoch_us(min(start_time))) / 1000.0
+    ) AS duration_ms,
+    count(*) AS span_count,
+    arg_min(status_code, _first) FILTER (WHERE is_root) AS status,
+    count(*) FILTER (WHERE status_code = 'ERROR') AS error_count,
+    sum(tokens)::BIGINT AS total_tokens
+FROM marked
+GROUP BY "context.trace_id"
+ORDER BY min(_first), "context.trace_id"
+""",
+}
+"""The views, in creation order; ``spans`` (attributes spread into columns) is made on demand."""
+
+
+def quote(text: str) -> str:
+    """``text`` as a SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+class LogDatabase:
+    """A DuckDB connection with a log's views, and what was skipped reading it."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, sources: list[str]) -> None:
+        self.con = con
+        self.sources = sources
+
+    def skipped_lines(self) -> int:
+        """How many lines are not llmgine envelopes (a full scan of the log)."""
+        row = self.con.execute("SELECT count(*) FILTER (WHERE _bad) FROM raw").fetchone()
+        return int(row[0]) if row else 0
+
+
+def keep_sql(
+    types: Iterable[str | type] | str | type | None,
+    since: TimeLike | None,
+    until: TimeLike | None,
+) -> str:
+    """The SQL condition of the ``types``/``since``/``until`` filters (``TRUE`` for none)."""
+    keep = ["TRUE"]
+    if types is not None:
+        names = type_names(types)
+        keep.append(f"list_contains([{', '.join(quote(n) for n in names)}]::VARCHAR[], type)")
+    if since is not None:
+        keep.append(f"timestamp >= {quote(parse_time(since, 'since').isoformat())}::TIMESTAMPTZ")
+    if until is not None:
+        keep.append(f"timestamp < {quote(parse_time(until, 'until').isoformat())}::TIMESTAMPTZ")
+    return " AND ".join(keep)
+
+
+_FRAME_NEEDS = ("type", "timestamp", "data")
+
+
+def _frame_table(frame: pd.DataFrame) -> pa.Table:
+    missing = [c for c in _FRAME_NEEDS if c not in frame.columns]
+    if missing:
+        raise LogSourceError(
+            f"This needs a frame from load_events(); it lacks the column(s) {', '.join(missing)}."
+        )
+    columns: dict[str, Any] = {}
+    for name in ENVELOPE_COLUMNS:
+        if name == "timestamp":
+            columns[name] = pd.to_datetime(frame[name], utc=True)
+        elif name in frame.columns:
+            columns[name] = frame[name].astype("string")
+        else:
+            columns[name] = pd.Series([None] * len(frame), dtype="string", index=frame.index)
+    return pa.Table.from_pandas(pd.DataFrame(columns), preserve_index=False)
+
+
+def files_sql(files: list[Path]) -> str:
+    """A DuckDB relation reading the envelope of every line of ``files``."""
+    listed = ", ".join(quote(str(f)) for f in files)
+    return (
+        f"read_json([{listed}], format = 'newline_delimited', ignore_errors = true, "
+        f"maximum_object_size = {MAX_LINE_BYTES}, columns = {READ_COLUMNS})"
+    )
+
+
+_EMPTY_TYPES = {"timestamp": "TIMESTAMPTZ", "data": "JSON", "metadata": "JSON"}
+
+
+def _empty_sql() -> str:
+    typed = ", ".join(f"NULL::{_EMPTY_TYPES.get(c, 'VARCHAR')} AS {c}" for c in ENVELOPE_COLUMNS)
+    return f"(SELECT {typed} WHERE FALSE)"
+
+
+@contextmanager
+def open_log(
+    source: Any,
+    *,
+    types: Iterable[str | type] | str | type | None = None,
+    since: TimeLike | None = None,
+    until: TimeLike | None = None,
+    memory_limit: str | None = None,
+) -> Iterator[LogDatabase]:
+    """Open a log (files, a directory, a bus, or a frame from ``load_events``) as views.
+
+    ``types``, ``since`` and ``until`` filter the ``events`` view, so every view
+    sees only those lines; over files DuckDB applies them while it scans.
+
+    Raises:
+        LogSourceError: The source cannot be read, or a filter is not a time.
+    """
+    keep = keep_sql(types, since, until)
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        if memory_limit is not None:
+            con.execute(f"SET memory_limit = {quote(memory_limit)}")
+        if isinstance(source, pd.DataFrame):
+            con.register("_frame", _frame_table(source))
+            relation = "_frame"
+            sources = list(source.attrs.get("sources", []))
+            bad = "coalesce(NOT json_valid(data), TRUE)"  # a frame edited by hand
+        else:
+            files = [f for f in log_files(source) if _size(f) > 0]
+            relation = files_sql(files) if files else _empty_sql()
+            sources = [str(f) for f in files]
+            bad = BAD_LINE
+        con.execute(
+            f"CREATE TEMP VIEW raw AS SELECT *, {bad} AS _bad, ({keep}) AS _keep FROM {relation}"
+        )
+        for name, sql in VIEWS.items():
+            con.execute(f'CREATE TEMP VIEW "{name}" AS {sql}')
+        with read_errors(sources):
+            yield LogDatabase(con, sources)
+
+
+@contextmanager
+def read_errors(sources: list[str]) -> Iterator[None]:
+    """Turn DuckDB's failures to read a file into one clear :class:`LogSourceError`."""
+    try:
+        yield
+    except duckdb.IOException as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = ", ".join(sources) or "the log"
+        raise LogSourceError(f"Cannot read {where}: {first}") from None
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError as exc:
+        raise LogSourceError(f"Cannot read {path}: {exc.strerror or exc}.") from None

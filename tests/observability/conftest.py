@@ -1,0 +1,185 @@
+"""A real Arize Phoenix server on 127.0.0.1, from PyPI, in its own cached virtualenv.
+
+Phoenix is large and pins its own dependencies, so it does not go into the
+``dev`` extra: the fixture installs ``arize-phoenix`` once into a virtualenv
+under the user's cache directory (``$LLMGINE_TEST_CACHE``, else
+``$XDG_CACHE_HOME/llmgine-tests``, else ``~/.cache/llmgine-tests``) and reuses it.
+The server runs with telemetry and every outside resource turned off, on free
+loopback ports, with a throwaway database; it is stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PHOENIX_VERSION = "20.26.1"
+
+
+def _cache_dir() -> Path:
+    explicit = os.environ.get("LLMGINE_TEST_CACHE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "llmgine-tests"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def phoenix_python() -> Path:
+    """The Python of a virtualenv with arize-phoenix installed (installed on first use)."""
+    py = f"py{sys.version_info.major}{sys.version_info.minor}"
+    venv = _cache_dir() / f"phoenix-{PHOENIX_VERSION}-{py}"
+    python = venv / "bin" / "python"
+    done = venv / ".installed"
+    if done.exists():
+        return python
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with (venv.parent / f"{venv.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one install at a time, even across pytest runs
+        if done.exists():
+            return python
+        shutil.rmtree(venv, ignore_errors=True)
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+        result = subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                f"arize-phoenix=={PHOENIX_VERSION}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1500,
+        )
+        if result.returncode != 0:
+            tail = "\n".join(result.stderr.splitlines()[-20:])
+            pytest.fail(f"Installing arize-phoenix=={PHOENIX_VERSION} failed:\n{tail}")
+        done.write_text(f"installed in {time.monotonic() - started:.0f} s\n")
+    return python
+
+
+@dataclass(frozen=True)
+class Phoenix:
+    """A running Phoenix server and the Python that can talk to it with Phoenix's client."""
+
+    url: str
+    python: Path
+
+    def spans(self, project: str, expected: int, timeout: float = 60.0) -> list[dict[str, object]]:
+        """The project's spans through Phoenix's own client (``get_spans_dataframe``).
+
+        Phoenix ingests asynchronously: this polls until ``expected`` spans are there.
+        """
+        script = """
+import json, sys, time
+from phoenix.client import Client
+url, project, expected, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+client = Client(base_url=url)
+deadline = time.monotonic() + timeout
+while True:
+    try:
+        df = client.spans.get_spans_dataframe(project_identifier=project, limit=10000)
+    except Exception:  # the project appears with its first span
+        df = None
+    if (df is not None and len(df) >= expected) or time.monotonic() > deadline:
+        break
+    time.sleep(0.25)
+rows = [] if df is None else json.loads(df.reset_index(drop=True).to_json(orient="records"))
+print(json.dumps(rows))
+"""
+        out = subprocess.run(
+            [str(self.python), "-c", script, self.url, project, str(expected), str(timeout)],
+            capture_output=True,
+            text=True,
+            timeout=timeout + 60,
+            env=_quiet_env(),
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        rows: list[dict[str, object]] = json.loads(out.stdout.strip().splitlines()[-1])
+        return rows
+
+
+def _quiet_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PHOENIX_"))}
+    env.update(
+        PHOENIX_TELEMETRY_ENABLED="false",  # no FullStory or Scarf pixels
+        PHOENIX_ALLOW_EXTERNAL_RESOURCES="false",  # no web fonts, no WASM download
+        PHOENIX_DISABLE_AGENT_ASSISTANT="true",
+        PHOENIX_ENABLE_PROMETHEUS="false",
+        DO_NOT_TRACK="1",
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phoenix]:
+    python = phoenix_python()
+    work = tmp_path_factory.mktemp("phoenix")
+    port, grpc_port = _free_port(), _free_port()
+    env = _quiet_env()
+    env.update(
+        PHOENIX_HOST="127.0.0.1",
+        PHOENIX_PORT=str(port),
+        PHOENIX_GRPC_PORT=str(grpc_port),
+        PHOENIX_WORKING_DIR=str(work),
+        PHOENIX_SQL_DATABASE_URL=f"sqlite:///{work / 'phoenix.db'}",
+    )
+    log = (work / "server.log").open("wb")
+    server = subprocess.Popen(
+        [str(python), "-m", "phoenix.server.main", "serve"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=work,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if server.poll() is not None:
+                tail = (work / "server.log").read_text(errors="replace")[-3000:]
+                pytest.fail(f"Phoenix exited with {server.returncode}:\n{tail}")
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("Phoenix did not answer /healthz within 180 s")
+            time.sleep(0.25)
+        yield Phoenix(url=url, python=python)
+    finally:
+        try:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+        log.close()
