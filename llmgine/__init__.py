@@ -22,6 +22,8 @@ from llmgine.errors import (
     ProviderError,
     ProviderExhaustedError,
     ProviderRateLimitError,
+    ProviderTimeoutError,
+    StructuredOutputError,
     ToolError,
 )
 from llmgine.llm import (
@@ -122,6 +124,7 @@ __all__ = [
     "ProviderError",
     "ProviderExhaustedError",
     "ProviderRateLimitError",
+    "ProviderTimeoutError",
     "Registration",
     "ReplayProvider",
     "ScriptedProvider",
@@ -129,6 +132,7 @@ __all__ = [
     "Span",
     "SpanContext",
     "StreamChunk",
+    "StructuredOutputError",
     "Tool",
     "ToolCall",
     "ToolCallEvent",

@@ -13,10 +13,12 @@ keeps working::
     ├── ConfigurationError              (also ValueError)
     │   └── MissingAPIKeyError
     ├── ToolError                       (also ValueError)
+    ├── StructuredOutputError           (also ValueError)
     └── ProviderError
         ├── ProviderAuthenticationError
         ├── ProviderRateLimitError
         ├── ProviderConnectionError     (also ConnectionError)
+        │   └── ProviderTimeoutError    (also TimeoutError)
         └── ProviderExhaustedError
 """
 
@@ -35,6 +37,8 @@ __all__ = [
     "ProviderError",
     "ProviderExhaustedError",
     "ProviderRateLimitError",
+    "ProviderTimeoutError",
+    "StructuredOutputError",
     "ToolError",
 ]
 
@@ -92,6 +96,14 @@ class ProviderRateLimitError(ProviderError):
 
 class ProviderConnectionError(ProviderError, ConnectionError):
     """The provider could not be reached, or did not answer in time."""
+
+
+class ProviderTimeoutError(ProviderConnectionError, TimeoutError):
+    """The provider, or the whole prompt, took longer than its timeout."""
+
+
+class StructuredOutputError(LLMgineError, ValueError):
+    """The model's answers did not match the requested ``output_type``, after the retries."""
 
 
 class ProviderExhaustedError(ProviderError):
