@@ -116,7 +116,7 @@ def commands_frame(df: pd.DataFrame) -> pd.DataFrame:
 _LLM_SCHEMA = (
     '{"conversation_id": "VARCHAR", "prompt_id": "VARCHAR", "content": "VARCHAR", '
     '"model": "VARCHAR", "provider": "VARCHAR", "finish_reason": "VARCHAR", '
-    '"usage": {"input_tokens": "BIGINT", "output_tokens": "BIGINT"}, '
+    '"usage": {"input_tokens": "BIGINT", "output_tokens": "BIGINT", "estimated": "BOOLEAN"}, '
     '"latency_ms": "DOUBLE", "tool_call_count": "BIGINT"}'
 )
 
@@ -125,7 +125,8 @@ def llm_calls_frame(df: pd.DataFrame) -> pd.DataFrame:
     """One row per LLM call (``LLMResponseEvent``).
 
     Columns: ``timestamp``, ``model``, ``provider``, ``input_tokens``,
-    ``output_tokens``, ``total_tokens``, ``latency_ms``, ``finish_reason``,
+    ``output_tokens``, ``total_tokens``, ``usage_estimated`` (the server reported no
+    counts; they are llmgine's estimate), ``latency_ms``, ``finish_reason``,
     ``conversation_id``, ``tool_calls`` (how many), ``content``, ``prompt_id``,
     ``session_id``, ``trace_id``, ``event_id``.
     """
@@ -136,6 +137,7 @@ def llm_calls_frame(df: pd.DataFrame) -> pd.DataFrame:
             SELECT timestamp, s.model AS model, s.provider AS provider,
                    s.usage.input_tokens AS input_tokens, s.usage.output_tokens AS output_tokens,
                    s.usage.input_tokens + s.usage.output_tokens AS total_tokens,
+                   coalesce(s.usage.estimated, false) AS usage_estimated,
                    s.latency_ms AS latency_ms, s.finish_reason AS finish_reason,
                    s.conversation_id AS conversation_id, s.tool_call_count AS tool_calls,
                    s.content AS content, s.prompt_id AS prompt_id,
