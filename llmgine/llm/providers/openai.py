@@ -70,9 +70,12 @@ def _key_secrets(api_key: str | None) -> tuple[str, ...]:
     if not api_key:
         return ()
     secrets = [api_key]
-    bare = re.sub(r"^[A-Za-z]+-(?:[A-Za-z]+-)?", "", api_key)
-    if bare != api_key and len(bare) >= 8:
-        secrets.append(bare)
+    rest = api_key
+    for _ in range(2):  # "sk-", then "proj-" of "sk-proj-..."
+        head, dash, rest = rest.partition("-")
+        if not dash or not head.isalpha() or len(rest) < 8:
+            break
+        secrets.append(rest)
     return tuple(secrets)
 
 
@@ -297,7 +300,8 @@ class OpenAIProvider(Provider):
         body = getattr(exc, "body", None)
         raw = body.get("message") if isinstance(body, dict) else None
         full = redact(str(raw or getattr(exc, "message", None) or exc), self._secrets)
-        detail = _short(full).rstrip(".")
+        detail = _short(full)
+        detail = detail if detail.endswith("...") else detail.rstrip(".")
         status = getattr(exc, "status_code", None)
         if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
             return ProviderAuthenticationError(
