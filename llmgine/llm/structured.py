@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from llmgine.llm.types import ChatMessage
 
-__all__ = ["correction", "parse_output", "output_schema", "with_json_instruction"]
+__all__ = ["correction", "output_schema", "parse_output", "with_json_instruction"]
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -31,9 +31,7 @@ def _instruction(schema: dict[str, Any]) -> str:
     )
 
 
-def with_json_instruction(
-    messages: list[ChatMessage], schema: dict[str, Any]
-) -> list[ChatMessage]:
+def with_json_instruction(messages: list[ChatMessage], schema: dict[str, Any]) -> list[ChatMessage]:
     """The messages with a system instruction to answer in JSON (for providers with no JSON mode).
 
     The instruction joins the first system message, or becomes one; the

@@ -79,7 +79,7 @@ class LLMRequest(BaseModel):
     temperature: float | None = None
     max_tokens: int | None = None
     tool_choice: str | None = None
-    """``"auto"``, ``"none"``, ``"required"`` or a tool's name; ``None`` leaves it to the provider."""
+    """``"auto"``, ``"none"``, ``"required"`` or a tool's name; ``None``: the provider's default."""
     timeout: float | None = None
     """Seconds this call may take; ``None`` leaves it to the provider."""
     options: dict[str, Any] = Field(default_factory=dict)

@@ -83,7 +83,7 @@ async def test_the_offline_model_obeys_a_forced_tool_choice(bus: MessageBus) -> 
 @pytest.mark.parametrize(
     ("choice", "tools", "message"),
     [
-        ("get_wether", [get_weather], "neither \"auto\", \"none\", \"required\" nor a tool"),
+        ("get_wether", [get_weather], 'neither "auto", "none", "required" nor a tool'),
         ("required", [], "needs tools"),
     ],
 )

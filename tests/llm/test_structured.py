@@ -1,4 +1,4 @@
-"""Structured output on the offline, scripted and fake providers (the real server: test_llama.py)."""
+"""Structured output on the offline, scripted and fake providers (real server: test_llama.py)."""
 
 from __future__ import annotations
 

@@ -257,7 +257,11 @@ class OpenAIProvider(Provider):
         started = False
         try:
             stream = await self._create(
-                {**self._arguments(request), "stream": True, "stream_options": {"include_usage": True}}
+                {
+                    **self._arguments(request),
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                }
             )
             started = True
             async for chunk in stream:
@@ -329,7 +333,7 @@ class OpenAIProvider(Provider):
                 "is running, the network, or base_url."
             )
         if isinstance(exc, openai.APIStatusError):
-            if full.strip() != _short(full) or status is not None and status >= 500:
+            if full.strip() != _short(full) or (status is not None and status >= 500):
                 logger.debug("openai answered %s: %s", status, full)
             return ProviderError(f"openai answered {status} (at {self._where}): {detail}")
         if isinstance(exc, openai.OpenAIError):
@@ -344,7 +348,7 @@ def _schema_name(schema: dict[str, Any]) -> str:
 
 
 def _join_name(so_far: str, piece: str | None) -> str:
-    """Add a streamed tool name piece; servers such as llama.cpp repeat the whole name each chunk."""
+    """Add a streamed tool name piece; some servers (llama.cpp) repeat the whole name each chunk."""
     if not piece or piece == so_far:
         return so_far
     return piece if not so_far or piece.startswith(so_far) else so_far + piece
