@@ -26,8 +26,9 @@ class PromptCommand(Command):
     use_tools: bool = True
     """Offer the engine's tools to the model."""
     tool_choice: str | None = None
-    """``"auto"``, ``"none"``, ``"required"`` or a tool's name (forces that tool once, then
-    ``"auto"``); ``None`` leaves it to the model."""
+    """``"auto"``, ``"none"``, ``"required"`` or a tool's name. A forced choice
+    (``"required"`` or a name) applies to the first call; once the tool has run, the
+    choice is left to the model so it can answer. ``None``: the provider's default."""
     timeout: float | None = Field(default=None, gt=0)
     """Seconds the whole prompt may take (every call and tool run); ``None`` means the
     engine's default."""

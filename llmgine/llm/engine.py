@@ -286,7 +286,9 @@ class LLMEngine:
                     break
                 tool_rounds += 1
                 if tool_choice not in (None, "auto", "none"):
-                    tool_choice = "auto"  # a forced choice is met once; then the model answers
+                    # A forced choice is met once; later rounds leave it to the model (the
+                    # server's default), so the turn can end in an answer.
+                    tool_choice = None
                 results = await asyncio.gather(
                     *(self._run_tool(call, command) for call in completion.tool_calls)
                 )

@@ -89,7 +89,7 @@ async def test_native_mode_sends_the_schema_and_prompted_mode_asks_for_json(
         engine = LLMEngine(bus, provider=native, system_prompt="Be brief.")
         assert (await engine.chat("Norway?", output_type=City)).name == "Oslo"
         engine.provider = OpenAIProvider(
-            "m", base_url=server.base_url, max_retries=0, json_schema=False
+            "m", base_url=server.base_url, max_retries=0, structured_output="prompt"
         )
         assert (await engine.chat("Swiss?", output_type=City)).name == "Bern"
     first, second = server.requests
@@ -144,3 +144,27 @@ async def test_tools_then_structured_output(bus: MessageBus) -> None:
     await bus.wait_for_events()
     assert isinstance(city, City)
     assert [r.result for r in results] == ["Paris"]
+
+
+async def test_a_server_without_json_schema_mode_gets_json_object_then_the_prompt(
+    bus: MessageBus,
+) -> None:
+    rejected = "1 validation error: response_format.type: Input should be 'text' or 'json_object'"
+    with FakeOpenAIServer() as server:
+        server.add_error(500, rejected)
+        server.add_text('{"name": "Oslo", "country": "Norway"}')
+        provider = OpenAIProvider("m", base_url=server.base_url, max_retries=0)
+        engine = LLMEngine(bus, provider=provider)
+        assert (await engine.chat("Norway?", output_type=City)).name == "Oslo"
+        assert provider.structured_output == "json_object"  # kept for the next prompts
+        server.add_error(400, "unknown field response_format")
+        server.add_text('{"name": "Bern", "country": "Switzerland"}')
+        assert (await engine.chat("Swiss?", output_type=City, stream=True)).name == "Bern"
+        assert provider.structured_output == "prompt"
+        server.add_text('{"name": "Rome", "country": "Italy"}')
+        assert (await engine.chat("Italy?", output_type=City)).name == "Rome"
+    formats = [r.get("response_format", {}).get("type") for r in server.requests]
+    assert formats == ["json_schema", "json_object", "json_object", None, None]
+    assert server.requests[1]["response_format"]["schema"]["title"] == "City"
+    for prompted in server.requests[3:]:
+        assert prompted["messages"][0]["content"].startswith("Answer with only a JSON object")

@@ -53,15 +53,18 @@ class Provider(ABC):
 
     name: ClassVar[str]
     """The provider's name, used as ``gen_ai.provider.name``."""
-    native_structured_output: ClassVar[bool] = False
-    """Whether the provider enforces ``LLMRequest.output_schema`` itself (a JSON-schema mode);
-    otherwise the engine asks for JSON in the prompt."""
 
     def __init__(self, model: str) -> None:
         self.model = model
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r})"
+
+    @property
+    def native_structured_output(self) -> bool:
+        """Whether the provider enforces ``LLMRequest.output_schema`` itself (a JSON-schema
+        mode); otherwise the engine asks for JSON in the prompt."""
+        return False
 
     @property
     def model_string(self) -> str:

@@ -198,6 +198,11 @@ class OfflineProvider(Provider):
         super().__init__(model)
 
     @property
+    def native_structured_output(self) -> bool:
+        """True: it builds a schema-valid answer itself."""
+        return True
+
+    @property
     def model_string(self) -> str:
         """``"offline"`` (or ``"offline:<name>"`` for another name)."""
         return "offline" if self.model == "offline" else f"offline:{self.model}"

@@ -6,7 +6,7 @@ import logging
 import os
 import re
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from llmgine.errors import (
@@ -32,6 +32,8 @@ _KEY_LIKE = re.compile(r"\b(sk|key)-[A-Za-z0-9_\-*]{6,}")
 _NO_KEY_NEEDED = "llmgine-no-key"
 _MAX_DETAIL = 300
 _TOOL_CHOICES = ("auto", "none", "required")
+StructuredMode = Literal["json_schema", "json_object", "prompt"]
+_MODES: tuple[StructuredMode, ...] = ("json_schema", "json_object", "prompt")
 
 
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
@@ -129,16 +131,18 @@ class OpenAIProvider(Provider):
             default) wins. ``None`` leaves the SDK's.
         max_retries: Retries of failed requests (429, 5xx, connection errors).
         client: An ``AsyncOpenAI`` client to use as is.
-        json_schema: Use the server's JSON-schema mode for structured output;
-            ``False`` makes the engine ask for JSON in the prompt instead, for
-            servers without that mode.
+        structured_output: How to ask for structured output: ``"json_schema"``
+            (OpenAI's ``response_format``), ``"json_object"`` (``{"type":
+            "json_object", "schema": ...}``, llama-cpp-python's form), ``"prompt"``
+            (JSON asked for in the prompt, for servers with neither), or ``None``
+            (the default): try ``json_schema``, and on a server that rejects it,
+            ``json_object``, then the prompt; the first that works is kept.
 
     Raises:
         MissingAPIKeyError: No key was given or found, and no ``base_url`` either.
     """
 
     name = "openai"
-    native_structured_output = True
 
     def __init__(
         self,
@@ -149,7 +153,7 @@ class OpenAIProvider(Provider):
         timeout: float | None = None,
         max_retries: int = 2,
         client: AsyncOpenAI | None = None,
-        json_schema: bool = True,
+        structured_output: StructuredMode | None = None,
     ) -> None:
         super().__init__(model)
         api_key = api_key or os.environ.get("OPENAI_API_KEY")
@@ -162,7 +166,14 @@ class OpenAIProvider(Provider):
             )
         self._secrets = _key_secrets(api_key) + _url_secrets(base_url)
         self.base_url = base_url
-        self.native_structured_output = json_schema  # type: ignore[misc]
+        if structured_output not in (None, *_MODES):
+            raise ConfigurationError(
+                f"structured_output must be one of {', '.join(map(repr, _MODES))} or None; "
+                f"got {structured_output!r}."
+            )
+        self.structured_output: StructuredMode = structured_output or "json_schema"
+        """The structured-output mode in use (it may change once when ``None`` was given)."""
+        self._detect_mode = structured_output is None
         if client is None:
             from openai import AsyncOpenAI
 
@@ -198,7 +209,7 @@ class OpenAIProvider(Provider):
             # OpenAI's own API wants max_completion_tokens; compatible servers know max_tokens.
             key = "max_tokens" if self.base_url else "max_completion_tokens"
             arguments[key] = request.max_tokens
-        if request.output_schema is not None and self.native_structured_output:
+        if request.output_schema is not None and self.structured_output == "json_schema":
             arguments["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {
@@ -206,11 +217,51 @@ class OpenAIProvider(Provider):
                     "schema": request.output_schema,
                 },
             }
+        elif request.output_schema is not None and self.structured_output == "json_object":
+            arguments["response_format"] = {"type": "json_object", "schema": request.output_schema}
         if request.timeout is not None:
             arguments["timeout"] = request.timeout
         return arguments
 
+    @property
+    def native_structured_output(self) -> bool:
+        """Whether the server is asked for JSON through ``response_format`` (else the prompt)."""
+        return self.structured_output != "prompt"
+
     async def _create(self, arguments: dict[str, Any]) -> Any:
+        while True:
+            try:
+                return await self._create_once(arguments)
+            except Exception as exc:
+                if not self._rejects_response_format(arguments, exc):
+                    raise
+                following = _MODES[_MODES.index(self.structured_output) + 1]
+                logger.info(
+                    "%s rejected response_format %s; using %s",
+                    self._where,
+                    self.structured_output,
+                    following,
+                )
+                self.structured_output = following
+                if following == "prompt":
+                    raise _UseThePrompt from None
+                arguments["response_format"] = {
+                    "type": "json_object",
+                    "schema": _schema_of(arguments["response_format"]),
+                }
+
+    def _rejects_response_format(self, arguments: dict[str, Any], exc: Exception) -> bool:
+        import openai
+
+        return (
+            self._detect_mode
+            and "response_format" in arguments
+            and isinstance(exc, openai.APIStatusError)
+            and exc.status_code in (400, 422, 500)
+            and "response_format" in str(exc)
+        )
+
+    async def _create_once(self, arguments: dict[str, Any]) -> Any:
         try:
             return await self._client.chat.completions.create(**arguments)
         except TypeError as exc:
@@ -225,7 +276,11 @@ class OpenAIProvider(Provider):
     async def complete(self, request: LLMRequest) -> Completion:
         """Send one Chat Completions request."""
         try:
-            response = await self._create(self._arguments(request))
+            try:
+                response = await self._create(self._arguments(request))
+            except _UseThePrompt:
+                request = _prompted(request)
+                response = await self._create(self._arguments(request))
         except ConfigurationError:
             raise
         except Exception as exc:
@@ -256,13 +311,12 @@ class OpenAIProvider(Provider):
         model: str | None = None
         started = False
         try:
-            stream = await self._create(
-                {
-                    **self._arguments(request),
-                    "stream": True,
-                    "stream_options": {"include_usage": True},
-                }
-            )
+            streaming = {"stream": True, "stream_options": {"include_usage": True}}
+            try:
+                stream = await self._create({**self._arguments(request), **streaming})
+            except _UseThePrompt:
+                request = _prompted(request)
+                stream = await self._create({**self._arguments(request), **streaming})
             started = True
             async for chunk in stream:
                 model = chunk.model or model
@@ -339,6 +393,24 @@ class OpenAIProvider(Provider):
         if isinstance(exc, openai.OpenAIError):
             return ProviderError(f"openai: {detail}")
         return exc
+
+
+class _UseThePrompt(Exception):
+    """The server takes no ``response_format``: the engine must ask for JSON in the prompt."""
+
+
+def _prompted(request: LLMRequest) -> LLMRequest:
+    from llmgine.llm.structured import with_json_instruction
+
+    assert request.output_schema is not None
+    messages = with_json_instruction(request.messages, request.output_schema)
+    return request.model_copy(update={"messages": messages})
+
+
+def _schema_of(response_format: dict[str, Any]) -> Any:
+    if "json_schema" in response_format:
+        return response_format["json_schema"]["schema"]
+    return response_format.get("schema")
 
 
 def _schema_name(schema: dict[str, Any]) -> str:
