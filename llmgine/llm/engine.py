@@ -146,6 +146,12 @@ class LLMEngine:
             return
         self.provider = provider_for(model)
 
+    async def aclose(self) -> None:
+        """Close the providers' connections (an OpenAI client keeps them alive); the engine
+        stays usable and opens new ones when asked again."""
+        for provider in (self.provider, *self._providers.values()):
+            await provider.aclose()
+
     def register_tool(self, fn: Callable[..., Any] | Tool) -> Tool:
         """Offer ``fn`` to the model as a tool; returns its :class:`Tool`."""
         return self.tools.register(fn)

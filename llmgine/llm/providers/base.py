@@ -71,6 +71,9 @@ class Provider(ABC):
         """The model string that builds this provider again, e.g. ``"openai:gpt-4o-mini"``."""
         return f"{self.name}:{self.model}"
 
+    async def aclose(self) -> None:
+        """Release what the provider holds open (connections); the default holds nothing."""
+
     @abstractmethod
     async def complete(self, request: LLMRequest) -> Completion:
         """Answer ``request`` in one piece."""

@@ -187,6 +187,10 @@ class OpenAIProvider(Provider):
         where = f", base_url={safe_url(self.base_url)!r}" if self.base_url else ""
         return f"OpenAIProvider(model={self.model!r}{where})"
 
+    async def aclose(self) -> None:
+        """Close the SDK client's connections (kept alive between requests)."""
+        await self._client.close()
+
     @property
     def _where(self) -> str:
         return safe_url(self.base_url) if self.base_url else "api.openai.com"
