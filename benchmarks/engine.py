@@ -110,7 +110,7 @@ async def real_server_rows(base_url: str, model: str, prompts: int, rounds: int)
                 engine_ms = statistics.median(engine_round) * 1000
                 print(
                     f"round {round_}: bare SDK {sdk_ms:.2f} ms/prompt  llmgine {engine_ms:.2f} "
-                    f"ms/prompt  (+{engine_ms - sdk_ms:.2f} ms)"
+                    f"ms/prompt  ({engine_ms - sdk_ms:+.2f} ms)"
                 )
             await bus.wait_for_events()
         await engine.aclose()
