@@ -708,11 +708,10 @@ estimates them and says so: `usage.estimated` on the event, `llmgine.usage.estim
 and a `usage_estimated` column in the LLM calls frame. A recorded 0 always means 0.
 """),
     code("""
-pieces = [piece async for piece in engine.stream("Name three colours.", max_tokens=16)]
-await bus.wait_for_events()
-
 from llmgine.analysis import load_events
 
+pieces = [piece async for piece in engine.stream("Name three colours.", max_tokens=16)]
+await bus.wait_for_events()
 calls = load_events(bus).llmgine.llm_calls()
 {"first call (not streamed)": bool(calls["usage_estimated"].iloc[0]),
  "last call (streamed)": bool(calls["usage_estimated"].iloc[-1])}

@@ -147,8 +147,10 @@ class LLMEngine:
         self.provider = provider_for(model)
 
     async def aclose(self) -> None:
-        """Close the providers' connections (an OpenAI client keeps them alive); the engine
-        stays usable and opens new ones when asked again."""
+        """Close the providers' connections (an OpenAI client keeps them alive).
+
+        The engine stays usable: providers open new connections when asked again.
+        """
         for provider in (self.provider, *self._providers.values()):
             await provider.aclose()
 

@@ -62,8 +62,11 @@ class Provider(ABC):
 
     @property
     def native_structured_output(self) -> bool:
-        """Whether the provider enforces ``LLMRequest.output_schema`` itself (a JSON-schema
-        mode); otherwise the engine asks for JSON in the prompt."""
+        """Whether the provider enforces ``LLMRequest.output_schema`` itself.
+
+        Providers with a JSON-schema mode say True; for the others the engine asks
+        for JSON in the prompt.
+        """
         return False
 
     @property
@@ -73,6 +76,7 @@ class Provider(ABC):
 
     async def aclose(self) -> None:
         """Release what the provider holds open (connections); the default holds nothing."""
+        return None
 
     @abstractmethod
     async def complete(self, request: LLMRequest) -> Completion:
