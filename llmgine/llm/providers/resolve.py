@@ -1,4 +1,4 @@
-"""Model strings: ``"offline"``, ``"scripted"``, ``"openai:<model>"``, ``"local"``, ``"replay:<…>"``.
+"""Model strings: ``"offline"``, ``"scripted"``, ``"openai:<model>"``, ``"local"``, ``"replay:…"``.
 
 ``"local:<model.gguf>"`` runs another GGUF file in-process; ``"replay:<log.jsonl>"`` a recording.
 """
