@@ -251,8 +251,10 @@ class LocalProvider(Provider):
             ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"] or "{}")
             for i, c in sorted(calls.items())
         ]
-        # Every streamed piece is one sampled token; the rest of the context is the prompt.
-        usage = Usage(input_tokens=max(context_tokens - pieces, 0), output_tokens=pieces)
+        # Every streamed piece is one sampled token; the rest of the context is the prompt
+        # (a generation cut by max_tokens leaves its last token unevaluated).
+        evaluated = pieces - 1 if finish_reason == "length" else pieces
+        usage = Usage(input_tokens=max(context_tokens - evaluated, 0), output_tokens=pieces)
         completion = Completion(
             content="".join(text) or None,
             tool_calls=tool_calls,
