@@ -11,7 +11,13 @@ Measured: the same request as a ``PromptCommand`` through an ``LLMEngine`` with 
 provider on that server, JSONL log on. Same prompt, ``max_tokens``, seed and temperature 0;
 the two alternate in blocks so drift hits both; each side's median per prompt is compared.
 
+Third row, a real model in-process (``model="local"``, SmolLM2-135M through llama-cpp-python, one
+thread): tokens per second and time to first token of a streamed answer through
+``LLMEngine.stream``, against ``Llama.create_chat_completion(stream=True)`` on the same loaded
+model, alternating, same prompt, temperature 0.
+
     python benchmarks/engine.py [--turns 5000] [--rounds 5] [--real-prompts 40] [--real-rounds 5]
+                                [--local-rounds 10]
 """
 
 from __future__ import annotations
@@ -126,12 +132,81 @@ async def real_server_rows(base_url: str, model: str, prompts: int, rounds: int)
     )
 
 
+LOCAL_PROMPT = "Write a short story about a lighthouse keeper."
+
+
+async def local_rows(rounds: int, max_tokens: int = 96) -> None:
+    from llmgine.llm.providers.local import LocalProvider
+
+    provider = LocalProvider()
+    loaded = await provider._load()
+    llama = loaded.llama
+    bus = MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
+    engine = LLMEngine(bus, provider=provider)
+    loop = asyncio.get_running_loop()
+
+    def direct() -> tuple[float, float, int]:
+        start = time.perf_counter()
+        first = 0.0
+        tokens = 0
+        for chunk in llama.create_chat_completion(
+            messages=[{"role": "user", "content": LOCAL_PROMPT}],
+            max_tokens=max_tokens,
+            temperature=0.0,
+            stream=True,
+        ):
+            if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                tokens += 1
+                first = first or time.perf_counter() - start
+        return first, time.perf_counter() - start, tokens
+
+    async def through_engine(i: int) -> tuple[float, float, int]:
+        start = time.perf_counter()
+        first = 0.0
+        tokens = 0
+        async for _ in engine.stream(
+            LOCAL_PROMPT, max_tokens=max_tokens, temperature=0.0, conversation_id=f"l{i}"
+        ):
+            tokens += 1
+            first = first or time.perf_counter() - start
+        return first, time.perf_counter() - start, tokens
+
+    direct_rates, engine_rates, direct_first, engine_first = [], [], [], []
+    async with bus:
+        for i in range(rounds + 1):  # round 0 warms up, unmeasured
+            d_first, d_total, d_tokens = await loop.run_in_executor(loaded.executor, direct)
+            e_first, e_total, e_tokens = await through_engine(i)
+            if i == 0:
+                continue
+            direct_rates.append(d_tokens / d_total)
+            engine_rates.append(e_tokens / e_total)
+            direct_first.append(d_first * 1000)
+            engine_first.append(e_first * 1000)
+            print(
+                f"round {i}: llama-cpp-python {d_tokens / d_total:.1f} tokens/s "
+                f"(first {d_first * 1000:.1f} ms)  LLMEngine {e_tokens / e_total:.1f} tokens/s "
+                f"(first {e_first * 1000:.1f} ms)  {e_tokens} tokens"
+            )
+    d_rate, e_rate = statistics.median(direct_rates), statistics.median(engine_rates)
+    print()
+    print(
+        f"local model, llama-cpp-python called directly: {d_rate:.1f} tokens/s, first token "
+        f"{statistics.median(direct_first):.1f} ms (medians)"
+    )
+    print(
+        f"local model through LLMEngine.stream: {e_rate:.1f} tokens/s, first token "
+        f"{statistics.median(engine_first):.1f} ms (medians); "
+        f"{e_rate / d_rate:.2f}x the direct rate"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--real-prompts", type=int, default=40, help="per round; 0 skips")
     parser.add_argument("--real-rounds", type=int, default=5)
+    parser.add_argument("--local-rounds", type=int, default=10, help="0 skips")
     args = parser.parse_args()
     base_rates, engine_rates, ratios = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -161,6 +236,9 @@ def main() -> None:
             asyncio.run(
                 real_server_rows(server.base_url, server.model, args.real_prompts, args.real_rounds)
             )
+    if args.local_rounds > 0:
+        print()
+        asyncio.run(local_rows(args.local_rounds))
 
 
 if __name__ == "__main__":
