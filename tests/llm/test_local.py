@@ -43,6 +43,14 @@ def test_model_strings() -> None:
         provider_for("local:/nowhere/model.gguf")
 
 
+async def test_the_model_is_loaded_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMGINE_MODEL", "local")
+    first, second = provider_for(), provider_for("local")
+    assert isinstance(first, LocalProvider) and isinstance(second, LocalProvider)
+    assert first is not second
+    assert (await first._load()) is (await second._load())
+
+
 def test_a_missing_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp now fails
     with pytest.raises(ConfigurationError, match=r"pip install 'llmgine\[local\]'"):
