@@ -187,18 +187,36 @@ def _publish(shell: Any, line: str, cell: str | None) -> Any:
 # --------------------------------------------------------------- the model
 
 
-def _chat_options(line: str) -> tuple[dict[str, str], str]:
-    """Leading ``--model M`` / ``--conversation ID`` options, then the prompt, verbatim."""
-    options: dict[str, str] = {}
+_CHAT_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "--model": ("model", str),
+    "--conversation": ("conversation_id", str),
+    "--temperature": ("temperature", float),
+    "--max-tokens": ("max_tokens", int),
+    "--tool-choice": ("tool_choice", str),
+    "--timeout": ("timeout", float),
+}
+
+
+def _chat_options(line: str) -> tuple[dict[str, Any], str]:
+    """Leading options (``--model M``, ``--temperature T``, ...), then the prompt, verbatim."""
+    options: dict[str, Any] = {}
     rest = line.lstrip()
     while True:
         flag, _, after = rest.partition(" ")
-        if flag not in ("--model", "--conversation"):
+        if flag not in _CHAT_FLAGS:
+            if flag.startswith("--") and len(flag) > 2 and flag[2:3].isalpha():
+                known = ", ".join(_CHAT_FLAGS)
+                raise MagicError(f"unknown chat option {flag}; the options are {known}")
             return options, rest
         value, _, rest = after.lstrip().partition(" ")
         if not value:
             raise MagicError(f"{flag} needs a value")
-        options["model" if flag == "--model" else "conversation_id"] = value
+        field, convert = _CHAT_FLAGS[flag]
+        try:
+            options[field] = convert(value)
+        except ValueError:
+            kind = "a whole number" if convert is int else "a number"
+            raise MagicError(f"{flag} needs {kind}, not {value!r}") from None
         rest = rest.lstrip()
 
 
@@ -233,6 +251,12 @@ def _chat(shell: Any, line: str, cell: str | None) -> Any:
         text = run_sync(stream())
     except CommandFailedError as exc:
         raise MagicError(str(exc)) from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise MagicError(problems) from None
     # In a notebook the live area is blanked and the reply shown once more as a plain output,
     # so the saved notebook holds it even for readers that ignore display updates (nbval).
     display(Markdown(text) if live else Note(text))
@@ -387,7 +411,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         ),
         Subcommand(
             "chat",
-            "chat [--model M] [--conversation ID] PROMPT",
+            "chat [--model M] [--conversation ID] [--temperature T] [--max-tokens N] "
+            "[--tool-choice auto|none|required|TOOL] [--timeout S] PROMPT",
             "%llmgine chat What is the weather in Paris?",
             "stream a reply (or a %%llmgine chat cell: the body is the prompt)",
             _chat,

@@ -213,3 +213,41 @@ def test_the_transformer_leaves_other_lines_alone() -> None:
     assert keep_question_marks(["    %llmgine chat why?\n"]) == [
         "    get_ipython().run_line_magic('llmgine', 'chat why?')\n"
     ]
+
+
+def test_chat_request_options(shell: InteractiveShell) -> None:
+    from llmgine.llm import ScriptedProvider
+
+    magic(shell, "start --quiet")
+    magic(shell, "tools get_weather")
+    provider = ScriptedProvider([ScriptedProvider.call("get_weather", city="Oslo"), "Done."])
+    get_engine().provider = provider
+    with capture_output() as captured:
+        magic(
+            shell,
+            "chat --temperature 0.2 --max-tokens 40 --tool-choice get_weather --timeout 30 "
+            "Tell me something --not-an-option",
+        )
+    assert captured.outputs[0].data["text/plain"] == "Done."
+    first, second = provider.requests
+    assert (first.temperature, first.max_tokens, first.tool_choice) == (0.2, 40, "get_weather")
+    assert first.timeout is not None and 0 < first.timeout <= 30
+    assert first.messages[-1].content == "Tell me something --not-an-option"
+    assert second.tool_choice is None  # a forced tool runs once, then the model answers
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ("chat --temperature warm hi", "--temperature needs a number, not 'warm'"),
+        ("chat --max-tokens 1.5 hi", "--max-tokens needs a whole number, not '1.5'"),
+        ("chat --timeout -1 hi", "--timeout: Input should be greater than 0"),
+        ("chat --tool-choice nope hi", "tool_choice='nope' needs tools"),
+        ("chat --temprature 1 hi", "unknown chat option --temprature"),
+    ],
+)
+def test_chat_option_errors_are_one_line(shell: InteractiveShell, line: str, error: str) -> None:
+    magic(shell, "start --quiet")
+    with capture_output():
+        result = shell.run_cell(f"%llmgine {line}")
+    assert error in str(result.error_in_exec)

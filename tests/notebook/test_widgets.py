@@ -320,3 +320,50 @@ async def test_widget_clicks_from_a_subshell_thread_run_on_the_bus_loop(bus: Mes
     _, result = await asyncio.to_thread(lambda: asyncio.run(clicks()))
     assert chat.history[-1] == ("assistant", "hello from the bus loop")
     assert result.result == "painted east"
+
+
+async def test_chat_stop_while_a_tool_runs_leaves_the_conversation_as_it_was(
+    bus: MessageBus,
+) -> None:
+    from llmgine.llm import ToolCallEvent
+
+    started = asyncio.Event()
+
+    async def slow_lookup(topic: str) -> str:
+        """Look a topic up, slowly.
+
+        Args:
+            topic: What to look up.
+        """
+        started.set()
+        await asyncio.Event().wait()  # never finishes: only Stop ends it
+        return topic
+
+    provider = ScriptedProvider(
+        ["First answer.", ScriptedProvider.call("slow_lookup", topic="x"), "After the stop."]
+    )
+    engine = LLMEngine(bus, provider=provider, tools=[slow_lookup])
+    chat = ChatWidget(engine, tool_choice="auto", timeout=30, options={"seed": 7})
+    first = chat.send("hello")
+    assert first is not None
+    await first
+    before = list(engine.conversations.get("default").messages)
+    calls: list[ToolCallEvent] = []
+    bus.register_event_handler(ToolCallEvent, calls.append)
+    task = chat.send("look x up")
+    assert task is not None
+    await asyncio.wait_for(started.wait(), timeout=5)
+    chat.stop()
+    await task
+    assert chat.history[-1][0] == "stopped"
+    # No user message without an answer, no tool call without a result.
+    assert engine.conversations.get("default").messages == before
+    again = chat.send("and now?")
+    assert again is not None
+    await again
+    assert chat.history[-1] == ("assistant", "After the stop.")
+    last = provider.requests[-1]
+    assert [m.role for m in last.messages] == ["user", "assistant", "user"]
+    assert last.options == {"seed": 7}
+    assert last.tool_choice == "auto"
+    assert last.timeout is not None and last.timeout <= 30

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from llmgine.errors import ProviderExhaustedError
@@ -34,9 +34,28 @@ class ScriptedProvider(Provider):
         self.requests: list[LLMRequest] = []
 
     @staticmethod
-    def call(name: str, call_id: str | None = None, **arguments: Any) -> Completion:
-        """A reply that calls the tool ``name`` with ``arguments``."""
-        call = ToolCall(id=call_id or f"call_{name}", name=name, arguments=json.dumps(arguments))
+    def call(
+        name: str,
+        arguments: Mapping[str, Any] | None = None,
+        /,
+        *,
+        call_id: str | None = None,
+        **keyword_arguments: Any,
+    ) -> Completion:
+        """A reply that calls the tool ``name``.
+
+        Give the tool's arguments as keywords (``call("add", a=1, b=2)``) or as a
+        mapping, which also holds arguments named like this method's own
+        (``call("rename", {"name": "x", "call_id": "y"}, call_id="c1")``).
+
+        Args:
+            name: The tool to call.
+            arguments: The tool's arguments as a mapping; keywords are added to it.
+            call_id: The call's id (default ``call_<name>``).
+            **keyword_arguments: The tool's arguments.
+        """
+        merged = {**(arguments or {}), **keyword_arguments}
+        call = ToolCall(id=call_id or f"call_{name}", name=name, arguments=json.dumps(merged))
         return Completion(tool_calls=[call], finish_reason="tool_calls")
 
     def add(self, *replies: Reply) -> None:

@@ -32,15 +32,45 @@ class ChatWidget(widgets.VBox):
     loop, so the kernel stays free while the model answers. Every button has a
     method: :meth:`send`, :meth:`stop`, :meth:`clear`.
 
+    Each prompt uses the engine's defaults (``timeout``, ``options``) unless the
+    panel is given its own request options.
+
     Args:
         engine: The engine to chat with (its bus carries the events).
         conversation_id: The engine conversation this panel continues.
+        temperature: Sampling temperature of every prompt from this panel.
+        max_tokens: The longest answer, in tokens.
+        tool_choice: ``"auto"``, ``"none"``, ``"required"`` or a tool's name.
+        timeout: Seconds a prompt may take (default: the engine's).
+        options: Request parameters passed to the provider (``seed``, ``stop``, ...).
     """
 
-    def __init__(self, engine: LLMEngine, *, conversation_id: str = "default") -> None:
+    def __init__(
+        self,
+        engine: LLMEngine,
+        *,
+        conversation_id: str = "default",
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        tool_choice: str | None = None,
+        timeout: float | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         self.engine = engine
         self.bus = engine.bus
         self.conversation_id = conversation_id
+        self.prompt_options: dict[str, Any] = {
+            name: value
+            for name, value in {
+                "temperature": temperature,
+                "max_tokens": max_tokens,
+                "tool_choice": tool_choice,
+                "timeout": timeout,
+                "options": options,
+            }.items()
+            if value is not None
+        }
+        """The ``PromptCommand`` fields every prompt of this panel sets."""
         self.history: list[tuple[str, str]] = []
         """Every message shown, as ``(role, text)``; roles: user, assistant, error, stopped."""
         self.transcript = widgets.VBox()
@@ -85,7 +115,9 @@ class ChatWidget(widgets.VBox):
         self._add("user", prompt, f"<div style='{_USER_STYLE}'>{markdown(prompt)}</div>")
         self._reply = widgets.HTML(f"<div style='{_REPLY_STYLE}'><i>…</i></div>")
         self.transcript.children = (*self.transcript.children, self._reply)
-        command = PromptCommand(prompt=prompt, conversation_id=self.conversation_id, stream=True)
+        command = PromptCommand(
+            prompt=prompt, conversation_id=self.conversation_id, stream=True, **self.prompt_options
+        )
         self._prompt_id = command.id
         self._streamed = ""
         self._steps = {}
