@@ -51,6 +51,21 @@ def _parser(name: str) -> _Parser:
     return _Parser(prog=f"%llmgine {name}", add_help=False)
 
 
+def _split(line: str, name: str) -> list[str]:
+    """The words of ``line`` as a shell splits them; a bad quote is a readable error."""
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise MagicError(
+            f"%llmgine {name}: {str(exc).lower()} in {line.strip()!r}; close the quote"
+        ) from None
+
+
+_NO_ARGUMENTS = frozenset(
+    ["stop", "status", "handlers", "ui", "monitor", "metrics", "spans", "commands", "help"]
+)
+
+
 @dataclass(frozen=True)
 class Subcommand:
     """One ``%llmgine`` subcommand: its usage, an example, and the function that runs it."""
@@ -60,6 +75,11 @@ class Subcommand:
     example: str
     summary: str
     run: Callable[[Any, str, str | None], Any]
+
+    @property
+    def takes_arguments(self) -> bool:
+        """``False``: any word after the subcommand is an error, never silently ignored."""
+        return self.name not in _NO_ARGUMENTS
 
 
 def _lookup(shell: Any, name: str) -> Any:
@@ -84,6 +104,22 @@ def _evaluate(shell: Any, expression: str, what: str) -> Any:
         ) from None
 
 
+def _instantiate(message_type: type, what: str) -> Any:
+    """``PingCommand`` given alone: an instance with its defaults, or say which fields it needs."""
+    try:
+        return message_type()
+    except ValidationError as exc:
+        needed = ", ".join(
+            ".".join(str(p) for p in e["loc"]) for e in exc.errors() if e["type"] == "missing"
+        )
+        name = message_type.__name__
+        if needed:
+            raise MagicError(
+                f"{name} needs {needed}: `%llmgine {what} {name}({needed.split(', ')[0]}=...)`"
+            ) from None
+        raise MagicError(f"could not make a {name}: {exc.errors()[0]['msg']}") from None
+
+
 def _message_class(shell: Any, name: str, base: type) -> type:
     value = _lookup(shell, name)
     if not (isinstance(value, type) and issubclass(value, base)):
@@ -99,7 +135,10 @@ def _start(shell: Any, line: str, cell: str | None) -> Any:
     parser.add_argument("--log-dir", default=None)
     parser.add_argument("--log-file", default=None)
     parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(shlex.split(line))
+    args = parser.parse_args(_split(line, "start"))
+    for flag, value in (("--log-dir", args.log_dir), ("--log-file", args.log_file)):
+        if value is not None and not value.strip():
+            raise MagicError(f"%llmgine start: {flag} needs a name; got an empty one")
     runtime = get_runtime()
     options: dict[str, Any] = {}
     if args.log_dir is not None:
@@ -163,7 +202,7 @@ def _handlers(shell: Any, line: str, cell: str | None) -> Any:
 def _execute(shell: Any, line: str, cell: str | None) -> Any:
     command = _evaluate(shell, line, "execute")
     if isinstance(command, type) and issubclass(command, Command):
-        command = command()
+        command = _instantiate(command, "execute")
     if not isinstance(command, Command):
         raise MagicError(f"{line.strip()} is a {type(command).__name__}, not a Command")
     bus = get_runtime().get_bus()
@@ -175,7 +214,7 @@ def _execute(shell: Any, line: str, cell: str | None) -> Any:
 def _publish(shell: Any, line: str, cell: str | None) -> Any:
     event = _evaluate(shell, line, "publish")
     if isinstance(event, type) and issubclass(event, Event):
-        event = event()
+        event = _instantiate(event, "publish")
     if not isinstance(event, Event):
         raise MagicError(f"{line.strip()} is a {type(event).__name__}, not an Event")
     bus = get_runtime().get_bus()
@@ -254,7 +293,10 @@ def _tools(shell: Any, line: str, cell: str | None) -> Any:
         function = _lookup(shell, name)
         if not callable(function):
             raise MagicError(f"{name} is not a function")
-        engine.register_tool(function)
+        try:
+            engine.register_tool(function)
+        except (TypeError, ValueError, NameError) as exc:
+            raise MagicError(f"{name} cannot be a tool: {exc}") from None
     names = [f"`{t.name}`" for t in engine.tools]
     return Note("tools: " + (", ".join(names) if names else "none yet (`%llmgine tools FUNC`)"))
 
@@ -265,7 +307,10 @@ def _tools(shell: Any, line: str, cell: str | None) -> Any:
 def _ui(shell: Any, line: str, cell: str | None) -> Any:
     from llmgine.notebook.widgets import ChatWidget
 
-    return ChatWidget(get_runtime().get_engine())
+    runtime = get_runtime()
+    panel = ChatWidget(runtime.get_engine())
+    runtime.follow(panel)  # a later `%llmgine start` moves it to the new bus and log
+    return panel
 
 
 def _monitor(shell: Any, line: str, cell: str | None) -> Any:
@@ -300,7 +345,7 @@ def _log(shell: Any, line: str, cell: str | None) -> Any:
     parser = _parser("log")
     parser.add_argument("--last", type=int, default=None)
     parser.add_argument("--type", default=None)
-    args = parser.parse_args(shlex.split(line))
+    args = parser.parse_args(_split(line, "log"))
     frame = _events(line)
     if args.type is not None:
         frame = frame[frame["type"] == args.type]

@@ -213,3 +213,59 @@ def test_the_transformer_leaves_other_lines_alone() -> None:
     assert keep_question_marks(["    %llmgine chat why?\n"]) == [
         "    get_ipython().run_line_magic('llmgine', 'chat why?')\n"
     ]
+
+
+def test_the_transformer_leaves_lines_inside_strings_alone() -> None:
+    from llmgine.notebook.magics import keep_question_marks
+
+    cell = ['text = """\n', "%llmgine chat why?\n", '"""\n', "%llmgine chat really?\n"]
+    out = keep_question_marks(cell)
+    assert out[:3] == cell[:3]  # inside the string literal: untouched
+    assert out[3] == "get_ipython().run_line_magic('llmgine', 'chat really?')\n"
+    quoted = ['s = \'a """ b\'  # """\n', "%llmgine chat still a magic?\n"]
+    assert keep_question_marks(quoted)[1].startswith("get_ipython()")
+
+
+def test_a_failed_start_keeps_the_previous_settings(shell: InteractiveShell) -> None:
+    magic(shell, "start --log-file first.jsonl --quiet")
+    result = shell.run_cell("%llmgine start --log-dir /proc/llmgine-cannot-write")
+    assert isinstance(result.error_in_exec, MagicError)
+    assert "could not start the bus" in str(result.error_in_exec)
+    assert "previous settings are kept" in str(result.error_in_exec)
+    # The next magic works again, on the previous log, instead of repeating the error.
+    assert magic(shell, "status").log_path == Path("logs/first.jsonl")
+
+
+def test_a_chat_panel_follows_a_restarted_bus_into_the_new_log(
+    shell: InteractiveShell, tmp_path: Path
+) -> None:
+    magic(shell, "start --log-file old.jsonl --quiet")
+    panel = magic(shell, "ui")
+    magic(shell, "start --log-file new.jsonl --quiet")
+    task = panel.send("hello after the restart")
+    assert task is not None
+    from llmgine.notebook import run_sync
+
+    run_sync(task)
+    assert panel.bus is get_bus()
+    magic(shell, "stop")
+    assert "hello after the restart" in (tmp_path / "logs" / "new.jsonl").read_text()
+    assert "hello after the restart" not in (tmp_path / "logs" / "old.jsonl").read_text()
+
+
+@pytest.mark.parametrize("line", ["stop now please", "status now", "help me", "ui big"])
+def test_subcommands_without_arguments_refuse_extra_words(
+    shell: InteractiveShell, line: str
+) -> None:
+    magic(shell, "start --quiet")
+    result = shell.run_cell(f"%llmgine {line}")
+    assert "takes no arguments" in str(result.error_in_exec)
+    assert get_bus().is_running  # `stop now please` did not stop the bus
+
+
+def test_a_class_with_required_fields_says_which(shell: InteractiveShell) -> None:
+    shell.run_cell("class Needy(Command):\n    when: int\n    where: str")
+    result = shell.run_cell("%llmgine execute Needy")
+    assert str(result.error_in_exec) == (
+        "Needy needs when, where: `%llmgine execute Needy(when=...)`"
+    )

@@ -320,3 +320,33 @@ async def test_widget_clicks_from_a_subshell_thread_run_on_the_bus_loop(bus: Mes
     _, result = await asyncio.to_thread(lambda: asyncio.run(clicks()))
     assert chat.history[-1] == ("assistant", "hello from the bus loop")
     assert result.result == "painted east"
+
+
+async def test_form_says_why_a_command_could_not_run_instead_of_running_forever(
+    bus: MessageBus,
+) -> None:
+    form = CommandForm(PaintCommand, bus)  # no handler registered
+    form.fields["wall"].value = "south"
+    task = form.execute()
+    assert task is not None
+    assert await task is None
+    assert "running" not in form.output.value
+    assert "HandlerNotFoundError" in form.output.value
+    assert "PaintCommand" in form.output.value
+
+
+async def test_a_rebound_chat_panel_uses_the_new_engine_and_bus(bus: MessageBus) -> None:
+    chat = ChatWidget(LLMEngine(bus, provider=ScriptedProvider(["old"])))
+    other = MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
+    await other.start()
+    try:
+        seen: list[str] = []
+        other.register_event_handler(LLMDeltaEvent, lambda e: seen.append(e.delta))
+        chat.rebind(LLMEngine(other, provider=ScriptedProvider(["new bus reply"])))
+        task = chat.send("hi")
+        assert task is not None
+        await task
+        assert chat.history[-1] == ("assistant", "new bus reply")
+        assert "".join(seen) == "new bus reply"
+    finally:
+        await other.stop()

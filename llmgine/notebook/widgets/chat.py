@@ -108,6 +108,15 @@ class ChatWidget(widgets.VBox):
             self.bus.execute(ClearConversationCommand(conversation_id=self.conversation_id))
         )
 
+    def rebind(self, engine: LLMEngine) -> None:
+        """Chat with ``engine`` from now on (its bus carries the events); the transcript stays."""
+        self.stop()
+        for event_type, handler in self._subscriptions:
+            self.bus.unregister_event_handler(event_type, handler)
+        self.engine = engine
+        self.bus = engine.bus
+        self._subscriptions = self._subscribe()
+
     def close(self) -> None:
         """Unsubscribe from the bus and close the widget."""
         self.stop()
