@@ -25,6 +25,7 @@ from llmgine.errors import (
     ToolError,
 )
 from llmgine.llm import (
+    ApproveToolCallCommand,
     ChatMessage,
     ClearConversationCommand,
     Completion,
@@ -43,6 +44,9 @@ from llmgine.llm import (
     SetSystemPromptCommand,
     StreamChunk,
     Tool,
+    ToolApprovalDecidedEvent,
+    ToolApprovalRequestedEvent,
+    ToolApprovals,
     ToolCall,
     ToolCallEvent,
     ToolRegistry,
@@ -83,6 +87,7 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 __all__ = [
+    "ApproveToolCallCommand",
     "BusSession",
     "BusStateError",
     "BusStats",
@@ -130,6 +135,9 @@ __all__ = [
     "SpanContext",
     "StreamChunk",
     "Tool",
+    "ToolApprovalDecidedEvent",
+    "ToolApprovalRequestedEvent",
+    "ToolApprovals",
     "ToolCall",
     "ToolCallEvent",
     "ToolError",

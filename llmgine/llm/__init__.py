@@ -1,5 +1,11 @@
 """The LLM layer: the engine, its commands and events, tools, conversations and providers."""
 
+from llmgine.llm.approval import (
+    ApproveToolCallCommand,
+    ToolApprovalDecidedEvent,
+    ToolApprovalRequestedEvent,
+    ToolApprovals,
+)
 from llmgine.llm.commands import ClearConversationCommand, PromptCommand, SetSystemPromptCommand
 from llmgine.llm.context import Conversation, ConversationStore
 from llmgine.llm.engine import LLMEngine
@@ -17,6 +23,7 @@ from llmgine.llm.tools import Tool, ToolRegistry, tool
 from llmgine.llm.types import ChatMessage, Completion, LLMRequest, StreamChunk, ToolCall, Usage
 
 __all__ = [
+    "ApproveToolCallCommand",
     "ChatMessage",
     "ClearConversationCommand",
     "Completion",
@@ -35,6 +42,9 @@ __all__ = [
     "SetSystemPromptCommand",
     "StreamChunk",
     "Tool",
+    "ToolApprovalDecidedEvent",
+    "ToolApprovalRequestedEvent",
+    "ToolApprovals",
     "ToolCall",
     "ToolCallEvent",
     "ToolRegistry",

@@ -12,6 +12,7 @@ from uuid import UUID
 
 from llmgine.bus.bus import MessageBus
 from llmgine.errors import CommandFailedError, ProviderError, ToolError
+from llmgine.llm.approval import ToolApprovals
 from llmgine.llm.commands import ClearConversationCommand, PromptCommand, SetSystemPromptCommand
 from llmgine.llm.context import ConversationStore
 from llmgine.llm.events import LLMDeltaEvent, LLMResponseEvent, ToolCallEvent, ToolResultEvent
@@ -85,6 +86,7 @@ class LLMEngine:
         bus.register_command_handler(PromptCommand, self.handle_prompt)
         bus.register_command_handler(ClearConversationCommand, self.handle_clear)
         bus.register_command_handler(SetSystemPromptCommand, self.handle_system_prompt)
+        self.approvals = ToolApprovals(bus)  # handles ApproveToolCallCommand for this engine
 
     def __repr__(self) -> str:
         tools = ", ".join(t.name for t in self.tools) or "no tools"
@@ -101,14 +103,30 @@ class LLMEngine:
         """Switch the engine to another model string; conversations are kept."""
         self.provider = provider_for(model)
 
-    def register_tool(self, fn: Callable[..., Any] | Tool) -> Tool:
-        """Offer ``fn`` to the model as a tool; returns its :class:`Tool`."""
-        return self.tools.register(fn)
+    def register_tool(
+        self, fn: Callable[..., Any] | Tool, *, requires_approval: bool = False
+    ) -> Tool:
+        """Offer ``fn`` to the model as a tool; returns its :class:`Tool`.
 
-    def tool(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Decorator form of :meth:`register_tool`; the function is returned unchanged."""
-        self.register_tool(fn)
-        return fn
+        With ``requires_approval=True`` each call waits for an ``ApproveToolCallCommand``
+        (see :mod:`llmgine.llm.approval`; the wait is ``engine.approvals.timeout``).
+        """
+        registered = self.tools.register(fn)
+        if requires_approval:
+            registered.requires_approval = True
+        return registered
+
+    def tool(self, fn: Callable[..., Any] | None = None, *, requires_approval: bool = False) -> Any:
+        """Decorator form of :meth:`register_tool`; the function is returned unchanged.
+
+        Use it bare (``@engine.tool``) or with options (``@engine.tool(requires_approval=True)``).
+        """
+
+        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+            self.register_tool(f, requires_approval=requires_approval)
+            return f
+
+        return register(fn) if fn is not None else register
 
     # ------------------------------------------------------------ convenience
 
@@ -357,6 +375,9 @@ class LLMEngine:
                 if tool is None:
                     available = ", ".join(t.name for t in self.tools) or "none"
                     raise ToolError(f"unknown tool {call.name!r}; available tools: {available}")
+                if tool.requires_approval:
+                    tool.validate(call.arguments)  # a person only sees calls that could run
+                    await self.approvals.check(call, command.conversation_id, command.id)
                 value = await tool.run(call.arguments)
             except ToolError as exc:
                 error = str(exc)

@@ -52,6 +52,7 @@ class Runtime:
             engine = self.engine = LLMEngine(bus)
         elif old.bus is not bus:
             engine = self.engine = LLMEngine(bus, provider=old.provider, tools=list(old.tools))
+            engine.approvals.timeout = old.approvals.timeout
             for follower in list(self._followers):
                 follower.rebind(engine)
         else:

@@ -289,16 +289,34 @@ def _model(shell: Any, line: str, cell: str | None) -> Any:
 
 def _tools(shell: Any, line: str, cell: str | None) -> Any:
     engine = get_runtime().get_engine()
-    for name in line.split():
+    names = line.split()
+    approval = "--approval" in names  # each call of these tools waits for `%llmgine approve`
+    for name in (n for n in names if n != "--approval"):
+        if name.startswith("-"):
+            raise MagicError(f"%llmgine tools: unknown option {name}; the one option is --approval")
         function = _lookup(shell, name)
         if not callable(function):
             raise MagicError(f"{name} is not a function")
         try:
-            engine.register_tool(function)
+            engine.register_tool(function, requires_approval=approval)
         except (TypeError, ValueError, NameError) as exc:
             raise MagicError(f"{name} cannot be a tool: {exc}") from None
-    names = [f"`{t.name}`" for t in engine.tools]
+    names = [
+        f"`{t.name}`" + (" (needs approval)" if t.requires_approval else "") for t in engine.tools
+    ]
     return Note("tools: " + (", ".join(names) if names else "none yet (`%llmgine tools FUNC`)"))
+
+
+def _approve(shell: Any, line: str, cell: str | None) -> Any:
+    from llmgine.notebook.tool_subcommands import approve
+
+    return approve(shell, line, cell)
+
+
+def _deny(shell: Any, line: str, cell: str | None) -> Any:
+    from llmgine.notebook.tool_subcommands import deny
+
+    return deny(shell, line, cell)
 
 
 # ----------------------------------------------------------------- widgets
@@ -418,10 +436,24 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         ),
         Subcommand(
             "tools",
-            "tools [FUNC ...]",
+            "tools [--approval] [FUNC ...]",
             "%llmgine tools get_weather",
-            "list tools, or register functions as tools",
+            "list tools, or register functions as tools (--approval: each call waits for a yes)",
             _tools,
+        ),
+        Subcommand(
+            "approve",
+            "approve [CALL_ID]",
+            "%llmgine approve call_1",
+            "run a tool call that waits for approval",
+            _approve,
+        ),
+        Subcommand(
+            "deny",
+            "deny [CALL_ID [REASON]]",
+            "%llmgine deny call_1 not that file",
+            "refuse a waiting tool call; the model is told why",
+            _deny,
         ),
         Subcommand("ui", "ui", "%llmgine ui", "a chat panel for the default engine", _ui),
         Subcommand(

@@ -269,3 +269,55 @@ def test_a_class_with_required_fields_says_which(shell: InteractiveShell) -> Non
     assert str(result.error_in_exec) == (
         "Needy needs when, where: `%llmgine execute Needy(when=...)`"
     )
+
+
+def test_approve_and_deny_decide_calls_waiting_in_a_chat_panel(shell: InteractiveShell) -> None:
+    import asyncio
+
+    from llmgine.llm import ScriptedProvider, ToolApprovalRequestedEvent
+    from llmgine.notebook import run_sync
+
+    magic(shell, "start --quiet")
+    assert repr(magic(shell, "tools --approval get_weather")) == (
+        "tools: `get_weather` (needs approval)"
+    )
+    engine = get_engine()
+    engine.provider = ScriptedProvider(
+        [
+            ScriptedProvider.call("get_weather", call_id="w1", city="Paris"),
+            "Sunny, as approved.",
+            ScriptedProvider.call("get_weather", call_id="w2", city="Oslo"),
+            "No weather then.",
+        ]
+    )
+    panel = magic(shell, "ui")
+    asked = asyncio.Event()
+    engine.bus.register_event_handler(ToolApprovalRequestedEvent, lambda e: asked.set())
+
+    async def wait_for_the_request() -> None:
+        await asyncio.wait_for(asked.wait(), 10)
+        asked.clear()
+
+    task = panel.send("weather in Paris?")
+    run_sync(wait_for_the_request())
+    assert repr(magic(shell, "approve")) == "approved get_weather (w1)"  # the only waiting call
+    run_sync(task)
+    assert panel.history[-1] == ("assistant", "Sunny, as approved.")
+
+    task = panel.send("weather in Oslo?")
+    run_sync(wait_for_the_request())
+    result = shell.run_cell("%llmgine approve w1")
+    assert "no tool call 'w1' is waiting for approval; waiting now: w2" in str(
+        result.error_in_exec
+    )
+    assert repr(magic(shell, "deny w2 not today")) == "denied get_weather (w2)"
+    run_sync(task)
+    assert panel.history[-1] == ("assistant", "No weather then.")
+    request = engine.provider.requests[-1]
+    assert request.messages[-1].content == (
+        "Error: get_weather was not run: the user denied the call: not today"
+    )
+    result = shell.run_cell("%llmgine approve")
+    assert "give the call id: `%llmgine approve CALL_ID`; waiting for approval: none" in str(
+        result.error_in_exec
+    )

@@ -176,7 +176,8 @@ async def test_two_chat_panels_on_one_bus_and_close(bus: MessageBus) -> None:
     assert second.history[-1] == ("assistant", "b")
     before = len(bus.registrations())
     first.close()
-    assert len(bus.registrations()) == before - 3
+    # deltas, tool calls, tool results, approval requests, approval decisions
+    assert len(bus.registrations()) == before - 5
 
 
 class ThingEvent(Event):
@@ -350,3 +351,46 @@ async def test_a_rebound_chat_panel_uses_the_new_engine_and_bus(bus: MessageBus)
         assert "".join(seen) == "new bus reply"
     finally:
         await other.stop()
+
+
+async def test_chat_panel_shows_a_waiting_call_with_approve_and_deny(bus: MessageBus) -> None:
+    from llmgine.llm import ToolApprovalRequestedEvent
+
+    script = [
+        ScriptedProvider.call("double", call_id="d1", x=4),
+        "It is 8.",
+        ScriptedProvider.call("double", call_id="d2", x=5),
+        "Not computed.",
+    ]
+    engine = LLMEngine(bus, provider=ScriptedProvider(script))
+    engine.register_tool(double, requires_approval=True)
+    chat = ChatWidget(engine)
+    asked = asyncio.Event()
+    bus.register_event_handler(ToolApprovalRequestedEvent, lambda e: asked.set())
+
+    task = chat.send("double 4")
+    assert task is not None
+    await asyncio.wait_for(asked.wait(), 10)
+    (row,) = [c for c in chat.transcript.children if "llmgine-approval" in c._dom_classes]
+    label, approve_button, deny_button = row.children
+    assert "double(x=4)" in label.value and "waits for your approval" in label.value
+    assert chat.approvals.waiting == ["d1"]
+    approve_button.click()  # the button's method is chat.approve("d1")
+    await task
+    assert chat.history[-1] == ("assistant", "It is 8.")
+    assert row.children == (label,)
+    assert "approved" in label.value
+    assert chat.approvals.waiting == []
+
+    asked.clear()
+    task = chat.send("double 5")
+    assert task is not None
+    await asyncio.wait_for(asked.wait(), 10)
+    decided = await chat.deny(reason="too big")
+    assert decided.success
+    await task
+    assert chat.history[-1] == ("assistant", "Not computed.")
+    rows = [c for c in chat.transcript.children if "llmgine-approval" in c._dom_classes]
+    assert "denied: too big" in rows[-1].children[0].value
+    with pytest.raises(LookupError, match="no tool call of this chat panel is waiting"):
+        chat.approve()

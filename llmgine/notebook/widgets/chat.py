@@ -16,6 +16,7 @@ from llmgine.llm.events import LLMDeltaEvent, ToolCallEvent, ToolResultEvent
 from llmgine.messages.commands import CommandResult
 from llmgine.notebook.sync import cancel, spawn
 from llmgine.notebook.widgets._render import details, markdown
+from llmgine.notebook.widgets.approvals import ApprovalRows
 
 __all__ = ["ChatWidget"]
 
@@ -61,6 +62,8 @@ class ChatWidget(widgets.VBox):
         self._streamed = ""
         self._reply: widgets.HTML | None = None
         self._steps: dict[str, tuple[str, widgets.HTML]] = {}  # call id: (summary, step)
+        self.approvals = ApprovalRows(self)
+        """Tool calls waiting for approval, with Approve / Deny buttons in the transcript."""
         self._subscriptions = self._subscribe()
 
     def __repr__(self) -> str:
@@ -92,6 +95,16 @@ class ChatWidget(widgets.VBox):
         self._set_generating(True)
         self._task = spawn(self._run(command), loop=self.bus.loop)
         return self._task
+
+    def approve(self, call_id: str | None = None) -> asyncio.Future[CommandResult]:
+        """Approve a waiting tool call (default: the oldest); the Approve button's method."""
+        return self.approvals.decide(call_id, True)
+
+    def deny(
+        self, call_id: str | None = None, reason: str | None = None
+    ) -> asyncio.Future[CommandResult]:
+        """Deny a waiting tool call (default: the oldest); the Deny button's method."""
+        return self.approvals.decide(call_id, False, reason)
 
     def stop(self) -> None:
         """Stop the reply being generated (cancels its task); the text so far stays."""
@@ -156,6 +169,13 @@ class ChatWidget(widgets.VBox):
         self.history.append((role, text))
         self.transcript.children = (*self.transcript.children, widgets.HTML(body))
 
+    def _show_step(self, step: widgets.Widget) -> None:
+        """Add a tool step (or an approval row) above the reply being written."""
+        children = list(self.transcript.children)
+        index = children.index(self._reply) if self._reply in children else len(children)
+        children.insert(index, step)
+        self.transcript.children = tuple(children)
+
     def _set_generating(self, on: bool) -> None:
         self.input.disabled = on
         self.send_button.disabled = on
@@ -179,10 +199,7 @@ class ChatWidget(widgets.VBox):
             summary = f"tool · {event.tool_name}({arguments})"
             step = widgets.HTML(details(summary, "running…"))
             self._steps[event.call_id] = (summary, step)
-            children = list(self.transcript.children)
-            index = children.index(self._reply) if self._reply in children else len(children)
-            children.insert(index, step)
-            self.transcript.children = tuple(children)
+            self._show_step(step)
 
         def on_tool_result(event: ToolResultEvent) -> None:
             found = self._steps.get(event.call_id)
@@ -196,6 +213,7 @@ class ChatWidget(widgets.VBox):
             (LLMDeltaEvent, on_delta),
             (ToolCallEvent, on_tool_call),
             (ToolResultEvent, on_tool_result),
+            *self.approvals.subscriptions(),
         ]
         for event_type, handler in subscriptions:
             self.bus.register_event_handler(event_type, handler)
