@@ -307,9 +307,7 @@ def test_approve_and_deny_decide_calls_waiting_in_a_chat_panel(shell: Interactiv
     task = panel.send("weather in Oslo?")
     run_sync(wait_for_the_request())
     result = shell.run_cell("%llmgine approve w1")
-    assert "no tool call 'w1' is waiting for approval; waiting now: w2" in str(
-        result.error_in_exec
-    )
+    assert "no tool call 'w1' is waiting for approval; waiting now: w2" in str(result.error_in_exec)
     assert repr(magic(shell, "deny w2 not today")) == "denied get_weather (w2)"
     run_sync(task)
     assert panel.history[-1] == ("assistant", "No weather then.")

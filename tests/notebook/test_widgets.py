@@ -373,6 +373,7 @@ async def test_chat_panel_shows_a_waiting_call_with_approve_and_deny(bus: Messag
     await asyncio.wait_for(asked.wait(), 10)
     (row,) = [c for c in chat.transcript.children if "llmgine-approval" in c._dom_classes]
     label, approve_button, deny_button = row.children
+    assert deny_button.description == "Deny"
     assert "double(x=4)" in label.value and "waits for your approval" in label.value
     assert chat.approvals.waiting == ["d1"]
     approve_button.click()  # the button's method is chat.approve("d1")
