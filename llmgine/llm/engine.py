@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from llmgine.llm.approval import ToolApprovals
 from llmgine.llm.commands import ClearConversationCommand, PromptCommand, SetSystemPromptCommand
 from llmgine.llm.context import ConversationStore
 from llmgine.llm.events import LLMDeltaEvent, LLMResponseEvent, ToolCallEvent, ToolResultEvent
+from llmgine.llm.mcp import McpServer, McpServers
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.providers.resolve import provider_for
 from llmgine.llm.tools import Tool, ToolRegistry
@@ -87,6 +89,7 @@ class LLMEngine:
         bus.register_command_handler(ClearConversationCommand, self.handle_clear)
         bus.register_command_handler(SetSystemPromptCommand, self.handle_system_prompt)
         self.approvals = ToolApprovals(bus)  # handles ApproveToolCallCommand for this engine
+        self.mcp_servers = McpServers()
 
     def __repr__(self) -> str:
         tools = ", ".join(t.name for t in self.tools) or "no tools"
@@ -127,6 +130,52 @@ class LLMEngine:
             return f
 
         return register(fn) if fn is not None else register
+
+    async def add_mcp_server(
+        self,
+        command: Sequence[str] | None = None,
+        *,
+        url: str | None = None,
+        env: dict[str, str] | None = None,
+        name: str | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        timeout: float = 60.0,
+        requires_approval: bool = False,
+    ) -> McpServer:
+        """Start an MCP server (``command``, stdio) or join one (``url``, streamable HTTP).
+
+        Its tools are offered to the model beside the local ones (see :mod:`llmgine.llm.mcp`).
+
+        Args:
+            command: The server's command line, e.g. ``["mcp-server-time"]``.
+            url: A streamable-HTTP endpoint instead of a command.
+            env: Extra environment variables for the server process.
+            name: The server's name in tool lists and spans (default: its own name).
+            cwd: The server process's working directory.
+            timeout: Seconds one tool call may take.
+            requires_approval: Each call of its tools waits for ``ApproveToolCallCommand``.
+
+        Raises:
+            ConfigurationError: The server could not start, or its tool names are taken.
+        """
+        server = McpServer(command, url=url, env=env, cwd=cwd, name=name, timeout=timeout)
+        await self.mcp_servers.add(server, taken=[t.name for t in self.tools])
+        for mcp_tool in server.tools:
+            mcp_tool.requires_approval = requires_approval
+            self.tools.register(mcp_tool)
+        return server
+
+    async def remove_mcp_server(self, name: str) -> None:
+        """Stop the MCP server called ``name`` and withdraw its tools."""
+        server = await self.mcp_servers.remove(name)
+        for mcp_tool in server.tools:
+            if self.tools.get(mcp_tool.name) is mcp_tool:
+                self.tools.unregister(mcp_tool.name)
+
+    async def close(self) -> None:
+        """Stop the engine's MCP servers (their processes end); the engine stays usable."""
+        for server in list(self.mcp_servers):
+            await self.remove_mcp_server(server.name)
 
     # ------------------------------------------------------------ convenience
 
@@ -366,6 +415,8 @@ class LLMEngine:
             "gen_ai.tool.call.id": call.id,
             "gen_ai.tool.type": "function",
         }
+        if (known := self.tools.get(call.name)) is not None:
+            attributes.update(known.span_attributes)
         value: Any = None
         error: str | None = None
         start = time.perf_counter()

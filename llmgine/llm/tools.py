@@ -75,6 +75,11 @@ class Tool:
         return f"Tool({self.name!r})"
 
     @property
+    def span_attributes(self) -> dict[str, Any]:
+        """Extra attributes of this tool's ``TOOL`` spans (an MCP tool names its server)."""
+        return {}
+
+    @property
     def parameters(self) -> dict[str, Any]:
         """The JSON schema of the arguments."""
         schema = self.arguments_model.model_json_schema()
