@@ -53,6 +53,7 @@ class Runtime:
         elif old.bus is not bus:
             engine = self.engine = LLMEngine(bus, provider=old.provider, tools=list(old.tools))
             engine.approvals.timeout = old.approvals.timeout
+            engine.mcp_servers = old.mcp_servers  # their tools came over with old.tools
             for follower in list(self._followers):
                 follower.rebind(engine)
         else:

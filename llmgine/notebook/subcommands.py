@@ -157,6 +157,8 @@ def _stop(shell: Any, line: str, cell: str | None) -> Any:
     runtime = get_runtime()
     if runtime.bus is None or not runtime.bus.is_running:
         return Note("llmgine bus is not running")
+    if runtime.engine is not None and len(runtime.engine.mcp_servers):
+        run_sync(runtime.engine.close())  # MCP server processes end with the bus
     run_sync(runtime.bus.stop())
     return Note("llmgine bus stopped; its log is flushed and closed")
 
@@ -319,6 +321,12 @@ def _deny(shell: Any, line: str, cell: str | None) -> Any:
     return deny(shell, line, cell)
 
 
+def _mcp(shell: Any, line: str, cell: str | None) -> Any:
+    from llmgine.notebook.tool_subcommands import mcp
+
+    return mcp(shell, line, cell)
+
+
 # ----------------------------------------------------------------- widgets
 
 
@@ -454,6 +462,13 @@ SUBCOMMANDS: dict[str, Subcommand] = {
             "%llmgine deny call_1 not that file",
             "refuse a waiting tool call; the model is told why",
             _deny,
+        ),
+        Subcommand(
+            "mcp",
+            "mcp add -- CMD ARGS... | mcp add --url URL | mcp list | mcp remove NAME",
+            "%llmgine mcp add -- mcp-server-time",
+            "MCP tool servers (add: --name N, --approval, --env K=V, --timeout S)",
+            _mcp,
         ),
         Subcommand("ui", "ui", "%llmgine ui", "a chat panel for the default engine", _ui),
         Subcommand(

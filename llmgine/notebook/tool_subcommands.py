@@ -1,4 +1,4 @@
-"""``%llmgine approve`` / ``deny``: decide tool calls that wait for a person."""
+"""``%llmgine approve`` / ``deny`` (tool calls waiting for a person) and ``mcp`` (tool servers)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from typing import Any
 
 from llmgine.llm.approval import ApproveToolCallCommand
 from llmgine.notebook.runtime import get_runtime
-from llmgine.notebook.subcommands import MagicError, Note
+from llmgine.notebook.subcommands import MagicError, Note, _parser, _split
 from llmgine.notebook.sync import run_sync
 
-__all__ = ["approve", "deny"]
+__all__ = ["MCP_USAGE", "approve", "deny", "mcp"]
 
 
 def _decide(line: str, approve: bool) -> Note:
@@ -44,3 +44,74 @@ def approve(shell: Any, line: str, cell: str | None) -> Any:
 def deny(shell: Any, line: str, cell: str | None) -> Any:
     """``%llmgine deny [CALL_ID [REASON]]``: refuse a waiting tool call; the model is told."""
     return _decide(line, approve=False)
+
+
+def mcp(shell: Any, line: str, cell: str | None) -> Any:
+    """``%llmgine mcp add|list|remove``: MCP tool servers of the default engine."""
+    words = _split(line, "mcp")
+    action = words[0] if words else ""
+    command: list[str] = []
+    if "--" in words:  # everything after a lone `--` is the server's command line
+        cut = words.index("--")
+        words, command = words[:cut], words[cut + 1 :]
+    if action == "add":
+        return _mcp_add(words[1:], command)
+    if command:
+        raise MagicError(f"only `mcp add` takes a command after --; usage: %llmgine {MCP_USAGE}")
+    if action == "list" and len(words) == 1:
+        return _mcp_list()
+    if action == "remove" and len(words) == 2:
+        engine = get_runtime().get_engine()
+        run_sync(engine.remove_mcp_server(words[1]))
+        return Note(f"MCP server `{words[1]}` stopped; its tools are withdrawn")
+    raise MagicError(f"usage: %llmgine {MCP_USAGE}")
+
+
+MCP_USAGE = (
+    "mcp add [--name N] [--approval] [--env K=V] -- COMMAND ARGS... | mcp add --url URL "
+    "| mcp list | mcp remove NAME"
+)
+
+
+def _mcp_add(options: list[str], command: list[str]) -> Any:
+    parser = _parser("mcp add")
+    parser.add_argument("--name", default=None)
+    parser.add_argument("--url", default=None)
+    parser.add_argument("--approval", action="store_true")
+    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--env", action="append", default=[])
+    args = parser.parse_args(options)
+    if bool(command) == bool(args.url):
+        raise MagicError(
+            "give the server's command after `--` (`%llmgine mcp add -- mcp-server-time`) "
+            "or its --url, not both"
+        )
+    env: dict[str, str] = {}
+    for item in args.env:
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            raise MagicError(f"--env takes KEY=VALUE; got {item.split('=')[0]!r}")
+        env[key] = value
+    engine = get_runtime().get_engine()
+    server = run_sync(
+        engine.add_mcp_server(
+            command or None,
+            url=args.url,
+            env=env or None,
+            name=args.name,
+            timeout=args.timeout,
+            requires_approval=args.approval,
+        )
+    )
+    tools = ", ".join(f"`{t.name}`" for t in server.tools) or "none"
+    return Note(f"MCP server `{server.name}` added; tools: {tools}")
+
+
+def _mcp_list() -> Any:
+    servers = list(get_runtime().get_engine().mcp_servers)
+    if not servers:
+        return Note("no MCP servers yet (`%llmgine mcp add -- COMMAND ARGS...`)")
+    rows = [
+        f"| `{s.name}` | `{s.target}` | {', '.join(t.name for t in s.tools)} |" for s in servers
+    ]
+    return Note("\n".join(["| server | command or URL | tools |", "|---|---|---|", *rows]))

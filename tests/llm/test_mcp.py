@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,47 @@ pytestmark = pytest.mark.timeout(120)
 
 TIME_SERVER = [sys.executable, "-m", "mcp_server_time", "--local-timezone", "UTC"]
 GIT_SERVER = [sys.executable, "-m", "mcp_server_git"]
+
+
+# mcp-server-time's own server object, served over streamable HTTP instead of stdio.
+HTTP_TIME_SERVER = (
+    "import sys; from mcp_server_time.server import create_server; "
+    "create_server('UTC').run('streamable-http', host='127.0.0.1', port=int(sys.argv[1]))"
+)
+
+
+@pytest.fixture(scope="module")
+def time_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """mcp-server-time over streamable HTTP on 127.0.0.1, stopped by pid afterwards."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    log_path = tmp_path_factory.mktemp("mcp-http") / "server.log"
+    log = log_path.open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-c", HTTP_TIME_SERVER, str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"the MCP HTTP server exited early:\n{log_path.read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"the MCP HTTP server did not start:\n{log_path.read_text()}")
+                time.sleep(0.1)  # polling a server process that is starting up, not the bus
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+        log.close()
 
 
 def _children() -> set[int]:
@@ -227,3 +270,26 @@ async def test_names_are_unique_and_remove_withdraws_the_tools(bus: MessageBus) 
 def test_urls_never_show_their_credentials() -> None:
     assert safe_url("https://user:s3cret@mcp.example.org/mcp") == "https://mcp.example.org/mcp"
     assert safe_url("http://127.0.0.1:8000/mcp") == "http://127.0.0.1:8000/mcp"
+
+
+async def test_a_streamable_http_server_by_url(bus: MessageBus, time_server_url: str) -> None:
+    script = [
+        ScriptedProvider.call(
+            "convert_time", source_timezone="UTC", time="12:00", target_timezone="Asia/Tokyo"
+        ),
+        "Noon in UTC is nine in the evening in Tokyo.",
+    ]
+    engine = LLMEngine(bus, provider=ScriptedProvider(script))
+    results = _results(bus)
+    with_credentials = time_server_url.replace("http://", "http://someone:s3cret@")
+    server = await engine.add_mcp_server(url=with_credentials, name="http-clock")
+    try:
+        assert "s3cret" not in repr(server) and "s3cret" not in server.target
+        reply = await bus.execute(PromptCommand(prompt="noon UTC in Tokyo?"))
+        assert reply.result == "Noon in UTC is nine in the evening in Tokyo."
+        await bus.wait_for_events()
+        assert results[0].error is None
+        assert results[0].result["target"]["datetime"].endswith("T21:00:00+09:00")
+    finally:
+        await engine.close()
+    assert not server.connected

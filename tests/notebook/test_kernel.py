@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,9 @@ CELLS = [
 ]
 
 
-def run_notebook(tmp_path: Path) -> Any:
+def run_notebook(tmp_path: Path, cells: list[str] = CELLS) -> Any:
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
     client = NotebookClient(
         nb,
         timeout=120,
@@ -80,8 +81,8 @@ def test_a_notebook_using_the_magics_runs_in_a_real_kernel(tmp_path: Path) -> No
     assert error.ename == "MagicError"
     assert error.traceback == [
         "llmgine: unknown subcommand 'frobnicate'; use one of: start, stop, status, register, "
-        "handlers, execute, publish, chat, model, tools, approve, deny, ui, monitor, form, log, "
-        "metrics, spans, commands, help (`%llmgine help`)"
+        "handlers, execute, publish, chat, model, tools, approve, deny, mcp, ui, monitor, form, "
+        "log, metrics, spans, commands, help (`%llmgine help`)"
     ]
     assert text(cells[12]) == "2"  # the kernel is still usable
     assert text(cells[13]) == "llmgine bus stopped; its log is flushed and closed"
@@ -91,3 +92,27 @@ def test_a_notebook_using_the_magics_runs_in_a_real_kernel(tmp_path: Path) -> No
     assert types.count("PingedEvent") == 1
     assert types.count("PromptCommand") == 2
     assert types.count("LLMResponseEvent") == 2
+
+
+def test_an_mcp_server_added_in_a_kernel_answers_chats_and_stops_with_the_bus(
+    tmp_path: Path,
+) -> None:
+    cells = [
+        "%load_ext llmgine",
+        "%llmgine start --log-file mcp.jsonl --quiet",
+        f"%llmgine mcp add -- {sys.executable} -m mcp_server_time --local-timezone UTC",
+        "%llmgine chat What does get_current_time say for timezone=Asia/Tokyo?",
+        "%llmgine mcp list",
+        "%llmgine stop",
+        "%llmgine mcp list",
+    ]
+    nb = run_notebook(tmp_path, cells)
+    errors = [c for c in nb.cells if any(o.output_type == "error" for o in c.outputs)]
+    assert errors == []
+    added, chat, listed, _, after = (text(c) for c in nb.cells[2:])
+    assert added == "MCP server `mcp-time` added; tools: `get_current_time`, `convert_time`"
+    assert '"timezone": "Asia/Tokyo"' in chat
+    assert "| `mcp-time` |" in listed
+    assert after.startswith("no MCP servers yet")  # stop ended the server
+    log = (tmp_path / "logs" / "mcp.jsonl").read_text()
+    assert '"mcp.server":"mcp-time"' in log.replace(" ", "")

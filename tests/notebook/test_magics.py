@@ -319,3 +319,60 @@ def test_approve_and_deny_decide_calls_waiting_in_a_chat_panel(shell: Interactiv
     assert "give the call id: `%llmgine approve CALL_ID`; waiting for approval: none" in str(
         result.error_in_exec
     )
+
+
+def test_mcp_add_list_and_remove_a_real_server(shell: InteractiveShell) -> None:
+    import sys
+
+    magic(shell, "start --quiet")
+    note = magic(shell, f"mcp add --name clock -- {sys.executable} -m mcp_server_time")
+    assert repr(note) == "MCP server `clock` added; tools: `get_current_time`, `convert_time`"
+    listed = repr(magic(shell, "mcp list"))
+    assert "| `clock` |" in listed and "mcp_server_time" in listed
+    assert "get_current_time, convert_time" in listed
+    with capture_output() as captured:
+        magic(shell, "chat get_current_time timezone=Europe/Oslo")
+    assert '"timezone": "Europe/Oslo"' in captured.outputs[0].data["text/plain"]
+    assert repr(magic(shell, "mcp remove clock")) == (
+        "MCP server `clock` stopped; its tools are withdrawn"
+    )
+    assert repr(magic(shell, "mcp list")).startswith("no MCP servers yet")
+    assert "get_current_time" not in get_engine().tools
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("mcp", "usage: %llmgine mcp add"),
+        ("mcp frob", "usage: %llmgine mcp add"),
+        ("mcp add", "give the server's command after `--`"),
+        ("mcp add --url http://127.0.0.1:9/mcp -- x", "or its --url, not both"),
+        ("mcp add --env SECRET -- x", "--env takes KEY=VALUE; got 'SECRET'"),
+        ("mcp remove", "usage: %llmgine mcp add"),
+        ("mcp remove nope", "no MCP server named 'nope'; added servers: none"),
+        ("mcp list -- x", "only `mcp add` takes a command after --"),
+        (
+            "mcp add -- no-such-mcp-server-xyz",
+            "could not start MCP server 'no-such-mcp-server-xyz'",
+        ),
+    ],
+)
+def test_mcp_mistakes_are_one_line(shell: InteractiveShell, line: str, message: str) -> None:
+    magic(shell, "start --quiet")
+    result = shell.run_cell(f"%llmgine {line}")
+    assert isinstance(result.error_in_exec, MagicError)
+    assert message in str(result.error_in_exec)
+
+
+def test_stop_ends_the_mcp_server_processes(shell: InteractiveShell) -> None:
+    import sys
+
+    magic(shell, "start --quiet")
+    magic(shell, f"mcp add --env TZ_SECRET=hunter2 -- {sys.executable} -m mcp_server_time")
+    (server,) = get_engine().mcp_servers
+    assert "hunter2" not in repr(server) and "TZ_SECRET" in repr(server)
+    assert "hunter2" not in repr(magic(shell, "mcp list"))
+    assert server.connected
+    magic(shell, "stop")
+    assert not server.connected
+    assert len(get_engine().mcp_servers) == 0
