@@ -395,3 +395,21 @@ async def test_chat_panel_shows_a_waiting_call_with_approve_and_deny(bus: Messag
     assert "denied: too big" in rows[-1].children[0].value
     with pytest.raises(LookupError, match="no tool call of this chat panel is waiting"):
         chat.approve()
+
+
+@pytest.mark.timeout(60)
+async def test_chat_panel_shows_an_mcp_tool_step(bus: MessageBus) -> None:
+    import sys
+
+    engine = LLMEngine(bus, model="offline")
+    await engine.add_mcp_server(command=[sys.executable, "-m", "mcp_server_time"], name="clock")
+    try:
+        chat = ChatWidget(engine)
+        task = chat.send("get_current_time timezone=America/Lima")
+        assert task is not None
+        await task
+    finally:
+        await engine.close()
+    step = next(c for c in chat.transcript.children if "<details>" in c.value)
+    assert "get_current_time(timezone=&#x27;America/Lima&#x27;)" in step.value
+    assert "America/Lima" in chat.history[-1][1]
