@@ -186,7 +186,8 @@ def test_a_failed_chat_is_one_line(shell: InteractiveShell) -> None:
     get_engine().provider = ScriptedProvider([])  # no replies: the provider fails
     with capture_output() as captured:
         result = shell.run_cell("%llmgine chat hello")
-    assert "no replies left" in str(result.error_in_exec)
+    assert "answers only with the replies it is given" in str(result.error_in_exec)
+    assert "get_engine().provider.add(" in str(result.error_in_exec)
     assert captured.stdout.strip().startswith("llmgine: The prompt failed")
 
 
