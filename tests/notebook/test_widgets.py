@@ -413,3 +413,45 @@ async def test_chat_panel_shows_an_mcp_tool_step(bus: MessageBus) -> None:
     step = next(c for c in chat.transcript.children if "<details>" in c.value)
     assert "get_current_time(timezone=&#x27;America/Lima&#x27;)" in step.value
     assert "America/Lima" in chat.history[-1][1]
+
+
+def test_markdown_stream_renders_finished_blocks_once_and_matches_the_whole() -> None:
+    from llmgine.notebook.widgets._render import MarkdownStream, markdown
+
+    text = (
+        "# Title\n\nA paragraph with **bold**.\n\n```python\nx = 1\n\n\ny = 2\n```\n\n"
+        "- one\n- two\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n" + "More text. " * 50
+    )
+    for size in (1, 3, 17):
+        stream, pieces, tail = MarkdownStream(), [], ""
+        unfinished: list[int] = []
+        for i in range(0, len(text), size):
+            frozen, tail = stream.feed(text[i : i + size])
+            pieces += frozen
+            unfinished.append(len(stream.text) - stream._start)
+        assert "".join(pieces) + tail == markdown(text)
+        # Only the growing last block is rendered again: never more than the last paragraph.
+        assert max(unfinished) <= len("More text. " * 50) + size
+
+
+async def test_a_long_streamed_reply_freezes_finished_paragraphs(bus: MessageBus) -> None:
+    reply = "\n\n".join(f"Paragraph {i} with *emphasis*." for i in range(6))
+    chat = ChatWidget(LLMEngine(bus, provider=ScriptedProvider([reply])))
+    sizes: list[int] = []
+    bus.register_event_handler(
+        LLMDeltaEvent, lambda e: sizes.append(len(chat.transcript.children[-1].value))
+    )
+    task = chat.send("go")
+    assert task is not None
+    await task
+    # While streaming, the live block held one paragraph at most, not the whole reply so far.
+    assert max(sizes) < len(markdown_html(reply)) / 2
+    assert chat._frozen == []  # the finished reply is one block again
+    assert chat.transcript.children[-1].value.count("<em>emphasis</em>") == 6
+    assert len(chat.transcript.children) == 2  # the prompt and the reply
+
+
+def markdown_html(text: str) -> str:
+    from llmgine.notebook.widgets._render import markdown
+
+    return markdown(text)

@@ -15,7 +15,7 @@ from llmgine.llm.engine import LLMEngine
 from llmgine.llm.events import LLMDeltaEvent, ToolCallEvent, ToolResultEvent
 from llmgine.messages.commands import CommandResult
 from llmgine.notebook.sync import cancel, spawn
-from llmgine.notebook.widgets._render import details, markdown
+from llmgine.notebook.widgets._render import MarkdownStream, details, markdown
 from llmgine.notebook.widgets.approvals import ApprovalRows
 
 __all__ = ["ChatWidget"]
@@ -61,6 +61,8 @@ class ChatWidget(widgets.VBox):
         self._prompt_id: UUID | None = None
         self._streamed = ""
         self._reply: widgets.HTML | None = None
+        self._rendered = MarkdownStream()
+        self._frozen: list[widgets.HTML] = []  # finished blocks of the reply being streamed
         self._steps: dict[str, tuple[str, widgets.HTML]] = {}  # call id: (summary, step)
         self.approvals = ApprovalRows(self)
         """Tool calls waiting for approval, with Approve / Deny buttons in the transcript."""
@@ -91,6 +93,7 @@ class ChatWidget(widgets.VBox):
         command = PromptCommand(prompt=prompt, conversation_id=self.conversation_id, stream=True)
         self._prompt_id = command.id
         self._streamed = ""
+        self._rendered = MarkdownStream()
         self._steps = {}
         self._set_generating(True)
         self._task = spawn(self._run(command), loop=self.bus.loop)
@@ -160,6 +163,11 @@ class ChatWidget(widgets.VBox):
             body = f"<div style='color:#b00020;{_REPLY_STYLE}'>⚠ {html.escape(text)}</div>"
         else:
             body = f"<div style='{_REPLY_STYLE}'>{markdown(text)}</div>"
+        if self._frozen:  # the reply is shown whole again, in one block
+            self.transcript.children = tuple(
+                c for c in self.transcript.children if c not in self._frozen
+            )
+            self._frozen = []
         if self._reply is not None:
             self._reply.value = body
         self.history.append((role, text))
@@ -187,7 +195,12 @@ class ChatWidget(widgets.VBox):
         def on_delta(event: LLMDeltaEvent) -> None:
             if event.prompt_id == self._prompt_id and self._reply is not None:
                 self._streamed += event.delta
-                self._reply.value = f"<div style='{_REPLY_STYLE}'>{markdown(self._streamed)}</div>"
+                frozen, tail = self._rendered.feed(event.delta)  # linear, not quadratic
+                for html_ in frozen:
+                    block = widgets.HTML(f"<div style='{_REPLY_STYLE}'>{html_}</div>")
+                    self._frozen.append(block)
+                    self._show_step(block)
+                self._reply.value = f"<div style='{_REPLY_STYLE}'>{tail}</div>"
 
         def on_tool_call(event: ToolCallEvent) -> None:
             if event.prompt_id != self._prompt_id:
