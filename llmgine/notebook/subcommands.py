@@ -270,8 +270,11 @@ def _chat(shell: Any, line: str, cell: str | None) -> Any:
         await engine.bus.wait_for_events()
         return text
 
+    from llmgine.notebook.tool_subcommands import approvals_asked_in_the_cell
+
     try:
-        text = run_sync(stream())
+        with approvals_asked_in_the_cell(engine):  # the busy cell asks on its input line
+            text = run_sync(stream())
     except CommandFailedError as exc:
         raise MagicError(str(exc)) from None
     # In a notebook the live area is blanked and the reply shown once more as a plain output,

@@ -2,14 +2,53 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
-from llmgine.llm.approval import ApproveToolCallCommand
+from llmgine.llm.approval import ApproveToolCallCommand, ToolApprovalRequestedEvent
+from llmgine.llm.engine import LLMEngine
 from llmgine.notebook.runtime import get_runtime
 from llmgine.notebook.subcommands import MagicError, Note, _parser, _split
 from llmgine.notebook.sync import run_sync
 
-__all__ = ["MCP_USAGE", "approve", "deny", "mcp"]
+__all__ = ["MCP_USAGE", "approvals_asked_in_the_cell", "approve", "deny", "mcp"]
+
+NO_STDIN = (
+    "this notebook cannot answer questions while a cell runs; approve tool calls in the chat "
+    "panel (`%llmgine ui`) instead of a `%llmgine chat` cell"
+)
+
+
+@contextlib.contextmanager
+def approvals_asked_in_the_cell(engine: LLMEngine) -> Iterator[None]:
+    """While a chat cell runs, ask for each tool approval on its input line ([y/N]).
+
+    The cell is busy, so no button or other cell could answer: without an input line
+    (a notebook run by nbclient, say) the call is denied at once, saying why, instead
+    of waiting for the approval timeout.
+    """
+    from llmgine.notebook.widgets.approvals import call_summary
+
+    async def ask(event: ToolApprovalRequestedEvent) -> None:
+        question = f"{call_summary(event.tool_name, event.arguments)}: run it? [y/N] "
+        reason: str | None
+        try:
+            # Blocking is intended: the cell is busy until the prompt ends anyway.
+            answer = input(question)  # noqa: ASYNC250
+        except Exception:  # no stdin here (StdinNotImplementedError, captured streams)
+            approve, reason = False, NO_STDIN
+        else:
+            approve = answer.strip().lower() in ("y", "yes")
+            reason = None if approve else (answer.strip() or "denied in the chat cell")
+        command = ApproveToolCallCommand(call_id=event.call_id, approve=approve, reason=reason)
+        await engine.bus.execute(command)
+
+    engine.bus.register_event_handler(ToolApprovalRequestedEvent, ask)
+    try:
+        yield
+    finally:
+        engine.bus.unregister_event_handler(ToolApprovalRequestedEvent, ask)
 
 
 def _decide(line: str, approve: bool) -> Note:

@@ -105,11 +105,16 @@ def test_an_mcp_server_added_in_a_kernel_answers_chats_and_stops_with_the_bus(
         "%llmgine mcp list",
         "%llmgine stop",
         "%llmgine mcp list",
+        f"%llmgine mcp add --approval --name guarded -- {sys.executable} -m mcp_server_time",
+        "%llmgine chat get_current_time timezone=Europe/Rome",
     ]
     nb = run_notebook(tmp_path, cells)
     errors = [c for c in nb.cells if any(o.output_type == "error" for o in c.outputs)]
     assert errors == []
-    added, chat, listed, _, after = (text(c) for c in nb.cells[2:])
+    added, chat, listed, _, after, _, guarded = (text(c) for c in nb.cells[2:])
+    # nbclient gives the kernel no input line: the approval is denied at once, saying why.
+    assert "get_current_time was not run: the user denied the call" in guarded
+    assert "approve tool calls in the chat panel" in guarded
     assert added == "MCP server `mcp-time` added; tools: `get_current_time`, `convert_time`"
     assert '"timezone": "Asia/Tokyo"' in chat
     assert "| `mcp-time` |" in listed

@@ -377,3 +377,41 @@ def test_stop_ends_the_mcp_server_processes(shell: InteractiveShell) -> None:
     magic(shell, "stop")
     assert not server.connected
     assert len(get_engine().mcp_servers) == 0
+
+
+def test_a_chat_cell_asks_for_approval_on_its_input_line(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+
+    magic(shell, "start --quiet")
+    magic(shell, "tools --approval get_weather")
+    asked: list[str] = []
+    answers = iter(["y", "no thanks"])
+
+    def answer(question: str) -> str:
+        asked.append(question)
+        return next(answers)
+
+    monkeypatch.setattr(builtins, "input", answer)
+    with capture_output() as captured:
+        magic(shell, "chat What is the weather in Paris?")
+        magic(shell, "chat What is the weather in Rome?")
+    assert asked == [
+        "tool · get_weather(city='Paris'): run it? [y/N] ",
+        "tool · get_weather(city='Rome'): run it? [y/N] ",
+    ]
+    first, second = (o.data["text/plain"] for o in captured.outputs)
+    assert "get_weather returned Sunny in Paris" in first
+    assert "the user denied the call: no thanks" in second
+
+
+def test_without_an_input_line_a_chat_cell_denies_at_once(shell: InteractiveShell) -> None:
+    magic(shell, "start --quiet")
+    magic(shell, "tools --approval get_weather")
+    get_engine().approvals.timeout = 600  # the denial must not wait for this
+    with capture_output() as captured:  # pytest's captured stdin cannot be read
+        magic(shell, "chat What is the weather in Paris?")
+    reply = captured.outputs[0].data["text/plain"]
+    assert "cannot answer questions while a cell runs" in reply
+    assert "%llmgine ui" in reply
