@@ -455,3 +455,26 @@ def markdown_html(text: str) -> str:
     from llmgine.notebook.widgets._render import markdown
 
     return markdown(text)
+
+
+async def test_stopping_a_reply_that_waits_for_approval_removes_its_buttons(
+    bus: MessageBus,
+) -> None:
+    from llmgine.llm import ToolApprovalRequestedEvent
+
+    engine = LLMEngine(bus, provider=ScriptedProvider([ScriptedProvider.call("double", x=1)]))
+    engine.register_tool(double, requires_approval=True)
+    chat = ChatWidget(engine)
+    asked = asyncio.Event()
+    bus.register_event_handler(ToolApprovalRequestedEvent, lambda e: asked.set())
+    task = chat.send("double 1")
+    assert task is not None
+    await asyncio.wait_for(asked.wait(), 10)
+    chat.stop()
+    await task  # the panel handles the cancellation: "[stopped]"
+    assert chat.history[-1][0] == "stopped"
+    (row,) = [c for c in chat.transcript.children if "llmgine-approval" in c._dom_classes]
+    assert len(row.children) == 1
+    assert "not run: the reply was stopped" in row.children[0].value
+    assert chat.approvals.waiting == []
+    assert engine.approvals.pending == []

@@ -89,6 +89,14 @@ class ApprovalRows:
         self.waiting.append(event.call_id)
         self.panel._show_step(row)
 
+    def abandon(self) -> None:
+        """The reply ended (stopped) with calls still waiting: their buttons go away."""
+        for call_id in self.waiting:
+            summary, label, row = self.rows[call_id]
+            label.value = f"<code>{html.escape(summary)}</code> not run: the reply was stopped"
+            row.children = (label,)
+        self.waiting.clear()
+
     def on_decided(self, event: ToolApprovalDecidedEvent) -> None:
         """Replace the buttons by the decision."""
         found = self.rows.get(event.call_id)

@@ -159,6 +159,7 @@ class ChatWidget(widgets.VBox):
 
     def _finish(self, role: str, text: str) -> None:
         self._prompt_id = None
+        self.approvals.abandon()  # a stopped reply leaves no live Approve buttons behind
         if role == "error":
             body = f"<div style='color:#b00020;{_REPLY_STYLE}'>⚠ {html.escape(text)}</div>"
         else:
