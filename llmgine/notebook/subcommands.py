@@ -254,19 +254,22 @@ def _chat(shell: Any, line: str, cell: str | None) -> Any:
     if not prompt.strip():
         raise MagicError("give a prompt: `%llmgine chat Hello!` or a `%%llmgine chat` cell")
     engine = get_runtime().get_engine()
-    live = getattr(shell, "kernel", None) is not None  # a notebook updates one output in place
+    kernel = getattr(shell, "kernel", None)
+    # Stream into one output updated in place only for a person at an interactive frontend
+    # (it sends allow_stdin); runs by nbclient/nbval get the reply once, as they compare it.
+    live = bool(getattr(kernel, "_allow_stdin", False))
+    area: list[Any] = []  # the live output, made at the first piece of text
 
     async def stream() -> str:
-        handle = display(Markdown(""), display_id=True) if live else None
         text = ""
-        try:
-            async for piece in engine.stream(prompt, **options):
-                text += piece
-                if handle is not None:
-                    handle.update(Markdown(text))
-        finally:
-            if handle is not None:
-                handle.update(Markdown(""))
+        async for piece in engine.stream(prompt, **options):
+            text += piece
+            if not live:
+                continue
+            if area:
+                area[0].update(Markdown(text))
+            else:
+                area.append(display(Markdown(text), display_id=True))
         await engine.bus.wait_for_events()
         return text
 
@@ -277,9 +280,10 @@ def _chat(shell: Any, line: str, cell: str | None) -> Any:
             text = run_sync(stream())
     except CommandFailedError as exc:
         raise MagicError(str(exc)) from None
-    # In a notebook the live area is blanked and the reply shown once more as a plain output,
-    # so the saved notebook holds it even for readers that ignore display updates (nbval).
-    display(Markdown(text) if live else Note(text))
+    if area:
+        area[0].update(Markdown(text))  # the live output is the reply: one output, no blank
+    else:
+        display(Markdown(text) if kernel is not None else Note(text))
     return None
 
 

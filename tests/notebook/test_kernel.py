@@ -73,6 +73,7 @@ def test_a_notebook_using_the_magics_runs_in_a_real_kernel(tmp_path: Path) -> No
     assert text(cells[4]) == "40"
     assert text(cells[5]) == "50"  # top-level await on the kernel's own loop
     assert text(cells[7]) == "[7]"  # the event was handled between cells
+    assert len(cells[8].outputs) == 1  # the reply alone: no blank live area saved before it
     assert 'You said: "Hello {there} $x"' in text(cells[8])
     assert "offline model" in text(cells[8])
     assert 'You said: "Is it sunny in Paris?"' in text(cells[9])  # not a help request
@@ -121,3 +122,31 @@ def test_an_mcp_server_added_in_a_kernel_answers_chats_and_stops_with_the_bus(
     assert after.startswith("no MCP servers yet")  # stop ended the server
     log = (tmp_path / "logs" / "mcp.jsonl").read_text()
     assert '"mcp.server":"mcp-time"' in log.replace(" ", "")
+
+
+def test_an_interactive_frontend_sees_the_reply_stream_into_one_output(tmp_path: Path) -> None:
+    from jupyter_client.manager import start_new_kernel
+
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    messages: list[dict[str, Any]] = []
+    try:
+        client.execute_interactive("%load_ext llmgine\n%llmgine start --quiet", timeout=60)
+        reply = client.execute_interactive(
+            "%llmgine chat Tell me about streams",
+            timeout=60,
+            allow_stdin=True,  # as JupyterLab sends it
+            output_hook=messages.append,
+        )
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert reply["content"]["status"] == "ok"
+    kinds = [m["msg_type"] for m in messages if m["msg_type"] != "status"]
+    assert kinds.count("display_data") == 1  # one output, made at the first piece of text
+    assert kinds.count("update_display_data") >= 2  # then updated in place as text arrives
+    (shown,) = [m for m in messages if m["msg_type"] == "display_data"]
+    last = [m for m in messages if m["msg_type"] == "update_display_data"][-1]
+    assert shown["content"]["data"]["text/markdown"]  # never an empty output
+    final = last["content"]["data"]["text/markdown"]
+    assert 'You said: "Tell me about streams"' in final
+    assert final.endswith('"openai:gpt-4o-mini".')
