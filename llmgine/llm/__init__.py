@@ -10,6 +10,7 @@ from llmgine.llm.commands import ClearConversationCommand, PromptCommand, SetSys
 from llmgine.llm.context import Conversation, ConversationStore
 from llmgine.llm.engine import LLMEngine
 from llmgine.llm.events import LLMDeltaEvent, LLMResponseEvent, ToolCallEvent, ToolResultEvent
+from llmgine.llm.mcp import McpServer, McpServers, McpTool
 from llmgine.llm.providers import (
     OfflineProvider,
     OpenAIProvider,
@@ -33,6 +34,9 @@ __all__ = [
     "LLMEngine",
     "LLMRequest",
     "LLMResponseEvent",
+    "McpServer",
+    "McpServers",
+    "McpTool",
     "OfflineProvider",
     "OpenAIProvider",
     "PromptCommand",
