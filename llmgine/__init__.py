@@ -37,6 +37,7 @@ from llmgine.errors import (
     ToolError,
 )
 from llmgine.llm import (
+    ApproveToolCallCommand,
     ChatMessage,
     ClearConversationCommand,
     Completion,
@@ -46,6 +47,9 @@ from llmgine.llm import (
     LLMEngine,
     LLMRequest,
     LLMResponseEvent,
+    McpServer,
+    McpServers,
+    McpTool,
     OfflineProvider,
     OpenAIProvider,
     PromptCommand,
@@ -55,6 +59,9 @@ from llmgine.llm import (
     SetSystemPromptCommand,
     StreamChunk,
     Tool,
+    ToolApprovalDecidedEvent,
+    ToolApprovalRequestedEvent,
+    ToolApprovals,
     ToolCall,
     ToolCallEvent,
     ToolRegistry,
@@ -103,6 +110,7 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 __all__ = [
+    "ApproveToolCallCommand",
     "BusSession",
     "BusStateError",
     "BusStats",
@@ -132,6 +140,9 @@ __all__ = [
     "LocalTransport",
     "LogFormatError",
     "LogSourceError",
+    "McpServer",
+    "McpServers",
+    "McpTool",
     "Message",
     "MessageBus",
     "Metric",
@@ -160,6 +171,9 @@ __all__ = [
     "StreamChunk",
     "StructuredOutputError",
     "Tool",
+    "ToolApprovalDecidedEvent",
+    "ToolApprovalRequestedEvent",
+    "ToolApprovals",
     "ToolCall",
     "ToolCallEvent",
     "ToolError",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 from uuid import UUID
 
@@ -22,9 +23,11 @@ from llmgine.errors import (
     StructuredOutputError,
     ToolError,
 )
+from llmgine.llm.approval import ToolApprovals
 from llmgine.llm.commands import ClearConversationCommand, PromptCommand, SetSystemPromptCommand
 from llmgine.llm.context import ConversationStore
 from llmgine.llm.events import LLMDeltaEvent, LLMResponseEvent, ToolCallEvent, ToolResultEvent
+from llmgine.llm.mcp import McpServer, McpServers
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.providers.resolve import provider_for
 from llmgine.llm.structured import correction, output_schema, parse_output, with_json_instruction
@@ -121,6 +124,8 @@ class LLMEngine:
         self._providers: dict[str, Provider] = {}
         self._sinks: dict[UUID, asyncio.Queue[str | None]] = {}
         self._register(bus)
+        self.approvals = ToolApprovals(bus)  # handles ApproveToolCallCommand for this engine
+        self.mcp_servers = McpServers()
 
     def _register(self, bus: MessageBus) -> None:
         """Become the bus's engine; a second engine on a bus replaces the first, loudly."""
@@ -175,14 +180,76 @@ class LLMEngine:
         for provider in (self.provider, *self._providers.values()):
             await provider.aclose()
 
-    def register_tool(self, fn: Callable[..., Any] | Tool) -> Tool:
-        """Offer ``fn`` to the model as a tool; returns its :class:`Tool`."""
-        return self.tools.register(fn)
+    def register_tool(
+        self, fn: Callable[..., Any] | Tool, *, requires_approval: bool = False
+    ) -> Tool:
+        """Offer ``fn`` to the model as a tool; returns its :class:`Tool`.
 
-    def tool(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Decorator form of :meth:`register_tool`; the function is returned unchanged."""
-        self.register_tool(fn)
-        return fn
+        With ``requires_approval=True`` each call waits for an ``ApproveToolCallCommand``
+        (see :mod:`llmgine.llm.approval`; the wait is ``engine.approvals.timeout``).
+        """
+        registered = self.tools.register(fn)
+        if requires_approval:
+            registered.requires_approval = True
+        return registered
+
+    def tool(self, fn: Callable[..., Any] | None = None, *, requires_approval: bool = False) -> Any:
+        """Decorator form of :meth:`register_tool`; the function is returned unchanged.
+
+        Use it bare (``@engine.tool``) or with options (``@engine.tool(requires_approval=True)``).
+        """
+
+        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+            self.register_tool(f, requires_approval=requires_approval)
+            return f
+
+        return register(fn) if fn is not None else register
+
+    async def add_mcp_server(
+        self,
+        command: Sequence[str] | None = None,
+        *,
+        url: str | None = None,
+        env: dict[str, str] | None = None,
+        name: str | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        timeout: float = 60.0,
+        requires_approval: bool = False,
+    ) -> McpServer:
+        """Start an MCP server (``command``, stdio) or join one (``url``, streamable HTTP).
+
+        Its tools are offered to the model beside the local ones (see :mod:`llmgine.llm.mcp`).
+
+        Args:
+            command: The server's command line, e.g. ``["mcp-server-time"]``.
+            url: A streamable-HTTP endpoint instead of a command.
+            env: Extra environment variables for the server process.
+            name: The server's name in tool lists and spans (default: its own name).
+            cwd: The server process's working directory.
+            timeout: Seconds one tool call may take.
+            requires_approval: Each call of its tools waits for ``ApproveToolCallCommand``.
+
+        Raises:
+            ConfigurationError: The server could not start, or its tool names are taken.
+        """
+        server = McpServer(command, url=url, env=env, cwd=cwd, name=name, timeout=timeout)
+        await self.mcp_servers.add(server, taken=[t.name for t in self.tools])
+        for mcp_tool in server.tools:
+            mcp_tool.requires_approval = requires_approval
+            self.tools.register(mcp_tool)
+        return server
+
+    async def remove_mcp_server(self, name: str) -> None:
+        """Stop the MCP server called ``name`` and withdraw its tools."""
+        server = await self.mcp_servers.remove(name)
+        for mcp_tool in server.tools:
+            if self.tools.get(mcp_tool.name) is mcp_tool:
+                self.tools.unregister(mcp_tool.name)
+
+    async def close(self) -> None:
+        """Stop the engine's MCP servers (their processes end); the engine stays usable."""
+        for server in list(self.mcp_servers):
+            await self.remove_mcp_server(server.name)
 
     # ------------------------------------------------------------ convenience
 
@@ -543,6 +610,8 @@ class LLMEngine:
             "gen_ai.tool.call.id": call.id,
             "gen_ai.tool.type": "function",
         }
+        if (known := self.tools.get(call.name)) is not None:
+            attributes.update(known.span_attributes)
         value: Any = None
         error: str | None = None
         start = time.perf_counter()
@@ -552,6 +621,9 @@ class LLMEngine:
                 if tool is None:
                     available = ", ".join(t.name for t in self.tools) or "none"
                     raise ToolError(f"unknown tool {call.name!r}; available tools: {available}")
+                if tool.requires_approval:
+                    tool.validate(call.arguments)  # a person only sees calls that could run
+                    await self.approvals.check(call, command.conversation_id, command.id)
                 value = await tool.run(call.arguments)
             except ToolError as exc:
                 error = str(exc)

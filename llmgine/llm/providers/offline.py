@@ -271,8 +271,10 @@ class OfflineProvider(Provider):
         tool_hint = (
             f" I can call your tools when you name one ({', '.join(tools)})." if tools else ""
         )
+        tokens = count_tokens(text)
         reply = (
-            f'You said: "{quoted}" ({count_tokens(text)} tokens). I am the offline model: '
+            f'You said: "{quoted}" ({tokens} token{"" if tokens == 1 else "s"}). '
+            "I am the offline model: "
             f"deterministic, instant, no key or network needed.{tool_hint} For real answers, "
             'set OPENAI_API_KEY or choose a model such as "openai:gpt-4o-mini".'
         )

@@ -32,6 +32,7 @@ class ScriptedProvider(Provider):
         super().__init__(model)
         self.replies: deque[Reply] = deque(replies)
         self.requests: list[LLMRequest] = []
+        self._replied = 0
 
     @staticmethod
     def call(
@@ -62,15 +63,27 @@ class ScriptedProvider(Provider):
         """Append replies to the script."""
         self.replies.extend(replies)
 
+    @staticmethod
+    def _exhausted(answered: int) -> str:
+        how = (
+            "give it replies with engine.provider.add('a reply', ...) (in a notebook: "
+            "get_engine().provider.add(...)) or ScriptedProvider([...])"
+        )
+        if answered == 0:
+            return (
+                f"The scripted provider answers only with the replies it is given, and it has "
+                f"none: {how}; or choose another model, such as LLMGINE_MODEL=offline."
+            )
+        calls = "call" if answered == 1 else "calls"
+        return f"The scripted provider has no replies left after {answered} {calls}: {how}."
+
     async def complete(self, request: LLMRequest) -> Completion:
         """Return the next scripted reply (or raise it)."""
         self.requests.append(request)
         if not self.replies:
-            raise ProviderExhaustedError(
-                f"The scripted provider has no replies left after {len(self.requests) - 1} "
-                "calls; add more with provider.add(...)."
-            )
+            raise ProviderExhaustedError(self._exhausted(self._replied))
         reply = self.replies.popleft()
+        self._replied += 1
         if isinstance(reply, BaseException):
             raise reply
         if isinstance(reply, str):
