@@ -41,7 +41,7 @@ def _log(args: argparse.Namespace) -> int:
     from llmgine.analysis import summarize
     from llmgine.errors import ConfigurationError
 
-    if not Path(args.path).exists():
+    if not os.path.lexists(args.path):  # a broken link gets its own message below
         raise ConfigurationError(
             f"No log at {args.path}: give a .jsonl file or a directory of them"
         )
