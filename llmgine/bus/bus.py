@@ -51,6 +51,9 @@ __all__ = ["BusStats", "MessageBus"]
 
 logger = logging.getLogger(__name__)
 
+FLUSH_INTERVAL = 0.1
+"""Seconds an accepted line may wait in a sink's buffer while the bus is busy."""
+
 
 def _default_log_filename() -> str:
     stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
@@ -58,7 +61,7 @@ def _default_log_filename() -> str:
 
 
 def _in_consumer() -> BusStateError | None:
-    if in_handler.get():
+    if in_handler():
         return BusStateError(
             "This was called from an event handler (or a task it started), which would wait "
             "for itself; publish and return instead, and wait from outside the handlers."
@@ -105,8 +108,9 @@ class MessageBus(HandlerRegistrations):
         self._stats = BusStats()
         self._sinks = SinkSet(self._sink_changed)
         self._notices: list[SinkFailure] = []
+        self._flush_armed = False
         self._lock = threading.Lock()  # one order for the sinks and the queue, across threads
-        self._transport = LocalTransport(self._deliver, self.flush, max_queue_size)
+        self._transport = LocalTransport(self._deliver, self._flush_due, max_queue_size)
         self._log: JsonlLog | None = None
         if log_dir is not None:
             self._log = JsonlLog(Path(log_dir) / (log_filename or _default_log_filename()))
@@ -197,6 +201,7 @@ class MessageBus(HandlerRegistrations):
         """
         if self._log is not None and not self.is_running:
             self._log.open()  # a wrong log_dir fails here, clearly, not on the first flush
+        self._flush_armed = False  # a timer left on a closed loop never fires
         self._transport.start()
 
     async def stop(self) -> None:
@@ -213,6 +218,7 @@ class MessageBus(HandlerRegistrations):
             await call_on(loop, self.stop(), "bus.stop()")
             return
         await self._transport.stop()
+        self._flush_armed = False  # from now on each accepted line is written at once
         self._sinks.close()
         self._report_sinks()
 
@@ -392,15 +398,35 @@ class MessageBus(HandlerRegistrations):
 
     def _accept(self, record: Record, *, queue: bool = True) -> None:
         with self._lock:
-            self._sinks.write(record)
-            if record.kind == "event":
-                self._stats.events_published += 1
-                if queue:
-                    self._transport.put((record.message, record.span))  # type: ignore[arg-type]
+            try:
+                self._sinks.write(record)
+            finally:  # even an interrupt in a sink leaves the event counted and queued
+                if record.kind == "event":
+                    self._stats.events_published += 1
+                    if queue:
+                        self._transport.put((record.message, record.span))  # type: ignore[arg-type]
         if self._notices:
             self._report_sinks()
-        if not self._transport.is_running:
-            self.flush()  # nobody will flush on idle: write it now
+        if not self._flush_armed:
+            self._arm_flush()
+
+    def _arm_flush(self) -> None:
+        """Flush the sinks within ~100 ms, however long the handlers keep the bus busy."""
+        loop = self._transport.loop
+        if loop is None or not loop.is_running():
+            self.flush()  # nobody will flush on idle or on a timer: write it now
+        elif loop is running_loop():
+            self._flush_armed = True
+            loop.call_later(FLUSH_INTERVAL, self._timed_flush)
+
+    def _timed_flush(self) -> None:
+        self._flush_armed = False
+        self._flush_due()
+
+    def _flush_due(self) -> None:
+        """The routine flush (idle, timer): a failing sink is retried after a pause, not now."""
+        self._sinks.flush(due=True)
+        self._report_sinks()
 
     @staticmethod
     def _stamp(message: Command | Event) -> None:
@@ -431,11 +457,15 @@ class MessageBus(HandlerRegistrations):
         session_token = (
             _current_session.set(event.session_id) if event.session_id != "global" else None
         )
+        entry = handlers[0]
         try:
             for entry in handlers:
                 failure = await call_event_handler(entry, event)
                 if failure is not None:
                     self._handler_failed(event, entry, failure)
+        except asyncio.CancelledError as exc:
+            self._handler_failed(event, entry, exc)  # the consumer was cancelled in it: say so
+            raise
         finally:
             if session_token is not None:
                 _current_session.reset(session_token)

@@ -76,6 +76,8 @@ async def call_command_handler(entry: HandlerEntry, command: Any, timeout: float
         if scope.expired():
             raise HandlerTimedOut(timeout) from None
         raise
+    if scope.expired():  # the handler swallowed the cancellation and returned anyway
+        raise HandlerTimedOut(timeout)
     return value
 
 

@@ -2,11 +2,12 @@
 
 Publishers wait for room when the queue is full; each freed slot wakes exactly one
 waiter, the one that waited longest (no herd), even when it waits on another
-thread's event loop. Three things never wait, so nothing deadlocks: publishers
-inside a handler or a task a handler started (see :data:`in_handler`), publishers
-whose wait makes no progress for ``stall_timeout`` seconds (the consumer is itself
-waiting for them in some way nothing else can see), and publishers from another
-thread while the bus's loop is not running.
+thread's event loop. So that nothing deadlocks: publishers inside a running handler,
+or in a task it started while it runs, never wait (see :func:`in_handler`); when the
+consumer makes no progress for ``stall_timeout`` seconds (it may be waiting for a
+publisher in a way nothing can see), the oldest waiter adds its item anyway, one
+per period; publishers from another thread never wait while the bus's loop is not
+running.
 """
 
 from __future__ import annotations
@@ -21,14 +22,34 @@ from typing import Generic, TypeVar
 
 from llmgine.bus.loops import running_loop
 
-__all__ = ["EventQueue", "in_handler"]
+__all__ = ["Delivery", "EventQueue", "delivering", "in_handler"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-in_handler: ContextVar[bool] = ContextVar("llmgine_in_handler", default=False)
-"""True while a handler runs, and in every task it starts (tasks copy the context)."""
+
+class Delivery:
+    """One event's handlers at work; tasks they start share it (tasks copy the context)."""
+
+    __slots__ = ("active",)
+
+    def __init__(self) -> None:
+        self.active = True
+
+
+delivering: ContextVar[Delivery | None] = ContextVar("llmgine_delivering", default=None)
+"""The delivery whose handlers run in this context, if any."""
+
+
+def in_handler() -> bool:
+    """Whether this runs in a handler, or in a task a handler started and still runs beside.
+
+    Once the handler has returned, the tasks it left behind are ordinary
+    publishers again (they wait for room), since no handler waits for them.
+    """
+    delivery = delivering.get()
+    return delivery is not None and delivery.active
 
 
 class _Waiter:
@@ -88,14 +109,15 @@ class EventQueue(Generic[T]):
     def wake(self) -> None:
         """Wake the consumer if it waits for an item (from any thread)."""
         consumer = self._consumer
-        if consumer is not None:
-            self._consumer = None
-            loop, future = consumer
-            if loop is running_loop():
-                if not future.done():
-                    future.set_result(None)
-            else:
-                loop.call_soon_threadsafe(_resolve, future)
+        if consumer is None:
+            return
+        self._consumer = None
+        loop, future = consumer
+        if loop is running_loop():
+            if not future.done():
+                future.set_result(None)
+        elif not loop.is_closed():  # a consumer whose loop is gone waits for nothing
+            loop.call_soon_threadsafe(_resolve, future)
 
     async def reserve(self, *, bus_loop_running: bool = True) -> None:
         """Wait until there is room for one more item (fairly, oldest waiter first).
@@ -105,12 +127,13 @@ class EventQueue(Generic[T]):
         consumer makes no progress for ``stall_timeout`` seconds. The caller must
         ``put_nowait`` right after, without awaiting in between.
         """
-        if not self.is_full() or in_handler.get() or not bus_loop_running:
+        if not self.is_full() or in_handler() or not bus_loop_running:
             return
         loop = asyncio.get_running_loop()
         waiter = _Waiter(loop)
         with self._lock:
             self._waiters.append(waiter)
+        self._grant()  # a slot freed between is_full() and the append: take it now
         watchdog = loop.call_later(self.stall_timeout, self._watch, waiter, self.popped)
         settled = False
         try:
@@ -134,13 +157,14 @@ class EventQueue(Generic[T]):
         """Every ``stall_timeout`` seconds: stop the wait if the consumer made no progress."""
         if waiter.future.done():
             return
-        if self.popped != popped:
-            waiter.loop.call_later(self.stall_timeout, self._watch, waiter, self.popped)
-            return
         with self._lock:
+            oldest = bool(self._waiters) and self._waiters[0] is waiter
+            if self.popped != popped or not oldest:  # progress, or another waiter goes first
+                waiter.loop.call_later(self.stall_timeout, self._watch, waiter, self.popped)
+                return
             if waiter.granted:
                 return
-            self._remove(waiter)
+            self._waiters.popleft()
         self.stalls += 1
         logger.warning(
             "A publisher waited %.1f s for room while the bus made no progress; it adds its "

@@ -97,6 +97,19 @@ class HandlerRegistry:
         self._events: dict[type[Event], list[HandlerEntry]] = {}
         self._cache: dict[type[Event], tuple[HandlerEntry, ...]] = {}
         self._counter = itertools.count()
+        # Session registrations: what each replaced, and which were undone (sessions ended).
+        self._previous: dict[int, HandlerEntry | None] = {}
+        self._retired: set[int] = set()
+
+    def _live_previous(
+        self, entry: HandlerEntry, previous: HandlerEntry | None
+    ) -> HandlerEntry | None:
+        """Undo ``entry``: the registration to put back, skipping those of ended sessions."""
+        self._retired.add(id(entry))
+        self._previous[id(entry)] = previous
+        while previous is not None and id(previous) in self._retired:
+            previous = self._previous.get(id(previous))
+        return previous
 
     def _entry(self, fn: Handler, owner: str | None, order: int | None = None) -> HandlerEntry:
         if not callable(fn):
@@ -138,6 +151,7 @@ class HandlerRegistry:
         self, command_type: type[Command], entry: HandlerEntry, previous: HandlerEntry | None
     ) -> None:
         """Undo a registration: remove ``entry`` if it is still there, put ``previous`` back."""
+        previous = self._live_previous(entry, previous)
         if self._commands.get(command_type) is not entry:
             return
         if previous is None:
@@ -198,6 +212,7 @@ class HandlerRegistry:
         self, event_type: type[Event], entry: HandlerEntry, previous: HandlerEntry | None
     ) -> None:
         """Undo a registration: take ``entry`` out if still there, put ``previous`` back."""
+        previous = self._live_previous(entry, previous)
         entries = self._events.get(event_type, [])
         for i, existing in enumerate(entries):
             if existing is entry:

@@ -105,12 +105,22 @@ class BusSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.bus.is_running and not in_handler.get():
-            await self.bus.wait_for_events()  # the session's handlers hear what it published
-        for command_type, command_entry, previous_command in reversed(self._commands):
-            self._registry.restore_command(command_type, command_entry, previous_command)
-        for event_type, event_entry, previous_event in reversed(self._events):
-            self._registry.restore_event(event_type, event_entry, previous_event)
+        commands, events = list(self._commands), list(self._events)
+
+        def restore() -> None:
+            for command_type, command_entry, previous_command in reversed(commands):
+                self._registry.restore_command(command_type, command_entry, previous_command)
+            for event_type, event_entry, previous_event in reversed(events):
+                self._registry.restore_event(event_type, event_entry, previous_event)
+
+        if self.bus.is_running and in_handler():
+            # Waiting here would wait for this very handler: retire the session's handlers
+            # once the consumer reaches what the session published.
+            self.bus._transport.call_after_queued(restore)
+        else:
+            if self.bus.is_running:
+                await self.bus.wait_for_events()  # its handlers hear what it published
+            restore()
         self._commands.clear()
         self._events.clear()
         if self._token is not None:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from llmgine.bus.loops import running_loop
-from llmgine.bus.queue import EventQueue, in_handler
+from llmgine.bus.queue import Delivery, EventQueue, delivering, in_handler
 from llmgine.messages.events import Event
 from llmgine.observability.events import SpanContext
 
@@ -23,11 +23,23 @@ __all__ = ["Deliver", "Item", "LocalTransport", "Transport"]
 
 logger = logging.getLogger(__name__)
 
+_YIELD_EVERY = 32
+"""Deliveries in a row before the consumer lets the loop run other tasks."""
+
 Item = tuple[Event, SpanContext | None]
 """An accepted event and the span it was published in."""
 
 Deliver = Callable[[Event, SpanContext | None], Awaitable[None]]
-"""The bus's callback that runs an event's handlers; it never raises."""
+"""The bus's callback that runs an event's handlers; only cancellation escapes it."""
+
+
+class _Call:
+    """A callback queued behind the events accepted so far (see ``call_after_queued``)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self.fn = fn
 
 
 class Transport(Protocol):
@@ -64,10 +76,12 @@ class Transport(Protocol):
 class LocalTransport:
     """Delivers events in one process: a bounded queue and one consumer task.
 
-    The consumer runs on the loop that called :meth:`start`, in a fresh context
-    where :data:`~llmgine.bus.queue.in_handler` is true. If it ends any way but
-    through :meth:`stop`, that is logged and it is started again; events left when
-    its loop goes away wait for the next :meth:`start`.
+    The consumer runs on the loop that called :meth:`start`, in a fresh context.
+    If it fails, it is restarted at once; if it is cancelled by anyone but
+    :meth:`stop` (a handler cancelling its own task, a "cancel every task"
+    shutdown), that is logged and the next publish or wait on its still-running
+    loop starts it again. Events left when its loop goes away wait for the next
+    :meth:`start`, on any loop.
 
     Args:
         deliver: Runs the handlers of one event.
@@ -76,16 +90,20 @@ class LocalTransport:
     """
 
     def __init__(self, deliver: Deliver, on_idle: Callable[[], None], maxsize: int) -> None:
-        self.queue: EventQueue[Item] = EventQueue(maxsize)
+        self.queue: EventQueue[Item | _Call] = EventQueue(maxsize)
         self.restarts = 0
         """Times the consumer ended unexpectedly and was started again."""
+        self.accepted = 0
+        self.delivered = 0
+        self.from_handlers = 0
         self._deliver = deliver
         self._on_idle = on_idle
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self._cancelled = False
         self._busy = False
-        self._idle_waiters: list[asyncio.Future[None]] = []
+        self._joins: list[tuple[int, asyncio.Future[None]]] = []
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -93,15 +111,12 @@ class LocalTransport:
         return self._loop if self.is_running else None
 
     @property
-    def task(self) -> asyncio.Task[None] | None:
-        """The consumer task, while it runs."""
-        return self._task if self.is_running else None
-
-    @property
     def is_running(self) -> bool:
-        """Whether the consumer is delivering events."""
+        """Whether the consumer is delivering events (or will be, once revived)."""
         task = self._task
-        return task is not None and not task.done()
+        if task is None or task.get_loop().is_closed():
+            return False
+        return not task.done() or self._cancelled
 
     @property
     def pending(self) -> int:
@@ -111,19 +126,44 @@ class LocalTransport:
     async def reserve(self) -> None:
         """Wait for room in the queue (see :meth:`EventQueue.reserve`)."""
         if self.queue.is_full() and self.is_running:
+            self.revive()
             loop = self._loop
             await self.queue.reserve(bus_loop_running=loop is not None and loop.is_running())
 
     def put(self, item: Item) -> None:
         """Queue an accepted event."""
+        self.accepted += 1
+        if in_handler():
+            self.from_handlers += 1
         self.queue.put_nowait(item)
+        if self._cancelled:
+            self.revive()
+
+    def call_after_queued(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the consumer once every event accepted so far is delivered."""
+        self.queue.put_nowait(_Call(fn))
 
     def start(self) -> None:
         """Start the consumer on the running loop (a no-op while it runs)."""
-        if self.is_running:
+        if self.is_running and not self._cancelled:
             return
         self._stopping = False
+        self._cancelled = False
         self._loop = asyncio.get_running_loop()
+        self._spawn()
+
+    def revive(self) -> None:
+        """Start a consumer that was cancelled again, if this is its loop and it runs."""
+        loop = self._loop
+        if not self._cancelled or loop is None or loop.is_closed():
+            return
+        if loop is not running_loop():
+            if loop.is_running():
+                loop.call_soon_threadsafe(self.revive)
+            return
+        self._cancelled = False
+        self.restarts += 1
+        logger.warning("The bus's consumer was cancelled earlier; it is started again.")
         self._spawn()
 
     def _spawn(self) -> None:
@@ -135,21 +175,39 @@ class LocalTransport:
         self._task.add_done_callback(self._ended)
 
     async def _consume(self) -> None:
-        in_handler.set(True)  # publishers in handlers, and in tasks they start, never wait
         queue = self.queue
         deliver = self._deliver
+        streak = 0
         while True:
+            streak += 1
+            if streak >= _YIELD_EVERY:
+                # Sync handlers never await: without this, a queue that other threads keep
+                # full would starve every other task and callback on the loop.
+                streak = 0
+                await asyncio.sleep(0)
             item = queue.pop()
             if item is None:
                 self._busy = False
                 self._on_idle()
-                self._wake_idle()
+                self._wake_joins()
                 if self._stopping:
                     return
                 await queue.wait_for_item()
                 continue
+            if isinstance(item, _Call):
+                item.fn()
+                continue
             self._busy = True
-            await deliver(*item)
+            delivery = Delivery()  # tasks the handlers start share it, and see it end
+            token = delivering.set(delivery)
+            try:
+                await deliver(*item)
+            finally:
+                delivery.active = False
+                delivering.reset(token)
+                self.delivered += 1
+            if self._joins:
+                self._wake_joins()
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         if task is not self._task:
@@ -159,11 +217,11 @@ class LocalTransport:
             return
         loop = self._loop
         if task.cancelled():
-            level = logging.WARNING if self.pending else logging.DEBUG
+            self._cancelled = True
             logger.log(
-                level,
-                "The bus's consumer was cancelled (its event loop is closing?); %d queued "
-                "events wait for the next bus.start().",
+                logging.WARNING if self.pending else logging.INFO,
+                "The bus's consumer task was cancelled (not by bus.stop()); %d queued events "
+                "wait. The next publish or wait on its loop starts it again, or bus.start().",
                 self.pending,
             )
         elif loop is not None and loop.is_running() and not loop.is_closed():
@@ -174,31 +232,49 @@ class LocalTransport:
             )
             self._spawn()
             return
-        self._task = None
+        else:
+            self._task = None
         self.queue.release_waiters()
-        self._wake_idle()
+        self._wake_joins(everyone=True)
 
-    def _wake_idle(self) -> None:
-        waiters, self._idle_waiters = self._idle_waiters, []
-        for future in waiters:
-            if not future.done():
-                future.set_result(None)
+    def _wake_joins(self, *, everyone: bool = False) -> None:
+        idle = not self.queue and not self._busy
+        keep = []
+        for target, future in self._joins:
+            if everyone or idle or self.delivered >= target:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                keep.append((target, future))
+        self._joins = keep
 
     async def stop(self) -> None:
         """Deliver every queued event, then end the consumer."""
+        self.revive()
         task = self._task
-        if task is not None and not task.done():
+        if task is not None and not task.done() and not task.get_loop().is_closed():
             self._stopping = True
             self.queue.wake()
             await asyncio.shield(task)
         self._task = None
         self._loop = None
+        self._cancelled = False
 
     async def join(self) -> None:
-        """Return once the queue is empty and no handler runs (at once when stopped)."""
+        """Return once the events accepted so far, and those their handlers publish, are delivered.
+
+        Events other publishers add meanwhile are not waited for, so this ends
+        even while others keep publishing.
+        """
         loop = running_loop()
         assert loop is not None
-        while self.is_running and (self.queue or self._busy):
+        while True:
+            self.revive()
+            if not (self.is_running and (self.queue or self._busy)):
+                return
+            target, from_handlers = self.accepted, self.from_handlers
             future: asyncio.Future[None] = loop.create_future()
-            self._idle_waiters.append(future)
+            self._joins.append((target, future))
             await future
+            if self.from_handlers == from_handlers:
+                return  # no handler published meanwhile: nothing more to wait for

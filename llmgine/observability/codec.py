@@ -87,21 +87,32 @@ def encode(kind: Kind, message: Message, span: SpanContext | None) -> bytes:
             for name in type(message).model_fields
             if name not in BASE_FIELDS
         }
-        data = to_json(json_safe(own))
-        session = to_json(json_safe(message.session_id)).decode()
-        metadata = to_json(json_safe(message.metadata)).decode()
+        data = to_json(json_safe(own), inf_nan_mode="null")
+        session = to_json(json_safe(message.session_id), inf_nan_mode="null").decode()
+        metadata = to_json(json_safe(message.metadata), inf_nan_mode="null").decode()
     if span is None:
         ids = '"trace_id":null,"span_id":null'
     else:
-        ids = f'"trace_id":"{span.trace_id}","span_id":"{span.span_id}"'
+        ids = f'"trace_id":{_string(span.trace_id)},"span_id":{_string(span.span_id)}'
     cls = type(message)
     prefix = _prefixes.get((kind, cls)) or _prefix(kind, cls)
+    mid, ts = message.id, message.timestamp
+    # Base fields may have been assigned anything (no validation on assignment).
+    id_text = f'"{mid}"' if type(mid) is UUID else _string(mid)
+    ts_text = f'"{ts.isoformat()}"' if isinstance(ts, datetime) else _string(ts)
     head = (
-        f'{prefix},"id":"{message.id}",'
-        f'"timestamp":"{message.timestamp.isoformat()}","session_id":{session},{ids},'
+        f'{prefix},"id":{id_text},"timestamp":{ts_text},"session_id":{session},{ids},'
         f'"metadata":{metadata},"data":'
     )
     return b"".join((head.encode(), data, b"}\n"))
+
+
+def _string(value: object) -> str:
+    """``value`` as a JSON string: ids of spans and messages, whatever they hold."""
+    if type(value) is str and value.isalnum():
+        return f'"{value}"'  # hex ids: nothing to escape
+    text = value if isinstance(value, str) else safe_repr(value)
+    return to_json(json_safe(text)).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +197,14 @@ def decode(line: bytes | str) -> Envelope:
         raise LogFormatError(f"Not a JSON line: {exc}") from exc
     if not isinstance(raw, dict):
         raise LogFormatError("Not an llmgine envelope: the line is not a JSON object.")
+    if raw.get("kind") not in ("command", "event"):
+        raise LogFormatError(f"Not an llmgine envelope: kind is {raw.get('kind')!r}.")
+    for key in ("metadata", "data"):
+        if not isinstance(raw.get(key) or {}, dict):
+            raise LogFormatError(f"Not an llmgine envelope: {key} is not an object.")
+    for key in ("trace_id", "span_id"):
+        if not isinstance(raw.get(key), str | None):
+            raise LogFormatError(f"Not an llmgine envelope: {key} is not a string.")
     try:
         return Envelope(
             kind=str(raw["kind"]),

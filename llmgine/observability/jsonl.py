@@ -17,6 +17,9 @@ __all__ = ["JsonlLog"]
 
 logger = logging.getLogger(__name__)
 
+_FIRST_RETRY = 0.1
+_LAST_RETRY = 5.0
+
 _live_writers: weakref.WeakSet[_Writer] = weakref.WeakSet()
 _fork_hook_installed = False
 
@@ -38,6 +41,9 @@ class _Writer:
         self.file: io.FileIO | None = None
         self.lock = threading.Lock()
         self.last_flush = time.monotonic()
+        self.failure: OSError | None = None
+        self.retry_at = 0.0
+        self.backoff = _FIRST_RETRY
 
     def after_fork(self) -> None:
         self.buffer.clear()
@@ -54,46 +60,80 @@ class _Writer:
             self.file = io.FileIO(self.path, "a")
         return self.file
 
-    def flush(self) -> None:
-        """Write every buffered line; on failure keep them all and leave whole lines only."""
-        with self.lock:  # one flush at a time; writers never wait for it
-            self.last_flush = time.monotonic()
-            buffer = self.buffer
-            if not buffer:
-                return
-            file = self.open()  # an OSError here keeps the lines buffered
-            pop = buffer.popleft
-            chunk = b"".join([pop() for _ in range(len(buffer))])
-            self.buffered_bytes = max(0, self.buffered_bytes - len(chunk))
-            size = os.fstat(file.fileno()).st_size
-            view = memoryview(chunk)
-            try:
-                while view:
-                    written = file.write(view)
-                    view = view[written or 0 :]
-            except BaseException:
-                self._keep(chunk, len(chunk) - len(view), size)
-                raise
-            self.lines_written += chunk.count(b"\n")
+    def flush(self, *, force: bool = False) -> None:
+        """Write every buffered line; on failure keep every line not wholly written.
 
-    def _keep(self, chunk: bytes, written: int, size: int) -> None:
-        """Put back what a failed write did not write, so no line is torn or lost."""
-        unwritten = chunk
-        if written:
+        While failing, a flush within the retry delay (0.1 s, doubling up to 5 s)
+        does not touch the file and raises again, unless ``force``.
+        """
+        with self.lock:  # one flush at a time; writers never wait for it
+            now = time.monotonic()
+            self.last_flush = now
+            if not self.buffer:
+                return
+            failure = self.failure
+            if failure is not None and not force and now < self.retry_at:
+                raise OSError(failure.errno, f"{failure.strerror} (retrying soon)")
             try:
-                assert self.file is not None
-                if os.fstat(self.file.fileno()).st_size == size + written:
-                    os.ftruncate(self.file.fileno(), size)  # back to the last whole line
-                else:
-                    unwritten = chunk[written:]  # someone else appended: finish ours later
+                file = self.open()
+                size = os.fstat(file.fileno()).st_size
+            except OSError as exc:
+                self._failed(exc)
+                raise
+            pop = self.buffer.popleft
+            chunk = b"".join([pop() for _ in range(len(self.buffer))])
+            self.buffered_bytes = max(0, self.buffered_bytes - len(chunk))
+            written = False
+            try:
+                view = memoryview(chunk)
+                while view:
+                    view = view[file.write(view) or 0 :]
+                written = True
+            except OSError as exc:
+                self._failed(exc)
+                raise
+            finally:  # any exception, an interrupt too: keep what did not reach the file
+                if not written:
+                    self._keep(file, chunk, size)
+            self.lines_written += chunk.count(b"\n")
+            self.failure = None
+            self.backoff = _FIRST_RETRY
+
+    def _failed(self, exc: OSError) -> None:
+        self.failure = exc
+        self.retry_at = time.monotonic() + self.backoff
+        self.backoff = min(self.backoff * 2, _LAST_RETRY)
+
+    def _keep(self, file: io.FileIO, chunk: bytes, size: int) -> None:
+        """After a failed write: keep the whole lines, put the rest back, first in line.
+
+        What reached the file is read from its size, not from a count an interrupt
+        may have cut short; a partly written last line is truncated away so the file
+        holds whole lines only (if it cannot be, its rest is written first next time).
+        """
+        try:
+            reached = os.fstat(file.fileno()).st_size - size
+        except OSError:
+            reached = -1
+        if not 0 <= reached <= len(chunk):  # unknown, or someone else appended: keep it all
+            self.buffer.appendleft(chunk)
+            self.buffered_bytes += len(chunk)
+            return
+        whole = chunk.rfind(b"\n", 0, reached) + 1
+        if whole < reached:
+            try:
+                os.ftruncate(file.fileno(), size + whole)
             except OSError:
-                unwritten = chunk[written:]
-        self.buffer.appendleft(unwritten)
-        self.buffered_bytes += len(unwritten)
+                whole = reached  # the torn line's rest goes first on the next write
+        self.lines_written += chunk.count(b"\n", 0, whole)
+        rest = chunk[whole:]
+        if rest:
+            self.buffer.appendleft(rest)
+            self.buffered_bytes += len(rest)
 
     def close(self) -> None:
         try:
-            self.flush()
+            self.flush(force=True)
         finally:
             with self.lock:
                 if self.file is not None:
@@ -194,18 +234,27 @@ class JsonlLog:
         writer = self._writer
         writer.buffer.append(line)  # a deque: atomic, so any thread may write without a lock
         writer.buffered_bytes += len(line)
+        now = time.monotonic()
         if (
             writer.buffered_bytes >= self.max_buffer_bytes
             or len(writer.buffer) >= self.max_buffered_lines
-            or time.monotonic() - writer.last_flush >= self.flush_interval
-        ):
-            self.flush()
+            or now - writer.last_flush >= self.flush_interval
+        ) and (writer.failure is None or now >= writer.retry_at):
+            writer.flush()
 
     def flush(self) -> None:
-        """Write every buffered line to the file.
+        """Write every buffered line to the file now.
 
         Raises:
             OSError: The file cannot be opened or written; every line is kept for a retry.
+        """
+        self._writer.flush(force=True)
+
+    def flush_due(self) -> None:
+        """Flush, unless the last write failed so recently that a retry must wait.
+
+        The bus calls this when it idles and on its timer, so a full disk is not
+        retried on every event. Within the wait it raises the last error again.
         """
         self._writer.flush()
 

@@ -97,6 +97,17 @@ class SinkFailure:
         )
 
 
+_INTERRUPTS = (KeyboardInterrupt, SystemExit)
+"""The user's own interrupts pass through a sink; every other exception is the sink's failure."""
+
+
+def _delivered(sink: Sink, operation: str) -> bool:
+    """Whether a call that succeeded shows the sink delivers again."""
+    if hasattr(type(sink), "pending_lines"):
+        return _unwritten(sink) == 0  # it kept lines: recovered once they are all out
+    return False  # a sink that keeps nothing recovers on its next successful write
+
+
 def _unwritten(sink: Sink) -> int | None:
     count = getattr(sink, "pending_lines", None)
     return count if isinstance(count, int) else None
@@ -111,14 +122,14 @@ class SinkSet:
     """
 
     def __init__(self, on_change: Callable[[SinkFailure], None]) -> None:
-        self._sinks: list[Sink] = []
+        self._sinks: tuple[Sink, ...] = ()  # replaced, never changed: safe to iterate
         self._failing: dict[int, Sink] = {}
         self._on_change = on_change
         self.failures = 0
         """Every failed call, including repeats within a run."""
 
     def __iter__(self) -> Iterator[Sink]:
-        return iter(tuple(self._sinks))
+        return iter(self._sinks)
 
     def __len__(self) -> int:
         return len(self._sinks)
@@ -133,16 +144,16 @@ class SinkSet:
                 )
         if any(s is sink for s in self._sinks):
             return
-        self._sinks.append(sink)
+        self._sinks = (*self._sinks, sink)
 
     def remove(self, sink: Sink) -> bool:
         """Remove ``sink`` (without closing it); return whether it was there."""
-        for i, existing in enumerate(self._sinks):
-            if existing is sink:
-                del self._sinks[i]
-                self._failing.pop(id(sink), None)
-                return True
-        return False
+        kept = tuple(s for s in self._sinks if s is not sink)
+        if len(kept) == len(self._sinks):
+            return False
+        self._sinks = kept
+        self._failing.pop(id(sink), None)
+        return True
 
     def is_failing(self, sink: Sink) -> bool:
         """Whether ``sink``'s last call failed."""
@@ -153,15 +164,22 @@ class SinkSet:
         for sink in self._sinks:
             try:
                 sink.write(record)
-            except Exception as exc:
+            except _INTERRUPTS:
+                raise
+            except BaseException as exc:
                 self._failed(sink, "write", exc)
             else:
-                if self._failing and id(sink) in self._failing and _unwritten(sink) in (None, 0):
+                # A sink that keeps lines recovers when a flush delivers them, not on a write.
+                if (
+                    self._failing
+                    and id(sink) in self._failing
+                    and not hasattr(type(sink), "pending_lines")
+                ):
                     self._recovered(sink)
 
-    def flush(self) -> None:
-        """Flush every sink."""
-        self._each("flush")
+    def flush(self, *, due: bool = False) -> None:
+        """Flush every sink; with ``due``, a routine flush (``flush_due`` where a sink has it)."""
+        self._each("flush_due" if due else "flush")
 
     def close(self) -> None:
         """Close every sink (each flushes first)."""
@@ -170,14 +188,16 @@ class SinkSet:
     def _each(self, operation: str) -> None:
         for sink in self._sinks:
             try:
-                getattr(sink, operation)()
-            except Exception as exc:
+                (getattr(sink, operation, None) or sink.flush)()
+            except _INTERRUPTS:
+                raise
+            except BaseException as exc:
                 self._failed(sink, operation, exc)
             else:
-                if operation == "flush" and self._failing and id(sink) in self._failing:
+                if self._failing and id(sink) in self._failing and _delivered(sink, operation):
                     self._recovered(sink)
 
-    def _failed(self, sink: Sink, operation: str, exc: Exception) -> None:
+    def _failed(self, sink: Sink, operation: str, exc: BaseException) -> None:
         self.failures += 1
         if id(sink) in self._failing:
             logger.debug("Sink %s still failing: %s", sink_name(sink), exc)

@@ -12,6 +12,7 @@ from typing import Any
 from llmgine.messages.base import utc_now
 from llmgine.messages.events import Event
 from llmgine.observability.events import SpanContext, TraceEvent
+from llmgine.observability.jsonsafe import safe_str
 
 __all__ = ["Emit", "Span", "current_span", "new_span_context"]
 
@@ -95,12 +96,12 @@ class Span:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.duration_ms = (time.perf_counter() - self._start) * 1000.0
-        if exc is not None:
-            self.set_status("ERROR", f"{type(exc).__name__}: {exc}")
-        elif self.status == "UNSET":
-            self.status = "OK"
         try:
+            self.duration_ms = (time.perf_counter() - self._start) * 1000.0
+            if exc is not None:
+                self.set_status("ERROR", f"{type(exc).__name__}: {safe_str(exc)}")
+            elif self.status == "UNSET":
+                self.status = "OK"
             await self._publish(
                 end_time=utc_now(),
                 status=self.status,
