@@ -68,9 +68,12 @@ def _export(args: argparse.Namespace) -> int:
         project_name=args.project,
     )
     sent = 0
-    for path in files:
-        with path.open("rb") as lines:
-            sent += exporter.export_lines(lines)
+    try:
+        for path in files:
+            with path.open("rb") as lines:
+                sent += exporter.export_lines(lines)
+    finally:
+        exporter.close()
     stats = exporter.stats
     where = redact_url(exporter.endpoint)
     print(f"exported {sent:,} spans from {len(files):,} file(s) to {where}")

@@ -358,13 +358,10 @@ class OTLPExporter:
         if parts.path in ("", "/"):
             parts = parts._replace(path="/v1/traces")
         self.endpoint = urlunsplit(parts)
-        if span_exporter is None:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            span_exporter = OTLPSpanExporter(
-                endpoint=self.endpoint, headers=headers, timeout=timeout
-            )
-        self._exporter = span_exporter
+        self._headers = headers
+        self._timeout = timeout
+        self._owned = span_exporter is None  # ours to close; a given one is the caller's
+        self._exporter: SpanExporterLike | None = span_exporter
         resource: dict[str, str] = {"service.name": service_name}
         if project_name is not None:
             resource["openinference.project.name"] = project_name
@@ -442,6 +439,7 @@ class OTLPExporter:
         """
         worker = self._worker
         if worker is None:
+            self._release()
             return
         if not self.force_flush(timeout):
             with self._lock:
@@ -454,6 +452,22 @@ class OTLPExporter:
         with self._lock:
             self._worker = None
             self._stopping = False
+        self._release()
+
+    def _release(self) -> None:
+        """Close the HTTP exporter we made (a later export makes a new one)."""
+        if self._owned and self._exporter is not None:
+            self._exporter.shutdown()
+            self._exporter = None
+
+    def _span_exporter(self) -> SpanExporterLike:
+        if self._exporter is None:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            self._exporter = OTLPSpanExporter(
+                endpoint=self.endpoint, headers=self._headers, timeout=self._timeout
+            )
+        return self._exporter
 
     # ---------------------------------------------------------------- replay
 
@@ -461,6 +475,7 @@ class OTLPExporter:
         """Send the spans of recorded log lines, waiting for each batch; return how many.
 
         This is the replay path (``python -m llmgine export``): no queue, no drops.
+        Call :meth:`close` when done.
         """
         batch: list[ReadableSpan] = []
         sent = 0
@@ -541,7 +556,7 @@ class OTLPExporter:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
         try:
-            ok = self._exporter.export(batch) is SpanExportResult.SUCCESS
+            ok = self._span_exporter().export(batch) is SpanExportResult.SUCCESS
         except Exception:  # an exporter bug must not kill the worker
             logger.exception("llmgine: the OTLP exporter raised")
             ok = False

@@ -279,3 +279,38 @@ async def test_phoenix_shows_a_live_run_with_its_tree_and_tokens(
     assert exporter.stats.exported == 8
     assert bus.log_path is not None
     assert_phoenix_matches_log(phoenix.spans("live-run", expected=8), bus.log_path)
+
+
+@pytest.mark.timeout(1500)
+async def test_the_command_line_replays_a_log_into_phoenix(
+    phoenix: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmgine.__main__ import main
+
+    bus = quiet_bus(tmp_path)
+    await record_run(bus)
+    assert bus.log_path is not None
+    assert main(["export", str(tmp_path), "--otlp", phoenix.url, "--project", "replayed"]) == 0
+    assert "exported 8 spans from 1 file(s) to" in capsys.readouterr().out
+    assert_phoenix_matches_log(phoenix.spans("replayed", expected=8), bus.log_path)
+
+
+def test_the_command_line_export_fails_clearly(
+    tmp_path: Path, unused_tcp_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from llmgine.__main__ import main
+
+    asyncio.run(record_run(quiet_bus(tmp_path)))
+    assert main(["export", str(tmp_path), "--otlp", "127.0.0.1:6006"]) == 2
+    assert main(["export", str(tmp_path), "--otlp", "http://x:1", "--header", "nokey"]) == 2
+    url = f"http://user:pw@127.0.0.1:{unused_tcp_port}"
+    assert main(["export", str(tmp_path), "--otlp", url, "--header", "api_key=k-9"]) == 1
+    captured = capsys.readouterr()
+    assert "not an http(s) URL" in captured.err
+    assert "--header takes KEY=VALUE" in captured.err
+    assert f"127.0.0.1:{unused_tcp_port}/v1/traces did not accept 8 span(s)" in captured.err
+    assert "pw" not in captured.err + captured.out
+    assert "k-9" not in captured.err + captured.out
+    assert "Traceback" not in captured.err
