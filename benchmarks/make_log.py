@@ -23,7 +23,7 @@ from llmgine import (
     TraceEvent,
 )
 from llmgine.llm import LLMResponseEvent, PromptCommand, Usage
-from llmgine.messages import Message
+from llmgine.messages import Event, Message
 from llmgine.observability.codec import Kind, encode
 from llmgine.observability.events import SpanContext
 from llmgine.observability.spans import new_span_context
@@ -36,10 +36,9 @@ def encode_line(kind: Kind, message: Message, span: SpanContext | None) -> bytes
 
 
 def encode_fields(
-    cls: type[Message], fields: dict[str, Any], *, session_id: str, span: SpanContext
+    cls: type[Event], fields: dict[str, Any], *, session_id: str, span: SpanContext
 ) -> bytes:
-    """An event line without pydantic validation (as the bus does for its own events)."""
-    return encode("event", cls.model_construct(**fields, session_id=session_id), span)
+    return encode("event", cls(session_id=session_id, **fields), span)
 
 
 def write_log(path: Path, lines: int, seed: int = 7) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import TextIO
@@ -10,7 +9,7 @@ from typing import TextIO
 from llmgine.bus import MessageBus
 from llmgine.llm import LLMEngine
 from llmgine.messages import Command, Event
-from llmgine.observability import Metric, MetricEvent
+from llmgine.observability import Metric, MetricEvent, read_log
 
 __all__ = ["DemoSummary", "run_demo"]
 
@@ -112,8 +111,5 @@ async def run_demo(log_dir: str | Path, out: TextIO) -> DemoSummary:
             await bus.wait_for_events()  # the console lines of this turn come first
             out.write(f"llm: {replies[-1]}\n\n")
     assert bus.log_path is not None
-    counts: Counter[str] = Counter()
-    with bus.log_path.open(encoding="utf-8") as lines:
-        for line in lines:
-            counts[json.loads(line)["type"]] += 1
+    counts = Counter(envelope.type for envelope in read_log(bus.log_path))
     return DemoSummary(bus.log_path, counts, replies)

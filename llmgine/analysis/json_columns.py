@@ -130,7 +130,8 @@ def _plan(
     objects = isinstance(structure, dict) and bool(structure)
     schema = _schema(structure, (), leaves) if objects else None
     columns = [(c, _ident(c), "KEEP") for c in keep]
-    columns += _columns(leaves, column, prefix, set(keep))
+    # DuckDB's json_group_structure lists keys in no fixed order (parallel scans): sort them.
+    columns += sorted(_columns(leaves, column, prefix, set(keep)), key=lambda c: c[0])
     if isinstance(schema, dict):
         parsed = f"from_json({_ident(column)}::JSON, {_quote(json.dumps(schema))})"
         return columns, f"(SELECT *, {parsed} AS _s FROM {table} WHERE {where})"

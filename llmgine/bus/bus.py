@@ -13,11 +13,11 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO
 
 from llmgine.bus.handlers import (
     HandlerTimedOut,
@@ -28,7 +28,8 @@ from llmgine.bus.handlers import (
 )
 from llmgine.bus.loops import call_on, running_loop
 from llmgine.bus.queue import in_handler
-from llmgine.bus.registry import HandlerEntry, HandlerRegistry, Registration
+from llmgine.bus.registration import HandlerRegistrations
+from llmgine.bus.registry import HandlerEntry
 from llmgine.bus.session import BusSession, _current_session
 from llmgine.bus.stats import BusStats
 from llmgine.bus.transport import LocalTransport
@@ -39,8 +40,6 @@ from llmgine.messages.events import (
     CommandResultEvent,
     Event,
     EventHandlerFailedEvent,
-    SinkFailedEvent,
-    SinkRecoveredEvent,
 )
 from llmgine.observability.console import ConsolePrinter
 from llmgine.observability.events import SpanContext
@@ -51,8 +50,6 @@ from llmgine.observability.spans import Span, _current_span
 __all__ = ["BusStats", "MessageBus"]
 
 logger = logging.getLogger(__name__)
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _default_log_filename() -> str:
@@ -69,7 +66,7 @@ def _in_consumer() -> BusStateError | None:
     return None
 
 
-class MessageBus:
+class MessageBus(HandlerRegistrations):
     """Carries commands (exactly one handler each) and events (any number of handlers).
 
     Every command executed and every event published is accepted once, in order,
@@ -104,7 +101,7 @@ class MessageBus:
     ) -> None:
         if max_queue_size < 1:
             raise ValueError(f"max_queue_size must be at least 1; got {max_queue_size}.")
-        self._registry = HandlerRegistry()
+        super().__init__()
         self._stats = BusStats()
         self._sinks = SinkSet(self._sink_changed)
         self._notices: list[SinkFailure] = []
@@ -249,70 +246,7 @@ class MessageBus:
         await self._transport.join()
         self.flush()
 
-    # --------------------------------------------------------- registration
-
-    def register_command_handler(
-        self, command_type: type[Command], handler: Callable[[Any], Any], *, replace: bool = False
-    ) -> None:
-        """Make ``handler`` (sync or async) the one handler of ``command_type``.
-
-        Args:
-            command_type: The command class.
-            handler: A function or bound method taking the command.
-            replace: Replace a different handler the type has (logged as a warning).
-
-        Raises:
-            HandlerAlreadyRegisteredError: A different handler serves the type already.
-                Registering a new definition of the same function (same module and
-                qualified name, as when a notebook cell runs again) replaces it.
-        """
-        self._registry.add_command(command_type, handler, owner=None, replace=replace)
-
-    def unregister_command_handler(self, command_type: type[Command]) -> bool:
-        """Remove the handler of ``command_type``; return whether there was one."""
-        return self._registry.remove_command(command_type)
-
-    def command_handler_of(self, command_type: type[Command]) -> Callable[[Any], Any] | None:
-        """Return the handler registered for exactly ``command_type``, if any."""
-        return self._registry.command_handler_of(command_type)
-
-    def register_event_handler(
-        self, event_type: type[Event], handler: Callable[[Any], Any]
-    ) -> None:
-        """Add ``handler`` (sync or async) for ``event_type`` and all its subclasses.
-
-        Handlers run in registration order; a new definition of a registered
-        function replaces it in place.
-        """
-        self._registry.add_event(event_type, handler, owner=None)
-
-    def unregister_event_handler(
-        self, event_type: type[Event], handler: Callable[[Any], Any]
-    ) -> bool:
-        """Remove ``handler`` from ``event_type``; return whether it was registered."""
-        return self._registry.remove_event(event_type, handler)
-
-    def command_handler(self, command_type: type[Command]) -> Callable[[F], F]:
-        """Decorator form of :meth:`register_command_handler`."""
-
-        def decorate(fn: F) -> F:
-            self.register_command_handler(command_type, fn)
-            return fn
-
-        return decorate
-
-    def event_handler(self, event_type: type[Event]) -> Callable[[F], F]:
-        """Decorator form of :meth:`register_event_handler`."""
-
-        def decorate(fn: F) -> F:
-            self.register_event_handler(event_type, fn)
-            return fn
-
-        return decorate
-
-    def registrations(self) -> list[Registration]:
-        """Return every handler registration, commands first."""
-        return self._registry.registrations()
+    # ------------------------------------------------------------ scopes
 
     def session(self, session_id: str | None = None) -> BusSession:
         """Return a session scope: ``async with bus.session("name") as s:``."""
@@ -395,9 +329,7 @@ class MessageBus:
         if result.duration_ms is None:
             result.duration_ms = (time.perf_counter() - start) * 1000.0
         if result.success:
-            done = CommandResultEvent.model_construct(
-                session_id=command.session_id, command_result=result
-            )
+            done = CommandResultEvent(session_id=command.session_id, command_result=result)
             await self._emit(done)
         else:
             await self._publish_failure(command, result, "", span)
@@ -422,7 +354,7 @@ class MessageBus:
     ) -> None:
         self._stats.commands_failed += 1
         span.set_status("ERROR", f"{result.error_type}: {result.error}")
-        failed = CommandErrorEvent.model_construct(
+        failed = CommandErrorEvent(
             session_id=command.session_id, command_result=result, traceback=tb
         )
         await self._emit(failed)
@@ -479,18 +411,7 @@ class MessageBus:
         """Publish the sink failures and recoveries noticed so far (never waits)."""
         notices, self._notices = self._notices, []
         for notice in notices:
-            event: Event
-            if notice.recovered:
-                event = SinkRecoveredEvent(sink=notice.sink)
-            else:
-                event = SinkFailedEvent(
-                    sink=notice.sink,
-                    operation=notice.operation,
-                    error=notice.error,
-                    error_type=notice.error_type,
-                    unwritten_lines=notice.unwritten_lines,
-                )
-            self._accept(Record("event", event, None))
+            self._accept(Record("event", notice.event(), None))
 
     # ------------------------------------------------------------ handling
 

@@ -12,6 +12,7 @@ thread while the bus's loop is not running.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -29,7 +30,16 @@ T = TypeVar("T")
 in_handler: ContextVar[bool] = ContextVar("llmgine_in_handler", default=False)
 """True while a handler runs, and in every task it starts (tasks copy the context)."""
 
-_Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+
+class _Waiter:
+    """A publisher waiting for room, on its own event loop."""
+
+    __slots__ = ("future", "granted", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.granted = False
 
 
 class EventQueue(Generic[T]):
@@ -98,38 +108,46 @@ class EventQueue(Generic[T]):
         if not self.is_full() or in_handler.get() or not bus_loop_running:
             return
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        waiter: _Waiter = (loop, future)
+        waiter = _Waiter(loop)
         with self._lock:
             self._waiters.append(waiter)
+        watchdog = loop.call_later(self.stall_timeout, self._watch, waiter, self.popped)
         settled = False
         try:
-            while True:
-                seen = self.popped
-                done, _ = await asyncio.wait({future}, timeout=self.stall_timeout)
-                if done:
-                    break
-                if self.popped == seen:
-                    self.stalls += 1
-                    logger.warning(
-                        "A publisher waited %.1f s for room while the bus made no progress; "
-                        "it adds its event anyway so nothing deadlocks (a handler may be "
-                        "waiting for it).",
-                        self.stall_timeout,
-                    )
-                    break
+            await waiter.future
             settled = True
         finally:
+            watchdog.cancel()
             with self._lock:
-                try:
-                    self._waiters.remove(waiter)
-                    granted = False
-                except ValueError:
-                    granted = True  # _grant took it off the list: a slot is ours
-                if granted:
-                    self._granted -= 1
-            if granted and not settled:
+                if waiter.granted:
+                    self._granted -= 1  # the slot is ours: the caller adds its item now
+                else:
+                    self._remove(waiter)
+            if waiter.granted and not settled:
                 self._grant()  # cancelled with a slot in hand: pass it on
+
+    def _remove(self, waiter: _Waiter) -> None:
+        with contextlib.suppress(ValueError):  # granted or stalled meanwhile
+            self._waiters.remove(waiter)
+
+    def _watch(self, waiter: _Waiter, popped: int) -> None:
+        """Every ``stall_timeout`` seconds: stop the wait if the consumer made no progress."""
+        if waiter.future.done():
+            return
+        if self.popped != popped:
+            waiter.loop.call_later(self.stall_timeout, self._watch, waiter, self.popped)
+            return
+        with self._lock:
+            if waiter.granted:
+                return
+            self._remove(waiter)
+        self.stalls += 1
+        logger.warning(
+            "A publisher waited %.1f s for room while the bus made no progress; it adds its "
+            "event anyway so nothing deadlocks (a handler may be waiting for it).",
+            self.stall_timeout,
+        )
+        waiter.future.set_result(None)
 
     def pop(self) -> T | None:
         """Take the oldest item (``None`` when empty) and hand the freed slot to a waiter."""
@@ -144,14 +162,15 @@ class EventQueue(Generic[T]):
     def _grant(self) -> None:
         with self._lock:
             while self._waiters and len(self._items) + self._granted < self.maxsize:
-                loop, future = self._waiters.popleft()
-                if future.done():
+                waiter = self._waiters.popleft()
+                if waiter.future.done():
                     continue
+                waiter.granted = True
                 self._granted += 1
-                if loop is running_loop():
-                    future.set_result(None)
+                if waiter.loop is running_loop():
+                    waiter.future.set_result(None)
                 else:
-                    loop.call_soon_threadsafe(_resolve, future)
+                    waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
 
     async def wait_for_item(self) -> None:
         """Wait (on the consumer's loop) until the queue holds an item."""
@@ -173,9 +192,11 @@ class EventQueue(Generic[T]):
         with self._lock:
             waiters = list(self._waiters)
             self._waiters.clear()
+            for waiter in waiters:
+                waiter.granted = True
             self._granted += len(waiters)
-        for loop, future in waiters:
-            loop.call_soon_threadsafe(_resolve, future)
+        for waiter in waiters:
+            waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from llmgine.bus.bus import MessageBus
-from llmgine.errors import CommandFailedError, ProviderError, ToolError
+from llmgine.errors import BusStateError, CommandFailedError, ProviderError, ToolError
 from llmgine.llm.commands import ClearConversationCommand, PromptCommand, SetSystemPromptCommand
 from llmgine.llm.context import ConversationStore
 from llmgine.llm.events import LLMDeltaEvent, LLMResponseEvent, ToolCallEvent, ToolResultEvent
@@ -21,6 +21,7 @@ from llmgine.llm.tools import Tool, ToolRegistry
 from llmgine.llm.types import ChatMessage, Completion, LLMRequest, ToolCall, Usage
 from llmgine.messages.commands import CommandResult
 from llmgine.observability.events import Metric, MetricEvent
+from llmgine.observability.jsonsafe import json_safe
 
 __all__ = ["LLMEngine"]
 
@@ -28,12 +29,9 @@ logger = logging.getLogger(__name__)
 
 
 def _tool_content(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, default=repr, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return repr(value)
+    """A tool's result as text for the model; never raises (odd file names, bytes, cycles)."""
+    safe = json_safe(value)
+    return safe if isinstance(safe, str) else json.dumps(safe, ensure_ascii=False)
 
 
 class LLMEngine:
@@ -82,9 +80,31 @@ class LLMEngine:
         self.max_tool_rounds = max_tool_rounds
         self._providers: dict[str, Provider] = {}
         self._sinks: dict[UUID, asyncio.Queue[str | None]] = {}
-        bus.register_command_handler(PromptCommand, self.handle_prompt)
-        bus.register_command_handler(ClearConversationCommand, self.handle_clear)
-        bus.register_command_handler(SetSystemPromptCommand, self.handle_system_prompt)
+        self._register(bus)
+
+    def _register(self, bus: MessageBus) -> None:
+        """Become the bus's engine; a second engine on a bus replaces the first, loudly."""
+        current = bus.command_handler_of(PromptCommand)
+        replaced = getattr(current, "__self__", None)
+        if current is not None and replaced is not self:
+            logger.warning(
+                "A second LLMEngine on this bus replaces %r: prompts now go to the new engine "
+                "(%s). Use one engine per bus, or a bus of its own for each.",
+                replaced if replaced is not None else current,
+                self.model,
+            )
+        bus.register_command_handler(PromptCommand, self.handle_prompt, replace=True)
+        bus.register_command_handler(ClearConversationCommand, self.handle_clear, replace=True)
+        bus.register_command_handler(
+            SetSystemPromptCommand, self.handle_system_prompt, replace=True
+        )
+
+    def _check_registered(self) -> None:
+        if self.bus.command_handler_of(PromptCommand) != self.handle_prompt:
+            raise BusStateError(
+                f"This engine ({self.model}) no longer answers prompts on its bus: another "
+                "LLMEngine replaced it there. Use that engine, or give each engine its own bus."
+            )
 
     def __repr__(self) -> str:
         tools = ", ".join(t.name for t in self.tools) or "no tools"
@@ -119,7 +139,9 @@ class LLMEngine:
 
         Raises:
             CommandFailedError: The prompt failed; its ``result`` holds the details.
+            BusStateError: Another engine replaced this one on the bus.
         """
+        self._check_registered()
         result = await self.bus.execute(PromptCommand(prompt=prompt, **options))
         return self._text(result)
 
@@ -130,7 +152,9 @@ class LLMEngine:
 
         Raises:
             CommandFailedError: The prompt failed.
+            BusStateError: Another engine replaced this one on the bus.
         """
+        self._check_registered()
         command = PromptCommand(prompt=prompt, stream=True, **options)
         sink: asyncio.Queue[str | None] = asyncio.Queue()
         self._sinks[command.id] = sink

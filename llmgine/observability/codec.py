@@ -50,42 +50,17 @@ ENVELOPE_FIELDS = (
 )
 """The keys of every envelope, in the order they are written."""
 
-_prefixes: dict[tuple[str, type[Message]], bytes] = {}
+_prefixes: dict[tuple[str, type[Message]], str] = {}
 
 
-def _prefix(kind: Kind, cls: type[Message]) -> bytes:
+def _prefix(kind: Kind, cls: type[Message]) -> str:
     key = (kind, cls)
     prefix = _prefixes.get(key)
     if prefix is None:
         fields = (("kind", kind), ("type", cls.__name__), ("module", cls.__module__))
-        prefix = ("{" + ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in fields)).encode()
+        prefix = "{" + ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in fields)
         _prefixes[key] = prefix
     return prefix
-
-
-def _head(
-    kind: Kind,
-    message: Message,
-    session: bytes,
-    metadata: bytes,
-    span: SpanContext | None,
-) -> bytes:
-    if span is None:
-        ids = b'"trace_id":null,"span_id":null'
-    else:
-        ids = f'"trace_id":"{span.trace_id}","span_id":"{span.span_id}"'.encode()
-    return b"".join(
-        (
-            _prefix(kind, type(message)),
-            f',"id":"{message.id}","timestamp":"{message.timestamp.isoformat()}","session_id":'.encode(),
-            session,
-            b",",
-            ids,
-            b',"metadata":',
-            metadata,
-            b',"data":',
-        )
-    )
 
 
 def encode(kind: Kind, message: Message, span: SpanContext | None) -> bytes:
@@ -101,8 +76,11 @@ def encode(kind: Kind, message: Message, span: SpanContext | None) -> bytes:
         data = type(message).__pydantic_serializer__.to_json(
             message, exclude=BASE_FIELDS, fallback=safe_repr
         )
-        session = b'"global"' if message.session_id == "global" else to_json(message.session_id)
-        metadata = to_json(message.metadata, fallback=safe_repr) if message.metadata else b"{}"
+        sid = message.session_id
+        session = '"global"' if sid == "global" else to_json(sid).decode()
+        metadata = (
+            to_json(message.metadata, fallback=safe_repr).decode() if message.metadata else "{}"
+        )
     except Exception:
         own = {
             name: getattr(message, name, None)
@@ -110,9 +88,20 @@ def encode(kind: Kind, message: Message, span: SpanContext | None) -> bytes:
             if name not in BASE_FIELDS
         }
         data = to_json(json_safe(own))
-        session = to_json(json_safe(message.session_id))
-        metadata = to_json(json_safe(message.metadata))
-    return b"".join((_head(kind, message, session, metadata, span), data, b"}\n"))
+        session = to_json(json_safe(message.session_id)).decode()
+        metadata = to_json(json_safe(message.metadata)).decode()
+    if span is None:
+        ids = '"trace_id":null,"span_id":null'
+    else:
+        ids = f'"trace_id":"{span.trace_id}","span_id":"{span.span_id}"'
+    cls = type(message)
+    prefix = _prefixes.get((kind, cls)) or _prefix(kind, cls)
+    head = (
+        f'{prefix},"id":"{message.id}",'
+        f'"timestamp":"{message.timestamp.isoformat()}","session_id":{session},{ids},'
+        f'"metadata":{metadata},"data":'
+    )
+    return b"".join((head.encode(), data, b"}\n"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from llmgine.messages.base import Message
+from llmgine.messages.events import SinkFailedEvent, SinkRecoveredEvent
 from llmgine.observability.codec import Kind, encode
 from llmgine.observability.events import SpanContext
 from llmgine.observability.jsonsafe import safe_repr, safe_str
@@ -82,6 +83,18 @@ class SinkFailure:
     error_type: str
     unwritten_lines: int | None
     recovered: bool = False
+
+    def event(self) -> SinkFailedEvent | SinkRecoveredEvent:
+        """The event that tells the bus's handlers and log about this change."""
+        if self.recovered:
+            return SinkRecoveredEvent(sink=self.sink)
+        return SinkFailedEvent(
+            sink=self.sink,
+            operation=self.operation,
+            error=self.error,
+            error_type=self.error_type,
+            unwritten_lines=self.unwritten_lines,
+        )
 
 
 def _unwritten(sink: Sink) -> int | None:
@@ -161,7 +174,7 @@ class SinkSet:
             except Exception as exc:
                 self._failed(sink, operation, exc)
             else:
-                if self._failing and id(sink) in self._failing:
+                if operation == "flush" and self._failing and id(sink) in self._failing:
                     self._recovered(sink)
 
     def _failed(self, sink: Sink, operation: str, exc: Exception) -> None:

@@ -74,8 +74,7 @@ class Span:
         self.status_message = message
 
     async def _publish(self, **fields: Any) -> None:
-        # Every field is already valid (UTC times, a SpanContext): skip validation.
-        event = TraceEvent.model_construct(
+        event = TraceEvent(
             name=self.name,
             span_context=self.context,
             span_kind=self.kind,

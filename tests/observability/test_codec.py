@@ -1,0 +1,71 @@
+"""One codec: the envelope on disk is unchanged, and every line reads back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llmgine import LogFormatError, MetricEvent, SpanContext, TraceEvent
+from llmgine.llm import LLMResponseEvent
+from llmgine.messages import Event
+from llmgine.observability import Metric, decode, encode, read_log
+from llmgine.observability.codec import ENVELOPE_FIELDS
+
+RECORDED = Path(__file__).resolve().parents[2] / "notebooks" / "data" / "support_desk.jsonl"
+
+
+class NamedEvent(Event):
+    name: str
+    count: int = 0
+
+
+def test_a_message_round_trips_through_the_codec() -> None:
+    event = NamedEvent(name="x", count=3, session_id="s1", metadata={"who": "me"})
+    span = SpanContext(trace_id="a" * 32, span_id="b" * 16)
+    line = encode("event", event, span)
+    assert line.endswith(b"}\n") and line.count(b"\n") == 1
+    assert list(json.loads(line)) == list(ENVELOPE_FIELDS)  # the envelope, in its order
+    envelope = decode(line)
+    assert (envelope.kind, envelope.type, envelope.trace_id) == ("event", "NamedEvent", "a" * 32)
+    assert envelope.span_context() == span
+    assert envelope.to_message() == event
+
+
+def test_lines_written_by_version_one_still_read_back() -> None:
+    bad: list[int] = []
+    envelopes = list(read_log(RECORDED, bad_lines=bad))
+    assert bad == []
+    assert len(envelopes) == len(RECORDED.read_text().splitlines())
+    responses = [e.to_message() for e in envelopes if e.type == "LLMResponseEvent"]
+    assert responses and all(isinstance(r, LLMResponseEvent) for r in responses)
+    spans = [e.to_message() for e in envelopes if e.type == "TraceEvent"]
+    assert all(isinstance(s, TraceEvent) for s in spans)
+    for envelope in envelopes:  # the same message encodes to the same envelope keys again
+        if envelope.type == "MetricEvent":
+            again = json.loads(encode("event", envelope.to_message(), envelope.span_context()))
+            assert {k: again[k] for k in ("type", "module", "id", "data")} == {
+                "type": envelope.type,
+                "module": envelope.module,
+                "id": envelope.id,
+                "data": envelope.data,
+            }
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"not json", b"[1, 2]", b'{"kind": "event"}', b'{"kind":"event","type":"X","module":"m",'],
+)
+def test_what_is_not_an_envelope_is_a_clear_error(line: bytes) -> None:
+    with pytest.raises(LogFormatError):
+        decode(line)
+
+
+def test_classes_of_unimported_modules_are_not_imported_unless_asked() -> None:
+    line = encode("event", MetricEvent(metrics=[Metric(name="m", value=1)]), None)
+    foreign = line.replace(b'"llmgine.observability.events"', b'"some_app.not_imported"')
+    envelope = decode(foreign)
+    assert envelope.message_class() is None
+    with pytest.raises(LogFormatError, match="import_modules=True"):
+        envelope.to_message()
