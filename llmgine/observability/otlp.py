@@ -389,6 +389,11 @@ class OTLPExporter:
         )
 
     @property
+    def name(self) -> str:
+        """How the bus names this sink in its reports (no credentials)."""
+        return f"OTLPExporter({redact_url(self.endpoint)})"
+
+    @property
     def stats(self) -> ExportStats:
         """Counts so far: exported, failed, dropped, queued, open spans."""
         with self._lock:

@@ -222,6 +222,7 @@ def test_credentials_never_reach_reprs_or_urls() -> None:
     )
     assert exporter.endpoint == "https://collector.example:4318/v1/traces"
     assert "s3cret" not in repr(exporter)
+    assert exporter.name == "OTLPExporter(https://collector.example:4318/v1/traces)"
     assert "k-123" not in repr(exporter)
     assert redact_url("http://a:b@h:1/p") == "http://***@h:1/p"
     assert redact_url("http://h:1/p") == "http://h:1/p"
