@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import logging
 import threading
@@ -375,6 +376,7 @@ class OTLPExporter:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._done = threading.Condition()
+        self._counter = itertools.count(1)
         self._accepted = 0
         self._handled = 0
         self._stopping = False
@@ -421,7 +423,9 @@ class OTLPExporter:
             self._warn("queue full")
             return
         self._queue.append(record)
-        self._accepted += 1
+        accepted = next(self._counter)  # atomic under the GIL: writers may be on other threads
+        if accepted > self._accepted:
+            self._accepted = accepted
         if self._worker is None:
             self._start_worker()
 
