@@ -214,6 +214,25 @@ async def test_an_unreachable_endpoint_fails_batches_without_stopping_the_bus(
     assert exporter.stats.exported == 0
 
 
+async def test_a_span_whose_start_line_was_lost_still_exports(tmp_path: Path) -> None:
+    bus = quiet_bus(tmp_path)
+    bus.register_command_handler(WorkCommand, lambda c: "ok")
+    async with bus:
+        await bus.execute(WorkCommand())
+    assert bus.log_path is not None
+    lines = bus.log_path.read_bytes().splitlines()
+    starts = [line for line in lines if b'"TraceEvent"' in line and b'"end_time":null' in line]
+    assert len(starts) == 1
+    memory = InMemorySpanExporter()
+    exporter = OTLPExporter("http://127.0.0.1:1", span_exporter=memory)
+    assert exporter.export_lines([line for line in lines if line not in starts]) == 1
+    (span,) = memory.get_finished_spans()
+    row = spans_frame(load_events(bus.log_path)).iloc[0]
+    assert span.end_time == row["end_time"].value
+    assert span.start_time is not None and span.end_time is not None
+    assert abs((span.end_time - span.start_time) / 1e6 - row["duration_ms"]) < 0.01
+
+
 def test_credentials_never_reach_reprs_or_urls() -> None:
     exporter = OTLPExporter(
         "https://user:s3cret@collector.example:4318",
