@@ -19,9 +19,16 @@ def _demo(args: argparse.Namespace) -> int:
     from llmgine.demo import run_demo
 
     summary = asyncio.run(run_demo(args.log_dir, sys.stdout))
-    print(f"\nThe log is {summary.log_path} ({summary.lines} lines):")
+    print(f"The log is {summary.log_path} ({summary.lines} lines):")
     for type_name, count in sorted(summary.counts.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"  {count:4d}  {type_name}")
+    print(
+        "\nTry next:\n"
+        f"  {_prog()} log {summary.log_path}\n"
+        "      the same run summarized: command latency percentiles, LLM calls, tokens\n"
+        f"  {_prog()} lab\n"
+        "      the tutorials in JupyterLab (needs: pip install 'llmgine[lab]')"
+    )
     return 0
 
 
@@ -32,12 +39,18 @@ def _warnings_to_stderr(caught: list[warnings.WarningMessage]) -> None:
 
 def _log(args: argparse.Namespace) -> int:
     from llmgine.analysis import summarize
+    from llmgine.errors import ConfigurationError
 
+    if not Path(args.path).exists():
+        raise ConfigurationError(
+            f"No log at {args.path}: give a .jsonl file or a directory of them"
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         text = summarize(args.path, since=args.since, until=args.until)
     _warnings_to_stderr(caught)
     print(text)
+    print("(command latency: time in the handler, CommandResult.duration_ms)")
     return 0
 
 
@@ -85,6 +98,11 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prog() -> str:
+    """How the user ran us: ``llmgine`` (the console script) or ``python -m llmgine``."""
+    return "llmgine" if Path(sys.argv[0]).name == "llmgine" else "python -m llmgine"
+
+
 QUICKSTART = Path("notebooks") / "01_quickstart.ipynb"
 
 
@@ -109,7 +127,7 @@ def _lab(args: argparse.Namespace) -> int:
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
     parser = argparse.ArgumentParser(
-        prog="python -m llmgine",
+        prog=_prog(),
         description="llmgine: event-driven LLM applications, made for Jupyter.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

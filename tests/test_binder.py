@@ -93,3 +93,26 @@ def test_the_quickstart_runs_in_the_binder_environment(
     assert results[8] == saved[8] == "(True, 6, [6])"
     assert results[10] == saved[10] == "(3, [6, 3])"
     assert len(list((workdir / "logs").glob("events_*.jsonl"))) == 1
+
+
+def test_the_local_model_answers_in_the_binder_environment(binder_env: Path) -> None:
+    """Binder installs the `local` extra: a real model answers there with no key."""
+    script = (
+        "import asyncio\n"
+        "from llmgine import LLMEngine, MessageBus\n"
+        "async def main():\n"
+        "    async with MessageBus(log_dir=None, enable_console_metrics=False,\n"
+        "                          enable_console_traces=False) as bus:\n"
+        "        engine = LLMEngine(bus, model='local')\n"
+        "        print(engine.provider.name, bool(await engine.chat('Say hi.', max_tokens=4)))\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run(
+        [str(binder_env), "-c", script],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    assert out.stdout.strip() == "local True"

@@ -23,8 +23,14 @@ def test_demo_runs_offline_and_reports_its_log(
     log = tmp_path / "demo.jsonl"
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert f"The log is {log} ({len(lines)} lines)" in out
-    assert "[metric] words=23 words" in out
-    assert "ERROR" in out  # the empty document fails, on purpose
+    assert out.startswith("llmgine demo: commands and events on one bus")  # says what it shows
+    assert "[span]" not in out  # no raw console lines
+    assert "metrics published: documents=3, words=23" in out
+    assert "failed" in out and "(deliberate: a failure is logged, not fatal)" in out
+    assert "latency: the time in the handler (CommandResult.duration_ms)" in out
+    assert out.rstrip().endswith("the tutorials in JupyterLab (needs: pip install 'llmgine[lab]')")
+    assert f"log {log}\n" in out  # what to try next
+    assert "(tool call: word_count" in out
     types_ = [line["type"] for line in lines]
     assert types_.count("CommandErrorEvent") == 1
     assert types_.count("SummarizeDocumentCommand") == 3
@@ -82,3 +88,41 @@ def test_the_readme_quickstart_is_exactly_two_one_line_commands() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert quickstart_commands()[1] in ci.splitlines()
+
+
+def test_demo_and_log_report_the_same_command_latency(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmgine.analysis import load_events
+
+    main(["demo", "--log-dir", str(tmp_path)])
+    demo_out = capsys.readouterr().out
+    commands = load_events(tmp_path / "demo.jsonl").llmgine.commands()
+    corpus = commands[commands["command_type"] == "SummarizeCorpusCommand"].iloc[0]
+    line = next(x for x in demo_out.splitlines() if x.strip().startswith("SummarizeCorpusCommand"))
+    assert f"{corpus['duration_ms']:.1f} ms" in line  # the figure `llmgine log` summarizes
+    main(["log", str(tmp_path / "demo.jsonl")])
+    assert "command latency: time in the handler, CommandResult.duration_ms" in (
+        capsys.readouterr().out
+    )
+
+
+def test_log_of_a_missing_path_says_what_to_give(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["log", str(tmp_path / "nope.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        f"llmgine: No log at {tmp_path / 'nope.jsonl'}: give a .jsonl file or a directory of them"
+    )
+
+
+def test_usage_names_the_command_as_it_was_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["/somewhere/bin/llmgine"])
+    main([])
+    assert capsys.readouterr().out.startswith("usage: llmgine ")
+    monkeypatch.setattr(sys, "argv", ["/somewhere/llmgine/__main__.py"])
+    main([])
+    assert capsys.readouterr().out.startswith("usage: python -m llmgine ")

@@ -87,7 +87,8 @@ def llm_calls_frame(
     """One row per LLM call (``LLMResponseEvent``).
 
     Columns: ``timestamp``, ``model``, ``provider``, ``input_tokens``,
-    ``output_tokens``, ``total_tokens``, ``latency_ms``, ``finish_reason``,
+    ``output_tokens``, ``total_tokens``, ``usage_estimated`` (the server reported no
+    counts; they are llmgine's estimate), ``latency_ms``, ``finish_reason``,
     ``conversation_id``, ``tool_calls`` (how many), ``content``, ``prompt_id``,
     ``session_id``, ``trace_id``, ``event_id``. ``source`` and the filters are as
     for :func:`events_frame`.

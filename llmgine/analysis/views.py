@@ -64,7 +64,7 @@ _RESULT_SCHEMA = (
 _LLM_SCHEMA = (
     '{"conversation_id": "VARCHAR", "prompt_id": "VARCHAR", "content": "VARCHAR", '
     '"model": "VARCHAR", "provider": "VARCHAR", "finish_reason": "VARCHAR", '
-    '"usage": {"input_tokens": "BIGINT", "output_tokens": "BIGINT"}, '
+    '"usage": {"input_tokens": "BIGINT", "output_tokens": "BIGINT", "estimated": "BOOLEAN"}, '
     '"latency_ms": "DOUBLE", "tool_call_count": "BIGINT"}'
 )
 _METRICS_SCHEMA = (
@@ -123,6 +123,7 @@ ORDER BY start, command_id
 SELECT timestamp, s.model AS model, s.provider AS provider,
        s.usage.input_tokens AS input_tokens, s.usage.output_tokens AS output_tokens,
        s.usage.input_tokens + s.usage.output_tokens AS total_tokens,
+       coalesce(s.usage.estimated, false) AS usage_estimated,
        s.latency_ms AS latency_ms, s.finish_reason AS finish_reason,
        s.conversation_id AS conversation_id, s.tool_call_count AS tool_calls,
        s.content AS content, s.prompt_id AS prompt_id,

@@ -190,7 +190,13 @@ class MessageBus(HandlerRegistrations):
 
         Events published before ``start()`` are handled now, in order. A stopped
         bus may be started again, on the same or another event loop.
+
+        Raises:
+            OSError: The log file cannot be created or opened (a wrong ``log_dir``);
+                write failures later on are reported, not raised.
         """
+        if self._log is not None and not self.is_running:
+            self._log.open()  # a wrong log_dir fails here, clearly, not on the first flush
         self._transport.start()
 
     async def stop(self) -> None:

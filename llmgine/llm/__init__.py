@@ -1,9 +1,16 @@
 """The LLM layer: the engine, its commands and events, tools, conversations and providers."""
 
+from llmgine.llm.approval import (
+    ApproveToolCallCommand,
+    ToolApprovalDecidedEvent,
+    ToolApprovalRequestedEvent,
+    ToolApprovals,
+)
 from llmgine.llm.commands import ClearConversationCommand, PromptCommand, SetSystemPromptCommand
 from llmgine.llm.context import Conversation, ConversationStore
 from llmgine.llm.engine import LLMEngine
 from llmgine.llm.events import LLMDeltaEvent, LLMResponseEvent, ToolCallEvent, ToolResultEvent
+from llmgine.llm.mcp import McpServer, McpServers, McpTool
 from llmgine.llm.providers import (
     OfflineProvider,
     OpenAIProvider,
@@ -17,6 +24,7 @@ from llmgine.llm.tools import Tool, ToolRegistry, tool
 from llmgine.llm.types import ChatMessage, Completion, LLMRequest, StreamChunk, ToolCall, Usage
 
 __all__ = [
+    "ApproveToolCallCommand",
     "ChatMessage",
     "ClearConversationCommand",
     "Completion",
@@ -26,6 +34,9 @@ __all__ = [
     "LLMEngine",
     "LLMRequest",
     "LLMResponseEvent",
+    "McpServer",
+    "McpServers",
+    "McpTool",
     "OfflineProvider",
     "OpenAIProvider",
     "PromptCommand",
@@ -35,6 +46,9 @@ __all__ = [
     "SetSystemPromptCommand",
     "StreamChunk",
     "Tool",
+    "ToolApprovalDecidedEvent",
+    "ToolApprovalRequestedEvent",
+    "ToolApprovals",
     "ToolCall",
     "ToolCallEvent",
     "ToolRegistry",

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import BaseModel, Field, field_serializer
+
 from llmgine.messages.commands import Command
 
 __all__ = ["ClearConversationCommand", "PromptCommand", "SetSystemPromptCommand"]
@@ -21,6 +25,24 @@ class PromptCommand(Command):
     max_tokens: int | None = None
     use_tools: bool = True
     """Offer the engine's tools to the model."""
+    tool_choice: str | None = None
+    """``"auto"``, ``"none"``, ``"required"`` or a tool's name. A forced choice
+    (``"required"`` or a name) applies to the first call; once the tool has run, the
+    choice is left to the model so it can answer. ``None``: the provider's default."""
+    timeout: float | None = Field(default=None, gt=0)
+    """Seconds the whole prompt may take (every call and tool run); ``None`` means the
+    engine's default."""
+    options: dict[str, Any] | None = None
+    """Request parameters passed to the provider as they are (``seed``, ``stop``, ``top_p``,
+    ``extra_body``, ...), over the engine's ``options``."""
+    output_type: type[BaseModel] | None = None
+    """A pydantic model the answer must match: ``result.result`` is then an instance of it."""
+
+    @field_serializer("output_type")
+    def _output_type_name(self, output_type: type[BaseModel] | None) -> str | None:
+        if output_type is None:
+            return None
+        return f"{output_type.__module__}.{output_type.__qualname__}"
 
 
 class ClearConversationCommand(Command):

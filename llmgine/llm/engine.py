@@ -5,18 +5,32 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar, overload
 from uuid import UUID
 
+from pydantic import BaseModel
+
 from llmgine.bus.bus import MessageBus
-from llmgine.errors import BusStateError, CommandFailedError, ProviderError, ToolError
+from llmgine.errors import (
+    BusStateError,
+    CommandFailedError,
+    ConfigurationError,
+    ProviderError,
+    ProviderTimeoutError,
+    StructuredOutputError,
+    ToolError,
+)
+from llmgine.llm.approval import ToolApprovals
 from llmgine.llm.commands import ClearConversationCommand, PromptCommand, SetSystemPromptCommand
 from llmgine.llm.context import ConversationStore
 from llmgine.llm.events import LLMDeltaEvent, LLMResponseEvent, ToolCallEvent, ToolResultEvent
+from llmgine.llm.mcp import McpServer, McpServers
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.providers.resolve import provider_for
+from llmgine.llm.structured import correction, output_schema, parse_output, with_json_instruction
 from llmgine.llm.tools import Tool, ToolRegistry
 from llmgine.llm.types import ChatMessage, Completion, LLMRequest, ToolCall, Usage
 from llmgine.messages.commands import CommandResult
@@ -26,6 +40,19 @@ from llmgine.observability.jsonsafe import json_safe
 __all__ = ["LLMEngine"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T", bound=BaseModel)
+
+DEFAULT_TIMEOUT = 120.0
+"""Seconds a prompt may take unless the engine or the prompt says otherwise."""
+
+
+def _add(total: Usage, more: Usage) -> Usage:
+    return Usage(
+        input_tokens=total.input_tokens + more.input_tokens,
+        output_tokens=total.output_tokens + more.output_tokens,
+        estimated=total.estimated or more.estimated,
+    )
 
 
 def _tool_content(value: Any) -> str:
@@ -54,6 +81,12 @@ class LLMEngine:
         max_tool_rounds: Rounds of tool calls per prompt before the engine stops
             and says so in the result.
         max_history: Messages kept per conversation.
+        timeout: Seconds a prompt may take, every call and tool run included, unless
+            the prompt sets its own; ``None`` means no limit.
+        options: Request parameters for every call (``seed``, ``stop``, ``top_p``,
+            ``extra_body``, ...); a prompt's ``options`` are merged over them.
+        max_output_retries: With ``output_type``, how many times an answer that does
+            not validate is sent back with the error before the prompt fails.
     """
 
     def __init__(
@@ -66,9 +99,19 @@ class LLMEngine:
         *,
         max_tool_rounds: int = 5,
         max_history: int = 100,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        options: Mapping[str, Any] | None = None,
+        max_output_retries: int = 2,
     ) -> None:
         if max_tool_rounds < 0:
             raise ValueError(f"max_tool_rounds must be 0 or more; got {max_tool_rounds}.")
+        if max_output_retries < 0:
+            raise ValueError(f"max_output_retries must be 0 or more; got {max_output_retries}.")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be more than 0 seconds (or None); got {timeout}.")
+        self.timeout = timeout
+        self.options: dict[str, Any] = dict(options or {})
+        self.max_output_retries = max_output_retries
         self.bus = bus
         if provider is None:
             provider = provider_for(model)
@@ -81,6 +124,8 @@ class LLMEngine:
         self._providers: dict[str, Provider] = {}
         self._sinks: dict[UUID, asyncio.Queue[str | None]] = {}
         self._register(bus)
+        self.approvals = ToolApprovals(bus)  # handles ApproveToolCallCommand for this engine
+        self.mcp_servers = McpServers()
 
     def _register(self, bus: MessageBus) -> None:
         """Become the bus's engine; a second engine on a bus replaces the first, loudly."""
@@ -112,50 +157,147 @@ class LLMEngine:
 
     @property
     def model(self) -> str:
-        """The current model as a model string, e.g. ``"offline"`` or ``"openai:gpt-4o-mini"``."""
-        if self.provider.name == "offline" and self.provider.model == "offline":
-            return "offline"
-        return f"{self.provider.name}:{self.provider.model}"
+        """The current model as a model string, e.g. ``"offline"`` or ``"openai:gpt-4o-mini"``.
+
+        ``engine.set_model(engine.model)`` keeps the current provider.
+        """
+        return self.provider.model_string
 
     def set_model(self, model: str) -> None:
-        """Switch the engine to another model string; conversations are kept."""
+        """Switch the engine to another model string; conversations are kept.
+
+        The current model's own string changes nothing (a replay keeps its place).
+        """
+        if model.strip() == self.model:
+            return
         self.provider = provider_for(model)
 
-    def register_tool(self, fn: Callable[..., Any] | Tool) -> Tool:
-        """Offer ``fn`` to the model as a tool; returns its :class:`Tool`."""
-        return self.tools.register(fn)
+    async def aclose(self) -> None:
+        """Close the providers' connections (an OpenAI client keeps them alive).
 
-    def tool(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Decorator form of :meth:`register_tool`; the function is returned unchanged."""
-        self.register_tool(fn)
-        return fn
+        The engine stays usable: providers open new connections when asked again.
+        """
+        for provider in (self.provider, *self._providers.values()):
+            await provider.aclose()
+
+    def register_tool(
+        self, fn: Callable[..., Any] | Tool, *, requires_approval: bool = False
+    ) -> Tool:
+        """Offer ``fn`` to the model as a tool; returns its :class:`Tool`.
+
+        With ``requires_approval=True`` each call waits for an ``ApproveToolCallCommand``
+        (see :mod:`llmgine.llm.approval`; the wait is ``engine.approvals.timeout``).
+        """
+        registered = self.tools.register(fn)
+        if requires_approval:
+            registered.requires_approval = True
+        return registered
+
+    def tool(self, fn: Callable[..., Any] | None = None, *, requires_approval: bool = False) -> Any:
+        """Decorator form of :meth:`register_tool`; the function is returned unchanged.
+
+        Use it bare (``@engine.tool``) or with options (``@engine.tool(requires_approval=True)``).
+        """
+
+        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+            self.register_tool(f, requires_approval=requires_approval)
+            return f
+
+        return register(fn) if fn is not None else register
+
+    async def add_mcp_server(
+        self,
+        command: Sequence[str] | None = None,
+        *,
+        url: str | None = None,
+        env: dict[str, str] | None = None,
+        name: str | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        timeout: float = 60.0,
+        requires_approval: bool = False,
+    ) -> McpServer:
+        """Start an MCP server (``command``, stdio) or join one (``url``, streamable HTTP).
+
+        Its tools are offered to the model beside the local ones (see :mod:`llmgine.llm.mcp`).
+
+        Args:
+            command: The server's command line, e.g. ``["mcp-server-time"]``.
+            url: A streamable-HTTP endpoint instead of a command.
+            env: Extra environment variables for the server process.
+            name: The server's name in tool lists and spans (default: its own name).
+            cwd: The server process's working directory.
+            timeout: Seconds one tool call may take.
+            requires_approval: Each call of its tools waits for ``ApproveToolCallCommand``.
+
+        Raises:
+            ConfigurationError: The server could not start, or its tool names are taken.
+        """
+        server = McpServer(command, url=url, env=env, cwd=cwd, name=name, timeout=timeout)
+        await self.mcp_servers.add(server, taken=[t.name for t in self.tools])
+        for mcp_tool in server.tools:
+            mcp_tool.requires_approval = requires_approval
+            self.tools.register(mcp_tool)
+        return server
+
+    async def remove_mcp_server(self, name: str) -> None:
+        """Stop the MCP server called ``name`` and withdraw its tools."""
+        server = await self.mcp_servers.remove(name)
+        for mcp_tool in server.tools:
+            if self.tools.get(mcp_tool.name) is mcp_tool:
+                self.tools.unregister(mcp_tool.name)
+
+    async def close(self) -> None:
+        """Stop the engine's MCP servers (their processes end); the engine stays usable."""
+        for server in list(self.mcp_servers):
+            await self.remove_mcp_server(server.name)
 
     # ------------------------------------------------------------ convenience
 
-    async def chat(self, prompt: str, **options: Any) -> str:
+    @overload
+    async def chat(self, prompt: str, *, output_type: type[T], **fields: Any) -> T: ...
+
+    @overload
+    async def chat(self, prompt: str, *, output_type: None = None, **fields: Any) -> str: ...
+
+    async def chat(
+        self, prompt: str, *, output_type: type[BaseModel] | None = None, **fields: Any
+    ) -> Any:
         """Send ``prompt`` through the bus and return the reply text.
 
-        ``options`` are ``PromptCommand`` fields (``conversation_id``, ``model``, ...).
+        With ``output_type`` (a pydantic model), return a validated instance of it.
+
+        Args:
+            prompt: The user's message.
+            output_type: A pydantic model the answer must match.
+            **fields: Further ``PromptCommand`` fields: ``conversation_id``, ``model``,
+                ``temperature``, ``max_tokens``, ``tool_choice``, ``timeout``, ``options``, ...
 
         Raises:
             CommandFailedError: The prompt failed; its ``result`` holds the details.
             BusStateError: Another engine replaced this one on the bus.
         """
         self._check_registered()
-        result = await self.bus.execute(PromptCommand(prompt=prompt, **options))
+        command = PromptCommand(prompt=prompt, output_type=output_type, **fields)
+        result = await self.bus.execute(command)
+        if output_type is not None and result.success:
+            return result.result
         return self._text(result)
 
-    async def stream(self, prompt: str, **options: Any) -> AsyncIterator[str]:
+    async def stream(self, prompt: str, **fields: Any) -> AsyncIterator[str]:
         """Send ``prompt`` through the bus and yield the reply's text as it arrives.
 
         Stopping the iteration early cancels the generation.
+
+        Args:
+            prompt: The user's message.
+            **fields: Further ``PromptCommand`` fields, as for :meth:`chat`.
 
         Raises:
             CommandFailedError: The prompt failed.
             BusStateError: Another engine replaced this one on the bus.
         """
         self._check_registered()
-        command = PromptCommand(prompt=prompt, stream=True, **options)
+        command = PromptCommand(prompt=prompt, stream=True, **fields)
         sink: asyncio.Queue[str | None] = asyncio.Queue()
         self._sinks[command.id] = sink
 
@@ -192,46 +334,139 @@ class LLMEngine:
         self.conversations.get(command.conversation_id).system_prompt = command.system_prompt
 
     async def handle_prompt(self, command: PromptCommand) -> CommandResult:
-        """Run one prompt: provider calls and tool rounds until the model answers in text."""
+        """Run one prompt: provider calls and tool rounds until the model answers in text.
+
+        The conversation changes only when the prompt succeeds: a failed, timed-out
+        or cancelled prompt leaves it as it was.
+        """
+        timeout = command.timeout if command.timeout is not None else self.timeout
+        if timeout is None:
+            return await self._prompt(command, None)
+        deadline = time.monotonic() + timeout
+        try:
+            async with asyncio.timeout(timeout) as scope:
+                return await self._prompt(command, deadline)
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            raise ProviderTimeoutError(
+                f"The prompt took longer than its timeout of {timeout:g} s and was stopped; "
+                "its conversation is unchanged. Allow more with timeout=... on the prompt or "
+                "on the LLMEngine."
+            ) from None
+
+    async def _prompt(self, command: PromptCommand, deadline: float | None) -> CommandResult:
         provider = self._provider(command.model)
         conversation = self.conversations.get(command.conversation_id)
-        conversation.append(ChatMessage(role="user", content=command.prompt))
         tools = self.tools.definitions() if command.use_tools else []
+        tool_choice = self._tool_choice(command.tool_choice, tools)
+        schema = output_schema(command.output_type) if command.output_type else None
+        turn = [ChatMessage(role="user", content=command.prompt)]
+        retry: list[ChatMessage] = []  # an invalid structured answer and its correction
         usage = Usage()
-        for round_ in range(self.max_tool_rounds + 1):
-            completion = await self._call(provider, conversation.request_messages(), tools, command)
-            usage = Usage(
-                input_tokens=usage.input_tokens + completion.usage.input_tokens,
-                output_tokens=usage.output_tokens + completion.usage.output_tokens,
+        result: Any = None
+        rounds = tool_rounds = retries = 0
+        while True:
+            rounds += 1
+            messages = [*conversation.request_messages(), *turn, *retry]
+            if schema is not None and not provider.native_structured_output:
+                messages = with_json_instruction(messages, schema)
+            request = self._request(provider, messages, tools, tool_choice, schema, command)
+            completion = await self._call(provider, request, command, deadline)
+            usage = _add(usage, completion.usage)
+            message = ChatMessage(
+                role="assistant", content=completion.content, tool_calls=completion.tool_calls
             )
-            conversation.append(
-                ChatMessage(
-                    role="assistant", content=completion.content, tool_calls=completion.tool_calls
+            if completion.tool_calls:
+                turn += retry
+                retry = []
+                turn.append(message)
+                if tool_rounds == self.max_tool_rounds:
+                    result = self._stop_tool_rounds(completion, turn.append)
+                    break
+                tool_rounds += 1
+                if tool_choice not in (None, "auto", "none"):
+                    # A forced choice is met once; later rounds leave it to the model (the
+                    # server's default), so the turn can end in an answer.
+                    tool_choice = None
+                results = await asyncio.gather(
+                    *(self._run_tool(call, command) for call in completion.tool_calls)
                 )
-            )
-            if not completion.tool_calls:
-                text = completion.content or ""
+                for call, content in zip(completion.tool_calls, results, strict=True):
+                    turn.append(
+                        ChatMessage(
+                            role="tool", tool_call_id=call.id, name=call.name, content=content
+                        )
+                    )
+                continue
+            text = completion.content or ""
+            if command.output_type is None:
+                turn.append(message)
+                result = text
                 break
-            if round_ == self.max_tool_rounds:
-                text = self._stop_tool_rounds(completion, conversation.append)
+            parsed = parse_output(command.output_type, text)
+            if not isinstance(parsed, str):
+                turn.append(message)
+                result = parsed
                 break
-            results = await asyncio.gather(
-                *(self._run_tool(call, command) for call in completion.tool_calls)
-            )
-            for call, content in zip(completion.tool_calls, results, strict=True):
-                conversation.append(
-                    ChatMessage(role="tool", tool_call_id=call.id, name=call.name, content=content)
+            if retries >= self.max_output_retries:
+                raise StructuredOutputError(
+                    f"The model's answer is not a valid {command.output_type.__name__} after "
+                    f"{retries + 1} attempts: {parsed}. Its last answer began {text[:120]!r}. "
+                    "Try a clearer prompt, a larger model, or more max_output_retries on the "
+                    "LLMEngine."
                 )
-        return CommandResult(
-            success=True,
-            result=text,
-            metadata={
-                "model": completion.model or provider.model,
-                "provider": provider.name,
-                "rounds": round_ + 1,
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-            },
+            retries += 1
+            retry = [message, correction(command.output_type, parsed)]
+        for message in turn:
+            conversation.append(message)
+        metadata: dict[str, Any] = {
+            "model": completion.model or provider.model,
+            "provider": provider.name,
+            "rounds": rounds,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+        }
+        if usage.estimated:
+            metadata["usage_estimated"] = True
+        if command.output_type is not None:
+            metadata["output_retries"] = retries
+        return CommandResult(success=True, result=result, metadata=metadata)
+
+    def _tool_choice(self, choice: str | None, tools: list[dict[str, Any]]) -> str | None:
+        if choice is None or choice in ("auto", "none"):
+            return choice if tools else None
+        if not tools:
+            raise ConfigurationError(
+                f"tool_choice={choice!r} needs tools, but this prompt offers none (the engine "
+                "has no tools, or use_tools=False)."
+            )
+        if choice != "required" and self.tools.get(choice) is None:
+            names = ", ".join(t.name for t in self.tools)
+            raise ConfigurationError(
+                f'tool_choice={choice!r} is neither "auto", "none", "required" nor a tool of '
+                f"this engine ({names})."
+            )
+        return choice
+
+    def _request(
+        self,
+        provider: Provider,
+        messages: list[ChatMessage],
+        tools: list[dict[str, Any]],
+        tool_choice: str | None,
+        schema: dict[str, Any] | None,
+        command: PromptCommand,
+    ) -> LLMRequest:
+        return LLMRequest(
+            model=provider.model,
+            messages=messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            temperature=command.temperature,
+            max_tokens=command.max_tokens,
+            options={**self.options, **(command.options or {})},
+            output_schema=schema,
         )
 
     def _stop_tool_rounds(
@@ -266,17 +501,13 @@ class LLMEngine:
     async def _call(
         self,
         provider: Provider,
-        messages: list[ChatMessage],
-        tools: list[dict[str, Any]],
+        request: LLMRequest,
         command: PromptCommand,
+        deadline: float | None,
     ) -> Completion:
-        request = LLMRequest(
-            model=provider.model,
-            messages=messages,
-            tools=tools,
-            temperature=command.temperature,
-            max_tokens=command.max_tokens,
-        )
+        if deadline is not None:
+            # The provider's own timeout ends with the prompt's, so its retries cannot outlast it.
+            request.timeout = max(deadline - time.monotonic(), 0.001)
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": provider.name,
@@ -287,6 +518,10 @@ class LLMEngine:
             attributes["gen_ai.request.temperature"] = command.temperature
         if command.max_tokens is not None:
             attributes["gen_ai.request.max_tokens"] = command.max_tokens
+        if request.tool_choice is not None:
+            attributes["llmgine.request.tool_choice"] = request.tool_choice
+        if request.output_schema is not None:
+            attributes["llmgine.request.output_type"] = request.output_schema.get("title", "")
         async with self.bus.span(f"chat {provider.model}", kind="LLM", **attributes) as span:
             start = time.perf_counter()
             if command.stream:
@@ -302,6 +537,7 @@ class LLMEngine:
             )
             span.set_attribute("gen_ai.usage.input_tokens", completion.usage.input_tokens)
             span.set_attribute("gen_ai.usage.output_tokens", completion.usage.output_tokens)
+            span.set_attribute("llmgine.usage.estimated", completion.usage.estimated)
             await self.bus.publish(
                 LLMResponseEvent(
                     conversation_id=command.conversation_id,
@@ -317,6 +553,8 @@ class LLMEngine:
                 )
             )
             tags = {"provider": provider.name, "model": model}
+            if completion.usage.estimated:
+                tags["usage"] = "estimated"
             await self.bus.publish(
                 MetricEvent(
                     metrics=[
@@ -372,6 +610,8 @@ class LLMEngine:
             "gen_ai.tool.call.id": call.id,
             "gen_ai.tool.type": "function",
         }
+        if (known := self.tools.get(call.name)) is not None:
+            attributes.update(known.span_attributes)
         value: Any = None
         error: str | None = None
         start = time.perf_counter()
@@ -381,6 +621,9 @@ class LLMEngine:
                 if tool is None:
                     available = ", ".join(t.name for t in self.tools) or "none"
                     raise ToolError(f"unknown tool {call.name!r}; available tools: {available}")
+                if tool.requires_approval:
+                    tool.validate(call.arguments)  # a person only sees calls that could run
+                    await self.approvals.check(call, command.conversation_id, command.id)
                 value = await tool.run(call.arguments)
             except ToolError as exc:
                 error = str(exc)

@@ -33,10 +33,16 @@ class Tool:
         fn: The function, sync or async. Sync functions run in a worker thread.
         name: The name the model sees; defaults to the function's name.
         description: Defaults to the docstring's summary.
+        requires_approval: Each call waits for a person's approval (``ApproveToolCallCommand``).
     """
 
     def __init__(
-        self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        requires_approval: bool = False,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"A tool must be a function; got {type(fn).__name__}.")
@@ -44,6 +50,7 @@ class Tool:
         self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
         summary, arg_docs = _describe(fn)
         self.description = description if description is not None else summary
+        self.requires_approval = requires_approval
         self.is_async = inspect.iscoroutinefunction(fn)
         self.arguments_model = self._arguments_model(fn, arg_docs)
 
@@ -66,6 +73,11 @@ class Tool:
 
     def __repr__(self) -> str:
         return f"Tool({self.name!r})"
+
+    @property
+    def span_attributes(self) -> dict[str, Any]:
+        """Extra attributes of this tool's ``TOOL`` spans (an MCP tool names its server)."""
+        return {}
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -117,7 +129,11 @@ class Tool:
 
 
 def tool(
-    fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    requires_approval: bool = False,
 ) -> Any:
     """Mark a function as a tool: ``@tool`` or ``@tool(name="weather")``.
 
@@ -126,7 +142,9 @@ def tool(
     """
 
     def mark(f: Callable[..., Any]) -> Callable[..., Any]:
-        f.__llmgine_tool__ = Tool(f, name=name, description=description)  # type: ignore[attr-defined]
+        f.__llmgine_tool__ = Tool(  # type: ignore[attr-defined]
+            f, name=name, description=description, requires_approval=requires_approval
+        )
         return f
 
     return mark(fn) if fn is not None else mark

@@ -44,6 +44,8 @@ class Usage(BaseModel):
 
     input_tokens: int = 0
     output_tokens: int = 0
+    estimated: bool = False
+    """The server reported no counts; these are llmgine's estimate (a recorded 0 means 0)."""
 
     @property
     def total_tokens(self) -> int:
@@ -76,6 +78,14 @@ class LLMRequest(BaseModel):
     """Tool definitions in the Chat Completions ``tools`` shape."""
     temperature: float | None = None
     max_tokens: int | None = None
+    tool_choice: str | None = None
+    """``"auto"``, ``"none"``, ``"required"`` or a tool's name; ``None``: the provider's default."""
+    timeout: float | None = None
+    """Seconds this call may take; ``None`` leaves it to the provider."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Further request parameters passed to the provider as they are (``seed``, ``stop``, ...)."""
+    output_schema: dict[str, Any] | None = None
+    """A JSON schema the answer must match (structured output), with ``title`` as its name."""
 
 
 class StreamChunk(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
@@ -10,6 +11,8 @@ from llmgine.errors import LLMgineError
 from llmgine.notebook.subcommands import SUBCOMMANDS, MagicError, help_text
 
 __all__ = ["LLMgineMagics"]
+
+logger = logging.getLogger(__name__)
 
 
 @magics_class
@@ -28,12 +31,21 @@ class LLMgineMagics(Magics):
             raise MagicError(f"{what}; use one of: {known} (`%llmgine help`)")
         if cell is not None and name != "chat":
             raise MagicError("only `%%llmgine chat` takes a cell body")
+        if not subcommand.takes_arguments and rest.strip():
+            raise MagicError(
+                f"`%llmgine {name}` takes no arguments; got {rest.strip()!r} "
+                f"(usage: `%llmgine {subcommand.usage}`)"
+            )
         try:
             return subcommand.run(self.shell, rest, cell)
         except MagicError:
             raise
         except LLMgineError as exc:
             raise MagicError(str(exc)) from None
+        except Exception as exc:
+            # Never a wall of internals in a cell: one line, the details in the Python log.
+            logger.debug("%%llmgine %s failed", name, exc_info=exc)
+            raise MagicError(f"{name} failed: {type(exc).__name__}: {exc}") from None
 
 
 LLMgineMagics.llmgine.__doc__ = f"""Drive the llmgine bus and engine from notebook cells.
@@ -53,14 +65,43 @@ def keep_question_marks(lines: list[str]) -> list[str]:
     if lines and lines[0].startswith("%%"):
         return lines  # a cell magic's body is passed as written
     out = []
+    quote: str | None = None  # the triple quote of a string still open at this line
     for line in lines:
         stripped = line.strip()
-        if stripped.startswith("%llmgine ") and stripped.endswith("?"):
+        if quote is None and stripped.startswith("%llmgine ") and stripped.endswith("?"):
             indent = line[: len(line) - len(line.lstrip())]
             rest = stripped[len("%llmgine ") :]
             line = f"{indent}get_ipython().run_line_magic('llmgine', {rest!r})\n"
+        else:
+            quote = _open_triple_quote(line, quote)
         out.append(line)
     return out
+
+
+def _open_triple_quote(line: str, quote: str | None) -> str | None:
+    """The triple quote left open after ``line``, given the one open before it."""
+    i = 0
+    while i < len(line):
+        if quote is not None:
+            end = line.find(quote, i)
+            if end < 0:
+                return quote
+            i, quote = end + 3, None
+            continue
+        char = line[i]
+        if char == "#":
+            return None
+        if char in "'\"":
+            if line.startswith(char * 3, i):
+                quote, i = char * 3, i + 3
+                continue
+            end = i + 1  # a one-line string: skip it, escapes included
+            while end < len(line) and line[end] != char:
+                end += 2 if line[end] == "\\" else 1
+            i = end + 1
+            continue
+        i += 1
+    return quote
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import weakref
+from typing import Any, Protocol
 
 from llmgine.bus.bus import MessageBus
+from llmgine.errors import ConfigurationError
 from llmgine.llm.engine import LLMEngine
 from llmgine.notebook.sync import run_sync
 
@@ -14,13 +16,22 @@ _ATTRIBUTE = "_llmgine_runtime"
 _process_runtime: list[Runtime] = []  # without IPython: one per process, made on first use
 
 
+class _Follower(Protocol):
+    def rebind(self, engine: LLMEngine) -> None: ...
+
+
 class Runtime:
-    """The default bus and engine of one kernel (or one IPython shell)."""
+    """The default bus and engine of one kernel (or one IPython shell).
+
+    Widgets made on the default engine follow it: when ``%llmgine start`` replaces
+    the bus, they move to the new engine, so their prompts land in the new log.
+    """
 
     def __init__(self) -> None:
         self.bus: MessageBus | None = None
         self.engine: LLMEngine | None = None
         self.bus_options: dict[str, Any] = {"log_dir": "logs"}
+        self._followers: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def get_bus(self) -> MessageBus:
         """The default bus, created and started on the kernel's loop on first use."""
@@ -31,22 +42,50 @@ class Runtime:
         return self.bus
 
     def get_engine(self) -> LLMEngine:
-        """The default engine on the default bus (default model), created on first use."""
+        """The default engine on the default bus (default model), created on first use.
+
+        When the bus was replaced, the new engine keeps the old one's model and tools.
+        """
         bus = self.get_bus()
-        if self.engine is None or self.engine.bus is not bus:
-            self.engine = LLMEngine(bus)
-        return self.engine
+        old = self.engine
+        if old is None:
+            engine = self.engine = LLMEngine(bus)
+        elif old.bus is not bus:
+            engine = self.engine = LLMEngine(bus, provider=old.provider, tools=list(old.tools))
+            engine.approvals.timeout = old.approvals.timeout
+            engine.mcp_servers = old.mcp_servers  # their tools came over with old.tools
+            for follower in list(self._followers):
+                follower.rebind(engine)
+        else:
+            engine = old
+        return engine
+
+    def follow(self, widget: _Follower) -> None:
+        """Move ``widget`` (its ``rebind(engine)``) to each new default engine."""
+        self._followers.add(widget)
 
     def replace_bus(self, **options: Any) -> MessageBus:
-        """Stop the current default bus and start a new one with ``options``."""
+        """Stop the current default bus and start a new one with ``options``.
+
+        Raises:
+            ConfigurationError: The new bus could not start (say, its log cannot be
+                written); the previous settings are kept for the next use.
+        """
+        previous = self.bus_options
         if self.bus is not None:
             run_sync(self.bus.stop())
         self.bus_options = {"log_dir": "logs", **options}
         self.bus = None
-        engine = self.engine
-        bus = self.get_bus()
-        if engine is not None:  # keep the engine's model and tools on the new bus
-            self.engine = LLMEngine(bus, provider=engine.provider, tools=list(engine.tools))
+        try:
+            bus = self.get_bus()
+        except Exception as exc:
+            self.bus_options, self.bus = previous, None
+            raise ConfigurationError(
+                f"could not start the bus: {type(exc).__name__}: {exc}. The previous "
+                "settings are kept; choose another --log-dir or --log-file"
+            ) from exc
+        if self.engine is not None:  # keep the engine's model and tools on the new bus
+            self.get_engine()
         return bus
 
 

@@ -51,6 +51,21 @@ def _parser(name: str) -> _Parser:
     return _Parser(prog=f"%llmgine {name}", add_help=False)
 
 
+def _split(line: str, name: str) -> list[str]:
+    """The words of ``line`` as a shell splits them; a bad quote is a readable error."""
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise MagicError(
+            f"%llmgine {name}: {str(exc).lower()} in {line.strip()!r}; close the quote"
+        ) from None
+
+
+_NO_ARGUMENTS = frozenset(
+    ["stop", "status", "handlers", "ui", "monitor", "metrics", "spans", "commands", "help"]
+)
+
+
 @dataclass(frozen=True)
 class Subcommand:
     """One ``%llmgine`` subcommand: its usage, an example, and the function that runs it."""
@@ -60,6 +75,11 @@ class Subcommand:
     example: str
     summary: str
     run: Callable[[Any, str, str | None], Any]
+
+    @property
+    def takes_arguments(self) -> bool:
+        """``False``: any word after the subcommand is an error, never silently ignored."""
+        return self.name not in _NO_ARGUMENTS
 
 
 def _lookup(shell: Any, name: str) -> Any:
@@ -84,6 +104,22 @@ def _evaluate(shell: Any, expression: str, what: str) -> Any:
         ) from None
 
 
+def _instantiate(message_type: type, what: str) -> Any:
+    """``PingCommand`` given alone: an instance with its defaults, or say which fields it needs."""
+    try:
+        return message_type()
+    except ValidationError as exc:
+        needed = ", ".join(
+            ".".join(str(p) for p in e["loc"]) for e in exc.errors() if e["type"] == "missing"
+        )
+        name = message_type.__name__
+        if needed:
+            raise MagicError(
+                f"{name} needs {needed}: `%llmgine {what} {name}({needed.split(', ')[0]}=...)`"
+            ) from None
+        raise MagicError(f"could not make a {name}: {exc.errors()[0]['msg']}") from None
+
+
 def _message_class(shell: Any, name: str, base: type) -> type:
     value = _lookup(shell, name)
     if not (isinstance(value, type) and issubclass(value, base)):
@@ -99,7 +135,10 @@ def _start(shell: Any, line: str, cell: str | None) -> Any:
     parser.add_argument("--log-dir", default=None)
     parser.add_argument("--log-file", default=None)
     parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(shlex.split(line))
+    args = parser.parse_args(_split(line, "start"))
+    for flag, value in (("--log-dir", args.log_dir), ("--log-file", args.log_file)):
+        if value is not None and not value.strip():
+            raise MagicError(f"%llmgine start: {flag} needs a name; got an empty one")
     runtime = get_runtime()
     options: dict[str, Any] = {}
     if args.log_dir is not None:
@@ -118,6 +157,8 @@ def _stop(shell: Any, line: str, cell: str | None) -> Any:
     runtime = get_runtime()
     if runtime.bus is None or not runtime.bus.is_running:
         return Note("llmgine bus is not running")
+    if runtime.engine is not None and len(runtime.engine.mcp_servers):
+        run_sync(runtime.engine.close())  # MCP server processes end with the bus
     run_sync(runtime.bus.stop())
     return Note("llmgine bus stopped; its log is flushed and closed")
 
@@ -163,7 +204,7 @@ def _handlers(shell: Any, line: str, cell: str | None) -> Any:
 def _execute(shell: Any, line: str, cell: str | None) -> Any:
     command = _evaluate(shell, line, "execute")
     if isinstance(command, type) and issubclass(command, Command):
-        command = command()
+        command = _instantiate(command, "execute")
     if not isinstance(command, Command):
         raise MagicError(f"{line.strip()} is a {type(command).__name__}, not a Command")
     bus = get_runtime().get_bus()
@@ -175,7 +216,7 @@ def _execute(shell: Any, line: str, cell: str | None) -> Any:
 def _publish(shell: Any, line: str, cell: str | None) -> Any:
     event = _evaluate(shell, line, "publish")
     if isinstance(event, type) and issubclass(event, Event):
-        event = event()
+        event = _instantiate(event, "publish")
     if not isinstance(event, Event):
         raise MagicError(f"{line.strip()} is a {type(event).__name__}, not an Event")
     bus = get_runtime().get_bus()
@@ -187,18 +228,36 @@ def _publish(shell: Any, line: str, cell: str | None) -> Any:
 # --------------------------------------------------------------- the model
 
 
-def _chat_options(line: str) -> tuple[dict[str, str], str]:
-    """Leading ``--model M`` / ``--conversation ID`` options, then the prompt, verbatim."""
-    options: dict[str, str] = {}
+_CHAT_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "--model": ("model", str),
+    "--conversation": ("conversation_id", str),
+    "--temperature": ("temperature", float),
+    "--max-tokens": ("max_tokens", int),
+    "--tool-choice": ("tool_choice", str),
+    "--timeout": ("timeout", float),
+}
+
+
+def _chat_options(line: str) -> tuple[dict[str, Any], str]:
+    """Leading options (``--model M``, ``--temperature T``, ...), then the prompt, verbatim."""
+    options: dict[str, Any] = {}
     rest = line.lstrip()
     while True:
         flag, _, after = rest.partition(" ")
-        if flag not in ("--model", "--conversation"):
+        if flag not in _CHAT_FLAGS:
+            if flag.startswith("--") and len(flag) > 2 and flag[2:3].isalpha():
+                known = ", ".join(_CHAT_FLAGS)
+                raise MagicError(f"unknown chat option {flag}; the options are {known}")
             return options, rest
         value, _, rest = after.lstrip().partition(" ")
         if not value:
             raise MagicError(f"{flag} needs a value")
-        options["model" if flag == "--model" else "conversation_id"] = value
+        field, convert = _CHAT_FLAGS[flag]
+        try:
+            options[field] = convert(value)
+        except ValueError:
+            kind = "a whole number" if convert is int else "a number"
+            raise MagicError(f"{flag} needs {kind}, not {value!r}") from None
         rest = rest.lstrip()
 
 
@@ -213,29 +272,42 @@ def _chat(shell: Any, line: str, cell: str | None) -> Any:
     if not prompt.strip():
         raise MagicError("give a prompt: `%llmgine chat Hello!` or a `%%llmgine chat` cell")
     engine = get_runtime().get_engine()
-    live = getattr(shell, "kernel", None) is not None  # a notebook updates one output in place
+    kernel = getattr(shell, "kernel", None)
+    # Stream into one output updated in place only for a person at an interactive frontend
+    # (it sends allow_stdin); runs by nbclient/nbval get the reply once, as they compare it.
+    live = bool(getattr(kernel, "_allow_stdin", False))
+    area: list[Any] = []  # the live output, made at the first piece of text
 
     async def stream() -> str:
-        handle = display(Markdown(""), display_id=True) if live else None
         text = ""
-        try:
-            async for piece in engine.stream(prompt, **options):
-                text += piece
-                if handle is not None:
-                    handle.update(Markdown(text))
-        finally:
-            if handle is not None:
-                handle.update(Markdown(""))
+        async for piece in engine.stream(prompt, **options):
+            text += piece
+            if not live:
+                continue
+            if area:
+                area[0].update(Markdown(text))
+            else:
+                area.append(display(Markdown(text), display_id=True))
         await engine.bus.wait_for_events()
         return text
 
+    from llmgine.notebook.tool_subcommands import approvals_asked_in_the_cell
+
     try:
-        text = run_sync(stream())
+        with approvals_asked_in_the_cell(engine):  # the busy cell asks on its input line
+            text = run_sync(stream())
     except CommandFailedError as exc:
         raise MagicError(str(exc)) from None
-    # In a notebook the live area is blanked and the reply shown once more as a plain output,
-    # so the saved notebook holds it even for readers that ignore display updates (nbval).
-    display(Markdown(text) if live else Note(text))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise MagicError(problems) from None
+    if area:
+        area[0].update(Markdown(text))  # the live output is the reply: one output, no blank
+    else:
+        display(Markdown(text) if kernel is not None else Note(text))
     return None
 
 
@@ -250,13 +322,40 @@ def _model(shell: Any, line: str, cell: str | None) -> Any:
 
 def _tools(shell: Any, line: str, cell: str | None) -> Any:
     engine = get_runtime().get_engine()
-    for name in line.split():
+    names = line.split()
+    approval = "--approval" in names  # each call of these tools waits for `%llmgine approve`
+    for name in (n for n in names if n != "--approval"):
+        if name.startswith("-"):
+            raise MagicError(f"%llmgine tools: unknown option {name}; the one option is --approval")
         function = _lookup(shell, name)
         if not callable(function):
             raise MagicError(f"{name} is not a function")
-        engine.register_tool(function)
-    names = [f"`{t.name}`" for t in engine.tools]
+        try:
+            engine.register_tool(function, requires_approval=approval)
+        except (TypeError, ValueError, NameError) as exc:
+            raise MagicError(f"{name} cannot be a tool: {exc}") from None
+    names = [
+        f"`{t.name}`" + (" (needs approval)" if t.requires_approval else "") for t in engine.tools
+    ]
     return Note("tools: " + (", ".join(names) if names else "none yet (`%llmgine tools FUNC`)"))
+
+
+def _approve(shell: Any, line: str, cell: str | None) -> Any:
+    from llmgine.notebook.tool_subcommands import approve
+
+    return approve(shell, line, cell)
+
+
+def _deny(shell: Any, line: str, cell: str | None) -> Any:
+    from llmgine.notebook.tool_subcommands import deny
+
+    return deny(shell, line, cell)
+
+
+def _mcp(shell: Any, line: str, cell: str | None) -> Any:
+    from llmgine.notebook.tool_subcommands import mcp
+
+    return mcp(shell, line, cell)
 
 
 # ----------------------------------------------------------------- widgets
@@ -265,7 +364,10 @@ def _tools(shell: Any, line: str, cell: str | None) -> Any:
 def _ui(shell: Any, line: str, cell: str | None) -> Any:
     from llmgine.notebook.widgets import ChatWidget
 
-    return ChatWidget(get_runtime().get_engine())
+    runtime = get_runtime()
+    panel = ChatWidget(runtime.get_engine())
+    runtime.follow(panel)  # a later `%llmgine start` moves it to the new bus and log
+    return panel
 
 
 def _monitor(shell: Any, line: str, cell: str | None) -> Any:
@@ -300,7 +402,7 @@ def _log(shell: Any, line: str, cell: str | None) -> Any:
     parser = _parser("log")
     parser.add_argument("--last", type=int, default=None)
     parser.add_argument("--type", default=None)
-    args = parser.parse_args(shlex.split(line))
+    args = parser.parse_args(_split(line, "log"))
     frame = _events(line)
     if args.type is not None:
         frame = frame[frame["type"] == args.type]
@@ -390,7 +492,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         ),
         Subcommand(
             "chat",
-            "chat [--model M] [--conversation ID] PROMPT",
+            "chat [--model M] [--conversation ID] [--temperature T] [--max-tokens N] "
+            "[--tool-choice auto|none|required|TOOL] [--timeout S] PROMPT",
             "%llmgine chat What is the weather in Paris?",
             "stream a reply (or a %%llmgine chat cell: the body is the prompt)",
             _chat,
@@ -404,10 +507,31 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         ),
         Subcommand(
             "tools",
-            "tools [FUNC ...]",
+            "tools [--approval] [FUNC ...]",
             "%llmgine tools get_weather",
-            "list tools, or register functions as tools",
+            "list tools, or register functions as tools (--approval: each call waits for a yes)",
             _tools,
+        ),
+        Subcommand(
+            "approve",
+            "approve [CALL_ID]",
+            "%llmgine approve call_1",
+            "run a tool call that waits for approval",
+            _approve,
+        ),
+        Subcommand(
+            "deny",
+            "deny [CALL_ID [REASON]]",
+            "%llmgine deny call_1 not that file",
+            "refuse a waiting tool call; the model is told why",
+            _deny,
+        ),
+        Subcommand(
+            "mcp",
+            "mcp add -- CMD ARGS... | mcp add --url URL | mcp list | mcp remove NAME",
+            "%llmgine mcp add -- mcp-server-time",
+            "MCP tool servers (add: --name N, --approval, --env K=V, --timeout S)",
+            _mcp,
         ),
         Subcommand("ui", "ui", "%llmgine ui", "a chat panel for the default engine", _ui),
         Subcommand(

@@ -176,6 +176,7 @@ def test_llm_calls_frame(df: pd.DataFrame) -> None:
         "input_tokens",
         "output_tokens",
         "total_tokens",
+        "usage_estimated",
         "latency_ms",
         "finish_reason",
         "conversation_id",
@@ -187,6 +188,7 @@ def test_llm_calls_frame(df: pd.DataFrame) -> None:
         "event_id",
     ]
     assert calls["total_tokens"].sum() == 275
+    assert list(calls["usage_estimated"]) == [False, False, False]  # counted, not estimated
     assert list(calls["tool_calls"]) == [1, 0, 0]
     assert list(calls["conversation_id"]) == ["default", "default", "other"]
     assert set(calls["provider"]) == {"scripted"}

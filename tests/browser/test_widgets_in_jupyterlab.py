@@ -51,6 +51,15 @@ def get_weather(city: str) -> str:
     return f"Sunny, 21°C in {city}"
 
 
+def delete_file(path: str) -> str:
+    """Delete a file (only after a person approves).
+
+    Args:
+        path: The file.
+    """
+    return f"deleted {path}"
+
+
 class BookRoomCommand(Command):
     """Book a meeting room."""
 
@@ -62,6 +71,7 @@ class BookRoomCommand(Command):
 engine = get_engine()
 engine.provider = StoryProvider()
 engine.register_tool(get_weather)
+engine.register_tool(delete_file, requires_approval=True)
 get_bus().register_command_handler(BookRoomCommand, lambda c: f"{c.room} booked for {c.people}")
 '''
 
@@ -126,6 +136,18 @@ def test_chat_monitor_and_form_work_in_jupyterlab(
     expect(chat.get_by_role("button", name="Send")).to_be_enabled()
     chat.screenshot(path=str(shots / "chat.png"))
 
+    # Approval: the call waits for a person; Approve runs it and the reply finishes.
+    chat.locator("textarea").fill("Please delete_file path=notes.txt")
+    chat.get_by_role("button", name="Send").click()
+    approval = chat.locator(".llmgine-approval")
+    expect(approval).to_contain_text("delete_file(path='notes.txt') waits for your approval")
+    expect(chat).not_to_contain_text("delete_file returned")
+    approval.get_by_role("button", name="Approve").click()
+    expect(chat).to_contain_text("delete_file returned deleted notes.txt")
+    expect(approval).to_contain_text("approved")
+    expect(approval.get_by_role("button")).to_have_count(0)
+    expect(chat.get_by_role("button", name="Send")).to_be_enabled()
+
     # The monitor gained rows from the chat's events.
     expect(monitor.locator("table tbody tr").first).to_be_visible()
     rows_after_chat = monitor_rows(monitor)
@@ -159,7 +181,7 @@ def test_chat_monitor_and_form_work_in_jupyterlab(
     expect(monitor).to_contain_text("CommandResultEvent")
     assert monitor_rows(monitor) >= min(rows_after_chat + 1, 20)
     monitor.locator("select").select_option("ToolCallEvent")
-    expect(monitor.locator("table tbody tr")).to_have_count(1)
+    expect(monitor.locator("table tbody tr")).to_have_count(2)  # get_weather, delete_file
     expect(monitor.locator("table tbody tr td").nth(2)).to_have_text("ToolCallEvent")
     monitor.locator("select").select_option("(all types)")
     expect(monitor.locator("table tbody tr").nth(1)).to_be_visible()

@@ -351,3 +351,15 @@ async def test_metrics_and_spans_are_published_as_events(bus: MessageBus) -> Non
         "llm.latency_ms",
     }
     assert {s.span_kind for s in spans} == {"CHAIN", "LLM"}
+
+
+async def test_the_scripted_model_says_how_to_give_it_replies(bus: MessageBus) -> None:
+    engine = LLMEngine(bus, model="scripted")
+    result = await bus.execute(PromptCommand(prompt="hi"))
+    assert not result.success
+    assert "answers only with the replies it is given, and it has none" in str(result.error)
+    assert "engine.provider.add('a reply', ...)" in str(result.error)
+    engine.provider.add("first")  # type: ignore[attr-defined]
+    assert await engine.chat("hi") == "first"
+    result = await bus.execute(PromptCommand(prompt="again"))
+    assert "no replies left after 1 call:" in str(result.error)

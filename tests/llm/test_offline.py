@@ -118,3 +118,11 @@ async def test_it_streams_word_chunks_that_join_to_the_answer() -> None:
     assert whole is not None
     assert len(chunks) > 10
     assert "".join(c.delta for c in chunks) == whole.content
+
+
+async def test_one_token_is_singular() -> None:
+    provider = OfflineProvider()
+    one = await provider.complete(
+        LLMRequest(model="offline", messages=[ChatMessage(role="user", content="Hi")])
+    )
+    assert '"Hi" (1 token).' in str(one.content)

@@ -186,7 +186,8 @@ def test_a_failed_chat_is_one_line(shell: InteractiveShell) -> None:
     get_engine().provider = ScriptedProvider([])  # no replies: the provider fails
     with capture_output() as captured:
         result = shell.run_cell("%llmgine chat hello")
-    assert "no replies left" in str(result.error_in_exec)
+    assert "answers only with the replies it is given" in str(result.error_in_exec)
+    assert "get_engine().provider.add(" in str(result.error_in_exec)
     assert captured.stdout.strip().startswith("llmgine: The prompt failed")
 
 
@@ -258,3 +259,242 @@ def test_export_sends_the_logs_spans_over_otlp(shell: InteractiveShell) -> None:
         thread.join()
     with pytest.raises(MagicError, match="did not accept 3 span"):
         magic(shell, f"export --otlp {url}")  # the receiver is gone
+
+
+def test_chat_request_options(shell: InteractiveShell) -> None:
+    from llmgine.llm import ScriptedProvider
+
+    magic(shell, "start --quiet")
+    magic(shell, "tools get_weather")
+    provider = ScriptedProvider([ScriptedProvider.call("get_weather", city="Oslo"), "Done."])
+    get_engine().provider = provider
+    with capture_output() as captured:
+        magic(
+            shell,
+            "chat --temperature 0.2 --max-tokens 40 --tool-choice get_weather --timeout 30 "
+            "Tell me something --not-an-option",
+        )
+    assert captured.outputs[0].data["text/plain"] == "Done."
+    first, second = provider.requests
+    assert (first.temperature, first.max_tokens, first.tool_choice) == (0.2, 40, "get_weather")
+    assert first.timeout is not None and 0 < first.timeout <= 30
+    assert first.messages[-1].content == "Tell me something --not-an-option"
+    assert second.tool_choice is None  # a forced tool runs once, then the model answers
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ("chat --temperature warm hi", "--temperature needs a number, not 'warm'"),
+        ("chat --max-tokens 1.5 hi", "--max-tokens needs a whole number, not '1.5'"),
+        ("chat --timeout -1 hi", "--timeout: Input should be greater than 0"),
+        ("chat --tool-choice nope hi", "tool_choice='nope' needs tools"),
+        ("chat --temprature 1 hi", "unknown chat option --temprature"),
+    ],
+)
+def test_chat_option_errors_are_one_line(shell: InteractiveShell, line: str, error: str) -> None:
+    magic(shell, "start --quiet")
+    with capture_output():
+        result = shell.run_cell(f"%llmgine {line}")
+    assert error in str(result.error_in_exec)
+
+
+def test_the_transformer_leaves_lines_inside_strings_alone() -> None:
+    from llmgine.notebook.magics import keep_question_marks
+
+    cell = ['text = """\n', "%llmgine chat why?\n", '"""\n', "%llmgine chat really?\n"]
+    out = keep_question_marks(cell)
+    assert out[:3] == cell[:3]  # inside the string literal: untouched
+    assert out[3] == "get_ipython().run_line_magic('llmgine', 'chat really?')\n"
+    quoted = ['s = \'a """ b\'  # """\n', "%llmgine chat still a magic?\n"]
+    assert keep_question_marks(quoted)[1].startswith("get_ipython()")
+
+
+def test_a_failed_start_keeps_the_previous_settings(shell: InteractiveShell) -> None:
+    magic(shell, "start --log-file first.jsonl --quiet")
+    result = shell.run_cell("%llmgine start --log-dir /proc/llmgine-cannot-write")
+    assert isinstance(result.error_in_exec, MagicError)
+    assert "could not start the bus" in str(result.error_in_exec)
+    assert "previous settings are kept" in str(result.error_in_exec)
+    # The next magic works again, on the previous log, instead of repeating the error.
+    assert magic(shell, "status").log_path == Path("logs/first.jsonl")
+
+
+def test_a_chat_panel_follows_a_restarted_bus_into_the_new_log(
+    shell: InteractiveShell, tmp_path: Path
+) -> None:
+    magic(shell, "start --log-file old.jsonl --quiet")
+    panel = magic(shell, "ui")
+    magic(shell, "start --log-file new.jsonl --quiet")
+    task = panel.send("hello after the restart")
+    assert task is not None
+    from llmgine.notebook import run_sync
+
+    run_sync(task)
+    assert panel.bus is get_bus()
+    magic(shell, "stop")
+    assert "hello after the restart" in (tmp_path / "logs" / "new.jsonl").read_text()
+    assert "hello after the restart" not in (tmp_path / "logs" / "old.jsonl").read_text()
+
+
+@pytest.mark.parametrize("line", ["stop now please", "status now", "help me", "ui big"])
+def test_subcommands_without_arguments_refuse_extra_words(
+    shell: InteractiveShell, line: str
+) -> None:
+    magic(shell, "start --quiet")
+    result = shell.run_cell(f"%llmgine {line}")
+    assert "takes no arguments" in str(result.error_in_exec)
+    assert get_bus().is_running  # `stop now please` did not stop the bus
+
+
+def test_a_class_with_required_fields_says_which(shell: InteractiveShell) -> None:
+    shell.run_cell("class Needy(Command):\n    when: int\n    where: str")
+    result = shell.run_cell("%llmgine execute Needy")
+    assert str(result.error_in_exec) == (
+        "Needy needs when, where: `%llmgine execute Needy(when=...)`"
+    )
+
+
+def test_approve_and_deny_decide_calls_waiting_in_a_chat_panel(shell: InteractiveShell) -> None:
+    import asyncio
+
+    from llmgine.llm import ScriptedProvider, ToolApprovalRequestedEvent
+    from llmgine.notebook import run_sync
+
+    magic(shell, "start --quiet")
+    assert repr(magic(shell, "tools --approval get_weather")) == (
+        "tools: `get_weather` (needs approval)"
+    )
+    engine = get_engine()
+    engine.provider = ScriptedProvider(
+        [
+            ScriptedProvider.call("get_weather", call_id="w1", city="Paris"),
+            "Sunny, as approved.",
+            ScriptedProvider.call("get_weather", call_id="w2", city="Oslo"),
+            "No weather then.",
+        ]
+    )
+    panel = magic(shell, "ui")
+    asked = asyncio.Event()
+    engine.bus.register_event_handler(ToolApprovalRequestedEvent, lambda e: asked.set())
+
+    async def wait_for_the_request() -> None:
+        await asyncio.wait_for(asked.wait(), 10)
+        asked.clear()
+
+    task = panel.send("weather in Paris?")
+    run_sync(wait_for_the_request())
+    assert repr(magic(shell, "approve")) == "approved get_weather (w1)"  # the only waiting call
+    run_sync(task)
+    assert panel.history[-1] == ("assistant", "Sunny, as approved.")
+
+    task = panel.send("weather in Oslo?")
+    run_sync(wait_for_the_request())
+    result = shell.run_cell("%llmgine approve w1")
+    assert "no tool call 'w1' is waiting for approval; waiting now: w2" in str(result.error_in_exec)
+    assert repr(magic(shell, "deny w2 not today")) == "denied get_weather (w2)"
+    run_sync(task)
+    assert panel.history[-1] == ("assistant", "No weather then.")
+    request = engine.provider.requests[-1]
+    assert request.messages[-1].content == (
+        "Error: get_weather was not run: the user denied the call: not today"
+    )
+    result = shell.run_cell("%llmgine approve")
+    assert "give the call id: `%llmgine approve CALL_ID`; waiting for approval: none" in str(
+        result.error_in_exec
+    )
+
+
+def test_mcp_add_list_and_remove_a_real_server(shell: InteractiveShell) -> None:
+    import sys
+
+    magic(shell, "start --quiet")
+    note = magic(shell, f"mcp add --name clock -- {sys.executable} -m mcp_server_time")
+    assert repr(note) == "MCP server `clock` added; tools: `get_current_time`, `convert_time`"
+    listed = repr(magic(shell, "mcp list"))
+    assert "| `clock` |" in listed and "mcp_server_time" in listed
+    assert "get_current_time, convert_time" in listed
+    with capture_output() as captured:
+        magic(shell, "chat get_current_time timezone=Europe/Oslo")
+    assert '"timezone": "Europe/Oslo"' in captured.outputs[0].data["text/plain"]
+    assert repr(magic(shell, "mcp remove clock")) == (
+        "MCP server `clock` stopped; its tools are withdrawn"
+    )
+    assert repr(magic(shell, "mcp list")).startswith("no MCP servers yet")
+    assert "get_current_time" not in get_engine().tools
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("mcp", "usage: %llmgine mcp add"),
+        ("mcp frob", "usage: %llmgine mcp add"),
+        ("mcp add", "give the server's command after `--`"),
+        ("mcp add --url http://127.0.0.1:9/mcp -- x", "or its --url, not both"),
+        ("mcp add --env SECRET -- x", "--env takes KEY=VALUE; got 'SECRET'"),
+        ("mcp remove", "usage: %llmgine mcp add"),
+        ("mcp remove nope", "no MCP server named 'nope'; added servers: none"),
+        ("mcp list -- x", "only `mcp add` takes a command after --"),
+        (
+            "mcp add -- no-such-mcp-server-xyz",
+            "could not start MCP server 'no-such-mcp-server-xyz'",
+        ),
+    ],
+)
+def test_mcp_mistakes_are_one_line(shell: InteractiveShell, line: str, message: str) -> None:
+    magic(shell, "start --quiet")
+    result = shell.run_cell(f"%llmgine {line}")
+    assert isinstance(result.error_in_exec, MagicError)
+    assert message in str(result.error_in_exec)
+
+
+def test_stop_ends_the_mcp_server_processes(shell: InteractiveShell) -> None:
+    import sys
+
+    magic(shell, "start --quiet")
+    magic(shell, f"mcp add --env TZ_SECRET=hunter2 -- {sys.executable} -m mcp_server_time")
+    (server,) = get_engine().mcp_servers
+    assert "hunter2" not in repr(server) and "TZ_SECRET" in repr(server)
+    assert "hunter2" not in repr(magic(shell, "mcp list"))
+    assert server.connected
+    magic(shell, "stop")
+    assert not server.connected
+    assert len(get_engine().mcp_servers) == 0
+
+
+def test_a_chat_cell_asks_for_approval_on_its_input_line(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+
+    magic(shell, "start --quiet")
+    magic(shell, "tools --approval get_weather")
+    asked: list[str] = []
+    answers = iter(["y", "no thanks"])
+
+    def answer(question: str) -> str:
+        asked.append(question)
+        return next(answers)
+
+    monkeypatch.setattr(builtins, "input", answer)
+    with capture_output() as captured:
+        magic(shell, "chat What is the weather in Paris?")
+        magic(shell, "chat What is the weather in Rome?")
+    assert asked == [
+        "tool · get_weather(city='Paris'): run it? [y/N] ",
+        "tool · get_weather(city='Rome'): run it? [y/N] ",
+    ]
+    first, second = (o.data["text/plain"] for o in captured.outputs)
+    assert "get_weather returned Sunny in Paris" in first
+    assert "the user denied the call: no thanks" in second
+
+
+def test_without_an_input_line_a_chat_cell_denies_at_once(shell: InteractiveShell) -> None:
+    magic(shell, "start --quiet")
+    magic(shell, "tools --approval get_weather")
+    get_engine().approvals.timeout = 600  # the denial must not wait for this
+    with capture_output() as captured:  # pytest's captured stdin cannot be read
+        magic(shell, "chat What is the weather in Paris?")
+    reply = captured.outputs[0].data["text/plain"]
+    assert "cannot answer questions while a cell runs" in reply
+    assert "%llmgine ui" in reply

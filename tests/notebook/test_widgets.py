@@ -176,7 +176,8 @@ async def test_two_chat_panels_on_one_bus_and_close(bus: MessageBus) -> None:
     assert second.history[-1] == ("assistant", "b")
     before = len(bus.registrations())
     first.close()
-    assert len(bus.registrations()) == before - 3
+    # deltas, tool calls, tool results, approval requests, approval decisions
+    assert len(bus.registrations()) == before - 5
 
 
 class ThingEvent(Event):
@@ -320,3 +321,207 @@ async def test_widget_clicks_from_a_subshell_thread_run_on_the_bus_loop(bus: Mes
     _, result = await asyncio.to_thread(lambda: asyncio.run(clicks()))
     assert chat.history[-1] == ("assistant", "hello from the bus loop")
     assert result.result == "painted east"
+
+
+async def test_chat_stop_while_a_tool_runs_leaves_the_conversation_as_it_was(
+    bus: MessageBus,
+) -> None:
+    from llmgine.llm import ToolCallEvent
+
+    started = asyncio.Event()
+
+    async def slow_lookup(topic: str) -> str:
+        """Look a topic up, slowly.
+
+        Args:
+            topic: What to look up.
+        """
+        started.set()
+        await asyncio.Event().wait()  # never finishes: only Stop ends it
+        return topic
+
+    provider = ScriptedProvider(
+        ["First answer.", ScriptedProvider.call("slow_lookup", topic="x"), "After the stop."]
+    )
+    engine = LLMEngine(bus, provider=provider, tools=[slow_lookup])
+    chat = ChatWidget(engine, tool_choice="auto", timeout=30, options={"seed": 7})
+    first = chat.send("hello")
+    assert first is not None
+    await first
+    before = list(engine.conversations.get("default").messages)
+    calls: list[ToolCallEvent] = []
+    bus.register_event_handler(ToolCallEvent, calls.append)
+    task = chat.send("look x up")
+    assert task is not None
+    await asyncio.wait_for(started.wait(), timeout=5)
+    chat.stop()
+    await task
+    assert chat.history[-1][0] == "stopped"
+    # No user message without an answer, no tool call without a result.
+    assert engine.conversations.get("default").messages == before
+    again = chat.send("and now?")
+    assert again is not None
+    await again
+    assert chat.history[-1] == ("assistant", "After the stop.")
+    last = provider.requests[-1]
+    assert [m.role for m in last.messages] == ["user", "assistant", "user"]
+    assert last.options == {"seed": 7}
+    assert last.tool_choice == "auto"
+    assert last.timeout is not None and last.timeout <= 30
+
+
+async def test_form_says_why_a_command_could_not_run_instead_of_running_forever(
+    bus: MessageBus,
+) -> None:
+    form = CommandForm(PaintCommand, bus)  # no handler registered
+    form.fields["wall"].value = "south"
+    task = form.execute()
+    assert task is not None
+    assert await task is None
+    assert "running" not in form.output.value
+    assert "HandlerNotFoundError" in form.output.value
+    assert "PaintCommand" in form.output.value
+
+
+async def test_a_rebound_chat_panel_uses_the_new_engine_and_bus(bus: MessageBus) -> None:
+    chat = ChatWidget(LLMEngine(bus, provider=ScriptedProvider(["old"])))
+    other = MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
+    await other.start()
+    try:
+        seen: list[str] = []
+        other.register_event_handler(LLMDeltaEvent, lambda e: seen.append(e.delta))
+        chat.rebind(LLMEngine(other, provider=ScriptedProvider(["new bus reply"])))
+        task = chat.send("hi")
+        assert task is not None
+        await task
+        assert chat.history[-1] == ("assistant", "new bus reply")
+        assert "".join(seen) == "new bus reply"
+    finally:
+        await other.stop()
+
+
+async def test_chat_panel_shows_a_waiting_call_with_approve_and_deny(bus: MessageBus) -> None:
+    from llmgine.llm import ToolApprovalRequestedEvent
+
+    script = [
+        ScriptedProvider.call("double", call_id="d1", x=4),
+        "It is 8.",
+        ScriptedProvider.call("double", call_id="d2", x=5),
+        "Not computed.",
+    ]
+    engine = LLMEngine(bus, provider=ScriptedProvider(script))
+    engine.register_tool(double, requires_approval=True)
+    chat = ChatWidget(engine)
+    asked = asyncio.Event()
+    bus.register_event_handler(ToolApprovalRequestedEvent, lambda e: asked.set())
+
+    task = chat.send("double 4")
+    assert task is not None
+    await asyncio.wait_for(asked.wait(), 10)
+    (row,) = [c for c in chat.transcript.children if "llmgine-approval" in c._dom_classes]
+    label, approve_button, deny_button = row.children
+    assert deny_button.description == "Deny"
+    assert "double(x=4)" in label.value and "waits for your approval" in label.value
+    assert chat.approvals.waiting == ["d1"]
+    approve_button.click()  # the button's method is chat.approve("d1")
+    await task
+    assert chat.history[-1] == ("assistant", "It is 8.")
+    assert row.children == (label,)
+    assert "approved" in label.value
+    assert chat.approvals.waiting == []
+
+    asked.clear()
+    task = chat.send("double 5")
+    assert task is not None
+    await asyncio.wait_for(asked.wait(), 10)
+    decided = await chat.deny(reason="too big")
+    assert decided.success
+    await task
+    assert chat.history[-1] == ("assistant", "Not computed.")
+    rows = [c for c in chat.transcript.children if "llmgine-approval" in c._dom_classes]
+    assert "denied: too big" in rows[-1].children[0].value
+    with pytest.raises(LookupError, match="no tool call of this chat panel is waiting"):
+        chat.approve()
+
+
+@pytest.mark.timeout(60)
+async def test_chat_panel_shows_an_mcp_tool_step(bus: MessageBus) -> None:
+    import sys
+
+    engine = LLMEngine(bus, model="offline")
+    await engine.add_mcp_server(command=[sys.executable, "-m", "mcp_server_time"], name="clock")
+    try:
+        chat = ChatWidget(engine)
+        task = chat.send("get_current_time timezone=America/Lima")
+        assert task is not None
+        await task
+    finally:
+        await engine.close()
+    step = next(c for c in chat.transcript.children if "<details>" in c.value)
+    assert "get_current_time(timezone=&#x27;America/Lima&#x27;)" in step.value
+    assert "America/Lima" in chat.history[-1][1]
+
+
+def test_markdown_stream_renders_finished_blocks_once_and_matches_the_whole() -> None:
+    from llmgine.notebook.widgets._render import MarkdownStream, markdown
+
+    text = (
+        "# Title\n\nA paragraph with **bold**.\n\n```python\nx = 1\n\n\ny = 2\n```\n\n"
+        "- one\n- two\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n" + "More text. " * 50
+    )
+    for size in (1, 3, 17):
+        stream, pieces, tail = MarkdownStream(), [], ""
+        unfinished: list[int] = []
+        for i in range(0, len(text), size):
+            frozen, tail = stream.feed(text[i : i + size])
+            pieces += frozen
+            unfinished.append(len(stream.text) - stream._start)
+        assert "".join(pieces) + tail == markdown(text)
+        # Only the growing last block is rendered again: never more than the last paragraph.
+        assert max(unfinished) <= len("More text. " * 50) + size
+
+
+async def test_a_long_streamed_reply_freezes_finished_paragraphs(bus: MessageBus) -> None:
+    reply = "\n\n".join(f"Paragraph {i} with *emphasis*." for i in range(6))
+    chat = ChatWidget(LLMEngine(bus, provider=ScriptedProvider([reply])))
+    sizes: list[int] = []
+    bus.register_event_handler(
+        LLMDeltaEvent, lambda e: sizes.append(len(chat.transcript.children[-1].value))
+    )
+    task = chat.send("go")
+    assert task is not None
+    await task
+    # While streaming, the live block held one paragraph at most, not the whole reply so far.
+    assert max(sizes) < len(markdown_html(reply)) / 2
+    assert chat._frozen == []  # the finished reply is one block again
+    assert chat.transcript.children[-1].value.count("<em>emphasis</em>") == 6
+    assert len(chat.transcript.children) == 2  # the prompt and the reply
+
+
+def markdown_html(text: str) -> str:
+    from llmgine.notebook.widgets._render import markdown
+
+    return markdown(text)
+
+
+async def test_stopping_a_reply_that_waits_for_approval_removes_its_buttons(
+    bus: MessageBus,
+) -> None:
+    from llmgine.llm import ToolApprovalRequestedEvent
+
+    engine = LLMEngine(bus, provider=ScriptedProvider([ScriptedProvider.call("double", x=1)]))
+    engine.register_tool(double, requires_approval=True)
+    chat = ChatWidget(engine)
+    asked = asyncio.Event()
+    bus.register_event_handler(ToolApprovalRequestedEvent, lambda e: asked.set())
+    task = chat.send("double 1")
+    assert task is not None
+    await asyncio.wait_for(asked.wait(), 10)
+    chat.stop()
+    await task  # the panel handles the cancellation: "[stopped]"
+    assert chat.history[-1][0] == "stopped"
+    (row,) = [c for c in chat.transcript.children if "llmgine-approval" in c._dom_classes]
+    assert len(row.children) == 1
+    assert "not run: the reply was stopped" in row.children[0].value
+    assert chat.approvals.waiting == []
+    assert engine.approvals.pending == []

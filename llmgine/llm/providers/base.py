@@ -7,9 +7,9 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
-from llmgine.llm.types import Completion, LLMRequest, StreamChunk
+from llmgine.llm.types import Completion, LLMRequest, StreamChunk, Usage
 
-__all__ = ["Provider", "count_tokens", "word_chunks"]
+__all__ = ["Provider", "count_tokens", "estimate_usage", "word_chunks"]
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _WORD = re.compile(r"\s*\S+\s*|\s+")
@@ -18,6 +18,22 @@ _WORD = re.compile(r"\s*\S+\s*|\s+")
 def count_tokens(text: str | None) -> int:
     """Count tokens simply: words and punctuation marks (for providers that report none)."""
     return len(_TOKEN.findall(text or ""))
+
+
+def estimate_usage(request: LLMRequest, completion: Completion) -> Usage:
+    """Estimate the token counts of one call, for servers that report none (marked estimated).
+
+    Counts words and punctuation marks of every message, tool call and the answer,
+    plus a few tokens per message for the chat template.
+    """
+    input_tokens = sum(
+        4 + count_tokens(m.content) + sum(count_tokens(c.arguments) + 1 for c in m.tool_calls)
+        for m in request.messages
+    )
+    output_tokens = count_tokens(completion.content) + sum(
+        count_tokens(c.arguments) + 1 for c in completion.tool_calls
+    )
+    return Usage(input_tokens=input_tokens, output_tokens=output_tokens, estimated=True)
 
 
 def word_chunks(text: str) -> list[str]:
@@ -43,6 +59,24 @@ class Provider(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r})"
+
+    @property
+    def native_structured_output(self) -> bool:
+        """Whether the provider enforces ``LLMRequest.output_schema`` itself.
+
+        Providers with a JSON-schema mode say True; for the others the engine asks
+        for JSON in the prompt.
+        """
+        return False
+
+    @property
+    def model_string(self) -> str:
+        """The model string that builds this provider again, e.g. ``"openai:gpt-4o-mini"``."""
+        return f"{self.name}:{self.model}"
+
+    async def aclose(self) -> None:
+        """Release what the provider holds open (connections); the default holds nothing."""
+        return None
 
     @abstractmethod
     async def complete(self, request: LLMRequest) -> Completion:

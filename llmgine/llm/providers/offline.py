@@ -15,7 +15,7 @@ from typing import Any
 from llmgine.llm.providers.base import Provider, count_tokens
 from llmgine.llm.types import ChatMessage, Completion, LLMRequest, ToolCall, Usage
 
-__all__ = ["OfflineProvider", "arguments_from_prompt"]
+__all__ = ["OfflineProvider", "arguments_from_prompt", "instance_from_schema"]
 
 _VERB_PREFIXES = ("get_", "fetch_", "lookup_", "look_up_", "search_", "find_", "compute_", "calc_")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
@@ -119,6 +119,58 @@ def arguments_from_prompt(
     return arguments
 
 
+def instance_from_schema(schema: dict[str, Any], text: str = "") -> Any:
+    """Build a value that matches a JSON schema, deterministically.
+
+    Object properties are read from ``text`` where it names them (as for tool
+    arguments); everything else gets a plain value of its type, so the same
+    schema and text always give the same value.
+    """
+    return _instance(schema, schema, text, depth=0)
+
+
+def _instance(schema: dict[str, Any], root: dict[str, Any], text: str, depth: int) -> Any:
+    schema = _property_schema(schema, root)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "default" in schema:
+        return schema["default"]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return _instance({**schema[key][0], "$defs": root.get("$defs", {})}, root, text, depth)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or "properties" in schema:
+        properties: dict[str, Any] = schema.get("properties", {})
+        found = arguments_from_prompt(text, schema) if depth == 0 and text else {}
+        value: dict[str, Any] = {}
+        for name, sub in properties.items():
+            resolved = _property_schema(sub, root)
+            simple = resolved.get("type") in ("string", "integer", "number", "boolean")
+            if simple and name in found and found[name] not in ("", None):
+                value[name] = found[name]
+            else:
+                value[name] = _instance(sub, root, text, depth + 1)
+        return value
+    if kind == "array":
+        items = schema.get("items", {})
+        count = int(schema.get("minItems", 1 if depth < 3 else 0))
+        return [_instance(items, root, text, depth + 1) for _ in range(count)]
+    if kind == "integer":
+        return int(schema.get("minimum", 0))
+    if kind == "number":
+        return float(schema.get("minimum", 0))
+    if kind == "boolean":
+        return False
+    if kind == "null":
+        return None
+    word = "offline"
+    return word.ljust(int(schema.get("minLength", 0)), "x")[: schema.get("maxLength")]
+
+
 def _capitalised_word(text: str, tool_name: str) -> str | None:
     candidates = [
         m.group()
@@ -145,13 +197,25 @@ class OfflineProvider(Provider):
     def __init__(self, model: str = "offline") -> None:
         super().__init__(model)
 
+    @property
+    def native_structured_output(self) -> bool:
+        """True: it builds a schema-valid answer itself."""
+        return True
+
+    @property
+    def model_string(self) -> str:
+        """``"offline"`` (or ``"offline:<name>"`` for another name)."""
+        return "offline" if self.model == "offline" else f"offline:{self.model}"
+
     async def complete(self, request: LLMRequest) -> Completion:
         """Answer ``request`` deterministically."""
         messages = request.messages
-        if messages and messages[-1].role == "tool":
-            completion = self._answer_from_tools(messages)
-        else:
-            completion = self._call_tool(request) or self._reply(request)
+        after_tools = bool(messages) and messages[-1].role == "tool"
+        completion = None if after_tools else self._call_tool(request)
+        if completion is None and request.output_schema is not None:
+            completion = self._structured(request, request.output_schema)
+        elif completion is None:
+            completion = self._answer_from_tools(messages) if after_tools else self._reply(request)
         usage = Usage(
             input_tokens=sum(count_tokens(m.content) for m in messages),
             output_tokens=count_tokens(completion.content)
@@ -161,17 +225,31 @@ class OfflineProvider(Provider):
 
     def _call_tool(self, request: LLMRequest) -> Completion | None:
         text = _latest_user_text(request.messages)
+        choice = request.tool_choice
+        if choice == "none":
+            return None
+        names = [str(d.get("function", {}).get("name", "")) for d in request.tools]
+        # A forced choice calls the named tool (or, for "required", the first) even unnamed.
+        forced = choice if choice in names else (names[0] if choice == "required" and names else "")
         calls: list[ToolCall] = []
         for definition in request.tools:
             function = definition.get("function", {})
             name = str(function.get("name", ""))
-            if name and _mentions(text, name):
+            if forced and name != forced:
+                continue
+            if name and (name == forced or _mentions(text, name)):
                 arguments = arguments_from_prompt(text, function.get("parameters", {}), name)
                 call_id = f"call_{len(request.messages)}_{len(calls)}"
                 calls.append(ToolCall(id=call_id, name=name, arguments=json.dumps(arguments)))
         if not calls:
             return None
         return Completion(tool_calls=calls, finish_reason="tool_calls")
+
+    @staticmethod
+    def _structured(request: LLMRequest, schema: dict[str, Any]) -> Completion:
+        text = _latest_user_text(request.messages)
+        value = instance_from_schema(schema, text)
+        return Completion(content=json.dumps(value, ensure_ascii=False), finish_reason="stop")
 
     @staticmethod
     def _answer_from_tools(messages: list[ChatMessage]) -> Completion:
@@ -193,8 +271,10 @@ class OfflineProvider(Provider):
         tool_hint = (
             f" I can call your tools when you name one ({', '.join(tools)})." if tools else ""
         )
+        tokens = count_tokens(text)
         reply = (
-            f'You said: "{quoted}" ({count_tokens(text)} tokens). I am the offline model: '
+            f'You said: "{quoted}" ({tokens} token{"" if tokens == 1 else "s"}). '
+            "I am the offline model: "
             f"deterministic, instant, no key or network needed.{tool_hint} For real answers, "
             'set OPENAI_API_KEY or choose a model such as "openai:gpt-4o-mini".'
         )

@@ -2,40 +2,99 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from llmgine.errors import (
+    ConfigurationError,
     MissingAPIKeyError,
     ProviderAuthenticationError,
     ProviderConnectionError,
     ProviderError,
     ProviderRateLimitError,
+    ProviderTimeoutError,
 )
-from llmgine.llm.providers.base import Provider
+from llmgine.llm.providers.base import Provider, estimate_usage
 from llmgine.llm.types import ChatMessage, Completion, LLMRequest, StreamChunk, ToolCall, Usage
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
-__all__ = ["OpenAIProvider", "redact"]
+__all__ = ["OpenAIProvider", "redact", "safe_url"]
+
+logger = logging.getLogger(__name__)
 
 _KEY_LIKE = re.compile(r"\b(sk|key)-[A-Za-z0-9_\-*]{6,}")
 _NO_KEY_NEEDED = "llmgine-no-key"
+_MAX_DETAIL = 300
+_TOOL_CHOICES = ("auto", "none", "required")
+StructuredMode = Literal["json_schema", "json_object", "prompt"]
+_MODES: tuple[StructuredMode, ...] = ("json_schema", "json_object", "prompt")
 
 
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     """Return ``text`` with the given secrets and anything shaped like an API key masked."""
-    for secret in secrets:
+    for secret in sorted(secrets, key=len, reverse=True):
         if secret:
             text = text.replace(secret, "[redacted]")
     return _KEY_LIKE.sub("[redacted]", text)
 
 
+def safe_url(url: str) -> str:
+    """Return ``url`` without credentials: no ``user:password@``, no query values."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "[redacted]@" + netloc.rpartition("@")[2]
+    query = "&".join(
+        f"{name}=[redacted]" if value else name
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _url_secrets(url: str | None) -> tuple[str, ...]:
+    if not url:
+        return ()
+    parts = urlsplit(url)
+    found = [parts.password or "", parts.username or "" if parts.password else ""]
+    found += [value for _, value in parse_qsl(parts.query) if len(value) >= 4]
+    found += [unquote(f) for f in found]
+    return tuple(f for f in found if len(f) >= 3)
+
+
+def _key_secrets(api_key: str | None) -> tuple[str, ...]:
+    """The key, and the key without its ``sk-``/``sk-proj-`` style prefix (servers echo either)."""
+    if not api_key:
+        return ()
+    secrets = [api_key]
+    rest = api_key
+    for _ in range(2):  # "sk-", then "proj-" of "sk-proj-..."
+        head, dash, rest = rest.partition("-")
+        if not dash or not head.isalpha() or len(rest) < 8:
+            break
+        secrets.append(rest)
+    return tuple(secrets)
+
+
+def _short(detail: str) -> str:
+    """The first line of a server's error text, cut to a readable length."""
+    lines = [line.strip() for line in detail.strip().splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    if len(first) > _MAX_DETAIL:
+        first = first[: _MAX_DETAIL - 3].rstrip() + "..."
+    elif len(lines) > 1:
+        first += " ..."
+    return first
+
+
 def _message(message: ChatMessage) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    # Servers reject "content": null (llama.cpp answers 500) and a missing content; "" is accepted.
+    out: dict[str, Any] = {"role": message.role, "content": message.content or ""}
     if message.tool_calls:
         out["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
@@ -46,9 +105,9 @@ def _message(message: ChatMessage) -> dict[str, Any]:
     return out
 
 
-def _usage(usage: Any) -> Usage:
+def _usage(usage: Any) -> Usage | None:
     if usage is None:
-        return Usage()
+        return None
     return Usage(
         input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
         output_tokens=getattr(usage, "completion_tokens", 0) or 0,
@@ -59,16 +118,25 @@ class OpenAIProvider(Provider):
     """Chat Completions through the official ``openai`` SDK (``AsyncOpenAI``).
 
     Works with OpenAI and with any compatible server (vLLM, Ollama, llama.cpp)
-    through ``base_url``. Retries and timeouts are the SDK's.
+    through ``base_url``. Structured output uses the server's JSON-schema mode
+    (``response_format``; llama.cpp turns it into a grammar). Servers that report
+    no token usage get an estimate, marked ``usage.estimated``.
 
     Args:
         model: The model name, e.g. ``"gpt-4o-mini"``.
         api_key: Defaults to ``OPENAI_API_KEY``. A compatible server given by
             ``base_url`` may need none.
         base_url: Defaults to ``OPENAI_BASE_URL``, else OpenAI's API.
-        timeout: Seconds per request (the SDK's default when ``None``).
+        timeout: Seconds per request; a request's own timeout (the engine's, by
+            default) wins. ``None`` leaves the SDK's.
         max_retries: Retries of failed requests (429, 5xx, connection errors).
         client: An ``AsyncOpenAI`` client to use as is.
+        structured_output: How to ask for structured output: ``"json_schema"``
+            (OpenAI's ``response_format``), ``"json_object"`` (``{"type":
+            "json_object", "schema": ...}``, llama-cpp-python's form), ``"prompt"``
+            (JSON asked for in the prompt, for servers with neither), or ``None``
+            (the default): try ``json_schema``, and on a server that rejects it,
+            ``json_object``, then the prompt; the first that works is kept.
 
     Raises:
         MissingAPIKeyError: No key was given or found, and no ``base_url`` either.
@@ -85,6 +153,7 @@ class OpenAIProvider(Provider):
         timeout: float | None = None,
         max_retries: int = 2,
         client: AsyncOpenAI | None = None,
+        structured_output: StructuredMode | None = None,
     ) -> None:
         super().__init__(model)
         api_key = api_key or os.environ.get("OPENAI_API_KEY")
@@ -95,8 +164,16 @@ class OpenAIProvider(Provider):
                 "variable (or pass api_key=...). To run without a key, use the offline model: "
                 'model="offline".'
             )
-        self._secrets = (api_key,) if api_key else ()
+        self._secrets = _key_secrets(api_key) + _url_secrets(base_url)
         self.base_url = base_url
+        if structured_output not in (None, *_MODES):
+            raise ConfigurationError(
+                f"structured_output must be one of {', '.join(map(repr, _MODES))} or None; "
+                f"got {structured_output!r}."
+            )
+        self.structured_output: StructuredMode = structured_output or "json_schema"
+        """The structured-output mode in use (it may change once when ``None`` was given)."""
+        self._detect_mode = structured_output is None
         if client is None:
             from openai import AsyncOpenAI
 
@@ -106,29 +183,110 @@ class OpenAIProvider(Provider):
             client = AsyncOpenAI(api_key=api_key or _NO_KEY_NEEDED, base_url=base_url, **options)
         self._client = client
 
-    def __repr__(self) -> str:  # never shows the key
-        where = f", base_url={self.base_url!r}" if self.base_url else ""
+    def __repr__(self) -> str:  # never shows the key, nor credentials in the URL
+        where = f", base_url={safe_url(self.base_url)!r}" if self.base_url else ""
         return f"OpenAIProvider(model={self.model!r}{where})"
 
+    async def aclose(self) -> None:
+        """Close the SDK client's connections (kept alive between requests)."""
+        await self._client.close()
+
+    @property
+    def _where(self) -> str:
+        return safe_url(self.base_url) if self.base_url else "api.openai.com"
+
     def _arguments(self, request: LLMRequest) -> dict[str, Any]:
-        arguments: dict[str, Any] = {
-            "model": request.model,
-            "messages": [_message(m) for m in request.messages],
-        }
+        arguments: dict[str, Any] = dict(request.options)
+        arguments["model"] = request.model
+        arguments["messages"] = [_message(m) for m in request.messages]
         if request.tools:
             arguments["tools"] = request.tools
+            if request.tool_choice is not None:
+                arguments["tool_choice"] = (
+                    request.tool_choice
+                    if request.tool_choice in _TOOL_CHOICES
+                    else {"type": "function", "function": {"name": request.tool_choice}}
+                )
         if request.temperature is not None:
             arguments["temperature"] = request.temperature
         if request.max_tokens is not None:
             # OpenAI's own API wants max_completion_tokens; compatible servers know max_tokens.
             key = "max_tokens" if self.base_url else "max_completion_tokens"
             arguments[key] = request.max_tokens
+        if request.output_schema is not None and self.structured_output == "json_schema":
+            arguments["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": _schema_name(request.output_schema),
+                    "schema": request.output_schema,
+                },
+            }
+        elif request.output_schema is not None and self.structured_output == "json_object":
+            arguments["response_format"] = {"type": "json_object", "schema": request.output_schema}
+        if request.timeout is not None:
+            arguments["timeout"] = request.timeout
         return arguments
+
+    @property
+    def native_structured_output(self) -> bool:
+        """Whether the server is asked for JSON through ``response_format`` (else the prompt)."""
+        return self.structured_output != "prompt"
+
+    async def _create(self, arguments: dict[str, Any]) -> Any:
+        while True:
+            try:
+                return await self._create_once(arguments)
+            except Exception as exc:
+                if not self._rejects_response_format(arguments, exc):
+                    raise
+                following = _MODES[_MODES.index(self.structured_output) + 1]
+                logger.info(
+                    "%s rejected response_format %s; using %s",
+                    self._where,
+                    self.structured_output,
+                    following,
+                )
+                self.structured_output = following
+                if following == "prompt":
+                    raise _UseThePrompt from None
+                arguments["response_format"] = {
+                    "type": "json_object",
+                    "schema": _schema_of(arguments["response_format"]),
+                }
+
+    def _rejects_response_format(self, arguments: dict[str, Any], exc: Exception) -> bool:
+        import openai
+
+        return (
+            self._detect_mode
+            and "response_format" in arguments
+            and isinstance(exc, openai.APIStatusError)
+            and exc.status_code in (400, 422, 500)
+            and "response_format" in str(exc)
+        )
+
+    async def _create_once(self, arguments: dict[str, Any]) -> Any:
+        try:
+            return await self._client.chat.completions.create(**arguments)
+        except TypeError as exc:
+            if "unexpected keyword argument" not in str(exc):
+                raise
+            raise ConfigurationError(
+                f"openai: {str(exc).partition('create() ')[2] or exc}: this option is not a "
+                "Chat Completions parameter; put server-specific fields under "
+                'options={"extra_body": {...}}.'
+            ) from None
 
     async def complete(self, request: LLMRequest) -> Completion:
         """Send one Chat Completions request."""
         try:
-            response = await self._client.chat.completions.create(**self._arguments(request))
+            try:
+                response = await self._create(self._arguments(request))
+            except _UseThePrompt:
+                request = _prompted(request)
+                response = await self._create(self._arguments(request))
+        except ConfigurationError:
+            raise
         except Exception as exc:
             raise self._error(exc) from None
         if not response.choices:
@@ -139,25 +297,31 @@ class OpenAIProvider(Provider):
             for c in choice.message.tool_calls or []
             if getattr(c, "function", None) is not None
         ]
-        return Completion(
+        completion = Completion(
             content=choice.message.content,
             tool_calls=calls,
             finish_reason=choice.finish_reason,
-            usage=_usage(response.usage),
             model=response.model,
         )
+        usage = _usage(response.usage) or estimate_usage(request, completion)
+        return completion.model_copy(update={"usage": usage})
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamChunk]:
         """Stream one Chat Completions request, assembling tool calls split across chunks."""
         text: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         finish_reason: str | None = None
-        usage: Usage = Usage()
+        usage: Usage | None = None
         model: str | None = None
+        started = False
         try:
-            stream = await self._client.chat.completions.create(
-                **self._arguments(request), stream=True, stream_options={"include_usage": True}
-            )
+            streaming = {"stream": True, "stream_options": {"include_usage": True}}
+            try:
+                stream = await self._create({**self._arguments(request), **streaming})
+            except _UseThePrompt:
+                request = _prompted(request)
+                stream = await self._create({**self._arguments(request), **streaming})
+            started = True
             async for chunk in stream:
                 model = chunk.model or model
                 if chunk.usage is not None:
@@ -171,31 +335,35 @@ class OpenAIProvider(Provider):
                         slot = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
                         slot["id"] = call.id or slot["id"]
                         if call.function is not None:
-                            slot["name"] += call.function.name or ""
+                            slot["name"] = _join_name(slot["name"], call.function.name)
                             slot["arguments"] += call.function.arguments or ""
                     finish_reason = choice.finish_reason or finish_reason
+        except ConfigurationError:
+            raise
         except Exception as exc:
-            raise self._error(exc) from None
+            raise self._error(exc, during_answer=started) from None
         tool_calls = [
-            ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"] or "{}")
-            for _, c in sorted(calls.items())
+            ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"] or "{}")
+            for i, c in sorted(calls.items())
         ]
         completion = Completion(
             content="".join(text) or None,
             tool_calls=tool_calls,
             finish_reason=finish_reason,
-            usage=usage,
             model=model,
         )
-        yield StreamChunk(completion=completion)
+        usage = usage or estimate_usage(request, completion)
+        yield StreamChunk(completion=completion.model_copy(update={"usage": usage}))
 
-    def _error(self, exc: Exception) -> Exception:
-        """Turn an SDK exception into a readable ``ProviderError`` that holds no secret."""
+    def _error(self, exc: Exception, *, during_answer: bool = False) -> Exception:
+        """Turn an SDK exception into a short, readable ``ProviderError`` that holds no secret."""
         import openai
 
         body = getattr(exc, "body", None)
         raw = body.get("message") if isinstance(body, dict) else None
-        detail = redact(str(raw or getattr(exc, "message", None) or exc), self._secrets).rstrip(".")
+        full = redact(str(raw or getattr(exc, "message", None) or exc), self._secrets)
+        detail = _short(full)
+        detail = detail if detail.endswith("...") else detail.rstrip(".")
         status = getattr(exc, "status_code", None)
         if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
             return ProviderAuthenticationError(
@@ -207,14 +375,70 @@ class OpenAIProvider(Provider):
                 "the account's quota."
             )
         if isinstance(exc, openai.APITimeoutError):
-            return ProviderConnectionError(f"openai did not answer in time: {detail}.")
+            return ProviderTimeoutError(
+                f"openai at {self._where} did not answer in time: {detail}. Raise the timeout "
+                "(timeout=... on the prompt or the LLMEngine) or check the server."
+            )
         if isinstance(exc, openai.APIConnectionError):
-            where = self.base_url or "api.openai.com"
+            if during_answer or not _never_connected(exc):
+                return ProviderConnectionError(
+                    f"openai at {self._where} was reached but the connection broke before the "
+                    f"answer was complete: {detail}. The server may have crashed or restarted; "
+                    "check its log."
+                )
             return ProviderConnectionError(
-                f"openai could not be reached at {where}: {detail}. Check the network or base_url."
+                f"openai could not be reached at {self._where}: {detail}. Check that the server "
+                "is running, the network, or base_url."
             )
         if isinstance(exc, openai.APIStatusError):
-            return ProviderError(f"openai answered {status}: {detail}")
+            if full.strip() != _short(full) or (status is not None and status >= 500):
+                logger.debug("openai answered %s: %s", status, full)
+            return ProviderError(f"openai answered {status} (at {self._where}): {detail}")
         if isinstance(exc, openai.OpenAIError):
             return ProviderError(f"openai: {detail}")
         return exc
+
+
+class _UseThePrompt(Exception):
+    """The server takes no ``response_format``: the engine must ask for JSON in the prompt."""
+
+
+def _prompted(request: LLMRequest) -> LLMRequest:
+    from llmgine.llm.structured import with_json_instruction
+
+    assert request.output_schema is not None
+    messages = with_json_instruction(request.messages, request.output_schema)
+    return request.model_copy(update={"messages": messages})
+
+
+def _schema_of(response_format: dict[str, Any]) -> Any:
+    if "json_schema" in response_format:
+        return response_format["json_schema"]["schema"]
+    return response_format.get("schema")
+
+
+def _schema_name(schema: dict[str, Any]) -> str:
+    """A ``response_format`` name from the schema's title: letters, digits, ``_`` and ``-``."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.get("title") or "output"))
+    return name[:64] or "output"
+
+
+def _join_name(so_far: str, piece: str | None) -> str:
+    """Add a streamed tool name piece; some servers (llama.cpp) repeat the whole name each chunk."""
+    if not piece or piece == so_far:
+        return so_far
+    return piece if not so_far or piece.startswith(so_far) else so_far + piece
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """Whether a connection error happened before any connection was made."""
+    import httpx
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, httpx.ConnectError | httpx.ConnectTimeout | ConnectionRefusedError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -71,6 +71,11 @@ class ReplayProvider(Provider):
     def __repr__(self) -> str:
         return f"ReplayProvider({str(self.path)!r}, {self.position}/{len(self.responses)} used)"
 
+    @property
+    def model_string(self) -> str:
+        """``"replay:<path>"``: the string that replays the same log again."""
+        return f"replay:{self.path}"
+
     async def complete(self, request: LLMRequest) -> Completion:
         """Return the next recorded response."""
         if self.position >= len(self.responses):

@@ -1,4 +1,7 @@
-"""Model strings: ``"offline"``, ``"scripted"``, ``"openai:<model>"``, ``"replay:<path>"``."""
+"""Model strings: ``"offline"``, ``"scripted"``, ``"openai:<model>"``, ``"local"``, ``"replay:…"``.
+
+``"local:<model.gguf>"`` runs another GGUF file in-process; ``"replay:<log.jsonl>"`` a recording.
+"""
 
 from __future__ import annotations
 
@@ -48,6 +51,10 @@ def provider_for(model: str | None = None) -> Provider:
         from llmgine.llm.providers.openai import OpenAIProvider
 
         return OpenAIProvider(rest or DEFAULT_OPENAI_MODEL)
+    if kind == "local":
+        from llmgine.llm.providers.local import LocalProvider
+
+        return LocalProvider(rest or None)
     if kind == "replay":
         from llmgine.llm.providers.replay import ReplayProvider
 
@@ -56,5 +63,6 @@ def provider_for(model: str | None = None) -> Provider:
         return ReplayProvider(rest)
     raise ConfigurationError(
         f'Unknown model {spec!r}. Use one of: "offline", "scripted", '
-        f'"openai:<model>" (e.g. "openai:{DEFAULT_OPENAI_MODEL}"), "replay:<log.jsonl>".'
+        f'"openai:<model>" (e.g. "openai:{DEFAULT_OPENAI_MODEL}"), "local", '
+        '"local:<model.gguf>", "replay:<log.jsonl>".'
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from llmgine.errors import ProviderExhaustedError
@@ -32,26 +32,58 @@ class ScriptedProvider(Provider):
         super().__init__(model)
         self.replies: deque[Reply] = deque(replies)
         self.requests: list[LLMRequest] = []
+        self._replied = 0
 
     @staticmethod
-    def call(name: str, call_id: str | None = None, **arguments: Any) -> Completion:
-        """A reply that calls the tool ``name`` with ``arguments``."""
-        call = ToolCall(id=call_id or f"call_{name}", name=name, arguments=json.dumps(arguments))
+    def call(
+        name: str,
+        arguments: Mapping[str, Any] | None = None,
+        /,
+        *,
+        call_id: str | None = None,
+        **keyword_arguments: Any,
+    ) -> Completion:
+        """A reply that calls the tool ``name``.
+
+        Give the tool's arguments as keywords (``call("add", a=1, b=2)``) or as a
+        mapping, which also holds arguments named like this method's own
+        (``call("rename", {"name": "x", "call_id": "y"}, call_id="c1")``).
+
+        Args:
+            name: The tool to call.
+            arguments: The tool's arguments as a mapping; keywords are added to it.
+            call_id: The call's id (default ``call_<name>``).
+            **keyword_arguments: The tool's arguments.
+        """
+        merged = {**(arguments or {}), **keyword_arguments}
+        call = ToolCall(id=call_id or f"call_{name}", name=name, arguments=json.dumps(merged))
         return Completion(tool_calls=[call], finish_reason="tool_calls")
 
     def add(self, *replies: Reply) -> None:
         """Append replies to the script."""
         self.replies.extend(replies)
 
+    @staticmethod
+    def _exhausted(answered: int) -> str:
+        how = (
+            "give it replies with engine.provider.add('a reply', ...) (in a notebook: "
+            "get_engine().provider.add(...)) or ScriptedProvider([...])"
+        )
+        if answered == 0:
+            return (
+                f"The scripted provider answers only with the replies it is given, and it has "
+                f"none: {how}; or choose another model, such as LLMGINE_MODEL=offline."
+            )
+        calls = "call" if answered == 1 else "calls"
+        return f"The scripted provider has no replies left after {answered} {calls}: {how}."
+
     async def complete(self, request: LLMRequest) -> Completion:
         """Return the next scripted reply (or raise it)."""
         self.requests.append(request)
         if not self.replies:
-            raise ProviderExhaustedError(
-                f"The scripted provider has no replies left after {len(self.requests) - 1} "
-                "calls; add more with provider.add(...)."
-            )
+            raise ProviderExhaustedError(self._exhausted(self._replied))
         reply = self.replies.popleft()
+        self._replied += 1
         if isinstance(reply, BaseException):
             raise reply
         if isinstance(reply, str):

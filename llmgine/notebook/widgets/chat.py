@@ -15,7 +15,8 @@ from llmgine.llm.engine import LLMEngine
 from llmgine.llm.events import LLMDeltaEvent, ToolCallEvent, ToolResultEvent
 from llmgine.messages.commands import CommandResult
 from llmgine.notebook.sync import cancel, spawn
-from llmgine.notebook.widgets._render import details, markdown
+from llmgine.notebook.widgets._render import MarkdownStream, details, markdown
+from llmgine.notebook.widgets.approvals import ApprovalRows
 
 __all__ = ["ChatWidget"]
 
@@ -32,15 +33,45 @@ class ChatWidget(widgets.VBox):
     loop, so the kernel stays free while the model answers. Every button has a
     method: :meth:`send`, :meth:`stop`, :meth:`clear`.
 
+    Each prompt uses the engine's defaults (``timeout``, ``options``) unless the
+    panel is given its own request options.
+
     Args:
         engine: The engine to chat with (its bus carries the events).
         conversation_id: The engine conversation this panel continues.
+        temperature: Sampling temperature of every prompt from this panel.
+        max_tokens: The longest answer, in tokens.
+        tool_choice: ``"auto"``, ``"none"``, ``"required"`` or a tool's name.
+        timeout: Seconds a prompt may take (default: the engine's).
+        options: Request parameters passed to the provider (``seed``, ``stop``, ...).
     """
 
-    def __init__(self, engine: LLMEngine, *, conversation_id: str = "default") -> None:
+    def __init__(
+        self,
+        engine: LLMEngine,
+        *,
+        conversation_id: str = "default",
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        tool_choice: str | None = None,
+        timeout: float | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         self.engine = engine
         self.bus = engine.bus
         self.conversation_id = conversation_id
+        self.prompt_options: dict[str, Any] = {
+            name: value
+            for name, value in {
+                "temperature": temperature,
+                "max_tokens": max_tokens,
+                "tool_choice": tool_choice,
+                "timeout": timeout,
+                "options": options,
+            }.items()
+            if value is not None
+        }
+        """The ``PromptCommand`` fields every prompt of this panel sets."""
         self.history: list[tuple[str, str]] = []
         """Every message shown, as ``(role, text)``; roles: user, assistant, error, stopped."""
         self.transcript = widgets.VBox()
@@ -60,7 +91,11 @@ class ChatWidget(widgets.VBox):
         self._prompt_id: UUID | None = None
         self._streamed = ""
         self._reply: widgets.HTML | None = None
+        self._rendered = MarkdownStream()
+        self._frozen: list[widgets.HTML] = []  # finished blocks of the reply being streamed
         self._steps: dict[str, tuple[str, widgets.HTML]] = {}  # call id: (summary, step)
+        self.approvals = ApprovalRows(self)
+        """Tool calls waiting for approval, with Approve / Deny buttons in the transcript."""
         self._subscriptions = self._subscribe()
 
     def __repr__(self) -> str:
@@ -85,13 +120,26 @@ class ChatWidget(widgets.VBox):
         self._add("user", prompt, f"<div style='{_USER_STYLE}'>{markdown(prompt)}</div>")
         self._reply = widgets.HTML(f"<div style='{_REPLY_STYLE}'><i>…</i></div>")
         self.transcript.children = (*self.transcript.children, self._reply)
-        command = PromptCommand(prompt=prompt, conversation_id=self.conversation_id, stream=True)
+        command = PromptCommand(
+            prompt=prompt, conversation_id=self.conversation_id, stream=True, **self.prompt_options
+        )
         self._prompt_id = command.id
         self._streamed = ""
+        self._rendered = MarkdownStream()
         self._steps = {}
         self._set_generating(True)
         self._task = spawn(self._run(command), loop=self.bus.loop)
         return self._task
+
+    def approve(self, call_id: str | None = None) -> asyncio.Future[CommandResult]:
+        """Approve a waiting tool call (default: the oldest); the Approve button's method."""
+        return self.approvals.decide(call_id, True)
+
+    def deny(
+        self, call_id: str | None = None, reason: str | None = None
+    ) -> asyncio.Future[CommandResult]:
+        """Deny a waiting tool call (default: the oldest); the Deny button's method."""
+        return self.approvals.decide(call_id, False, reason)
 
     def stop(self) -> None:
         """Stop the reply being generated (cancels its task); the text so far stays."""
@@ -107,6 +155,15 @@ class ChatWidget(widgets.VBox):
         return spawn(
             self.bus.execute(ClearConversationCommand(conversation_id=self.conversation_id))
         )
+
+    def rebind(self, engine: LLMEngine) -> None:
+        """Chat with ``engine`` from now on (its bus carries the events); the transcript stays."""
+        self.stop()
+        for event_type, handler in self._subscriptions:
+            self.bus.unregister_event_handler(event_type, handler)
+        self.engine = engine
+        self.bus = engine.bus
+        self._subscriptions = self._subscribe()
 
     def close(self) -> None:
         """Unsubscribe from the bus and close the widget."""
@@ -134,10 +191,16 @@ class ChatWidget(widgets.VBox):
 
     def _finish(self, role: str, text: str) -> None:
         self._prompt_id = None
+        self.approvals.abandon()  # a stopped reply leaves no live Approve buttons behind
         if role == "error":
             body = f"<div style='color:#b00020;{_REPLY_STYLE}'>⚠ {html.escape(text)}</div>"
         else:
             body = f"<div style='{_REPLY_STYLE}'>{markdown(text)}</div>"
+        if self._frozen:  # the reply is shown whole again, in one block
+            self.transcript.children = tuple(
+                c for c in self.transcript.children if c not in self._frozen
+            )
+            self._frozen = []
         if self._reply is not None:
             self._reply.value = body
         self.history.append((role, text))
@@ -146,6 +209,13 @@ class ChatWidget(widgets.VBox):
     def _add(self, role: str, text: str, body: str) -> None:
         self.history.append((role, text))
         self.transcript.children = (*self.transcript.children, widgets.HTML(body))
+
+    def _show_step(self, step: widgets.Widget) -> None:
+        """Add a tool step (or an approval row) above the reply being written."""
+        children = list(self.transcript.children)
+        index = children.index(self._reply) if self._reply in children else len(children)
+        children.insert(index, step)
+        self.transcript.children = tuple(children)
 
     def _set_generating(self, on: bool) -> None:
         self.input.disabled = on
@@ -158,7 +228,12 @@ class ChatWidget(widgets.VBox):
         def on_delta(event: LLMDeltaEvent) -> None:
             if event.prompt_id == self._prompt_id and self._reply is not None:
                 self._streamed += event.delta
-                self._reply.value = f"<div style='{_REPLY_STYLE}'>{markdown(self._streamed)}</div>"
+                frozen, tail = self._rendered.feed(event.delta)  # linear, not quadratic
+                for html_ in frozen:
+                    block = widgets.HTML(f"<div style='{_REPLY_STYLE}'>{html_}</div>")
+                    self._frozen.append(block)
+                    self._show_step(block)
+                self._reply.value = f"<div style='{_REPLY_STYLE}'>{tail}</div>"
 
         def on_tool_call(event: ToolCallEvent) -> None:
             if event.prompt_id != self._prompt_id:
@@ -170,10 +245,7 @@ class ChatWidget(widgets.VBox):
             summary = f"tool · {event.tool_name}({arguments})"
             step = widgets.HTML(details(summary, "running…"))
             self._steps[event.call_id] = (summary, step)
-            children = list(self.transcript.children)
-            index = children.index(self._reply) if self._reply in children else len(children)
-            children.insert(index, step)
-            self.transcript.children = tuple(children)
+            self._show_step(step)
 
         def on_tool_result(event: ToolResultEvent) -> None:
             found = self._steps.get(event.call_id)
@@ -187,6 +259,7 @@ class ChatWidget(widgets.VBox):
             (LLMDeltaEvent, on_delta),
             (ToolCallEvent, on_tool_call),
             (ToolResultEvent, on_tool_result),
+            *self.approvals.subscriptions(),
         ]
         for event_type, handler in subscriptions:
             self.bus.register_event_handler(event_type, handler)

@@ -7,6 +7,7 @@ import contextlib
 import enum
 import html
 import json
+import logging
 import types
 import typing
 from typing import Any, Literal, get_args, get_origin
@@ -21,6 +22,8 @@ from llmgine.messages.commands import Command, CommandResult
 from llmgine.notebook.sync import spawn
 
 __all__ = ["CommandForm"]
+
+logger = logging.getLogger(__name__)
 
 _MISSING = ""
 
@@ -110,7 +113,7 @@ class CommandForm(widgets.VBox):
             values[name] = value
         return values
 
-    def execute(self) -> asyncio.Future[CommandResult] | None:
+    def execute(self) -> asyncio.Future[CommandResult | None] | None:
         """Validate the fields and execute the command; returns the task, or ``None`` if invalid."""
         try:
             command = self.command_type(**self.values())
@@ -126,8 +129,16 @@ class CommandForm(widgets.VBox):
         self.output.value = "<i>running…</i>"
         return spawn(self._run(command), loop=self.bus.loop)
 
-    async def _run(self, command: Command) -> CommandResult:
-        result = await self.bus.execute(command)
+    async def _run(self, command: Command) -> CommandResult | None:
+        try:
+            result = await self.bus.execute(command)
+        except Exception as exc:  # no handler, a stopped bus: say so instead of "running…"
+            logger.info("%s could not be executed", type(command).__name__, exc_info=exc)
+            self.output.value = (
+                f"<div style='color:#b00020'>⚠ {html.escape(type(exc).__name__)}: "
+                f"{html.escape(str(exc))}</div>"
+            )
+            return None
         self.result = result
         self.output.value = result._repr_html_()
         return result

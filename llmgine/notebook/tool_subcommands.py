@@ -1,0 +1,156 @@
+"""``%llmgine approve`` / ``deny`` (tool calls waiting for a person) and ``mcp`` (tool servers)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from llmgine.llm.approval import ApproveToolCallCommand, ToolApprovalRequestedEvent
+from llmgine.llm.engine import LLMEngine
+from llmgine.notebook.runtime import get_runtime
+from llmgine.notebook.subcommands import MagicError, Note, _parser, _split
+from llmgine.notebook.sync import run_sync
+
+__all__ = ["MCP_USAGE", "approvals_asked_in_the_cell", "approve", "deny", "mcp"]
+
+NO_STDIN = (
+    "this notebook cannot answer questions while a cell runs; approve tool calls in the chat "
+    "panel (`%llmgine ui`) instead of a `%llmgine chat` cell"
+)
+
+
+@contextlib.contextmanager
+def approvals_asked_in_the_cell(engine: LLMEngine) -> Iterator[None]:
+    """While a chat cell runs, ask for each tool approval on its input line ([y/N]).
+
+    The cell is busy, so no button or other cell could answer: without an input line
+    (a notebook run by nbclient, say) the call is denied at once, saying why, instead
+    of waiting for the approval timeout.
+    """
+    from llmgine.notebook.widgets.approvals import call_summary
+
+    async def ask(event: ToolApprovalRequestedEvent) -> None:
+        question = f"{call_summary(event.tool_name, event.arguments)}: run it? [y/N] "
+        reason: str | None
+        try:
+            # Blocking is intended: the cell is busy until the prompt ends anyway.
+            answer = input(question)  # noqa: ASYNC250
+        except Exception:  # no stdin here (StdinNotImplementedError, captured streams)
+            approve, reason = False, NO_STDIN
+        else:
+            approve = answer.strip().lower() in ("y", "yes")
+            reason = None if approve else (answer.strip() or "denied in the chat cell")
+        command = ApproveToolCallCommand(call_id=event.call_id, approve=approve, reason=reason)
+        await engine.bus.execute(command)
+
+    engine.bus.register_event_handler(ToolApprovalRequestedEvent, ask)
+    try:
+        yield
+    finally:
+        engine.bus.unregister_event_handler(ToolApprovalRequestedEvent, ask)
+
+
+def _decide(line: str, approve: bool) -> Note:
+    verb = "approve" if approve else "deny"
+    call_id, _, reason = line.strip().partition(" ")
+    engine = get_runtime().get_engine()
+    waiting = engine.approvals.pending
+    if not call_id:
+        if len(waiting) != 1:
+            ids = ", ".join(f"`{p.call_id}` ({p.tool_name})" for p in waiting) or "none"
+            raise MagicError(
+                f"give the call id: `%llmgine {verb} CALL_ID`; waiting for approval: {ids}"
+            )
+        call_id = waiting[0].call_id
+    if approve and reason.strip():
+        raise MagicError(f"`%llmgine approve` takes only a call id; got {reason.strip()!r} too")
+    command = ApproveToolCallCommand(
+        call_id=call_id, approve=approve, reason=reason.strip() or None
+    )
+    result = run_sync(engine.bus.execute(command))
+    if not result.success:
+        raise MagicError(str(result.error))
+    run_sync(engine.bus.wait_for_events())
+    return Note(str(result.result))
+
+
+def approve(shell: Any, line: str, cell: str | None) -> Any:
+    """``%llmgine approve [CALL_ID]``: run a waiting tool call."""
+    return _decide(line, approve=True)
+
+
+def deny(shell: Any, line: str, cell: str | None) -> Any:
+    """``%llmgine deny [CALL_ID [REASON]]``: refuse a waiting tool call; the model is told."""
+    return _decide(line, approve=False)
+
+
+def mcp(shell: Any, line: str, cell: str | None) -> Any:
+    """``%llmgine mcp add|list|remove``: MCP tool servers of the default engine."""
+    words = _split(line, "mcp")
+    action = words[0] if words else ""
+    command: list[str] = []
+    if "--" in words:  # everything after a lone `--` is the server's command line
+        cut = words.index("--")
+        words, command = words[:cut], words[cut + 1 :]
+    if action == "add":
+        return _mcp_add(words[1:], command)
+    if command:
+        raise MagicError(f"only `mcp add` takes a command after --; usage: %llmgine {MCP_USAGE}")
+    if action == "list" and len(words) == 1:
+        return _mcp_list()
+    if action == "remove" and len(words) == 2:
+        engine = get_runtime().get_engine()
+        run_sync(engine.remove_mcp_server(words[1]))
+        return Note(f"MCP server `{words[1]}` stopped; its tools are withdrawn")
+    raise MagicError(f"usage: %llmgine {MCP_USAGE}")
+
+
+MCP_USAGE = (
+    "mcp add [--name N] [--approval] [--env K=V] -- COMMAND ARGS... | mcp add --url URL "
+    "| mcp list | mcp remove NAME"
+)
+
+
+def _mcp_add(options: list[str], command: list[str]) -> Any:
+    parser = _parser("mcp add")
+    parser.add_argument("--name", default=None)
+    parser.add_argument("--url", default=None)
+    parser.add_argument("--approval", action="store_true")
+    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--env", action="append", default=[])
+    args = parser.parse_args(options)
+    if bool(command) == bool(args.url):
+        raise MagicError(
+            "give the server's command after `--` (`%llmgine mcp add -- mcp-server-time`) "
+            "or its --url, not both"
+        )
+    env: dict[str, str] = {}
+    for item in args.env:
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            raise MagicError(f"--env takes KEY=VALUE; got {item.split('=')[0]!r}")
+        env[key] = value
+    engine = get_runtime().get_engine()
+    server = run_sync(
+        engine.add_mcp_server(
+            command or None,
+            url=args.url,
+            env=env or None,
+            name=args.name,
+            timeout=args.timeout,
+            requires_approval=args.approval,
+        )
+    )
+    tools = ", ".join(f"`{t.name}`" for t in server.tools) or "none"
+    return Note(f"MCP server `{server.name}` added; tools: {tools}")
+
+
+def _mcp_list() -> Any:
+    servers = list(get_runtime().get_engine().mcp_servers)
+    if not servers:
+        return Note("no MCP servers yet (`%llmgine mcp add -- COMMAND ARGS...`)")
+    rows = [
+        f"| `{s.name}` | `{s.target}` | {', '.join(t.name for t in s.tools)} |" for s in servers
+    ]
+    return Note("\n".join(["| server | command or URL | tools |", "|---|---|---|", *rows]))
