@@ -38,13 +38,8 @@ def _warnings_to_stderr(caught: list[warnings.WarningMessage]) -> None:
 
 
 def _log(args: argparse.Namespace) -> int:
-    from llmgine.analysis import summarize
-    from llmgine.errors import ConfigurationError
+    from llmgine.analysis import summarize  # it says what is wrong with a path, a link, a time
 
-    if not Path(args.path).exists():
-        raise ConfigurationError(
-            f"No log at {args.path}: give a .jsonl file or a directory of them"
-        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         text = summarize(args.path, since=args.since, until=args.until)
