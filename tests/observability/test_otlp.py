@@ -268,6 +268,8 @@ def assert_phoenix_matches_log(rows: list[dict[str, Any]], log: Path) -> None:
         assert row["parent_id"] == parent
         assert row["status_code"] == span["status_code"]
         assert row["span_kind"] == {"LLM": "LLM", "TOOL": "TOOL"}.get(span["span_kind"], "CHAIN")
+        for column in ("start_time", "end_time"):  # epoch milliseconds in Phoenix's JSON
+            assert abs(float(row[column]) - span[column].value / 1e6) < 1.0  # type: ignore[arg-type]
         if span["span_kind"] == "LLM":
             assert (
                 row["attributes.llm.token_count.prompt"]
