@@ -38,13 +38,8 @@ def _warnings_to_stderr(caught: list[warnings.WarningMessage]) -> None:
 
 
 def _log(args: argparse.Namespace) -> int:
-    from llmgine.analysis import summarize
-    from llmgine.errors import ConfigurationError
+    from llmgine.analysis import summarize  # it says what is wrong with a path, a link, a time
 
-    if not os.path.lexists(args.path):  # a broken link gets its own message below
-        raise ConfigurationError(
-            f"No log at {args.path}: give a .jsonl file or a directory of them"
-        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         text = summarize(args.path, since=args.since, until=args.until)
@@ -81,9 +76,12 @@ def _export(args: argparse.Namespace) -> int:
         project_name=args.project,
     )
     sent = 0
-    for path in files:
-        with path.open("rb") as lines:
-            sent += exporter.export_lines(lines)
+    try:
+        for path in files:
+            with path.open("rb") as lines:
+                sent += exporter.export_lines(lines)
+    finally:
+        exporter.close()
     stats = exporter.stats
     where = redact_url(exporter.endpoint)
     print(f"exported {sent:,} spans from {len(files):,} file(s) to {where}")

@@ -70,8 +70,10 @@ def plot_waterfall(
         raise ValueError(f"Trace {trace_id[:12]} has {pages} page(s) of rows; page={page}.")
     shown = rows[page * max_rows : (page + 1) * max_rows]
     if ax is None:
-        ax = _axes(None, (13, 0.3 * len(shown) + 1.6))
-        ax.figure.subplots_adjust(left=0.42, right=0.98)  # the tree on the left, as in Phoenix
+        height = 0.3 * len(shown) + 1.6
+        ax = _axes(None, (13, height))
+        # The tree on the left, as in Phoenix; room below for the axis label, above for the title.
+        ax.figure.subplots_adjust(left=0.42, right=0.98, bottom=0.6 / height, top=1 - 0.45 / height)
     labels = blended_transform_factory(ax.transAxes, ax.transData)
     for y, row in enumerate(shown):
         if row.collapsed:

@@ -71,7 +71,7 @@ def _one(path: Path) -> list[Path]:
         raise LogSourceError(f"{path} is a broken symbolic link (to {os.readlink(path)}).")
     if path.exists():
         raise LogSourceError(f"{path} is not a regular file; give {_WHAT}.")
-    raise LogSourceError(f"No log at {path}: give {_WHAT}.")
+    raise LogSourceError(f"No log at {path}: give a .jsonl file or a directory of them")
 
 
 def log_files(source: Any) -> list[Path]:

@@ -248,9 +248,17 @@ def _frame_table(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(pd.DataFrame(columns), preserve_index=False)
 
 
+_GLOB = {"[": "[[]", "*": "[*]", "?": "[?]"}
+
+
+def _literal_path(path: Path) -> str:
+    """``path`` as a DuckDB file pattern that matches only itself (``b*.jsonl`` is a name)."""
+    return "".join(_GLOB.get(ch, ch) for ch in str(path))
+
+
 def files_sql(files: list[Path]) -> str:
     """A DuckDB relation reading the envelope of every line of ``files``."""
-    listed = ", ".join(quote(str(f)) for f in files)
+    listed = ", ".join(quote(_literal_path(f)) for f in files)
     return (
         f"read_json([{listed}], format = 'newline_delimited', ignore_errors = true, "
         f"maximum_object_size = {MAX_LINE_BYTES}, columns = {READ_COLUMNS})"

@@ -436,8 +436,11 @@ def _export(shell: Any, line: str, cell: str | None) -> Any:
     run_sync(bus.wait_for_events())
     bus.flush()
     exporter = OTLPExporter(args.otlp, project_name=args.project)
-    with bus.log_path.open("rb") as lines:
-        sent = exporter.export_lines(lines)
+    try:
+        with bus.log_path.open("rb") as lines:
+            sent = exporter.export_lines(lines)
+    finally:
+        exporter.close()
     if exporter.stats.failed:
         raise MagicError(
             f"{redact_url(exporter.endpoint)} did not accept {exporter.stats.failed} span(s)"

@@ -79,6 +79,20 @@ def test_cli_log_summary(log_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "24  TraceEvent" in out
 
 
+def test_cli_log_summary_has_percentiles_tokens_and_a_time_window(
+    log_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    df = load_events(log_path)
+    assert main(["log", str(log_path)]) == 0
+    out = capsys.readouterr().out
+    assert "p50 ms    p95 ms    p99 ms" in out
+    assert "scripted:m-1  3 calls, 257 in, 18 out" in out
+    later = df["timestamp"].max()
+    assert main(["log", str(log_path), "--since", later.isoformat()]) == 0
+    out = capsys.readouterr().out
+    assert f"{(df['timestamp'] >= later).sum()} lines from" in out
+
+
 def test_cli_log_reports_skipped_lines_and_missing_files(
     log_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -100,6 +100,17 @@ def test_a_subdirectory_named_like_a_log_is_not_a_log(hostile: Path, tmp_path: P
     assert query(tmp_path, "SELECT count(*) AS n FROM events")["n"].iloc[0] == len(df)
 
 
+def test_file_names_with_glob_characters_are_names(hostile: Path, tmp_path: Path) -> None:
+    for name in ("b*.jsonl", "a[1].jsonl", "q?.jsonl"):
+        (tmp_path / name).write_bytes(hostile.read_bytes())
+    (tmp_path / "bx.jsonl").write_bytes(hostile.read_bytes())  # what b*.jsonl would also match
+    one = len(load_events(hostile))
+    assert len(load_events(tmp_path / "b*.jsonl")) == one
+    assert len(load_events(tmp_path / "a[1].jsonl")) == one
+    assert len(load_events(tmp_path)) == 5 * one
+    assert query(tmp_path, "SELECT count(*) AS n FROM events")["n"].iloc[0] == 5 * one
+
+
 def test_a_dangling_symlink_is_skipped_in_a_directory_and_named_alone(
     hostile: Path, tmp_path: Path
 ) -> None:

@@ -216,6 +216,51 @@ def test_the_transformer_leaves_other_lines_alone() -> None:
     ]
 
 
+def test_export_sends_the_logs_spans_over_otlp(shell: InteractiveShell) -> None:
+    """%llmgine export against a small OTLP/HTTP receiver that decodes what it gets."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    names: list[str] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            request = ExportTraceServiceRequest.FromString(body)
+            for resource in request.resource_spans:
+                for scope in resource.scope_spans:
+                    names.extend(span.name for span in scope.spans)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        magic(shell, "start --log-file export.jsonl --quiet")
+        magic(shell, "register PingCommand on_ping")
+        for n in range(3):
+            magic(shell, f"execute PingCommand(n={n})")
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        note = magic(shell, f"export --otlp {url}")
+        assert repr(note) == f"exported 3 spans to {url}/v1/traces"
+        assert names == ["PingCommand"] * 3
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    with pytest.raises(MagicError, match="did not accept 3 span"):
+        magic(shell, f"export --otlp {url}")  # the receiver is gone
+
+
 def test_chat_request_options(shell: InteractiveShell) -> None:
     from llmgine.llm import ScriptedProvider
 

@@ -130,6 +130,11 @@ def _quiet_env() -> dict[str, str]:
         PHOENIX_DISABLE_AGENT_ASSISTANT="true",
         PHOENIX_ENABLE_PROMETHEUS="false",
         DO_NOT_TRACK="1",
+        # Belt and braces: any HTTP call off this machine goes to a closed loopback port.
+        HTTP_PROXY="http://127.0.0.1:9",
+        HTTPS_PROXY="http://127.0.0.1:9",
+        http_proxy="http://127.0.0.1:9",
+        https_proxy="http://127.0.0.1:9",
         NO_PROXY="127.0.0.1,localhost",
         no_proxy="127.0.0.1,localhost",
     )

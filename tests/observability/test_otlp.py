@@ -214,6 +214,25 @@ async def test_an_unreachable_endpoint_fails_batches_without_stopping_the_bus(
     assert exporter.stats.exported == 0
 
 
+async def test_a_span_whose_start_line_was_lost_still_exports(tmp_path: Path) -> None:
+    bus = quiet_bus(tmp_path)
+    bus.register_command_handler(WorkCommand, lambda c: "ok")
+    async with bus:
+        await bus.execute(WorkCommand())
+    assert bus.log_path is not None
+    lines = bus.log_path.read_bytes().splitlines()
+    starts = [line for line in lines if b'"TraceEvent"' in line and b'"end_time":null' in line]
+    assert len(starts) == 1
+    memory = InMemorySpanExporter()
+    exporter = OTLPExporter("http://127.0.0.1:1", span_exporter=memory)
+    assert exporter.export_lines([line for line in lines if line not in starts]) == 1
+    (span,) = memory.get_finished_spans()
+    row = spans_frame(load_events(bus.log_path)).iloc[0]
+    assert span.end_time == row["end_time"].value
+    assert span.start_time is not None and span.end_time is not None
+    assert abs((span.end_time - span.start_time) / 1e6 - row["duration_ms"]) < 0.01
+
+
 def test_credentials_never_reach_reprs_or_urls() -> None:
     exporter = OTLPExporter(
         "https://user:s3cret@collector.example:4318",
@@ -222,6 +241,7 @@ def test_credentials_never_reach_reprs_or_urls() -> None:
     )
     assert exporter.endpoint == "https://collector.example:4318/v1/traces"
     assert "s3cret" not in repr(exporter)
+    assert exporter.name == "OTLPExporter(https://collector.example:4318/v1/traces)"
     assert "k-123" not in repr(exporter)
     assert redact_url("http://a:b@h:1/p") == "http://***@h:1/p"
     assert redact_url("http://h:1/p") == "http://h:1/p"
@@ -248,6 +268,8 @@ def assert_phoenix_matches_log(rows: list[dict[str, Any]], log: Path) -> None:
         assert row["parent_id"] == parent
         assert row["status_code"] == span["status_code"]
         assert row["span_kind"] == {"LLM": "LLM", "TOOL": "TOOL"}.get(span["span_kind"], "CHAIN")
+        for column in ("start_time", "end_time"):  # epoch milliseconds in Phoenix's JSON
+            assert abs(float(row[column]) - span[column].value / 1e6) < 1.0  # type: ignore[arg-type]
         if span["span_kind"] == "LLM":
             assert (
                 row["attributes.llm.token_count.prompt"]
@@ -279,3 +301,38 @@ async def test_phoenix_shows_a_live_run_with_its_tree_and_tokens(
     assert exporter.stats.exported == 8
     assert bus.log_path is not None
     assert_phoenix_matches_log(phoenix.spans("live-run", expected=8), bus.log_path)
+
+
+@pytest.mark.timeout(1500)
+async def test_the_command_line_replays_a_log_into_phoenix(
+    phoenix: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmgine.__main__ import main
+
+    bus = quiet_bus(tmp_path)
+    await record_run(bus)
+    assert bus.log_path is not None
+    assert main(["export", str(tmp_path), "--otlp", phoenix.url, "--project", "replayed"]) == 0
+    assert "exported 8 spans from 1 file(s) to" in capsys.readouterr().out
+    assert_phoenix_matches_log(phoenix.spans("replayed", expected=8), bus.log_path)
+
+
+def test_the_command_line_export_fails_clearly(
+    tmp_path: Path, unused_tcp_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from llmgine.__main__ import main
+
+    asyncio.run(record_run(quiet_bus(tmp_path)))
+    assert main(["export", str(tmp_path), "--otlp", "127.0.0.1:6006"]) == 2
+    assert main(["export", str(tmp_path), "--otlp", "http://x:1", "--header", "nokey"]) == 2
+    url = f"http://user:pw@127.0.0.1:{unused_tcp_port}"
+    assert main(["export", str(tmp_path), "--otlp", url, "--header", "api_key=k-9"]) == 1
+    captured = capsys.readouterr()
+    assert "not an http(s) URL" in captured.err
+    assert "--header takes KEY=VALUE" in captured.err
+    assert f"127.0.0.1:{unused_tcp_port}/v1/traces did not accept 8 span(s)" in captured.err
+    assert "pw" not in captured.err + captured.out
+    assert "k-9" not in captured.err + captured.out
+    assert "Traceback" not in captured.err
