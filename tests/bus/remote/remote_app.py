@@ -52,7 +52,7 @@ def setup(bus: MessageBus) -> None:
         await bus.publish(SlowStartedEvent(worker=os.getpid()))
         await asyncio.sleep(command.seconds)
         # One file per completed run: the tests count them.
-        Path(command.runs_dir, f"{command.id}.{os.getpid()}").touch()
+        Path(command.runs_dir, f"{command.id}.{os.getpid()}").touch()  # noqa: ASYNC240
         return os.getpid()
 
     async def echo(event: PingedEvent) -> None:
@@ -63,3 +63,10 @@ def setup(bus: MessageBus) -> None:
     bus.register_command_handler(SlowCommand, slow)
     bus.register_command_handler(WhoAmICommand, lambda command: os.getpid())
     bus.register_event_handler(PingedEvent, echo)
+
+
+def setup_engine(bus: MessageBus) -> None:
+    """A worker holding the model: an offline LLMEngine."""
+    from llmgine.llm import LLMEngine
+
+    LLMEngine(bus, model="offline")

@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 import remote_app
 from conftest import StartWorker
 
 from llmgine.bus import MessageBus
-from llmgine.bus.remote import RedisServer
 from llmgine.errors import HandlerNotFoundError
 from llmgine.messages import Command
 
 
 class NobodyHandlesCommand(Command):
     pass
-
-
-@pytest.fixture
-async def caller(tmp_path: Path, redis_server: RedisServer, namespace: str):  # type: ignore[no-untyped-def]
-    bus = MessageBus(log_dir=tmp_path / "logs", log_filename="caller.jsonl", enable_console_metrics=False, enable_console_traces=False)
-    await bus.connect(redis_server.url, namespace, heartbeat=0.2)
-    yield bus
-    await bus.stop()
 
 
 @pytest.mark.timeout(120)
