@@ -141,7 +141,7 @@ class RemoteCaller:
 
     async def reply_loop(self) -> None:
         """Read the replies sent to this process and hand each to its waiting caller."""
-        redis = self.link.redis
+        redis = self.link.blocking
         block = int(self.link.heartbeat * 1000)
         while True:
             answer = await redis.xread({self.reply_stream: "0-0"}, count=100, block=block)
@@ -193,7 +193,7 @@ class CommandRunner:
             if not streams:
                 await asyncio.sleep(link.heartbeat)
                 continue
-            answer = await link.redis.xreadgroup(
+            answer = await link.blocking.xreadgroup(
                 WORKERS, link.process_id, streams, count=room, block=block
             )
             for stream, entries in answer or ():

@@ -105,6 +105,9 @@ class RedisLink:
         # Any: redis-py types each reply as a union of its RESP2 and RESP3 shapes; this
         # link speaks RESP2 (the default) and reads the RESP2 shapes.
         self.redis: Any = aioredis.Redis.from_url(url, socket_timeout=30)
+        # The blocking reads have connections of their own: cancelling one at close
+        # never leaves a half-read reply on a connection the senders use.
+        self.blocking: Any = aioredis.Redis.from_url(url, socket_timeout=30)
         self.sent = 0
         """Events sent to Redis."""
         self.received = 0
@@ -139,6 +142,7 @@ class RedisLink:
             await self._advertise()
         except NETWORK_ERRORS as exc:
             await self.redis.aclose()
+            await self.blocking.aclose()
             raise ConnectionError(
                 f"Cannot reach Redis at {redact(self.url)} ({type(exc).__name__}: {exc}); "
                 "is the server running? (RedisServer() starts a local one.)"
@@ -198,6 +202,7 @@ class RedisLink:
             pipe.delete(self.keys.reply(self.process_id), self.keys.process(self.process_id))
             await pipe.execute(raise_on_error=False)
         await self.redis.aclose()
+        await self.blocking.aclose()
         logger.info("Disconnected from the shared bus at %s.", redact(self.url))
 
     async def _resilient(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
@@ -363,7 +368,7 @@ class RedisLink:
         block = int(self.heartbeat * 1000)
         while True:
             try:
-                answer = await self.redis.xreadgroup(
+                answer = await self.blocking.xreadgroup(
                     group, "c", {stream: ">"}, count=1000, block=block
                 )
             except ResponseError as exc:
@@ -390,7 +395,7 @@ class RedisLink:
                     await transport.reserve()
                 transport.put(item)
                 self.received += 1
-            await self.redis.xack(stream, group, *ids)
+            await self.blocking.xack(stream, group, *ids)
 
     def _decode_event(self, line: bytes) -> tuple[Event, Any] | None:
         try:
