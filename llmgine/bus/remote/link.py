@@ -175,9 +175,7 @@ class RedisLink:
         """
         self._closing = True
         intake = [t for t in self._tasks if t.get_name().endswith(("events", "commands"))]
-        for task in intake:
-            task.cancel()
-        await asyncio.gather(*intake, return_exceptions=True)
+        await _cancel(intake)
         with contextlib.suppress(*NETWORK_ERRORS):
             await self._withdraw()
         await self.runner.drain()
@@ -192,9 +190,7 @@ class RedisLink:
                 redact(self.url),
                 len(self._buffer),
             )
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _cancel(self._tasks)
         self.caller.fail_waiting("the bus disconnected from Redis before the result came")
         with contextlib.suppress(*NETWORK_ERRORS):
             pipe = self.redis.pipeline(transaction=False)
@@ -208,6 +204,7 @@ class RedisLink:
     async def _resilient(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
         """Run a loop of the link; on a network error log it, back off and run it again."""
         delay = 0.05
+        task = asyncio.current_task()
         while True:
             try:
                 await body()
@@ -215,6 +212,9 @@ class RedisLink:
             except asyncio.CancelledError:
                 raise
             except NETWORK_ERRORS as exc:
+                if task is not None and task.cancelling():
+                    # redis-py may turn a cancelled read into a connection error.
+                    raise asyncio.CancelledError from exc
                 if self._down_since is None:
                     self._down_since = time.monotonic()
                     logger.warning(
@@ -224,6 +224,8 @@ class RedisLink:
                         exc,
                     )
             except Exception:
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from None
                 logger.exception("The shared bus's %s loop failed; it starts again.", name)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
@@ -449,6 +451,17 @@ class RedisLink:
             await self.redis.xtrim(stream, maxlen=0, approximate=False)
         elif floor != b"0-0":
             await self.redis.xtrim(stream, minid=floor, approximate=False)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait for them, bounded: a task that will not end is logged."""
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    _, stuck = await asyncio.wait(tasks, timeout=5)
+    for task in stuck:
+        logger.error("The shared bus's task %s did not end when cancelled.", task.get_name())
 
 
 def _id_key(entry_id: bytes) -> tuple[int, int]:
