@@ -63,8 +63,6 @@ async def bus_receiver(url: str, n: int) -> None:
     async def count(event: BenchEvent) -> None:
         nonlocal seen
         seen += 1
-        if seen % 1000 == 0:
-            print("receiver seen", seen, file=sys.stderr, flush=True)
         if seen == n:
             await bus.publish(FinishedEvent(count=seen))
 
@@ -137,14 +135,7 @@ async def bus_throughput(url: str, n: int) -> float:
     start = time.perf_counter()
     for event in events:
         await bus.publish(event)
-    try:
-        await asyncio.wait_for(done.wait(), timeout=15)
-    except TimeoutError:
-        link = bus.remote
-        print("DEBUG", link.sent, link.received, len(link._buffer), [(t.get_name(), t.done()) for t in link._tasks], bus.pending_events, file=sys.stderr)
-        for t in link._tasks:
-            t.print_stack(file=sys.stderr)
-        raise
+    await asyncio.wait_for(done.wait(), timeout=300)
     elapsed = time.perf_counter() - start
     await bus.stop()
     return n / elapsed
