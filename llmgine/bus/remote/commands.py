@@ -35,7 +35,7 @@ from llmgine.observability.spans import Span, _current_span, current_span
 if TYPE_CHECKING:
     from llmgine.bus.remote.link import RedisLink
 
-__all__ = ["CommandRunner", "RemoteCaller"]
+__all__ = ["CommandRunner", "RemoteCaller", "raise_if_cancelled"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,17 @@ ABANDONED = b'{"abandoned":true}'
 
 RESULT_TTL = 24 * 3600
 """Seconds a command's recorded reply is kept (its idempotency window)."""
+
+
+def raise_if_cancelled() -> None:
+    """End the running loop if its task was cancelled.
+
+    redis-py may swallow the ``CancelledError`` of a read it was in (it then drops the
+    connection); the link's loops call this each turn so a cancel still ends them.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _reply(command: Command, result: CommandResult, tb: str, worker: str) -> bytes:
@@ -144,6 +155,7 @@ class RemoteCaller:
         redis = self.link.blocking
         block = int(self.link.heartbeat * 1000)
         while True:
+            raise_if_cancelled()
             answer = await redis.xread({self.reply_stream: "0-0"}, count=100, block=block)
             if not answer:
                 continue
@@ -184,6 +196,7 @@ class CommandRunner:
         link = self.link
         block = int(link.heartbeat * 1000)
         while True:
+            raise_if_cancelled()
             room = self.max_concurrency - len(self._running)
             if room <= 0:
                 self._room.clear()

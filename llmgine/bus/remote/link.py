@@ -41,7 +41,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from llmgine.bus.registry import HandlerEntry
-from llmgine.bus.remote.commands import CommandRunner, RemoteCaller
+from llmgine.bus.remote.commands import CommandRunner, RemoteCaller, raise_if_cancelled
 from llmgine.bus.remote.keys import WORKERS, Keys, redact, type_key
 from llmgine.errors import LogFormatError
 from llmgine.messages.events import Event
@@ -317,6 +317,7 @@ class RedisLink:
     async def _heartbeat_loop(self) -> None:
         beats = 0
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(self.heartbeat)
             await self._advertise()
             await self.runner.renew_and_claim()
@@ -349,6 +350,7 @@ class RedisLink:
         origin = self.process_id.encode()
         stream = self.keys.events
         while True:
+            raise_if_cancelled()
             if not buffer:
                 self._wake.clear()
                 await self._wake.wait()
@@ -369,6 +371,7 @@ class RedisLink:
         transport = self.bus._transport
         block = int(self.heartbeat * 1000)
         while True:
+            raise_if_cancelled()
             try:
                 answer = await self.blocking.xreadgroup(
                     group, "c", {stream: ">"}, count=1000, block=block
