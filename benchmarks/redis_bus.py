@@ -76,6 +76,7 @@ async def bus_receiver(url: str, n: int) -> None:
 
 async def raw_receiver(url: str, n: int) -> None:
     r = aioredis.Redis.from_url(url)
+    await r.delete("raw:events", "raw:requests")  # a fresh start each round
     await r.xgroup_create("raw:events", "g", id="$", mkstream=True)
     await r.xgroup_create("raw:requests", "g", id="$", mkstream=True)
     print("ready", flush=True)
