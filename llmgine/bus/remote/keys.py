@@ -1,0 +1,75 @@
+"""The names of everything a shared bus keeps in Redis, under one namespace.
+
+``{ns}:events``                     one stream of every event; a consumer group per process
+``{ns}:cmd:{type}``                 one stream per command type; one group, ``workers``
+``{ns}:handlers:{type}``            sorted set: processes handling a command type, scored by expiry
+``{ns}:process:{id}``               a process's heartbeat (expires when it dies)
+``{ns}:reply:{id}``                 the results sent back to one calling process
+``{ns}:result:{command id}``        a finished command's reply, so it never runs twice
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from llmgine.messages.base import Message
+
+__all__ = ["Keys", "redact", "type_key"]
+
+WORKERS = "workers"
+"""The consumer group every command stream has: the processes that handle it share it."""
+
+
+def type_key(cls: type[Message]) -> str:
+    """Name a message class across processes: ``module.QualName``."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def redact(url: str) -> str:
+    """Return ``url`` without its password, fit for logs and reprs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else "***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The Redis keys of one namespace."""
+
+    namespace: str
+
+    @property
+    def events(self) -> str:
+        """The stream every process publishes its events to."""
+        return f"{self.namespace}:events"
+
+    def command(self, key: str) -> str:
+        """The stream of one command type."""
+        return f"{self.namespace}:cmd:{key}"
+
+    def handlers(self, key: str) -> str:
+        """The processes that handle one command type, scored by the expiry of their claim."""
+        return f"{self.namespace}:handlers:{key}"
+
+    def process(self, process_id: str) -> str:
+        """A process's heartbeat key."""
+        return f"{self.namespace}:process:{process_id}"
+
+    def reply(self, process_id: str) -> str:
+        """The stream of results sent back to one process."""
+        return f"{self.namespace}:reply:{process_id}"
+
+    def result(self, command_id: str) -> str:
+        """The recorded reply of a finished (or abandoned) command."""
+        return f"{self.namespace}:result:{command_id}"
+
+    @staticmethod
+    def event_group(process_id: str) -> str:
+        """The consumer group of one process on the events stream."""
+        return f"p:{process_id}"

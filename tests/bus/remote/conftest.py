@@ -1,0 +1,123 @@
+"""A real Redis server for the session, and real worker processes started and killed by pid."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from llmgine.bus import MessageBus
+from llmgine.bus.remote import RedisServer
+from llmgine.bus.remote.worker import READY
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))  # the tests and the workers import remote_app alike
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A namespace of its own per test: one server, many separate shared buses."""
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    """A ``python -m llmgine worker`` process."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        self.pid = process.pid
+
+    def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM, then wait: the worker drains and exits."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: the worker dies mid-whatever."""
+        self.process.kill()
+        self.process.wait(timeout=30)
+
+
+StartWorker = Callable[..., Worker]
+
+
+@pytest.fixture
+async def caller(
+    tmp_path: Path, redis_server: RedisServer, namespace: str
+) -> AsyncIterator[MessageBus]:
+    """The calling process's bus (a notebook's, say), connected, logging to tmp_path/logs."""
+    bus = MessageBus(
+        log_dir=tmp_path / "logs",
+        log_filename="caller.jsonl",
+        enable_console_metrics=False,
+        enable_console_traces=False,
+    )
+    await bus.connect(redis_server.url, namespace, heartbeat=0.2)
+    yield bus
+    await bus.stop()
+
+
+@pytest.fixture
+def start_worker(
+    redis_server: RedisServer, namespace: str, tmp_path: Path
+) -> Iterator[StartWorker]:
+    started: list[Worker] = []
+
+    def start(
+        spec: str = "remote_app:setup", *, claim_after: float = 30.0, max_concurrency: int = 8
+    ) -> Worker:
+        command = [
+            sys.executable, "-m", "llmgine", "worker", spec,
+            "--redis", redis_server.url, "--namespace", namespace,
+            "--log-dir", str(tmp_path / "logs"),
+            "--claim-after", str(claim_after), "--heartbeat", "0.2",
+            "--max-concurrency", str(max_concurrency),
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
+        with (tmp_path / "workers.err").open("ab") as errors:
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=env)
+        worker = Worker(process)
+        started.append(worker)
+        assert process.stdout is not None
+        selector = selectors.DefaultSelector()
+        selector.register(process.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + 60
+        line = b""
+        while time.monotonic() < deadline and READY.encode() not in line:
+            if process.poll() is not None:
+                break
+            if selector.select(timeout=0.5):
+                line = process.stdout.readline()
+        selector.close()
+        if READY.encode() not in line:
+            errors = (tmp_path / "workers.err").read_text(errors="replace")[-3000:]
+            raise AssertionError(f"the worker did not start:\n{errors}")
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker in started:
+            if worker.process.poll() is None:
+                worker.process.kill()
+                worker.process.wait(timeout=30)
+            if worker.process.stdout is not None:
+                worker.process.stdout.close()

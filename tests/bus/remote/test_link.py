@@ -1,0 +1,124 @@
+"""The link in one process: Redis restarting, bounded streams, a light ``import llmgine``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+import remote_app
+
+from llmgine.bus import MessageBus
+from llmgine.bus.remote import RedisServer
+from llmgine.bus.remote.keys import Keys, redact
+
+
+def quiet_bus() -> MessageBus:
+    return MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
+
+
+class Collector:
+    def __init__(self, expected: int) -> None:
+        self.seen: list[int] = []
+        self.expected = expected
+        self.done = asyncio.Event()
+
+    def __call__(self, event: remote_app.PingedEvent) -> None:
+        self.seen.append(event.n)
+        if len(self.seen) >= self.expected:
+            self.done.set()
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[Any]:
+    c = aioredis.Redis.from_url(redis_server.url)
+    yield c
+    await c.aclose()
+
+
+def test_import_llmgine_does_not_import_redis() -> None:
+    code = "import llmgine, sys; assert 'redis' not in sys.modules, 'redis imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_urls_in_logs_lose_their_password() -> None:
+    assert redact("redis://user:s3cret@host:6379/0") == "redis://user:***@host:6379/0"
+    assert redact("redis://:s3cret@host/0") == "redis://***@host/0"
+    assert redact("redis://host:6379/0") == "redis://host:6379/0"
+
+
+@pytest.mark.timeout(60)
+async def test_connecting_to_no_server_fails_clearly() -> None:
+    bus = quiet_bus()
+    with pytest.raises(ConnectionError, match="is the server running"):
+        await bus.connect("redis://:pw@127.0.0.1:1/0")
+    assert bus.remote is None
+    await bus.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_after_redis_restarts_the_bus_reconnects_and_sends_what_it_accepted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="llmgine.bus.remote")
+    with RedisServer() as server:
+        sender, receiver = quiet_bus(), quiet_bus()
+        collect = Collector(expected=21)
+        receiver.register_event_handler(remote_app.PingedEvent, collect)
+        await receiver.connect(server.url, "restart", heartbeat=0.1)
+        await sender.connect(server.url, "restart", heartbeat=0.1)
+        await sender.publish(remote_app.PingedEvent(n=0))
+        await asyncio.to_thread(server.stop)
+        for n in range(1, 21):
+            await sender.publish(remote_app.PingedEvent(n=n))  # accepted while Redis is down
+        await asyncio.to_thread(server.start)
+        await asyncio.wait_for(collect.done.wait(), timeout=60)
+        await sender.stop()
+        await receiver.stop()
+    assert collect.seen == list(range(21))
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("Lost the connection to Redis" in m for m in messages)
+    assert any("Reconnected to Redis" in m for m in messages)
+    assert all("pw" not in m for m in messages)
+
+
+@pytest.mark.timeout(120)
+async def test_trimming_bounds_the_stream_but_keeps_what_a_live_consumer_has_not_read(
+    redis_server: RedisServer, namespace: str, client: Any
+) -> None:
+    keys = Keys(namespace)
+    sender, receiver = quiet_bus(), quiet_bus()
+    collect = Collector(expected=2000)
+    receiver.register_event_handler(remote_app.PingedEvent, collect)
+    await receiver.connect(redis_server.url, namespace)
+    await sender.connect(redis_server.url, namespace)
+    for n in range(2000):
+        await sender.publish(remote_app.PingedEvent(n=n))
+    await asyncio.wait_for(collect.done.wait(), timeout=60)
+    await sender.wait_for_events()
+    # A dead process's group (no heartbeat key) does not hold trimming back.
+    await client.xgroup_create(keys.events, keys.event_group("ghost"), id="0")
+    assert sender.remote is not None
+    await sender.remote.trim()
+    assert await client.xlen(keys.events) <= 2
+    assert keys.event_group("ghost").encode() not in {
+        g["name"] for g in await client.xinfo_groups(keys.events)
+    }
+
+    # A live process that has read nothing yet holds it back.
+    for n in range(100):
+        await sender.publish(remote_app.PingedEvent(n=n))
+    await client.set(keys.process("slow"), b"1", ex=60)
+    await client.xgroup_create(keys.events, keys.event_group("slow"), id="0")
+    collect.expected += 100
+    collect.done.clear()
+    await asyncio.wait_for(collect.done.wait(), timeout=60)
+    await sender.remote.trim()
+    assert await client.xlen(keys.events) >= 100
+    await sender.stop()
+    await receiver.stop()
