@@ -227,3 +227,38 @@ async def test_record_on_the_real_server_then_replay(provider: Make, tmp_path: P
         ]
     assert again == [first, second]
     assert replay.model == f"replay:{tmp_path / 'real.jsonl'}"
+
+
+async def test_an_mcp_tool_forced_on_the_real_server(bus: MessageBus, provider: Make) -> None:
+    # The MCP issue's one call on a real model: mcp-server-time (stdio, from PyPI), forced.
+    import sys
+
+    engine = LLMEngine(bus, provider=provider())
+    await engine.add_mcp_server(
+        command=[sys.executable, "-m", "mcp_server_time", "--local-timezone", "UTC"],
+        name="clock",
+    )
+    results: list[ToolResultEvent] = []
+    bus.register_event_handler(ToolResultEvent, results.append)
+    try:
+        result = await bus.execute(
+            PromptCommand(
+                prompt="What time is it in Europe/Paris?",
+                tool_choice="get_current_time",
+                temperature=0.0,
+                max_tokens=48,
+                options={"seed": 1},
+            )
+        )
+        await bus.wait_for_events()
+    finally:
+        await engine.close()
+    assert result.success, result.error
+    (called,) = results
+    assert called.tool_name == "get_current_time"
+    # The MCP server ran the call the model made: a time came back, or the server's own
+    # error about the small model's arguments (SmolLM2 invents odd time zones), which the
+    # model then answered from.
+    assert "datetime" in str(called.result) or "Error executing tool get_current_time" in str(
+        called.error
+    )
