@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from inspect import isawaitable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
@@ -22,12 +23,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 from llmgine.bus.handlers import (
     HandlerTimedOut,
     call_command_handler,
-    call_event_handler,
     cancelled_from_outside,
     describe,
 )
 from llmgine.bus.loops import call_on, running_loop
-from llmgine.bus.queue import in_handler
+from llmgine.bus.queue import Delivery, delivering, in_handler
 from llmgine.bus.registration import HandlerRegistrations
 from llmgine.bus.registry import HandlerEntry
 from llmgine.bus.session import BusSession, _current_session
@@ -509,7 +509,12 @@ class MessageBus(HandlerRegistrations):
     # ------------------------------------------------------------ handling
 
     async def _deliver(self, event: Event, span: SpanContext | None) -> None:
-        """Run the handlers of one event, in the span and session it was published in."""
+        """Run the handlers of one event, in the span and session it was published in.
+
+        Every outcome of a handler is caught and reported (``CancelledError``,
+        ``KeyboardInterrupt``, ``GeneratorExit``, any ``BaseException``); only the
+        cancellation of the consumer itself propagates, after it is reported too.
+        """
         self._stats.events_handled += 1
         handlers = self._registry.event_handlers(type(event))
         if not handlers:
@@ -518,16 +523,23 @@ class MessageBus(HandlerRegistrations):
         session_token = (
             _current_session.set(event.session_id) if event.session_id != "global" else None
         )
-        entry = handlers[0]
+        delivery = Delivery()  # tasks the handlers start share it, and see it end
+        delivery_token = delivering.set(delivery)
         try:
-            for entry in handlers:
-                failure = await call_event_handler(entry, event)
-                if failure is not None:
-                    self._handler_failed(event, entry, failure)
-        except asyncio.CancelledError as exc:
-            self._handler_failed(event, entry, exc)  # the consumer was cancelled in it: say so
-            raise
+            for entry in handlers:  # inlined: this loop is the hot path of every event
+                try:
+                    value = entry.fn(event)
+                    if entry.is_async or (value is not None and isawaitable(value)):
+                        await value
+                except asyncio.CancelledError as exc:
+                    self._handler_failed(event, entry, exc)
+                    if cancelled_from_outside():
+                        raise
+                except BaseException as exc:
+                    self._handler_failed(event, entry, exc)
         finally:
+            delivery.active = False
+            delivering.reset(delivery_token)
             if session_token is not None:
                 _current_session.reset(session_token)
             if span_token is not None:

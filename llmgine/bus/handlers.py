@@ -13,7 +13,6 @@ from llmgine.observability.jsonsafe import safe_str
 __all__ = [
     "HandlerTimedOut",
     "call_command_handler",
-    "call_event_handler",
     "cancelled_from_outside",
     "describe",
 ]
@@ -30,27 +29,6 @@ def cancelled_from_outside() -> bool:
     """Whether the running task itself is being cancelled (not just a handler's await)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-async def call_event_handler(entry: HandlerEntry, event: Any) -> BaseException | None:
-    """Run one event handler; return what it raised (any exception at all), or ``None``.
-
-    Only the cancellation of the running task itself propagates: a handler that
-    raises ``CancelledError`` (say, awaiting a task cancelled elsewhere),
-    ``KeyboardInterrupt`` (a kernel interrupt), ``GeneratorExit`` or its own
-    ``BaseException`` has failed, and the bus goes on.
-    """
-    try:
-        value = entry.fn(event)
-        if entry.is_async or (value is not None and isawaitable(value)):
-            await value
-    except asyncio.CancelledError as exc:
-        if cancelled_from_outside():
-            raise
-        return exc
-    except BaseException as exc:
-        return exc
-    return None
 
 
 async def call_command_handler(entry: HandlerEntry, command: Any, timeout: float | None) -> Any:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from llmgine.bus.loops import running_loop
-from llmgine.bus.queue import Delivery, EventQueue, delivering, in_handler
+from llmgine.bus.queue import EventQueue, in_handler
 from llmgine.messages.events import Event
 from llmgine.observability.events import SpanContext
 
@@ -198,13 +198,9 @@ class LocalTransport:
                 item.fn()
                 continue
             self._busy = True
-            delivery = Delivery()  # tasks the handlers start share it, and see it end
-            token = delivering.set(delivery)
             try:
                 await deliver(*item)
             finally:
-                delivery.active = False
-                delivering.reset(token)
                 self.delivered += 1
             if self._joins:
                 self._wake_joins()
