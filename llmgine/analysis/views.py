@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from llmgine.analysis.sources import TimeLike, log_files, parse_time, type_names
 from llmgine.errors import LogSourceError
+from llmgine.observability.codec import ENVELOPE_FIELDS
 
 __all__ = [
     "BAD_LINE",
@@ -33,18 +34,8 @@ __all__ = [
     "read_errors",
 ]
 
-ENVELOPE_COLUMNS = [
-    "kind",
-    "type",
-    "module",
-    "id",
-    "timestamp",
-    "session_id",
-    "trace_id",
-    "span_id",
-    "metadata",
-    "data",
-]
+ENVELOPE_COLUMNS = list(ENVELOPE_FIELDS)
+"""The envelope's keys, as the codec writes them: the columns of the ``events`` view."""
 
 READ_COLUMNS = (
     "{kind: 'VARCHAR', type: 'VARCHAR', module: 'VARCHAR', id: 'VARCHAR', "
