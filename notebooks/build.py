@@ -647,7 +647,9 @@ await engine.chat("Say hello in five words.", temperature=0, max_tokens=20)
 
 Small local models rarely call a tool on their own. `tool_choice` steers them: `"auto"`,
 `"none"`, `"required"`, or a tool's name to force that tool. A forced tool runs once; then the model
-answers from its result.
+answers. (llama-cpp-python's `chatml-function-calling` template leaves tool results out of the
+prompt it builds, so this server's model answers without seeing them; `model="local"` in
+`07_a_real_model_no_key` shows them to the model.)
 """),
     code('''
 from llmgine.llm import ToolResultEvent

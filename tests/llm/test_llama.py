@@ -262,3 +262,18 @@ async def test_an_mcp_tool_forced_on_the_real_server(bus: MessageBus, provider: 
     assert "datetime" in str(called.result) or "Error executing tool get_current_time" in str(
         called.error
     )
+
+
+async def test_options_reach_the_server(bus: MessageBus, provider: Make) -> None:
+    engine = LLMEngine(bus, provider=provider(), options={"seed": 5})
+    free = await engine.chat("Describe the sea.", max_tokens=24, temperature=0, conversation_id="a")
+    stopped = await engine.chat(
+        "Describe the sea.",
+        max_tokens=24,
+        temperature=0,
+        options={"stop": ["e"], "extra_body": {"top_k": 1}},
+        conversation_id="b",
+    )
+    assert "e" in free
+    assert "e" not in stopped
+    assert free.startswith(stopped)

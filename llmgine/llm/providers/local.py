@@ -158,39 +158,13 @@ class LocalProvider(Provider):
             arguments["response_format"] = {"type": "json_object", "schema": request.output_schema}
         return arguments
 
-    async def _run(self, loaded: _Loaded, function: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(loaded.executor, function)
-        except (TypeError, ValueError) as exc:
-            raise _converted(exc) from None
-
     async def complete(self, request: LLMRequest) -> Completion:
-        """Generate one answer."""
-        loaded = await self._load()
-        arguments = self._arguments(request)
-        response = await self._run(loaded, lambda: loaded.llama.create_chat_completion(**arguments))
-        choice = response["choices"][0]
-        message = choice["message"]
-        calls = [
-            ToolCall(
-                id=c.get("id") or f"call_{i}",
-                name=c["function"]["name"],
-                arguments=c["function"].get("arguments") or "{}",
-            )
-            for i, c in enumerate(message.get("tool_calls") or [])
-        ]
-        usage = response.get("usage") or {}
-        return Completion(
-            content=message.get("content") if not calls else None,
-            tool_calls=calls,
-            finish_reason="tool_calls" if calls else choice.get("finish_reason"),
-            usage=Usage(
-                input_tokens=usage.get("prompt_tokens", 0),
-                output_tokens=usage.get("completion_tokens", 0),
-            ),
-            model=self.model,
-        )
+        """Generate one answer (streamed inside, so a timeout or a cancel stops the model too)."""
+        completion: Completion | None = None
+        async for chunk in self.stream(request):
+            completion = chunk.completion or completion
+        assert completion is not None  # the stream always ends with one
+        return completion
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamChunk]:
         """Stream the answer as the model writes it; closing the stream stops the generation."""
