@@ -92,11 +92,6 @@ class EventQueue(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
-    @property
-    def waiting_publishers(self) -> int:
-        """Publishers waiting for room."""
-        return len(self._waiters)
-
     def is_full(self) -> bool:
         """Whether a new publisher would have to wait."""
         return bool(self._waiters) or len(self._items) + self._granted >= self.maxsize

@@ -9,12 +9,46 @@ from llmgine.bus.registry import HandlerRegistry, Registration
 from llmgine.messages.commands import Command
 from llmgine.messages.events import Event
 
-__all__ = ["HandlerRegistrations"]
+__all__ = ["DecoratorForms", "HandlerRegistrations"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class HandlerRegistrations:
+class DecoratorForms:
+    """``@x.command_handler(T)`` and ``@x.event_handler(T)``, for a bus and a session alike."""
+
+    def register_command_handler(
+        self, command_type: type[Command], handler: Callable[[Any], Any]
+    ) -> None:
+        """Make ``handler`` the handler of ``command_type`` (defined by subclasses)."""
+        raise NotImplementedError
+
+    def register_event_handler(
+        self, event_type: type[Event], handler: Callable[[Any], Any]
+    ) -> None:
+        """Add ``handler`` for ``event_type`` (defined by subclasses)."""
+        raise NotImplementedError
+
+    def command_handler(self, command_type: type[Command]) -> Callable[[F], F]:
+        """Decorator form of :meth:`register_command_handler`."""
+
+        def decorate(fn: F) -> F:
+            self.register_command_handler(command_type, fn)
+            return fn
+
+        return decorate
+
+    def event_handler(self, event_type: type[Event]) -> Callable[[F], F]:
+        """Decorator form of :meth:`register_event_handler`."""
+
+        def decorate(fn: F) -> F:
+            self.register_event_handler(event_type, fn)
+            return fn
+
+        return decorate
+
+
+class HandlerRegistrations(DecoratorForms):
     """Registering and looking up handlers; ``MessageBus`` inherits these methods."""
 
     def __init__(self) -> None:
@@ -60,24 +94,6 @@ class HandlerRegistrations:
     ) -> bool:
         """Remove ``handler`` from ``event_type``; return whether it was registered."""
         return self._registry.remove_event(event_type, handler)
-
-    def command_handler(self, command_type: type[Command]) -> Callable[[F], F]:
-        """Decorator form of :meth:`register_command_handler`."""
-
-        def decorate(fn: F) -> F:
-            self.register_command_handler(command_type, fn)
-            return fn
-
-        return decorate
-
-    def event_handler(self, event_type: type[Event]) -> Callable[[F], F]:
-        """Decorator form of :meth:`register_event_handler`."""
-
-        def decorate(fn: F) -> F:
-            self.register_event_handler(event_type, fn)
-            return fn
-
-        return decorate
 
     def registrations(self) -> list[Registration]:
         """Return every handler registration, commands first."""

@@ -125,8 +125,11 @@ class HandlerRegistry:
 
     def add_command(
         self, command_type: type[Command], fn: Handler, owner: str | None, *, replace: bool = False
-    ) -> HandlerEntry | None:
-        """Register ``fn`` as the handler of ``command_type``; return the entry it replaced."""
+    ) -> tuple[HandlerEntry, HandlerEntry | None]:
+        """Register ``fn`` as the handler of ``command_type``.
+
+        Returns the new entry and the one it replaced, if any.
+        """
         if not (isinstance(command_type, type) and issubclass(command_type, Command)):
             raise TypeError(
                 f"register_command_handler takes a Command subclass; got {command_type!r}."
@@ -145,7 +148,7 @@ class HandlerRegistry:
                 "first, or pass replace=True."
             )
         self._commands[command_type] = entry
-        return existing
+        return entry, existing
 
     def restore_command(
         self, command_type: type[Command], entry: HandlerEntry, previous: HandlerEntry | None
@@ -158,10 +161,6 @@ class HandlerRegistry:
             del self._commands[command_type]
         else:
             self._commands[command_type] = previous
-
-    def command_entry(self, command_type: type[Command]) -> HandlerEntry:
-        """Return the entry registered for exactly ``command_type`` (it must exist)."""
-        return self._commands[command_type]
 
     def command_handler_of(self, command_type: type[Command]) -> Handler | None:
         """Return the handler registered for exactly ``command_type``, if any."""

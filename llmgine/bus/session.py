@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from llmgine.bus.queue import in_handler
+from llmgine.bus.registration import DecoratorForms
 from llmgine.messages.commands import Command, CommandResult
 from llmgine.messages.events import Event
 
@@ -19,15 +20,13 @@ __all__ = ["BusSession", "current_session_id"]
 
 _current_session: ContextVar[str | None] = ContextVar("llmgine_session", default=None)
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 def current_session_id() -> str | None:
     """Return the id of the session active in the current context, if any."""
     return _current_session.get()
 
 
-class BusSession:
+class BusSession(DecoratorForms):
     """A named scope on a bus, used as ``async with bus.session("name") as s:``.
 
     Inside the block every command and event published (through the session or
@@ -52,8 +51,7 @@ class BusSession:
         self, command_type: type[Command], handler: Callable[[Any], Any]
     ) -> None:
         """Register the handler of ``command_type`` until the session ends."""
-        previous = self._registry.add_command(command_type, handler, owner=self.session_id)
-        entry = self._registry.command_entry(command_type)
+        entry, previous = self._registry.add_command(command_type, handler, owner=self.session_id)
         self._commands.append((command_type, entry, previous))
 
     def register_event_handler(
@@ -62,24 +60,6 @@ class BusSession:
         """Add a handler of ``event_type`` until the session ends."""
         entry, previous = self._registry.add_event(event_type, handler, owner=self.session_id)
         self._events.append((event_type, entry, previous))
-
-    def command_handler(self, command_type: type[Command]) -> Callable[[F], F]:
-        """Decorator form of :meth:`register_command_handler`."""
-
-        def decorate(fn: F) -> F:
-            self.register_command_handler(command_type, fn)
-            return fn
-
-        return decorate
-
-    def event_handler(self, event_type: type[Event]) -> Callable[[F], F]:
-        """Decorator form of :meth:`register_event_handler`."""
-
-        def decorate(fn: F) -> F:
-            self.register_event_handler(event_type, fn)
-            return fn
-
-        return decorate
 
     def _stamp(self, message: Command | Event) -> None:
         if message.session_id == "global":

@@ -155,10 +155,6 @@ class SinkSet:
         self._failing.pop(id(sink), None)
         return True
 
-    def is_failing(self, sink: Sink) -> bool:
-        """Whether ``sink``'s last call failed."""
-        return id(sink) in self._failing
-
     def write(self, record: Record) -> None:
         """Give ``record`` to every sink."""
         for sink in self._sinks:

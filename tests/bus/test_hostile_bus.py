@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import threading
 import time
@@ -65,17 +66,28 @@ async def test_slow_handlers_keep_their_backpressure() -> None:
         await release.wait()
 
     bus.register_event_handler(PingEvent, slow)
-    async with bus:
-        publishers = asyncio.gather(*(bus.publish(PingEvent(n=n)) for n in range(50)))
-        deadline = time.monotonic() + 10
-        while queue.stalls < 4:  # the safety net's timer, not the bus: poll it
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
-        # One waiter gets through per stalled period, not all fifty at once.
-        assert bus.pending_events <= 2 + queue.stalls
-        release.set()
-        await asyncio.wait_for(publishers, 10)
-        await bus.wait_for_events()
+    stalled = asyncio.Event()
+
+    class StallCounter(logging.Handler):
+        """Told of each stall the safety net logs (on this loop's thread)."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if queue.stalls >= 4:
+                stalled.set()
+
+    counter = StallCounter()
+    logging.getLogger("llmgine.bus.queue").addHandler(counter)
+    try:
+        async with bus:
+            publishers = asyncio.gather(*(bus.publish(PingEvent(n=n)) for n in range(50)))
+            await asyncio.wait_for(stalled.wait(), 10)
+            # One waiter gets through per stalled period, not all fifty at once.
+            assert bus.pending_events <= 2 + queue.stalls
+            release.set()
+            await asyncio.wait_for(publishers, 10)
+            await bus.wait_for_events()
+    finally:
+        logging.getLogger("llmgine.bus.queue").removeHandler(counter)
 
 
 @pytest.mark.timeout(30)
@@ -116,14 +128,31 @@ async def test_a_long_handler_does_not_keep_accepted_lines_off_disk(tmp_path: Pa
         await release.wait()  # a minutes-long LLM call, say
 
     bus.register_event_handler(PingEvent, long_call)
+    timed = asyncio.Event()
+
+    class FlushWatch:
+        """A sink told of the bus's routine flushes: while a handler runs, only the timer's."""
+
+        def write(self, record: Record) -> None:
+            pass
+
+        def flush(self) -> None:
+            pass
+
+        def flush_due(self) -> None:
+            timed.set()
+
+        def close(self) -> None:
+            pass
+
+    bus.add_sink(FlushWatch())
     async with bus:
         await bus.publish(PingEvent(n=1))
         await bus.publish(PingEvent(n=2))
+        timed.clear()  # the consumer has not run yet: the next routine flush is the timer's
+        await asyncio.wait_for(timed.wait(), 10)
         path = tmp_path / "busy.jsonl"
-        deadline = time.monotonic() + 10
-        while not path.exists() or path.read_bytes().count(b"\n") < 2:  # the ~100 ms timer
-            assert time.monotonic() < deadline, "accepted lines stayed in memory"
-            await asyncio.sleep(0.02)
+        assert path.read_bytes().count(b"\n") == 2, "accepted lines stayed in memory"
         release.set()
 
 
