@@ -19,7 +19,7 @@ import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
@@ -50,17 +50,21 @@ ENVELOPE_FIELDS = (
 )
 """The keys of every envelope, in the order they are written."""
 
-_prefixes: dict[tuple[str, type[Message]], str] = {}
+_prefixes: dict[tuple[str, type[Message]], bytes] = {}
 
 
-def _prefix(kind: Kind, cls: type[Message]) -> str:
+def _prefix(kind: Kind, cls: type[Message]) -> bytes:
     key = (kind, cls)
     prefix = _prefixes.get(key)
     if prefix is None:
         fields = (("kind", kind), ("type", cls.__name__), ("module", cls.__module__))
-        prefix = "{" + ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in fields)
-        _prefixes[key] = prefix
+        text = "{" + ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in fields)
+        prefix = _prefixes[key] = (text + ',"id":').encode()
     return prefix
+
+
+_NO_SPAN = b',"trace_id":null,"span_id":null,"metadata":'
+_GLOBAL = b',"session_id":"global"'
 
 
 def encode(kind: Kind, message: Message, span: SpanContext | None) -> bytes:
@@ -71,48 +75,63 @@ def encode(kind: Kind, message: Message, span: SpanContext | None) -> bytes:
     session id JSON cannot hold (bad surrogates, bytes, a cycle, a raising
     ``repr``) is written as a safe text instead.
     """
+    cls = type(message)
     try:
         # The serializer itself, not model_dump_json: bytes, and less than half the overhead.
-        data = type(message).__pydantic_serializer__.to_json(
-            message, exclude=BASE_FIELDS, fallback=safe_repr
-        )
+        data = cls.__pydantic_serializer__.to_json(message, exclude=BASE_FIELDS, fallback=safe_repr)
         sid = message.session_id
-        session = '"global"' if sid == "global" else to_json(sid).decode()
-        metadata = (
-            to_json(message.metadata, fallback=safe_repr).decode() if message.metadata else "{}"
-        )
+        session = _GLOBAL if sid == "global" else b',"session_id":' + to_json(sid)
+        metadata = to_json(message.metadata, fallback=safe_repr) if message.metadata else b"{}"
     except Exception:
         own = {
             name: getattr(message, name, None)
-            for name in type(message).model_fields
+            for name in cls.model_fields
             if name not in BASE_FIELDS
         }
         data = to_json(json_safe(own), inf_nan_mode="null")
-        session = to_json(json_safe(message.session_id), inf_nan_mode="null").decode()
-        metadata = to_json(json_safe(message.metadata), inf_nan_mode="null").decode()
+        session = b',"session_id":' + to_json(json_safe(message.session_id), inf_nan_mode="null")
+        metadata = to_json(json_safe(message.metadata), inf_nan_mode="null")
     if span is None:
-        ids = '"trace_id":null,"span_id":null'
+        ids = _NO_SPAN
     else:
-        ids = f'"trace_id":{_string(span.trace_id)},"span_id":{_string(span.span_id)}'
-    cls = type(message)
-    prefix = _prefixes.get((kind, cls)) or _prefix(kind, cls)
+        ids = b',"trace_id":%s,"span_id":%s,"metadata":' % (
+            _string(span.trace_id),
+            _string(span.span_id),
+        )
     mid, ts = message.id, message.timestamp
     # Base fields may have been assigned anything (no validation on assignment).
-    id_text = f'"{mid}"' if type(mid) is UUID else _string(mid)
-    ts_text = f'"{ts.isoformat()}"' if isinstance(ts, datetime) else _string(ts)
-    head = (
-        f'{prefix},"id":{id_text},"timestamp":{ts_text},"session_id":{session},{ids},'
-        f'"metadata":{metadata},"data":'
+    return b"".join(
+        (
+            _prefixes.get((kind, cls)) or _prefix(kind, cls),
+            to_json(mid) if type(mid) is UUID else _string(mid),
+            b',"timestamp":',
+            # Serialized in Rust, 2x cheaper than isoformat(): the same text but "Z" for UTC.
+            to_json(ts)[:-2] + b'+00:00"'
+            if type(ts) is datetime and ts.tzinfo is UTC
+            else _timestamp(ts),
+            session,
+            ids,
+            metadata,
+            b',"data":',
+            data,
+            b"}\n",
+        )
     )
-    return b"".join((head.encode(), data, b"}\n"))
 
 
-def _string(value: object) -> str:
+def _timestamp(value: object) -> bytes:
+    """A timestamp as ``datetime.isoformat()`` writes it, quoted (encode() does UTC itself)."""
+    if isinstance(value, datetime):
+        return b'"%s"' % value.isoformat().encode()
+    return _string(value)
+
+
+def _string(value: object) -> bytes:
     """``value`` as a JSON string: ids of spans and messages, whatever they hold."""
     if type(value) is str and value.isalnum():
-        return f'"{value}"'  # hex ids: nothing to escape
+        return b'"%s"' % value.encode()  # hex ids: nothing to escape
     text = value if isinstance(value, str) else safe_repr(value)
-    return to_json(json_safe(text)).decode()
+    return to_json(json_safe(text))
 
 
 @dataclass(frozen=True, slots=True)
