@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import weakref
 from collections import deque
 from contextvars import ContextVar
 from typing import Generic, TypeVar
@@ -88,6 +89,10 @@ class EventQueue(Generic[T]):
         self._granted = 0
         self._lock = threading.Lock()
         self._consumer: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+        # Loop -> items popped when its watchdog last looked (weak: a closed loop may go).
+        self._watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __len__(self) -> int:
         return len(self._items)
@@ -99,7 +104,8 @@ class EventQueue(Generic[T]):
     def put_nowait(self, item: T) -> None:
         """Add ``item`` now, whatever the bound; wake the consumer."""
         self._items.append(item)
-        self.wake()
+        if self._consumer is not None:
+            self.wake()
 
     def wake(self) -> None:
         """Wake the consumer if it waits for an item (from any thread)."""
@@ -128,14 +134,15 @@ class EventQueue(Generic[T]):
         waiter = _Waiter(loop)
         with self._lock:
             self._waiters.append(waiter)
+            if loop not in self._watchdogs:
+                self._watchdogs[loop] = self.popped
+                loop.call_later(self.stall_timeout, self._watch, loop)
         self._grant()  # a slot freed between is_full() and the append: take it now
-        watchdog = loop.call_later(self.stall_timeout, self._watch, waiter, self.popped)
         settled = False
         try:
             await waiter.future
             settled = True
         finally:
-            watchdog.cancel()
             with self._lock:
                 if waiter.granted:
                     self._granted -= 1  # the slot is ours: the caller adds its item now
@@ -148,25 +155,34 @@ class EventQueue(Generic[T]):
         with contextlib.suppress(ValueError):  # granted or stalled meanwhile
             self._waiters.remove(waiter)
 
-    def _watch(self, waiter: _Waiter, popped: int) -> None:
-        """Every ``stall_timeout`` seconds: stop the wait if the consumer made no progress."""
-        if waiter.future.done():
-            return
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Every ``stall_timeout`` seconds while ``loop`` has waiters: was there progress?
+
+        One timer per loop with waiters, not one per waiter (a thousand timers in the
+        loop's heap cost more than the waiting). Without progress for a whole period,
+        the oldest waiter, if it waits on this loop, adds its item anyway.
+        """
         with self._lock:
-            oldest = bool(self._waiters) and self._waiters[0] is waiter
-            if self.popped != popped or not oldest:  # progress, or another waiter goes first
-                waiter.loop.call_later(self.stall_timeout, self._watch, waiter, self.popped)
+            popped = self._watchdogs[loop]
+            if not any(waiter.loop is loop for waiter in self._waiters):
+                del self._watchdogs[loop]
                 return
-            if waiter.granted:
-                return
-            self._waiters.popleft()
+            self._watchdogs[loop] = self.popped
+            oldest = self._waiters[0]
+            stalled = self.popped == popped and oldest.loop is loop and not oldest.granted
+            if stalled:
+                self._waiters.popleft()
+        loop.call_later(self.stall_timeout, self._watch, loop)
+        if not stalled:
+            return
         self.stalls += 1
         logger.warning(
             "A publisher waited %.1f s for room while the bus made no progress; it adds its "
             "event anyway so nothing deadlocks (a handler may be waiting for it).",
             self.stall_timeout,
         )
-        waiter.future.set_result(None)
+        if not oldest.future.done():
+            oldest.future.set_result(None)
 
     def pop(self) -> T | None:
         """Take the oldest item (``None`` when empty) and hand the freed slot to a waiter."""
