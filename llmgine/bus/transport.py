@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from llmgine.bus.loops import running_loop
-from llmgine.bus.queue import EventQueue, in_handler
+from llmgine.bus.queue import EventQueue, delivering
 from llmgine.messages.events import Event
 from llmgine.observability.events import SpanContext
 
@@ -23,8 +24,11 @@ __all__ = ["Deliver", "Item", "LocalTransport", "Transport"]
 
 logger = logging.getLogger(__name__)
 
-_YIELD_EVERY = 32
-"""Deliveries in a row before the consumer lets the loop run other tasks."""
+_SLICE = 0.0002
+"""Seconds the consumer may deliver in a row before it lets the loop run other tasks."""
+
+_CLOCK_EVERY = 8
+"""Deliveries between two looks at the clock (it is not free on the hot path)."""
 
 Item = tuple[Event, SpanContext | None]
 """An accepted event and the span it was published in."""
@@ -133,7 +137,8 @@ class LocalTransport:
     def put(self, item: Item) -> None:
         """Queue an accepted event."""
         self.accepted += 1
-        if in_handler():
+        delivery = delivering.get()  # in_handler(), inlined: the hot path
+        if delivery is not None and delivery.active:
             self.from_handlers += 1
         self.queue.put_nowait(item)
         if self._cancelled:
@@ -178,13 +183,16 @@ class LocalTransport:
         queue = self.queue
         deliver = self._deliver
         streak = 0
+        slice_ends = time.monotonic() + _SLICE
         while True:
             streak += 1
-            if streak >= _YIELD_EVERY:
-                # Sync handlers never await: without this, a queue that other threads keep
-                # full would starve every other task and callback on the loop.
+            if streak >= _CLOCK_EVERY:
                 streak = 0
-                await asyncio.sleep(0)
+                if time.monotonic() >= slice_ends:
+                    # Sync handlers never await: without this, a queue that other threads
+                    # keep full would starve every other task and callback on the loop.
+                    await asyncio.sleep(0)
+                    slice_ends = time.monotonic() + _SLICE
             item = queue.pop()
             if item is None:
                 self._busy = False
