@@ -156,6 +156,7 @@ class MessageBus(HandlerRegistrations):
         """Running totals: messages, failures of handlers and sinks, restarts, stalls."""
         stats = self._stats
         stats.sink_failures = self._sinks.failures
+        stats.events_handled = self._transport.delivered
         stats.consumer_restarts = self._transport.restarts
         stats.publisher_stalls = self._transport.queue.stalls
         return stats
@@ -442,7 +443,9 @@ class MessageBus(HandlerRegistrations):
                 f"publish() takes an Event; {type(event).__name__} is not one "
                 "(run commands with bus.execute)."
             )
-        self._stamp(event)
+        session_id = _current_session.get()  # _stamp(), inlined: the hot path
+        if session_id is not None and event.session_id == "global":
+            event.session_id = session_id
         transport = self._transport
         if transport.queue.is_full():
             await transport.reserve()
@@ -515,7 +518,6 @@ class MessageBus(HandlerRegistrations):
         ``KeyboardInterrupt``, ``GeneratorExit``, any ``BaseException``); only the
         cancellation of the consumer itself propagates, after it is reported too.
         """
-        self._stats.events_handled += 1
         handlers = self._registry.event_handlers(type(event))
         if not handlers:
             return

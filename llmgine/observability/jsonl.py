@@ -227,7 +227,7 @@ class JsonlLog:
 
         Messages whose class sets ``log_to_file = False`` are not written.
         """
-        if isinstance(record, bytes):
+        if type(record) is not Record and isinstance(record, bytes):
             line = record
         else:
             if not getattr(type(record.message), "log_to_file", True):
@@ -237,13 +237,16 @@ class JsonlLog:
         buffer = writer.buffer
         buffer.append(line)  # a deque: atomic, so any thread may write without a lock
         writer.buffered_bytes += len(line)
-        if writer.buffered_bytes >= self.max_buffer_bytes or len(buffer) >= self.max_buffered_lines:
-            due = True
-        elif len(buffer) == 1 or not len(buffer) & 63:  # the clock only now and then: hot path
-            due = time.monotonic() - writer.last_flush >= self.flush_interval
-        else:
-            due = False
-        if due and (writer.failure is None or time.monotonic() >= writer.retry_at):
+        size = len(buffer)
+        if (
+            writer.buffered_bytes >= self.max_buffer_bytes
+            or size >= self.max_buffered_lines
+            # The clock only on the first line and every 64th: this is the hot path.
+            or (
+                (size == 1 or not size & 63)
+                and time.monotonic() - writer.last_flush >= self.flush_interval
+            )
+        ) and (writer.failure is None or time.monotonic() >= writer.retry_at):
             writer.flush()
 
     def flush(self) -> None:
