@@ -63,8 +63,11 @@ def _prefix(kind: Kind, cls: type[Message]) -> bytes:
     return prefix
 
 
-_NO_SPAN = b',"trace_id":null,"span_id":null,"metadata":'
-_GLOBAL = b',"session_id":"global"'
+_PLAIN = b',"session_id":"global","trace_id":null,"span_id":null,"metadata":{},"data":'
+"""The middle of most lines: no session, no span, no metadata."""
+
+_last_span: tuple[SpanContext | None, bytes] = (None, b"")
+"""The last span's ids, encoded: a command's four lines share one span."""
 
 
 def encode(kind: Kind, message: Message, span: SpanContext | None) -> bytes:
@@ -76,12 +79,22 @@ def encode(kind: Kind, message: Message, span: SpanContext | None) -> bytes:
     ``repr``) is written as a safe text instead.
     """
     cls = type(message)
+    sid, metadata = message.session_id, message.metadata
     try:
         # The serializer itself, not model_dump_json: bytes, and less than half the overhead.
         data = cls.__pydantic_serializer__.to_json(message, exclude=BASE_FIELDS, fallback=safe_repr)
-        sid = message.session_id
-        session = _GLOBAL if sid == "global" else b',"session_id":' + to_json(sid)
-        metadata = to_json(message.metadata, fallback=safe_repr) if message.metadata else b"{}"
+        if span is None and sid == "global" and not metadata:
+            middle = _PLAIN
+        else:
+            middle = b"".join(
+                (
+                    b',"session_id":',
+                    b'"global"' if sid == "global" else to_json(sid),
+                    _span_ids(span),
+                    to_json(metadata, fallback=safe_repr) if metadata else b"{}",
+                    b',"data":',
+                )
+            )
     except Exception:
         own = {
             name: getattr(message, name, None)
@@ -89,14 +102,14 @@ def encode(kind: Kind, message: Message, span: SpanContext | None) -> bytes:
             if name not in BASE_FIELDS
         }
         data = to_json(json_safe(own), inf_nan_mode="null")
-        session = b',"session_id":' + to_json(json_safe(message.session_id), inf_nan_mode="null")
-        metadata = to_json(json_safe(message.metadata), inf_nan_mode="null")
-    if span is None:
-        ids = _NO_SPAN
-    else:
-        ids = b',"trace_id":%s,"span_id":%s,"metadata":' % (
-            _string(span.trace_id),
-            _string(span.span_id),
+        middle = b"".join(
+            (
+                b',"session_id":',
+                to_json(json_safe(sid), inf_nan_mode="null"),
+                _span_ids(span),
+                to_json(json_safe(metadata), inf_nan_mode="null"),
+                b',"data":',
+            )
         )
     mid, ts = message.id, message.timestamp
     # Base fields may have been assigned anything (no validation on assignment).
@@ -109,14 +122,26 @@ def encode(kind: Kind, message: Message, span: SpanContext | None) -> bytes:
             to_json(ts)[:-2] + b'+00:00"'
             if type(ts) is datetime and ts.tzinfo is UTC
             else _timestamp(ts),
-            session,
-            ids,
-            metadata,
-            b',"data":',
+            middle,
             data,
             b"}\n",
         )
     )
+
+
+def _span_ids(span: SpanContext | None) -> bytes:
+    """The envelope's ``trace_id`` and ``span_id`` keys, up to ``"metadata":``."""
+    global _last_span
+    if span is None:
+        return b',"trace_id":null,"span_id":null,"metadata":'
+    last, ids = _last_span
+    if span is not last:
+        ids = b',"trace_id":%s,"span_id":%s,"metadata":' % (
+            _string(span.trace_id),
+            _string(span.span_id),
+        )
+        _last_span = (span, ids)  # one tuple, swapped whole: safe across threads
+    return ids
 
 
 def _timestamp(value: object) -> bytes:
