@@ -1,0 +1,280 @@
+"""A bus's parts and lifecycle: start, stop, wait, flush, sinks, the shared bus.
+
+:class:`BusLifecycle` builds the parts of a :class:`~llmgine.bus.MessageBus` (the
+transport, the intake and its sinks, the registry) and runs them; the dispatch
+of commands and events is the subclass's, in :mod:`llmgine.bus.bus`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, TextIO, cast
+
+from llmgine.bus.intake import Intake
+from llmgine.bus.loops import call_on, running_loop
+from llmgine.bus.queue import in_handler
+from llmgine.bus.registration import HandlerRegistrations
+from llmgine.bus.stats import BusStats
+from llmgine.bus.transport import LocalTransport
+from llmgine.errors import BusStateError
+from llmgine.messages.events import Event
+from llmgine.observability.console import ConsolePrinter
+from llmgine.observability.events import SpanContext
+from llmgine.observability.jsonl import JsonlLog
+from llmgine.observability.sinks import Sink
+
+if TYPE_CHECKING:
+    from llmgine.bus.bus import MessageBus
+    from llmgine.bus.remote.link import RedisLink
+
+__all__ = ["BusLifecycle"]
+
+
+def _default_log_filename() -> str:
+    stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
+    return f"events_{stamp}_{uuid.uuid4().hex[:6]}.jsonl"
+
+
+def _in_consumer() -> BusStateError | None:
+    if in_handler():
+        return BusStateError(
+            "This was called from an event handler (or a task it started), which would wait "
+            "for itself; publish and return instead, and wait from outside the handlers."
+        )
+    return None
+
+
+class BusLifecycle(HandlerRegistrations):
+    """The parts of a bus and their lifecycle; see :class:`~llmgine.bus.MessageBus`."""
+
+    def __init__(
+        self,
+        log_dir: str | os.PathLike[str] | None = "logs",
+        log_filename: str | None = None,
+        enable_console_metrics: bool = True,
+        enable_console_traces: bool = True,
+        *,
+        console_stream: TextIO | None = None,
+        max_queue_size: int = 1_000,
+        sinks: Iterable[Sink] = (),
+    ) -> None:
+        if max_queue_size < 1:
+            raise ValueError(f"max_queue_size must be at least 1; got {max_queue_size}.")
+        super().__init__()
+        self._stats = BusStats()
+        self._transport = LocalTransport(self._deliver, self._flush_due, max_queue_size)
+        self._intake = Intake(self._transport, self._stats)
+        self._accept = self._intake.accept  # bound once: it is on every message's path
+        self._log: JsonlLog | None = None
+        if log_dir is not None:
+            self._log = JsonlLog(Path(log_dir) / (log_filename or _default_log_filename()))
+            self._intake.sinks.add(self._log)
+        self.console = ConsolePrinter(
+            console_stream, metrics=enable_console_metrics, traces=enable_console_traces
+        )
+        if enable_console_metrics or enable_console_traces:
+            # Either flag can be switched on later through bus.console.
+            self._intake.sinks.add(self.console)
+        for sink in sinks:
+            self._intake.sinks.add(sink)
+
+    def __repr__(self) -> str:
+        state = "running" if self.is_running else "stopped"
+        return (
+            f"<{type(self).__name__} {state} log={str(self.log_path) if self.log_path else None!r}>"
+        )
+
+    def _repr_html_(self) -> str:
+        from llmgine._html import table
+
+        stats = self.stats
+        rows: list[tuple[str, Any]] = [
+            ("state", "running" if self.is_running else "stopped"),
+            ("log", str(self.log_path) if self.log_path else "off"),
+            ("handlers", len(self.registrations())),
+            ("commands executed", stats.commands_executed),
+            ("commands failed", stats.commands_failed),
+            ("events published", stats.events_published),
+            ("handler failures", stats.handler_failures),
+            ("sink failures", stats.sink_failures),
+            ("events pending", self.pending_events),
+        ]
+        return table(type(self).__name__, rows)
+
+    async def _deliver(self, event: Event, span: SpanContext | None) -> None:
+        """Run the handlers of one event (the transport calls it; see the subclass)."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- state
+
+    @property
+    def stats(self) -> BusStats:
+        """Running totals: messages, failures of handlers and sinks, restarts, stalls."""
+        stats = self._stats
+        stats.sink_failures = self._intake.sinks.failures
+        stats.events_handled = self._transport.delivered
+        stats.consumer_restarts = self._transport.restarts
+        stats.publisher_stalls = self._transport.queue.stalls
+        return stats
+
+    @property
+    def log_path(self) -> Path | None:
+        """Path of the JSONL log, or ``None`` when the bus writes no file."""
+        return None if self._log is None else self._log.path
+
+    @property
+    def sinks(self) -> tuple[Sink, ...]:
+        """The sinks every accepted message goes to, in order."""
+        return tuple(self._intake.sinks)
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the bus is started and handling events."""
+        return self._transport.is_running
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the bus runs on while started (in a notebook: the kernel's)."""
+        return self._transport.loop
+
+    @property
+    def pending_events(self) -> int:
+        """Events published but not yet handled."""
+        return self._transport.pending
+
+    def add_sink(self, sink: Sink) -> None:
+        """Give every message accepted from now on to ``sink`` too (see :class:`Sink`)."""
+        self._intake.sinks.add(sink)
+
+    def remove_sink(self, sink: Sink) -> bool:
+        """Stop giving messages to ``sink`` (it is not closed); return whether it was there."""
+        return self._intake.sinks.remove(sink)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start handling events on the running event loop (a no-op if started).
+
+        Events published before ``start()`` are handled now, in order. A stopped
+        bus may be started again, on the same or another event loop.
+
+        Raises:
+            OSError: The log file cannot be created or opened (a wrong ``log_dir``);
+                write failures later on are reported, not raised.
+        """
+        if self._log is not None and not self.is_running:
+            self._log.open()  # a wrong log_dir fails here, clearly, not on the first flush
+        self._intake.disarm()  # a timer left on a closed loop never fires
+        self._transport.start()
+
+    async def stop(self) -> None:
+        """Handle every queued event, then flush and close the sinks (idempotent).
+
+        Raises:
+            BusStateError: Called from a handler, or from another thread while the
+                bus's loop is not running.
+        """
+        if (error := _in_consumer()) is not None:
+            raise error
+        loop = self._transport.loop
+        if loop is not None and loop is not running_loop() and not loop.is_closed():
+            await call_on(loop, self.stop(), "bus.stop()")
+            return
+        if self._intake.link is not None:
+            await self.disconnect()
+        await self._transport.stop()
+        self._intake.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def flush(self) -> None:
+        """Deliver what the sinks buffered (the log's lines) now; failures are reported."""
+        self._intake.flush()
+
+    def _flush_due(self) -> None:
+        self._intake.flush_due()
+
+    async def wait_for_events(self) -> None:
+        """Return once every event published so far has been handled, and flush the sinks.
+
+        Events that handlers publish meanwhile are waited for too. On a bus that is
+        not running this returns at once: its events are handled after ``start()``.
+
+        Raises:
+            BusStateError: Called from a handler, or from another thread while the
+                bus's loop is not running.
+        """
+        if (error := _in_consumer()) is not None:
+            raise error
+        loop = self._transport.loop
+        if loop is not None and loop is not running_loop():
+            await call_on(loop, self.wait_for_events(), "bus.wait_for_events()")
+            return
+        await self._transport.join()
+        self.flush()
+
+    # ----------------------------------------------- several processes (Redis)
+
+    @property
+    def remote(self) -> RedisLink | None:
+        """The link to the shared bus on Redis while connected (see :meth:`connect`)."""
+        return self._intake.link
+
+    async def connect(self, url: str, namespace: str = "llmgine", **options: Any) -> None:
+        """Join the shared bus on the Redis server at ``url`` (starts this bus if needed).
+
+        Commands with no local handler then run in a connected process that has one;
+        events reach every connected process that handles them; local handlers run
+        here as before. Needs the ``redis`` extra (``pip install 'llmgine[redis]'``).
+
+        Args:
+            url: The Redis URL, e.g. ``redis://127.0.0.1:6379/0``.
+            namespace: Buses in one namespace form one shared bus.
+            **options: ``heartbeat``, ``claim_after``, ``max_concurrency``, ``max_buffer``
+                (see :class:`llmgine.bus.remote.RedisLink`).
+
+        Raises:
+            BusStateError: The bus is connected already.
+            ConnectionError: Redis cannot be reached at ``url``.
+        """
+        if self._intake.link is not None:
+            raise BusStateError("This bus is connected already; call bus.disconnect() first.")
+        try:
+            from llmgine.bus.remote.link import RedisLink
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise BusStateError(
+                "bus.connect() needs the redis package: pip install 'llmgine[redis]'."
+            ) from exc
+        await self.start()
+        link = RedisLink(cast("MessageBus", self), url, namespace, **options)
+        await link.open()
+        self._intake.link = link
+
+    async def disconnect(self) -> None:
+        """Leave the shared bus: finish remote commands running here, send buffered events.
+
+        A no-op when not connected; ``stop()`` calls it.
+        """
+        link = self._intake.link
+        if link is None:
+            return
+        try:
+            await link.close()
+        finally:
+            self._intake.link = None
