@@ -144,12 +144,18 @@ class MessageBus(BusLifecycle):
             return result
         if isinstance(value, CommandResult):
             result = value
+            result.command_id = result.command_id or command.id
+            result.command_type = result.command_type or type(command).__name__
+            if result.duration_ms is None:
+                result.duration_ms = (time.perf_counter() - start) * 1000.0
         else:
-            result = CommandResult(success=True, result=value)
-        result.command_id = result.command_id or command.id
-        result.command_type = result.command_type or type(command).__name__
-        if result.duration_ms is None:
-            result.duration_ms = (time.perf_counter() - start) * 1000.0
+            result = CommandResult(
+                success=True,
+                result=value,
+                command_id=command.id,
+                command_type=type(command).__name__,
+                duration_ms=(time.perf_counter() - start) * 1000.0,
+            )
         if result.success:
             done = CommandResultEvent(session_id=command.session_id, command_result=result)
             await self._emit(done)
@@ -203,7 +209,7 @@ class MessageBus(BusLifecycle):
 
     async def _emit(self, event: Event) -> None:
         """Publish one of the bus's own events; with no handler for it, only the sinks get it."""
-        if self._transport.is_running and not self._registry.event_handlers(type(event)):
+        if not self._registry.event_handlers(type(event)) and self._transport.is_running:
             self._accept(Record("event", event, _current_span.get()), queue=False)
         else:
             await self.publish(event)

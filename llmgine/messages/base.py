@@ -5,20 +5,29 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["BASE_FIELDS", "Message", "as_utc", "new_id", "utc_now"]
 
 
+_VERSION_BITS = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_VERSION_4 = (4 << 76) | (0x8000 << 48)
+
+
 def new_id() -> UUID:
     """Return a random (version 4) UUID for a message.
 
-    Built from ``random.getrandbits``: unique, not unguessable, and 2.5x cheaper
-    than ``uuid.uuid4()``, which matters on the bus's hot path.
+    Built from ``random.getrandbits``: unique, not unguessable, and 3x cheaper than
+    ``uuid.uuid4()``, which matters on the bus's hot path (every message has one).
+    The same value as ``UUID(int=random.getrandbits(128), version=4)``, set the way
+    ``UUID.__init__`` sets it, without that constructor's argument checks.
     """
-    return UUID(int=random.getrandbits(128), version=4)
+    value = object.__new__(UUID)
+    object.__setattr__(value, "int", (random.getrandbits(128) & _VERSION_BITS) | _VERSION_4)
+    object.__setattr__(value, "is_safe", SafeUUID.unknown)
+    return value
 
 
 def utc_now() -> datetime:

@@ -49,3 +49,23 @@ def test_command_result_holds_any_value() -> None:
     result = CommandResult(success=True, result=marker)
     assert result.result is marker
     assert result.error is None
+
+
+def test_new_id_is_the_uuid4_the_checked_constructor_would_make() -> None:
+    import copy
+    import pickle
+    import random
+    from uuid import UUID
+
+    from llmgine.messages.base import new_id
+
+    state = random.getstate()
+    fast = [new_id() for _ in range(2_000)]
+    random.setstate(state)
+    checked = [UUID(int=random.getrandbits(128), version=4) for _ in range(2_000)]
+    assert fast == checked
+    for value in fast[:50]:
+        assert value.version == 4 and value.variant == "specified in RFC 4122"
+        assert UUID(str(value)) == value and hash(UUID(str(value))) == hash(value)
+        assert pickle.loads(pickle.dumps(value)) == value == copy.deepcopy(value)
+    assert len(set(fast)) == len(fast)
