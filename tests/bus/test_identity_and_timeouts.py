@@ -137,3 +137,57 @@ async def test_a_sync_handler_with_a_timeout_sees_its_span_and_session() -> None
         result = await bus.execute(WorkCommand(session_id="s9"), timeout=10)
     assert result.success
     assert seen == ["s9", True]
+
+
+@pytest.mark.timeout(60)
+async def test_sync_handlers_stuck_past_their_timeout_do_not_starve_the_loops_executor() -> None:
+    bus = quiet()
+    release = threading.Event()
+
+    def stuck(command: SlowCommand) -> None:
+        release.wait(timeout=60)  # never returns in time; released by the test
+
+    bus.register_command_handler(SlowCommand, stuck)
+    async with bus:
+        try:
+            # More stuck handlers than the loop's default executor has threads (cpu + 4).
+            results = await asyncio.gather(
+                *(bus.execute(SlowCommand(), timeout=0.05) for _ in range(12))
+            )
+            assert all(r.error_type == "TimeoutError" for r in results)
+            # The application's own thread work still runs at once.
+            assert await asyncio.wait_for(asyncio.to_thread(lambda: 42), 10) == 42
+        finally:
+            release.set()
+
+
+@pytest.mark.timeout(60)
+async def test_a_handler_that_cannot_start_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmgine.bus import handlers
+
+    monkeypatch.setattr(handlers, "HANDLER_THREADS", 2)
+    monkeypatch.setattr(handlers, "_threads", handlers._HandlerThreads())
+    bus = quiet()
+    release = threading.Event()
+    ran: list[int] = []
+
+    class NumberedCommand(Command):
+        n: int
+
+    def stuck(command: NumberedCommand) -> None:
+        ran.append(command.n)
+        release.wait(timeout=60)
+
+    bus.register_command_handler(NumberedCommand, stuck)
+    async with bus:
+        try:
+            first = await asyncio.gather(
+                *(bus.execute(NumberedCommand(n=n), timeout=0.05) for n in range(2))
+            )
+            third = await bus.execute(NumberedCommand(n=2), timeout=0.05)
+        finally:
+            release.set()
+    assert [r.error for r in first] == ["the handler did not finish within 0.05 s"] * 2
+    assert third.error_type == "TimeoutError"
+    assert third.error.startswith("the handler did not start within 0.05 s: all 2 threads")
+    assert sorted(ran) == [0, 1]  # the third never ran after its failure was reported
