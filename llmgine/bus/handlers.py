@@ -30,15 +30,26 @@ HANDLER_THREADS = 32
 class HandlerTimedOut(Exception):
     """The bus's own timeout ended a command handler (not a ``TimeoutError`` it raised)."""
 
-    def __init__(self, timeout: float, *, started: bool = True) -> None:
+    def __init__(self, timeout: float, *, started: bool = True, overdue: int = 0) -> None:
         if started:
             super().__init__(f"the handler did not finish within {timeout:g} s")
         else:
             super().__init__(
                 f"the handler did not start within {timeout:g} s: all {HANDLER_THREADS} threads "
-                "for sync handlers are busy with handlers that timed out earlier and still run "
-                "(a thread cannot be stopped); make those handlers return, or make them async"
+                f"for sync handlers are busy ({overdue} with handlers past their timeout, which "
+                "a thread cannot be stopped from); make slow handlers async, or let them return"
             )
+
+
+class _Run:
+    """One sync handler's call in a handler thread."""
+
+    __slots__ = ("finished", "overdue", "started")
+
+    def __init__(self) -> None:
+        self.started = False
+        self.finished = False
+        self.overdue = False
 
 
 class _HandlerThreads:
@@ -52,19 +63,38 @@ class _HandlerThreads:
     def __init__(self) -> None:
         self._pool: ThreadPoolExecutor | None = None
         self._pid = 0
+        self._lock = threading.Lock()
+        self.overdue = 0
+        """Handlers still running in a thread past their timeout."""
 
-    def submit(self, fn: Callable[[Any], Any], arg: Any, started: threading.Event) -> Any:
+    def submit(self, fn: Callable[[Any], Any], arg: Any) -> tuple[_Run, asyncio.Future[Any]]:
         """Run ``fn(arg)`` in a handler thread, in a copy of the caller's context."""
         if self._pool is None or self._pid != os.getpid():  # a forked child has no threads
             self._pool = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="llmgine-handler")
             self._pid = os.getpid()
         context = contextvars.copy_context()
+        run = _Run()
 
-        def run() -> Any:
-            started.set()
-            return context.run(fn, arg)
+        def work() -> Any:
+            run.started = True
+            try:
+                return context.run(fn, arg)
+            finally:
+                with self._lock:
+                    run.finished = True
+                    if run.overdue:
+                        self.overdue -= 1
 
-        return asyncio.get_running_loop().run_in_executor(self._pool, run)
+        return run, asyncio.get_running_loop().run_in_executor(self._pool, work)
+
+    def timed_out(self, run: _Run, timeout: float) -> HandlerTimedOut:
+        """Note that ``run`` passed its ``timeout``; return the error that says so."""
+        with self._lock:
+            if run.started and not run.finished and not run.overdue:
+                run.overdue = True
+                self.overdue += 1
+            overdue = self.overdue
+        return HandlerTimedOut(timeout, started=run.started, overdue=overdue)
 
 
 _threads = _HandlerThreads()
@@ -87,18 +117,21 @@ async def call_command_handler(entry: HandlerEntry, command: Any, timeout: float
         value = entry.fn(command)
         return await value if isawaitable(value) else value
     scope = asyncio.timeout(timeout)
-    started = threading.Event()
+    run: _Run | None = None
     try:
         async with scope:
             if entry.is_async:
                 value = await entry.fn(command)
             else:
-                value = await _threads.submit(entry.fn, command, started)
+                run, future = _threads.submit(entry.fn, command)
+                value = await future
                 if isawaitable(value):
                     value = await value
     except TimeoutError:
         if scope.expired():
-            raise HandlerTimedOut(timeout, started=started.is_set()) from None
+            if run is None:
+                raise HandlerTimedOut(timeout) from None
+            raise _threads.timed_out(run, timeout) from None
         raise
     if scope.expired():  # the handler swallowed the cancellation and returned anyway
         raise HandlerTimedOut(timeout)

@@ -160,16 +160,21 @@ class EventQueue(Generic[T]):
 
         One timer per loop with waiters, not one per waiter (a thousand timers in the
         loop's heap cost more than the waiting). Without progress for a whole period,
-        the oldest waiter, if it waits on this loop, adds its item anyway.
+        the oldest waiter adds its item anyway: stalled by its own loop's watchdog, or
+        by any loop's when its own loop is not running (a thread blocked elsewhere),
+        so that no loop's state can hold everyone behind it.
         """
         with self._lock:
-            popped = self._watchdogs[loop]
+            popped = self._watchdogs.get(loop, -1)
+            self._drop_gone()
             if not any(waiter.loop is loop for waiter in self._waiters):
-                del self._watchdogs[loop]
+                self._watchdogs.pop(loop, None)
                 return
             self._watchdogs[loop] = self.popped
             oldest = self._waiters[0]
-            stalled = self.popped == popped and oldest.loop is loop and not oldest.granted
+            stalled = self.popped == popped and (
+                oldest.loop is loop or not oldest.loop.is_running()
+            )
             if stalled:
                 self._waiters.popleft()
         loop.call_later(self.stall_timeout, self._watch, loop)
@@ -181,8 +186,13 @@ class EventQueue(Generic[T]):
             "event anyway so nothing deadlocks (a handler may be waiting for it).",
             self.stall_timeout,
         )
-        if not oldest.future.done():
-            oldest.future.set_result(None)
+        _wake_waiter(oldest)
+
+    def _drop_gone(self) -> None:
+        """Forget the oldest waiters that wait no more: cancelled, or their loop closed."""
+        waiters = self._waiters
+        while waiters and (waiters[0].future.done() or waiters[0].loop.is_closed()):
+            waiters.popleft()
 
     def pop(self) -> T | None:
         """Take the oldest item (``None`` when empty) and hand the freed slot to a waiter."""
@@ -200,12 +210,9 @@ class EventQueue(Generic[T]):
                 waiter = self._waiters.popleft()
                 if waiter.future.done():
                     continue
-                waiter.granted = True
-                self._granted += 1
-                if waiter.loop is running_loop():
-                    waiter.future.set_result(None)
-                else:
-                    waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
+                if _wake_waiter(waiter):  # a waiter whose loop is gone takes no slot
+                    waiter.granted = True
+                    self._granted += 1
 
     async def wait_for_item(self) -> None:
         """Wait (on the consumer's loop) until the queue holds an item."""
@@ -223,15 +230,28 @@ class EventQueue(Generic[T]):
             self._consumer = None
 
     def release_waiters(self) -> None:
-        """Let every waiting publisher add its item (the consumer is gone)."""
+        """Let every waiting publisher add its item (the consumer is gone or stopped)."""
         with self._lock:
             waiters = list(self._waiters)
             self._waiters.clear()
             for waiter in waiters:
-                waiter.granted = True
-            self._granted += len(waiters)
-        for waiter in waiters:
-            waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
+                if not waiter.future.done() and _wake_waiter(waiter):
+                    waiter.granted = True
+                    self._granted += 1
+
+
+def _wake_waiter(waiter: _Waiter) -> bool:
+    """Let ``waiter`` go on (from any thread); ``False`` when its loop is closed."""
+    loop = waiter.loop
+    if loop is running_loop():
+        if not waiter.future.done():
+            waiter.future.set_result(None)
+        return True
+    try:
+        loop.call_soon_threadsafe(_resolve, waiter.future)
+    except RuntimeError:  # the loop was closed: nobody waits there any more
+        return False
+    return True
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -9,12 +9,17 @@ __all__ = ["BusStats"]
 
 @dataclass
 class BusStats:
-    """Running totals of what went through a bus (``bus.stats``)."""
+    """Running totals of what went through a bus (``bus.stats``).
+
+    Read ``bus.stats`` again for fresh figures: the counts kept by the bus's parts
+    (events handled, sink failures, restarts, stalls) are copied in on each read.
+    """
 
     commands_executed: int = 0
     commands_failed: int = 0
     events_published: int = 0
     events_handled: int = 0
+    """Events whose handlers have all run (an event counts once they return)."""
     handler_failures: int = 0
     """Event handlers that raised (any exception, ``CancelledError`` included)."""
     sink_failures: int = 0

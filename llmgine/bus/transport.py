@@ -260,6 +260,7 @@ class LocalTransport:
             self._stopping = True
             self.queue.wake()
             await asyncio.shield(task)
+        self.queue.release_waiters()  # publishers waiting for room add their events for later
         self._task = None
         self._loop = None
         self._cancelled = False

@@ -189,5 +189,57 @@ async def test_a_handler_that_cannot_start_says_why(monkeypatch: pytest.MonkeyPa
             release.set()
     assert [r.error for r in first] == ["the handler did not finish within 0.05 s"] * 2
     assert third.error_type == "TimeoutError"
-    assert third.error.startswith("the handler did not start within 0.05 s: all 2 threads")
+    assert third.error.startswith(
+        "the handler did not start within 0.05 s: all 2 threads for sync handlers are busy "
+        "(2 with handlers past their timeout"
+    )
     assert sorted(ran) == [0, 1]  # the third never ran after its failure was reported
+
+
+@pytest.mark.timeout(60)
+async def test_threads_busy_with_handlers_in_time_are_not_blamed_on_timeouts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from llmgine.bus import handlers
+
+    monkeypatch.setattr(handlers, "HANDLER_THREADS", 2)
+    monkeypatch.setattr(handlers, "_threads", handlers._HandlerThreads())
+    bus = quiet()
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    class LongCommand(Command):
+        pass
+
+    def long(command: LongCommand) -> str:
+        started.release()
+        release.wait(timeout=60)
+        return "done"
+
+    bus.register_command_handler(LongCommand, long)
+    bus.register_command_handler(WorkCommand, lambda command: "quick")
+    async with bus:
+        try:
+            running = [
+                asyncio.create_task(bus.execute(LongCommand(), timeout=60)) for _ in range(2)
+            ]
+            for _ in range(2):
+                await asyncio.to_thread(started.acquire)
+            quick = await bus.execute(WorkCommand(), timeout=0.05)
+        finally:
+            release.set()
+        results = await asyncio.gather(*running)
+    assert [r.result for r in results] == ["done", "done"]
+    assert "(0 with handlers past their timeout" in (quick.error or "")
+
+
+async def test_an_async_handler_past_its_timeout_did_not_finish() -> None:
+    bus = quiet()
+
+    async def slow(command: WorkCommand) -> None:
+        await asyncio.Event().wait()
+
+    bus.register_command_handler(WorkCommand, slow)
+    async with bus:
+        result = await bus.execute(WorkCommand(), timeout=0.05)
+    assert result.error == "the handler did not finish within 0.05 s"
