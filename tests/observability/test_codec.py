@@ -69,3 +69,60 @@ def test_classes_of_unimported_modules_are_not_imported_unless_asked() -> None:
     assert envelope.message_class() is None
     with pytest.raises(LogFormatError, match="import_modules=True"):
         envelope.to_message()
+
+
+class AnyEvent(Event):
+    value: object = None
+
+
+class Inner(Event):
+    pass
+
+
+class NestingEvent(Event):
+    inner: Inner
+
+
+def _odd_messages() -> list[tuple[Event, SpanContext | None]]:
+    """Messages whose base fields sit anywhere near the fast path's fixed places."""
+    from datetime import UTC, datetime, timedelta, timezone
+    from uuid import UUID
+
+    times: list[object] = [
+        datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),  # no microseconds: a shorter text
+        datetime(7, 1, 1, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, 600, tzinfo=timezone(timedelta(hours=-3))),
+        datetime(2026, 1, 2, 3, 4, 5, 600),  # naive
+        "2026-01-02",
+    ]
+    ids: list[object] = [UUID(int=7), str(UUID(int=8)), 12, 'a"b']
+    out: list[tuple[Event, SpanContext | None]] = []
+    span = SpanContext(trace_id="ab" * 16, span_id="cd" * 8)
+    for n, (ts, mid) in enumerate((t, i) for t in times for i in ids):
+        event = AnyEvent(value={"n": n, "text": 'Z","session_id":"global","metadata":{}'})
+        event.timestamp = ts  # type: ignore[assignment]
+        event.id = mid  # type: ignore[assignment]
+        out.append((event, span if n % 2 else None))
+    nested = NestingEvent(inner=Inner())
+    nested.timestamp = datetime(2026, 1, 2, 3, 4, 5)  # naive: the inner one's must not be taken
+    out += [
+        (nested, None),
+        (Inner(), span),  # no fields of its own
+        (AnyEvent(session_id="alice"), None),
+        (AnyEvent(metadata={"k": b"\xff"}), span),
+        (AnyEvent(value="\udcff"), None),  # a surrogate: pydantic cannot serialize it
+    ]
+    return out
+
+
+def test_the_fast_path_writes_what_the_general_path_writes() -> None:
+    from llmgine.observability.codec import _encode
+
+    for message, span in _odd_messages():
+        line = encode("event", message, span)
+        assert line == _encode("event", type(message), message, span)
+        decoded = decode(line)
+        assert decoded.data == json.loads(_encode("event", type(message), message, span))["data"]
+    nested, _ = _odd_messages()[-5]
+    assert decode(encode("event", nested, None)).timestamp.tzinfo is None
