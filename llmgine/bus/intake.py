@@ -44,6 +44,8 @@ class Intake:
         self._lock = threading.Lock()  # one order for the sinks and the queue, across threads
         self._notices: list[SinkFailure] = []
         self._flush_armed = False
+        self._write = self.sinks.write  # bound once: every message takes this path
+        self._put = transport.put
 
     def accept(self, record: Record, *, queue: bool = True) -> None:
         """Give ``record`` to the sinks; queue an event for its handlers unless ``queue=False``.
@@ -52,12 +54,12 @@ class Intake:
         """
         with self._lock:
             try:
-                self.sinks.write(record)
+                self._write(record)
             finally:  # even an interrupt in a sink leaves the event counted and queued
                 if record.kind == "event":
                     self._stats.events_published += 1
                     if queue:
-                        self.transport.put((record.message, record.span))  # type: ignore[arg-type]
+                        self._put((record.message, record.span))  # type: ignore[arg-type]
                     if self.link is not None:
                         self.link.forward(record)  # buffered; a sender task sends it to Redis
         if self._notices:

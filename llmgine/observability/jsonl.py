@@ -17,6 +17,9 @@ __all__ = ["JsonlLog"]
 
 logger = logging.getLogger(__name__)
 
+_LOOK_EVERY = 64
+"""Lines between two looks at the clock and the line bound."""
+
 _FIRST_RETRY = 0.1
 _LAST_RETRY = 5.0
 
@@ -41,6 +44,8 @@ class _Writer:
         self.file: io.FileIO | None = None
         self.lock = threading.Lock()
         self.last_flush = time.monotonic()
+        self.countdown = 1
+        """Lines to buffer before ``JsonlLog`` looks at the bounds and the clock again."""
         self.failure: OSError | None = None
         self.retry_at = 0.0
         self.backoff = _FIRST_RETRY
@@ -69,6 +74,7 @@ class _Writer:
         with self.lock:  # one flush at a time; writers never wait for it
             now = time.monotonic()
             self.last_flush = now
+            self.countdown = 1  # the next line looks at the clock
             if not self.buffer:
                 return
             failure = self.failure
@@ -234,19 +240,27 @@ class JsonlLog:
                 return
             line = record.line
         writer = self._writer
-        buffer = writer.buffer
-        buffer.append(line)  # a deque: atomic, so any thread may write without a lock
+        writer.buffer.append(line)  # a deque: atomic, so any thread may write without a lock
         writer.buffered_bytes += len(line)
-        size = len(buffer)
+        writer.countdown -= 1
+        if writer.countdown <= 0 or writer.buffered_bytes >= self.max_buffer_bytes:
+            self._flush_if_due()
+
+    def _flush_if_due(self) -> None:
+        """Flush when a bound is reached or the last flush is old; else look again later.
+
+        Called on the first line after a flush and then every 64th (the clock is not
+        free, and this is the hot path), and whenever the byte bound is reached.
+        """
+        writer = self._writer
+        size = len(writer.buffer)
+        writer.countdown = min(_LOOK_EVERY, self.max_buffered_lines - size)
+        now = time.monotonic()
         if (
             writer.buffered_bytes >= self.max_buffer_bytes
             or size >= self.max_buffered_lines
-            # The clock only on the first line and every 64th: this is the hot path.
-            or (
-                (size == 1 or not size & 63)
-                and time.monotonic() - writer.last_flush >= self.flush_interval
-            )
-        ) and (writer.failure is None or time.monotonic() >= writer.retry_at):
+            or now - writer.last_flush >= self.flush_interval
+        ) and (writer.failure is None or now >= writer.retry_at):
             writer.flush()
 
     def flush(self) -> None:
