@@ -23,6 +23,9 @@ _LOOK_EVERY = 64
 _FIRST_RETRY = 0.1
 _LAST_RETRY = 5.0
 
+_logged: dict[type, bool] = {}
+"""Message classes and whether they are written (``log_to_file``): read once per class."""
+
 _live_writers: weakref.WeakSet[_Writer] = weakref.WeakSet()
 _fork_hook_installed = False
 
@@ -36,6 +39,21 @@ def _forget_parent_lines() -> None:
 class _Writer:
     """The file, its buffer and its lock: what must outlive the ``JsonlLog`` to flush at exit."""
 
+    __slots__ = (
+        "__weakref__",
+        "backoff",
+        "buffer",
+        "buffered_bytes",
+        "countdown",
+        "failure",
+        "file",
+        "last_flush",
+        "lines_written",
+        "lock",
+        "path",
+        "retry_at",
+    )
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.buffer: deque[bytes] = deque()
@@ -44,8 +62,7 @@ class _Writer:
         self.file: io.FileIO | None = None
         self.lock = threading.Lock()
         self.last_flush = time.monotonic()
-        self.countdown = 1
-        """Lines to buffer before ``JsonlLog`` looks at the bounds and the clock again."""
+        self.countdown = 1  # lines until JsonlLog looks at the bounds and the clock again
         self.failure: OSError | None = None
         self.retry_at = 0.0
         self.backoff = _FIRST_RETRY
@@ -233,10 +250,14 @@ class JsonlLog:
 
         Messages whose class sets ``log_to_file = False`` are not written.
         """
-        if type(record) is not Record and isinstance(record, bytes):
+        if isinstance(record, bytes):
             line = record
         else:
-            if not getattr(type(record.message), "log_to_file", True):
+            cls = type(record.message)
+            logged = _logged.get(cls)
+            if logged is None:
+                logged = _logged[cls] = bool(getattr(cls, "log_to_file", True))
+            if not logged:
                 return
             line = record.line
         writer = self._writer
