@@ -210,9 +210,11 @@ class EventQueue(Generic[T]):
                 waiter = self._waiters.popleft()
                 if waiter.future.done():
                     continue
-                if _wake_waiter(waiter):  # a waiter whose loop is gone takes no slot
-                    waiter.granted = True
-                    self._granted += 1
+                waiter.granted = True  # under the lock, as the waiter reads it: before it wakes
+                self._granted += 1
+                if not _wake_waiter(waiter):  # a waiter whose loop is gone takes no slot
+                    waiter.granted = False
+                    self._granted -= 1
 
     async def wait_for_item(self) -> None:
         """Wait (on the consumer's loop) until the queue holds an item."""
@@ -235,9 +237,13 @@ class EventQueue(Generic[T]):
             waiters = list(self._waiters)
             self._waiters.clear()
             for waiter in waiters:
-                if not waiter.future.done() and _wake_waiter(waiter):
-                    waiter.granted = True
-                    self._granted += 1
+                if waiter.future.done():
+                    continue
+                waiter.granted = True
+                self._granted += 1
+                if not _wake_waiter(waiter):
+                    waiter.granted = False
+                    self._granted -= 1
 
 
 def _wake_waiter(waiter: _Waiter) -> bool:
