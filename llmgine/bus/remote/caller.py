@@ -5,7 +5,10 @@ reply should go to and the version of its handlers' announcement, and waits for 
 reply on its own reply stream (one blocking read serves every waiting command).
 
 A caller that stops waiting (a timeout, a cancel, every handling process gone) records
-the command as abandoned and deletes its entry, so no worker runs it later.
+the command as abandoned and deletes its entry, so no worker runs it later. When Redis
+loses its data (a restart without persistence), the commands whose entries were lost
+fail at once with a clear error; they are not sent again, since a worker may have been
+running them and a command never runs twice to completion.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from llmgine.bus.registry import HandlerEntry
-from llmgine.bus.remote.keys import type_key
+from llmgine.bus.remote.keys import redact, type_key
 from llmgine.bus.remote.tasks import raise_if_cancelled
 from llmgine.errors import HandlerNotFoundError
 from llmgine.messages.commands import Command, CommandResult
@@ -111,7 +114,7 @@ class RemoteCaller:
                     b"v": str(version),
                 },
             )
-            reply = await future  # or a failure from watch() or close()
+            reply = await future  # or a failure from watch(), fail_lost() or close()
             answered = True
         finally:
             self._waiting.pop(command_id, None)
@@ -188,3 +191,32 @@ class RemoteCaller:
         for waiting in self._waiting.values():
             if not waiting.future.done():
                 waiting.future.set_exception(ConnectionError(why))
+
+    async def fail_lost(self) -> int:
+        """After Redis lost its data: fail the waiting commands whose entries went with it.
+
+        Returns how many failed. A command sent after the loss is still in its stream
+        and goes on waiting.
+        """
+        sent = [w for w in self._waiting.values() if w.entry_id is not None]
+        if not sent:
+            return 0
+        pipe = self.link.redis.pipeline(transaction=False)
+        for waiting in sent:
+            pipe.xrange(waiting.stream, waiting.entry_id, waiting.entry_id, count=1)
+        found = await pipe.execute(raise_on_error=False)
+        lost = 0
+        for waiting, entries in zip(sent, found, strict=True):
+            if entries or waiting.future.done():
+                continue
+            lost += 1
+            waiting.future.set_exception(
+                ConnectionError(
+                    f"Redis at {redact(self.link.url)} lost its data (it restarted without "
+                    f"persistence) while this {waiting.command_type.__name__} was in flight; "
+                    "it was not sent again, because a worker may have been running it and a "
+                    "command never runs twice. Check whether it ran (the workers' logs), then "
+                    "execute it again."
+                )
+            )
+        return lost

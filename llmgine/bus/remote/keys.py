@@ -8,6 +8,8 @@
 ``{ns}:process:{id}``               a process's heartbeat (expires when it dies)
 ``{ns}:reply:{id}``                 the results sent back to one calling process
 ``{ns}:result:{command id}``        a finished command's reply, so it never runs twice
+``{ns}:epoch``                      a token set once per data set: when it changes or is gone,
+                                    Redis lost its data (a restart without persistence)
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ class Keys:
     def listeners(self) -> str:
         """The hash of the event types each connected process handles."""
         return f"{self.namespace}:listeners"
+
+    @property
+    def epoch(self) -> str:
+        """The token that tells whether Redis still holds the data the processes wrote."""
+        return f"{self.namespace}:epoch"
 
     def process(self, process_id: str) -> str:
         """A process's heartbeat key."""

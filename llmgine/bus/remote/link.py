@@ -20,6 +20,11 @@ type read by the group ``workers``: exactly one process takes each
 (:mod:`~llmgine.bus.remote.caller`, :mod:`~llmgine.bus.remote.runner`). Locally
 published events are forwarded by a sender task from a local buffer, so
 ``publish()`` never waits on the network and nothing is sent under the bus's lock.
+
+Redis going away: every loop of the link reconnects with backoff and says so in the
+log. When Redis comes back without its data (a restart without persistence, seen from
+the namespace's ``epoch`` token), the link says so, joins again (consumer groups,
+handler advertisements) and fails the commands it sent whose entries were lost.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from llmgine.bus.remote.caller import RemoteCaller
 from llmgine.bus.remote.events import EventChannel
 from llmgine.bus.remote.keys import WORKERS, Keys, redact, type_key
 from llmgine.bus.remote.listeners import Listeners
+from llmgine.bus.remote.recovery import Recovery
 from llmgine.bus.remote.runner import CommandRunner
 from llmgine.bus.remote.tasks import NETWORK_ERRORS, cancel_all, raise_if_cancelled
 from llmgine.bus.remote.trim import trim
@@ -122,6 +128,7 @@ class RedisLink:
         self._closing = False
         self._down_since: float | None = None
         self._handlers_cache: dict[str, float] = {}
+        self.recovery = Recovery(self)
         self.listeners = Listeners(self)
         self.events = EventChannel(self, max_buffer)
         self.caller = RemoteCaller(self)
@@ -146,6 +153,11 @@ class RedisLink:
         return self.events.skipped
 
     @property
+    def data_losses(self) -> int:
+        """Times Redis came back without the data this process had written."""
+        return self.recovery.data_losses
+
+    @property
     def dropped(self) -> int:
         """Events dropped because the local buffer overflowed while Redis was unreachable."""
         return self.events.dropped
@@ -160,6 +172,7 @@ class RedisLink:
         """
         try:
             await self.redis.ping()
+            await self.recovery.start()
             await self._ensure_groups(events_from="$")
             await self.listeners.announce(force=True)
             await self._advertise()
@@ -255,6 +268,7 @@ class RedisLink:
         try:
             await self.redis.ping()
             if self._down_since is not None:
+                await self.recovery.reconnected()
                 await self._ensure_groups(events_from="$")
                 await self._advertise()
         except NETWORK_ERRORS:
@@ -270,12 +284,7 @@ class RedisLink:
 
     async def regroup(self) -> None:
         """A consumer group of this process was gone: find out why, and make it again."""
-        logger.warning(
-            "A consumer group of this process was gone (Redis lost it, or this process was "
-            "silent for %g s and counted as gone); events meanwhile were missed.",
-            self.forget_after,
-        )
-        await self._ensure_groups(events_from="$")
+        await self.recovery.regroup()
 
     # ------------------------------------------------------------ directory
 
@@ -299,10 +308,10 @@ class RedisLink:
             if isinstance(result, ResponseError) and "BUSYGROUP" not in str(result):
                 raise result
 
-    async def _advertise(self) -> None:
+    async def _advertise(self) -> bytes | None:
         """Say which types this process handles, until its heartbeat stops.
 
-        Also reads the other processes' announcements.
+        Also reads the other processes' announcements and the epoch token (returned).
         """
         ttl = self.heartbeat * 3
         expiry = time.time() + ttl
@@ -314,6 +323,7 @@ class RedisLink:
             pipe.zadd(self.keys.handlers(key), {self.process_id: expiry})
         self.listeners.renew(pipe)
         self.caller.trim(pipe)
+        pipe.get(self.keys.epoch)
         pipe.hgetall(self.keys.listeners)
         results = await pipe.execute(raise_on_error=False)
         for result in results:
@@ -322,6 +332,8 @@ class RedisLink:
         self.listeners.load(results[-1])
         if self._closing:
             await self._withdraw()
+        epoch: bytes | None = results[-2]
+        return epoch
 
     async def _withdraw(self) -> None:
         pipe = self.redis.pipeline(transaction=False)
@@ -386,7 +398,8 @@ class RedisLink:
             raise_if_cancelled()
             await asyncio.sleep(self.heartbeat)
             await self.listeners.announce()  # a handler registered here since the last beat
-            await self._advertise()
+            if await self._advertise() != self.recovery.epoch:
+                await self.recovery.check()
             await self.runner.renew_and_claim()
             await self.caller.watch()
             beats += 1
