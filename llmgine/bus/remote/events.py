@@ -10,7 +10,8 @@ to its end, the script moves the group past the batch: a process does not read i
 own events back (when it must, it skips them by their field name).
 
 While Redis is unreachable the buffer holds up to ``max_buffer`` events; past that the
-oldest are dropped, counted in ``link.dropped``, with an error logged.
+oldest are dropped, counted in ``link.dropped``, and reported: an error when the
+dropping starts, a warning with the count once Redis takes events again.
 
 Receiving: each process reads the stream through its own consumer group, skips its
 own entries, takes in the other processes' notices, and hands its local handlers the
@@ -26,7 +27,6 @@ import logging
 import sys
 import threading
 from collections import deque
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
@@ -94,9 +94,11 @@ class EventChannel:
         self.received = 0
         self.skipped = 0
         self.dropped = 0
+        self._dropping = 0
         self._buffer: deque[Record] = deque()
         self._wake = asyncio.Event()
         self._emptied: list[asyncio.Future[None]] = []
+        self._in_flight = 0
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
         self._fields: dict[type, bytes] = {}
@@ -106,7 +108,7 @@ class EventChannel:
 
     @property
     def buffered(self) -> int:
-        """Events accepted here and not yet sent to Redis."""
+        """Events accepted here and waiting to be sent to Redis."""
         return len(self._buffer)
 
     # ------------------------------------------------------------ sending
@@ -119,12 +121,14 @@ class EventChannel:
         if len(buffer) >= self.max_buffer:
             buffer.popleft()
             self.dropped += 1
-            if self.dropped == 1 or self.dropped % 10_000 == 0:
+            self._dropping += 1
+            if self._dropping == 1:
                 logger.error(
-                    "Redis at %s is unreachable and the link's buffer is full: %d events dropped "
-                    "so far (they are still in this process's log).",
+                    "Redis at %s is unreachable and the shared bus's buffer of %d events is "
+                    "full: the oldest events are dropped from now on (they stay in this "
+                    "process's log; link.dropped counts them).",
                     redact(self.link.url),
-                    self.dropped,
+                    self.max_buffer,
                 )
         buffer.append(record)
         if threading.get_ident() == self._thread:
@@ -152,19 +156,38 @@ class EventChannel:
                 await self._wake.wait()
                 continue
             await link.listeners.announce()  # a new handler here: its notice goes first
+            # The batch leaves the buffer while it is sent (an overflow meanwhile drops
+            # only what waits), and goes back to its front if the send fails.
+            batch: list[Record] = []
             args: list[Any] = [group]
             size = 0
-            for record in islice(buffer, 0, BATCH):
+            while buffer and len(batch) < BATCH:
+                record = buffer.popleft()
                 line = record.line
                 if size and size + len(line) > BATCH_BYTES:
+                    buffer.appendleft(record)
                     break
+                batch.append(record)
                 size += len(line)
                 args += (self._field(type(record.message)), line)
-            await self._send([stream], args)
-            sent = (len(args) - 1) // 2
-            for _ in range(sent):
-                buffer.popleft()
-            self.sent += sent
+            self._in_flight = len(batch)
+            try:
+                await self._send([stream], args)
+            except BaseException:
+                buffer.extendleft(reversed(batch))
+                raise
+            finally:
+                self._in_flight = 0
+            self.sent += len(batch)
+            if self._dropping:
+                logger.warning(
+                    "Redis at %s takes events again: %d events were dropped while it did not "
+                    "(%d in all since connecting).",
+                    redact(link.url),
+                    self._dropping,
+                    self.dropped,
+                )
+                self._dropping = 0
             if not buffer:
                 emptied, self._emptied = self._emptied, []
                 for waiter in emptied:
@@ -172,8 +195,8 @@ class EventChannel:
                         waiter.set_result(None)
 
     async def sent_all(self) -> None:
-        """Return once the buffer is empty: everything accepted so far is sent."""
-        while self._buffer:
+        """Return once everything accepted so far is sent (none waits, none in flight)."""
+        while self._buffer or self._in_flight:
             waiter = self._loop.create_future()
             self._emptied.append(waiter)
             self._wake.set()

@@ -83,7 +83,8 @@ class RedisLink:
             it over (a live worker renews its claim on a running command).
         max_concurrency: Remote commands this process runs at once.
         max_buffer: Events kept locally while Redis is unreachable; past that the
-            oldest are dropped and counted (``dropped``), with an error logged.
+            oldest are dropped and counted (``dropped``), with an error logged when
+            the dropping starts and a warning with the count when Redis is back.
         forget_after: Seconds without a heartbeat after which a process counts as gone
             and its consumer group on the events stream is removed (so that trimming
             goes on). Long, because a notebook's loop may be busy in a long cell.

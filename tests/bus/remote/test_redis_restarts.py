@@ -1,4 +1,4 @@
-"""Redis restarting without its data.
+"""Redis restarting without its data, and Redis away long enough for the local buffer to overflow.
 
 Each test restarts a server of its own, so the session's shared server is left alone.
 """
@@ -128,3 +128,33 @@ async def test_a_command_in_flight_when_redis_loses_its_data_fails_at_once_and_c
     assert after.success, after.error
     assert after.result == "done"
     assert len(started) == 2
+
+
+@pytest.mark.timeout(120)
+async def test_an_overflowing_buffer_drops_the_oldest_and_says_so_once_then_counts(
+    server: RedisServer,
+    pair: tuple[MessageBus, MessageBus],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="llmgine.bus.remote")
+    sender, receiver = pair
+    heard = Collector(expected=10)
+    receiver.register_event_handler(remote_app.PingedEvent, heard)
+    await receiver.connect(server.url, "overflow", heartbeat=0.1)
+    await sender.connect(server.url, "overflow", heartbeat=0.1, max_buffer=10)
+    assert sender.remote is not None
+
+    await asyncio.to_thread(server.stop)
+    for n in range(25):
+        await sender.publish(remote_app.PingedEvent(n=n))
+    assert sender.remote.dropped == 15
+    full = messages(caplog, "buffer of 10 events is full")
+    assert len(full) == 1  # once for the whole run of drops, not once per event
+    await asyncio.to_thread(server.start)
+
+    await asyncio.wait_for(heard.done.wait(), timeout=60)
+    assert await sender.remote.flush(timeout=30)
+    assert heard.seen == list(range(15, 25))  # the newest ten, in order
+    back = messages(caplog, "takes events again")
+    assert len(back) == 1
+    assert "15 events were dropped" in back[0]
