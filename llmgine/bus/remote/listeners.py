@@ -9,10 +9,12 @@ result events, which usually nobody else handles, stay local.
 
 What a process knows of the others may lag behind:
 
-- A process that connects, or registers a handler for a new event type, is heard
-  from at once by processes whose event loop reads its notice, and at the latest at
-  their next heartbeat (they read the hash). Events published elsewhere in that
-  window, a heartbeat at most, do not reach it.
+- A process that connects announces at once; one that registers a handler for a new
+  event type later announces at its next heartbeat (or before it next sends an event
+  or a command). The others learn it as soon as their event loop reads the notice,
+  and at the latest at their own next heartbeat (they read the hash). Events they
+  publish in that window, usually far shorter than a heartbeat and two at most, do
+  not reach it.
 - A process that registers a handler and *then* publishes an event or executes a
   command announces first: the notice is on the stream before the event, and the
   command carries the version of its announcement (the worker reads the hash again
