@@ -1,11 +1,15 @@
 """The names of everything a shared bus keeps in Redis, under one namespace.
 
-``{ns}:events``                     one stream of every event; a consumer group per process
+``{ns}:events``                     one stream of the events some other process handles,
+                                    and the processes' notices; a consumer group per process
 ``{ns}:cmd:{type}``                 one stream per command type; one group, ``workers``
 ``{ns}:handlers:{type}``            sorted set: processes handling a command type, scored by expiry
+``{ns}:listeners``                  hash: process id -> the event types it handles (and until when)
 ``{ns}:process:{id}``               a process's heartbeat (expires when it dies)
 ``{ns}:reply:{id}``                 the results sent back to one calling process
 ``{ns}:result:{command id}``        a finished command's reply, so it never runs twice
+``{ns}:epoch``                      a token set once per data set: when it changes or is gone,
+                                    Redis lost its data (a restart without persistence)
 """
 
 from __future__ import annotations
@@ -56,6 +60,16 @@ class Keys:
     def handlers(self, key: str) -> str:
         """The processes that handle one command type, scored by the expiry of their claim."""
         return f"{self.namespace}:handlers:{key}"
+
+    @property
+    def listeners(self) -> str:
+        """The hash of the event types each connected process handles."""
+        return f"{self.namespace}:listeners"
+
+    @property
+    def epoch(self) -> str:
+        """The token that tells whether Redis still holds the data the processes wrote."""
+        return f"{self.namespace}:epoch"
 
     def process(self, process_id: str) -> str:
         """A process's heartbeat key."""

@@ -11,12 +11,20 @@ message once):
 - the worker logs the span of its handler (a child of the caller's span) and
   everything the handler publishes.
 
-Delivery: events go to one stream; each connected process reads it through its own
-consumer group and delivers to its local handlers those it has handlers for, in
-stream order (so in publish order per publisher), skipping its own. Commands go to
-a stream per type read by the group ``workers``: exactly one process takes each.
-Locally published events are forwarded by a sender task from a local buffer, so
+Delivery: events that another connected process handles go to one stream (see
+:mod:`~llmgine.bus.remote.listeners` for how processes learn who handles what); each
+process reads it through its own consumer group and delivers to its local handlers
+those it has handlers for, in stream order (so in publish order per publisher),
+skipping its own (:mod:`~llmgine.bus.remote.events`). Commands go to a stream per
+type read by the group ``workers``: exactly one process takes each
+(:mod:`~llmgine.bus.remote.caller`, :mod:`~llmgine.bus.remote.runner`). Locally
+published events are forwarded by a sender task from a local buffer, so
 ``publish()`` never waits on the network and nothing is sent under the bus's lock.
+
+Redis going away: every loop of the link reconnects with backoff and says so in the
+log. When Redis comes back without its data (a restart without persistence, seen from
+the namespace's ``epoch`` token), the link says so, joins again (consumer groups,
+handler advertisements) and fails the commands it sent whose entries were lost.
 """
 
 from __future__ import annotations
@@ -27,25 +35,26 @@ import contextvars
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from llmgine.bus.registry import HandlerEntry
-from llmgine.bus.remote.commands import CommandRunner, RemoteCaller, raise_if_cancelled
+from llmgine.bus.remote.caller import RemoteCaller
+from llmgine.bus.remote.events import EventChannel
 from llmgine.bus.remote.keys import WORKERS, Keys, redact, type_key
-from llmgine.errors import LogFormatError
+from llmgine.bus.remote.listeners import Listeners
+from llmgine.bus.remote.recovery import Recovery
+from llmgine.bus.remote.runner import CommandRunner
+from llmgine.bus.remote.tasks import NETWORK_ERRORS, cancel_all, raise_if_cancelled
+from llmgine.bus.remote.trim import trim
 from llmgine.messages.events import Event
-from llmgine.observability.codec import decode
 from llmgine.observability.sinks import Record
 
 if TYPE_CHECKING:
@@ -55,8 +64,6 @@ if TYPE_CHECKING:
 __all__ = ["RedisLink"]
 
 logger = logging.getLogger(__name__)
-
-NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
 class RedisLink:
@@ -70,11 +77,14 @@ class RedisLink:
         url: The Redis URL, e.g. ``redis://127.0.0.1:6379/0``.
         namespace: Prefix of every key; buses in one namespace form one shared bus.
         heartbeat: Seconds between heartbeats (handler advertisements, claims, trims).
+            It also bounds how long other processes may take to learn of this
+            process's event handlers (usually they learn at once).
         claim_after: Seconds a command may sit with a dead worker before another takes
             it over (a live worker renews its claim on a running command).
         max_concurrency: Remote commands this process runs at once.
         max_buffer: Events kept locally while Redis is unreachable; past that the
-            oldest are dropped and counted (``dropped``), with an error logged.
+            oldest are dropped and counted (``dropped``), with an error logged when
+            the dropping starts and a warning with the count when Redis is back.
         forget_after: Seconds without a heartbeat after which a process counts as gone
             and its consumer group on the events stream is removed (so that trimming
             goes on). Long, because a notebook's loop may be busy in a long cell.
@@ -92,41 +102,66 @@ class RedisLink:
         max_buffer: int = 100_000,
         forget_after: float = 300.0,
     ) -> None:
-        if heartbeat <= 0 or claim_after <= 0 or max_concurrency < 1:
-            raise ValueError("heartbeat and claim_after must be positive, max_concurrency >= 1.")
+        if heartbeat <= 0 or claim_after <= 0 or max_concurrency < 1 or max_buffer < 1:
+            raise ValueError(
+                "heartbeat and claim_after must be positive, max_concurrency and max_buffer >= 1."
+            )
         self.bus = bus
         self.url = url
         self.keys = Keys(namespace)
         self.heartbeat = heartbeat
         self.claim_after = claim_after
-        self.max_buffer = max_buffer
         self.forget_after = forget_after
         self.process_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         # Any: redis-py types each reply as a union of its RESP2 and RESP3 shapes; this
-        # link speaks RESP2 (the default) and reads the RESP2 shapes.
-        self.redis: Any = aioredis.Redis.from_url(url, socket_timeout=30)
+        # link reads the RESP2 shapes. No retries inside redis-py: a retried XADD could
+        # add a command twice; the link's own loops reconnect with backoff instead.
+        self.redis: Any = aioredis.Redis.from_url(
+            url, socket_timeout=30, retry=Retry(NoBackoff(), 0)
+        )
         # The blocking reads have connections of their own: cancelling one at close
         # never leaves a half-read reply on a connection the senders use.
-        self.blocking: Any = aioredis.Redis.from_url(url, socket_timeout=30)
-        self.sent = 0
-        """Events sent to Redis."""
-        self.received = 0
-        """Events from other processes delivered to local handlers."""
-        self.dropped = 0
-        """Events dropped because the local buffer overflowed while Redis was unreachable."""
-        self._buffer: deque[Record] = deque()
-        self._wake = asyncio.Event()
+        self.blocking: Any = aioredis.Redis.from_url(
+            url, socket_timeout=30, retry=Retry(NoBackoff(), 0)
+        )
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.get_ident()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._down_since: float | None = None
         self._handlers_cache: dict[str, float] = {}
+        self.recovery = Recovery(self)
+        self.listeners = Listeners(self)
+        self.events = EventChannel(self, max_buffer)
         self.caller = RemoteCaller(self)
         self.runner = CommandRunner(self, max_concurrency)
 
     def __repr__(self) -> str:
         return f"<RedisLink {redact(self.url)} namespace={self.keys.namespace!r}>"
+
+    @property
+    def sent(self) -> int:
+        """Events sent to Redis."""
+        return self.events.sent
+
+    @property
+    def received(self) -> int:
+        """Events from other processes delivered to local handlers."""
+        return self.events.received
+
+    @property
+    def skipped(self) -> int:
+        """Events from other processes skipped undecoded: no handler here for their type."""
+        return self.events.skipped
+
+    @property
+    def data_losses(self) -> int:
+        """Times Redis came back without the data this process had written."""
+        return self.recovery.data_losses
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped because the local buffer overflowed while Redis was unreachable."""
+        return self.events.dropped
 
     # ------------------------------------------------------------ lifecycle
 
@@ -138,7 +173,9 @@ class RedisLink:
         """
         try:
             await self.redis.ping()
-            await self._ensure_groups()
+            await self.recovery.start()
+            await self._ensure_groups(events_from="$")
+            await self.listeners.announce(force=True)
             await self._advertise()
         except NETWORK_ERRORS as exc:
             await self.redis.aclose()
@@ -148,8 +185,8 @@ class RedisLink:
                 "is the server running? (RedisServer() starts a local one.)"
             ) from exc
         for name, body in (
-            ("sender", self._send_loop),
-            ("events", self._event_loop),
+            ("sender", self.events.send_loop),
+            ("events", self.events.receive_loop),
             ("commands", self.runner.read_loop),
             ("replies", self.caller.reply_loop),
             ("heartbeat", self._heartbeat_loop),
@@ -175,22 +212,18 @@ class RedisLink:
         """
         self._closing = True
         intake = [t for t in self._tasks if t.get_name().endswith(("events", "commands"))]
-        await _cancel(intake)
+        await cancel_all(intake)
         with contextlib.suppress(*NETWORK_ERRORS):
             await self._withdraw()
         await self.runner.drain()
         await self.bus._transport.join()  # events handled: what they publish is buffered
-        deadline = time.monotonic() + self.claim_after
-        while self._buffer and time.monotonic() < deadline:
-            self._wake.set()
-            await asyncio.sleep(0.01)
-        if self._buffer:
+        if not await self.flush(self.claim_after):
             logger.error(
                 "Redis at %s stayed unreachable: %d events were not sent to the shared bus.",
                 redact(self.url),
-                len(self._buffer),
+                self.events.buffered,
             )
-        await _cancel(self._tasks)
+        await cancel_all(self._tasks)
         self.caller.fail_waiting("the bus disconnected from Redis before the result came")
         with contextlib.suppress(*NETWORK_ERRORS):
             pipe = self.redis.pipeline(transaction=False)
@@ -236,7 +269,8 @@ class RedisLink:
         try:
             await self.redis.ping()
             if self._down_since is not None:
-                await self._ensure_groups()
+                await self.recovery.reconnected()
+                await self._ensure_groups(events_from="$")
                 await self._advertise()
         except NETWORK_ERRORS:
             return False
@@ -249,6 +283,10 @@ class RedisLink:
             self._down_since = None
         return True
 
+    async def regroup(self) -> None:
+        """A consumer group of this process was gone: find out why, and make it again."""
+        await self.recovery.regroup()
+
     # ------------------------------------------------------------ directory
 
     def local_command_types(self) -> dict[str, type[Command]]:
@@ -260,10 +298,10 @@ class RedisLink:
             if r.kind == "command"
         }
 
-    async def _ensure_groups(self) -> None:
+    async def _ensure_groups(self, *, events_from: str) -> None:
         pipe = self.redis.pipeline(transaction=False)
         pipe.xgroup_create(
-            self.keys.events, self.keys.event_group(self.process_id), id="$", mkstream=True
+            self.keys.events, self.keys.event_group(self.process_id), id=events_from, mkstream=True
         )
         for key in self.local_command_types():
             pipe.xgroup_create(self.keys.command(key), WORKERS, id="0", mkstream=True)
@@ -271,8 +309,11 @@ class RedisLink:
             if isinstance(result, ResponseError) and "BUSYGROUP" not in str(result):
                 raise result
 
-    async def _advertise(self) -> None:
-        """Say which command types this process handles, until its heartbeat stops."""
+    async def _advertise(self) -> bytes | None:
+        """Say which types this process handles, until its heartbeat stops.
+
+        Also reads the other processes' announcements and the epoch token (returned).
+        """
         ttl = self.heartbeat * 3
         expiry = time.time() + ttl
         pipe = self.redis.pipeline(transaction=False)
@@ -281,17 +322,26 @@ class RedisLink:
         for key in self.local_command_types():
             pipe.xgroup_create(self.keys.command(key), WORKERS, id="0", mkstream=True)
             pipe.zadd(self.keys.handlers(key), {self.process_id: expiry})
-        for result in await pipe.execute(raise_on_error=False):
+        self.listeners.renew(pipe)
+        self.caller.trim(pipe)
+        pipe.get(self.keys.epoch)
+        pipe.hgetall(self.keys.listeners)
+        results = await pipe.execute(raise_on_error=False)
+        for result in results:
             if isinstance(result, ResponseError) and "BUSYGROUP" not in str(result):
                 raise result
+        self.listeners.load(results[-1])
         if self._closing:
             await self._withdraw()
+        epoch: bytes | None = results[-2]
+        return epoch
 
     async def _withdraw(self) -> None:
         pipe = self.redis.pipeline(transaction=False)
         for key in self.local_command_types():
             pipe.zrem(self.keys.handlers(key), self.process_id)
         await pipe.execute()
+        await self.listeners.withdraw()
 
     async def handled_elsewhere(self, command_type: type[Command], *, fresh: bool = False) -> bool:
         """Whether a connected process advertises a handler for ``command_type``."""
@@ -314,159 +364,62 @@ class RedisLink:
         """
         return await self.caller.entry(command_type)
 
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the events buffered here are sent to Redis; say whether they are.
+
+        Args:
+            timeout: Seconds to wait at most (``None``: as long as it takes, so as long
+                as Redis is unreachable).
+        """
+        try:
+            await asyncio.wait_for(self.events.sent_all(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def wait_for_listener(self, event_type: type[Event]) -> None:
+        """Return once another connected process handles ``event_type`` (or a base of it).
+
+        Events published before then do not reach such a process: use this after
+        starting one, before publishing what it should hear. Bound it with
+        ``asyncio.wait_for``.
+        """
+        await self.listeners.wait_for(event_type)
+
+    async def refresh(self) -> None:
+        """Learn now which event types the connected processes handle.
+
+        Otherwise learnt from their notices as they come, and at every heartbeat.
+        """
+        await self.listeners.refresh()
+
     async def _heartbeat_loop(self) -> None:
         beats = 0
         while True:
             raise_if_cancelled()
             await asyncio.sleep(self.heartbeat)
-            await self._advertise()
+            await self.listeners.announce()  # a handler registered here since the last beat
+            if await self._advertise() != self.recovery.epoch:
+                await self.recovery.check()
             await self.runner.renew_and_claim()
+            await self.caller.watch()
             beats += 1
             if beats % 5 == 1:
                 await self.trim()
-
-    # -------------------------------------------------------------- events
-
-    def forward(self, record: Record) -> None:
-        """Buffer a locally accepted event for the shared bus (called under the bus's lock)."""
-        if len(self._buffer) >= self.max_buffer:
-            self._buffer.popleft()
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 10_000 == 0:
-                logger.error(
-                    "Redis at %s is unreachable and the link's buffer is full: %d events dropped "
-                    "so far (they are still in this process's log).",
-                    redact(self.url),
-                    self.dropped,
-                )
-        self._buffer.append(record)
-        if threading.get_ident() == self._thread:
-            self._wake.set()
-        else:
-            self._loop.call_soon_threadsafe(self._wake.set)
-
-    async def _send_loop(self) -> None:
-        buffer = self._buffer
-        origin = self.process_id.encode()
-        stream = self.keys.events
-        while True:
-            raise_if_cancelled()
-            if not buffer:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            batch = list(islice(buffer, 0, 1000))
-            pipe = self.redis.pipeline(transaction=False)
-            for record in batch:
-                pipe.xadd(stream, {b"m": record.line, b"o": origin})
-            await pipe.execute()
-            for _ in batch:
-                buffer.popleft()
-            self.sent += len(batch)
-
-    async def _event_loop(self) -> None:
-        group = self.keys.event_group(self.process_id)
-        stream = self.keys.events
-        origin = self.process_id.encode()
-        transport = self.bus._transport
-        block = int(self.heartbeat * 1000)
-        while True:
-            raise_if_cancelled()
-            try:
-                answer = await self.blocking.xreadgroup(
-                    group, "c", {stream: ">"}, count=1000, block=block
-                )
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                logger.warning(
-                    "This process's consumer group was gone (Redis lost it, or this process "
-                    "was silent for %g s and counted as gone); events meanwhile were missed.",
-                    self.forget_after,
-                )
-                await self._ensure_groups()
-                continue
-            if not answer:
-                continue
-            ids = []
-            for entry_id, fields in answer[0][1]:
-                ids.append(entry_id)
-                if not fields or fields.get(b"o") == origin:
-                    continue
-                item = self._decode_event(fields.get(b"m", b""))
-                if item is None:
-                    continue
-                if transport.queue.is_full():
-                    await transport.reserve()
-                transport.put(item)
-                self.received += 1
-            await self.blocking.xack(stream, group, *ids)
-
-    def _decode_event(self, line: bytes) -> tuple[Event, Any] | None:
-        try:
-            envelope = decode(line)
-            cls = envelope.message_class()
-            if cls is None or not issubclass(cls, Event):
-                return None
-            if not self.bus._registry.event_handlers(cls):
-                return None
-            event = envelope.to_message()
-        except LogFormatError as exc:
-            logger.warning("Skipped an event from the shared bus that does not decode: %s", exc)
-            return None
-        assert isinstance(event, Event)
-        return event, envelope.span_context()
-
-    # -------------------------------------------------------------- trimming
 
     async def trim(self) -> None:
         """Trim the streams up to what every live consumer group has read and acknowledged.
 
         Groups of processes whose heartbeat expired (killed ones) are removed first.
         """
-        await self._trim(self.keys.events, drop_dead=True)
-        for key in self.local_command_types():
-            await self._trim(self.keys.command(key), drop_dead=False)
+        await trim(self)
 
-    async def _trim(self, stream: str, *, drop_dead: bool) -> None:
-        try:
-            groups = await self.redis.xinfo_groups(stream)
-        except ResponseError:
-            return  # no such stream yet
-        floor: bytes | None = None
-        for group in groups:
-            name = group["name"].decode()
-            if (
-                drop_dead
-                and name.startswith("p:")
-                and not await self.redis.exists(self.keys.process(name[2:]))
-            ):
-                await self.redis.xgroup_destroy(stream, name)
-                logger.info("Removed the consumer group of a dead process (%s).", name[2:])
-                continue
-            mark = group["last-delivered-id"]
-            if group["pending"]:
-                pending = await self.redis.xpending(stream, name)
-                mark = pending["min"] or mark  # None when acknowledged meanwhile
-            if floor is None or _id_key(mark) < _id_key(floor):
-                floor = mark
-        if floor is None:
-            await self.redis.xtrim(stream, maxlen=0, approximate=False)
-        elif floor != b"0-0":
-            await self.redis.xtrim(stream, minid=floor, approximate=False)
+    # -------------------------------------------------------------- events
 
+    def forward(self, record: Record) -> None:
+        """Hand a locally accepted event to the shared bus (called under the bus's lock).
 
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel ``tasks`` and wait for them, bounded: a task that will not end is logged."""
-    for task in tasks:
-        task.cancel()
-    if not tasks:
-        return
-    _, stuck = await asyncio.wait(tasks, timeout=5)
-    for task in stuck:
-        logger.error("The shared bus's task %s did not end when cancelled.", task.get_name())
-
-
-def _id_key(entry_id: bytes) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition(b"-")
-    return int(ms), int(seq or 0)
+        Buffered for the sender task if another connected process handles its type;
+        never waits.
+        """
+        self.events.forward(record)

@@ -144,9 +144,19 @@ class RedisServer:
         except ProcessLookupError:
             pass  # it had exited already
 
-    def restart(self, *, kill: bool = False) -> None:
-        """Stop the server and start it again on the same port and directory."""
+    def restart(self, *, kill: bool = False, keep_data: bool = True) -> None:
+        """Stop the server and start it again on the same port and directory.
+
+        Args:
+            kill: Stop it with SIGKILL rather than SIGTERM.
+            keep_data: Whether it finds its data again; ``False`` removes its files
+                first, like a restart of a server that persists nothing.
+        """
         self.stop(kill=kill)
+        if not keep_data:
+            for name in ("appendonly.aof", "dump.rdb"):
+                (self.directory / name).unlink(missing_ok=True)
+            shutil.rmtree(self.directory / "appendonlydir", ignore_errors=True)  # Redis 7
         self.start()
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import selectors
 import signal
@@ -17,6 +18,7 @@ import pytest
 from llmgine.bus import MessageBus
 from llmgine.bus.remote import RedisServer
 from llmgine.bus.remote.worker import READY
+from llmgine.messages import Event
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))  # the tests and the workers import remote_app alike
@@ -57,6 +59,17 @@ class Worker:
 
 
 StartWorker = Callable[..., Worker]
+
+
+async def listened(bus: MessageBus, event_type: type[Event]) -> None:
+    """Learn now of the workers started so far, which handle ``event_type``.
+
+    A worker announces its handlers before it says it is ready; the caller learns of
+    them from its notice or at its next heartbeat, or at once with ``refresh()``.
+    """
+    assert bus.remote is not None
+    await asyncio.wait_for(bus.remote.refresh(), timeout=30)
+    assert bus.remote.listeners.wants(event_type)
 
 
 @pytest.fixture

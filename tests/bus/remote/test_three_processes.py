@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import remote_app
-from conftest import StartWorker
+from conftest import StartWorker, listened
 
 from llmgine.bus import MessageBus
 from llmgine.llm import PromptCommand
@@ -37,6 +37,7 @@ async def test_two_workers_share_commands_and_both_hear_every_event(
             done.set()
 
     caller.register_event_handler(remote_app.EchoedEvent, collect)
+    await listened(caller, remote_app.PingedEvent)
     for n in range(50):
         await caller.publish(remote_app.PingedEvent(n=n))
     await asyncio.wait_for(done.wait(), timeout=60)

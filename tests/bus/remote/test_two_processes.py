@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 import remote_app
-from conftest import StartWorker
+from conftest import StartWorker, listened
 
 from llmgine.bus import MessageBus
 from llmgine.errors import HandlerNotFoundError
@@ -78,6 +78,7 @@ async def test_events_reach_the_worker_once_each_in_order_and_its_events_come_ba
             done.set()
 
     caller.register_event_handler(remote_app.EchoedEvent, collect)
+    await listened(caller, remote_app.PingedEvent)  # the worker just started
     for n in range(200):
         await caller.publish(remote_app.PingedEvent(n=n))
     await asyncio.wait_for(done.wait(), timeout=60)

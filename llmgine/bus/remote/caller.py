@@ -1,0 +1,222 @@
+"""Commands across processes, the caller's side: send a command, wait for its reply.
+
+The caller adds the command's envelope to the stream of its type, with the stream its
+reply should go to and the version of its handlers' announcement, and waits for the
+reply on its own reply stream (one blocking read serves every waiting command).
+
+A caller that stops waiting (a timeout, a cancel, every handling process gone) records
+the command as abandoned and deletes its entry, so no worker runs it later. When Redis
+loses its data (a restart without persistence), the commands whose entries were lost
+fail at once with a clear error; they are not sent again, since a worker may have been
+running them and a command never runs twice to completion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from llmgine.bus.registry import HandlerEntry
+from llmgine.bus.remote.keys import redact, type_key
+from llmgine.bus.remote.tasks import raise_if_cancelled
+from llmgine.errors import HandlerNotFoundError
+from llmgine.messages.commands import Command, CommandResult
+from llmgine.observability.codec import encode
+from llmgine.observability.spans import current_span
+
+if TYPE_CHECKING:
+    from llmgine.bus.remote.link import RedisLink
+
+__all__ = ["ABANDONED", "RESULT_TTL", "RemoteCaller"]
+
+logger = logging.getLogger(__name__)
+
+ABANDONED = b'{"abandoned":true}'
+"""The recorded reply of a command its caller stopped waiting for: never run later."""
+
+RESULT_TTL = 24 * 3600
+"""Seconds a command's recorded reply is kept (its idempotency window)."""
+
+
+@dataclass
+class _Waiting:
+    """A command sent from here whose reply has not come yet."""
+
+    future: asyncio.Future[dict[str, Any]]
+    stream: str
+    command_type: type[Command]
+    sent_at: float
+    entry_id: bytes | None = field(default=None)
+
+
+class RemoteCaller:
+    """The caller's side: sends commands and matches the replies that come back."""
+
+    def __init__(self, link: RedisLink) -> None:
+        self.link = link
+        self.reply_stream = link.keys.reply(link.process_id)
+        self._waiting: dict[str, _Waiting] = {}
+        self.last_read = b"0-0"
+        """The id of the last reply read (Redis makes ids that only grow)."""
+
+    async def entry(self, command_type: type[Command]) -> HandlerEntry:
+        """Return a handler entry that runs ``command_type`` remotely.
+
+        Raises:
+            HandlerNotFoundError: No connected process handles the type.
+        """
+        if not await self.link.handled_elsewhere(command_type):
+            raise HandlerNotFoundError(
+                f"No handler for {command_type.__name__}, here or in any process connected to "
+                f"the shared bus (namespace {self.link.keys.namespace!r}). Register one with "
+                f"bus.register_command_handler({command_type.__name__}, handler), or start a "
+                "worker that does: python -m llmgine worker MODULE:FUNCTION --redis URL."
+            )
+
+        async def run_remotely(command: Command) -> CommandResult:
+            return await self.send(command)
+
+        key = type_key(command_type)
+        return HandlerEntry(
+            fn=run_remotely,
+            key=("remote", key),
+            name=f"remote:{key}",
+            is_async=True,
+            order=-1,
+            owner=None,
+        )
+
+    async def send(self, command: Command) -> CommandResult:
+        """Send ``command`` to the process that handles it and wait for its result."""
+        link = self.link
+        command_id = str(command.id)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        stream = link.keys.command(type_key(type(command)))
+        waiting = _Waiting(future, stream, type(command), time.monotonic())
+        self._waiting[command_id] = waiting
+        answered = False
+        try:
+            # Handlers registered here since the last announcement are announced first,
+            # and the command says which announcement: the worker reads it before running.
+            version = await link.listeners.announce()
+            line = encode("command", command, current_span())
+            waiting.entry_id = await link.redis.xadd(
+                stream,
+                {
+                    b"m": line,
+                    b"r": self.reply_stream.encode(),
+                    b"o": link.process_id,
+                    b"v": str(version),
+                },
+            )
+            reply = await future  # or a failure from watch(), fail_lost() or close()
+            answered = True
+        finally:
+            self._waiting.pop(command_id, None)
+            if not answered:
+                asyncio.get_running_loop().create_task(self._abandon(command_id, waiting))
+        result = CommandResult.model_validate(reply["result"])
+        result.metadata = {**result.metadata, "llmgine.worker": reply.get("worker")}
+        if reply.get("traceback"):
+            result.metadata["llmgine.traceback"] = reply["traceback"]
+        return result
+
+    async def watch(self) -> None:
+        """Fail the commands waiting longer than two heartbeats whose handlers all left.
+
+        Called at each heartbeat. Without it such a caller would wait for its timeout
+        (or forever, with none).
+        """
+        horizon = time.monotonic() - 2 * self.link.heartbeat
+        old = [w for w in self._waiting.values() if w.sent_at < horizon and not w.future.done()]
+        gone: dict[type[Command], bool] = {}
+        for waiting in old:
+            kind = waiting.command_type
+            if kind not in gone:
+                gone[kind] = not await self.link.handled_elsewhere(kind, fresh=True)
+            if gone[kind] and not waiting.future.done():
+                waiting.future.set_exception(
+                    HandlerNotFoundError(
+                        f"Every process that handled {kind.__name__} left the shared bus "
+                        "before answering; the command was not run to completion."
+                    )
+                )
+
+    async def _abandon(self, command_id: str, waiting: _Waiting) -> None:
+        """Mark a command its caller gave up on, and delete its entry: no worker runs it later."""
+        try:
+            pipe = self.link.redis.pipeline(transaction=False)
+            pipe.set(self.link.keys.result(command_id), ABANDONED, nx=True, ex=RESULT_TTL)
+            if waiting.entry_id is not None:
+                pipe.xdel(waiting.stream, waiting.entry_id)
+            await pipe.execute()
+        except Exception as exc:
+            logger.warning("Could not mark abandoned command %s: %s", command_id, exc)
+
+    async def reply_loop(self) -> None:
+        """Read the replies sent to this process and hand each to its waiting caller.
+
+        It reads on from the last reply read; :meth:`trim` drops what was read.
+        """
+        redis = self.link.blocking
+        block = int(self.link.heartbeat * 1000)
+        while True:
+            raise_if_cancelled()
+            answer = await redis.xread({self.reply_stream: self.last_read}, count=100, block=block)
+            for entry_id, fields in answer[0][1] if answer else ():
+                self.last_read = entry_id
+                try:
+                    reply = orjson.loads(fields[b"r"])
+                except (KeyError, TypeError, orjson.JSONDecodeError):
+                    logger.warning("Skipped a reply that does not decode.")
+                    continue
+                waiting = self._waiting.get(reply.get("command_id", ""))
+                if waiting is not None and not waiting.future.done():
+                    waiting.future.set_result(reply)
+            # Let the callers take their results first: the next read can wait a turn.
+            await asyncio.sleep(0)
+
+    def trim(self, pipe: Any) -> None:
+        """Add the trimming of the replies read so far to a heartbeat's pipeline."""
+        if self.last_read != b"0-0":
+            pipe.xtrim(self.reply_stream, minid=self.last_read, approximate=False)
+
+    def fail_waiting(self, why: str) -> None:
+        """Wake every waiting caller with a failure saying ``why``."""
+        for waiting in self._waiting.values():
+            if not waiting.future.done():
+                waiting.future.set_exception(ConnectionError(why))
+
+    async def fail_lost(self) -> int:
+        """After Redis lost its data: fail the waiting commands whose entries went with it.
+
+        Returns how many failed. A command sent after the loss is still in its stream
+        and goes on waiting.
+        """
+        sent = [w for w in self._waiting.values() if w.entry_id is not None]
+        if not sent:
+            return 0
+        pipe = self.link.redis.pipeline(transaction=False)
+        for waiting in sent:
+            pipe.xrange(waiting.stream, waiting.entry_id, waiting.entry_id, count=1)
+        found = await pipe.execute(raise_on_error=False)
+        lost = 0
+        for waiting, entries in zip(sent, found, strict=True):
+            if entries or waiting.future.done():
+                continue
+            lost += 1
+            waiting.future.set_exception(
+                ConnectionError(
+                    f"Redis at {redact(self.link.url)} lost its data (it restarted without "
+                    f"persistence) while this {waiting.command_type.__name__} was in flight; "
+                    "it was not sent again, because a worker may have been running it and a "
+                    "command never runs twice. Check whether it ran (the workers' logs), then "
+                    "execute it again."
+                )
+            )
+        return lost

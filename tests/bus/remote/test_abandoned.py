@@ -1,0 +1,76 @@
+"""A command its caller gave up on before any worker took it is deleted, and never runs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from llmgine.bus import MessageBus
+from llmgine.bus.remote import RedisServer
+from llmgine.bus.remote.caller import ABANDONED
+from llmgine.bus.remote.keys import Keys, type_key
+from llmgine.messages import Command
+
+
+class NamedCommand(Command):
+    name: str
+
+
+def quiet_bus() -> MessageBus:
+    return MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[Any]:
+    c = aioredis.Redis.from_url(redis_server.url)
+    yield c
+    await c.aclose()
+
+
+@pytest.mark.timeout(120)
+async def test_a_command_abandoned_while_it_waited_in_its_stream_never_runs(
+    redis_server: RedisServer, namespace: str, client: Any
+) -> None:
+    caller, worker = quiet_bus(), quiet_bus()
+    started: list[str] = []
+    first_running = asyncio.Event()
+    release = asyncio.Event()
+
+    async def run(command: NamedCommand) -> str:
+        started.append(command.name)
+        first_running.set()
+        await release.wait()
+        return command.name
+
+    worker.register_command_handler(NamedCommand, run)
+    try:
+        await worker.connect(redis_server.url, namespace, heartbeat=0.2, max_concurrency=1)
+        await caller.connect(redis_server.url, namespace, heartbeat=0.2)
+        first = asyncio.create_task(caller.execute(NamedCommand(name="a")))
+        await asyncio.wait_for(first_running.wait(), timeout=30)
+        # The only worker is busy: "b" waits in the stream until its caller gives up.
+        given_up = NamedCommand(name="b")
+        result = await caller.execute(given_up, timeout=0.3)
+        assert result.error_type == "TimeoutError"
+
+        keys = Keys(namespace)
+        stream = keys.command(type_key(NamedCommand))
+        for _ in range(300):  # polls Redis's own state, bounded (30 s): the entry is deleted
+            if await client.xlen(stream) == 1:
+                break
+            await asyncio.sleep(0.1)
+        assert await client.xlen(stream) == 1  # "a" only
+        assert await client.get(keys.result(str(given_up.id))) == ABANDONED
+
+        last = asyncio.create_task(caller.execute(NamedCommand(name="c")))
+        release.set()
+        assert (await asyncio.wait_for(first, timeout=30)).result == "a"
+        assert (await asyncio.wait_for(last, timeout=30)).result == "c"
+        assert started == ["a", "c"]
+    finally:
+        await caller.stop()
+        await worker.stop()
