@@ -52,6 +52,7 @@ class _Waiting:
     command_type: type[Command]
     sent_at: float
     entry_id: bytes | None = field(default=None)
+    abandoned: bool = False
 
 
 class RemoteCaller:
@@ -61,6 +62,7 @@ class RemoteCaller:
         self.link = link
         self.reply_stream = link.keys.reply(link.process_id)
         self._waiting: dict[str, _Waiting] = {}
+        self._abandoning: set[asyncio.Task[None]] = set()
         self.last_read = b"0-0"
         """The id of the last reply read (Redis makes ids that only grow)."""
 
@@ -118,8 +120,10 @@ class RemoteCaller:
             answered = True
         finally:
             self._waiting.pop(command_id, None)
-            if not answered:
-                asyncio.get_running_loop().create_task(self._abandon(command_id, waiting))
+            if not answered and not waiting.abandoned:
+                task = asyncio.get_running_loop().create_task(self._abandon(command_id, waiting))
+                self._abandoning.add(task)
+                task.add_done_callback(self._abandoning.discard)
         result = CommandResult.model_validate(reply["result"])
         result.metadata = {**result.metadata, "llmgine.worker": reply.get("worker")}
         if reply.get("traceback"):
@@ -191,6 +195,27 @@ class RemoteCaller:
         for waiting in self._waiting.values():
             if not waiting.future.done():
                 waiting.future.set_exception(ConnectionError(why))
+
+    async def abandon_waiting(self, why: str) -> None:
+        """Before leaving: fail every waiting caller, and make sure no worker runs their commands.
+
+        They are marked abandoned and deleted now, not in the background: a caller told
+        its command failed may well send it again.
+        """
+        waiting = [(cid, w) for cid, w in self._waiting.items() if not w.future.done()]
+        for _, entry in waiting:
+            entry.abandoned = True
+            entry.future.set_exception(ConnectionError(why))
+        if self._abandoning:
+            await asyncio.gather(*self._abandoning, return_exceptions=True)
+        if not waiting:
+            return
+        pipe = self.link.redis.pipeline(transaction=False)
+        for command_id, entry in waiting:
+            pipe.set(self.link.keys.result(command_id), ABANDONED, nx=True, ex=RESULT_TTL)
+            if entry.entry_id is not None:
+                pipe.xdel(entry.stream, entry.entry_id)
+        await pipe.execute()
 
     async def fail_lost(self) -> int:
         """After Redis lost its data: fail the waiting commands whose entries went with it.

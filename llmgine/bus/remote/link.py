@@ -224,7 +224,17 @@ class RedisLink:
                 self.events.buffered,
             )
         await cancel_all(self._tasks)
-        self.caller.fail_waiting("the bus disconnected from Redis before the result came")
+        try:
+            await self.caller.abandon_waiting(
+                "the bus disconnected from Redis before the result came; the command is "
+                "abandoned: no worker starts it later, and a result from one running it is dropped"
+            )
+        except NETWORK_ERRORS as exc:
+            logger.error(
+                "Could not mark the commands still waiting as abandoned (%s): a worker may "
+                "still run them.",
+                exc,
+            )
         with contextlib.suppress(*NETWORK_ERRORS):
             pipe = self.redis.pipeline(transaction=False)
             pipe.xgroup_destroy(self.keys.events, self.keys.event_group(self.process_id))

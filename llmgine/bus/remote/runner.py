@@ -208,6 +208,9 @@ class CommandRunner:
             await link.listeners.refresh_one(caller)  # it registered handlers since we looked
         result, tb = await self._run(command, parent, caller)
         reply = _reply(command, result, tb, link.process_id)
+        # What the handler published goes out before its reply: a caller that handles
+        # those events finds them on the events stream before execute() returns.
+        await link.flush(link.claim_after)
         if await self._finish(keys, [reply, RESULT_TTL, entry_id, WORKERS, REPLY_TTL]):
             self.completed += 1
         else:

@@ -74,3 +74,50 @@ async def test_a_command_abandoned_while_it_waited_in_its_stream_never_runs(
     finally:
         await caller.stop()
         await worker.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_a_command_waiting_when_its_caller_disconnects_never_runs(
+    redis_server: RedisServer, namespace: str, client: Any
+) -> None:
+    caller, worker, other = quiet_bus(), quiet_bus(), quiet_bus()
+    started: list[str] = []
+    first_running = asyncio.Event()
+    release = asyncio.Event()
+
+    async def run(command: NamedCommand) -> str:
+        started.append(command.name)
+        first_running.set()
+        await release.wait()
+        return command.name
+
+    worker.register_command_handler(NamedCommand, run)
+    try:
+        await worker.connect(redis_server.url, namespace, heartbeat=0.2, max_concurrency=1)
+        await caller.connect(redis_server.url, namespace, heartbeat=0.2)
+        await other.connect(redis_server.url, namespace, heartbeat=0.2)
+        first = asyncio.create_task(caller.execute(NamedCommand(name="a")))
+        await asyncio.wait_for(first_running.wait(), timeout=30)
+        queued = NamedCommand(name="b")
+        waiting = asyncio.create_task(caller.execute(queued))
+        keys = Keys(namespace)
+        stream = keys.command(type_key(NamedCommand))
+        for _ in range(300):  # polls Redis's own state, bounded (30 s): "b" is in its stream
+            if await client.xlen(stream) == 2:
+                break
+            await asyncio.sleep(0.1)
+        await caller.disconnect()
+        told = await asyncio.wait_for(waiting, timeout=30)
+        assert told.error_type == "ConnectionError"
+        assert "no worker starts it later" in (told.error or "")
+        # Marked before disconnect() returned (before: by a task that lost its connection).
+        assert await client.get(keys.result(str(queued.id))) == ABANDONED
+        release.set()
+        await asyncio.wait_for(first, timeout=30)
+        # One worker, one at a time, in stream order: had "b" stayed, it would run before "c".
+        assert (await asyncio.wait_for(other.execute(NamedCommand(name="c")), 30)).result == "c"
+        assert started == ["a", "c"]
+    finally:
+        await other.stop()
+        await caller.stop()
+        await worker.stop()
