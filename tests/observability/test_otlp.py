@@ -243,7 +243,8 @@ def test_credentials_never_reach_reprs_or_urls() -> None:
     assert "s3cret" not in repr(exporter)
     assert exporter.name == "OTLPExporter(https://collector.example:4318/v1/traces)"
     assert "k-123" not in repr(exporter)
-    assert redact_url("http://a:b@h:1/p") == "http://***@h:1/p"
+    assert redact_url("http://a:b@h:1/p") == "http://a:***@h:1/p"
+    assert redact_url("http://token@h:1/p") == "http://***@h:1/p"
     assert redact_url("http://h:1/p") == "http://h:1/p"
 
 

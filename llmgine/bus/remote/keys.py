@@ -15,8 +15,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
+from llmgine._urls import redact_url as redact  # re-exported: the link's logs and reprs
 from llmgine.messages.base import Message
 
 __all__ = ["Keys", "redact", "type_key"]
@@ -28,18 +28,6 @@ WORKERS = "workers"
 def type_key(cls: type[Message]) -> str:
     """Name a message class across processes: ``module.QualName``."""
     return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def redact(url: str) -> str:
-    """Return ``url`` without its password, fit for logs and reprs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else "***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
 
 
 @dataclass(frozen=True, slots=True)

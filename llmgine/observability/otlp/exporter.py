@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from llmgine._urls import redact_url
 from llmgine.errors import ConfigurationError, LogFormatError
 from llmgine.observability.codec import decode
 from llmgine.observability.otlp.spans import FinishedSpan, SpanAssembler
@@ -43,17 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["ExportStats", "OTLPExporter", "SpanExporterLike", "redact_url"]
 
 logger = logging.getLogger("llmgine.observability.otlp")
-
-
-def redact_url(url: str) -> str:
-    """``url`` without credentials: a user or password becomes ``***``."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
 def _id(text: str, bits: int) -> int:
