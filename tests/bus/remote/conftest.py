@@ -12,8 +12,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from llmgine.bus import MessageBus
 from llmgine.bus.remote import RedisServer
@@ -32,6 +34,14 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[Any]:
+    """A plain redis-py client of the session's server, to look at what the buses left."""
+    c = aioredis.Redis.from_url(redis_server.url)
+    yield c
+    await c.aclose()
 
 
 @pytest.fixture

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
+from support import quiet_bus
 
-from llmgine.bus import MessageBus
 from llmgine.bus.remote import RedisServer
 from llmgine.bus.remote.caller import ABANDONED
 from llmgine.bus.remote.keys import Keys, type_key
@@ -18,17 +16,6 @@ from llmgine.messages import Command
 
 class NamedCommand(Command):
     name: str
-
-
-def quiet_bus() -> MessageBus:
-    return MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
-
-
-@pytest.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[Any]:
-    c = aioredis.Redis.from_url(redis_server.url)
-    yield c
-    await c.aclose()
 
 
 @pytest.mark.timeout(120)

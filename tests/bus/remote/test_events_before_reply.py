@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from support import quiet_bus
 
-from llmgine.bus import MessageBus
 from llmgine.bus.remote import RedisServer
 from llmgine.messages import Command, Event
 
@@ -15,10 +15,6 @@ class ReportCommand(Command):
 
 class ProgressEvent(Event):
     step: int
-
-
-def quiet_bus() -> MessageBus:
-    return MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
 
 
 @pytest.mark.timeout(120)

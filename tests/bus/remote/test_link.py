@@ -6,39 +6,14 @@ import asyncio
 import logging
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 import remote_app
+from support import Collector, quiet_bus
 
-from llmgine.bus import MessageBus
 from llmgine.bus.remote import RedisServer
 from llmgine.bus.remote.keys import Keys, redact
-
-
-def quiet_bus() -> MessageBus:
-    return MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
-
-
-class Collector:
-    def __init__(self, expected: int) -> None:
-        self.seen: list[int] = []
-        self.expected = expected
-        self.done = asyncio.Event()
-
-    def __call__(self, event: remote_app.PingedEvent) -> None:
-        self.seen.append(event.n)
-        if len(self.seen) >= self.expected:
-            self.done.set()
-
-
-@pytest.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[Any]:
-    c = aioredis.Redis.from_url(redis_server.url)
-    yield c
-    await c.aclose()
 
 
 def test_import_llmgine_does_not_import_redis() -> None:

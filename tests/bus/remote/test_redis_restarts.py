@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import remote_app
+from support import Collector, quiet_bus
 
 from llmgine.bus import MessageBus
 from llmgine.bus.remote import RedisServer
@@ -23,22 +24,6 @@ class HoldCommand(Command):
 
 class TripleCommand(Command):
     n: int
-
-
-def quiet_bus() -> MessageBus:
-    return MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
-
-
-class Collector:
-    def __init__(self, expected: int) -> None:
-        self.seen: list[int] = []
-        self.expected = expected
-        self.done = asyncio.Event()
-
-    def __call__(self, event: remote_app.PingedEvent) -> None:
-        self.seen.append(event.n)
-        if len(self.seen) >= self.expected:
-            self.done.set()
 
 
 @pytest.fixture
