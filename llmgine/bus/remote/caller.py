@@ -14,6 +14,7 @@ running them and a command never runs twice to completion.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -124,6 +125,12 @@ class RemoteCaller:
                 task = asyncio.get_running_loop().create_task(self._abandon(command_id, waiting))
                 self._abandoning.add(task)
                 task.add_done_callback(self._abandoning.discard)
+        upto = reply.get("events_upto")
+        if isinstance(upto, str):
+            # The handler's events are on the stream before its reply: read them first, so
+            # that they are here when execute() returns (bounded, should this process lag).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(link.events.read_past(upto), 2 * link.heartbeat + 1)
         result = CommandResult.model_validate(reply["result"])
         result.metadata = {**result.metadata, "llmgine.worker": reply.get("worker")}
         if reply.get("traceback"):

@@ -33,7 +33,7 @@ from redis.exceptions import ResponseError
 
 from llmgine.bus.remote.keys import redact, type_key
 from llmgine.bus.remote.tasks import raise_if_cancelled
-from llmgine.bus.remote.wire import event_field, load_message, notice_field
+from llmgine.bus.remote.wire import entry_order, event_field, load_message, notice_field
 from llmgine.errors import LogFormatError
 from llmgine.messages.events import Event
 from llmgine.observability.codec import decode
@@ -76,12 +76,11 @@ end
 local id
 for i = 2, #ARGV, 2 do id = redis.call('XADD', KEYS[1], '*', ARGV[i], ARGV[i + 1]) end
 if caught_up and id then redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], id) end
-if caught_up then return 1 end
-return 0
+return id
 """
-"""Add a batch of entries in one round trip; when this process's group had read the
-stream to its end, move the group past the batch, so that this process does not read
-its own events back (it skips them when it must read them)."""
+"""Add a batch of entries in one round trip and return the last one's id; when this
+process's group had read the stream to its end, move the group past the batch, so that
+this process does not read its own events back (it skips them when it must read them)."""
 
 
 class EventChannel:
@@ -105,6 +104,10 @@ class EventChannel:
         self._classes: dict[bytes, type[Event]] = {}
         self._warned_foreign = False
         self._send = link.redis.register_script(SEND)
+        self.last_sent: bytes | None = None
+        """The id of the last event this process added to the stream."""
+        self._read_upto = (0, 0)
+        self._readers: list[tuple[tuple[int, int], asyncio.Future[None]]] = []
 
     @property
     def buffered(self) -> int:
@@ -172,13 +175,14 @@ class EventChannel:
                 args += (self._field(type(record.message)), line)
             self._in_flight = len(batch)
             try:
-                await self._send([stream], args)
+                last = await self._send([stream], args)
             except BaseException:
                 buffer.extendleft(reversed(batch))
                 raise
             finally:
                 self._in_flight = 0
             self.sent += len(batch)
+            self.last_sent = last
             if self._dropping:
                 logger.warning(
                     "Redis at %s takes events again: %d events were dropped while it did not "
@@ -246,6 +250,33 @@ class EventChannel:
                     transport.put(item)
                     self.received += 1
             await link.blocking.xack(stream, group, *ids)
+            self._passed(ids[-1])
+
+    def _passed(self, entry_id: bytes) -> None:
+        """Everything up to ``entry_id`` is read and queued here: wake who waited for it."""
+        self._read_upto = entry_order(entry_id)
+        if self._readers:
+            waiting = []
+            for target, future in self._readers:
+                if target <= self._read_upto:
+                    if not future.done():
+                        future.set_result(None)
+                else:
+                    waiting.append((target, future))
+            self._readers = waiting
+
+    async def read_past(self, entry_id: bytes | str) -> None:
+        """Return once this process has read (and queued for its handlers) ``entry_id``.
+
+        A caller waits for this before ``execute()`` returns, so that the events the
+        remote handler published are here first. Bound it with ``asyncio.wait_for``.
+        """
+        target = entry_order(entry_id)
+        if target <= self._read_upto:
+            return
+        future = self._loop.create_future()
+        self._readers.append((target, future))
+        await future
 
     def _foreign(self, name: bytes) -> None:
         """An entry this version does not write: say so once, and skip it."""

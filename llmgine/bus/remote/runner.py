@@ -73,9 +73,18 @@ return 1
 """For a taken-over entry: if a reply was recorded, send it again and acknowledge."""
 
 
-def _reply(command: Command, result: CommandResult, tb: str, worker: str) -> bytes:
-    """The reply's JSON: the result serialized once, straight into the payload."""
-    head = orjson.dumps({"command_id": str(command.id), "traceback": tb, "worker": worker})
+def _reply(
+    command: Command, result: CommandResult, tb: str, worker: str, events_upto: bytes | None
+) -> bytes:
+    """The reply's JSON: the result serialized once, straight into the payload.
+
+    ``events_upto`` is the id of the last event this process sent while it ran the
+    command (what its handler published), if any.
+    """
+    fields: dict[str, Any] = {"command_id": str(command.id), "traceback": tb, "worker": worker}
+    if events_upto is not None:
+        fields["events_upto"] = events_upto.decode()
+    head = orjson.dumps(fields)
     return b"".join(
         (head[:-1], b',"result":', to_json(result, fallback=safe_repr, inf_nan_mode="null"), b"}")
     )
@@ -206,11 +215,13 @@ class CommandRunner:
         version = int(fields.get(b"v", b"0") or 0)
         if version > link.listeners.known_version(caller):
             await link.listeners.refresh_one(caller)  # it registered handlers since we looked
+        sent = link.events.sent
         result, tb = await self._run(command, parent, caller)
-        reply = _reply(command, result, tb, link.process_id)
-        # What the handler published goes out before its reply: a caller that handles
-        # those events finds them on the events stream before execute() returns.
+        # What the handler published goes out before its reply, and the reply says up to
+        # where: the caller reads that far before its execute() returns.
         await link.flush(link.claim_after)
+        upto = link.events.last_sent if link.events.sent > sent else None
+        reply = _reply(command, result, tb, link.process_id, upto)
         if await self._finish(keys, [reply, RESULT_TTL, entry_id, WORKERS, REPLY_TTL]):
             self.completed += 1
         else:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from redis.exceptions import ResponseError
 
 from llmgine.bus.remote.listeners import Announcement
+from llmgine.bus.remote.wire import entry_order
 
 if TYPE_CHECKING:
     from llmgine.bus.remote.link import RedisLink
@@ -62,14 +63,9 @@ async def _trim(link: RedisLink, stream: str, *, drop_dead: bool) -> None:
         if group["pending"]:
             pending = await redis.xpending(stream, name)
             mark = pending["min"] or mark  # None when acknowledged meanwhile
-        if floor is None or _id_key(mark) < _id_key(floor):
+        if floor is None or entry_order(mark) < entry_order(floor):
             floor = mark
     if floor is None:
         await redis.xtrim(stream, maxlen=0, approximate=False)
     elif floor != b"0-0":
         await redis.xtrim(stream, minid=floor, approximate=False)
-
-
-def _id_key(entry_id: bytes) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition(b"-")
-    return int(ms), int(seq or 0)

@@ -20,7 +20,7 @@ import orjson
 from llmgine.messages.base import Message
 from llmgine.observability.events import SpanContext
 
-__all__ = ["event_field", "load_message", "notice_field"]
+__all__ = ["entry_order", "event_field", "load_message", "notice_field"]
 
 M = TypeVar("M", bound=Message)
 
@@ -64,3 +64,10 @@ def load_message(cls: type[M], line: bytes) -> tuple[M, SpanContext | None]:
     if isinstance(trace_id, str) and isinstance(span_id, str):
         return message, SpanContext(trace_id=trace_id, span_id=span_id)
     return message, None
+
+
+def entry_order(entry_id: bytes | str) -> tuple[int, int]:
+    """A stream entry's id (``ms-seq``) as something that sorts in stream order."""
+    raw = entry_id.encode() if isinstance(entry_id, str) else entry_id
+    ms, _, seq = raw.partition(b"-")
+    return int(ms), int(seq or 0)
