@@ -53,8 +53,11 @@ BATCH = 1000
 BATCH_BYTES = 4 << 20
 """Bytes of envelopes per send at most (a single larger event goes alone)."""
 
-# KEYS: the events stream. ARGV: this process's group, then field, value, field, value...
+# KEYS: the events stream, this process's sent key. ARGV: this process's group, the
+# batch's number, then field, value, field, value...
 SEND = """
+local done = redis.call('HMGET', KEYS[2], 'batch', 'id')
+if done[1] and tonumber(done[1]) >= tonumber(ARGV[2]) then return done[2] end
 local last_generated
 local info = redis.pcall('XINFO', 'STREAM', KEYS[1])
 if not info['err'] then
@@ -74,13 +77,17 @@ if last_generated then
   end
 end
 local id
-for i = 2, #ARGV, 2 do id = redis.call('XADD', KEYS[1], '*', ARGV[i], ARGV[i + 1]) end
+for i = 3, #ARGV, 2 do id = redis.call('XADD', KEYS[1], '*', ARGV[i], ARGV[i + 1]) end
 if caught_up and id then redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], id) end
+redis.call('HSET', KEYS[2], 'batch', ARGV[2], 'id', id)
+redis.call('EXPIRE', KEYS[2], 86400)
 return id
 """
 """Add a batch of entries in one round trip and return the last one's id; when this
 process's group had read the stream to its end, move the group past the batch, so that
-this process does not read its own events back (it skips them when it must read them)."""
+this process does not read its own events back (it skips them when it must read them).
+A batch whose number was added already (its reply was lost, and it is sent again) is
+not added twice: events reach every process exactly once."""
 
 
 class EventChannel:
@@ -104,6 +111,8 @@ class EventChannel:
         self._classes: dict[bytes, type[Event]] = {}
         self._warned_foreign = False
         self._send = link.redis.register_script(SEND)
+        self._pending: tuple[int, list[Record], list[Any]] | None = None
+        self._batches = 0
         self.last_sent: bytes | None = None
         """The id of the last event this process added to the stream."""
         self._read_upto = (0, 0)
@@ -112,7 +121,7 @@ class EventChannel:
     @property
     def buffered(self) -> int:
         """Events accepted here and waiting to be sent to Redis."""
-        return len(self._buffer)
+        return len(self._buffer) + (len(self._pending[1]) if self._pending else 0)
 
     # ------------------------------------------------------------ sending
 
@@ -152,35 +161,25 @@ class EventChannel:
         buffer = self._buffer
         stream = link.keys.events
         group = link.keys.event_group(link.process_id)
+        sent_key = link.keys.sent(link.process_id)
         while True:
             raise_if_cancelled()
-            if not buffer:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
+            if self._pending is None:
+                if not buffer:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                self._pending = self._next_batch()
             await link.listeners.announce()  # a new handler here: its notice goes first
-            # The batch leaves the buffer while it is sent (an overflow meanwhile drops
-            # only what waits), and goes back to its front if the send fails.
-            batch: list[Record] = []
-            args: list[Any] = [group]
-            size = 0
-            while buffer and len(batch) < BATCH:
-                record = buffer.popleft()
-                line = record.line
-                if size and size + len(line) > BATCH_BYTES:
-                    buffer.appendleft(record)
-                    break
-                batch.append(record)
-                size += len(line)
-                args += (self._field(type(record.message)), line)
+            # A batch that failed is sent again as it was, under its number: if it did
+            # reach Redis (only the reply was lost), the script does not add it twice.
+            number, batch, args = self._pending
             self._in_flight = len(batch)
             try:
-                last = await self._send([stream], args)
-            except BaseException:
-                buffer.extendleft(reversed(batch))
-                raise
+                last = await self._send([stream, sent_key], [group, number, *args])
             finally:
                 self._in_flight = 0
+            self._pending = None
             self.sent += len(batch)
             self.last_sent = last
             if self._dropping:
@@ -198,9 +197,27 @@ class EventChannel:
                     if not waiter.done():
                         waiter.set_result(None)
 
+    def _next_batch(self) -> tuple[int, list[Record], list[Any]]:
+        """Take the next batch out of the buffer (an overflow then drops only what waits)."""
+        buffer = self._buffer
+        batch: list[Record] = []
+        args: list[Any] = []
+        size = 0
+        while buffer and len(batch) < BATCH:
+            record = buffer.popleft()
+            line = record.line
+            if size and size + len(line) > BATCH_BYTES:
+                buffer.appendleft(record)
+                break
+            batch.append(record)
+            size += len(line)
+            args += (self._field(type(record.message)), line)
+        self._batches += 1
+        return self._batches, batch, args
+
     async def sent_all(self) -> None:
         """Return once everything accepted so far is sent (none waits, none in flight)."""
-        while self._buffer or self._in_flight:
+        while self._buffer or self._in_flight or self._pending:
             waiter = self._loop.create_future()
             self._emptied.append(waiter)
             self._wake.set()

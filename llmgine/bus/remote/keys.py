@@ -8,6 +8,8 @@
 ``{ns}:process:{id}``               a process's heartbeat (expires when it dies)
 ``{ns}:reply:{id}``                 the results sent back to one calling process
 ``{ns}:result:{command id}``        a finished command's reply, so it never runs twice
+``{ns}:sent:{id}``                  hash: a process's last batch of events (its number, last id),
+                                    so a batch sent again after a lost reply is not added twice
 ``{ns}:epoch``                      a token set once per data set: when it changes or is gone,
                                     Redis lost its data (a restart without persistence)
 """
@@ -62,6 +64,10 @@ class Keys:
     def process(self, process_id: str) -> str:
         """A process's heartbeat key."""
         return f"{self.namespace}:process:{process_id}"
+
+    def sent(self, process_id: str) -> str:
+        """A process's last batch of events added to the stream: its number and last id."""
+        return f"{self.namespace}:sent:{process_id}"
 
     def reply(self, process_id: str) -> str:
         """The stream of results sent back to one process."""

@@ -97,3 +97,46 @@ async def test_trimming_bounds_the_stream_but_keeps_what_a_live_consumer_has_not
     assert await client.xlen(keys.events) >= 100
     await sender.stop()
     await receiver.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_a_batch_sent_again_after_its_reply_was_lost_arrives_once(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    sender, receiver = quiet_bus(), quiet_bus()
+    collect = Collector(expected=30)
+    receiver.register_event_handler(remote_app.PingedEvent, collect)
+    await receiver.connect(redis_server.url, namespace, heartbeat=0.2)
+    await sender.connect(redis_server.url, namespace, heartbeat=0.2)
+    assert sender.remote is not None
+    channel = sender.remote.events
+    script = channel._send
+    lost = 0
+
+    async def reply_lost_once(keys: Any, args: Any) -> Any:
+        nonlocal lost
+        answer = await script(keys, args)  # the batch reaches Redis...
+        if lost == 0:
+            lost += 1
+            raise RedisConnectionError("connection reset")  # ...and its reply does not
+        return answer
+
+    channel._send = reply_lost_once
+    try:
+        for n in range(30):
+            await sender.publish(remote_app.PingedEvent(n=n))
+        await asyncio.wait_for(collect.done.wait(), timeout=60)
+        assert await asyncio.wait_for(sender.remote.flush(), timeout=60)
+        # A marker read back through the stream: nothing more than the 30 comes after it.
+        collect.expected += 1
+        collect.done.clear()
+        await sender.publish(remote_app.PingedEvent(n=-1))
+        await asyncio.wait_for(collect.done.wait(), timeout=60)
+        await receiver.wait_for_events()
+    finally:
+        await sender.stop()
+        await receiver.stop()
+    assert lost == 1
+    assert collect.seen == [*range(30), -1]  # before: the lost batch's events twice
