@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import os
+import queue
 import threading
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from inspect import isawaitable
 from typing import Any
 
@@ -44,57 +45,102 @@ class HandlerTimedOut(Exception):
 class _Run:
     """One sync handler's call in a handler thread."""
 
-    __slots__ = ("finished", "overdue", "started")
+    __slots__ = ("arg", "context", "finished", "fn", "future", "loop", "overdue", "started")
 
-    def __init__(self) -> None:
+    def __init__(self, fn: Callable[[Any], Any], arg: Any) -> None:
+        self.fn = fn
+        self.arg = arg
+        self.context = contextvars.copy_context()
+        self.loop = asyncio.get_running_loop()
+        self.future: asyncio.Future[Any] = self.loop.create_future()
         self.started = False
         self.finished = False
         self.overdue = False
 
 
 class _HandlerThreads:
-    """The threads of sync handlers with a timeout: one pool per process, made on first use.
+    """The threads of sync handlers with a timeout: at most ``HANDLER_THREADS`` per process.
 
     Not the loop's default executor: handlers stuck past their timeout keep their
     threads, and must not starve ``asyncio.to_thread`` and ``run_in_executor`` of
-    the application (or of the bus's own log and exporters).
+    the application (or of the bus's own log and exporters). Daemon threads, unlike
+    an executor's: a handler stuck for good does not keep the process from exiting.
     """
 
     def __init__(self) -> None:
-        self._pool: ThreadPoolExecutor | None = None
-        self._pid = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
         self._lock = threading.Lock()
+        self._work: queue.SimpleQueue[_Run] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._threads = 0
         self.overdue = 0
         """Handlers still running in a thread past their timeout."""
 
-    def submit(self, fn: Callable[[Any], Any], arg: Any) -> tuple[_Run, asyncio.Future[Any]]:
+    def submit(self, fn: Callable[[Any], Any], arg: Any) -> _Run:
         """Run ``fn(arg)`` in a handler thread, in a copy of the caller's context."""
-        if self._pool is None or self._pid != os.getpid():  # a forked child has no threads
-            self._pool = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="llmgine-handler")
-            self._pid = os.getpid()
-        context = contextvars.copy_context()
-        run = _Run()
+        if self._pid != os.getpid():  # a forked child has none of its parent's threads
+            self._reset()
+        run = _Run(fn, arg)
+        self._work.put(run)
+        if not self._idle.acquire(blocking=False):
+            with self._lock:
+                if self._threads < HANDLER_THREADS:
+                    self._threads += 1
+                    name = f"llmgine-handler-{self._threads}"
+                    threading.Thread(target=self._serve, name=name, daemon=True).start()
+        return run
 
-        def work() -> Any:
-            run.started = True
-            try:
-                return context.run(fn, arg)
-            finally:
-                with self._lock:
-                    run.finished = True
-                    if run.overdue:
-                        self.overdue -= 1
-
-        return run, asyncio.get_running_loop().run_in_executor(self._pool, work)
+    def _serve(self) -> None:
+        while True:
+            run = self._work.get()
+            with self._lock:
+                start = not run.future.done()  # not cancelled: its timeout has not passed
+                run.started = start
+            if start:
+                try:
+                    value = run.context.run(run.fn, run.arg)
+                except BaseException as exc:
+                    _settle(run, None, exc)
+                else:
+                    _settle(run, value, None)
+                finally:
+                    with self._lock:
+                        run.finished = True
+                        if run.overdue:
+                            self.overdue -= 1
+            self._idle.release()
 
     def timed_out(self, run: _Run, timeout: float) -> HandlerTimedOut:
-        """Note that ``run`` passed its ``timeout``; return the error that says so."""
+        """Note that ``run`` passed its ``timeout``; return the error that says so.
+
+        A run that has not started never will (its future is cancelled by then).
+        """
         with self._lock:
             if run.started and not run.finished and not run.overdue:
                 run.overdue = True
                 self.overdue += 1
             overdue = self.overdue
         return HandlerTimedOut(timeout, started=run.started, overdue=overdue)
+
+
+def _settle(run: _Run, value: Any, exc: BaseException | None) -> None:
+    """Hand a handler thread's outcome to the waiting loop (from the thread)."""
+
+    def settle() -> None:
+        if run.future.done():
+            return
+        if exc is None:
+            run.future.set_result(value)
+        elif isinstance(exc, StopIteration):  # a future cannot hold one
+            run.future.set_exception(RuntimeError(f"the handler raised {exc!r}"))
+        else:
+            run.future.set_exception(exc)
+
+    with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
+        run.loop.call_soon_threadsafe(settle)
 
 
 _threads = _HandlerThreads()
@@ -123,8 +169,8 @@ async def call_command_handler(entry: HandlerEntry, command: Any, timeout: float
             if entry.is_async:
                 value = await entry.fn(command)
             else:
-                run, future = _threads.submit(entry.fn, command)
-                value = await future
+                run = _threads.submit(entry.fn, command)
+                value = await run.future
                 if isawaitable(value):
                     value = await value
     except TimeoutError:

@@ -243,3 +243,39 @@ async def test_an_async_handler_past_its_timeout_did_not_finish() -> None:
     async with bus:
         result = await bus.execute(WorkCommand(), timeout=0.05)
     assert result.error == "the handler did not finish within 0.05 s"
+
+
+@pytest.mark.timeout(120)
+def test_a_sync_handler_stuck_for_good_does_not_keep_the_process_from_exiting() -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import asyncio, threading
+        from llmgine.bus import MessageBus
+        from llmgine.messages import Command
+
+        class StuckCommand(Command):
+            pass
+
+        forever = threading.Event()
+
+        async def main():
+            bus = MessageBus(log_dir=None, enable_console_metrics=False,
+                             enable_console_traces=False)
+            bus.register_command_handler(StuckCommand, lambda command: forever.wait())
+            async with bus:
+                result = await bus.execute(StuckCommand(), timeout=0.1)
+            print(result.error, flush=True)
+
+        asyncio.run(main())
+        """
+    )
+    # Before: the interpreter joined the handler's thread at exit, and waited forever.
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "the handler did not finish within 0.1 s"
