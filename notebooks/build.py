@@ -30,6 +30,37 @@ def code(text: str) -> Cell:
     return ("code", text.strip())
 
 
+def forced_weather_tool() -> list[Cell]:
+    """A tool the model is made to call (``tool_choice``), for the two real-model tutorials."""
+    return [
+        code('''
+from llmgine.llm import ToolResultEvent
+
+
+def get_weather(city: str) -> str:
+    """Get the current weather for a city.
+
+    Args:
+        city: The city, e.g. "Paris".
+    """
+    return f"Sunny and 21°C in {city}"
+
+
+engine.register_tool(get_weather)
+tool_results = []
+bus.register_event_handler(ToolResultEvent, tool_results.append)
+reply = await engine.chat("What is the weather in Paris?", tool_choice="get_weather",
+                          conversation_id="weather", temperature=0, max_tokens=48)
+await bus.wait_for_events()
+[(r.tool_name, r.error) for r in tool_results]
+'''),
+        code("""
+# NBVAL_IGNORE_OUTPUT
+tool_results[0].result, reply
+"""),
+    ]
+
+
 QUICKSTART: list[Cell] = [
     md("""
 # llmgine quickstart
@@ -651,31 +682,7 @@ answers. (llama-cpp-python's `chatml-function-calling` template leaves tool resu
 prompt it builds, so this server's model answers without seeing them; `model="local"` in
 `07_a_real_model_no_key` shows them to the model.)
 """),
-    code('''
-from llmgine.llm import ToolResultEvent
-
-
-def get_weather(city: str) -> str:
-    """Get the current weather for a city.
-
-    Args:
-        city: The city, e.g. "Paris".
-    """
-    return f"Sunny and 21°C in {city}"
-
-
-engine.register_tool(get_weather)
-tool_results = []
-bus.register_event_handler(ToolResultEvent, tool_results.append)
-reply = await engine.chat("What is the weather in Paris?", tool_choice="get_weather",
-                          conversation_id="weather", temperature=0, max_tokens=48)
-await bus.wait_for_events()
-[(r.tool_name, r.error) for r in tool_results]
-'''),
-    code("""
-# NBVAL_IGNORE_OUTPUT
-tool_results[0].result, reply
-"""),
+    *forced_weather_tool(),
     md("""
 ## Structured output
 
@@ -835,31 +842,7 @@ A model this small will not call tools on its own: `tool_choice` forces one (by 
 `"required"`), again through a grammar built from the tool's schema. The tool runs; then the model
 answers from its result.
 """),
-    code('''
-from llmgine.llm import ToolResultEvent
-
-
-def get_weather(city: str) -> str:
-    """Get the current weather for a city.
-
-    Args:
-        city: The city, e.g. "Paris".
-    """
-    return f"Sunny and 21°C in {city}"
-
-
-engine.register_tool(get_weather)
-tool_results = []
-bus.register_event_handler(ToolResultEvent, tool_results.append)
-reply = await engine.chat("What is the weather in Paris?", tool_choice="get_weather",
-                          conversation_id="weather", temperature=0, max_tokens=48)
-await bus.wait_for_events()
-[(r.tool_name, r.error) for r in tool_results]
-'''),
-    code("""
-# NBVAL_IGNORE_OUTPUT
-tool_results[0].result, reply
-"""),
+    *forced_weather_tool(),
     md("""
 ## In the magics and the chat panel
 

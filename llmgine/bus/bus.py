@@ -20,6 +20,7 @@ from llmgine.bus.handlers import (
     call_command_handler,
     cancelled_from_outside,
     describe,
+    failure_result,
 )
 from llmgine.bus.lifecycle import BusLifecycle
 from llmgine.bus.queue import Delivery, delivering
@@ -166,14 +167,7 @@ class MessageBus(BusLifecycle):
     async def _failed(
         self, command: Command, start: float, span: Span, error: str, error_type: str, tb: str
     ) -> CommandResult:
-        result = CommandResult(
-            success=False,
-            error=error,
-            error_type=error_type,
-            command_id=command.id,
-            command_type=type(command).__name__,
-            duration_ms=(time.perf_counter() - start) * 1000.0,
-        )
+        result = failure_result(command, start, error, error_type)
         await self._publish_failure(command, result, tb, span)
         return result
 

@@ -8,12 +8,14 @@ import contextvars
 import os
 import queue
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from inspect import isawaitable
 from typing import Any
 
 from llmgine.bus.registry import HandlerEntry
+from llmgine.messages.commands import CommandResult
 from llmgine.observability.jsonsafe import safe_str
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "call_command_handler",
     "cancelled_from_outside",
     "describe",
+    "failure_result",
 ]
 
 
@@ -182,6 +185,18 @@ async def call_command_handler(entry: HandlerEntry, command: Any, timeout: float
     if scope.expired():  # the handler swallowed the cancellation and returned anyway
         raise HandlerTimedOut(timeout)
     return value
+
+
+def failure_result(command: Any, start: float, error: str, error_type: str) -> CommandResult:
+    """The ``CommandResult`` of a command that failed; ``start`` is its ``perf_counter()``."""
+    return CommandResult(
+        success=False,
+        error=error,
+        error_type=error_type,
+        command_id=command.id,
+        command_type=type(command).__name__,
+        duration_ms=(time.perf_counter() - start) * 1000.0,
+    )
 
 
 def describe(exc: BaseException) -> tuple[str, str, str]:

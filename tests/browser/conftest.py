@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from llmgine._processes import free_port, stop_process
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -50,12 +51,6 @@ def find_chromium() -> str:
         "Chromium binary.",
         pytrace=False,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -117,12 +112,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
                 time.sleep(0.25)  # polling a server process that is starting up, not the bus
         yield Lab(url=url, token=token, root=root)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        stop_process(server, timeout=20)
         log.close()
 
 

@@ -23,6 +23,7 @@ from llmgine import (
     ToolCallEvent,
     ToolResultEvent,
 )
+from llmgine._processes import stop_process
 from llmgine.llm.mcp import McpTool, safe_url
 
 pytestmark = pytest.mark.timeout(120)
@@ -63,12 +64,7 @@ def time_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 time.sleep(0.1)  # polling a server process that is starting up, not the bus
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        stop_process(server, timeout=20)
         log.close()
 
 

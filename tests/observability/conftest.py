@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from llmgine._processes import free_port
+
 PHOENIX_VERSION = "20.26.1"
 
 
@@ -35,13 +36,6 @@ def _cache_dir() -> Path:
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "llmgine-tests"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def phoenix_python() -> Path:
@@ -145,7 +139,7 @@ def _quiet_env() -> dict[str, str]:
 def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phoenix]:
     python = phoenix_python()
     work = tmp_path_factory.mktemp("phoenix")
-    port, grpc_port = _free_port(), _free_port()
+    port, grpc_port = free_port(), free_port()
     env = _quiet_env()
     env.update(
         PHOENIX_HOST="127.0.0.1",

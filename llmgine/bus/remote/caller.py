@@ -122,9 +122,12 @@ class RemoteCaller:
         finally:
             self._waiting.pop(command_id, None)
             if not answered and not waiting.abandoned:
+                # Recorded before the failure reaches the caller: a command said to have
+                # failed never runs later. Shielded: a second cancel does not stop it.
                 task = asyncio.get_running_loop().create_task(self._abandon(command_id, waiting))
                 self._abandoning.add(task)
                 task.add_done_callback(self._abandoning.discard)
+                await asyncio.shield(task)
         upto = reply.get("events_upto")
         if isinstance(upto, str):
             # The handler's events are on the stream before its reply: read them first, so
@@ -196,12 +199,6 @@ class RemoteCaller:
         """Add the trimming of the replies read so far to a heartbeat's pipeline."""
         if self.last_read != b"0-0":
             pipe.xtrim(self.reply_stream, minid=self.last_read, approximate=False)
-
-    def fail_waiting(self, why: str) -> None:
-        """Wake every waiting caller with a failure saying ``why``."""
-        for waiting in self._waiting.values():
-            if not waiting.future.done():
-                waiting.future.set_exception(ConnectionError(why))
 
     async def abandon_waiting(self, why: str) -> None:
         """Before leaving: fail every waiting caller, and make sure no worker runs their commands.

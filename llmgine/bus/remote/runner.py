@@ -27,7 +27,7 @@ import orjson
 from pydantic_core import to_json
 from redis.exceptions import ResponseError
 
-from llmgine.bus.handlers import call_command_handler, describe
+from llmgine.bus.handlers import call_command_handler, describe, failure_result
 from llmgine.bus.remote.caller import ABANDONED, RESULT_TTL
 from llmgine.bus.remote.keys import WORKERS
 from llmgine.bus.remote.tasks import raise_if_cancelled
@@ -254,7 +254,7 @@ class CommandRunner:
             try:
                 entry = bus._registry.command_handler(type(command))
             except HandlerNotFoundError as exc:
-                return self._failure(command, start, str(exc), type(exc).__name__), ""
+                return failure_result(command, start, str(exc), type(exc).__name__), ""
             span = Span(
                 bus._emit,
                 command_type,
@@ -271,7 +271,7 @@ class CommandRunner:
                 except Exception as exc:
                     message, error_type, tb = describe(exc)
                     span.set_status("ERROR", f"{error_type}: {message}")
-                    return self._failure(command, start, message, error_type), tb
+                    return failure_result(command, start, message, error_type), tb
                 result = value if isinstance(value, CommandResult) else None
                 if result is None:
                     result = CommandResult(success=True, result=value)
@@ -285,14 +285,3 @@ class CommandRunner:
         finally:
             _current_session.reset(session_token)
             _current_span.reset(span_token)
-
-    @staticmethod
-    def _failure(command: Command, start: float, error: str, error_type: str) -> CommandResult:
-        return CommandResult(
-            success=False,
-            error=error,
-            error_type=error_type,
-            command_id=command.id,
-            command_type=type(command).__name__,
-            duration_ms=(time.perf_counter() - start) * 1000.0,
-        )

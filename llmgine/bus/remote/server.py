@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from llmgine._processes import free_port, stop_process
 from llmgine.errors import ConfigurationError
 
 __all__ = ["RedisServer", "redis_server_binary"]
@@ -46,13 +46,6 @@ def redis_server_binary() -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class RedisServer:
     """A ``redis-server`` process on 127.0.0.1, for as long as the ``with`` block runs.
 
@@ -65,7 +58,7 @@ class RedisServer:
     """
 
     def __init__(self, port: int | None = None, directory: str | Path | None = None) -> None:
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if directory is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="llmgine-redis-")
@@ -133,16 +126,8 @@ class RedisServer:
     def stop(self, *, kill: bool = False) -> None:
         """Stop the server by its pid: SIGTERM (or SIGKILL with ``kill``), then wait."""
         process, self.process = self.process, None
-        if process is None:
-            return
-        try:
-            process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        except ProcessLookupError:
-            pass  # it had exited already
+        if process is not None:
+            stop_process(process, kill=kill)
 
     def restart(self, *, kill: bool = False, keep_data: bool = True) -> None:
         """Stop the server and start it again on the same port and directory.
