@@ -8,9 +8,10 @@ of commands and events is the subclass's, in :mod:`llmgine.bus.bus`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from llmgine.bus.remote.link import RedisLink
 
 __all__ = ["BusLifecycle"]
+
+logger = logging.getLogger(__name__)
 
 
 def _default_log_filename() -> str:
@@ -67,6 +70,7 @@ class BusLifecycle(HandlerRegistrations):
         if max_queue_size < 1:
             raise ValueError(f"max_queue_size must be at least 1; got {max_queue_size}.")
         super().__init__()
+        self._on_stop: list[Callable[[], Awaitable[None]]] = []
         self._stats = BusStats()
         self._transport = LocalTransport(self._deliver, self._flush_due, max_queue_size)
         self._intake = Intake(self._transport, self._stats)
@@ -189,7 +193,27 @@ class BusLifecycle(HandlerRegistrations):
         if self._intake.link is not None:
             await self.disconnect()
         await self._transport.stop()
+        for callback in list(self._on_stop):
+            try:
+                await callback()
+            except Exception:
+                logger.exception("a stop callback of the bus failed: %r", callback)
         self._intake.close()
+
+    def on_stop(self, callback: Callable[[], Awaitable[None]]) -> Callable[[], None]:
+        """Await ``callback()`` in every ``stop()``, once the queued events are handled.
+
+        For what lives as long as the bus (an engine's MCP server processes). A
+        callback that raises is logged and the others still run. Returns a function
+        that removes the callback.
+        """
+        self._on_stop.append(callback)
+
+        def remove() -> None:
+            if callback in self._on_stop:
+                self._on_stop.remove(callback)
+
+        return remove
 
     async def __aenter__(self) -> Self:
         await self.start()
