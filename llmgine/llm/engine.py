@@ -126,6 +126,7 @@ class LLMEngine:
         self._register(bus)
         self.approvals = ToolApprovals(bus)  # handles ApproveToolCallCommand for this engine
         self.mcp_servers = McpServers()
+        bus.on_stop(self.close)  # the MCP server processes end with the bus
 
     def _register(self, bus: MessageBus) -> None:
         """Become the bus's engine; a second engine on a bus replaces the first, loudly."""
