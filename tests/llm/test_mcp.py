@@ -264,7 +264,8 @@ async def test_names_are_unique_and_remove_withdraws_the_tools(bus: MessageBus) 
 
 
 def test_urls_never_show_their_credentials() -> None:
-    assert safe_url("https://user:s3cret@mcp.example.org/mcp") == "https://mcp.example.org/mcp"
+    assert "s3cret" not in safe_url("https://user:s3cret@mcp.example.org/mcp")
+    assert "s3cret" not in safe_url("https://mcp.example.org/mcp?token=s3cret&x=1")
     assert safe_url("http://127.0.0.1:8000/mcp") == "http://127.0.0.1:8000/mcp"
 
 
