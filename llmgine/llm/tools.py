@@ -44,6 +44,14 @@ class Tool:
         description: str | None = None,
         requires_approval: bool = False,
     ) -> None:
+        if isinstance(fn, type):
+            # Its schema would be the constructor's: every field of a Command or a pydantic
+            # model, internal ones (id, session_id, metadata) included, offered to the model.
+            raise TypeError(
+                f"A tool must be a function, not the class {fn.__name__}: pass a function "
+                f"whose arguments are what the model may fill in (it can build and return a "
+                f"{fn.__name__} itself)."
+            )
         if not callable(fn):
             raise TypeError(f"A tool must be a function; got {type(fn).__name__}.")
         self.fn = fn
