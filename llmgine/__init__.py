@@ -18,6 +18,8 @@ from llmgine.bus import (
     current_session_id,
 )
 from llmgine.errors import (
+    AmbiguousApprovalError,
+    ApprovalNotFoundError,
     BusStateError,
     CommandFailedError,
     ConfigurationError,
@@ -110,6 +112,8 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 __all__ = [
+    "AmbiguousApprovalError",
+    "ApprovalNotFoundError",
     "ApproveToolCallCommand",
     "BusSession",
     "BusStateError",

@@ -15,6 +15,8 @@ keeps working::
     │   └── MissingAPIKeyError
     ├── LogFormatError                  (also ValueError) a line is not an llmgine envelope
     ├── ToolError                       (also ValueError)
+    │   ├── ApprovalNotFoundError       no such tool call waits for approval (also LookupError)
+    │   └── AmbiguousApprovalError      a call id matches several waiting calls
     ├── StructuredOutputError           (also ValueError)
     └── ProviderError
         ├── ProviderAuthenticationError
@@ -27,6 +29,8 @@ keeps working::
 from __future__ import annotations
 
 __all__ = [
+    "AmbiguousApprovalError",
+    "ApprovalNotFoundError",
     "BusStateError",
     "CommandFailedError",
     "ConfigurationError",
@@ -120,3 +124,11 @@ class StructuredOutputError(LLMgineError, ValueError):
 
 class ProviderExhaustedError(ProviderError):
     """A scripted or replay provider has no replies left."""
+
+
+class ApprovalNotFoundError(ToolError, LookupError):
+    """No tool call waits for approval under the key an ``ApproveToolCallCommand`` gave."""
+
+
+class AmbiguousApprovalError(ToolError):
+    """A ``call_id`` matches several waiting tool calls: name one by its ``approval_id``."""

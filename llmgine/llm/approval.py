@@ -2,22 +2,40 @@
 
 A tool registered with ``requires_approval=True`` pauses its prompt: the engine
 publishes a :class:`ToolApprovalRequestedEvent` and waits for an
-:class:`ApproveToolCallCommand` with the same ``call_id`` (the chat panel's
-Approve / Deny buttons, ``%llmgine approve CALL_ID``, or any code on the bus).
-A denial or a timeout becomes the tool's error, sent back to the model; every
-decision is logged as a :class:`ToolApprovalDecidedEvent`.
+:class:`ApproveToolCallCommand` (the chat panel's Approve / Deny buttons,
+``%llmgine approve ID``, or any code on the bus). A denial or a timeout becomes the
+tool's error, sent back to the model; every decision is logged as a
+:class:`ToolApprovalDecidedEvent`.
+
+Each request has an ``approval_id`` (a UUID) that no other request anywhere shares;
+``ApproveToolCallCommand(approval_id=...)`` decides exactly that call. The model's
+``call_id`` alone is not unique (every conversation's first call of the offline
+model is ``call_1_0``): ``ApproveToolCallCommand(call_id=...)`` decides the one call
+waiting with that id (narrowed by ``conversation_id=...`` if given) and is refused,
+listing the waiting calls, when several match. Nothing is ever guessed.
+
+On a shared bus (Redis) the command reaches whichever process handles it first,
+while the call waits in the process whose engine runs the prompt. A process that
+does not hold the call relays the decision as a :class:`ToolApprovalRelayedEvent`,
+which every engine process handles; the holder applies it and publishes the
+:class:`ToolApprovalDecidedEvent` the relaying process waits for (at most
+``relay_timeout`` seconds), so the command's result says whether it was applied.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Literal
-from uuid import UUID
+from typing import Literal, NamedTuple
+from uuid import UUID, uuid4
+
+from pydantic import Field, model_validator
 
 from llmgine.bus.bus import MessageBus
-from llmgine.errors import ToolError
+from llmgine.errors import AmbiguousApprovalError, ApprovalNotFoundError, ToolError
 from llmgine.llm.types import ToolCall
 from llmgine.messages.commands import Command
 from llmgine.messages.events import Event
@@ -26,19 +44,28 @@ __all__ = [
     "ApproveToolCallCommand",
     "PendingApproval",
     "ToolApprovalDecidedEvent",
+    "ToolApprovalRelayedEvent",
     "ToolApprovalRequestedEvent",
     "ToolApprovals",
+    "describe_request",
 ]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_APPROVAL_TIMEOUT = 300.0
+DEFAULT_RELAY_TIMEOUT = 10.0
+_REMEMBERED = 1000  # decided approvals kept, to say "already decided" instead of "unknown"
+
+
+def _new_id() -> str:
+    return str(uuid4())
 
 
 class ToolApprovalRequestedEvent(Event):
-    """A tool call waits for a person: answer with ``ApproveToolCallCommand(call_id=...)``."""
+    """A tool call waits for a person: answer with ``ApproveToolCallCommand(approval_id=...)``."""
 
     call_id: str
+    """The id the model gave the call; not unique across conversations."""
     tool_name: str
     arguments: str
     """The arguments as the model wrote them (JSON)."""
@@ -46,6 +73,8 @@ class ToolApprovalRequestedEvent(Event):
     prompt_id: UUID
     timeout: float | None
     """Seconds the engine waits before the call counts as denied (``None``: no limit)."""
+    approval_id: str = Field(default_factory=_new_id)
+    """The key of this request, unique across conversations and processes."""
 
 
 class ToolApprovalDecidedEvent(Event):
@@ -58,80 +87,302 @@ class ToolApprovalDecidedEvent(Event):
     approved: bool
     reason: str | None = None
     decided_by: Literal["command", "timeout"]
+    approval_id: str | None = None
+    """The request's ``approval_id``."""
+    command_id: UUID | None = None
+    """The id of the ``ApproveToolCallCommand`` that decided it (``None``: a timeout)."""
+
+
+class ToolApprovalRelayedEvent(Event):
+    """A decision sent to every engine process; the one where the call waits applies it."""
+
+    approval_id: str
+    approve: bool
+    reason: str | None = None
+    command_id: UUID
+    """The ``ApproveToolCallCommand`` being relayed."""
 
 
 class ApproveToolCallCommand(Command):
-    """Approve (``approve=True``) or deny a tool call that waits for approval."""
+    """Approve (``approve=True``) or deny a tool call that waits for approval.
 
-    call_id: str
+    Name the call by ``approval_id`` (from its ``ToolApprovalRequestedEvent``), or by
+    ``call_id`` (narrowed by ``conversation_id``) when that matches one waiting call.
+    """
+
+    call_id: str | None = None
     approve: bool = True
     reason: str | None = None
     """Why: shown to the model with a denial."""
+    approval_id: str | None = None
+    """The request's unique key; preferred over ``call_id``."""
+    conversation_id: str | None = None
+    """With ``call_id``: only calls of this conversation."""
+
+    @model_validator(mode="after")
+    def _names_a_call(self) -> ApproveToolCallCommand:
+        if not self.call_id and not self.approval_id:
+            raise ValueError(
+                "name the tool call: approval_id=... (from its ToolApprovalRequestedEvent) "
+                "or call_id=..."
+            )
+        return self
+
+
+class _Decision(NamedTuple):
+    approved: bool
+    reason: str | None
+    command_id: UUID | None
 
 
 @dataclass
 class PendingApproval:
-    """A tool call waiting for a decision."""
+    """A tool call waiting for a decision in this process."""
 
     call_id: str
     tool_name: str
     arguments: str
     conversation_id: str
     prompt_id: UUID
-    decision: asyncio.Future[tuple[bool, str | None]] = field(repr=False)
+    decision: asyncio.Future[_Decision] = field(repr=False)
+    approval_id: str = field(default_factory=_new_id)
+
+
+def describe_request(request: ToolApprovalRequestedEvent) -> str:
+    """One line naming a waiting call: call id, tool, arguments, conversation, approval id."""
+    arguments = request.arguments if len(request.arguments) <= 80 else request.arguments[:77] + "…"
+    return (
+        f"{request.call_id} ({request.tool_name} {arguments} in conversation "
+        f"{request.conversation_id!r}, approval_id {request.approval_id})"
+    )
+
+
+def _waiting_now(requests: list[ToolApprovalRequestedEvent]) -> str:
+    return "; ".join(describe_request(r) for r in requests) or "none"
 
 
 class ToolApprovals:
     """The tool calls of one engine that wait for a person, and the command that decides them.
 
-    Registers the one handler of :class:`ApproveToolCallCommand` on ``bus``.
+    Registers the one handler of :class:`ApproveToolCallCommand` on ``bus``, and handlers
+    of the approval events, to know the calls waiting in other processes of a shared bus
+    and to apply decisions relayed from them.
 
     Args:
         bus: The engine's bus.
         timeout: Seconds a call waits for a decision before it counts as denied;
             ``None`` waits as long as it takes. Set it later as ``engine.approvals.timeout``.
+        relay_timeout: On a shared bus, seconds a decision for a call waiting in another
+            process may take to be applied there before the command fails.
     """
 
-    def __init__(self, bus: MessageBus, timeout: float | None = DEFAULT_APPROVAL_TIMEOUT) -> None:
+    def __init__(
+        self,
+        bus: MessageBus,
+        timeout: float | None = DEFAULT_APPROVAL_TIMEOUT,
+        relay_timeout: float = DEFAULT_RELAY_TIMEOUT,
+    ) -> None:
         self.bus = bus
         self.timeout = timeout
+        self.relay_timeout = relay_timeout
         self._pending: dict[str, PendingApproval] = {}
-        # The engine that owns this replaces an earlier engine's approvals (it says so).
+        self._known: dict[str, ToolApprovalRequestedEvent] = {}  # waiting anywhere, by approval id
+        self._decided: OrderedDict[str, ToolApprovalDecidedEvent] = OrderedDict()
+        self._answers: dict[str, list[asyncio.Future[ToolApprovalDecidedEvent]]] = {}
+        self._heard: set[asyncio.Future[None]] = set()
+        previous = getattr(bus.command_handler_of(ApproveToolCallCommand), "__self__", None)
+        if isinstance(previous, ToolApprovals) and previous is not self:
+            # A new engine on the bus takes over: calls still waiting in the old one stay decidable.
+            previous.detach()
+            self._pending, self._known, self._decided = (
+                previous._pending,
+                previous._known,
+                previous._decided,
+            )
         bus.register_command_handler(ApproveToolCallCommand, self.handle_approve, replace=True)
+        bus.register_event_handler(ToolApprovalRequestedEvent, self.on_requested)
+        bus.register_event_handler(ToolApprovalDecidedEvent, self.on_decided)
+        bus.register_event_handler(ToolApprovalRelayedEvent, self.on_relayed)
+
+    def detach(self) -> None:
+        """Stop following the bus's approval events (another engine took over)."""
+        self.bus.unregister_event_handler(ToolApprovalRequestedEvent, self.on_requested)
+        self.bus.unregister_event_handler(ToolApprovalDecidedEvent, self.on_decided)
+        self.bus.unregister_event_handler(ToolApprovalRelayedEvent, self.on_relayed)
 
     def __repr__(self) -> str:
-        return f"<ToolApprovals pending={list(self._pending)} timeout={self.timeout}s>"
+        pending = [p.call_id for p in self.pending]
+        return f"<ToolApprovals pending={pending} timeout={self.timeout}s>"
 
     @property
     def pending(self) -> list[PendingApproval]:
-        """The calls waiting now, oldest first."""
+        """The calls waiting in this process, oldest first."""
         return list(self._pending.values())
+
+    @property
+    def waiting(self) -> list[ToolApprovalRequestedEvent]:
+        """The requests of every call known to wait, oldest first.
+
+        This process's own, and on a shared bus the other processes' it has heard of.
+        """
+        now = time.time()
+        for approval_id, request in list(self._known.items()):
+            if approval_id in self._pending or request.timeout is None:
+                continue
+            if request.timestamp.timestamp() + request.timeout + self.relay_timeout < now:
+                del self._known[approval_id]  # its process went away without a decision
+        return list(self._known.values())
+
+    # ------------------------------------------------------------ deciding
 
     async def handle_approve(self, command: ApproveToolCallCommand) -> str:
         """Decide a waiting call; the result says what was decided.
 
         Raises:
-            ToolError: No call with that id is waiting (already decided, timed out, or unknown).
+            ApprovalNotFoundError: No such call is waiting (already decided, timed out,
+                unknown), or no process applied the decision within ``relay_timeout``.
+            AmbiguousApprovalError: ``call_id`` matches several waiting calls.
         """
-        waiting = self._pending.pop(command.call_id, None)
-        if waiting is None:
-            ids = ", ".join(self._pending) or "none"
-            raise ToolError(
-                f"no tool call {command.call_id!r} is waiting for approval; waiting now: {ids}"
-            )
-        decision = (command.approve, command.reason)
-        loop = waiting.decision.get_loop()
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:  # pragma: no cover - handlers always run on a loop
-            running = None
-        if running is loop:
-            if not waiting.decision.done():
-                waiting.decision.set_result(decision)
-        else:
-            loop.call_soon_threadsafe(_settle, waiting.decision, decision)
+        approval_id = await self._resolve(command)
+        decision = _Decision(command.approve, command.reason, command.id)
         verb = "approved" if command.approve else "denied"
-        return f"{verb} {waiting.tool_name} ({command.call_id})"
+        waiting = self._pending.pop(approval_id, None)
+        if waiting is not None:
+            _settle(waiting.decision, decision)
+            return f"{verb} {waiting.tool_name} ({waiting.call_id})"
+        decided = self._decided.get(approval_id)
+        if decided is not None:
+            raise ApprovalNotFoundError(self._already(decided))
+        if self.bus.remote is None:
+            raise ApprovalNotFoundError(
+                f"no tool call with approval_id {approval_id} is waiting for approval; "
+                f"waiting now: {_waiting_now(self.waiting)}"
+            )
+        decided = await self._relay(approval_id, command)
+        if decided.command_id != command.id:
+            raise ApprovalNotFoundError(self._already(decided))
+        return f"{verb} {decided.tool_name} ({decided.call_id})"
+
+    async def _resolve(self, command: ApproveToolCallCommand) -> str:
+        """The approval id the command means; refuse anything ambiguous."""
+        if command.approval_id:
+            known = self._known.get(command.approval_id)
+            if known is not None and command.call_id and known.call_id != command.call_id:
+                raise ApprovalNotFoundError(
+                    f"approval_id {command.approval_id} is for call {known.call_id!r}, not "
+                    f"{command.call_id!r}: {describe_request(known)}"
+                )
+            return command.approval_id
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.relay_timeout
+        while True:
+            matches = [
+                r
+                for r in self.waiting
+                if r.call_id == command.call_id
+                and command.conversation_id in (None, r.conversation_id)
+            ]
+            if len(matches) == 1:
+                return matches[0].approval_id
+            if len(matches) > 1:
+                raise AmbiguousApprovalError(
+                    f"{len(matches)} tool calls {command.call_id!r} wait for approval; name "
+                    f"one by approval_id=... (or give conversation_id=...): "
+                    f"{_waiting_now(matches)}"
+                )
+            remaining = deadline - loop.time()
+            if self.bus.remote is None or remaining <= 0:
+                where = f" in conversation {command.conversation_id!r}"
+                raise ApprovalNotFoundError(
+                    f"no tool call {command.call_id!r}"
+                    f"{where if command.conversation_id else ''} is waiting for approval; "
+                    f"waiting now: {_waiting_now(self.waiting)}"
+                )
+            # On a shared bus the request may still be on its way to this process.
+            heard: asyncio.Future[None] = loop.create_future()
+            self._heard.add(heard)
+            try:
+                await asyncio.wait_for(heard, remaining)
+            except TimeoutError:
+                pass
+            finally:
+                self._heard.discard(heard)
+
+    async def _relay(
+        self, approval_id: str, command: ApproveToolCallCommand
+    ) -> ToolApprovalDecidedEvent:
+        """Send a decision to the process where the call waits; return its outcome."""
+        answer: asyncio.Future[ToolApprovalDecidedEvent] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._answers.setdefault(approval_id, []).append(answer)
+        try:
+            await self.bus.publish(
+                ToolApprovalRelayedEvent(
+                    approval_id=approval_id,
+                    approve=command.approve,
+                    reason=command.reason,
+                    command_id=command.id,
+                )
+            )
+            return await asyncio.wait_for(answer, self.relay_timeout)
+        except TimeoutError:
+            raise ApprovalNotFoundError(
+                f"no process of the shared bus applied the decision on approval_id "
+                f"{approval_id} within {self.relay_timeout:g} s: no such call waits (it was "
+                f"decided, timed out or never asked) or its engine's process is gone; "
+                f"waiting now: {_waiting_now(self.waiting)}"
+            ) from None
+        finally:
+            answers = self._answers.get(approval_id, [])
+            if answer in answers:
+                answers.remove(answer)
+            if not answers:
+                self._answers.pop(approval_id, None)
+
+    @staticmethod
+    def _already(decided: ToolApprovalDecidedEvent) -> str:
+        if decided.decided_by == "timeout":
+            verdict = "timed out without a decision"
+        else:
+            verdict = ("approved" if decided.approved else "denied") + " by another command"
+        return (
+            f"tool call {decided.call_id!r} ({decided.tool_name}, approval_id "
+            f"{decided.approval_id}) is no longer waiting: it was {verdict}"
+        )
+
+    # ------------------------------------------------------------ the bus's approval events
+
+    async def on_requested(self, event: ToolApprovalRequestedEvent) -> None:
+        """Note a call waiting somewhere on the bus (this process or another)."""
+        if event.approval_id in self._decided:
+            return
+        self._known[event.approval_id] = event
+        while len(self._known) > 10 * _REMEMBERED:
+            del self._known[next(iter(self._known))]
+        for heard in list(self._heard):
+            if not heard.done():
+                heard.set_result(None)
+
+    async def on_decided(self, event: ToolApprovalDecidedEvent) -> None:
+        """Forget a decided call; answer a relayed decision waiting for it."""
+        if event.approval_id is None:
+            return
+        self._known.pop(event.approval_id, None)
+        self._decided[event.approval_id] = event
+        while len(self._decided) > _REMEMBERED:
+            self._decided.popitem(last=False)
+        for answer in self._answers.get(event.approval_id, []):
+            if not answer.done():
+                answer.set_result(event)
+
+    async def on_relayed(self, event: ToolApprovalRelayedEvent) -> None:
+        """Apply a decision relayed by another process, if the call waits here."""
+        waiting = self._pending.pop(event.approval_id, None)
+        if waiting is not None:
+            _settle(waiting.decision, _Decision(event.approve, event.reason, event.command_id))
+
+    # ------------------------------------------------------------ waiting
 
     async def check(self, call: ToolCall, conversation_id: str, prompt_id: UUID) -> None:
         """Wait for a decision on ``call``; return if approved.
@@ -139,34 +390,43 @@ class ToolApprovals:
         Raises:
             ToolError: Denied, or no decision within ``timeout``; the message goes to the model.
         """
-        decision: asyncio.Future[tuple[bool, str | None]] = (
-            asyncio.get_running_loop().create_future()
-        )
+        decision: asyncio.Future[_Decision] = asyncio.get_running_loop().create_future()
         waiting = PendingApproval(
             call.id, call.name, call.arguments, conversation_id, prompt_id, decision
         )
-        self._pending[call.id] = waiting
-        ids = {"call_id": call.id, "tool_name": call.name, "conversation_id": conversation_id}
+        request = ToolApprovalRequestedEvent(
+            call_id=call.id,
+            tool_name=call.name,
+            arguments=call.arguments,
+            conversation_id=conversation_id,
+            prompt_id=prompt_id,
+            timeout=self.timeout,
+            approval_id=waiting.approval_id,
+        )
+        self._pending[waiting.approval_id] = waiting
+        self._known[waiting.approval_id] = request
+        command_id: UUID | None = None
         try:
-            await self.bus.publish(
-                ToolApprovalRequestedEvent(
-                    **ids, arguments=call.arguments, prompt_id=prompt_id, timeout=self.timeout
-                )
-            )
+            await self.bus.publish(request)
             try:
-                approved, reason = await asyncio.wait_for(decision, self.timeout)
+                approved, reason, command_id = await asyncio.wait_for(decision, self.timeout)
                 decided_by: Literal["command", "timeout"] = "command"
             except TimeoutError:
                 approved, reason, decided_by = False, None, "timeout"
         finally:
-            self._pending.pop(call.id, None)
+            self._pending.pop(waiting.approval_id, None)
+            self._known.pop(waiting.approval_id, None)
         await self.bus.publish(
             ToolApprovalDecidedEvent(
-                **ids,
+                call_id=call.id,
+                tool_name=call.name,
+                conversation_id=conversation_id,
                 prompt_id=prompt_id,
                 approved=approved,
                 reason=reason,
                 decided_by=decided_by,
+                approval_id=waiting.approval_id,
+                command_id=command_id,
             )
         )
         if approved:
@@ -179,8 +439,20 @@ class ToolApprovals:
         raise ToolError(f"{call.name} was not run: the user denied the call{because}")
 
 
-def _settle(
-    future: asyncio.Future[tuple[bool, str | None]], decision: tuple[bool, str | None]
-) -> None:
+def _settle(future: asyncio.Future[_Decision], decision: _Decision) -> None:
+    """Give ``future`` its decision, from its own loop's thread or any other."""
+    loop = future.get_loop()
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:  # pragma: no cover - handlers always run on a loop
+        running = None
+    if running is loop:
+        if not future.done():
+            future.set_result(decision)
+    else:
+        loop.call_soon_threadsafe(_set, future, decision)
+
+
+def _set(future: asyncio.Future[_Decision], decision: _Decision) -> None:
     if not future.done():
         future.set_result(decision)

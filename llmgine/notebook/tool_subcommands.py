@@ -5,8 +5,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from typing import Any
+from uuid import UUID
 
-from llmgine.llm.approval import ApproveToolCallCommand, ToolApprovalRequestedEvent
+from llmgine.llm.approval import (
+    ApproveToolCallCommand,
+    ToolApprovalRequestedEvent,
+    describe_request,
+)
 from llmgine.llm.engine import LLMEngine
 from llmgine.notebook.runtime import get_runtime
 from llmgine.notebook.subcommands import MagicError, Note, _parser, _split
@@ -41,7 +46,9 @@ def approvals_asked_in_the_cell(engine: LLMEngine) -> Iterator[None]:
         else:
             approve = answer.strip().lower() in ("y", "yes")
             reason = None if approve else (answer.strip() or "denied in the chat cell")
-        command = ApproveToolCallCommand(call_id=event.call_id, approve=approve, reason=reason)
+        command = ApproveToolCallCommand(
+            approval_id=event.approval_id, call_id=event.call_id, approve=approve, reason=reason
+        )
         await engine.bus.execute(command)
 
     engine.bus.register_event_handler(ToolApprovalRequestedEvent, ask)
@@ -53,21 +60,30 @@ def approvals_asked_in_the_cell(engine: LLMEngine) -> Iterator[None]:
 
 def _decide(line: str, approve: bool) -> Note:
     verb = "approve" if approve else "deny"
-    call_id, _, reason = line.strip().partition(" ")
+    key, _, reason = line.strip().partition(" ")
     engine = get_runtime().get_engine()
-    waiting = engine.approvals.pending
-    if not call_id:
+    waiting = engine.approvals.waiting  # this kernel's and, on a shared bus, the others'
+    if not key:
         if len(waiting) != 1:
-            ids = ", ".join(f"`{p.call_id}` ({p.tool_name})" for p in waiting) or "none"
+            listed = "; ".join(describe_request(r) for r in waiting) or "none"
             raise MagicError(
-                f"give the call id: `%llmgine {verb} CALL_ID`; waiting for approval: {ids}"
+                f"give the call id: `%llmgine {verb} CALL_ID`; waiting for approval: {listed}"
             )
-        call_id = waiting[0].call_id
+        key = waiting[0].approval_id
     if approve and reason.strip():
         raise MagicError(f"`%llmgine approve` takes only a call id; got {reason.strip()!r} too")
-    command = ApproveToolCallCommand(
-        call_id=call_id, approve=approve, reason=reason.strip() or None
-    )
+    # An approval id (or a unique start of one, 8 characters or more) names one call for
+    # sure; a call id may match calls of several conversations and is then refused.
+    by_approval = [r for r in waiting if len(key) >= 8 and r.approval_id.startswith(key)]
+    if len(by_approval) == 1 or (not by_approval and _is_uuid(key)):
+        approval_id = by_approval[0].approval_id if by_approval else key
+        command = ApproveToolCallCommand(
+            approval_id=approval_id, approve=approve, reason=reason.strip() or None
+        )
+    else:
+        command = ApproveToolCallCommand(
+            call_id=key, approve=approve, reason=reason.strip() or None
+        )
     result = run_sync(engine.bus.execute(command))
     if not result.success:
         raise MagicError(str(result.error))
@@ -75,13 +91,21 @@ def _decide(line: str, approve: bool) -> Note:
     return Note(str(result.result))
 
 
+def _is_uuid(text: str) -> bool:
+    try:
+        UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
 def approve(shell: Any, line: str, cell: str | None) -> Any:
-    """``%llmgine approve [CALL_ID]``: run a waiting tool call."""
+    """``%llmgine approve [ID]``: run a waiting tool call (its approval id or call id)."""
     return _decide(line, approve=True)
 
 
 def deny(shell: Any, line: str, cell: str | None) -> Any:
-    """``%llmgine deny [CALL_ID [REASON]]``: refuse a waiting tool call; the model is told."""
+    """``%llmgine deny [ID [REASON]]``: refuse a waiting tool call; the model is told."""
     return _decide(line, approve=False)
 
 

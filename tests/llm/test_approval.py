@@ -158,3 +158,147 @@ async def test_invalid_arguments_fail_before_anyone_is_asked(bus: MessageBus) ->
     assert (await bus.execute(PromptCommand(prompt="x"))).result == "bad call"
     await bus.wait_for_events()
     assert asked == []
+
+
+# ---------------------------------------------------------------- one key per request
+
+
+def _offline_engine(bus: MessageBus) -> LLMEngine:
+    """The offline model: its first call in every conversation is ``call_1_0``."""
+    engine = LLMEngine(bus, model="offline")
+    engine.register_tool(delete_file, requires_approval=True)
+    engine.approvals.timeout = 60.0
+    return engine
+
+
+async def _two_waiting(
+    bus: MessageBus,
+) -> tuple[dict[str, ToolApprovalRequestedEvent], dict[str, asyncio.Future[Any]]]:
+    """Conversations "notes" and "thesis" each wait for approval of their ``call_1_0``."""
+    requests: dict[str, ToolApprovalRequestedEvent] = {}
+    both = asyncio.Event()
+
+    def seen(event: ToolApprovalRequestedEvent) -> None:
+        requests[event.conversation_id] = event
+        if len(requests) == 2:
+            both.set()
+
+    bus.register_event_handler(ToolApprovalRequestedEvent, seen)
+    prompts = {
+        "notes": asyncio.ensure_future(
+            bus.execute(PromptCommand(prompt="delete_file path=notes.txt", conversation_id="notes"))
+        ),
+        "thesis": asyncio.ensure_future(
+            bus.execute(
+                PromptCommand(
+                    prompt="delete_file path=/home/user/thesis.tex", conversation_id="thesis"
+                )
+            )
+        ),
+    }
+    await asyncio.wait_for(both.wait(), 10)
+    assert {r.call_id for r in requests.values()} == {"call_1_0"}  # the same id twice
+    return requests, prompts
+
+
+@pytest.mark.timeout(60)
+async def test_approving_one_conversations_call_runs_exactly_that_call(bus: MessageBus) -> None:
+    engine = _offline_engine(bus)
+    requests, prompts = await _two_waiting(bus)
+    notes, thesis = requests["notes"], requests["thesis"]
+    assert notes.arguments == '{"path": "notes.txt"}'
+    assert notes.approval_id != thesis.approval_id
+    assert sorted(p.approval_id for p in engine.approvals.pending) == sorted(
+        [notes.approval_id, thesis.approval_id]
+    )
+
+    decided = await bus.execute(ApproveToolCallCommand(approval_id=notes.approval_id))
+    assert decided.success, decided.error
+    assert decided.result == "approved delete_file (call_1_0)"
+    assert (await prompts["notes"]).success
+    assert ran == ["notes.txt"]  # its own arguments, never the other conversation's
+    assert not prompts["thesis"].done()  # the other still waits, for its own decision
+    assert [p.approval_id for p in engine.approvals.pending] == [thesis.approval_id]
+
+    denied = await bus.execute(
+        ApproveToolCallCommand(approval_id=thesis.approval_id, approve=False, reason="no")
+    )
+    assert denied.success and denied.result == "denied delete_file (call_1_0)"
+    result = await prompts["thesis"]
+    assert result.success and "the user denied the call: no" in str(result.result)
+    assert ran == ["notes.txt"]
+    assert engine.approvals.pending == []
+
+
+@pytest.mark.timeout(60)
+async def test_a_call_id_waiting_in_two_conversations_is_refused_not_guessed(
+    bus: MessageBus,
+) -> None:
+    engine = _offline_engine(bus)
+    _, prompts = await _two_waiting(bus)
+
+    refused = await bus.execute(ApproveToolCallCommand(call_id="call_1_0"))
+    assert not refused.success
+    assert refused.error_type == "AmbiguousApprovalError"
+    error = str(refused.error)
+    assert "2 tool calls 'call_1_0' wait for approval" in error
+    assert "approval_id" in error
+    for shown in ("'notes'", "'thesis'", '{"path": "notes.txt"}', "/home/user/thesis.tex"):
+        assert shown in error  # every waiting call, with its conversation and arguments
+    assert len(engine.approvals.pending) == 2 and ran == []
+
+    # conversation_id narrows a call id down to one call: that one runs.
+    narrowed = ApproveToolCallCommand(call_id="call_1_0", conversation_id="thesis")
+    assert (await bus.execute(narrowed)).success
+    assert (await prompts["thesis"]).success
+    assert ran == ["/home/user/thesis.tex"]
+    # Now the call id is unique again, as the README's call_id=... shows.
+    assert (await bus.execute(ApproveToolCallCommand(call_id="call_1_0"))).success
+    assert (await prompts["notes"]).success
+    assert ran == ["/home/user/thesis.tex", "notes.txt"]
+
+
+@pytest.mark.timeout(30)
+async def test_a_key_that_names_no_waiting_call_fails_clearly(bus: MessageBus) -> None:
+    from uuid import uuid4
+
+    _offline_engine(bus)
+    unknown = str(uuid4())
+    result = await bus.execute(ApproveToolCallCommand(approval_id=unknown))
+    assert not result.success
+    assert result.error_type == "ApprovalNotFoundError"
+    assert f"no tool call with approval_id {unknown} is waiting for approval" in str(result.error)
+    narrowed = await bus.execute(ApproveToolCallCommand(call_id="c1", conversation_id="x"))
+    assert "no tool call 'c1' in conversation 'x' is waiting" in str(narrowed.error)
+    with pytest.raises(ValueError, match="name the tool call: approval_id"):
+        ApproveToolCallCommand(approve=True)
+
+
+@pytest.mark.timeout(30)
+async def test_a_decided_call_cannot_be_decided_again(bus: MessageBus) -> None:
+    _engine(bus, "Done.")
+    requested = await _requested(bus)
+    prompt = asyncio.ensure_future(bus.execute(PromptCommand(prompt="delete a.txt")))
+    event = await asyncio.wait_for(requested, 10)
+    assert (await bus.execute(ApproveToolCallCommand(approval_id=event.approval_id))).success
+    await prompt
+    await bus.wait_for_events()
+    again = await bus.execute(ApproveToolCallCommand(approval_id=event.approval_id, approve=False))
+    assert not again.success
+    assert "is no longer waiting: it was approved by another command" in str(again.error)
+    assert ran == ["a.txt"]
+
+
+@pytest.mark.timeout(60)
+async def test_a_second_engine_on_the_bus_can_still_decide_the_first_ones_waiting_call(
+    bus: MessageBus,
+) -> None:
+    first = _engine(bus, "Done.")
+    requested = await _requested(bus)
+    prompt = asyncio.ensure_future(bus.execute(PromptCommand(prompt="delete a.txt")))
+    event = await asyncio.wait_for(requested, 10)
+    second = LLMEngine(bus, model="offline")  # takes over the bus (a notebook's new engine)
+    assert [p.approval_id for p in second.approvals.pending] == [event.approval_id]
+    assert (await bus.execute(ApproveToolCallCommand(approval_id=event.approval_id))).success
+    assert (await prompt).result == "Done."
+    assert first.approvals.pending == [] and ran == ["a.txt"]

@@ -48,8 +48,19 @@ class ApprovalRows:
     def __init__(self, panel: _Panel) -> None:
         self.panel = panel
         self.rows: dict[str, tuple[str, widgets.HTML, widgets.HBox]] = {}
-        self.waiting: list[str] = []
+        """Rows by the approval id of their request."""
+        self._calls: dict[str, str] = {}  # approval id: call id
+        self._waiting: list[str] = []  # approval ids waiting for a decision, oldest first
+
+    @property
+    def waiting(self) -> list[str]:
         """Call ids waiting for a decision, oldest first."""
+        return [self._calls[a] for a in self._waiting]
+
+    @property
+    def waiting_approvals(self) -> list[str]:
+        """Approval ids (the unique keys) waiting for a decision, oldest first."""
+        return list(self._waiting)
 
     def subscriptions(self) -> list[tuple[type, Any]]:
         """The bus events the rows follow, with their handlers."""
@@ -61,49 +72,73 @@ class ApprovalRows:
     def decide(
         self, call_id: str | None, approve: bool, reason: str | None = None
     ) -> asyncio.Future[CommandResult]:
-        """Approve or deny ``call_id`` (default: the oldest waiting call); returns the task.
+        """Approve or deny a call of this panel; returns the task.
+
+        Args:
+            call_id: The call's approval id or call id (default: the oldest waiting call).
+            approve: Approve, or deny.
+            reason: Why (for a denial).
 
         Raises:
-            LookupError: No call of this panel is waiting.
+            LookupError: No call of this panel is waiting (under that id).
         """
         if call_id is None:
-            if not self.waiting:
+            if not self._waiting:
                 raise LookupError("no tool call of this chat panel is waiting for approval")
-            call_id = self.waiting[0]
-        command = ApproveToolCallCommand(call_id=call_id, approve=approve, reason=reason)
+            approval_id = self._waiting[0]
+        elif call_id in self._calls:
+            approval_id = call_id
+        else:
+            # A call id names the panel's own call, never another conversation's.
+            found = [a for a in self._waiting if self._calls[a] == call_id]
+            if not found:
+                waiting = ", ".join(self.waiting) or "none"
+                raise LookupError(
+                    f"no tool call {call_id!r} of this chat panel is waiting for approval; "
+                    f"waiting now: {waiting}"
+                )
+            approval_id = found[0]
+        command = ApproveToolCallCommand(
+            approval_id=approval_id,
+            call_id=self._calls[approval_id],
+            approve=approve,
+            reason=reason,
+        )
         return spawn(self.panel.bus.execute(command), loop=self.panel.bus.loop)
 
     def on_requested(self, event: ToolApprovalRequestedEvent) -> None:
         """Show the waiting call with its Approve and Deny buttons."""
         if event.prompt_id != self.panel._prompt_id:
             return
+        key = event.approval_id
         summary = call_summary(event.tool_name, event.arguments)
         label = widgets.HTML(f"⏸ <code>{html.escape(summary)}</code> waits for your approval")
         approve = widgets.Button(description="Approve", button_style="success")
         deny = widgets.Button(description="Deny", button_style="danger")
-        approve.on_click(lambda _: self.decide(event.call_id, True))
-        deny.on_click(lambda _: self.decide(event.call_id, False))
+        approve.on_click(lambda _: self.decide(key, True))
+        deny.on_click(lambda _: self.decide(key, False))
         row = widgets.HBox([label, approve, deny])
         row.add_class("llmgine-approval")
-        self.rows[event.call_id] = (summary, label, row)
-        self.waiting.append(event.call_id)
+        self.rows[key] = (summary, label, row)
+        self._calls[key] = event.call_id
+        self._waiting.append(key)
         self.panel._show_step(row)
 
     def abandon(self) -> None:
         """The reply ended (stopped) with calls still waiting: their buttons go away."""
-        for call_id in self.waiting:
-            summary, label, row = self.rows[call_id]
+        for approval_id in self._waiting:
+            summary, label, row = self.rows[approval_id]
             label.value = f"<code>{html.escape(summary)}</code> not run: the reply was stopped"
             row.children = (label,)
-        self.waiting.clear()
+        self._waiting.clear()
 
     def on_decided(self, event: ToolApprovalDecidedEvent) -> None:
         """Replace the buttons by the decision."""
-        found = self.rows.get(event.call_id)
+        found = self.rows.get(event.approval_id or "")
         if found is None:
             return
-        if event.call_id in self.waiting:
-            self.waiting.remove(event.call_id)
+        if event.approval_id in self._waiting:
+            self._waiting.remove(event.approval_id)
         summary, label, row = found
         if event.decided_by == "timeout":
             verdict = "not approved in time"

@@ -132,13 +132,19 @@ class ChatWidget(widgets.VBox):
         return self._task
 
     def approve(self, call_id: str | None = None) -> asyncio.Future[CommandResult]:
-        """Approve a waiting tool call (default: the oldest); the Approve button's method."""
+        """Approve a waiting tool call of this panel; the Approve button's method.
+
+        ``call_id`` is the call's approval id or call id (default: the oldest waiting call).
+        """
         return self.approvals.decide(call_id, True)
 
     def deny(
         self, call_id: str | None = None, reason: str | None = None
     ) -> asyncio.Future[CommandResult]:
-        """Deny a waiting tool call (default: the oldest); the Deny button's method."""
+        """Deny a waiting tool call of this panel; the Deny button's method.
+
+        ``call_id`` is the call's approval id or call id (default: the oldest waiting call).
+        """
         return self.approvals.decide(call_id, False, reason)
 
     def stop(self) -> None:

@@ -1,0 +1,117 @@
+"""Approvals over a shared bus: a decision reaches the engine process where its call waits.
+
+Two engine workers each run conversations whose first tool call is ``call_1_0`` (the
+offline model's); the approving command reaches whichever process handles it first.
+Every approval must run exactly the call it showed, once, in the process holding it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from conftest import StartWorker
+
+from llmgine.bus import MessageBus
+from llmgine.llm import (
+    ApproveToolCallCommand,
+    PromptCommand,
+    ToolApprovalRequestedEvent,
+    ToolApprovals,
+)
+from llmgine.messages import CommandResult
+
+CONVERSATIONS = 6
+
+
+async def _all_waiting(
+    caller: MessageBus, out: Path
+) -> tuple[dict[str, ToolApprovalRequestedEvent], dict[str, asyncio.Future[CommandResult]]]:
+    """Start one prompt per conversation on the workers; return their requests once all wait."""
+    await asyncio.to_thread(out.mkdir)
+    requests: dict[str, ToolApprovalRequestedEvent] = {}
+    everyone = asyncio.Event()
+
+    def seen(event: ToolApprovalRequestedEvent) -> None:
+        requests[event.conversation_id] = event
+        if len(requests) == CONVERSATIONS:
+            everyone.set()
+
+    caller.register_event_handler(ToolApprovalRequestedEvent, seen)
+    prompts = {
+        f"c{i}": asyncio.ensure_future(
+            caller.execute(
+                PromptCommand(prompt=f"write_marker path={out}/c{i}.txt", conversation_id=f"c{i}")
+            )
+        )
+        for i in range(CONVERSATIONS)
+    }
+    await asyncio.wait_for(everyone.wait(), 60)
+    assert {r.call_id for r in requests.values()} == {"call_1_0"}
+    assert len({r.approval_id for r in requests.values()}) == CONVERSATIONS
+    return requests, prompts
+
+
+async def _decide_all_and_check(
+    caller: MessageBus,
+    requests: dict[str, ToolApprovalRequestedEvent],
+    prompts: dict[str, asyncio.Future[CommandResult]],
+    out: Path,
+    workers: set[int],
+) -> None:
+    """Approve even conversations and deny odd ones, by approval id; check what ran where."""
+    for i in range(CONVERSATIONS):
+        request = requests[f"c{i}"]
+        approve = i % 2 == 0
+        command = ApproveToolCallCommand(approval_id=request.approval_id, approve=approve)
+        decided = await caller.execute(command, timeout=30)
+        verb = "approved" if approve else "denied"
+        assert decided.success, decided.error
+        assert decided.result == f"{verb} write_marker (call_1_0)"
+        result = await asyncio.wait_for(prompts[f"c{i}"], 60)
+        assert result.success, result.error
+        assert f"c{i}.txt" in request.arguments
+        # The others still wait for their own decisions.
+        assert not any(prompts[f"c{j}"].done() for j in range(i + 1, CONVERSATIONS))
+    markers = await asyncio.to_thread(_markers, out)
+    assert sorted(markers) == [f"c{i}.txt" for i in range(0, CONVERSATIONS, 2)]
+    for lines in markers.values():
+        (line,) = lines  # run once
+        assert int(line) in workers  # in an engine process (the one holding the call)
+
+
+def _markers(out: Path) -> dict[str, list[str]]:
+    """What each run of the tool wrote: file name, lines."""
+    return {p.name: p.read_text().splitlines() for p in out.iterdir()}
+
+
+@pytest.mark.timeout(240)
+async def test_every_approval_runs_its_own_call_whichever_worker_takes_the_command(
+    caller: MessageBus, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    workers = {start_worker("approval_app:setup").pid for _ in range(2)}
+    requests, prompts = await _all_waiting(caller, tmp_path / "out")
+    await _decide_all_and_check(caller, requests, prompts, tmp_path / "out", workers)
+
+
+@pytest.mark.timeout(240)
+async def test_a_process_without_the_call_relays_the_decision_to_the_one_holding_it(
+    caller: MessageBus, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    workers = {start_worker("approval_app:setup").pid for _ in range(2)}
+    # The caller decides itself (as a notebook's own engine does) but holds no call:
+    # every decision must travel to the worker whose engine waits for it.
+    approvals = ToolApprovals(caller)
+    requests, prompts = await _all_waiting(caller, tmp_path / "out")
+    assert approvals.pending == []
+    assert len(approvals.waiting) == CONVERSATIONS  # heard from both workers
+
+    refused = await caller.execute(ApproveToolCallCommand(call_id="call_1_0"))
+    assert not refused.success and refused.error_type == "AmbiguousApprovalError"
+    assert all(f"conversation 'c{i}'" in str(refused.error) for i in range(CONVERSATIONS))
+    await _decide_all_and_check(caller, requests, prompts, tmp_path / "out", workers)
+
+    again = await caller.execute(ApproveToolCallCommand(approval_id=requests["c0"].approval_id))
+    assert not again.success
+    assert "is no longer waiting: it was approved by another command" in str(again.error)
