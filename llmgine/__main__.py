@@ -87,6 +87,8 @@ def _export(args: argparse.Namespace) -> int:
     print(f"exported {sent:,} spans from {len(files):,} file(s) to {where}")
     if stats.open_spans:
         print(f"  {stats.open_spans:,} span(s) never ended in the log and were not sent")
+    if stats.skipped or stats.errors:
+        print(f"  {stats.skipped + stats.errors:,} line(s) could not be read and were skipped")
     if stats.failed:
         print(f"llmgine: {where} did not accept {stats.failed:,} span(s)", file=sys.stderr)
         return 1

@@ -1,5 +1,10 @@
-"""A real Arize Phoenix server on 127.0.0.1, from PyPI, in its own cached virtualenv.
+"""Collectors on 127.0.0.1: a small one that counts spans, one that never answers, and Phoenix.
 
+``collector`` is an OTLP/HTTP endpoint (``http.server``) that decodes every
+``ExportTraceServiceRequest`` with ``opentelemetry-proto`` and keeps the spans'
+names; ``hung_collector`` accepts connections and never answers.
+
+A real Arize Phoenix server on 127.0.0.1, from PyPI, in its own cached virtualenv.
 Phoenix is large and pins its own dependencies, so it does not go into the
 ``dev`` extra: the fixture installs ``arize-phoenix`` once into a virtualenv
 under the user's cache directory (``$LLMGINE_TEST_CACHE``, else
@@ -15,12 +20,15 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -28,6 +36,77 @@ import pytest
 from llmgine._processes import free_port
 
 PHOENIX_VERSION = "20.26.1"
+
+
+@dataclass
+class Collector:
+    """A running OTLP/HTTP endpoint and what it received so far."""
+
+    url: str
+    names: list[str] = field(default_factory=list)
+    """The names of the spans received, in order."""
+    requests: int = 0
+    received: threading.Condition = field(default_factory=threading.Condition)
+
+    def wait_for(self, spans: int, timeout: float = 60.0) -> bool:
+        """Wait until ``spans`` spans have arrived."""
+        with self.received:
+            return self.received.wait_for(lambda: len(self.names) >= spans, timeout)
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+        ExportTraceServiceResponse,
+    )
+
+    state = Collector(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            request = ExportTraceServiceRequest.FromString(body)
+            names = [
+                span.name
+                for resource in request.resource_spans
+                for scope in resource.scope_spans
+                for span in scope.spans
+            ]
+            with state.received:
+                state.names.extend(names)
+                state.requests += 1
+                state.received.notify_all()
+            answer = ExportTraceServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # no access log on stderr
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.fixture
+def hung_collector() -> Iterator[str]:
+    """The URL of a server that accepts connections and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)  # the kernel completes the handshakes; nobody ever reads
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
 def _cache_dir() -> Path:

@@ -181,7 +181,7 @@ async def test_a_stuck_endpoint_never_blocks_the_bus_and_drops_are_counted(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     stuck = BlockedExporter()
-    exporter = OTLPExporter("http://127.0.0.1:1", span_exporter=stuck, max_queue=50)
+    exporter = OTLPExporter("http://127.0.0.1:1", span_exporter=stuck, max_queue=50, batch_size=10)
     bus = quiet_bus(tmp_path, exporter)
     bus.register_command_handler(WorkCommand, lambda c: "ok")
     await bus.start()
@@ -192,7 +192,9 @@ async def test_a_stuck_endpoint_never_blocks_the_bus_and_drops_are_counted(
             await bus.execute(WorkCommand())
     stats = exporter.stats
     assert stats.queued == 50
-    assert stats.dropped >= 200 * 4 - 50  # 4 lines per command: command, 2 spans, result
+    # 4 lines per command (command, 2 span lines, result); the queue holds 50 and the
+    # batch waiting behind the stuck one 10 spans (their commands' lines, a few more).
+    assert 200 * 4 - 50 > stats.dropped >= 200 * 4 - 50 - 12 * 4
     assert "queue full" in caplog.text
     assert "dropped" in repr(exporter)
     stuck.release.set()
@@ -337,3 +339,41 @@ def test_the_command_line_export_fails_clearly(
     assert "pw" not in captured.err + captured.out
     assert "k-9" not in captured.err + captured.out
     assert "Traceback" not in captured.err
+
+
+@pytest.mark.timeout(120)
+def test_the_command_line_export_skips_odd_lines_and_sends_the_rest(
+    tmp_path: Path, collector: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from llmgine.__main__ import main
+
+    asyncio.run(record_run(quiet_bus(tmp_path)))
+    trace = (
+        b'{"kind":"event","type":"TraceEvent","module":"llmgine.observability.events",'
+        b'"id":"0","timestamp":"2026-01-01T00:00:00+00:00","session_id":"global",'
+        b'"trace_id":null,"span_id":"s1","metadata":{},"data":'
+    )
+    odd = [
+        b"garbage",
+        b"[1, 2, 3]",
+        b'{"kind": "event"}',
+        trace + b"{}}",  # a span line without its fields
+        trace + b'{"span_context":"abc"}}',
+        trace + b'{"span_context":{"span_id":"a","trace_id":"b"},"end_time":"noon"}}',
+        trace + b'{"span_context":{"span_id":"a","trace_id":"b"},"attributes":"x"}}',
+        trace.replace(b"TraceEvent", b"CommandResultEvent").replace(
+            b"observability.events", b"messages.events"
+        )
+        + b'{"command_result":"not an object"}}',
+    ]
+    log = tmp_path / "run.jsonl"
+    lines = log.read_bytes().splitlines()
+    log.write_bytes(b"\n".join([*odd[:4], *lines[:6], *odd[4:], *lines[6:]]) + b"\n")
+    assert main(["export", str(tmp_path), "--otlp", collector.url]) == 0
+    captured = capsys.readouterr()
+    assert "exported 8 spans from 1 file(s) to" in captured.out
+    assert f"{len(odd)} line(s) could not be read and were skipped" in captured.out
+    assert "Traceback" not in captured.err
+    assert len(collector.names) == 8

@@ -1,12 +1,22 @@
 """Send llmgine's spans to any OTLP/HTTP endpoint: Arize Phoenix, Jaeger, Langfuse, Logfire.
 
 :class:`OTLPExporter` is a bus sink. The bus hands it every accepted message;
-``write`` only appends the line to a bounded queue and returns, and a worker
-thread pairs each span's start and end ``TraceEvent`` into one OpenTelemetry
-span (same trace and span ids, parent, times, status, an ``exception`` event
-for errors) and exports batches with ``opentelemetry-sdk``'s OTLP/HTTP exporter.
-An endpoint that is slow or down never slows the bus: when the queue is full
-lines are dropped, counted in :attr:`OTLPExporter.stats` and logged.
+``write`` keeps only the lines a span is built from (llmgine's ``TraceEvent``,
+command, result, LLM and tool lines, recognised by module and class name, never a
+user's class of the same name), appends them to a queue bounded in bytes
+(``max_queue_bytes``, 16 MiB by default) and returns. One thread pairs each span's
+start and end ``TraceEvent`` into one OpenTelemetry span (same trace and span ids,
+parent, times, status, an ``exception`` event for errors), another exports
+batches with ``opentelemetry-sdk``'s OTLP/HTTP exporter while the next is built
+(:mod:`.pipeline`). An endpoint that is slow or down never slows the bus: when the
+queue is full lines are dropped, counted in :attr:`OTLPExporter.stats` and logged.
+A line that cannot be read is skipped and counted; an error while building or
+sending is logged with its traceback and counted, and the threads go on.
+
+Credentials never reach logs: a ``user:password@`` in the URL becomes a Basic
+``Authorization`` header, and the URL's secret query values (``?api_key=...``)
+are hidden in every record of OpenTelemetry's, urllib3's and requests' loggers
+(:class:`~llmgine._urls.RedactingFilter`), as in the exporter's own messages.
 
 Attributes keep llmgine's OpenTelemetry GenAI names (``gen_ai.*``) and add the
 OpenInference names Phoenix reads: ``openinference.span.kind`` (LLM, TOOL,
@@ -21,20 +31,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import itertools
 import logging
+import re
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from llmgine._urls import redact_url
+from llmgine._urls import hide_in_loggers, redact_url, split_userinfo, url_secrets
 from llmgine.errors import ConfigurationError, LogFormatError
 from llmgine.observability.codec import decode
-from llmgine.observability.otlp.spans import FinishedSpan, SpanAssembler
+from llmgine.observability.otlp.pipeline import SpanPipeline
+from llmgine.observability.otlp.spans import SPAN_MESSAGES, FinishedSpan, SpanAssembler
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -44,6 +54,31 @@ if TYPE_CHECKING:
 __all__ = ["ExportStats", "OTLPExporter", "SpanExporterLike", "redact_url"]
 
 logger = logging.getLogger("llmgine.observability.otlp")
+
+_LOGGERS_WITH_URLS = (
+    "llmgine.observability.otlp",
+    "opentelemetry.exporter.otlp.proto.http",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.http._common",
+    "opentelemetry.exporter.otlp.common.http",
+    "opentelemetry.sdk.trace.export",
+    "opentelemetry.sdk._shared_internal",
+    "urllib3",
+    "urllib3.connection",
+    "urllib3.connectionpool",
+    "urllib3.poolmanager",
+    "urllib3.response",
+    "urllib3.util.retry",
+    "requests",
+)
+"""Loggers whose records may hold the endpoint's URL: each gets a RedactingFilter."""
+
+DEFAULT_MAX_QUEUE_BYTES = 16 * 1024 * 1024
+"""Bytes of lines held while the endpoint is slow or down; beyond, lines are dropped."""
+_MAX_BATCH_BYTES = 4 * 1024 * 1024
+_HEAD = re.compile(rb'\{"kind":"(command|event)","type":"([^"\\]*)","module":"([^"\\]*)"')
+"""The start of an envelope line as the codec writes it."""
+_WANTED = frozenset((module.encode(), name.encode()) for module, name in SPAN_MESSAGES)
 
 
 def _id(text: str, bits: int) -> int:
@@ -78,9 +113,15 @@ class ExportStats:
     dropped: int = 0
     """Lines dropped because the queue was full (the endpoint too slow or down)."""
     queued: int = 0
-    """Lines waiting for the worker."""
+    """Lines waiting to be built into spans."""
     open_spans: int = 0
     """Spans started and not yet ended."""
+    queued_bytes: int = 0
+    """Bytes of the lines waiting (at most ``max_queue_bytes``)."""
+    skipped: int = 0
+    """Lines that could not be read (not an envelope, or a span line with wrong fields)."""
+    errors: int = 0
+    """Errors while building or sending spans, each logged with its traceback."""
 
 
 class OTLPExporter:
@@ -93,6 +134,7 @@ class OTLPExporter:
     Args:
         endpoint: The collector's URL; ``/v1/traces`` is added when the URL has no
             path (``http://127.0.0.1:6006`` for Phoenix, ``:4318`` for a collector).
+            Credentials in it (``user:pw@``, ``?api_key=``) are never logged.
         headers: HTTP headers, e.g. an ``Authorization`` or ``api_key``; never logged.
         service_name: The ``service.name`` resource attribute.
         project_name: The Phoenix project (``openinference.project.name``).
@@ -100,6 +142,11 @@ class OTLPExporter:
         batch_size: Spans per export request.
         timeout: Seconds one export request may take.
         span_exporter: Another OpenTelemetry ``SpanExporter`` to send through.
+        max_queue_bytes: Bytes of lines held while the endpoint is slow (16 MiB);
+            beyond, lines are dropped and counted. Only span lines are held.
+
+    Attributes:
+        endpoint: Where spans go, with its credentials hidden.
     """
 
     def __init__(
@@ -109,10 +156,11 @@ class OTLPExporter:
         service_name: str = "llmgine",
         *,
         project_name: str | None = None,
-        max_queue: int = 10_000,
-        batch_size: int = 256,
+        max_queue: int = 100_000,
+        batch_size: int = 512,
         timeout: float = 5.0,
         span_exporter: SpanExporterLike | None = None,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
     ) -> None:
         try:
             from opentelemetry.sdk.resources import Resource
@@ -121,24 +169,30 @@ class OTLPExporter:
             raise ConfigurationError(
                 "OTLPExporter needs OpenTelemetry: pip install 'llmgine[otel]'"
             ) from None
-        parts = urlsplit(endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        # Hidden from now on wherever a library logs it (the filters stay for the process).
+        hide_in_loggers(_LOGGERS_WITH_URLS, url_secrets(endpoint))
+        userinfo, bare = split_userinfo(endpoint)
+        try:
+            parts = urlsplit(bare)
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+            valid = valid and (parts.port or 0) >= 0  # raises for a port that is not a number
+        except ValueError:
+            valid = False
+        if not valid:
             raise ConfigurationError(
                 f"OTLP endpoint {redact_url(endpoint)!r} is not an http(s) URL, "
                 "e.g. http://127.0.0.1:6006"
             )
         headers = dict(headers or {})
-        if parts.username is not None:
+        if userinfo is not None:
             # Credentials move from the URL into a header: URLs end up in log messages.
-            user = unquote(parts.username)
-            secret = unquote(parts.password or "")
-            token = base64.b64encode(f"{user}:{secret}".encode()).decode()
+            user, _, secret = userinfo.partition(":")
+            token = base64.b64encode(f"{unquote(user)}:{unquote(secret)}".encode()).decode()
             headers.setdefault("Authorization", f"Basic {token}")
-            host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-            parts = parts._replace(netloc=host)
         if parts.path in ("", "/"):
             parts = parts._replace(path="/v1/traces")
-        self.endpoint = urlunsplit(parts)
+        self._url = urlunsplit(parts)
+        self.endpoint = redact_url(self._url)
         self._headers = headers
         self._timeout = timeout
         self._owned = span_exporter is None  # ours to close; a given one is the caller's
@@ -149,42 +203,41 @@ class OTLPExporter:
         self._resource = Resource.create(resource)
         self._scope = InstrumentationScope("llmgine")
         self._assembler = SpanAssembler()
-        self._queue: deque[Record | bytes] = deque()
         self._max_queue = max_queue
+        self._max_queue_bytes = max_queue_bytes
         self._batch_size = batch_size
         self._stats = ExportStats()
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._done = threading.Condition()
-        self._counter = itertools.count(1)
-        self._accepted = 0
-        self._handled = 0
-        self._stopping = False
-        self._worker: threading.Thread | None = None
-        self._last_warning = 0.0
+        self._pipeline: SpanPipeline | None = None
+        self._last_warning: dict[str, float] = {}
 
     def __repr__(self) -> str:
         s = self.stats
         return (
-            f"OTLPExporter({redact_url(self.endpoint)!r}, exported={s.exported}, "
+            f"OTLPExporter({self.endpoint!r}, exported={s.exported}, "
             f"failed={s.failed}, dropped={s.dropped})"
         )
 
     @property
     def name(self) -> str:
         """How the bus names this sink in its reports (no credentials)."""
-        return f"OTLPExporter({redact_url(self.endpoint)})"
+        return f"OTLPExporter({self.endpoint})"
 
     @property
     def stats(self) -> ExportStats:
-        """Counts so far: exported, failed, dropped, queued, open spans."""
+        """Counts so far: exported, failed, dropped, queued (lines and bytes), open spans."""
+        pipeline = self._pipeline
+        queued, queued_bytes = (0, 0) if pipeline is None else pipeline.queued
         with self._lock:
             return ExportStats(
                 exported=self._stats.exported,
                 failed=self._stats.failed,
                 dropped=self._stats.dropped,
-                queued=len(self._queue),
+                queued=queued,
                 open_spans=self._assembler.open_spans,
+                queued_bytes=queued_bytes,
+                skipped=self._stats.skipped,
+                errors=self._stats.errors,
             )
 
     # ---------------------------------------------------------------- the sink protocol
@@ -192,56 +245,65 @@ class OTLPExporter:
     def write(self, record: Record | bytes) -> None:
         """Take one accepted message (or an encoded log line); never blocks.
 
-        Only spans matter, but every message is queued: a command's fields, a result,
-        a model's reply become the ``input.value``/``output.value`` of its span. The
-        line is encoded and decoded by the worker, not here. When the queue is full
-        the message is dropped and counted.
+        Only the lines spans are built from are kept: llmgine's ``TraceEvent``,
+        result, LLM and tool events (by module and class name) and every command
+        (its fields become the ``input.value`` of its span). When the queue is full
+        the line is dropped and counted.
         """
-        if len(self._queue) >= self._max_queue:
-            with self._lock:
-                self._stats.dropped += 1
-            self._warn("queue full")
-            return
-        self._queue.append(record)
-        accepted = next(self._counter)  # atomic under the GIL: writers may be on other threads
-        if accepted > self._accepted:
-            self._accepted = accepted
-        if self._worker is None:
-            self._start_worker()
+        if isinstance(record, bytes):
+            head = _HEAD.match(record)
+            if head is not None and head[1] != b"command" and (head[3], head[2]) not in _WANTED:
+                return
+            line = record
+        else:
+            cls = type(record.message)
+            if record.kind != "command" and (cls.__module__, cls.__name__) not in SPAN_MESSAGES:
+                return
+            line = record.line
+        pipeline = self._pipeline or self._start()
+        if not pipeline.put(line):
+            self._dropped(1, "queue full")
 
     def flush(self) -> None:
-        """Ask the worker to export what it holds now; returns at once."""
-        self._wake.set()
+        """Ask the threads to export what they hold now; returns at once."""
+        if self._pipeline is not None:
+            self._pipeline.flush()
 
     def force_flush(self, timeout: float | None = 30.0) -> bool:
         """Wait until every line written so far is exported (or failed); ``False`` on timeout."""
-        target = self._accepted
-        self._wake.set()
-        with self._done:
-            return self._done.wait_for(lambda: self._handled >= target, timeout)
+        pipeline = self._pipeline
+        return True if pipeline is None else pipeline.wait(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Export what is queued (waiting at most ``timeout`` seconds); stop the worker.
+        """Export what is queued (waiting at most ``timeout`` seconds); stop the threads.
 
         What the endpoint has not taken by then is counted as dropped. A later
-        ``write`` starts a new worker (a bus can be started again).
+        ``write`` starts new threads (a bus can be started again).
         """
-        worker = self._worker
-        if worker is None:
-            self._release()
-            return
-        if not self.force_flush(timeout):
-            with self._lock:
-                self._stats.dropped += len(self._queue)
-            self._queue.clear()
-            self._warn("closed before the endpoint took everything")
-        self._stopping = True
-        self._wake.set()
-        worker.join(timeout=1.0)
         with self._lock:
-            self._worker = None
-            self._stopping = False
+            pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None and not pipeline.close(timeout):
+            self._warn("closed before the endpoint took everything")
         self._release()
+
+    def _start(self) -> SpanPipeline:
+        with self._lock:
+            if self._pipeline is None:
+                self._pipeline = SpanPipeline(
+                    self._build,
+                    self._send,
+                    lambda lines: self._dropped(lines, "closed before the endpoint took them"),
+                    max_lines=self._max_queue,
+                    max_bytes=self._max_queue_bytes,
+                    batch_size=self._batch_size,
+                    max_batch_bytes=_MAX_BATCH_BYTES,
+                )
+            return self._pipeline
+
+    def _dropped(self, lines: int, why: str) -> None:
+        with self._lock:
+            self._stats.dropped += lines
+        self._warn(why)
 
     def _release(self) -> None:
         """Close the HTTP exporter we made (a later export makes a new one)."""
@@ -254,7 +316,7 @@ class OTLPExporter:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             self._exporter = OTLPSpanExporter(
-                endpoint=self.endpoint, headers=self._headers, timeout=self._timeout
+                endpoint=self._url, headers=self._headers, timeout=self._timeout
             )
         return self._exporter
 
@@ -264,56 +326,41 @@ class OTLPExporter:
         """Send the spans of recorded log lines, waiting for each batch; return how many.
 
         This is the replay path (``python -m llmgine export``): no queue, no drops.
+        Lines that cannot be read are skipped and counted in ``stats.skipped``.
         Call :meth:`close` when done.
         """
         batch: list[ReadableSpan] = []
         sent = 0
         for line in lines:
-            span = self._assemble(line)
-            if span is not None:
-                batch.append(span)
+            if not line.strip():
+                continue
+            built = self._build(line)
+            if built is not None:
+                batch.append(built[0])
             if len(batch) >= self._batch_size:
-                sent += self._export(batch)
+                sent += self._send(batch)
                 batch = []
-        return sent + (self._export(batch) if batch else 0)
+        return sent + (self._send(batch) if batch else 0)
 
-    # ---------------------------------------------------------------- the worker
+    # ---------------------------------------------------------------- building and sending
 
-    def _start_worker(self) -> None:
-        with self._lock:
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._run, name="llmgine-otlp", daemon=True)
-                self._worker.start()
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait(0.5)
-            self._wake.clear()
-            batch: list[ReadableSpan] = []
-            handled = 0
-            while self._queue:
-                span = self._assemble(self._queue.popleft())
-                handled += 1
-                if span is not None:
-                    batch.append(span)
-                if len(batch) >= self._batch_size:
-                    self._export(batch)
-                    batch = []
-            if batch:
-                self._export(batch)
-            with self._done:
-                self._handled += handled
-                self._done.notify_all()
-            if self._stopping and not self._queue:
-                return
-
-    def _assemble(self, item: Record | bytes) -> ReadableSpan | None:
+    def _build(self, line: bytes) -> tuple[ReadableSpan, int] | None:
+        """The span ``line`` ends, with its estimated size; never raises."""
         try:
-            envelope = decode(item if isinstance(item, bytes | str) else item.line)
-        except LogFormatError:
-            return None
-        finished = self._assembler.add(envelope)
-        return None if finished is None else self._readable(finished)
+            finished = self._assembler.add(decode(line))
+            if finished is None:
+                return None
+            size = 256 + sum(len(v) for v in finished.attributes.values() if isinstance(v, str))
+            return self._readable(finished), size
+        except LogFormatError as exc:
+            with self._lock:
+                self._stats.skipped += 1
+            logger.debug("llmgine: OTLP export skips a line: %s", exc)
+        except Exception:  # a bug or an odd value: this line only, never the thread
+            with self._lock:
+                self._stats.errors += 1
+            self._warn("a line could not be made into a span", exc_info=True)
+        return None
 
     def _readable(self, span: FinishedSpan) -> ReadableSpan:
         from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -341,34 +388,38 @@ class OTLPExporter:
             instrumentation_scope=self._scope,
         )
 
-    def _export(self, batch: list[ReadableSpan]) -> int:
+    def _send(self, batch: list[ReadableSpan]) -> int:
+        """Export one batch and count it; return how many spans were accepted. Never raises."""
         from opentelemetry.sdk.trace.export import SpanExportResult
 
+        raised = False
         try:
             ok = self._span_exporter().export(batch) is SpanExportResult.SUCCESS
-        except Exception:  # an exporter bug must not kill the worker
-            logger.exception("llmgine: the OTLP exporter raised")
-            ok = False
+        except Exception:  # an exporter bug must not kill the thread
+            ok, raised = False, True
         with self._lock:
             if ok:
                 self._stats.exported += len(batch)
             else:
                 self._stats.failed += len(batch)
-        if not ok:
-            self._warn(f"{len(batch)} span(s) not accepted")
+                self._stats.errors += raised
+        if raised:
+            self._warn(
+                f"the exporter raised; {len(batch)} span(s) lost", key="raised", exc_info=True
+            )
+        elif not ok:
+            self._warn(f"{len(batch)} span(s) not accepted", key="refused")
         return len(batch) if ok else 0
 
-    def _warn(self, what: str) -> None:
+    def _warn(self, what: str, *, key: str | None = None, exc_info: bool = False) -> None:
+        """Log ``what`` as a warning at most every 10 s per ``key``; the others at debug level."""
         now = time.monotonic()
-        if now - self._last_warning < 10.0:
-            return
-        self._last_warning = now
         s = self.stats
-        logger.warning(
-            "llmgine: OTLP export to %s: %s (exported %d, failed %d, dropped %d)",
-            redact_url(self.endpoint),
-            what,
-            s.exported,
-            s.failed,
-            s.dropped,
-        )
+        args = (self.endpoint, what, s.exported, s.failed, s.dropped)
+        message = "llmgine: OTLP export to %s: %s (exported %d, failed %d, dropped %d)"
+        key = key or what
+        if now - self._last_warning.get(key, -10.0) < 10.0:
+            logger.debug(message, *args, exc_info=exc_info)
+            return
+        self._last_warning[key] = now
+        logger.warning(message, *args, exc_info=exc_info)

@@ -5,6 +5,12 @@ order and returns a :class:`FinishedSpan` for every span end. Besides the span's
 ``TraceEvent`` pair it remembers what OpenInference wants on a span: a command's
 fields (``input.value``), its result or a model's reply (``output.value``), a tool
 call's arguments and result, a command's traceback.
+
+Lines are recognised by their envelope's module and type together
+(:data:`SPAN_MESSAGES`): a user's own event named ``TraceEvent`` or
+``CommandResultEvent`` is not llmgine's. A line of llmgine's whose fields do not
+hold what a span needs (a log edited by hand, another version) raises
+:class:`~llmgine.errors.LogFormatError` and changes nothing.
 """
 
 from __future__ import annotations
@@ -16,23 +22,41 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from llmgine.errors import LogFormatError
 from llmgine.observability.codec import Envelope
 
-__all__ = ["FinishedSpan", "SpanAssembler"]
+__all__ = ["SPAN_MESSAGES", "FinishedSpan", "SpanAssembler"]
+
+_TRACE = ("llmgine.observability.events", "TraceEvent")
+_RESULTS = frozenset(
+    {
+        ("llmgine.messages.events", "CommandResultEvent"),
+        ("llmgine.messages.events", "CommandErrorEvent"),
+    }
+)
+_LLM_RESPONSE = ("llmgine.llm.events", "LLMResponseEvent")
+_TOOL_CALL = ("llmgine.llm.events", "ToolCallEvent")
+_TOOL_RESULT = ("llmgine.llm.events", "ToolResultEvent")
+
+SPAN_MESSAGES = frozenset({_TRACE, *_RESULTS, _LLM_RESPONSE, _TOOL_CALL, _TOOL_RESULT})
+"""The (module, class name) of the events a span is built from; besides them, every command."""
 
 _KINDS = {"LLM": "LLM", "TOOL": "TOOL", "CHAIN": "CHAIN"}
 _MAX_VALUE = 64 * 1024
 _MAX_OPEN = 100_000
+_MAX_NOTES = 10_000
+"""Inputs, outputs and tracebacks kept for spans not yet ended; the oldest go first."""
 
 
-def _nanos(value: Any) -> int | None:
-    if not isinstance(value, str):
+def _nanos(value: Any, field_name: str) -> int | None:
+    """A time of a span line in nanoseconds; ``None`` when absent."""
+    if value is None:
         return None
     try:
-        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
+        stamp = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
+    except (ValueError, TypeError, OverflowError, OSError):
+        raise LogFormatError(f"A TraceEvent's {field_name} is not a time: {value!r:.80}") from None
 
 
 def _text(value: Any) -> str:
@@ -40,15 +64,35 @@ def _text(value: Any) -> str:
     return text if len(text) <= _MAX_VALUE else text[:_MAX_VALUE] + "…"
 
 
+def _primitive(value: Any) -> bool:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return -(2**63) <= value < 2**63  # OTLP's int is 64 bits: a bigger one fails the batch
+    return isinstance(value, bool | float | str)
+
+
 def _attribute(value: Any) -> Any:
     """A value OpenTelemetry accepts: a primitive, a homogeneous list of them, or JSON text."""
-    if isinstance(value, bool | int | float | str):
-        return value
+    if _primitive(value):
+        return _text(value) if isinstance(value, str) else value
     if isinstance(value, list | tuple) and value:
         kinds = {type(v) for v in value}
-        if len(kinds) == 1 and kinds <= {bool, int, float, str}:
+        if len(kinds) == 1 and all(_primitive(v) for v in value):
             return list(value)
     return _text(value)
+
+
+def _note(table: OrderedDict[str, str], span_id: str, value: str) -> None:
+    table[span_id] = value
+    if len(table) > _MAX_NOTES:
+        table.popitem(last=False)
+
+
+def _dict(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise LogFormatError(f"{what} is not an object: {value!r:.80}")
+    return value
 
 
 @dataclass
@@ -78,10 +122,10 @@ class SpanAssembler:
 
     def __init__(self, max_open: int = _MAX_OPEN) -> None:
         self._open: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._inputs: dict[str, str] = {}
-        self._prompts: dict[str, str] = {}
-        self._outputs: dict[str, str] = {}
-        self._tracebacks: dict[str, str] = {}
+        self._inputs: OrderedDict[str, str] = OrderedDict()
+        self._prompts: OrderedDict[str, str] = OrderedDict()
+        self._outputs: OrderedDict[str, str] = OrderedDict()
+        self._tracebacks: OrderedDict[str, str] = OrderedDict()
         self._tools: OrderedDict[str, tuple[str | None, str | None]] = OrderedDict()
         self._max_open = max_open
         self.evicted = 0
@@ -93,32 +137,36 @@ class SpanAssembler:
         return len(self._open)
 
     def add(self, envelope: Envelope) -> FinishedSpan | None:
-        """Take one log line; return the span it ends, if it ends one."""
-        data = envelope.data
-        if not isinstance(data, dict):
-            return None
-        kind, type_, span_id = envelope.kind, envelope.type, envelope.span_id
-        if type_ == "TraceEvent":
+        """Take one log line; return the span it ends, if it ends one.
+
+        Raises:
+            LogFormatError: The line is one of llmgine's span lines (or a command)
+                and its fields are not what it should hold; nothing was changed.
+        """
+        data = _dict(envelope.data, "The line's data")
+        key, span_id = (envelope.module, envelope.type), envelope.span_id
+        if key == _TRACE:
             return self._trace(envelope.session_id, data)
-        if kind == "command" and isinstance(span_id, str):
-            self._inputs[span_id] = _text(data)
-            if isinstance(data.get("prompt"), str):
-                self._prompts[span_id] = _text(data["prompt"])
-        elif type_ in ("CommandResultEvent", "CommandErrorEvent") and isinstance(span_id, str):
-            result = data.get("command_result") or {}
+        if envelope.kind == "command" and isinstance(span_id, str):
+            prompt = data.get("prompt")
+            _note(self._inputs, span_id, _text(data))
+            if isinstance(prompt, str):
+                _note(self._prompts, span_id, _text(prompt))
+        elif key in _RESULTS and isinstance(span_id, str):
+            result = _dict(data.get("command_result"), f"A {envelope.type}'s command_result")
             value = result.get("result") if result.get("success") else result.get("error")
             if value is not None:
-                self._outputs[span_id] = _text(value)
+                _note(self._outputs, span_id, _text(value))
             if isinstance(data.get("traceback"), str):
-                self._tracebacks[span_id] = data["traceback"]
-        elif type_ == "LLMResponseEvent" and isinstance(span_id, str):
+                _note(self._tracebacks, span_id, _text(data["traceback"]))
+        elif key == _LLM_RESPONSE and isinstance(span_id, str):
             if data.get("content") is not None:
-                self._outputs[span_id] = _text(data["content"])
+                _note(self._outputs, span_id, _text(data["content"]))
             elif data.get("tool_calls"):
-                self._outputs[span_id] = _text(data["tool_calls"])
-        elif type_ == "ToolCallEvent":
+                _note(self._outputs, span_id, _text(data["tool_calls"]))
+        elif key == _TOOL_CALL:
             self._tool(str(data.get("call_id")), arguments=data.get("arguments"))
-        elif type_ == "ToolResultEvent":
+        elif key == _TOOL_RESULT:
             value = data.get("result") if data.get("error") is None else data.get("error")
             self._tool(str(data.get("call_id")), result=value)
         return None
@@ -133,10 +181,13 @@ class SpanAssembler:
             self._tools.popitem(last=False)
 
     def _trace(self, session_id: str, data: dict[str, Any]) -> FinishedSpan | None:
-        context = data.get("span_context") or {}
-        span_id = context.get("span_id")
-        if not isinstance(span_id, str):
-            return None
+        context = _dict(data.get("span_context"), "A TraceEvent's span_context")
+        span_id, trace_id = context.get("span_id"), context.get("trace_id")
+        if not isinstance(span_id, str) or not isinstance(trace_id, str):
+            raise LogFormatError("A TraceEvent without a span_context holding span_id and trace_id")
+        _dict(data.get("attributes"), "A TraceEvent's attributes")
+        _nanos(data.get("start_time"), "start_time")
+        _nanos(data.get("end_time"), "end_time")
         if data.get("end_time") is None:
             self._open[span_id] = dict(data, session_id=session_id)
             while len(self._open) > self._max_open:
@@ -154,13 +205,20 @@ class SpanAssembler:
         end: Mapping[str, Any],
         session_id: Any,
     ) -> FinishedSpan:
-        end_ns = _nanos(end.get("end_time")) or 0
-        start_ns = _nanos(start.get("start_time")) or _nanos(end.get("start_time"))
+        end_ns = _nanos(end.get("end_time"), "end_time") or 0
+        start_ns = _nanos(start.get("start_time"), "start_time") or _nanos(
+            end.get("start_time"), "start_time"
+        )
         if start_ns is None:  # the start line was lost: the duration tells where it began
-            start_ns = end_ns - int(float(end.get("duration_ms") or 0) * 1_000_000)
+            duration = end.get("duration_ms")
+            if not isinstance(duration, int | float | None) or duration != duration:
+                raise LogFormatError(
+                    f"A TraceEvent's duration_ms is not a number: {duration!r:.80}"
+                )
+            start_ns = end_ns - int(min(float(duration or 0), 1e12) * 1_000_000)
         kind = str(end.get("span_kind") or start.get("span_kind") or "INTERNAL")
         parent = context.get("parent_span_id")
-        attributes = {**(start.get("attributes") or {}), **(end.get("attributes") or {})}
+        attributes = {**_dict(start.get("attributes"), ""), **_dict(end.get("attributes"), "")}
         attrs: dict[str, Any] = {k: _attribute(v) for k, v in attributes.items() if v is not None}
         attrs["openinference.span.kind"] = _KINDS.get(kind, "CHAIN")
         attrs["llmgine.span.kind"] = kind

@@ -1,0 +1,171 @@
+"""OTLPExporter under load and faults, against real collectors on 127.0.0.1.
+
+A healthy collector receives every span however many events a command publishes;
+a collector that never answers costs bounded memory (counted drops); a user's own
+event that shares a name with llmgine's, or a broken line, never stops the export;
+a key in the endpoint URL never reaches a log, a warning or the console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from typing import Any
+
+import pytest
+
+from llmgine._processes import free_port
+from llmgine.bus import MessageBus
+from llmgine.messages import Command, Event
+from llmgine.observability.otlp import OTLPExporter
+
+
+class TickEvent(Event):
+    n: int = 0
+
+
+class TraceEvent(Event):
+    """A user's event that shares its name with llmgine's span event."""
+
+    span_context: str = "not llmgine's"
+
+
+class CommandResultEvent(Event):
+    """A user's event that shares its name with llmgine's result event."""
+
+    command_result: str = "not llmgine's"
+
+
+class PingCommand(Command):
+    events: int = 0
+    payload: str = ""
+    impostors: bool = False
+
+
+def quiet_bus(*sinks: Any) -> MessageBus:
+    return MessageBus(
+        log_dir=None,
+        enable_console_metrics=False,
+        enable_console_traces=False,
+        sinks=list(sinks),
+    )
+
+
+def serve_pings(bus: MessageBus) -> None:
+    async def ping(cmd: PingCommand) -> str:
+        for n in range(cmd.events):
+            await bus.publish(TickEvent(n=n))
+        if cmd.impostors:
+            await bus.publish(TraceEvent())
+            await bus.publish(CommandResultEvent())
+        return "pong"
+
+    bus.register_command_handler(PingCommand, ping)
+
+
+@pytest.mark.timeout(600)
+async def test_a_healthy_collector_receives_every_span_of_a_busy_bus(collector: Any) -> None:
+    commands, events = 2_000, 30
+    exporter = OTLPExporter(collector.url)
+    bus = quiet_bus(exporter)
+    serve_pings(bus)
+    async with bus:
+        for _ in range(commands):
+            await bus.execute(PingCommand(events=events))
+        await bus.wait_for_events()
+        assert await asyncio.to_thread(exporter.force_flush, 300)
+    assert collector.names.count("PingCommand") == commands
+    stats = exporter.stats
+    assert (stats.exported, stats.dropped, stats.failed, stats.errors) == (commands, 0, 0, 0)
+
+
+@pytest.mark.timeout(120)
+async def test_a_hung_collector_holds_the_queue_within_its_bytes(hung_collector: str) -> None:
+    bound = 1_000_000
+    exporter = OTLPExporter(hung_collector, timeout=60, max_queue_bytes=bound)
+    bus = quiet_bus(exporter)
+    serve_pings(bus)
+    await bus.start()
+    peak = 0
+    for _ in range(300):  # 100 KB commands: 30 MB written, far past the bound
+        await bus.execute(PingCommand(payload="x" * 100_000, events=3))
+        peak = max(peak, exporter.stats.queued_bytes)
+    stats = exporter.stats
+    assert 0 < peak <= bound
+    assert stats.queued_bytes <= bound
+    assert stats.dropped > 0
+    assert stats.exported == 0
+    await bus.stop()  # gives the collector 5 s, then counts what it never took
+    assert exporter.stats.queued_bytes == 0
+    assert exporter.stats.dropped > stats.dropped
+
+
+@pytest.mark.timeout(120)
+async def test_a_user_event_named_like_llmgine_s_never_stops_the_export(collector: Any) -> None:
+    exporter = OTLPExporter(collector.url)
+    bus = quiet_bus(exporter)
+    serve_pings(bus)
+    async with bus:
+        await bus.execute(PingCommand(impostors=True))
+        await bus.publish(TraceEvent())
+        await bus.publish(CommandResultEvent())
+        await bus.wait_for_events()
+        assert await asyncio.to_thread(exporter.force_flush, 30)
+        for _ in range(20):
+            await bus.execute(PingCommand())
+        assert await asyncio.to_thread(exporter.force_flush, 30)
+    assert collector.names.count("PingCommand") == 21
+    assert (exporter.stats.errors, exporter.stats.skipped) == (0, 0)
+
+
+@pytest.mark.timeout(120)
+async def test_a_broken_span_line_is_skipped_and_the_export_goes_on(collector: Any) -> None:
+    exporter = OTLPExporter(collector.url)
+    head = (
+        b'{"kind":"event","type":"TraceEvent","module":"llmgine.observability.events",'
+        b'"id":"0","timestamp":"2026-01-01T00:00:00+00:00","session_id":"global",'
+        b'"trace_id":null,"span_id":null,"metadata":{},"data":'
+    )
+    broken = [
+        head + b'{"span_context":"not an object"}}\n',
+        head + b'{"span_context":{"span_id":"a","trace_id":"b"},"end_time":5}}\n',
+        head + b'{"span_context":{"span_id":"a","trace_id":"b"},"attributes":[1]}}\n',
+    ]
+    bus = quiet_bus(exporter)
+    serve_pings(bus)
+    async with bus:
+        await bus.execute(PingCommand())
+        for line in broken:
+            exporter.write(line)
+        for _ in range(5):
+            await bus.execute(PingCommand())
+        assert await asyncio.to_thread(exporter.force_flush, 30)
+    assert collector.names.count("PingCommand") == 6
+    assert exporter.stats.skipped == len(broken)
+
+
+@pytest.mark.timeout(120)
+async def test_a_key_in_the_endpoint_url_never_reaches_logs_warnings_or_output(
+    collector: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "S3CRET-key-4711"
+    refusing = f"http://127.0.0.1:{free_port()}/v1/traces?api_key={secret}&x-api-key={secret}"
+    answering = f"{collector.url}/v1/traces?api-key={secret}"
+    caplog.set_level(logging.DEBUG)  # every library's debug lines too (urllib3 logs requests)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for url in (refusing, answering):
+            exporter = OTLPExporter(url, timeout=3)
+            bus = quiet_bus(exporter)
+            serve_pings(bus)
+            async with bus:
+                await bus.execute(PingCommand())
+            shown = [repr(exporter), str(exporter), exporter.name, exporter.endpoint]
+            assert secret not in " ".join(shown)
+            assert "api_key=***" in exporter.endpoint or "api-key=***" in exporter.endpoint
+    assert exporter.stats.exported == 1  # the answering one
+    assert "Failed to export" in caplog.text  # OpenTelemetry did log the refused one
+    output = capfd.readouterr()
+    for text in (caplog.text, output.out, output.err, *(str(w.message) for w in caught)):
+        assert secret not in text
