@@ -148,3 +148,24 @@ def test_safe_url() -> None:
         "http://[redacted]@host:1/v1?api-key=[redacted]&x"
     )
     assert safe_url("https://api.example.com/v1") == "https://api.example.com/v1"
+
+
+def test_a_refused_connection_is_told_apart_in_the_sdks_own_http_library() -> None:
+    """Whatever HTTP library the installed openai uses (httpx2, not httpx), no import fails."""
+    import importlib
+
+    import openai
+
+    # The HTTP library is the one the SDK's own client class comes from.
+    modules = [c.__module__ for c in openai.DefaultAsyncHttpxClient.__mro__]
+    transport = importlib.import_module(next(m for m in modules if m != "openai").split(".")[0])
+    request = transport.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+    provider = OpenAIProvider("m", base_url="http://127.0.0.1:9/v1", max_retries=0)
+    for failure in (transport.ConnectError("no route to host"), transport.ReadError("reset")):
+        error = openai.APIConnectionError(request=request)
+        error.__cause__ = failure
+        shown = str(provider._error(error))
+        if isinstance(failure, transport.ConnectError):
+            assert "could not be reached at" in shown, shown
+        else:
+            assert "was reached but the connection broke" in shown, shown

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.metadata
 import logging
 import os
 import re
@@ -430,15 +433,47 @@ def _join_name(so_far: str, piece: str | None) -> str:
     return piece if not so_far or piece.startswith(so_far) else so_far + piece
 
 
+@functools.cache
+def _connect_errors() -> tuple[type[BaseException], ...]:
+    """The errors of failing to connect, in the HTTP library the installed openai SDK uses.
+
+    The SDK has moved from ``httpx`` to ``httpx2``; neither is llmgine's own dependency,
+    so the library is found from the installed ``openai`` (its HTTP client's base
+    class and its ``httpx``-like requirements), never imported by a fixed name.
+    """
+    import openai
+
+    client = getattr(openai, "DefaultAsyncHttpxClient", None)
+    names = [c.__module__.partition(".")[0] for c in getattr(client, "__mro__", ())]
+    try:
+        requires = importlib.metadata.requires("openai") or []
+    except importlib.metadata.PackageNotFoundError:
+        requires = []
+    for requirement in requires:
+        name = re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0].lower().replace("-", "_")
+        if name.startswith("httpx") and "extra ==" not in requirement:
+            names.append(name)
+    found: list[type[BaseException]] = [ConnectionRefusedError]
+    for name in dict.fromkeys(n for n in names if n not in ("openai", "builtins")):
+        try:
+            transport = importlib.import_module(name)
+        except ImportError:
+            continue
+        for attribute in ("ConnectError", "ConnectTimeout"):
+            error = getattr(transport, attribute, None)
+            if isinstance(error, type) and issubclass(error, BaseException):
+                found.append(error)
+    return tuple(found)
+
+
 def _never_connected(exc: BaseException) -> bool:
     """Whether a connection error happened before any connection was made."""
-    import httpx
-
+    errors = _connect_errors()
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, httpx.ConnectError | httpx.ConnectTimeout | ConnectionRefusedError):
+        if isinstance(current, errors):
             return True
         current = current.__cause__ or current.__context__
     return False
