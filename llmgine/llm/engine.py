@@ -188,6 +188,10 @@ class LLMEngine:
 
         With ``requires_approval=True`` each call waits for an ``ApproveToolCallCommand``
         (see :mod:`llmgine.llm.approval`; the wait is ``engine.approvals.timeout``).
+
+        Raises:
+            TypeError: ``fn`` is a class (a ``Command``, a pydantic model, ...) or cannot be
+                described to a model; pass a function whose arguments the model fills in.
         """
         registered = self.tools.register(fn)
         if requires_approval:

@@ -36,6 +36,8 @@ def approvals_asked_in_the_cell(engine: LLMEngine) -> Iterator[None]:
     from llmgine.notebook.widgets.approvals import call_summary
 
     async def ask(event: ToolApprovalRequestedEvent) -> None:
+        if all(p.approval_id != event.approval_id for p in engine.approvals.pending):
+            return  # a call waiting in another process of a shared bus: not this cell's
         question = f"{call_summary(event.tool_name, event.arguments)}: run it? [y/N] "
         reason: str | None
         try:

@@ -91,3 +91,44 @@ def test_a_panels_buttons_decide_its_own_call_not_anothers_with_the_same_id(
     assert decided.success, decided.error
     run_sync(tasks["rome"])  # type: ignore[arg-type]
     assert "the user denied the call: stay home" in panels["rome"].history[-1][1]
+
+
+def test_a_chat_cell_asks_only_about_its_own_calls_not_those_waiting_elsewhere(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+    from uuid import uuid4
+
+    from IPython.utils.capture import capture_output
+
+    from llmgine.llm import ToolCallEvent
+
+    magic(shell, "start --quiet")
+    magic(shell, "tools --approval get_weather")
+    engine = get_engine()
+
+    async def a_call_waits_in_another_process(event: ToolCallEvent) -> None:
+        # What a worker of a shared bus publishes for a call of its own conversation.
+        await engine.bus.publish(
+            ToolApprovalRequestedEvent(
+                call_id="call_1_0",
+                tool_name="delete_file",
+                arguments='{"path": "/home/user/thesis.tex"}',
+                conversation_id="someone-else",
+                prompt_id=uuid4(),
+                timeout=300,
+            )
+        )
+
+    engine.bus.register_event_handler(ToolCallEvent, a_call_waits_in_another_process)
+    asked: list[str] = []
+
+    def answer(question: str) -> str:
+        asked.append(question)
+        return "y"
+
+    monkeypatch.setattr(builtins, "input", answer)
+    with capture_output() as captured:
+        magic(shell, "chat What is the weather in Paris?")
+    assert asked == ["tool · get_weather(city='Paris'): run it? [y/N] "]
+    assert "get_weather returned Sunny in Paris" in captured.outputs[0].data["text/plain"]
