@@ -5,14 +5,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import math
 import os
+import shlex
+import shutil
+import signal
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import quote
 
 __all__ = ["main"]
+
+REDIS_URL_ENV = "LLMGINE_REDIS_URL"
+"""The environment variable the worker takes its Redis URL from when ``--redis`` is not given."""
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -22,11 +32,12 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"The log is {summary.log_path} ({summary.lines} lines):")
     for type_name, count in sorted(summary.counts.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"  {count:4d}  {type_name}")
+    again = _invocation()
     print(
         "\nTry next:\n"
-        f"  {_prog()} log {summary.log_path}\n"
+        f"  {again} log {shlex.quote(str(summary.log_path))}\n"
         "      the same run summarized: command latency percentiles, LLM calls, tokens\n"
-        f"  {_prog()} lab\n"
+        f"  {again} lab\n"
         "      the tutorials in JupyterLab (needs: pip install 'llmgine[lab]')"
     )
     return 0
@@ -100,12 +111,100 @@ def _prog() -> str:
     return "llmgine" if Path(sys.argv[0]).name == "llmgine" else "python -m llmgine"
 
 
+def _from_here(path: Path) -> str:
+    """``path`` as a shell word: relative to the current directory when inside it."""
+    path = path.absolute()
+    try:
+        text = str(path.relative_to(Path.cwd()))
+        text = text if os.sep in text else f".{os.sep}{text}"  # never looked up on PATH
+    except ValueError:
+        text = str(path)
+    return shlex.quote(text)
+
+
+def _invocation() -> str:
+    """The command that runs llmgine again from here, the way this run was started.
+
+    ``python -m llmgine`` only when ``python`` on PATH is the interpreter running now
+    (an activated venv); else that interpreter's path (``.venv/bin/python -m llmgine``).
+    """
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "llmgine":  # the console script
+        found = shutil.which("llmgine")
+        if found and Path(found).absolute() == argv0.absolute():
+            return "llmgine"
+        return _from_here(argv0)
+    python = Path(sys.executable)
+    found = shutil.which("python")
+    if found and Path(found).absolute() == python.absolute():
+        return "python -m llmgine"
+    return f"{_from_here(python)} -m llmgine"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llmgine")
+    except PackageNotFoundError:
+        return "unknown (not installed: run pip install -e . in the clone)"
+
+
+def _redis_url(args: argparse.Namespace) -> str:
+    from llmgine.errors import ConfigurationError
+
+    url = args.redis or os.environ.get(REDIS_URL_ENV, "").strip()
+    if not url:
+        raise ConfigurationError(
+            f"Give the Redis URL with --redis URL or in the environment variable {REDIS_URL_ENV} "
+            "(which keeps a password out of ps), e.g. redis://127.0.0.1:6379/0"
+        )
+    return url
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` with ``url`` redacted and its password (or token-like user) hidden anywhere."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    from llmgine._urls import HIDDEN, redact_url
+
+    text = text.replace(url, redact_url(url))
+    secrets: set[str] = set()
+    try:
+        parts = urlsplit(url)
+        userinfo, at, _ = parts.netloc.rpartition("@")
+        if at:
+            user, colon, password = userinfo.partition(":")
+            secrets.update({password} if colon else {user})
+        secrets.update(value for _, value in parse_qsl(parts.query) if value)
+    except ValueError:
+        secrets.add(url)
+    for secret in sorted(secrets | {unquote(s) for s in secrets}, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, HIDDEN)
+    return text
+
+
 def _worker(args: argparse.Namespace) -> int:
     import logging
 
+    from llmgine._urls import redact_url
     from llmgine.bus.remote.worker import READY, run_worker
+    from llmgine.errors import ConfigurationError, LLMgineError
 
+    url = _redis_url(args)
+    if args.claim_after < 2 * args.heartbeat:
+        raise ConfigurationError(
+            f"--claim-after ({args.claim_after:g}) must be at least twice --heartbeat "
+            f"({args.heartbeat:g}): a running command's claim is renewed once per heartbeat"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.redis and redact_url(args.redis) != args.redis:
+        logging.getLogger("llmgine.worker").warning(
+            "The Redis URL given with --redis holds a credential, which other users see in ps; "
+            "set %s instead.",
+            REDIS_URL_ENV,
+        )
     options = {
         "claim_after": args.claim_after,
         "heartbeat": args.heartbeat,
@@ -115,29 +214,74 @@ def _worker(args: argparse.Namespace) -> int:
     def ready(bus: object) -> None:
         print(READY, flush=True)
 
-    asyncio.run(
-        run_worker(
-            args.spec,
-            args.redis,
-            namespace=args.namespace,
-            log_dir=args.log_dir,
-            options=options,
-            ready=ready,
+    try:
+        from redis.exceptions import RedisError
+    except ImportError:  # bus.connect() says what to install
+        RedisError = OSError  # type: ignore[assignment,misc]
+    try:
+        asyncio.run(
+            run_worker(
+                args.spec,
+                url,
+                namespace=args.namespace,
+                log_dir=args.log_dir,
+                options=options,
+                ready=ready,
+            )
         )
-    )
+    except LLMgineError as exc:
+        print(f"llmgine: {_scrub(' '.join(str(exc).split()), url)}", file=sys.stderr)
+        return 2
+    except (OSError, RedisError) as exc:  # the last resort: one line, no password
+        what = " ".join(f"{type(exc).__name__}: {exc}".split())
+        print(f"llmgine: the worker could not start or run: {_scrub(what, url)}", file=sys.stderr)
+        return 1
     return 0
 
 
 QUICKSTART = Path("notebooks") / "01_quickstart.ipynb"
+STOP_GRACE = 30.0
+"""Seconds JupyterLab gets to stop after a forwarded signal before it is killed."""
 
 
-def lab_command(notebook: str | None) -> list[str]:
-    """The command that opens JupyterLab (on ``notebook``, else on the quickstart if present)."""
-    target = notebook or (str(QUICKSTART) if QUICKSTART.exists() else None)
-    command = [sys.executable, "-m", "jupyterlab", *([target] if target else [])]
+def quickstart() -> Path | None:
+    """The quickstart notebook: under the current directory, else beside the package's clone."""
+    for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        if (base / QUICKSTART).is_file():
+            return (base / QUICKSTART).absolute()
+    return None
+
+
+def lab_command(notebook: str | None = None, jupyter_args: Sequence[str] = ()) -> list[str]:
+    """The command that opens JupyterLab on ``notebook``, else on the quickstart if found.
+
+    JupyterLab serves the current directory (or, for a notebook outside it, the
+    notebook's folder; the clone for the quickstart), and its URL (printed, opened
+    in the browser, and where ``/`` redirects) is ``/lab/tree/<the notebook>``.
+    ``jupyter_args`` go to JupyterLab as they are.
+
+    Raises:
+        ConfigurationError: ``notebook`` does not exist.
+    """
+    from llmgine.errors import ConfigurationError
+
+    command = [sys.executable, "-m", "jupyterlab"]
+    target = Path(notebook).absolute() if notebook else quickstart()
+    if target is not None and target.is_dir():
+        command.append(f"--ServerApp.root_dir={target}")
+    elif target is not None:
+        if not target.is_file():
+            raise ConfigurationError(f"No notebook at {notebook}: give an .ipynb file's path.")
+        here = Path.cwd()
+        if target.is_relative_to(here):
+            root = here
+        else:
+            root = target.parent.parent if notebook is None else target.parent
+        path = quote(target.relative_to(root).as_posix())
+        command += [f"--ServerApp.root_dir={root}", f"--LabApp.default_url=/lab/tree/{path}"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")  # containers often run as root; Jupyter refuses otherwise
-    return command
+    return [*command, *jupyter_args]
 
 
 def _lab(args: argparse.Namespace) -> int:
@@ -147,14 +291,115 @@ def _lab(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    return subprocess.call(lab_command(args.notebook))
+    known = [
+        *([f"--port={args.port}"] if args.port is not None else []),
+        *([f"--ip={args.ip}"] if args.ip is not None else []),
+        *(["--no-browser"] if args.no_browser else []),
+    ]
+    return run_forwarding_signals(lab_command(args.notebook, [*known, *args.jupyter_args]))
+
+
+def run_forwarding_signals(command: list[str]) -> int:
+    """Run ``command``; pass SIGTERM and SIGHUP (and SIGINT without a terminal) on to it.
+
+    The child is waited for (killed if it outlives :data:`STOP_GRACE` seconds after
+    a forwarded signal), so stopping this process never leaves it running. At a
+    terminal, Ctrl-C reaches the child itself (one process group): JupyterLab asks,
+    then stops, and this process waits for it.
+
+    Returns:
+        ``128 + signal`` when a signal stopped it, else the child's exit code.
+    """
+    forwarded = [signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
+    if not sys.stdin.isatty():
+        forwarded.append(signal.SIGINT)
+    received: list[int] = []
+    child: list[subprocess.Popen[bytes]] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if child and child[0].poll() is None:
+            child[0].send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in forwarded}
+    try:
+        child.append(subprocess.Popen(command))
+        if received:  # a signal before the child existed
+            child[0].send_signal(received[0])
+        code = _wait(child[0], received)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if child and child[0].poll() is None:
+            child[0].kill()
+            child[0].wait()
+    return 128 + received[0] if received else code
+
+
+def _wait(child: subprocess.Popen[bytes], received: list[int]) -> int:
+    deadline: float | None = None
+    while True:
+        try:
+            return child.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
+        except KeyboardInterrupt:
+            continue  # Ctrl-C at the terminal: the child got it too and decides
+        if received and deadline is None:
+            deadline = time.monotonic() + STOP_GRACE
+        if deadline is not None and time.monotonic() > deadline:
+            name = signal.Signals(received[0]).name
+            print(
+                f"llmgine: JupyterLab did not stop within {STOP_GRACE:g} s of {name}; killed it",
+                file=sys.stderr,
+            )
+            child.kill()
+            return child.wait()
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds, e.g. 1.5")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1, e.g. 8")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return value
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=_prog(),
         description="llmgine: event-driven LLM applications, made for Jupyter.",
     )
+    parser.add_argument("--version", action="version", version=f"llmgine {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser("demo", help="run a short offline demo and show what it logged")
     demo.add_argument("--log-dir", default="logs", help="where to write demo.jsonl (default: logs)")
@@ -174,26 +419,42 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Nam
     )
     export.add_argument("--service-name", default="llmgine", help="service.name of the spans")
     export.add_argument("--project", help="the Phoenix project to put the spans in")
-    lab = sub.add_parser("lab", help="open JupyterLab on the quickstart notebook")
+    lab = sub.add_parser(
+        "lab",
+        help="open JupyterLab on the quickstart notebook",
+        description="Open JupyterLab on the quickstart notebook (or NOTEBOOK). JupyterLab's "
+        "own options go after --, e.g. llmgine lab -- --ServerApp.token=secret",
+    )
     lab.add_argument("notebook", nargs="?", help="a notebook to open instead")
+    lab.add_argument("--port", type=_port, help="the port JupyterLab listens on")
+    lab.add_argument("--ip", help="the address JupyterLab listens on (default: localhost)")
+    lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
     worker = sub.add_parser(
-        "worker", help="serve handlers on a shared bus over Redis until SIGINT/SIGTERM"
+        "worker",
+        help="serve handlers on a shared bus over Redis until SIGINT/SIGTERM",
+        description="Serve handlers on a shared bus over Redis. SIGINT/SIGTERM: finish what "
+        "runs, then exit; a second one: exit at once, abandoning it (another worker takes "
+        "the commands over after --claim-after seconds).",
     )
     worker.add_argument("spec", metavar="MODULE:FUNCTION", help="FUNCTION(bus) registers handlers")
     worker.add_argument(
-        "--redis", required=True, metavar="URL", help="e.g. redis://127.0.0.1:6379/0"
+        "--redis",
+        metavar="URL",
+        help=f"e.g. redis://127.0.0.1:6379/0; default: the environment variable {REDIS_URL_ENV} "
+        "(use it for a URL with a password: the command line shows in ps)",
     )
     worker.add_argument("--namespace", default="llmgine", help="the shared bus (default: llmgine)")
     worker.add_argument("--log-dir", default=None, help="write this process's JSONL log there")
     worker.add_argument(
-        "--claim-after", type=float, default=15.0, metavar="S",
-        help="take over a dead worker's command after S seconds (default: 15)",
+        "--claim-after", type=_seconds, default=15.0, metavar="S",
+        help="take over a dead worker's command after S seconds (default: 15; at least twice "
+        "--heartbeat)",
     )  # fmt: skip
     worker.add_argument(
-        "--max-concurrency", type=int, default=8, metavar="N", help="commands run at once"
+        "--max-concurrency", type=_count, default=8, metavar="N", help="commands run at once"
     )
     worker.add_argument(
-        "--heartbeat", type=float, default=1.0, metavar="S", help="seconds between heartbeats"
+        "--heartbeat", type=_seconds, default=1.0, metavar="S", help="seconds between heartbeats"
     )
     return parser, {
         "demo": _demo,
@@ -204,10 +465,25 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Nam
     }
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; for ``lab``, unknown options are refused and what follows ``--`` kept."""
+    split = argv.index("--") if "--" in argv else len(argv)
+    args, unknown = parser.parse_known_args(argv[:split])
+    if args.command != "lab":
+        return parser.parse_args(argv)
+    if unknown:
+        parser.error(
+            f"lab: unknown option {unknown[0]}: JupyterLab's own options go after --, "
+            f"e.g. {_prog()} lab -- {unknown[0]}"
+        )
+    args.jupyter_args = argv[split + 1 :]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser, commands = _parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, list(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return 2
@@ -216,8 +492,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except LLMgineError as exc:
-        print(f"llmgine: {exc}", file=sys.stderr)
+        print(f"llmgine: {' '.join(str(exc).splitlines())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("llmgine: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -47,13 +47,16 @@ def test_demo_twice_starts_a_fresh_log(tmp_path: Path, capsys: pytest.CaptureFix
 def test_lab_opens_the_quickstart(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from llmgine.__main__ import lab_command
 
+    quickstart = "--LabApp.default_url=/lab/tree/notebooks/01_quickstart.ipynb"
     monkeypatch.chdir(ROOT)
     command = lab_command(None)
     assert command[:3] == [sys.executable, "-m", "jupyterlab"]
-    assert command[3] == "notebooks/01_quickstart.ipynb"
-    monkeypatch.chdir(tmp_path)  # elsewhere: JupyterLab on the folder
-    assert lab_command(None)[3:] in ([], ["--allow-root"])
-    assert lab_command("other.ipynb")[3] == "other.ipynb"
+    assert command[3:5] == [f"--ServerApp.root_dir={ROOT}", quickstart]
+    monkeypatch.chdir(tmp_path)  # elsewhere: still the clone's quickstart, found by the package
+    assert lab_command(None)[3:5] == [f"--ServerApp.root_dir={ROOT}", quickstart]
+    (tmp_path / "other one.ipynb").write_text("{}")
+    assert "--LabApp.default_url=/lab/tree/other%20one.ipynb" in lab_command("other one.ipynb")
+    assert lab_command(None, ["--port=9999"])[-1] == "--port=9999"
 
 
 def test_no_subcommand_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
