@@ -169,7 +169,13 @@ def _mcp_add(options: list[str], command: list[str]) -> Any:
         )
     )
     tools = ", ".join(f"`{t.name}`" for t in server.tools) or "none"
-    return Note(f"MCP server `{server.name}` added; tools: {tools}")
+    note = f"MCP server `{server.name}` added; tools: {tools}"
+    if server.renamed:
+        shown = ", ".join(f"{remote!r} as `{name}`" for name, remote in server.renamed.items())
+        note += f"; renamed for the model (names its API rejects): {shown}"
+    if server.refused:
+        note += "; left out: " + "; ".join(f"{n!r} ({why})" for n, why in server.refused.items())
+    return Note(note)
 
 
 def _mcp_list() -> Any:

@@ -56,6 +56,29 @@ def redact_text(text: str) -> str:
     return _URL.sub(lambda m: redact_url(m.group(0)), text)
 
 
+class _HideUrlCredentials(logging.Filter):
+    """Hides the credentials of URLs in the records of the HTTP client's and SDK's loggers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        hidden = redact_text(message)
+        if hidden != message:
+            record.msg, record.args = hidden, None
+        return True
+
+
+_URL_LOGGERS = ("httpx", "httpx2", "mcp.client.streamable_http")
+"""Loggers that write a server's URL as it is ("HTTP Request: POST http://...?token=...")."""
+
+
+def _hide_credentials_in_logs() -> None:
+    """Give the loggers that show request URLs a filter that hides their credentials (once)."""
+    for name in _URL_LOGGERS:
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _HideUrlCredentials) for f in log.filters):
+            log.addFilter(_HideUrlCredentials())
+
+
 def _leaf(exc: BaseException) -> BaseException:
     """The first real error inside the task-group exception groups the SDK raises."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
@@ -173,6 +196,8 @@ class McpServer:
                     )
                 else:
                     from mcp.client.streamable_http import streamable_http_client
+
+                    _hide_credentials_in_logs()
 
                     read, write = await stack.enter_async_context(
                         streamable_http_client(str(self.url))
