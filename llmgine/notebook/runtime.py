@@ -69,17 +69,21 @@ class Runtime:
 
         Raises:
             ConfigurationError: The new bus could not start (say, its log cannot be
-                written); the previous settings are kept for the next use.
+                written); the previous bus and settings are kept (it runs again if it ran).
         """
-        previous = self.bus_options
-        if self.bus is not None:
-            run_sync(self.bus.stop())
+        previous, old = self.bus_options, self.bus
+        was_running = old is not None and old.is_running
+        if old is not None:
+            run_sync(old.stop())
         self.bus_options = {"log_dir": "logs", **options}
         self.bus = None
         try:
             bus = self.get_bus()
         except Exception as exc:
-            self.bus_options, self.bus = previous, None
+            # The previous bus comes back as it was: running again if it ran.
+            self.bus_options, self.bus = previous, old
+            if old is not None and was_running:
+                run_sync(old.start())
             raise ConfigurationError(
                 f"could not start the bus: {type(exc).__name__}: {exc}. The previous "
                 "settings are kept; choose another --log-dir or --log-file"

@@ -181,7 +181,14 @@ def _connect(shell: Any, line: str, cell: str | None) -> Any:
 
 
 def _status(shell: Any, line: str, cell: str | None) -> Any:
-    return get_runtime().get_bus()
+    # Only report: starting a stopped bus here would reopen (and append to) its closed log.
+    bus = get_runtime().bus
+    if bus is None:
+        return Note(
+            "llmgine bus not started yet; `%llmgine start` starts it (so does the first "
+            "subcommand that needs it)"
+        )
+    return bus
 
 
 def _register(shell: Any, line: str, cell: str | None) -> Any:

@@ -45,8 +45,20 @@ def test_start_status_stop(shell: InteractiveShell, tmp_path: Path) -> None:
     assert repr(magic(shell, "stop")) == "llmgine bus is not running"
     # One execute: its span start, the command, its result, its span end.
     assert (tmp_path / "logs" / "run.jsonl").read_text().count("\n") == 4
-    assert magic(shell, "status") is bus  # status starts the default bus again
-    assert bus.is_running
+    assert magic(shell, "status") is bus  # status only reports: the bus stays stopped
+    assert not bus.is_running
+    assert "stopped" in bus._repr_html_()
+    assert (tmp_path / "logs" / "run.jsonl").read_text().count("\n") == 4
+
+
+def test_status_never_starts_a_bus(shell: InteractiveShell, tmp_path: Path) -> None:
+    from llmgine.notebook import get_runtime
+
+    note = magic(shell, "status")
+    assert repr(note).startswith("llmgine bus not started yet")
+    assert "%llmgine start" in repr(note)
+    assert get_runtime().bus is None
+    assert not (tmp_path / "logs").exists()
 
 
 def test_start_with_no_log(shell: InteractiveShell, tmp_path: Path) -> None:
