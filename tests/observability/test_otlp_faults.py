@@ -81,7 +81,9 @@ async def test_a_healthy_collector_receives_every_span_of_a_busy_bus(collector: 
 
 
 @pytest.mark.timeout(120)
-async def test_a_hung_collector_holds_the_queue_within_its_bytes(hung_collector: str) -> None:
+async def test_a_hung_collector_holds_the_queue_within_its_bytes(
+    hung_collector: str, caplog: pytest.LogCaptureFixture
+) -> None:
     bound = 1_000_000
     exporter = OTLPExporter(hung_collector, timeout=60, max_queue_bytes=bound)
     bus = quiet_bus(exporter)
@@ -96,6 +98,8 @@ async def test_a_hung_collector_holds_the_queue_within_its_bytes(hung_collector:
     assert stats.queued_bytes <= bound
     assert stats.dropped > 0
     assert stats.exported == 0
+    full = [r for r in caplog.records if "queue full" in r.getMessage()]
+    assert len(full) == 1 and full[0].levelno == logging.WARNING  # one, not one per line
     await bus.stop()  # gives the collector 5 s, then counts what it never took
     assert exporter.stats.queued_bytes == 0
     assert exporter.stats.dropped > stats.dropped

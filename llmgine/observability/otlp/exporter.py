@@ -210,6 +210,7 @@ class OTLPExporter:
         self._lock = threading.Lock()
         self._pipeline: SpanPipeline | None = None
         self._last_warning: dict[str, float] = {}
+        self._dropping = False
 
     def __repr__(self) -> str:
         s = self.stats
@@ -261,8 +262,16 @@ class OTLPExporter:
                 return
             line = record.line
         pipeline = self._pipeline or self._start()
-        if not pipeline.put(line):
-            self._dropped(1, "queue full")
+        if pipeline.put(line):
+            if self._dropping:  # the first line taken after a run of drops
+                self._dropping = False
+                logger.info("llmgine: OTLP export to %s takes lines again", self.endpoint)
+        elif self._dropping:
+            with self._lock:
+                self._stats.dropped += 1
+        else:  # one warning per run of drops, not one per line
+            self._dropping = True
+            self._dropped(1, "queue full, lines are dropped until it has room")
 
     def flush(self) -> None:
         """Ask the threads to export what they hold now; returns at once."""
@@ -282,8 +291,8 @@ class OTLPExporter:
         """
         with self._lock:
             pipeline, self._pipeline = self._pipeline, None
-        if pipeline is not None and not pipeline.close(timeout):
-            self._warn("closed before the endpoint took everything")
+        if pipeline is not None:
+            pipeline.close(timeout)  # counts and reports what it could not send
         self._release()
 
     def _start(self) -> SpanPipeline:
@@ -303,7 +312,7 @@ class OTLPExporter:
     def _dropped(self, lines: int, why: str) -> None:
         with self._lock:
             self._stats.dropped += lines
-        self._warn(why)
+        self._warn(why, key=why)
 
     def _release(self) -> None:
         """Close the HTTP exporter we made (a later export makes a new one)."""
