@@ -44,6 +44,7 @@ __all__ = [
     "ApproveToolCallCommand",
     "PendingApproval",
     "ToolApprovalDecidedEvent",
+    "ToolApprovalEvent",
     "ToolApprovalRelayedEvent",
     "ToolApprovalRequestedEvent",
     "ToolApprovals",
@@ -61,7 +62,11 @@ def _new_id() -> str:
     return str(uuid4())
 
 
-class ToolApprovalRequestedEvent(Event):
+class ToolApprovalEvent(Event):
+    """Base of the approval events; an engine follows them all with one handler."""
+
+
+class ToolApprovalRequestedEvent(ToolApprovalEvent):
     """A tool call waits for a person: answer with ``ApproveToolCallCommand(approval_id=...)``."""
 
     call_id: str
@@ -77,7 +82,7 @@ class ToolApprovalRequestedEvent(Event):
     """The key of this request, unique across conversations and processes."""
 
 
-class ToolApprovalDecidedEvent(Event):
+class ToolApprovalDecidedEvent(ToolApprovalEvent):
     """A waiting tool call was approved, denied, or timed out."""
 
     call_id: str
@@ -93,7 +98,7 @@ class ToolApprovalDecidedEvent(Event):
     """The id of the ``ApproveToolCallCommand`` that decided it (``None``: a timeout)."""
 
 
-class ToolApprovalRelayedEvent(Event):
+class ToolApprovalRelayedEvent(ToolApprovalEvent):
     """A decision sent to every engine process; the one where the call waits applies it."""
 
     approval_id: str
@@ -200,15 +205,11 @@ class ToolApprovals:
                 previous._decided,
             )
         bus.register_command_handler(ApproveToolCallCommand, self.handle_approve, replace=True)
-        bus.register_event_handler(ToolApprovalRequestedEvent, self.on_requested)
-        bus.register_event_handler(ToolApprovalDecidedEvent, self.on_decided)
-        bus.register_event_handler(ToolApprovalRelayedEvent, self.on_relayed)
+        bus.register_event_handler(ToolApprovalEvent, self.on_approval_event)
 
     def detach(self) -> None:
         """Stop following the bus's approval events (another engine took over)."""
-        self.bus.unregister_event_handler(ToolApprovalRequestedEvent, self.on_requested)
-        self.bus.unregister_event_handler(ToolApprovalDecidedEvent, self.on_decided)
-        self.bus.unregister_event_handler(ToolApprovalRelayedEvent, self.on_relayed)
+        self.bus.unregister_event_handler(ToolApprovalEvent, self.on_approval_event)
 
     def __repr__(self) -> str:
         pending = [p.call_id for p in self.pending]
@@ -352,6 +353,15 @@ class ToolApprovals:
         )
 
     # ------------------------------------------------------------ the bus's approval events
+
+    async def on_approval_event(self, event: ToolApprovalEvent) -> None:
+        """Follow the approval events of every process on the bus (the one handler)."""
+        if isinstance(event, ToolApprovalRequestedEvent):
+            await self.on_requested(event)
+        elif isinstance(event, ToolApprovalDecidedEvent):
+            await self.on_decided(event)
+        elif isinstance(event, ToolApprovalRelayedEvent):
+            await self.on_relayed(event)
 
     async def on_requested(self, event: ToolApprovalRequestedEvent) -> None:
         """Note a call waiting somewhere on the bus (this process or another)."""
