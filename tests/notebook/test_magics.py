@@ -449,7 +449,7 @@ def test_mcp_add_list_and_remove_a_real_server(shell: InteractiveShell) -> None:
         ("mcp list -- x", "only `mcp add` takes a command after --"),
         (
             "mcp add -- no-such-mcp-server-xyz",
-            "could not start MCP server 'no-such-mcp-server-xyz'",
+            "cannot find the MCP server command 'no-such-mcp-server-xyz'",
         ),
     ],
 )
