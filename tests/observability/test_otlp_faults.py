@@ -173,3 +173,20 @@ async def test_a_key_in_the_endpoint_url_never_reaches_logs_warnings_or_output(
     output = capfd.readouterr()
     for text in (caplog.text, output.out, output.err, *(str(w.message) for w in caught)):
         assert secret not in text
+
+
+def test_span_lines_are_known_by_the_real_module_of_each_class() -> None:
+    from llmgine.llm.events import LLMResponseEvent, ToolCallEvent, ToolResultEvent
+    from llmgine.messages.events import CommandErrorEvent, CommandResultEvent
+    from llmgine.observability.events import TraceEvent as LLMgineTraceEvent
+    from llmgine.observability.otlp.spans import SPAN_MESSAGES
+
+    classes = [
+        LLMgineTraceEvent,
+        CommandResultEvent,
+        CommandErrorEvent,
+        LLMResponseEvent,
+        ToolCallEvent,
+        ToolResultEvent,
+    ]
+    assert {(cls.__module__, cls.__name__) for cls in classes} == SPAN_MESSAGES
