@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -129,3 +130,111 @@ def test_usage_names_the_command_as_it_was_run(
     monkeypatch.setattr(sys, "argv", ["/somewhere/llmgine/__main__.py"])
     main([])
     assert capsys.readouterr().out.startswith("usage: python -m llmgine ")
+
+
+def run_cli(*args: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "llmgine", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+
+
+def test_log_of_a_file_that_is_not_a_log_says_so_and_fails() -> None:
+    done = run_cli("log", "README.md")
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert re.fullmatch(
+        r"llmgine: README\.md is not an llmgine log: none of its [\d,]+ lines is an llmgine "
+        r"message \(the JSON lines a MessageBus writes\); give a \.jsonl log or a directory "
+        r"of them\.",
+        line,
+    ), line
+
+
+def test_log_of_an_empty_folder_or_a_folder_of_folders_says_it_holds_no_log(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "empty").mkdir()
+    done = run_cli("log", str(tmp_path / "empty"))
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        f"llmgine: {tmp_path / 'empty'} holds no log: no .jsonl file in it; "
+        "give a .jsonl log or a directory of them."
+    ]
+    (tmp_path / "runs" / "monday").mkdir(parents=True)
+    main(["demo", "--log-dir", str(tmp_path / "runs" / "monday")])
+    done = run_cli("log", str(tmp_path / "runs"))
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        f"llmgine: {tmp_path / 'runs'} holds no log: no .jsonl file in it, and its folders "
+        f"are not read; give one of them: {tmp_path / 'runs' / 'monday'}"
+    ]
+    assert run_cli("log", str(tmp_path / "runs" / "monday")).returncode == 0
+
+
+def test_log_of_an_empty_log_file_is_zero_lines_not_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "new.jsonl").write_text("")
+    assert main(["log", str(tmp_path / "new.jsonl")]) == 0
+    assert capsys.readouterr().out.startswith("0 lines from")
+
+
+def test_log_with_a_time_filter_that_keeps_nothing_is_not_called_a_non_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["demo", "--log-dir", str(tmp_path)])
+    with (tmp_path / "demo.jsonl").open("a") as log:
+        log.write("not json\n")
+    assert main(["log", str(tmp_path / "demo.jsonl"), "--since", "2999-01-01"]) == 0
+    assert capsys.readouterr().out.count("0 lines from") == 1
+
+
+def test_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    for args in (["--version"],):
+        done = run_cli(*args)
+        assert done.returncode == 0
+        assert done.stdout.strip() == f"llmgine {version('llmgine')}"
+    script = Path(sys.executable).with_name("llmgine")
+    if script.exists():  # the console script of this environment
+        done = subprocess.run([str(script), "--version"], capture_output=True, text=True)
+        assert done.stdout.strip() == f"llmgine {version('llmgine')}"
+
+
+def test_the_demo_suggests_commands_with_the_interpreter_that_ran_it(tmp_path: Path) -> None:
+    python = Path(sys.executable).absolute()
+    try:
+        shown = str(python.relative_to(ROOT))  # .venv/bin/python from a clone
+    except ValueError:
+        shown = str(python)
+    done = run_cli("demo", "--log-dir", str(tmp_path), PATH="/nonexistent")
+    assert done.returncode == 0, done.stderr
+    assert f"  {shown} -m llmgine log {tmp_path / 'demo.jsonl'}\n" in done.stdout
+    assert f"  {shown} -m llmgine lab\n" in done.stdout
+    assert "python -m llmgine" not in done.stdout.replace(f"{shown} -m llmgine", "")
+
+
+def test_lab_passes_port_and_options_after_dashes_to_jupyterlab(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import llmgine.__main__ as cli
+
+    ran: list[list[str]] = []
+    monkeypatch.setattr(cli, "run_forwarding_signals", lambda command: ran.append(command) or 0)
+    assert main(["lab", "--port", "8890", "--no-browser", "--", "--ServerApp.token=x"]) == 0
+    assert ran[-1][-3:] == ["--port=8890", "--no-browser", "--ServerApp.token=x"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["lab", "--debug"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "unknown option --debug: JupyterLab's own options go after --" in err[0]
+    with pytest.raises(SystemExit):
+        main(["log", "x.jsonl", "--", "--weird"])  # only lab passes options on

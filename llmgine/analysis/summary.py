@@ -8,12 +8,15 @@ without loading it into pandas.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from llmgine.analysis.query import query
 from llmgine.analysis.sources import log_files
+from llmgine.errors import LogSourceError
 
 __all__ = ["SUMMARY_SQL", "summarize"]
 
@@ -67,16 +70,43 @@ def summarize(
         since: Summarise lines at or after this time.
         until: Summarise lines before this time.
         sources: The file names to show (default: the frame's ``attrs`` or the source).
+
+    Raises:
+        LogSourceError: The source is missing, a directory holding no ``.jsonl``
+            file, or files none of whose lines is an llmgine message (an empty log
+            is summarised as 0 lines).
     """
     if isinstance(source, pd.DataFrame):
         names = sources or list(source.attrs.get("sources", []))
         skipped = int(source.attrs.get("skipped_lines", 0))
     else:
+        path = source
         source = log_files(source)
+        if not source and isinstance(path, str | os.PathLike):
+            raise LogSourceError(_holds_no_log(Path(path)))
         names = sources or [str(f) for f in source]
         skipped = 0
     rows = query(source, SUMMARY_SQL, since=since, until=until)
+    if not int(rows["lines"].sum()) and int(rows["skipped"].sum()) and not skipped:
+        read = rows if since is None and until is None else query(source, SUMMARY_SQL)
+        if not int(read["lines"].sum()):
+            raise LogSourceError(
+                f"{', '.join(names)} is not an llmgine log: none of its "
+                f"{int(read['skipped'].sum()):,} lines is an llmgine message (the JSON lines "
+                "a MessageBus writes); give a .jsonl log or a directory of them."
+            )
     return _format(rows, names, skipped)
+
+
+def _holds_no_log(path: Path) -> str:
+    """Why a directory (or a list of them) gave no log file, and what to give instead."""
+    inside = sorted(d.name for d in path.iterdir() if d.is_dir() and any(d.glob("*.jsonl")))
+    if inside:
+        return (
+            f"{path} holds no log: no .jsonl file in it, and its folders are not read; "
+            f"give one of them: {', '.join(str(path / name) for name in inside[:5])}"
+        )
+    return f"{path} holds no log: no .jsonl file in it; give a .jsonl log or a directory of them."
 
 
 def _counts(rows: pd.DataFrame, key: str, value: str = "lines") -> dict[str, int]:

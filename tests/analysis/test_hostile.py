@@ -169,7 +169,7 @@ def test_the_command_line_prints_one_line_not_a_traceback(
     assert "gone.jsonl" in captured.err
     assert main(["log", str(tmp_path / "gone.jsonl")]) == 2
     assert main(["log", str(hostile), "--since", "garbage"]) == 2
-    assert main(["log", str(tmp_path / "x.jsonl")]) == 0  # a directory: its logs (none)
+    assert main(["log", str(tmp_path / "x.jsonl")]) == 2  # a directory holding no log
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err + captured.out
     errors = [line for line in captured.err.splitlines() if line]
@@ -177,6 +177,8 @@ def test_the_command_line_prints_one_line_not_a_traceback(
         f"llmgine: {tmp_path / 'gone.jsonl'} is a broken symbolic link "
         f"(to {tmp_path / 'nowhere.jsonl'}).",
         errors[1],
+        f"llmgine: {tmp_path / 'x.jsonl'} holds no log: no .jsonl file in it; "
+        "give a .jsonl log or a directory of them.",
     ]
     assert errors[1].startswith("llmgine: since='garbage' is not a time")
 
