@@ -115,3 +115,26 @@ async def test_a_process_without_the_call_relays_the_decision_to_the_one_holding
     again = await caller.execute(ApproveToolCallCommand(approval_id=requests["c0"].approval_id))
     assert not again.success
     assert "is no longer waiting: it was approved by another command" in str(again.error)
+
+
+@pytest.mark.timeout(120)
+async def test_a_decision_for_a_call_whose_process_died_fails_clearly_in_bounded_time(
+    caller: MessageBus, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    worker = start_worker("approval_app:setup")
+    approvals = ToolApprovals(caller, relay_timeout=2.0)
+    asked: asyncio.Future[ToolApprovalRequestedEvent] = asyncio.get_running_loop().create_future()
+    caller.register_event_handler(
+        ToolApprovalRequestedEvent, lambda e: asked.done() or asked.set_result(e)
+    )
+    prompt = asyncio.ensure_future(
+        caller.execute(PromptCommand(prompt=f"write_marker path={tmp_path}/x.txt"))
+    )
+    request = await asyncio.wait_for(asked, 60)
+    await asyncio.to_thread(worker.kill)
+    result = await caller.execute(ApproveToolCallCommand(approval_id=request.approval_id))
+    assert not result.success and result.error_type == "ApprovalNotFoundError"
+    assert "no process of the shared bus applied the decision" in str(result.error)
+    assert "within 2 s" in str(result.error)
+    assert approvals.pending == []
+    prompt.cancel()
