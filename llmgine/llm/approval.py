@@ -169,9 +169,9 @@ def _waiting_now(requests: list[ToolApprovalRequestedEvent]) -> str:
 class ToolApprovals:
     """The tool calls of one engine that wait for a person, and the command that decides them.
 
-    Registers the one handler of :class:`ApproveToolCallCommand` on ``bus``, and handlers
-    of the approval events, to know the calls waiting in other processes of a shared bus
-    and to apply decisions relayed from them.
+    Registers the one handler of :class:`ApproveToolCallCommand` on ``bus``, and one
+    handler of the approval events (:class:`ToolApprovalEvent`), to know the calls waiting
+    in other processes of a shared bus and to apply decisions relayed from them.
 
     Args:
         bus: The engine's bus.
