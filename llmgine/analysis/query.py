@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -21,7 +22,21 @@ VIEW_NAMES = ("events", "spans", "metrics", "commands", "llm_calls", "traces")
 
 
 class QueryError(LLMgineError, ValueError):
-    """The SQL given to :func:`query` is not valid for the log's views."""
+    """The SQL given to :func:`query` cannot run over the log's views.
+
+    It does not parse, names a column or table that is not there, or fails on the
+    data (a cast that does not convert, an overflow, an invalid argument).
+    """
+
+
+_SQL_ERRORS = (
+    duckdb.ProgrammingError,  # parser, binder, catalog, invalid input
+    duckdb.DataError,  # conversion, out of range, type mismatch
+    duckdb.NotSupportedError,
+    duckdb.IntegrityError,
+    duckdb.DependencyException,
+    duckdb.PermissionException,
+)
 
 
 def query(
@@ -52,8 +67,9 @@ def query(
 
     Raises:
         LogSourceError: The source cannot be read or a filter is not a time.
-        QueryError: The SQL does not parse, or names a column or table that is
-            not there; the message is DuckDB's first line and the views' names.
+        QueryError: The SQL does not parse, names a column or table that is not
+            there, or fails on the data (a cast, an overflow, an invalid argument);
+            the message is DuckDB's first line and the views' names.
 
     Example:
         >>> sql = "SELECT command_type, count(*) FROM commands GROUP BY 1"
@@ -66,8 +82,16 @@ def query(
             if "spans" in _tables(sql):
                 create_spans_table(log.con)
             return run_query(log.con, sql)
-        except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException) as exc:
+        except _SQL_ERRORS as exc:
             raise QueryError(f"{_first_line(exc)} (views: {', '.join(VIEW_NAMES)})") from None
+        except duckdb.OutOfMemoryException as exc:
+            raise QueryError(
+                f"{_first_line(exc)}: give query() a larger memory_limit=, or select less"
+            ) from None
+        except duckdb.IOException as exc:
+            if any(Path(name).name in str(exc) for name in log.sources):
+                raise  # the log itself: read_errors names it
+            raise QueryError(f"{_first_line(exc)} (a file the SQL names)") from None
         except LLMgineError:
             raise
         except ValueError as exc:  # not a statement that returns rows

@@ -93,6 +93,35 @@ def test_bad_sql_is_one_clear_error(log_path: Path) -> None:
         query(log_path, "   ")
 
 
+@pytest.mark.parametrize(
+    ("sql", "says"),
+    [
+        ("SELECT CAST(type AS INTEGER) FROM events", "Conversion Error"),
+        ("SELECT 'not a day'::DATE", "Conversion Error"),
+        ("SELECT 100::TINYINT * 100::TINYINT", "Out of Range Error"),
+        ("SELECT strptime(type, '%Y') FROM events", "Invalid Input Error"),
+        ("SELECT regexp_matches(type, '(') FROM events", "Invalid Input Error"),
+        ("SELECT error('my own message')", "my own message"),
+        (
+            "CREATE TABLE t (a INTEGER PRIMARY KEY); INSERT INTO t VALUES (1), (1)",
+            "Constraint Error",
+        ),
+    ],
+)
+def test_data_errors_of_the_sql_are_query_errors(log_path: Path, sql: str, says: str) -> None:
+    with pytest.raises(QueryError, match=says) as caught:
+        query(log_path, sql)
+    assert "\n" not in str(caught.value)  # DuckDB's first line, not its whole report
+    assert caught.value.__cause__ is None
+
+
+def test_a_file_named_in_the_sql_is_not_blamed_on_the_log(log_path: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such.csv"
+    with pytest.raises(QueryError, match=r"no-such\.csv") as caught:
+        query(log_path, f"SELECT * FROM read_csv('{missing}')")
+    assert str(log_path) not in str(caught.value)
+
+
 def test_a_directory_of_logs_is_one_database(log_path: Path, tmp_path: Path) -> None:
     folder = tmp_path / "logs"
     folder.mkdir()
