@@ -212,6 +212,7 @@ async def test_bad_tool_names_are_renamed_and_bad_schemas_left_out_at_add(
         {"name": "twice", "schema": WORD},
         {"name": "typo", "schema": {"type": "object", "properties": {"n": {"type": "strin"}}}},
         {"name": "bad_regex", "schema": {"type": "object", "properties": {"n": {"pattern": "("}}}},
+        {"name": "either", "schema": {"type": "object", "anyOf": [WORD, {"required": ["n"]}]}},
     ]
     script = [
         ScriptedProvider.call("get_time", call_id="c1", word="hello"),
@@ -231,7 +232,8 @@ async def test_bad_tool_names_are_renamed_and_bad_schemas_left_out_at_add(
         assert renamed_newline.startswith("get_time_") and renamed_newline != "get_time"
         assert next(n for n, r in server.renamed.items() if r == long_name) == fit_name(long_name)
         assert "ok_tool" in names and "ok_tool" not in server.renamed
-        assert set(server.refused) == {"twice", "typo", "bad_regex"}
+        assert set(server.refused) == {"twice", "typo", "bad_regex", "either"}
+        assert "anyOf at the top level" in server.refused["either"]
         assert "more than once" in server.refused["twice"]
         assert "not valid JSON Schema" in server.refused["typo"]
         assert "'(' is not a 'regex'" in server.refused["bad_regex"]
@@ -272,3 +274,13 @@ async def test_a_server_that_dies_at_start_shows_its_last_error_lines(bus: Messa
     assert "problem 3 | problem 4 | problem 5 | problem 6 | problem 7" in message
     assert "problem 2" not in message and "\n" not in message
     assert _children() - before == set()
+
+
+def test_input_schemas_a_tool_cannot_have_are_named_with_the_reason() -> None:
+    from llmgine.llm.mcp.schema import schema_problem
+
+    assert schema_problem(WORD) is None
+    assert schema_problem({"type": "object"}) is None
+    assert "of type 'string'; a tool takes an object" in str(schema_problem({"type": "string"}))
+    assert "not a JSON object" in str(schema_problem(["type", "object"]))
+    assert "oneOf at the top level" in str(schema_problem({"oneOf": [WORD, WORD]}))

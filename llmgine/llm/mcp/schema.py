@@ -137,6 +137,10 @@ def _patterns(node: Any) -> Iterator[str]:
             yield from _patterns(item)
 
 
+_NOT_AT_THE_TOP = frozenset({"allOf", "anyOf", "oneOf", "not", "enum"})
+"""Keywords the OpenAI API refuses at the top of a function's parameters."""
+
+
 def schema_problem(schema: Any) -> str | None:
     """Why ``schema`` cannot be a tool's input schema, or ``None`` when it can."""
     from jsonschema import Draft202012Validator, SchemaError
@@ -145,6 +149,12 @@ def schema_problem(schema: Any) -> str | None:
         return f"its input schema is not a JSON object but {type(schema).__name__}"
     if schema.get("type", "object") != "object":
         return f"its input schema is of type {schema.get('type')!r}; a tool takes an object"
+    combined = sorted(_NOT_AT_THE_TOP & set(schema))
+    if combined:
+        return (
+            f"its input schema has {', '.join(combined)} at the top level, which the "
+            "OpenAI API rejects for a tool's parameters"
+        )
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
