@@ -11,20 +11,19 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import tempfile
 import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from llmgine._urls import redact_url
+from llmgine._urls import hide_in_loggers, redact_text, redact_url, url_secrets
 from llmgine.errors import ConfigurationError, ToolError
 from llmgine.llm.mcp.command import resolve_command
 from llmgine.llm.mcp.names import assign_names
 from llmgine.llm.mcp.schema import schema_problem
 from llmgine.llm.mcp.tool import McpTool
 
-__all__ = ["McpServer", "redact_text", "safe_url"]
+__all__ = ["McpServer", "safe_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +31,6 @@ DEFAULT_CALL_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 60.0
 STDERR_LINES = 5
 """How many of a failed server's last lines of error output its error shows."""
-
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 
 def _sdk() -> Any:
@@ -51,32 +48,8 @@ def safe_url(url: str) -> str:
     return redact_url(url)
 
 
-def redact_text(text: str) -> str:
-    """``text`` with the credentials of every URL in it hidden (errors, stderr, tracebacks)."""
-    return _URL.sub(lambda m: redact_url(m.group(0)), text)
-
-
-class _HideUrlCredentials(logging.Filter):
-    """Hides the credentials of URLs in the records of the HTTP client's and SDK's loggers."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        hidden = redact_text(message)
-        if hidden != message:
-            record.msg, record.args = hidden, None
-        return True
-
-
 _URL_LOGGERS = ("httpx", "httpx2", "mcp.client.streamable_http")
 """Loggers that write a server's URL as it is ("HTTP Request: POST http://...?token=...")."""
-
-
-def _hide_credentials_in_logs() -> None:
-    """Give the loggers that show request URLs a filter that hides their credentials (once)."""
-    for name in _URL_LOGGERS:
-        log = logging.getLogger(name)
-        if not any(isinstance(f, _HideUrlCredentials) for f in log.filters):
-            log.addFilter(_HideUrlCredentials())
 
 
 def _leaf(exc: BaseException) -> BaseException:
@@ -197,7 +170,7 @@ class McpServer:
                 else:
                     from mcp.client.streamable_http import streamable_http_client
 
-                    _hide_credentials_in_logs()
+                    hide_in_loggers(_URL_LOGGERS, self._secrets())
 
                     read, write = await stack.enter_async_context(
                         streamable_http_client(str(self.url))
@@ -215,14 +188,14 @@ class McpServer:
             logger.info(
                 "MCP server %s stopped with an error:\n%s",
                 self.target,
-                redact_text("".join(traceback.format_exception(exc))),
+                self._hide("".join(traceback.format_exception(exc))),
             )
             if not ready.done():
                 cause = _leaf(exc)
                 ready.set_exception(
                     ConfigurationError(
                         f"could not start MCP server {self.target!r}: "
-                        f"{type(cause).__name__}: {redact_text(str(cause))}{self._stderr()}"
+                        f"{type(cause).__name__}: {self._hide(str(cause))}{self._stderr()}"
                     )
                 )
         finally:
@@ -230,6 +203,14 @@ class McpServer:
             if self._errlog is not None:
                 self._stderr_tail = self._stderr()
                 self._errlog.close()
+
+    def _secrets(self) -> list[str]:
+        """The secret values of the server's URL (user part, password, token parameters)."""
+        return url_secrets(self.url) if self.url else []
+
+    def _hide(self, text: str) -> str:
+        """``text`` with the credentials of every URL, and of the server's URL, hidden."""
+        return redact_text(text, self._secrets())
 
     def _make_tools(self, listed: Sequence[Any]) -> None:
         """Offer the listed tools under names the API accepts; leave out what cannot be."""
@@ -275,7 +256,7 @@ class McpServer:
             lines = [line.strip() for line in self._errlog.read().splitlines() if line.strip()]
             if lines:
                 tail = " | ".join(line[:300] for line in lines[-STDERR_LINES:])
-                return f"; its last error output: {redact_text(tail)}"
+                return f"; its last error output: {self._hide(tail)}"
         return ""
 
     async def call(self, tool_name: str, arguments: dict[str, Any]) -> Any:
@@ -301,7 +282,7 @@ class McpServer:
             cause = _leaf(exc)
             raise ToolError(
                 f"{tool_name} on MCP server {self.name!r} failed: "
-                f"{type(cause).__name__}: {redact_text(str(cause))}"
+                f"{type(cause).__name__}: {self._hide(str(cause))}"
             ) from exc
         text = "\n".join(
             str(getattr(block, "text", "")) or f"[{getattr(block, 'type', 'content')}]"
