@@ -9,6 +9,8 @@ the last, and one row standing for the ones between.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,13 @@ KIND_COLOURS = {
 """Bar colour per kind of span."""
 ERROR_COLOUR = "#e45756"
 COLLAPSED_COLOUR = "#bab0ac"
+MAX_INDENT = 12
+"""Depth beyond which a row is no longer indented further; its depth is written instead."""
+CYCLE_NOTE = "parent cycle broken"
+"""The note on a span whose parent links lead back to itself, drawn as a root."""
+_REMOTE = "attributes.llmgine.remote.caller"
+
+logger = logging.getLogger(__name__)
 
 
 def kind_of(span_kind: Any) -> str:
@@ -52,6 +61,11 @@ class WaterfallRow:
     """Spans in error among the collapsed ones."""
     extent_ms: float | None = None
     """How long the collapsed run lasted, first start to last end (else the duration)."""
+    tag: str | None = None
+    """What tells this row from others of the same name in its trace: ``#2``, ``#2 worker``
+    (a span run for another process), ``#4-#299`` for a collapsed run."""
+    note: str | None = None
+    """Something wrong with the span's place in the tree, e.g. :data:`CYCLE_NOTE`."""
 
     @property
     def width_ms(self) -> float:
@@ -60,16 +74,22 @@ class WaterfallRow:
 
     @property
     def label(self) -> str:
-        """The row's text: indent, name, duration, tokens, error."""
-        indent = "  " * self.depth
+        """The row's text: indent, name and tag, duration, tokens, error, note."""
+        indent = "  " * min(self.depth, MAX_INDENT)
+        if self.depth > MAX_INDENT:
+            indent += f"[depth {self.depth}] "
         if self.collapsed:
-            text = f"{indent}… {self.collapsed} more {self.name}  {self.duration_ms:.1f} ms total"
+            name = f"{self.name} ({self.tag})" if self.tag else self.name
+            text = f"{indent}… {self.collapsed} more {name}  {self.duration_ms:.1f} ms total"
             return text + (f"  ({self.errors} failed)" if self.errors else "")
-        text = f"{indent}{self.name}  {self.duration_ms:.1f} ms"
+        name = f"{self.name} {self.tag}" if self.tag else self.name
+        text = f"{indent}{name}  {self.duration_ms:.1f} ms"
         if self.input_tokens is not None or self.output_tokens is not None:
             text += f"  {self.input_tokens or 0:,} → {self.output_tokens or 0:,} tokens"
         if self.status == "ERROR":
             text += f"  ERROR: {self.message or 'failed'}"
+        if self.note:
+            text += f"  ({self.note})"
         return text
 
 
@@ -90,6 +110,11 @@ def trace_rows(
 ) -> list[WaterfallRow]:
     """The waterfall rows of one trace of a :func:`~llmgine.analysis.spans_frame`.
 
+    Spans whose parent links form a cycle (a damaged or hand-made log) are drawn from
+    the earliest of them, marked :data:`CYCLE_NOTE`, and a warning is logged; a chain
+    of any depth is laid out without recursion. Rows of one name that occur more than
+    once in the trace carry a ``tag`` (``#1``, ``#2 worker``) that tells them apart.
+
     Args:
         spans: Spans, indexed by ``context.span_id``.
         trace_id: The trace to lay out.
@@ -99,11 +124,18 @@ def trace_rows(
     trace = spans[spans["context.trace_id"] == trace_id]
     if trace.empty:
         return []
+    trace = trace[~trace.index.duplicated(keep="first")]
     origin = trace["start_time"].min()
     ids = set(trace.index)
+    parents: dict[Any, Any] = {}
     children: dict[Any, list[Any]] = {}
-    for span_id, parent in trace.sort_values("start_time")["parent_id"].items():
-        children.setdefault(parent if parent in ids else None, []).append(span_id)
+    ordered = list(trace.sort_values("start_time", kind="stable")["parent_id"].items())
+    own_parent = {span_id for span_id, parent in ordered if parent == span_id}
+    for span_id, parent in ordered:
+        known = parent if parent in ids and span_id not in own_parent else None
+        parents[span_id] = known
+        children.setdefault(known, []).append(span_id)
+    names = {span_id: str(name) for span_id, name in trace["name"].items()}
 
     def row(span_id: Any, depth: int) -> WaterfallRow:
         span = trace.loc[span_id]
@@ -112,7 +144,7 @@ def trace_rows(
         return WaterfallRow(
             span_id=str(span_id),
             depth=depth,
-            name=str(span["name"]),
+            name=names[span_id],
             kind=kind_of(span["span_kind"]),
             start_ms=(span["start_time"] - origin).total_seconds() * 1000,
             duration_ms=duration,
@@ -122,14 +154,30 @@ def trace_rows(
             output_tokens=_int(span.get("attributes.gen_ai.usage.output_tokens")),
         )
 
-    out: list[WaterfallRow] = []
+    def collapsed(name: str, run: list[Any], depth: int) -> WaterfallRow:
+        rows = trace.loc[run]
+        start = (rows["start_time"].min() - origin).total_seconds() * 1000
+        ends = rows["end_time"].dropna()
+        end = (ends.max() - origin).total_seconds() * 1000 if len(ends) else start
+        return WaterfallRow(
+            span_id=None,
+            depth=depth,
+            name=name,
+            kind=kind_of(rows["span_kind"].iloc[0]),
+            start_ms=start,
+            duration_ms=float(rows["duration_ms"].fillna(0).sum()),
+            status="ERROR" if (rows["status_code"] == "ERROR").any() else "OK",
+            collapsed=len(run),
+            errors=int((rows["status_code"] == "ERROR").sum()),
+            extent_ms=max(end - start, 0.0),
+        )
 
-    def visit(span_id: Any, depth: int) -> None:
-        out.append(row(span_id, depth))
+    def entries(span_id: Any, depth: int) -> Iterator[Any]:
+        """A span's children to visit, with a collapsed row in place of each long run."""
         siblings = children.get(span_id, [])
         by_name: dict[str, list[Any]] = {}
         for child in siblings:
-            by_name.setdefault(str(trace.at[child, "name"]), []).append(child)
+            by_name.setdefault(names[child], []).append(child)
         hidden = {
             child
             for group in by_name.values()
@@ -139,32 +187,94 @@ def trace_rows(
         done: set[str] = set()
         for child in siblings:
             if child not in hidden:
-                visit(child, depth + 1)
-                continue
-            name = str(trace.at[child, "name"])
-            if name in done:
-                continue
-            done.add(name)
-            run = [c for c in by_name[name] if c in hidden]
-            rows = trace.loc[run]
-            start = (rows["start_time"].min() - origin).total_seconds() * 1000
-            ends = rows["end_time"].dropna()
-            end = (ends.max() - origin).total_seconds() * 1000 if len(ends) else start
-            out.append(
-                WaterfallRow(
-                    span_id=None,
-                    depth=depth + 1,
-                    name=name,
-                    kind=kind_of(rows["span_kind"].iloc[0]),
-                    start_ms=start,
-                    duration_ms=float(rows["duration_ms"].fillna(0).sum()),
-                    status="ERROR" if (rows["status_code"] == "ERROR").any() else "OK",
-                    collapsed=len(run),
-                    errors=int((rows["status_code"] == "ERROR").sum()),
-                    extent_ms=max(end - start, 0.0),
+                yield child
+            elif names[child] not in done:
+                done.add(names[child])
+                yield collapsed(
+                    names[child], [c for c in by_name[names[child]] if c in hidden], depth
                 )
-            )
+
+    out: list[WaterfallRow] = []
+    visited: set[Any] = set()
+
+    def lay_out(root: Any, note: str | None = None) -> None:
+        first = row(root, 0)
+        first.note = note
+        out.append(first)
+        visited.add(root)
+        stack = [(entries(root, 1), 1)]
+        while stack:
+            pending, depth = stack[-1]
+            entry = next(pending, None)
+            if entry is None:
+                stack.pop()
+            elif isinstance(entry, WaterfallRow):
+                out.append(entry)
+            elif entry not in visited:
+                visited.add(entry)
+                out.append(row(entry, depth))
+                stack.append((entries(entry, depth + 1), depth + 1))
 
     for root in children.get(None, []):
-        visit(root, 0)
+        lay_out(root, CYCLE_NOTE if root in own_parent else None)
+    broken = len(own_parent) + _break_cycles(ordered, parents, visited, lay_out)
+    if broken:
+        logger.warning(
+            "trace %s: the parent links of %d span(s) form a cycle; each cycle is drawn "
+            "from its earliest span, marked %r",
+            trace_id,
+            broken,
+            CYCLE_NOTE,
+        )
+    _tag_repeated_names(out, trace)
     return out
+
+
+def _break_cycles(
+    ordered: list[tuple[Any, Any]],
+    parents: dict[Any, Any],
+    visited: set[Any],
+    lay_out: Callable[[Any, str | None], None],
+) -> int:
+    """Lay out the spans no root reaches (their parents form cycles); return how many."""
+    count = 0
+    starts = {span_id: i for i, (span_id, _) in enumerate(ordered)}
+    for span_id, _ in ordered:  # earliest first
+        if span_id in visited:
+            continue
+        # Walk up to a span seen twice: it lies on the cycle above ``span_id``.
+        path: list[Any] = []
+        on_path: set[Any] = set()
+        current = span_id
+        while current not in on_path and current not in visited:
+            path.append(current)
+            on_path.add(current)
+            current = parents.get(current)
+        if current in visited or current is None:
+            continue  # reached from a root laid out meanwhile
+        cycle = path[path.index(current) :]
+        count += len(cycle)
+        lay_out(min(cycle, key=starts.__getitem__), CYCLE_NOTE)
+    return count
+
+
+def _tag_repeated_names(rows: list[WaterfallRow], trace: pd.DataFrame) -> None:
+    """Number the rows of names that occur more than once; mark spans run for another process."""
+    totals: dict[str, int] = {}
+    for r in rows:
+        totals[r.name] = totals.get(r.name, 0) + max(r.collapsed, 1)
+    seen: dict[str, int] = {}
+    remote = trace[_REMOTE] if _REMOTE in trace.columns else None
+    for r in rows:
+        first = seen.get(r.name, 0) + 1
+        seen[r.name] = first + max(r.collapsed, 1) - 1
+        if totals[r.name] < 2:
+            continue
+        if r.collapsed:
+            r.tag = f"#{first}-#{seen[r.name]}"
+            continue
+        r.tag = f"#{first}"
+        if remote is not None and r.span_id is not None:
+            caller = remote.get(r.span_id)
+            if isinstance(caller, str) and caller:
+                r.tag += " worker"

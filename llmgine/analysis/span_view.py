@@ -18,6 +18,7 @@ from llmgine.analysis.span_tree import (
     COLLAPSED_COLOUR,
     ERROR_COLOUR,
     KIND_COLOURS,
+    MAX_INDENT,
     WaterfallRow,
     trace_rows,
 )
@@ -36,7 +37,7 @@ def _row_html(row: WaterfallRow, scale: float) -> str:
     width = max(row.width_ms * scale, 0.3)
     text_colour = "#b00020" if row.status == "ERROR" and not row.collapsed else "inherit"
     label = html.escape(row.label.strip())
-    pad = 1.2 * row.depth
+    pad = 1.2 * min(row.depth, MAX_INDENT)
     bar = (
         f"<div style='position:relative;height:14px;background:#f3f3f3'>"
         f"<div style='position:absolute;left:{left:.2f}%;width:{width:.2f}%;height:14px;"
