@@ -627,7 +627,9 @@ class LLMEngine:
                     available = ", ".join(t.name for t in self.tools) or "none"
                     raise ToolError(f"unknown tool {call.name!r}; available tools: {available}")
                 if tool.requires_approval:
-                    tool.validate(call.arguments)  # a person only sees calls that could run
+                    # A person only sees calls that could run; checked off the loop (an MCP
+                    # schema's pattern may take up to its time bound).
+                    await asyncio.to_thread(tool.validate, call.arguments)
                     await self.approvals.check(call, command.conversation_id, command.id)
                 value = await tool.run(call.arguments)
             except ToolError as exc:

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,39 @@ async def test_a_backtracking_pattern_is_cut_off_while_the_event_loop_runs_on(
             await either.run({"word": "b"})
     finally:
         await engine.close()
+
+
+async def test_pattern_checks_never_run_on_the_event_loops_thread_even_before_an_approval(
+    bus: MessageBus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmgine.llm.mcp import schema
+
+    threads: list[threading.Thread] = []
+    real_search = schema._search
+
+    def search(pattern: str, text: str) -> bool:  # a spy: the real search, and where it ran
+        threads.append(threading.current_thread())
+        return real_search(pattern, text)
+
+    monkeypatch.setattr(schema, "_search", search)
+    tool_schema = {
+        "type": "object",
+        "properties": {"word": {"type": "string", "pattern": "^(a|a)+$"}},
+        "required": ["word"],
+    }
+    script = [ScriptedProvider.call("either", call_id="e1", word="a" * 40 + "!"), "checked"]
+    engine = LLMEngine(bus, provider=ScriptedProvider(script))
+    results: list[ToolResultEvent] = []
+    bus.register_event_handler(ToolResultEvent, results.append)
+    command = _tools_server(tmp_path, [{"name": "either", "schema": tool_schema}])
+    await engine.add_mcp_server(command=command, requires_approval=True)
+    try:
+        assert (await bus.execute(PromptCommand(prompt="check it"))).result == "checked"
+        await bus.wait_for_events()
+    finally:
+        await engine.close()
+    assert results[0].error is not None and "could not be checked" in results[0].error
+    assert threads and threading.current_thread() not in threads
 
 
 async def test_a_backtracking_property_name_pattern_is_cut_off_too(
