@@ -266,7 +266,7 @@ def lab_command(notebook: str | None = None, jupyter_args: Sequence[str] = ()) -
     from llmgine.errors import ConfigurationError
 
     command = [sys.executable, "-m", "jupyterlab"]
-    target = Path(notebook).absolute() if notebook else quickstart()
+    target = Path(os.path.abspath(notebook)) if notebook else quickstart()
     if target is not None and target.is_dir():
         command.append(f"--ServerApp.root_dir={target}")
     elif target is not None:

@@ -58,6 +58,13 @@ def test_lab_opens_the_quickstart(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     (tmp_path / "other one.ipynb").write_text("{}")
     assert "--LabApp.default_url=/lab/tree/other%20one.ipynb" in lab_command("other one.ipynb")
     assert lab_command(None, ["--port=9999"])[-1] == "--port=9999"
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")  # a notebook outside the folder: its own folder served
+    command = lab_command("../other one.ipynb")
+    assert command[3:5] == [
+        f"--ServerApp.root_dir={tmp_path}",
+        "--LabApp.default_url=/lab/tree/other%20one.ipynb",
+    ]
 
 
 def test_no_subcommand_prints_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,11 +22,14 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from llmgine.bus.bus import MessageBus
 from llmgine.bus.remote.keys import redact
 from llmgine.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from llmgine.bus.remote.link import RedisLink
 
 __all__ = ["load_setup", "run_worker"]
 
@@ -89,6 +92,11 @@ def load_setup(spec: str) -> Callable[[MessageBus], Any]:
     return setup  # type: ignore[no-any-return]
 
 
+def _running(link: RedisLink) -> int:
+    """How many commands this worker runs now (its runner's tasks)."""
+    return len(getattr(link.runner, "_running", ()))
+
+
 class _Stopping:
     """The worker's SIGINT/SIGTERM: the first asks it to drain, a second forces it out."""
 
@@ -100,34 +108,35 @@ class _Stopping:
 
     def __call__(self, signum: int) -> None:
         name = signal.Signals(signum).name
-        if not self.asked.is_set():
-            self.asked.set()
-            logger.warning(
-                "Worker %s stopping on %s: finishing %s; send SIGINT or SIGTERM again to "
-                "stop at once and abandon them.",
-                self.spec,
-                name,
-                self._what_runs(),
-            )
-            return
-        self.force(name, signum)
-
-    def _what_runs(self) -> str:
+        if self.asked.is_set():
+            self.force(name, signum)
+        self.asked.set()
         link = self.bus.remote if self.bus is not None else None
         if link is None:
-            return "its start"
-        running = len(getattr(link.runner, "_running", ()))
-        return f"{running} running command(s) and sending {link.events.buffered} buffered event(s)"
+            logger.warning(
+                "Worker %s stopping on %s before it joined the shared bus; send SIGINT or "
+                "SIGTERM again to stop at once.",
+                self.spec,
+                name,
+            )
+            return
+        logger.warning(
+            "Worker %s stopping on %s: finishing %d running command(s) and sending %d buffered "
+            "event(s); send SIGINT or SIGTERM again to stop at once and abandon them.",
+            self.spec,
+            name,
+            _running(link),
+            link.events.buffered,
+        )
 
-    def force(self, name: str, signum: int) -> None:
+    def force(self, name: str, signum: int) -> NoReturn:
         """Exit now: say what is abandoned, flush the log, ``os._exit(128 + signum)``."""
         link = self.bus.remote if self.bus is not None else None
         if link is None:
             abandoned = "nothing ran yet"
         else:
-            running = len(getattr(link.runner, "_running", ()))
             abandoned = (
-                f"{running} running command(s) (another worker takes them over after "
+                f"{_running(link)} running command(s) (another worker takes them over after "
                 f"{self.claim_after:g} s; they may run again there) and "
                 f"{link.events.buffered} event(s) not sent to the shared bus"
             )
