@@ -136,11 +136,29 @@ def plot_metric(metrics: pd.DataFrame, name: str, ax: Axes | None = None) -> Axe
         raise ValueError(f"No metric named {name!r}; the log has: {known}.")
     ax = _axes(ax, (10, 3.5))
     ax.plot(rows["timestamp"], rows["value"], marker=".", linewidth=1)
+    _readable_times(ax)
     unit = rows["unit"].dropna()
     ax.set_ylabel(f"{name} ({unit.iloc[0]})" if len(unit) else name)
     ax.set_xlabel("time (UTC)")
     ax.set_title(name)
     return ax
+
+
+def _readable_times(ax: Axes) -> None:
+    """Time ticks a person reads: ``20:53:00.41`` (not ``53:00.410000``), the date aside."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(
+        ConciseDateFormatter(
+            locator,
+            # years, months, days, hours, minutes, seconds and below
+            formats=["%Y", "%b", "%b %d", "%H:%M", "%H:%M", "%H:%M:%S.%f"],
+            zero_formats=["", "%Y", "%b", "%b %d", "%H:%M", "%H:%M:%S"],
+            offset_formats=["", "%Y", "%Y-%m", "%Y-%m-%d", "%Y-%m-%d", "%Y-%m-%d"],
+        )
+    )
 
 
 def plot_command_latency(commands: pd.DataFrame, ax: Axes | None = None) -> Axes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -57,6 +58,28 @@ def test_plots_render_to_files(log_path: Path, tmp_path: Path) -> None:
     assert labels[0].startswith("PipelineCommand")
     assert labels[1].startswith("  load")
     assert labels[2].startswith("    StepCommand")
+
+
+@pytest.mark.parametrize(
+    ("spread", "tick"),
+    [
+        (pd.Timedelta(milliseconds=300), r"\d\d:\d\d:\d\d\.\d{1,3}"),  # 20:53:00.45
+        (pd.Timedelta(seconds=40), r"\d\d:\d\d:\d\d"),
+        (pd.Timedelta(hours=2), r"\d\d:\d\d"),
+        (pd.Timedelta(days=3), r"([A-Z][a-z]{2} \d\d|\d\d:\d\d)"),
+    ],
+)
+def test_metric_times_read_as_times(spread: pd.Timedelta, tick: str) -> None:
+    start = pd.Timestamp("2026-12-01 20:53:00.41", tz="UTC")
+    times = [start + spread * i / 5 for i in range(6)]
+    metrics = pd.DataFrame({"timestamp": times, "name": "m", "value": range(6), "unit": "ms"})
+    ax = plot_metric(metrics, "m")
+    ax.figure.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert labels
+    for label in labels:
+        assert re.fullmatch(tick, label), labels  # never "53:00.410000"
+    assert re.search(r"2026-12-0\d", ax.xaxis.get_offset_text().get_text())
 
 
 def test_plots_explain_what_is_missing(log_path: Path) -> None:
