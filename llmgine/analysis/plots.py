@@ -148,10 +148,10 @@ def _readable_times(ax: Axes) -> None:
     """Time ticks a person reads: ``20:53:00.41`` (not ``53:00.410000``), the date aside."""
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 
-    locator = AutoDateLocator()
+    locator = AutoDateLocator()  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(
-        ConciseDateFormatter(
+        ConciseDateFormatter(  # type: ignore[no-untyped-call]
             locator,
             # years, months, days, hours, minutes, seconds and below
             formats=["%Y", "%b", "%b %d", "%H:%M", "%H:%M", "%H:%M:%S.%f"],
