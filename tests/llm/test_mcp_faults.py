@@ -318,3 +318,10 @@ def test_input_schemas_a_tool_cannot_have_are_named_with_the_reason() -> None:
     assert "of type 'string'; a tool takes an object" in str(schema_problem({"type": "string"}))
     assert "not a JSON object" in str(schema_problem(["type", "object"]))
     assert "oneOf at the top level" in str(schema_problem({"oneOf": [WORD, WORD]}))
+    options = {  # jsonschema matches these patterns with re, out of reach of the bound
+        "type": "object",
+        "allOf": [{"patternProperties": {"^(a+)+$": {}}}],
+        "unevaluatedProperties": False,
+    }
+    unbounded = {"type": "object", "properties": {"options": options}}
+    assert "cannot be checked within a time bound" in str(schema_problem(unbounded))

@@ -137,6 +137,15 @@ def _patterns(node: Any) -> Iterator[str]:
             yield from _patterns(item)
 
 
+def _keywords(node: Any) -> set[str]:
+    """Every key used anywhere in a schema."""
+    if isinstance(node, dict):
+        return set(node).union(*(_keywords(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_keywords(v) for v in node))
+    return set()
+
+
 _NOT_AT_THE_TOP = frozenset({"allOf", "anyOf", "oneOf", "not", "enum"})
 """Keywords the OpenAI API refuses at the top of a function's parameters."""
 
@@ -160,6 +169,11 @@ def schema_problem(schema: Any) -> str | None:
     except SchemaError as exc:
         where = "/".join(str(p) for p in exc.path) or "the top"
         return f"its input schema is not valid JSON Schema (at {where}: {exc.message})"
+    if "unevaluatedProperties" in _keywords(schema) and "patternProperties" in _keywords(schema):
+        return (
+            "its input schema combines unevaluatedProperties with patternProperties, "
+            "which cannot be checked within a time bound"
+        )
     regex = _regex()
     for pattern in _patterns(schema):
         try:
