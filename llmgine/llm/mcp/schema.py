@@ -11,8 +11,10 @@ than :data:`PATTERN_TIMEOUT` seconds in all is cut off and reported to the model
 such; the call is not sent.
 
 A schema is checked once, when its server is added (:func:`schema_problem`): a
-schema that is not a valid JSON Schema for an object, or whose patterns do not
-compile, leaves its tool out.
+schema that is not a valid JSON Schema for an object, that the OpenAI API would
+reject (``oneOf`` and the like at the top), whose patterns do not compile, or whose
+patterns jsonschema would match with :mod:`re` (``patternProperties`` under
+``unevaluatedProperties``) leaves its tool out.
 """
 
 from __future__ import annotations
