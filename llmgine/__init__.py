@@ -35,6 +35,7 @@ from llmgine.errors import (
     ProviderExhaustedError,
     ProviderRateLimitError,
     ProviderTimeoutError,
+    SharedBusConnectionError,
     StructuredOutputError,
     ToolError,
 )
@@ -167,6 +168,7 @@ __all__ = [
     "ReplayProvider",
     "ScriptedProvider",
     "SetSystemPromptCommand",
+    "SharedBusConnectionError",
     "Sink",
     "SinkFailedEvent",
     "SinkRecoveredEvent",

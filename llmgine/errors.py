@@ -18,6 +18,7 @@ keeps working::
     │   ├── ApprovalNotFoundError       no such tool call waits for approval (also LookupError)
     │   └── AmbiguousApprovalError      a call id matches several waiting calls
     ├── StructuredOutputError           (also ValueError)
+    ├── SharedBusConnectionError        (also ConnectionError) Redis unreachable or silent
     └── ProviderError
         ├── ProviderAuthenticationError
         ├── ProviderRateLimitError
@@ -46,6 +47,7 @@ __all__ = [
     "ProviderExhaustedError",
     "ProviderRateLimitError",
     "ProviderTimeoutError",
+    "SharedBusConnectionError",
     "StructuredOutputError",
     "ToolError",
 ]
@@ -132,3 +134,7 @@ class ApprovalNotFoundError(ToolError, LookupError):
 
 class AmbiguousApprovalError(ToolError):
     """A ``call_id`` matches several waiting tool calls: name one by its ``approval_id``."""
+
+
+class SharedBusConnectionError(LLMgineError, ConnectionError):
+    """The shared bus's Redis cannot be reached, or did not answer in time (``bus.connect``)."""

@@ -102,7 +102,11 @@ class MessageBus(BusLifecycle):
             )
         link = self._intake.link
         if link is not None and self._registry.command_handler_of(type(command)) is None:
-            entry = await link.command_entry(type(command))  # runs in another process
+            # Runs in another process; the timeout bounds the look-up and travels along.
+            looked_up = time.monotonic()
+            entry = await link.command_entry(type(command), timeout)
+            if timeout is not None:
+                timeout = max(0.0, timeout - (time.monotonic() - looked_up))
         else:
             entry = self._registry.command_handler(type(command))
         self._stamp(command)

@@ -155,15 +155,21 @@ def cancelled_from_outside() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-async def call_command_handler(entry: HandlerEntry, command: Any, timeout: float | None) -> Any:
+async def call_command_handler(
+    entry: HandlerEntry, command: Any, timeout: float | None, *, in_thread: bool = False
+) -> Any:
     """Run a command handler and return its value; its exceptions propagate.
 
-    With ``timeout``, a sync handler runs in a handler thread so the timeout holds
-    for it too (the thread finishes on its own); the bus's timeout raises
-    :class:`HandlerTimedOut`, a ``TimeoutError`` of the handler's own propagates as is.
+    With ``timeout`` (or ``in_thread``), a sync handler runs in a handler thread so
+    the timeout holds for it too (the thread finishes on its own) and the loop goes
+    on meanwhile; the bus's timeout raises :class:`HandlerTimedOut`, a
+    ``TimeoutError`` of the handler's own propagates as is.
     """
     if timeout is None:
-        value = entry.fn(command)
+        if in_thread and not entry.is_async:
+            value = await _threads.submit(entry.fn, command).future
+        else:
+            value = entry.fn(command)
         return await value if isawaitable(value) else value
     scope = asyncio.timeout(timeout)
     run: _Run | None = None

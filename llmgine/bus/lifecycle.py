@@ -23,7 +23,7 @@ from llmgine.bus.queue import in_handler
 from llmgine.bus.registration import HandlerRegistrations
 from llmgine.bus.stats import BusStats
 from llmgine.bus.transport import LocalTransport
-from llmgine.errors import BusStateError
+from llmgine.errors import BusStateError, ConfigurationError
 from llmgine.messages.events import Event
 from llmgine.observability.console import ConsolePrinter
 from llmgine.observability.events import SpanContext
@@ -270,12 +270,17 @@ class BusLifecycle(HandlerRegistrations):
         Args:
             url: The Redis URL, e.g. ``redis://127.0.0.1:6379/0``.
             namespace: Buses in one namespace form one shared bus.
-            **options: ``heartbeat``, ``claim_after``, ``max_concurrency``, ``max_buffer``
-                (see :class:`llmgine.bus.remote.RedisLink`).
+            **options: ``heartbeat``, ``claim_after``, ``max_concurrency``, ``max_buffer``,
+                ``forget_after``, ``max_deliveries``, ``connect_timeout`` (default 5 s),
+                ``stop_timeout`` (default 5 s) (see :class:`llmgine.bus.remote.RedisLink`).
 
         Raises:
             BusStateError: The bus is connected already.
-            ConnectionError: Redis cannot be reached at ``url``.
+            SharedBusConnectionError: Redis cannot be reached at ``url``, or does not
+                answer within ``connect_timeout`` seconds (also a ``ConnectionError``).
+            ConfigurationError: ``url`` is not a Redis URL, Redis refuses its settings
+                (a database index it lacks, a wrong password), or an option is out of
+                range (also a ``ValueError``).
         """
         if self._intake.link is not None:
             raise BusStateError("This bus is connected already; call bus.disconnect() first.")
@@ -286,7 +291,17 @@ class BusLifecycle(HandlerRegistrations):
                 "bus.connect() needs the redis package: pip install 'llmgine[redis]'."
             ) from exc
         await self.start()
-        link = RedisLink(cast("MessageBus", self), url, namespace, **options)
+        try:
+            link = RedisLink(cast("MessageBus", self), url, namespace, **options)
+        except ConfigurationError:
+            raise
+        except ValueError as exc:  # redis-py's word on a URL it cannot read
+            from llmgine._urls import redact_url
+
+            raise ConfigurationError(
+                f"Not a Redis URL: {redact_url(url)} ({type(exc).__name__}); expected "
+                "redis://[[user]:password@]host[:port][/db], rediss://... or unix://..."
+            ) from None
         await link.open()
         self._intake.link = link
 

@@ -182,9 +182,11 @@ class HandlerRegistry:
         """Return the handler of ``command_type``, or raise ``HandlerNotFoundError``."""
         entry = self._commands.get(command_type)
         if entry is None:
+            name = f"{command_type.__module__}.{command_type.__qualname__}"
             raise HandlerNotFoundError(
-                f"No handler is registered for {command_type.__name__}. Register one with "
-                f"bus.register_command_handler({command_type.__name__}, handler)."
+                f"No handler is registered for {command_type.__name__} ({name}). Register one with "
+                f"bus.register_command_handler({command_type.__name__}, handler) (for that "
+                "class: one of the same name from another module is another type)."
             )
         return entry
 

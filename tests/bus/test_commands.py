@@ -115,6 +115,14 @@ async def test_executing_without_a_handler_raises_a_clear_error(bus: MessageBus)
     assert issubclass(HandlerNotFoundError, LookupError)
 
 
+async def test_handler_not_found_names_the_module_of_the_type_it_looked_for(
+    bus: MessageBus,
+) -> None:
+    # An AddCommand of another module (the worker's app.AddCommand) is another type.
+    with pytest.raises(HandlerNotFoundError, match=rf"\({__name__}\.AddCommand\)"):
+        await bus.execute(AddCommand(a=1, b=1))
+
+
 async def test_a_second_different_handler_raises_value_error(bus: MessageBus) -> None:
     bus.register_command_handler(AddCommand, add)
     with pytest.raises(ValueError, match="AddCommand already has a handler"):

@@ -1,11 +1,18 @@
 """Commands across processes, the caller's side: send a command, wait for its reply.
 
 The caller adds the command's envelope to the stream of its type, with the stream its
-reply should go to and the version of its handlers' announcement, and waits for the
-reply on its own reply stream (one blocking read serves every waiting command).
+reply should go to, the version of its handlers' announcement, a request id of its own
+(one per ``execute()`` call: the same command object executed twice runs twice, as
+in-process, and two processes executing one command each get their answer) and, with
+``execute(timeout=)``, its deadline on the Redis server's clock (no worker starts it
+later). It waits for the reply on its own reply stream: one blocking read, on one
+connection, serves every waiting command, however many.
 
 A caller that stops waiting (a timeout, a cancel, every handling process gone) records
-the command as abandoned and deletes its entry, so no worker runs it later. When Redis
+the request as abandoned and deletes its entry, so no worker runs it later; with Redis
+stalled that write is given a second at most (the deadline on the entry then keeps
+workers from starting it). With Redis unreachable, ``execute()`` gives a failed result
+(``error_type`` ``"ConnectionError"``), and a warning is logged once per outage. When Redis
 loses its data (a restart without persistence), the commands whose entries were lost
 fail at once with a clear error; they are not sent again, since a worker may have been
 running them and a command never runs twice to completion.
@@ -17,14 +24,16 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from llmgine.bus.registry import HandlerEntry
 from llmgine.bus.remote.keys import redact, type_key
-from llmgine.bus.remote.tasks import raise_if_cancelled
+from llmgine.bus.remote.tasks import NETWORK_ERRORS, raise_if_cancelled
 from llmgine.errors import HandlerNotFoundError
 from llmgine.messages.commands import Command, CommandResult
 from llmgine.observability.codec import encode
@@ -41,7 +50,10 @@ ABANDONED = b'{"abandoned":true}'
 """The recorded reply of a command its caller stopped waiting for: never run later."""
 
 RESULT_TTL = 24 * 3600
-"""Seconds a command's recorded reply is kept (its idempotency window)."""
+"""Seconds a request's recorded reply is kept (its idempotency window)."""
+
+ABANDON_GRACE = 1.0
+"""Seconds a caller that stopped waiting gives Redis to record the abandon."""
 
 
 @dataclass
@@ -52,6 +64,8 @@ class _Waiting:
     stream: str
     command_type: type[Command]
     sent_at: float
+    deadline: int = 0
+    """The caller's deadline in ms on the Redis server's clock (0: none)."""
     entry_id: bytes | None = field(default=None)
     abandoned: bool = False
 
@@ -67,24 +81,42 @@ class RemoteCaller:
         self.last_read = b"0-0"
         """The id of the last reply read (Redis makes ids that only grow)."""
 
-    async def entry(self, command_type: type[Command]) -> HandlerEntry:
+    async def entry(self, command_type: type[Command], timeout: float | None) -> HandlerEntry:
         """Return a handler entry that runs ``command_type`` remotely.
+
+        Redis unreachable (or silent for ``timeout`` seconds): an entry whose command
+        fails with a ``ConnectionError``.
 
         Raises:
             HandlerNotFoundError: No connected process handles the type.
         """
-        if not await self.link.handled_elsewhere(command_type):
+        key = type_key(command_type)
+        try:
+            async with asyncio.timeout(timeout):
+                handled = await self.link.handled_elsewhere(command_type)
+        except (*NETWORK_ERRORS, TimeoutError) as exc:
+            error = self.unreachable(exc)
+
+            async def fail(command: Command) -> CommandResult:
+                raise error
+
+            return HandlerEntry(
+                fn=fail, key=("remote", key), name=f"remote:{key}", is_async=True, order=-1,
+                owner=None,
+            )  # fmt: skip
+        if not handled:
             raise HandlerNotFoundError(
-                f"No handler for {command_type.__name__}, here or in any process connected to "
-                f"the shared bus (namespace {self.link.keys.namespace!r}). Register one with "
+                f"No handler for {command_type.__name__} ({key}), here or in any process "
+                "connected to the shared bus "
+                f"(namespace {self.link.keys.namespace!r}). Register one with "
                 f"bus.register_command_handler({command_type.__name__}, handler), or start a "
-                "worker that does: python -m llmgine worker MODULE:FUNCTION --redis URL."
+                "worker that does: python -m llmgine worker MODULE:FUNCTION --redis URL "
+                "(the worker must import the class from the same module)."
             )
 
         async def run_remotely(command: Command) -> CommandResult:
-            return await self.send(command)
+            return await self.send(command, timeout)
 
-        key = type_key(command_type)
         return HandlerEntry(
             fn=run_remotely,
             key=("remote", key),
@@ -94,37 +126,70 @@ class RemoteCaller:
             owner=None,
         )
 
-    async def send(self, command: Command) -> CommandResult:
-        """Send ``command`` to the process that handles it and wait for its result."""
+    def unreachable(self, exc: BaseException) -> ConnectionError:
+        """The error a command fails with when Redis is unreachable; warns once per outage."""
         link = self.link
-        command_id = str(command.id)
+        detail = "did not answer in time" if isinstance(exc, TimeoutError) else "is unreachable"
+        if not link.warned_unreachable:
+            link.warned_unreachable = True
+            logger.warning(
+                "Redis at %s %s (%s): commands for other processes fail until it is back.",
+                redact(link.url),
+                detail,
+                type(exc).__name__,
+            )
+        return ConnectionError(
+            f"The shared bus's Redis at {redact(link.url)} {detail} "
+            f"({type(exc).__name__}: {exc}); the command was not run. Check that the server "
+            "is running and reachable, then execute it again."
+        )
+
+    async def send(self, command: Command, timeout: float | None = None) -> CommandResult:
+        """Send ``command`` to the process that handles it and wait for its result.
+
+        Args:
+            command: The command.
+            timeout: The caller's timeout: it travels as a deadline (on the Redis
+                server's clock) that no worker starts the command after.
+
+        Raises:
+            ConnectionError: Redis is unreachable (the command was not sent), or it
+                lost the command.
+        """
+        link = self.link
+        request = uuid.uuid4().hex
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         stream = link.keys.command(type_key(type(command)))
         waiting = _Waiting(future, stream, type(command), time.monotonic())
-        self._waiting[command_id] = waiting
+        fields = {b"r": self.reply_stream.encode(), b"o": link.process_id, b"a": request}
+        if timeout is not None:
+            waiting.deadline = link.server_time_ms() + max(1, int(timeout * 1000))
+            fields[b"d"] = str(waiting.deadline)
+        self._waiting[request] = waiting
         answered = False
         try:
-            # Handlers registered here since the last announcement are announced first,
-            # and the command says which announcement: the worker reads it before running.
-            version = await link.listeners.announce()
-            line = encode("command", command, current_span())
-            waiting.entry_id = await link.redis.xadd(
-                stream,
-                {
-                    b"m": line,
-                    b"r": self.reply_stream.encode(),
-                    b"o": link.process_id,
-                    b"v": str(version),
-                },
-            )
+            try:
+                # Handlers registered here since the last announcement are announced
+                # first, and the command says which announcement: the worker reads it
+                # before running.
+                version = await link.listeners.announce()
+                line = encode("command", command, current_span())
+                waiting.entry_id = await link.redis.xadd(
+                    stream, {b"m": line, **fields, b"v": str(version)}
+                )
+            except NETWORK_ERRORS as exc:
+                # Refused: not sent, nothing to mark. Timed out: it may reach Redis yet.
+                waiting.abandoned = not isinstance(exc, RedisTimeoutError | TimeoutError)
+                raise self.unreachable(exc) from None
+            link.warned_unreachable = False
             reply = await future  # or a failure from watch(), fail_lost() or close()
             answered = True
         finally:
-            self._waiting.pop(command_id, None)
+            self._waiting.pop(request, None)
             if not answered and not waiting.abandoned:
                 # Recorded before the failure reaches the caller: a command said to have
                 # failed never runs later. Shielded: a second cancel does not stop it.
-                task = asyncio.get_running_loop().create_task(self._abandon(command_id, waiting))
+                task = asyncio.get_running_loop().create_task(self._abandon(request, waiting))
                 self._abandoning.add(task)
                 task.add_done_callback(self._abandoning.discard)
                 await asyncio.shield(task)
@@ -161,16 +226,32 @@ class RemoteCaller:
                     )
                 )
 
-    async def _abandon(self, command_id: str, waiting: _Waiting) -> None:
-        """Mark a command its caller gave up on, and delete its entry: no worker runs it later."""
+    async def _abandon(self, request: str, waiting: _Waiting) -> None:
+        """Mark a request its caller gave up on, and delete its entry: no worker runs it later.
+
+        Given :data:`ABANDON_GRACE` seconds: with Redis stalled, the caller is not kept
+        waiting (a deadline on the entry still keeps workers from starting it).
+        """
         try:
-            pipe = self.link.redis.pipeline(transaction=False)
-            pipe.set(self.link.keys.result(command_id), ABANDONED, nx=True, ex=RESULT_TTL)
-            if waiting.entry_id is not None:
-                pipe.xdel(waiting.stream, waiting.entry_id)
-            await pipe.execute()
-        except Exception as exc:
-            logger.warning("Could not mark abandoned command %s: %s", command_id, exc)
+            async with asyncio.timeout(ABANDON_GRACE):
+                # Marked even when the XADD's reply never came: it may still reach Redis.
+                pipe = self.link.redis.pipeline(transaction=False)
+                pipe.set(self.link.keys.result(request), ABANDONED, nx=True, ex=RESULT_TTL)
+                if waiting.entry_id is not None:
+                    pipe.xdel(waiting.stream, waiting.entry_id)
+                await pipe.execute()
+        except (*NETWORK_ERRORS, TimeoutError) as exc:
+            later = (
+                "its deadline keeps workers from starting it later"
+                if waiting.deadline
+                else "a worker may still run it (give execute() a timeout to prevent that)"
+            )
+            logger.warning(
+                "Could not mark the abandoned %s as such in Redis (%s): %s.",
+                waiting.command_type.__name__,
+                type(exc).__name__,
+                later,
+            )
 
     async def reply_loop(self) -> None:
         """Read the replies sent to this process and hand each to its waiting caller.
@@ -189,7 +270,8 @@ class RemoteCaller:
                 except (KeyError, TypeError, orjson.JSONDecodeError):
                     logger.warning("Skipped a reply that does not decode.")
                     continue
-                waiting = self._waiting.get(reply.get("command_id", ""))
+                request = reply.get("request") or reply.get("command_id", "")
+                waiting = self._waiting.get(request) if isinstance(request, str) else None
                 if waiting is not None and not waiting.future.done():
                     waiting.future.set_result(reply)
             # Let the callers take their results first: the next read can wait a turn.
@@ -200,26 +282,32 @@ class RemoteCaller:
         if self.last_read != b"0-0":
             pipe.xtrim(self.reply_stream, minid=self.last_read, approximate=False)
 
-    async def abandon_waiting(self, why: str) -> None:
+    async def abandon_waiting(self, why: str, timeout: float) -> int:
         """Before leaving: fail every waiting caller, and make sure no worker runs their commands.
 
         They are marked abandoned and deleted now, not in the background: a caller told
-        its command failed may well send it again.
+        its command failed may well send it again. Returns how many could not be
+        marked within ``timeout`` seconds (Redis unreachable or stalled).
         """
-        waiting = [(cid, w) for cid, w in self._waiting.items() if not w.future.done()]
+        waiting = [(rid, w) for rid, w in self._waiting.items() if not w.future.done()]
         for _, entry in waiting:
             entry.abandoned = True
             entry.future.set_exception(ConnectionError(why))
-        if self._abandoning:
-            await asyncio.gather(*self._abandoning, return_exceptions=True)
-        if not waiting:
-            return
-        pipe = self.link.redis.pipeline(transaction=False)
-        for command_id, entry in waiting:
-            pipe.set(self.link.keys.result(command_id), ABANDONED, nx=True, ex=RESULT_TTL)
-            if entry.entry_id is not None:
-                pipe.xdel(entry.stream, entry.entry_id)
-        await pipe.execute()
+        sent = [(rid, w) for rid, w in waiting if w.entry_id is not None]
+        try:
+            async with asyncio.timeout(timeout):
+                if self._abandoning:
+                    await asyncio.gather(*self._abandoning, return_exceptions=True)
+                if not sent:
+                    return 0
+                pipe = self.link.redis.pipeline(transaction=False)
+                for request, entry in sent:
+                    pipe.set(self.link.keys.result(request), ABANDONED, nx=True, ex=RESULT_TTL)
+                    pipe.xdel(entry.stream, entry.entry_id)
+                await pipe.execute()
+        except (*NETWORK_ERRORS, TimeoutError):
+            return len(sent)
+        return 0
 
     async def fail_lost(self) -> int:
         """After Redis lost its data: fail the waiting commands whose entries went with it.

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ResponseError
+from redis.exceptions import AuthenticationError, AuthorizationError, ResponseError
 
 from llmgine.bus.registry import HandlerEntry
 from llmgine.bus.remote.caller import RemoteCaller
@@ -54,6 +54,7 @@ from llmgine.bus.remote.recovery import Recovery
 from llmgine.bus.remote.runner import CommandRunner
 from llmgine.bus.remote.tasks import NETWORK_ERRORS, cancel_all, raise_if_cancelled
 from llmgine.bus.remote.trim import trim
+from llmgine.errors import ConfigurationError, SharedBusConnectionError
 from llmgine.messages.events import Event
 from llmgine.observability.sinks import Record
 
@@ -64,6 +65,9 @@ if TYPE_CHECKING:
 __all__ = ["RedisLink"]
 
 logger = logging.getLogger(__name__)
+
+POOL_SIZE = 32
+"""Connections a process opens to Redis at most for its calls (blocking reads apart)."""
 
 
 class RedisLink:
@@ -88,6 +92,17 @@ class RedisLink:
         forget_after: Seconds without a heartbeat after which a process counts as gone
             and its consumer group on the events stream is removed (so that trimming
             goes on). Long, because a notebook's loop may be busy in a long cell.
+        max_deliveries: Times a command is handed to a worker at most. A command whose
+            worker died (stopped answering) is taken over by another; one that took
+            down ``max_deliveries`` workers in turn is answered as failed
+            (``WorkerCrashedError``) instead of taking down the next.
+        connect_timeout: Seconds ``connect()`` waits for Redis to answer before it
+            raises :class:`~llmgine.errors.SharedBusConnectionError` (a silent or
+            unreachable server).
+        stop_timeout: Seconds ``disconnect()``/``stop()`` waits at most for an
+            unreachable or stalled Redis (to send buffered events, to withdraw, to
+            mark the commands still waiting as abandoned); what could not be done is
+            logged. Commands running here are still finished first.
     """
 
     def __init__(
@@ -101,10 +116,22 @@ class RedisLink:
         max_concurrency: int = 8,
         max_buffer: int = 100_000,
         forget_after: float = 300.0,
+        max_deliveries: int = 3,
+        connect_timeout: float = 5.0,
+        stop_timeout: float = 5.0,
     ) -> None:
-        if heartbeat <= 0 or claim_after <= 0 or max_concurrency < 1 or max_buffer < 1:
-            raise ValueError(
-                "heartbeat and claim_after must be positive, max_concurrency and max_buffer >= 1."
+        if (
+            not heartbeat > 0
+            or not claim_after > 0
+            or not connect_timeout > 0
+            or not stop_timeout > 0
+            or max_concurrency < 1
+            or max_buffer < 1
+            or max_deliveries < 1
+        ):
+            raise ConfigurationError(
+                "heartbeat, claim_after, connect_timeout and stop_timeout must be positive; "
+                "max_concurrency, max_buffer and max_deliveries at least 1."
             )
         self.bus = bus
         self.url = url
@@ -112,18 +139,29 @@ class RedisLink:
         self.heartbeat = heartbeat
         self.claim_after = claim_after
         self.forget_after = forget_after
+        self.connect_timeout = connect_timeout
+        self.stop_timeout = stop_timeout
+        self.warned_unreachable = False
+        """Whether the warning that Redis is unreachable was logged (once per outage)."""
+        self._clock_offset_ms = 0.0
         self.process_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         # Any: redis-py types each reply as a union of its RESP2 and RESP3 shapes; this
         # link reads the RESP2 shapes. No retries inside redis-py: a retried XADD could
         # add a command twice; the link's own loops reconnect with backoff instead.
-        self.redis: Any = aioredis.Redis.from_url(
-            url, socket_timeout=30, retry=Retry(NoBackoff(), 0)
+        options: dict[str, Any] = {
+            "socket_timeout": 30,
+            "socket_connect_timeout": connect_timeout,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        # A bounded pool that makes a call wait for a free connection (within the
+        # caller's own timeout) rather than fail: any number of execute() calls at once.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=None, **options
         )
+        self.redis: Any = aioredis.Redis.from_pool(pool)
         # The blocking reads have connections of their own: cancelling one at close
         # never leaves a half-read reply on a connection the senders use.
-        self.blocking: Any = aioredis.Redis.from_url(
-            url, socket_timeout=30, retry=Retry(NoBackoff(), 0)
-        )
+        self.blocking: Any = aioredis.Redis.from_url(url, **options)
         self._loop = asyncio.get_running_loop()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
@@ -133,7 +171,7 @@ class RedisLink:
         self.listeners = Listeners(self)
         self.events = EventChannel(self, max_buffer)
         self.caller = RemoteCaller(self)
-        self.runner = CommandRunner(self, max_concurrency)
+        self.runner = CommandRunner(self, max_concurrency, max_deliveries)
 
     def __repr__(self) -> str:
         return f"<RedisLink {redact(self.url)} namespace={self.keys.namespace!r}>"
@@ -169,21 +207,21 @@ class RedisLink:
         """Connect, join the shared bus and start the link's tasks.
 
         Raises:
-            ConnectionError: Redis cannot be reached at the URL.
+            SharedBusConnectionError: Redis cannot be reached at the URL, or does not
+                answer within ``connect_timeout`` seconds (also a ``ConnectionError``).
+            ConfigurationError: Redis refuses the URL's settings (a database index out
+                of range, a wrong password...).
         """
         try:
-            await self.redis.ping()
-            await self.recovery.start()
-            await self._ensure_groups(events_from="$")
-            await self.listeners.announce(force=True)
-            await self._advertise()
-        except NETWORK_ERRORS as exc:
-            await self.redis.aclose()
-            await self.blocking.aclose()
-            raise ConnectionError(
-                f"Cannot reach Redis at {redact(self.url)} ({type(exc).__name__}: {exc}); "
-                "is the server running? (RedisServer() starts a local one.)"
-            ) from exc
+            async with asyncio.timeout(self.connect_timeout):
+                await self.sync_clock()
+                await self.recovery.start()
+                await self._ensure_groups(events_from="$")
+                await self.listeners.announce(force=True)
+                await self._advertise()
+        except Exception as exc:
+            await self._close_clients()
+            raise self._open_error(exc) from exc
         for name, body in (
             ("sender", self.events.send_loop),
             ("events", self.events.receive_loop),
@@ -193,6 +231,49 @@ class RedisLink:
         ):
             self._spawn(name, body)
         logger.info("Connected to the shared bus at %s as %s.", redact(self.url), self.process_id)
+
+    def _open_error(self, exc: Exception) -> Exception:
+        """What ``open()`` raises for ``exc``: a clear llmgine error, or ``exc`` itself."""
+        where = redact(self.url)
+        if isinstance(exc, TimeoutError):
+            return SharedBusConnectionError(
+                f"Redis at {where} did not answer within {self.connect_timeout:g} s "
+                "(connect_timeout): is it the right host and port, and is the server "
+                "running and not stalled?"
+            )
+        if isinstance(exc, AuthenticationError | AuthorizationError):
+            return ConfigurationError(
+                f"Redis at {where} refused this client: {exc}. Check the user and password "
+                "in the URL (redis://user:password@host:port/db)."
+            )
+        if isinstance(exc, NETWORK_ERRORS):
+            return SharedBusConnectionError(
+                f"Cannot reach Redis at {where} ({type(exc).__name__}: {exc}); is the server "
+                "running? (RedisServer() starts a local one.)"
+            )
+        if isinstance(exc, ResponseError):
+            return ConfigurationError(
+                f"Redis at {where} refused the connection's settings: {exc}. Check the URL "
+                "(the database index after the port must exist on the server, 0-15 by default)."
+            )
+        return exc
+
+    async def sync_clock(self) -> None:
+        """Measure how far the Redis server's clock is from this process's (for deadlines)."""
+        before = time.time()
+        seconds, micros = await self.redis.time()
+        after = time.time()
+        self._clock_offset_ms = seconds * 1000 + micros / 1000 - (before + after) * 500
+
+    def server_time_ms(self) -> int:
+        """The Redis server's clock now, in ms, as this process estimates it."""
+        return int(time.time() * 1000 + self._clock_offset_ms)
+
+    async def _close_clients(self) -> None:
+        for client in (self.redis, self.blocking):
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1):
+                    await client.aclose()
 
     def _spawn(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
         async def run() -> None:
@@ -207,41 +288,55 @@ class RedisLink:
         """Stop taking work, finish what runs, send what is buffered, and leave.
 
         Commands this process runs are finished and answered; events buffered for
-        Redis are sent (if Redis does not come back within ``claim_after`` seconds,
-        the number of unsent events is logged as an error).
+        Redis are sent. Redis is waited for ``stop_timeout`` seconds at most in all
+        (unreachable or stalled); what could not be done then is logged as an error.
         """
         self._closing = True
         intake = [t for t in self._tasks if t.get_name().endswith(("events", "commands"))]
         await cancel_all(intake)
-        with contextlib.suppress(*NETWORK_ERRORS):
-            await self._withdraw()
+        budget = time.monotonic() + self.stop_timeout
+
+        def left() -> float:
+            return max(0.0, budget - time.monotonic())
+
+        failed: list[str] = []
+        try:
+            async with asyncio.timeout(left()):
+                await self._withdraw()
+        except (*NETWORK_ERRORS, TimeoutError):
+            failed.append("withdraw its handlers (others learn it within three heartbeats)")
         await self.runner.drain()
         await self.bus._transport.join()  # events handled: what they publish is buffered
-        if not await self.flush(self.claim_after):
-            logger.error(
-                "Redis at %s stayed unreachable: %d events were not sent to the shared bus.",
-                redact(self.url),
-                self.events.buffered,
-            )
+        if not await self.flush(max(left(), 0.1)):
+            failed.append(f"send {self.events.buffered} buffered events to the shared bus")
         await cancel_all(self._tasks)
+        not_marked = await self.caller.abandon_waiting(
+            "the bus disconnected from Redis before the result came; the command is "
+            "abandoned: no worker starts it later, and a result from one running it is dropped",
+            max(left(), 0.5),
+        )
+        if not_marked:
+            failed.append(
+                f"mark {not_marked} waiting command(s) as abandoned (a worker may still run "
+                "those sent without a timeout)"
+            )
         try:
-            await self.caller.abandon_waiting(
-                "the bus disconnected from Redis before the result came; the command is "
-                "abandoned: no worker starts it later, and a result from one running it is dropped"
-            )
-        except NETWORK_ERRORS as exc:
+            async with asyncio.timeout(max(left(), 0.5)):
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.xgroup_destroy(self.keys.events, self.keys.event_group(self.process_id))
+                pipe.delete(self.keys.reply(self.process_id), self.keys.process(self.process_id))
+                await pipe.execute(raise_on_error=False)
+        except (*NETWORK_ERRORS, TimeoutError):
+            pass  # its heartbeat key expires; trimming forgets its group after forget_after
+        await self._close_clients()
+        if failed:
             logger.error(
-                "Could not mark the commands still waiting as abandoned (%s): a worker may "
-                "still run them.",
-                exc,
+                "Redis at %s did not answer within stop_timeout (%g s): this process left the "
+                "shared bus without being able to %s.",
+                redact(self.url),
+                self.stop_timeout,
+                "; ".join(failed),
             )
-        with contextlib.suppress(*NETWORK_ERRORS):
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.xgroup_destroy(self.keys.events, self.keys.event_group(self.process_id))
-            pipe.delete(self.keys.reply(self.process_id), self.keys.process(self.process_id))
-            await pipe.execute(raise_on_error=False)
-        await self.redis.aclose()
-        await self.blocking.aclose()
         logger.info("Disconnected from the shared bus at %s.", redact(self.url))
 
     async def _resilient(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
@@ -279,6 +374,7 @@ class RedisLink:
         try:
             await self.redis.ping()
             if self._down_since is not None:
+                await self.sync_clock()
                 await self.recovery.reconnected()
                 await self._ensure_groups(events_from="$")
                 await self._advertise()
@@ -366,13 +462,20 @@ class RedisLink:
         self._handlers_cache.pop(key, None)
         return False
 
-    async def command_entry(self, command_type: type[Command]) -> HandlerEntry:
+    async def command_entry(
+        self, command_type: type[Command], timeout: float | None = None
+    ) -> HandlerEntry:
         """Return a handler entry that runs ``command_type`` in another process.
+
+        Args:
+            command_type: The command's type.
+            timeout: The caller's ``execute(timeout=)``: it bounds the look-up, and
+                travels with the command as its deadline.
 
         Raises:
             HandlerNotFoundError: No connected process handles the type.
         """
-        return await self.caller.entry(command_type)
+        return await self.caller.entry(command_type, timeout)
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until the events buffered here are sent to Redis; say whether they are.

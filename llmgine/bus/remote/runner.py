@@ -3,17 +3,32 @@
 A worker reads the stream of each command type it handles through the group
 ``workers`` (so exactly one worker takes each entry) and runs the handler in a span
 that is a child of the caller's span. Then one script, in one round trip, records the
-reply under the command's id, acknowledges the entry and sends the reply to the
-caller; when a reply was recorded already (the command ran elsewhere, or its caller
-abandoned it) nothing is sent, so a command completes at most once.
+reply under the entry's request id (one per ``execute()`` call), acknowledges the
+entry and sends the reply to the caller; when a reply was recorded already (the
+command ran elsewhere, or its caller abandoned it) nothing is sent, so an
+``execute()`` completes at most once. The same command object executed again is a
+new request, and runs again, as it does in-process.
 
-A new entry (read with ``>``) was never delivered before, so it runs without a check:
-a caller that gives up deletes its entry before anyone reads it, or marks it abandoned
-so that a run already under way is not answered. A worker renews its claim on the
-commands it runs at each heartbeat; an entry left idle longer than ``claim_after``
-(its worker died) is taken over by another worker (``XAUTOCLAIM``), which first asks
-the script whether a reply was recorded: if so it sends that reply (or, for an
-abandoned command, nothing) instead of running the command again.
+Every entry is answered, whatever happens to it:
+
+- a handler's exception of any kind (``CancelledError``, ``SystemExit``,
+  ``KeyboardInterrupt`` included) gives a failed result; the worker goes on serving;
+- an entry whose command does not decode here (another version of its class) is
+  answered with a failed result that says which worker could not decode which type,
+  and why; an entry that is not a command at all is acknowledged and logged once;
+- sync handlers run in a handler thread, so the worker's loop (its heartbeat, the
+  renewal of its claims) goes on while they run.
+
+Deadlines: an entry carries its caller's deadline (``execute(timeout=)``) on the
+Redis server's clock. A worker never starts a command past it (the caller was told it
+failed), and runs it with what is left of it as its timeout.
+
+Takeover: a worker renews its claim on the commands it runs at each heartbeat; an
+entry left idle longer than ``claim_after`` (its worker died) is taken over by
+another worker, which first asks a script whether a reply was recorded (then it
+sends it again, or nothing for an abandoned command) and whether the deadline
+passed. An entry delivered ``max_deliveries`` times already (each worker that took
+it died: the command crashes its worker) is answered as failed instead of run again.
 """
 
 from __future__ import annotations
@@ -27,7 +42,13 @@ import orjson
 from pydantic_core import to_json
 from redis.exceptions import ResponseError
 
-from llmgine.bus.handlers import call_command_handler, describe, failure_result
+from llmgine.bus.handlers import (
+    HandlerTimedOut,
+    call_command_handler,
+    cancelled_from_outside,
+    describe,
+    failure_result,
+)
 from llmgine.bus.remote.caller import ABANDONED, RESULT_TTL
 from llmgine.bus.remote.keys import WORKERS
 from llmgine.bus.remote.tasks import raise_if_cancelled
@@ -56,32 +77,62 @@ FINISH = """
 local stored = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
 redis.pcall('XACK', KEYS[2], ARGV[4], ARGV[3])
 if not stored then return 0 end
-redis.call('XADD', KEYS[3], '*', 'r', ARGV[1])
+local sent = redis.pcall('XADD', KEYS[3], '*', 'r', ARGV[1])
+if type(sent) == 'table' and sent['err'] then return 2 end
 if redis.call('TTL', KEYS[3]) < 0 then redis.call('EXPIRE', KEYS[3], ARGV[5]) end
 return 1
 """
-"""Record the reply (unless one is), acknowledge the entry, answer: one round trip."""
+"""Record the reply (unless one is), acknowledge the entry, answer: one round trip.
 
-# KEYS as FINISH. ARGV: the entry id, the group, the abandoned marker.
-REPLAY = """
+Returns 1, 0 when a reply was recorded already, 2 when the entry's reply stream is
+not a stream (a foreign entry): its reply is recorded, and dropped."""
+
+# KEYS as FINISH. ARGV: the entry id, the group, the abandoned marker, the deadline in
+# ms on the server's clock (0: none), the result's TTL, the reply stream's TTL.
+START = """
 local recorded = redis.call('GET', KEYS[1])
-if not recorded then return 0 end
-redis.pcall('XACK', KEYS[2], ARGV[2], ARGV[1])
-if recorded ~= ARGV[3] then redis.call('XADD', KEYS[3], '*', 'r', recorded) end
-return 1
+if recorded then
+  redis.pcall('XACK', KEYS[2], ARGV[2], ARGV[1])
+  if recorded ~= ARGV[3] then
+    redis.pcall('XADD', KEYS[3], '*', 'r', recorded)
+    if redis.call('TTL', KEYS[3]) < 0 then redis.pcall('EXPIRE', KEYS[3], ARGV[6]) end
+  end
+  return 'done'
+end
+local deadline = tonumber(ARGV[4])
+if deadline > 0 then
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) >= deadline then
+    redis.call('SET', KEYS[1], ARGV[3], 'NX', 'EX', ARGV[5])
+    redis.pcall('XACK', KEYS[2], ARGV[2], ARGV[1])
+    redis.call('XDEL', KEYS[2], ARGV[1])
+    return 'expired'
+  end
+end
+return 'run'
 """
-"""For a taken-over entry: if a reply was recorded, send it again and acknowledge."""
+"""For a taken-over entry: send a recorded reply again; drop a command past its deadline."""
 
 
 def _reply(
-    command: Command, result: CommandResult, tb: str, worker: str, events_upto: bytes | None
+    request: str,
+    command_id: str,
+    result: CommandResult,
+    tb: str,
+    worker: str,
+    events_upto: bytes | None,
 ) -> bytes:
     """The reply's JSON: the result serialized once, straight into the payload.
 
     ``events_upto`` is the id of the last event this process sent while it ran the
     command (what its handler published), if any.
     """
-    fields: dict[str, Any] = {"command_id": str(command.id), "traceback": tb, "worker": worker}
+    fields: dict[str, Any] = {
+        "request": request,
+        "command_id": command_id,
+        "traceback": tb,
+        "worker": worker,
+    }
     if events_upto is not None:
         fields["events_upto"] = events_upto.decode()
     head = orjson.dumps(fields)
@@ -90,12 +141,51 @@ def _reply(
     )
 
 
+def _one_line(exc: BaseException) -> str:
+    """An error's message on one line (a pydantic error spans several)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+class _Entry:
+    """What a command stream's entry says, read without trusting it."""
+
+    __slots__ = ("caller", "command_id", "deadline", "line", "reply_to", "request", "version")
+
+    def __init__(self, fields: dict[bytes, bytes]) -> None:
+        self.line = fields.get(b"m")
+        reply_to = fields.get(b"r")
+        self.reply_to = reply_to.decode(errors="replace") if reply_to else None
+        self.caller = fields.get(b"o", b"").decode(errors="replace")
+        self.version = _int(fields.get(b"v"))
+        self.deadline = _int(fields.get(b"d"))
+        request = fields.get(b"a")
+        self.request = request.decode(errors="replace") if request else None
+        self.command_id: str | None = None
+        if self.line is not None:
+            try:
+                raw = orjson.loads(self.line)
+                self.command_id = str(raw["id"]) if isinstance(raw, dict) else None
+            except (orjson.JSONDecodeError, KeyError):
+                self.command_id = None
+        # An entry of an older version names no request: its command id is the key.
+        self.request = self.request or self.command_id
+
+
+def _int(raw: bytes | None) -> int:
+    try:
+        return int(raw or 0)
+    except ValueError:
+        return 0
+
+
 class CommandRunner:
     """The worker's side: takes commands from the streams and runs their handlers."""
 
-    def __init__(self, link: RedisLink, max_concurrency: int) -> None:
+    def __init__(self, link: RedisLink, max_concurrency: int, max_deliveries: int) -> None:
         self.link = link
         self.max_concurrency = max_concurrency
+        self.max_deliveries = max_deliveries
         self.completed = 0
         """Commands this process ran to completion for other processes."""
         self._running: dict[asyncio.Task[None], tuple[str, bytes]] = {}
@@ -103,7 +193,8 @@ class CommandRunner:
         self._room.set()
         self._classes: dict[str, type[Command]] = {}
         self._finish = link.redis.register_script(FINISH)
-        self._replay = link.redis.register_script(REPLAY)
+        self._check = link.redis.register_script(START)
+        self._warned_malformed = False
 
     async def read_loop(self) -> None:
         """Take new commands of the types handled here, as many as there is room for."""
@@ -133,7 +224,7 @@ class CommandRunner:
                 continue
             for stream, entries in answer or ():
                 for entry_id, fields in entries:
-                    self._start(stream, entry_id, fields, claimed=False)
+                    self._start(stream, entry_id, fields, deliveries=1)
             # Let the commands just taken start first: a quick one is answered before
             # the next read is sent, which would otherwise delay its reply.
             await asyncio.sleep(0)
@@ -158,26 +249,42 @@ class CommandRunner:
             if room <= 0:
                 return
             stream = link.keys.command(key)
-            # Only the ids: Redis 6.2 gives no id for an entry deleted since (abandoned).
-            ids = await redis.xautoclaim(
-                stream, WORKERS, link.process_id, min_idle, "0-0", count=room, justid=True
-            )
-            if not ids:
+            try:
+                idle = await redis.xpending_range(
+                    stream, WORKERS, min="-", max="+", count=room, idle=min_idle
+                )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
                 continue
-            pipe = redis.pipeline(transaction=False)
-            for entry_id in ids:
-                pipe.xrange(stream, entry_id, entry_id, count=1)
-            for entry_id, found in zip(ids, await pipe.execute(), strict=True):
+            for pending in idle:
+                entry_id = pending["message_id"]
+                deliveries = int(pending["times_delivered"]) + 1
+                # Only the id: Redis 6.2 gives no id for an entry deleted since (abandoned).
+                # The count of deliveries is set here, since JUSTID does not count one.
+                taken = await redis.xclaim(
+                    stream,
+                    WORKERS,
+                    link.process_id,
+                    min_idle,
+                    [entry_id],
+                    justid=True,
+                    retrycount=deliveries,
+                )
+                if not taken:
+                    continue  # another worker took it first
+                found = await redis.xrange(stream, entry_id, entry_id, count=1)
                 logger.warning(
-                    "Took over command entry %s of %s: its worker stopped answering.",
+                    "Took over command entry %s of %s (delivery %d): its worker stopped answering.",
                     entry_id.decode(),
                     key,
+                    deliveries,
                 )
-                self._start(stream, entry_id, found[0][1] if found else None, claimed=True)
+                self._start(stream, entry_id, found[0][1] if found else None, deliveries=deliveries)
 
-    def _start(self, stream: bytes | str, entry_id: bytes, fields: Any, *, claimed: bool) -> None:
+    def _start(self, stream: bytes | str, entry_id: bytes, fields: Any, *, deliveries: int) -> None:
         name = stream.decode() if isinstance(stream, bytes) else stream
-        work = self._handle(name, entry_id, fields or {}, claimed=claimed)
+        work = self._handle(name, entry_id, fields or {}, deliveries=deliveries)
         task = asyncio.get_running_loop().create_task(work)
         self._running[task] = (name, entry_id)
         task.add_done_callback(self._finished)
@@ -193,43 +300,104 @@ class CommandRunner:
         while self._running:
             await asyncio.gather(*list(self._running), return_exceptions=True)
 
-    async def _handle(self, stream: str, entry_id: bytes, fields: Any, *, claimed: bool) -> None:
+    def _malformed(self, stream: str, entry_id: bytes, why: str) -> None:
+        """An entry that is no command of this version: say so once (it is acknowledged)."""
+        if self._warned_malformed:
+            logger.debug("Dropped malformed entry %s of %s: %s", entry_id, stream, why)
+            return
+        self._warned_malformed = True
+        logger.error(
+            "Dropped entry %s of %s: %s. A process that is not an llmgine bus of this version "
+            "writes to the shared bus's command streams (said once; later ones are dropped too).",
+            entry_id.decode(errors="replace"),
+            stream,
+            why,
+        )
+
+    async def _handle(self, stream: str, entry_id: bytes, fields: Any, *, deliveries: int) -> None:
         link = self.link
         redis = link.redis
-        line = fields.get(b"m")
-        reply_to = fields.get(b"r")
-        if line is None or reply_to is None:
+        entry = _Entry(fields)
+        if entry.line is None or entry.reply_to is None or entry.request is None:
             await redis.xack(stream, WORKERS, entry_id)  # a deleted or foreign entry
+            if entry.line is not None or entry.reply_to is not None:
+                self._malformed(stream, entry_id, "it has no command, reply stream or id")
             return
-        try:
-            command, parent = self._load(stream, line)
-        except (LogFormatError, ValueError) as exc:
-            logger.error("Dropped a command from the shared bus that does not decode: %s", exc)
-            await redis.xack(stream, WORKERS, entry_id)
+        keys = [link.keys.result(entry.request), stream, entry.reply_to]
+        if deliveries > 1:
+            verdict = await self._check(
+                keys, [entry_id, WORKERS, ABANDONED, entry.deadline, RESULT_TTL, REPLY_TTL]
+            )
+            if verdict != b"run":
+                return  # it ran (its reply is sent again), or its caller gave up on it
+        elif entry.deadline and entry.deadline <= link.server_time_ms():
+            # Its caller was told it timed out: it never starts.
+            pipe = redis.pipeline(transaction=False)
+            pipe.set(keys[0], ABANDONED, nx=True, ex=RESULT_TTL)
+            pipe.xack(stream, WORKERS, entry_id)
+            pipe.xdel(stream, entry_id)
+            await pipe.execute()
+            logger.warning(
+                "Dropped command entry %s of %s: its caller's timeout passed before it started.",
+                entry_id.decode(),
+                stream,
+            )
             return
-        result_key = link.keys.result(str(command.id))
-        keys = [result_key, stream, reply_to]
-        if claimed and await self._replay(keys, [entry_id, WORKERS, ABANDONED]):
-            return  # it ran (or its caller gave up): never run it again
-        caller = fields.get(b"o", b"").decode(errors="replace")
-        version = int(fields.get(b"v", b"0") or 0)
-        if version > link.listeners.known_version(caller):
-            await link.listeners.refresh_one(caller)  # it registered handlers since we looked
         sent = link.events.sent
-        result, tb = await self._run(command, parent, caller)
+        try:
+            command, parent = self._load(stream, entry.line)
+        except (LogFormatError, ValueError) as exc:
+            result, tb = self._undecodable(stream, entry, exc), ""
+        else:
+            if deliveries > self.max_deliveries:
+                result, tb = self._crashed(command, deliveries - 1), ""
+            else:
+                if entry.version > link.listeners.known_version(entry.caller):
+                    await link.listeners.refresh_one(entry.caller)  # it registered handlers since
+                result, tb = await self._run(command, parent, entry)
         # What the handler published goes out before its reply, and the reply says up to
         # where: the caller reads that far before its execute() returns.
         await link.flush(link.claim_after)
         upto = link.events.last_sent if link.events.sent > sent else None
-        reply = _reply(command, result, tb, link.process_id, upto)
-        if await self._finish(keys, [reply, RESULT_TTL, entry_id, WORKERS, REPLY_TTL]):
+        command_id = entry.command_id or ""
+        reply = _reply(entry.request, command_id, result, tb, link.process_id, upto)
+        finished = await self._finish(keys, [reply, RESULT_TTL, entry_id, WORKERS, REPLY_TTL])
+        if finished == 2:
+            self._malformed(stream, entry_id, f"its reply stream {entry.reply_to!r} is no stream")
+        elif finished:
             self.completed += 1
         else:
             logger.warning(
                 "Command %s was answered elsewhere already or abandoned by its caller; "
                 "this run's result is dropped.",
-                command.id,
+                command_id,
             )
+
+    def _undecodable(self, stream: str, entry: _Entry, exc: Exception) -> CommandResult:
+        """The failed result of a command this worker cannot decode (another version of it)."""
+        type_name = stream.rpartition(":cmd:")[2] or stream
+        message = (
+            f"Worker {self.link.process_id} could not decode this {type_name}: {_one_line(exc)}. "
+            "The caller and the worker run different versions of the command's class; "
+            "deploy the same version to both."
+        )
+        logger.error("Answered a command that does not decode as failed: %s", message)
+        return CommandResult(
+            success=False,
+            error=message,
+            error_type="CommandDecodeError",
+            command_type=type_name.rpartition(".")[2],
+            command_id=entry.command_id,
+        )
+
+    def _crashed(self, command: Command, deliveries: int) -> CommandResult:
+        """The failed result of a command whose every delivery ended with its worker dead."""
+        message = (
+            f"the command crashed {deliveries} workers (each that took it stopped answering "
+            f"before it finished); it is not run again (max_deliveries={self.max_deliveries})"
+        )
+        logger.error("%s %s: %s.", type(command).__name__, command.id, message)
+        return failure_result(command, time.perf_counter(), message, "WorkerCrashedError")
 
     def _load(self, stream: str, line: bytes) -> tuple[Command, SpanContext | None]:
         """The command of an entry: validated straight as its stream's type when known here."""
@@ -242,17 +410,23 @@ class CommandRunner:
             raise LogFormatError(f"A {envelope.type} on a command stream is not a command.")
         return command, envelope.span_context()
 
-    async def _run(self, command: Command, parent: Any, caller: str) -> tuple[CommandResult, str]:
-        """Run the local handler in a child span of the caller's span; never raises."""
+    async def _run(self, command: Command, parent: Any, entry: _Entry) -> tuple[CommandResult, str]:
+        """Run the local handler in a child span of the caller's span; never raises.
+
+        Only the cancellation of the worker's own task propagates (it is shutting down).
+        """
         bus = self.link.bus
         command_type = type(command).__name__
         start = time.perf_counter()
         span_token = _current_span.set(parent)
         session_token = _current_session.set(command.session_id)
+        timeout = None
+        if entry.deadline:
+            timeout = max(0.001, (entry.deadline - self.link.server_time_ms()) / 1000)
         tb = ""
         try:
             try:
-                entry = bus._registry.command_handler(type(command))
+                handler = bus._registry.command_handler(type(command))
             except HandlerNotFoundError as exc:
                 return failure_result(command, start, str(exc), type(exc).__name__), ""
             span = Span(
@@ -262,13 +436,20 @@ class CommandRunner:
                 session_id=command.session_id,
                 attributes={
                     "llmgine.command.type": command_type,
-                    "llmgine.remote.caller": caller,
+                    "llmgine.remote.caller": entry.caller,
                 },
             )
             async with span:
                 try:
-                    value = await call_command_handler(entry, command, None)
-                except Exception as exc:
+                    # Sync handlers run in a handler thread: the loop goes on beating.
+                    value = await call_command_handler(handler, command, timeout, in_thread=True)
+                except HandlerTimedOut as exc:
+                    message = f"{exc} (the caller's timeout)"
+                    span.set_status("ERROR", f"TimeoutError: {message}")
+                    return failure_result(command, start, message, "TimeoutError"), ""
+                except BaseException as exc:
+                    if isinstance(exc, asyncio.CancelledError) and cancelled_from_outside():
+                        raise
                     message, error_type, tb = describe(exc)
                     span.set_status("ERROR", f"{error_type}: {message}")
                     return failure_result(command, start, message, error_type), tb

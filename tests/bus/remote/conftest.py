@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import selectors
 import signal
@@ -71,6 +72,11 @@ class Worker:
 StartWorker = Callable[..., Worker]
 
 
+def runs(directory: Path) -> int:
+    """How many runs of ``BlockingCommand`` completed: one file each in ``directory``."""
+    return len(list(directory.glob("[0-9a-f]*")))
+
+
 async def listened(bus: MessageBus, event_type: type[Event]) -> None:
     """Learn now of the workers started so far, which handle ``event_type``.
 
@@ -105,7 +111,11 @@ def start_worker(
     started: list[Worker] = []
 
     def start(
-        spec: str = "remote_app:setup", *, claim_after: float = 30.0, max_concurrency: int = 8
+        spec: str = "remote_app:setup",
+        *,
+        claim_after: float = 30.0,
+        max_concurrency: int = 8,
+        **options: Any,
     ) -> Worker:
         command = [
             sys.executable, "-m", "llmgine", "worker", spec,
@@ -114,6 +124,17 @@ def start_worker(
             "--claim-after", str(claim_after), "--heartbeat", "0.2",
             "--max-concurrency", str(max_concurrency),
         ]  # fmt: skip
+        if options:
+            # bus.connect() options the command line has no flag for: the same worker,
+            # run through run_worker() by a small script.
+            options = {
+                "claim_after": claim_after, "heartbeat": 0.2,
+                "max_concurrency": max_concurrency, **options,
+            }  # fmt: skip
+            command = [
+                sys.executable, str(HERE / "option_worker.py"), spec, redis_server.url,
+                namespace, str(tmp_path / "logs"), json.dumps(options),
+            ]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
         with (tmp_path / "workers.err").open("ab") as errors:
             process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=env)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
+import time
+import uuid
 from pathlib import Path
 
 from llmgine.bus import MessageBus
@@ -26,6 +29,35 @@ class SlowCommand(Command):
 
 class WhoAmICommand(Command):
     pass
+
+
+class BlockingCommand(Command):
+    """Handled by a sync handler that blocks its thread for ``seconds``."""
+
+    seconds: float
+    runs_dir: str
+
+
+class RaiseCommand(Command):
+    """Its handler raises a BaseException of the kind named (not an Exception)."""
+
+    kind: str
+
+
+class ExitCommand(Command):
+    """Its handler ends the worker process at once, as a crash does."""
+
+
+if os.environ.get("REMOTE_APP_SKEW"):
+
+    class ReportCommand(Command):  # the worker's newer version: a field added
+        path: str
+        pages: int
+
+else:
+
+    class ReportCommand(Command):  # type: ignore[no-redef]
+        path: str
 
 
 class PingedEvent(Event):
@@ -62,6 +94,29 @@ def setup(bus: MessageBus) -> None:
     bus.register_command_handler(CrashCommand, crash)
     bus.register_command_handler(SlowCommand, slow)
     bus.register_command_handler(WhoAmICommand, lambda command: os.getpid())
+
+    def block(command: BlockingCommand) -> int:
+        time.sleep(command.seconds)  # a sync handler: blocks its thread, not the loop
+        Path(command.runs_dir, uuid.uuid4().hex).touch()
+        return os.getpid()
+
+    async def raise_it(command: RaiseCommand) -> None:
+        kinds: dict[str, type[BaseException]] = {
+            "CancelledError": asyncio.CancelledError,
+            "SystemExit": SystemExit,
+            "KeyboardInterrupt": KeyboardInterrupt,
+            "GeneratorExit": GeneratorExit,
+        }
+        raise kinds[command.kind]("raised by the handler")
+
+    def exit_now(command: ExitCommand) -> None:
+        sys.stdout.flush()
+        os._exit(3)
+
+    bus.register_command_handler(BlockingCommand, block)
+    bus.register_command_handler(RaiseCommand, raise_it)
+    bus.register_command_handler(ExitCommand, exit_now)
+    bus.register_command_handler(ReportCommand, lambda command: command.path)
     bus.register_event_handler(PingedEvent, echo)
 
 
