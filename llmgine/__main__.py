@@ -311,7 +311,7 @@ def run_forwarding_signals(command: list[str]) -> int:
         ``128 + signal`` when a signal stopped it, else the child's exit code.
     """
     forwarded = [signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
-    if not sys.stdin.isatty():
+    if sys.stdin is None or not sys.stdin.isatty():
         forwarded.append(signal.SIGINT)
     received: list[int] = []
     child: list[subprocess.Popen[bytes]] = []
