@@ -18,7 +18,14 @@ import pandas as pd
 import pyarrow as pa
 
 from llmgine.analysis.sources import LogReadWarning, TimeLike, log_files
-from llmgine.analysis.views import BAD_LINE, ENVELOPE_COLUMNS, files_sql, keep_sql, read_errors
+from llmgine.analysis.views import (
+    BAD_LINE,
+    ENVELOPE_COLUMNS,
+    add_checks,
+    files_sql,
+    keep_sql,
+    read_errors,
+)
 
 __all__ = ["ENVELOPE_COLUMNS", "LogReadWarning", "load_events"]
 
@@ -75,6 +82,7 @@ def load_events(
     size = sum(f.stat().st_size for f in files)
     with duckdb.connect() as con, read_errors([str(f) for f in files]):
         con.execute("SET TimeZone = 'UTC'")
+        add_checks(con)
         with con.sql(sql).to_arrow_reader(batch_size=_BATCH_ROWS) as reader:
             table = _read_batches(reader, size, progress)
     frame = table.to_pandas()

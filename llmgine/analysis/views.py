@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import orjson
 import pandas as pd
 import pyarrow as pa
 
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_LINE_BYTES",
     "VIEWS",
     "LogDatabase",
+    "add_checks",
     "files_sql",
     "keep_sql",
     "open_log",
@@ -44,8 +46,45 @@ READ_COLUMNS = (
 )
 MAX_LINE_BYTES = 64 * 2**20
 """A longer line is counted as unreadable: DuckDB's buffers grow with this bound."""
-BAD_LINE = "(kind IS NULL OR type IS NULL OR id IS NULL OR timestamp IS NULL)"
-"""A line without these is not an llmgine envelope: skipped and counted."""
+_NOT_STRICT = "llmgine_not_strict_json"
+_DEPTH = 1023
+"""Nesting the codec reads inside the envelope (orjson's 1024 levels, less the envelope's)."""
+
+
+def _suspect(column: str) -> str:
+    """SQL: the JSON text of ``column`` may hold what strict JSON has not (cheap pre-check)."""
+    text = f"{column}::VARCHAR"
+    return (
+        f"(contains({text}, 'NaN') OR contains({text}, 'Infinity') OR "
+        f"(length({text}) >= {2 * _DEPTH} AND length({text}) - "
+        f"length(replace(replace({text}, '[', ''), '{{', '')) >= {_DEPTH}))"
+    )
+
+
+BAD_LINE = (
+    "(kind IS NULL OR type IS NULL OR id IS NULL OR timestamp IS NULL OR coalesce("
+    f"CASE WHEN {_suspect('data')} OR {_suspect('metadata')} "
+    f"THEN {_NOT_STRICT}(data::VARCHAR) OR {_NOT_STRICT}(metadata::VARCHAR) END, FALSE))"
+)
+"""A line without these, or that strict JSON cannot read, is not an llmgine envelope:
+skipped and counted, as :func:`~llmgine.observability.read_log` skips it. DuckDB reads
+``NaN``/``Infinity`` and any nesting; the codec (orjson) reads neither, so those lines
+are judged by the codec's own parser (needs :func:`add_checks` on the connection)."""
+
+
+def _not_strict_json(text: str) -> bool:
+    """Whether the codec's parser rejects ``text`` where the envelope holds it."""
+    try:
+        orjson.loads(b'{"data":' + text.encode("utf-8", "surrogatepass") + b"}")
+    except orjson.JSONDecodeError:
+        return True
+    return False
+
+
+def add_checks(con: duckdb.DuckDBPyConnection) -> None:
+    """Give ``con`` the function :data:`BAD_LINE` calls."""
+    con.create_function(_NOT_STRICT, _not_strict_json, ["VARCHAR"], "BOOLEAN")
+
 
 _RESULTS = "('CommandResultEvent', 'CommandErrorEvent')"
 _RESULT_SCHEMA = (
@@ -284,6 +323,7 @@ def open_log(
     keep = keep_sql(types, since, until)
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
+        add_checks(con)
         if memory_limit is not None:
             con.execute(f"SET memory_limit = {quote(memory_limit)}")
         if isinstance(source, pd.DataFrame):

@@ -312,6 +312,8 @@ def read_log(path: str | Path, *, bad_lines: list[int] | None = None) -> Iterato
     """
     with Path(path).open("rb") as lines:
         for number, line in enumerate(lines, start=1):
+            if number == 1:
+                line = line.removeprefix(b"\xef\xbb\xbf")  # a BOM an editor added
             if not line.strip():
                 continue
             try:

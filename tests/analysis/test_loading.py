@@ -165,3 +165,66 @@ def test_timestamps_are_utc_datetimes(log_path: Path) -> None:
     df = load_events(log_path)
     assert isinstance(df["timestamp"].iloc[0], pd.Timestamp)
     assert str(df["timestamp"].iloc[0].tz) == "UTC"
+
+
+def _agreement(path: Path) -> tuple[list[str], int, list[str], int]:
+    """(ids, skipped) as read_log sees the file, then as load_events does."""
+    import warnings
+
+    from llmgine.observability import read_log
+
+    bad: list[int] = []
+    read = [envelope.id for envelope in read_log(path, bad_lines=bad)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LogReadWarning)
+        frame = load_events(path)
+    return read, len(bad), list(frame["id"]), int(frame.attrs["skipped_lines"])
+
+
+def _envelope(n: int, data: str) -> str:
+    return (
+        f'{{"kind": "event", "type": "NoteEvent", "module": "app", "id": "id-{n}", '
+        f'"timestamp": "2026-12-01T12:00:0{n}+00:00", "session_id": "global", '
+        f'"trace_id": null, "span_id": null, "metadata": {{}}, "data": {data}}}\n'
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "lines", "kept"),
+    [
+        ("a BOM before the first line", ["\ufeff" + _envelope(1, "{}"), _envelope(2, "{}")], 2),
+        (
+            "NaN and Infinity literals",
+            [
+                _envelope(1, '{"x": NaN}'),
+                _envelope(2, '{"x": [1, Infinity]}'),
+                _envelope(3, '{"x": -Infinity}'),
+                _envelope(4, '{"text": "NaN, Infinity and [NaN] inside a string"}'),
+            ],
+            1,
+        ),
+        (
+            "deep nesting",
+            [
+                _envelope(1, '{"x": ' + "[" * 1000 + "]" * 1000 + "}"),
+                _envelope(2, '{"x": ' + "[" * 1022 + "]" * 1022 + "}"),  # 1024 in all: read
+                _envelope(3, '{"x": ' + "[" * 1023 + "]" * 1023 + "}"),  # 1025: too deep
+                _envelope(4, '{"x": ' + '{"a": ' * 3000 + "1" + "}" * 3000 + "}"),
+                _envelope(5, "{}"),
+            ],
+            3,
+        ),
+    ],
+)
+def test_read_log_and_load_events_agree(
+    tmp_path: Path, case: str, lines: list[str], kept: int
+) -> None:
+    path = tmp_path / "odd.jsonl"
+    path.write_text("".join(lines), encoding="utf-8")
+    read, read_skipped, loaded, load_skipped = _agreement(path)
+    assert read == loaded, case
+    assert read_skipped == load_skipped, case
+    assert len(read) == kept, case
+    from llmgine.analysis import query
+
+    assert query(path, "SELECT count(*) AS n FROM events")["n"].iloc[0] == kept, case
