@@ -655,9 +655,12 @@ is finite too: a server that never answers fails the prompt instead of blocking 
 `options` go into every request as they are (`seed`, `stop`, `top_p`, `extra_body`, ...).
 """),
     code("""
+from pathlib import Path
+
 from llmgine import LLMEngine, MessageBus
 from llmgine.llm import OpenAIProvider
 
+Path("logs/local_server.jsonl").unlink(missing_ok=True)  # each run starts a fresh log
 bus = MessageBus(log_dir="logs", log_filename="local_server.jsonl",
                  enable_console_metrics=False, enable_console_traces=False)
 await bus.start()
@@ -770,8 +773,11 @@ A real model's words may differ from one CPU to another, so cells that show them
 `NBVAL_IGNORE_OUTPUT`; the cells after them check what must hold everywhere.
 """),
     code("""
+from pathlib import Path
+
 from llmgine import LLMEngine, MessageBus
 
+Path("logs/local_model.jsonl").unlink(missing_ok=True)  # each run starts a fresh log
 bus = MessageBus(log_dir="logs", log_filename="local_model.jsonl",
                  enable_console_metrics=False, enable_console_traces=False)
 await bus.start()
