@@ -178,7 +178,20 @@ class SinkSet:
         self._each("flush_due" if due else "flush")
 
     def close(self) -> None:
-        """Close every sink (each flushes first)."""
+        """Close every sink (each flushes first).
+
+        Sinks with a ``begin_close`` (exporters waiting for a network endpoint) are
+        told first, so that their waits run at once instead of one after another.
+        """
+        for sink in self._sinks:
+            begin = getattr(sink, "begin_close", None)
+            if begin is not None:
+                try:
+                    begin()
+                except _INTERRUPTS:
+                    raise
+                except BaseException as exc:
+                    self._failed(sink, "close", exc)
         self._each("close")
 
     def _each(self, operation: str) -> None:

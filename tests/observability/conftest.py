@@ -47,6 +47,9 @@ class Collector:
     """The names of the spans received, in order."""
     requests: int = 0
     received: threading.Condition = field(default_factory=threading.Condition)
+    refuse: int = 0
+    """Requests still to be refused (answered ``refuse_code``, their spans not kept)."""
+    refuse_code: int = 503
 
     def wait_for(self, spans: int, timeout: float = 60.0) -> bool:
         """Wait until ``spans`` spans have arrived."""
@@ -66,6 +69,15 @@ def collector() -> Iterator[Collector]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with state.received:
+                state.requests += 1
+                refused = state.refuse > 0
+                state.refuse -= refused
+            if refused:
+                self.send_response(state.refuse_code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             request = ExportTraceServiceRequest.FromString(body)
             names = [
                 span.name
@@ -75,7 +87,6 @@ def collector() -> Iterator[Collector]:
             ]
             with state.received:
                 state.names.extend(names)
-                state.requests += 1
                 state.received.notify_all()
             answer = ExportTraceServiceResponse().SerializeToString()
             self.send_response(200)

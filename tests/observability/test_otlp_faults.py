@@ -1,7 +1,9 @@
 """OTLPExporter under load and faults, against real collectors on 127.0.0.1.
 
 A healthy collector receives every span however many events a command publishes;
-a collector that never answers costs bounded memory (counted drops); a user's own
+a collector that never answers costs bounded memory (counted drops), and one that
+refuses for a while loses nothing; stopping a bus at a hung collector ends every
+exporter at once, with its counts final; a user's own
 event that shares a name with llmgine's, or a broken line, never stops the export;
 a key in the endpoint URL never reaches a log, a warning or the console.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import warnings
 from typing import Any
 
@@ -103,6 +106,58 @@ async def test_a_hung_collector_holds_the_queue_within_its_bytes(
     await bus.stop()  # gives the collector 5 s, then counts what it never took
     assert exporter.stats.queued_bytes == 0
     assert exporter.stats.dropped > stats.dropped
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("code", [429, 503])
+async def test_spans_refused_during_an_outage_arrive_once_the_collector_answers(
+    collector: Any, code: int
+) -> None:
+    commands = 40
+    collector.refuse, collector.refuse_code = 4, code  # each export request fails
+    exporter = OTLPExporter(collector.url, timeout=0.5)  # sooner than the outage ends
+    bus = quiet_bus(exporter)
+    serve_pings(bus)
+    async with bus:
+        for n in range(commands):
+            await bus.execute(PingCommand())
+            if n % 10 == 9:
+                exporter.flush()  # several batches, some sent during the outage
+        await bus.wait_for_events()
+        assert await asyncio.to_thread(exporter.force_flush, 90)
+    assert collector.names.count("PingCommand") == commands
+    assert collector.refuse == 0  # the outage did happen
+    stats = exporter.stats
+    assert (stats.exported, stats.failed, stats.dropped, stats.retrying) == (commands, 0, 0, 0)
+
+
+@pytest.mark.timeout(120)
+async def test_stopping_a_bus_at_a_hung_collector_ends_every_exporter_with_final_counts(
+    hung_collector: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Requests outlast close(): each exporter has a batch stuck in a request when it closes.
+    exporters = [OTLPExporter(hung_collector, timeout=8) for _ in range(3)]
+    bus = quiet_bus(*exporters)
+    serve_pings(bus)
+    before = set(threading.enumerate())
+    await bus.start()
+    for _ in range(5):
+        await bus.execute(PingCommand())
+    ours = [t for t in set(threading.enumerate()) - before if t.name.startswith("llmgine-otlp")]
+    assert len(ours) == 2 * len(exporters)
+    with caplog.at_level(logging.WARNING, logger="llmgine.observability.otlp"):
+        await bus.stop()
+    at_stop = [exporter.stats for exporter in exporters]
+    for thread in ours:
+        thread.join(30)
+    assert not [t.name for t in ours if t.is_alive()]
+    assert [exporter.stats for exporter in exporters] == at_stop  # nothing counted later
+    for stats in at_stop:  # every span is accounted for: none taken, all given up
+        assert (stats.exported, stats.failed, stats.queued) == (0, 5, 0)
+        assert stats.retrying == 0
+    closed = [r for r in caplog.records if "closed before the endpoint took" in r.getMessage()]
+    assert len(closed) == len(exporters)
+    assert all("5 span(s) given up" in r.getMessage() for r in closed)
 
 
 @pytest.mark.timeout(120)

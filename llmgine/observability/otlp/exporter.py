@@ -8,8 +8,12 @@ user's class of the same name), appends them to a queue bounded in bytes
 start and end ``TraceEvent`` into one OpenTelemetry span (same trace and span ids,
 parent, times, status, an ``exception`` event for errors), another exports
 batches with ``opentelemetry-sdk``'s OTLP/HTTP exporter while the next is built
-(:mod:`.pipeline`). An endpoint that is slow or down never slows the bus: when the
-queue is full lines are dropped, counted in :attr:`OTLPExporter.stats` and logged.
+(:mod:`.pipeline`). An endpoint that is slow or down never slows the bus: a batch
+it refuses (or cannot be reached for) is kept and sent again with a growing pause
+while the queue holds what arrives meanwhile; when the queue is full lines are
+dropped, counted in :attr:`OTLPExporter.stats` and logged. ``close`` gives the
+endpoint ``timeout`` seconds (one deadline for all the exporters a bus closes),
+then counts what it could not send and says so once.
 A line that cannot be read is skipped and counted; an error while building or
 sending is logged with its traceback and counted, and the threads go on.
 
@@ -109,9 +113,9 @@ class ExportStats:
     exported: int = 0
     """Spans the endpoint accepted."""
     failed: int = 0
-    """Spans in batches the endpoint refused or could not be reached for."""
+    """Spans given up: still refused (or being sent) at close, or dropped from a kept batch."""
     dropped: int = 0
-    """Lines dropped because the queue was full (the endpoint too slow or down)."""
+    """Lines dropped: the queue was full, or still queued at close."""
     queued: int = 0
     """Lines waiting to be built into spans."""
     open_spans: int = 0
@@ -122,6 +126,8 @@ class ExportStats:
     """Lines that could not be read (not an envelope, or a span line with wrong fields)."""
     errors: int = 0
     """Errors while building or sending spans, each logged with its traceback."""
+    retrying: int = 0
+    """Spans of a refused batch, kept and sent again until the endpoint takes them."""
 
 
 class OTLPExporter:
@@ -210,6 +216,7 @@ class OTLPExporter:
         self._lock = threading.Lock()
         self._pipeline: SpanPipeline | None = None
         self._last_warning: dict[str, float] = {}
+        self._close_by: float | None = None
         self._dropping = False
 
     def __repr__(self) -> str:
@@ -228,7 +235,7 @@ class OTLPExporter:
     def stats(self) -> ExportStats:
         """Counts so far: exported, failed, dropped, queued (lines and bytes), open spans."""
         pipeline = self._pipeline
-        queued, queued_bytes = (0, 0) if pipeline is None else pipeline.queued
+        queued, queued_bytes, retrying = (0, 0, 0) if pipeline is None else pipeline.queued
         with self._lock:
             return ExportStats(
                 exported=self._stats.exported,
@@ -239,6 +246,7 @@ class OTLPExporter:
                 queued_bytes=queued_bytes,
                 skipped=self._stats.skipped,
                 errors=self._stats.errors,
+                retrying=retrying,
             )
 
     # ---------------------------------------------------------------- the sink protocol
@@ -283,16 +291,30 @@ class OTLPExporter:
         pipeline = self._pipeline
         return True if pipeline is None else pipeline.wait(timeout)
 
+    def begin_close(self, timeout: float = 5.0) -> None:
+        """Start the ``timeout`` of a :meth:`close` that follows; returns at once.
+
+        A bus calls this on each of its sinks before closing them one by one, so
+        that exporters waiting for a dead endpoint share one deadline.
+        """
+        self._close_by = time.monotonic() + timeout
+        self.flush()
+
     def close(self, timeout: float = 5.0) -> None:
         """Export what is queued (waiting at most ``timeout`` seconds); stop the threads.
 
-        What the endpoint has not taken by then is counted as dropped. A later
-        ``write`` starts new threads (a bus can be started again).
+        What the endpoint has not taken by then is counted (queued lines as
+        ``dropped``, spans refused or being sent as ``failed``) and logged once; the
+        counts are final and the threads end (one stuck in a request when its
+        timeout ends). A later ``write`` starts new threads (a bus can be started again).
         """
+        deadline = time.monotonic() + timeout
+        if self._close_by is not None:
+            deadline, self._close_by = min(deadline, self._close_by), None
         with self._lock:
             pipeline, self._pipeline = self._pipeline, None
         if pipeline is not None:
-            pipeline.close(timeout)  # counts and reports what it could not send
+            pipeline.close(deadline - time.monotonic())  # counts what it could not send
         self._release()
 
     def _start(self) -> SpanPipeline:
@@ -300,8 +322,9 @@ class OTLPExporter:
             if self._pipeline is None:
                 self._pipeline = SpanPipeline(
                     self._build,
-                    self._send,
-                    lambda lines: self._dropped(lines, "closed before the endpoint took them"),
+                    self._export,
+                    self._sent,
+                    self._lost,
                     max_lines=self._max_queue,
                     max_bytes=self._max_queue_bytes,
                     batch_size=self._batch_size,
@@ -313,6 +336,23 @@ class OTLPExporter:
         with self._lock:
             self._stats.dropped += lines
         self._warn(why, key=why)
+
+    def _sent(self, spans: int, ok: bool) -> None:
+        """The pipeline's word on one batch (never after it was closed)."""
+        if ok:
+            with self._lock:
+                self._stats.exported += spans
+        else:
+            self._warn(f"{spans} span(s) not accepted, kept and sent again", key="refused")
+
+    def _lost(self, lines: int, spans: int, why: str) -> None:
+        with self._lock:
+            self._stats.dropped += lines
+            self._stats.failed += spans
+        what = f"{why}: {spans} span(s) given up, {lines} queued line(s) dropped"
+        if why.startswith("closed"):  # once per close, never held back
+            self._last_warning.pop(what, None)
+        self._warn(what, key=why)
 
     def _release(self) -> None:
         """Close the HTTP exporter we made (a later export makes a new one)."""
@@ -398,27 +438,26 @@ class OTLPExporter:
         )
 
     def _send(self, batch: list[ReadableSpan]) -> int:
-        """Export one batch and count it; return how many spans were accepted. Never raises."""
-        from opentelemetry.sdk.trace.export import SpanExportResult
-
-        raised = False
-        try:
-            ok = self._span_exporter().export(batch) is SpanExportResult.SUCCESS
-        except Exception:  # an exporter bug must not kill the thread
-            ok, raised = False, True
+        """Export one batch once and count it; return how many spans were accepted."""
+        ok = self._export(batch)
         with self._lock:
-            if ok:
-                self._stats.exported += len(batch)
-            else:
-                self._stats.failed += len(batch)
-                self._stats.errors += raised
-        if raised:
-            self._warn(
-                f"the exporter raised; {len(batch)} span(s) lost", key="raised", exc_info=True
-            )
-        elif not ok:
+            self._stats.exported += len(batch) if ok else 0
+            self._stats.failed += 0 if ok else len(batch)
+        if not ok:
             self._warn(f"{len(batch)} span(s) not accepted", key="refused")
         return len(batch) if ok else 0
+
+    def _export(self, batch: list[ReadableSpan]) -> bool:
+        """Send one batch; whether the endpoint took it. Never raises."""
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        try:
+            return self._span_exporter().export(batch) is SpanExportResult.SUCCESS
+        except Exception:  # an exporter bug must not kill the thread
+            with self._lock:
+                self._stats.errors += 1
+            self._warn("the exporter raised", key="raised", exc_info=True)
+            return False
 
     def _warn(self, what: str, *, key: str | None = None, exc_info: bool = False) -> None:
         """Log ``what`` as a warning at most every 10 s per ``key``; the others at debug level."""
