@@ -55,6 +55,25 @@ _SECRET_WORDS = (
 _SECRET_NAMES = frozenset({"sig", "code", "sas", "pw", "session", "sessionid"})
 """Short names that are credentials only as a whole name."""
 
+_PATH_SECRET_NAMES = frozenset(
+    {
+        "token",
+        "key",
+        "secret",
+        "apikey",
+        "apitoken",
+        "accesstoken",
+        "authtoken",
+        "password",
+        "secretkey",
+        "privatekey",
+        "signature",
+    }
+)
+"""A path segment named so (``/token/<secret>/``) is followed by a credential."""
+_BOT_TOKEN = re.compile(r"(bot[0-9]+:)(.+)", re.IGNORECASE)
+"""A bot token as a path segment (``/bot123456:<secret>/sendMessage``)."""
+_QUOTED_PAIR = re.compile(r"""([A-Za-z0-9_.~%\-]+)=(["'])([^"'\s]*)\2""")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 _HOST = r"(?:\[[0-9A-Za-z:.%_~\-]*\]|[^\[\]\s/?#@:\\]+)"
 _HOSTPORT = re.compile(rf"(?:{_HOST})?(?::[0-9]*)?")
@@ -126,10 +145,16 @@ def url_secrets(url: str) -> list[str]:
     if userinfo is not None:
         _, colon, password = userinfo.partition(":")
         found.update((userinfo, password) if colon else (userinfo,))
-    for part in re.split(r"[?#&;]", tail):
+    path, params = (
+        re.split(r"(?=[?#])", tail, maxsplit=1) if re.search("[?#]", tail) else (tail, "")
+    )
+    found.update(_path_secrets(path))
+    for part in re.split(r"[;/]", path) + re.split(r"[?#&;]", params):
         name, eq, value = part.partition("=")
         if eq and value and is_secret_name(name):
-            found.add(value)
+            found.add(value.strip("\"'"))
+        elif eq and "://" in unquote(value):  # a URL in a value: its own credentials
+            found.update(url_secrets(unquote(value)))
     more = {form for value in found for form in (unquote(value), quote(value, safe=""))}
     more |= {quote_plus(unquote(value)) for value in found}
     return sorted((s for s in found | more if len(s) >= 3), key=len, reverse=True)
@@ -145,6 +170,10 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in sorted(secrets, key=len, reverse=True):
         if len(secret) >= 3:
             text = text.replace(secret, HIDDEN)
+    # A quoted value first: a URL in text ends at a quote ("?api_key='...'").
+    text = _QUOTED_PAIR.sub(
+        lambda m: f"{m[1]}={m[2]}{HIDDEN}{m[2]}" if is_secret_name(m[1]) else m[0], text
+    )
     return _hide_pairs(_URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text))
 
 
@@ -198,7 +227,7 @@ def hide_in_loggers(names: Iterable[str], secrets: Iterable[str] = ()) -> None:
 
 def _hide_pairs(text: str) -> str:
     return _PAIR_IN_TEXT.sub(
-        lambda m: f"{m.group(1)}={HIDDEN}" if is_secret_name(m.group(1)) else m.group(0), text
+        lambda m: f"{m[1]}={HIDDEN}" if m[2] and is_secret_name(m[1]) else m[0], text
     )
 
 
@@ -259,19 +288,60 @@ def _at_is_in_path_or_query(rest: str, end: int, at: int, host: str) -> bool:
 
 
 def _redact_tail(tail: str) -> str:
-    """Hide credential values among the query and fragment parameters of ``tail``."""
+    """Hide credential values in the path, query and fragment parameters of ``tail``."""
     path, qmark, rest = tail.partition("?")
     if not qmark:
         path, hash_, fragment = tail.partition("#")
-        return path + (hash_ + _redact_pairs(fragment) if hash_ else "")
+        return _redact_path(path) + (hash_ + _redact_pairs(fragment) if hash_ else "")
     query, hash_, fragment = rest.partition("#")
-    return path + qmark + _redact_pairs(query) + (hash_ + _redact_pairs(fragment) if hash_ else "")
+    shown = _redact_path(path) + qmark + _redact_pairs(query)
+    return shown + (hash_ + _redact_pairs(fragment) if hash_ else "")
+
+
+def _redact_path(path: str) -> str:
+    """Hide ``;name=value`` parameters and token segments of a path."""
+    segments = path.split("/")
+    hide = set(_secret_segments(segments))
+    for i, segment in enumerate(segments):
+        bot = _BOT_TOKEN.fullmatch(segment)
+        if i in hide:
+            segments[i] = HIDDEN
+        elif bot is not None:
+            segments[i] = bot[1] + HIDDEN
+        elif ";" in segment:
+            head, _, params = segment.partition(";")
+            segments[i] = head + ";" + _redact_pairs(params)
+    return "/".join(segments)
+
+
+def _secret_segments(segments: list[str]) -> list[int]:
+    """The indexes of the segments that follow one named like a credential."""
+    return [
+        i + 1
+        for i, segment in enumerate(segments[:-1])
+        if segments[i + 1]
+        and re.sub(r"[^a-z0-9]", "", unquote(segment.partition(";")[0]).lower())
+        in _PATH_SECRET_NAMES
+    ]
+
+
+def _path_secrets(path: str) -> list[str]:
+    segments = path.split("/")
+    found = [segments[i].partition(";")[0] for i in _secret_segments(segments)]
+    found += [bot[2] for s in segments if (bot := _BOT_TOKEN.fullmatch(s)) is not None]
+    return found
 
 
 def _redact_pairs(params: str) -> str:
     parts = re.split(r"([&;])", params)
     for i in range(0, len(parts), 2):
-        name, eq, _ = parts[i].partition("=")
-        if eq and is_secret_name(name):
+        name, eq, value = parts[i].partition("=")
+        if eq and value and is_secret_name(name):
             parts[i] = f"{name}={HIDDEN}"
+        elif eq and "://" in value:  # a URL in a value (a redirect, a DSN): its credentials
+            parts[i] = f"{name}={redact_url(value)}"
+        elif eq and "://" in unquote(value):
+            plain = unquote(value)
+            shown = redact_url(plain)
+            parts[i] = parts[i] if shown == plain else f"{name}={quote(shown, safe='*')}"
     return "".join(parts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from urllib.parse import unquote
 
 import pytest
 
@@ -129,3 +130,67 @@ def test_a_logger_with_the_filter_never_shows_a_secret(caplog: pytest.LogCapture
         assert record.exc_info is None or record.exc_info == (None, None, None)
         assert "swordfish" not in str(record.exc_text) + str(record.stack_info)
     assert sys.exc_info() == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "https://h/cb?next=https://h2/?api_key=s3cret",
+            "https://h/cb?next=https://h2/?api_key=***",
+        ),
+        (
+            "https://h/x?dsn=postgres://u:s3cret@db/x&a=1",
+            "https://h/x?dsn=postgres://u:***@db/x&a=1",
+        ),
+        ("https://h/x?r=https%3A%2F%2Fu%3As3cret%40h2", None),
+        ("https://h/x;api_key=s3cret/y;v=1", "https://h/x;api_key=***/y;v=1"),
+        ('https://h/x?api_key="s3cret"&a=1', "https://h/x?api_key=***&a=1"),
+    ],
+)
+def test_a_credential_inside_a_query_value_or_path_parameter_is_hidden(
+    url: str, shown: str | None
+) -> None:
+    assert "s3c" not in redact_url(url)
+    if shown is not None:
+        assert redact_url(url) == shown
+    assert "s3c" not in redact_text(f"failed: {url} (refused)")
+    assert {"s3cret"} <= {unquote(s) for s in url_secrets(url)} or "%3A" in url
+
+
+def test_a_quoted_credential_in_text_is_hidden_whole() -> None:
+    shown = redact_text("GET https://h/x?api_key=\"s3cret37\" and token='s3cret38' failed")
+    assert "s3cret" not in shown
+    assert 'api_key="***"' in shown and "token='***'" in shown
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://h/v1/token/s3cret/x", "https://h/v1/token/***/x"),
+        ("https://h/api/keys/key/s3cret", "https://h/api/keys/key/***"),
+        ("https://api.telegram.org/bot123456:s3cret/sendMessage", None),
+        ("https://h/webhook/secret/s3cret?x=1", "https://h/webhook/secret/***?x=1"),
+    ],
+)
+def test_a_token_given_as_a_path_segment_is_hidden(url: str, shown: str | None) -> None:
+    assert "s3c" not in redact_url(url)
+    assert "s3c" not in redact_text(f"POST {url} -> 401")
+    if shown is not None:
+        assert redact_url(url) == shown
+    assert "s3cret" in url_secrets(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://h/v1/keys/list",
+        "https://h/zoo/monkey/banana",
+        "https://h/auth/login/x",
+        "https://h/robot42/status",
+        "https://h/bot123/status",
+        "https://h/x;v=1/y?next=https://h2/p?q=1",
+    ],
+)
+def test_an_ordinary_path_stays_readable(url: str) -> None:
+    assert redact_url(url) == url
