@@ -5,14 +5,18 @@ publishes a :class:`ToolApprovalRequestedEvent` and waits for an
 :class:`ApproveToolCallCommand` (the chat panel's Approve / Deny buttons,
 ``%llmgine approve ID``, or any code on the bus). A denial or a timeout becomes the
 tool's error, sent back to the model; every decision is logged as a
-:class:`ToolApprovalDecidedEvent`.
+:class:`ToolApprovalDecidedEvent`. A prompt that ends before a decision (stopped, timed
+out, its bus stopped) withdraws its call with a ``ToolApprovalDecidedEvent`` too
+(``decided_by="cancelled"``), so no process keeps showing it as waiting.
 
 Each request has an ``approval_id`` (a UUID) that no other request anywhere shares;
 ``ApproveToolCallCommand(approval_id=...)`` decides exactly that call. The model's
 ``call_id`` alone is not unique (every conversation's first call of the offline
 model is ``call_1_0``): ``ApproveToolCallCommand(call_id=...)`` decides the one call
 waiting with that id (narrowed by ``conversation_id=...`` if given) and is refused,
-listing the waiting calls, when several match. Nothing is ever guessed.
+listing the waiting calls, when several match. Every key a command gives must match
+the call (``approval_id`` with a ``call_id`` or ``conversation_id`` of another call is
+refused). Nothing is ever guessed.
 
 On a shared bus (Redis) the command reaches whichever process handles it first,
 while the call waits in the process whose engine runs the prompt. A process that
@@ -56,6 +60,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_APPROVAL_TIMEOUT = 300.0
 DEFAULT_RELAY_TIMEOUT = 10.0
 _REMEMBERED = 1000  # decided approvals kept, to say "already decided" instead of "unknown"
+_ENDED_FIRST = "the prompt ended (stopped or timed out) before a decision; the call did not run"
 
 
 def _new_id() -> str:
@@ -83,7 +88,12 @@ class ToolApprovalRequestedEvent(ToolApprovalEvent):
 
 
 class ToolApprovalDecidedEvent(ToolApprovalEvent):
-    """A waiting tool call was approved, denied, or timed out."""
+    """A waiting tool call was approved, denied, timed out, or withdrawn with its prompt.
+
+    ``decided_by`` is ``"command"`` (an ``ApproveToolCallCommand``), ``"timeout"`` (no
+    decision within the approval timeout) or ``"cancelled"`` (the prompt ended first:
+    stopped, timed out, or its bus stopped; the call did not run).
+    """
 
     call_id: str
     tool_name: str
@@ -91,11 +101,11 @@ class ToolApprovalDecidedEvent(ToolApprovalEvent):
     prompt_id: UUID
     approved: bool
     reason: str | None = None
-    decided_by: Literal["command", "timeout"]
+    decided_by: Literal["command", "timeout", "cancelled"]
     approval_id: str | None = None
     """The request's ``approval_id``."""
     command_id: UUID | None = None
-    """The id of the ``ApproveToolCallCommand`` that decided it (``None``: a timeout)."""
+    """The id of the ``ApproveToolCallCommand`` that decided it (``None``: no command)."""
 
 
 class ToolApprovalRelayedEvent(ToolApprovalEvent):
@@ -106,6 +116,10 @@ class ToolApprovalRelayedEvent(ToolApprovalEvent):
     reason: str | None = None
     command_id: UUID
     """The ``ApproveToolCallCommand`` being relayed."""
+    call_id: str | None = None
+    """The command's ``call_id``, if it gave one: applied only if the call has it."""
+    conversation_id: str | None = None
+    """The command's ``conversation_id``, if it gave one: applied only if the call has it."""
 
 
 class ApproveToolCallCommand(Command):
@@ -195,6 +209,7 @@ class ToolApprovals:
         self._decided: OrderedDict[str, ToolApprovalDecidedEvent] = OrderedDict()
         self._answers: dict[str, list[asyncio.Future[ToolApprovalDecidedEvent]]] = {}
         self._heard: set[asyncio.Future[None]] = set()
+        self._publishing: set[asyncio.Future[None]] = set()
         previous = getattr(bus.command_handler_of(ApproveToolCallCommand), "__self__", None)
         if isinstance(previous, ToolApprovals) and previous is not self:
             # A new engine on the bus takes over: calls still waiting in the old one stay decidable.
@@ -248,8 +263,8 @@ class ToolApprovals:
         decision = _Decision(command.approve, command.reason, command.id)
         verb = "approved" if command.approve else "denied"
         waiting = self._pending.pop(approval_id, None)
-        if waiting is not None:
-            _settle(waiting.decision, decision)
+        if waiting is not None and not waiting.decision.done():
+            self._apply(waiting, decision)
             return f"{verb} {waiting.tool_name} ({waiting.call_id})"
         decided = self._decided.get(approval_id)
         if decided is not None:
@@ -267,11 +282,22 @@ class ToolApprovals:
     async def _resolve(self, command: ApproveToolCallCommand) -> str:
         """The approval id the command means; refuse anything ambiguous."""
         if command.approval_id:
+            # Every key given must be the call's: approval_id with another call's
+            # conversation_id decides nothing.
             known = self._known.get(command.approval_id)
-            if known is not None and command.call_id and known.call_id != command.call_id:
+            decided = self._decided.get(command.approval_id)
+            mismatch = ""
+            if known is not None:
+                mismatch = _mismatch(command.call_id, command.conversation_id, known)
+                shown = describe_request(known)
+            elif decided is not None:
+                mismatch = _mismatch(command.call_id, command.conversation_id, decided)
+                shown = self._already(decided)
+            if mismatch:
                 raise ApprovalNotFoundError(
-                    f"approval_id {command.approval_id} is for call {known.call_id!r}, not "
-                    f"{command.call_id!r}: {describe_request(known)}"
+                    f"approval_id {command.approval_id} is for {mismatch}; nothing was "
+                    f"decided. Give only the approval_id, or the keys of the call you "
+                    f"mean: {shown}"
                 )
             return command.approval_id
         loop = asyncio.get_running_loop()
@@ -324,6 +350,8 @@ class ToolApprovals:
                     approve=command.approve,
                     reason=command.reason,
                     command_id=command.id,
+                    call_id=command.call_id or None,
+                    conversation_id=command.conversation_id,
                 )
             )
             return await asyncio.wait_for(answer, self.relay_timeout)
@@ -331,7 +359,8 @@ class ToolApprovals:
             raise ApprovalNotFoundError(
                 f"no process of the shared bus applied the decision on approval_id "
                 f"{approval_id} within {self.relay_timeout:g} s: no such call waits (it was "
-                f"decided, timed out or never asked) or its engine's process is gone; "
+                f"decided, timed out or never asked, or its call_id / conversation_id are not "
+                f"the command's) or its engine's process is gone; "
                 f"waiting now: {_waiting_now(self.waiting)}"
             ) from None
         finally:
@@ -344,13 +373,46 @@ class ToolApprovals:
     @staticmethod
     def _already(decided: ToolApprovalDecidedEvent) -> str:
         if decided.decided_by == "timeout":
-            verdict = "timed out without a decision"
+            verdict = "it timed out without a decision"
+        elif decided.decided_by == "cancelled":
+            verdict = f"{decided.reason or _ENDED_FIRST}. Ask again in a new prompt"
         else:
-            verdict = ("approved" if decided.approved else "denied") + " by another command"
+            verdict = (
+                f"it was {'approved' if decided.approved else 'denied'} by another command "
+                f"(already decided by command {decided.command_id})"
+            )
         return (
-            f"tool call {decided.call_id!r} ({decided.tool_name}, approval_id "
-            f"{decided.approval_id}) is no longer waiting: it was {verdict}"
+            f"tool call {decided.call_id!r} ({decided.tool_name} in conversation "
+            f"{decided.conversation_id!r}, approval_id {decided.approval_id}) is no longer "
+            f"waiting: {verdict}"
         )
+
+    def _remember(self, decided: ToolApprovalDecidedEvent) -> None:
+        """Note a decision at once: the call no longer waits, here or in any lookup."""
+        if decided.approval_id is None:
+            return
+        self._known.pop(decided.approval_id, None)
+        self._decided[decided.approval_id] = decided
+        self._decided.move_to_end(decided.approval_id)
+        while len(self._decided) > _REMEMBERED:
+            self._decided.popitem(last=False)
+
+    def _apply(self, waiting: PendingApproval, decision: _Decision) -> None:
+        """Decide a call waiting in this process (already taken out of ``_pending``)."""
+        self._remember(
+            ToolApprovalDecidedEvent(
+                call_id=waiting.call_id,
+                tool_name=waiting.tool_name,
+                conversation_id=waiting.conversation_id,
+                prompt_id=waiting.prompt_id,
+                approved=decision.approved,
+                reason=decision.reason,
+                decided_by="command",
+                approval_id=waiting.approval_id,
+                command_id=decision.command_id,
+            )
+        )
+        _settle(waiting.decision, decision)
 
     # ------------------------------------------------------------ the bus's approval events
 
@@ -378,19 +440,31 @@ class ToolApprovals:
         """Forget a decided call; answer a relayed decision waiting for it."""
         if event.approval_id is None:
             return
-        self._known.pop(event.approval_id, None)
-        self._decided[event.approval_id] = event
-        while len(self._decided) > _REMEMBERED:
-            self._decided.popitem(last=False)
+        self._remember(event)
         for answer in self._answers.get(event.approval_id, []):
             if not answer.done():
                 answer.set_result(event)
 
     async def on_relayed(self, event: ToolApprovalRelayedEvent) -> None:
-        """Apply a decision relayed by another process, if the call waits here."""
-        waiting = self._pending.pop(event.approval_id, None)
-        if waiting is not None:
-            _settle(waiting.decision, _Decision(event.approve, event.reason, event.command_id))
+        """Apply a decision relayed by another process, if the call waits here and is the one.
+
+        A decision whose ``call_id`` or ``conversation_id`` is not the call's is not applied
+        (the relaying command then fails after its ``relay_timeout``).
+        """
+        waiting = self._pending.get(event.approval_id)
+        if waiting is None or waiting.decision.done():
+            return
+        mismatch = _mismatch(event.call_id, event.conversation_id, waiting)
+        if mismatch:
+            logger.warning(
+                "not applying the decision of command %s on approval_id %s: it is for %s",
+                event.command_id,
+                event.approval_id,
+                mismatch,
+            )
+            return
+        del self._pending[event.approval_id]
+        self._apply(waiting, _Decision(event.approve, event.reason, event.command_id))
 
     # ------------------------------------------------------------ waiting
 
@@ -416,18 +490,20 @@ class ToolApprovals:
         self._pending[waiting.approval_id] = waiting
         self._known[waiting.approval_id] = request
         command_id: UUID | None = None
+        reason: str | None
+        decided_by: Literal["command", "timeout", "cancelled"] = "cancelled"
+        approved, reason = False, _ENDED_FIRST  # unless decided or timed out
         try:
             await self.bus.publish(request)
             try:
                 approved, reason, command_id = await asyncio.wait_for(decision, self.timeout)
-                decided_by: Literal["command", "timeout"] = "command"
+                decided_by = "command"
             except TimeoutError:
-                approved, reason, decided_by = False, None, "timeout"
+                reason, decided_by = None, "timeout"
         finally:
             self._pending.pop(waiting.approval_id, None)
             self._known.pop(waiting.approval_id, None)
-        await self.bus.publish(
-            ToolApprovalDecidedEvent(
+            decided = ToolApprovalDecidedEvent(
                 call_id=call.id,
                 tool_name=call.name,
                 conversation_id=conversation_id,
@@ -438,7 +514,10 @@ class ToolApprovals:
                 approval_id=waiting.approval_id,
                 command_id=command_id,
             )
-        )
+            self._remember(decided)
+            # Also when the prompt was stopped (or failed) before a decision: every process
+            # must forget the call, even if this task is cancelled while telling them.
+            await self._publish_shielded(decided)
         if approved:
             return
         if decided_by == "timeout":
@@ -447,6 +526,37 @@ class ToolApprovals:
             )
         because = f": {reason}" if reason else ""
         raise ToolError(f"{call.name} was not run: the user denied the call{because}")
+
+    async def _publish_shielded(self, decided: ToolApprovalDecidedEvent) -> None:
+        """Publish a decision; a cancellation of this task does not stop the publication."""
+        publishing = asyncio.ensure_future(self.bus.publish(decided))
+        self._publishing.add(publishing)
+        publishing.add_done_callback(self._published)
+        # asyncio.wait never cancels what it waits for: cancelled here, the publication goes
+        # on in the background (and the cancellation goes on to the caller).
+        await asyncio.wait({publishing})
+
+    def _published(self, publishing: asyncio.Future[None]) -> None:
+        self._publishing.discard(publishing)
+        if not publishing.cancelled() and publishing.exception() is not None:
+            logger.error(
+                "could not publish the decision on a tool call that waited for approval; "
+                "other processes may list it as waiting until its approval timeout",
+                exc_info=publishing.exception(),
+            )
+
+
+def _mismatch(
+    call_id: str | None,
+    conversation_id: str | None,
+    call: ToolApprovalRequestedEvent | ToolApprovalDecidedEvent | PendingApproval,
+) -> str:
+    """Which given key is not the call's ("" if every key given matches)."""
+    if call_id and call_id != call.call_id:
+        return f"call {call.call_id!r}, not call_id {call_id!r}"
+    if conversation_id is not None and conversation_id != call.conversation_id:
+        return f"conversation {call.conversation_id!r}, not conversation_id {conversation_id!r}"
+    return ""
 
 
 def _settle(future: asyncio.Future[_Decision], decision: _Decision) -> None:

@@ -302,3 +302,113 @@ async def test_a_second_engine_on_the_bus_can_still_decide_the_first_ones_waitin
     assert (await bus.execute(ApproveToolCallCommand(approval_id=event.approval_id))).success
     assert (await prompt).result == "Done."
     assert first.approvals.pending == [] and ran == ["a.txt"]
+
+
+# ---------------------------------------------------------------- a prompt that ends first
+
+
+@pytest.mark.timeout(30)
+async def test_a_stopped_prompt_withdraws_its_waiting_call_with_a_logged_decision(
+    bus: MessageBus, read_log: Callable[[Path | None], list[dict[str, Any]]]
+) -> None:
+    engine = _engine(bus, "never reached", timeout=None)  # waits as long as it takes
+    decisions: list[ToolApprovalDecidedEvent] = []
+    bus.register_event_handler(ToolApprovalDecidedEvent, decisions.append)
+    requested = await _requested(bus)
+    prompt = asyncio.ensure_future(bus.execute(PromptCommand(prompt="delete a.txt"), timeout=30))
+    event = await asyncio.wait_for(requested, 10)
+    prompt.cancel()  # the user stops the reply
+    with pytest.raises(asyncio.CancelledError):
+        await prompt
+    await bus.wait_for_events()
+
+    (decided,) = decisions
+    assert (decided.approval_id, decided.decided_by) == (event.approval_id, "cancelled")
+    assert decided.approved is False and decided.call_id == "c1"
+    assert decided.reason is not None and "did not run" in decided.reason
+    assert engine.approvals.pending == [] and engine.approvals.waiting == []
+    late = await bus.execute(ApproveToolCallCommand(approval_id=event.approval_id))
+    assert not late.success and late.error_type == "ApprovalNotFoundError"
+    ended = "is no longer waiting: the prompt ended (stopped or timed out) before a decision"
+    assert ended in str(late.error)
+    assert ran == []
+    types = [line["type"] for line in read_log(bus.log_path)]
+    assert types.count("ToolApprovalDecidedEvent") == 1  # every request ends with a decision
+
+
+@pytest.mark.timeout(30)
+async def test_a_prompt_that_times_out_withdraws_its_waiting_call(bus: MessageBus) -> None:
+    _engine(bus, "never reached", timeout=None)
+    decisions: list[ToolApprovalDecidedEvent] = []
+    bus.register_event_handler(ToolApprovalDecidedEvent, decisions.append)
+    result = await bus.execute(PromptCommand(prompt="delete a.txt"), timeout=0.5)
+    assert not result.success
+    await bus.wait_for_events()
+    assert [d.decided_by for d in decisions] == ["cancelled"]
+    assert ran == []
+
+
+# ---------------------------------------------------------------- every key must match
+
+
+@pytest.mark.timeout(60)
+async def test_an_approval_id_with_another_calls_conversation_or_call_id_decides_nothing(
+    bus: MessageBus,
+) -> None:
+    engine = _offline_engine(bus)
+    requests, prompts = await _two_waiting(bus)
+    notes = requests["notes"]
+
+    wrong_conversation = ApproveToolCallCommand(
+        approval_id=notes.approval_id, conversation_id="thesis"
+    )
+    refused = await bus.execute(wrong_conversation)
+    assert not refused.success and refused.error_type == "ApprovalNotFoundError"
+    assert (
+        f"approval_id {notes.approval_id} is for conversation 'notes', not conversation_id "
+        "'thesis'; nothing was decided"
+    ) in str(refused.error)
+    wrong_call = ApproveToolCallCommand(approval_id=notes.approval_id, call_id="call_9_9")
+    refused = await bus.execute(wrong_call)
+    assert not refused.success and refused.error_type == "ApprovalNotFoundError"
+    assert "is for call 'call_1_0', not call_id 'call_9_9'" in str(refused.error)
+    assert len(engine.approvals.pending) == 2 and ran == []
+    assert not prompts["notes"].done() and not prompts["thesis"].done()
+
+    # Every key given matches: decided.
+    right = ApproveToolCallCommand(
+        approval_id=notes.approval_id, call_id="call_1_0", conversation_id="notes"
+    )
+    assert (await bus.execute(right)).success
+    assert (await prompts["notes"]).success and ran == ["notes.txt"]
+    prompts["thesis"].cancel()
+
+
+# ---------------------------------------------------------------- right after a decision
+
+
+@pytest.mark.timeout(60)
+async def test_a_call_decided_a_moment_ago_is_already_decided_and_matches_no_call_id(
+    bus: MessageBus,
+) -> None:
+    _offline_engine(bus)
+    requests, prompts = await _two_waiting(bus)
+    notes, thesis = requests["notes"], requests["thesis"]
+
+    assert (await bus.execute(ApproveToolCallCommand(approval_id=notes.approval_id))).success
+    # At once, before the prompt resumes: the call is decided, not "not waiting".
+    again = await bus.execute(ApproveToolCallCommand(approval_id=notes.approval_id))
+    assert not again.success and again.error_type == "ApprovalNotFoundError"
+    error = str(again.error)
+    assert "is no longer waiting: it was approved by another command (already decided" in error
+    assert "waiting now" not in error
+    # call_1_0 now names one waiting call (thesis's), not two.
+    denied = await bus.execute(ApproveToolCallCommand(call_id="call_1_0", approve=False))
+    assert denied.success, denied.error
+    assert denied.result == "denied delete_file (call_1_0)"
+    after_denial = await bus.execute(ApproveToolCallCommand(approval_id=thesis.approval_id))
+    assert not after_denial.success
+    assert "it was denied by another command (already decided" in str(after_denial.error)
+
+    assert (await prompts["notes"]).success and (await prompts["thesis"]).success
+    assert ran == ["notes.txt"]

@@ -14,12 +14,17 @@ import pytest
 from conftest import StartWorker
 
 from llmgine.bus import MessageBus
+from llmgine.bus.remote import RedisServer
 from llmgine.llm import (
     ApproveToolCallCommand,
+    LLMEngine,
     PromptCommand,
+    ScriptedProvider,
+    ToolApprovalDecidedEvent,
     ToolApprovalRequestedEvent,
     ToolApprovals,
 )
+from llmgine.llm.approval import ToolApprovalRelayedEvent
 from llmgine.messages import CommandResult
 
 CONVERSATIONS = 6
@@ -138,3 +143,67 @@ async def test_a_decision_for_a_call_whose_process_died_fails_clearly_in_bounded
     assert "within 2 s" in str(result.error)
     assert approvals.pending == []
     prompt.cancel()
+
+
+def delete_file(path: str) -> str:
+    """Delete a file (here: only say so).
+
+    Args:
+        path: The file.
+    """
+    return f"deleted {path}"
+
+
+@pytest.mark.timeout(120)
+async def test_a_stopped_prompt_leaves_no_waiting_call_in_the_other_processes(
+    caller: MessageBus, redis_server: RedisServer, namespace: str
+) -> None:
+    # Another process's engine (a second bus over the same Redis); its calls wait forever.
+    engine_bus = MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
+    calls = [ScriptedProvider.call("delete_file", call_id="c1", path=p) for p in ("a", "b")]
+    engine = LLMEngine(engine_bus, provider=ScriptedProvider([*calls, "done"]))
+    engine.register_tool(delete_file, requires_approval=True)
+    engine.approvals.timeout = None
+    approvals = ToolApprovals(caller, relay_timeout=30.0)
+    requests: asyncio.Queue[ToolApprovalRequestedEvent] = asyncio.Queue()
+    decisions: asyncio.Queue[ToolApprovalDecidedEvent] = asyncio.Queue()
+    caller.register_event_handler(ToolApprovalRequestedEvent, requests.put_nowait)
+    caller.register_event_handler(ToolApprovalDecidedEvent, decisions.put_nowait)
+    await engine_bus.connect(redis_server.url, namespace, heartbeat=0.2)
+    try:
+        assert engine_bus.remote is not None and caller.remote is not None
+        # Each process has heard of the other's approval handlers.
+        await asyncio.wait_for(
+            engine_bus.remote.wait_for_listener(ToolApprovalRequestedEvent), timeout=30
+        )
+        await asyncio.wait_for(
+            caller.remote.wait_for_listener(ToolApprovalRelayedEvent), timeout=30
+        )
+        stopped = await engine_bus.execute(
+            PromptCommand(prompt="x", conversation_id="A"), timeout=3
+        )
+        assert not stopped.success  # the user stopped it while its call waited
+        ghost = await asyncio.wait_for(requests.get(), 30)
+        # The withdrawal reaches this process: it forgets the call.
+        withdrawn = await asyncio.wait_for(decisions.get(), 30)
+        assert (withdrawn.approval_id, withdrawn.decided_by) == (ghost.approval_id, "cancelled")
+        assert approvals.waiting == []
+
+        # A new conversation's c1 is the only c1: deciding it by call_id is not ambiguous.
+        prompt = asyncio.ensure_future(
+            engine_bus.execute(PromptCommand(prompt="y", conversation_id="B"))
+        )
+        fresh = await asyncio.wait_for(requests.get(), 30)
+        approved = await caller.execute(ApproveToolCallCommand(call_id="c1"), timeout=30)
+        assert approved.success, approved.error
+        assert (await asyncio.wait_for(prompt, 30)).result == "done"
+        assert [w.approval_id for w in approvals.waiting] == []
+        assert fresh.conversation_id == "B"
+
+        # Deciding the withdrawn call fails at once, saying why (no relay timeout).
+        late = await caller.execute(ApproveToolCallCommand(approval_id=ghost.approval_id))
+        assert not late.success
+        assert "the prompt ended (stopped or timed out) before a decision" in str(late.error)
+        assert late.duration_ms < 5000
+    finally:
+        await engine_bus.stop()
