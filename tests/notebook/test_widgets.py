@@ -519,6 +519,7 @@ async def test_stopping_a_reply_that_waits_for_approval_removes_its_buttons(
     await asyncio.wait_for(asked.wait(), 10)
     chat.stop()
     await task  # the panel handles the cancellation: "[stopped]"
+    await bus.wait_for_events()  # the engine's withdrawal of the call comes after the stop
     assert chat.history[-1][0] == "stopped"
     (row,) = [c for c in chat.transcript.children if "llmgine-approval" in c._dom_classes]
     assert len(row.children) == 1

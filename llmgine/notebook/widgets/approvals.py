@@ -142,6 +142,8 @@ class ApprovalRows:
         summary, label, row = found
         if event.decided_by == "timeout":
             verdict = "not approved in time"
+        elif event.decided_by == "cancelled":
+            verdict = "not run: the reply was stopped"
         else:
             verdict = "approved" if event.approved else "denied"
             if event.reason:
