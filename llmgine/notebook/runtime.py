@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import weakref
 from typing import Any, Protocol
 
@@ -11,6 +12,8 @@ from llmgine.llm.engine import LLMEngine
 from llmgine.notebook.sync import run_sync
 
 __all__ = ["Runtime", "get_bus", "get_engine", "get_runtime"]
+
+logger = logging.getLogger(__name__)
 
 _ATTRIBUTE = "_llmgine_runtime"
 _process_runtime: list[Runtime] = []  # without IPython: one per process, made on first use
@@ -83,7 +86,10 @@ class Runtime:
             # The previous bus comes back as it was: running again if it ran.
             self.bus_options, self.bus = previous, old
             if old is not None and was_running:
-                run_sync(old.start())
+                try:
+                    run_sync(old.start())
+                except Exception:
+                    logger.warning("the previous bus did not start again", exc_info=True)
             raise ConfigurationError(
                 f"could not start the bus: {type(exc).__name__}: {exc}. The previous "
                 "settings are kept; choose another --log-dir or --log-file"
