@@ -2,7 +2,8 @@
 
 ``collector`` is an OTLP/HTTP endpoint (``http.server``) that decodes every
 ``ExportTraceServiceRequest`` with ``opentelemetry-proto`` and keeps the spans'
-names; ``hung_collector`` accepts connections and never answers.
+names (or refuses a number of requests: ``refuse``); ``hung_collector`` accepts
+connections and never answers.
 
 A real Arize Phoenix server on 127.0.0.1, from PyPI, in its own cached virtualenv.
 Phoenix is large and pins its own dependencies, so it does not go into the
@@ -50,6 +51,8 @@ class Collector:
     refuse: int = 0
     """Requests still to be refused (answered ``refuse_code``, their spans not kept)."""
     refuse_code: int = 503
+    refuse_after: float = 0.0
+    """Seconds a refused request waits for its answer."""
 
     def wait_for(self, spans: int, timeout: float = 60.0) -> bool:
         """Wait until ``spans`` spans have arrived."""
@@ -74,6 +77,7 @@ def collector() -> Iterator[Collector]:
                 refused = state.refuse > 0
                 state.refuse -= refused
             if refused:
+                time.sleep(state.refuse_after)
                 self.send_response(state.refuse_code)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

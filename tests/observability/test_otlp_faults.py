@@ -132,6 +132,34 @@ async def test_spans_refused_during_an_outage_arrive_once_the_collector_answers(
 
 
 @pytest.mark.timeout(120)
+async def test_a_refused_batch_is_kept_within_the_queue_bytes(
+    collector: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    bound = 60_000
+    collector.refuse, collector.refuse_after = 1_000_000, 0.2  # down for the whole test
+    exporter = OTLPExporter(collector.url, timeout=1, max_queue_bytes=bound, batch_size=5)
+    bus = quiet_bus(exporter)
+    serve_pings(bus)
+    await bus.start()
+    peak = 0
+    with caplog.at_level(logging.WARNING, logger="llmgine.observability.otlp"):
+        # 10 KB commands, far past the bound, until a refused batch finds the queue
+        # filled while it was being sent: its oldest spans make room.
+        while exporter.stats.failed == 0:
+            await bus.execute(PingCommand(payload="x" * 10_000))
+            peak = max(peak, exporter.stats.queued_bytes)
+            await asyncio.sleep(0.01)  # the commands trickle in, during the requests
+        stats = exporter.stats
+        await bus.stop()
+    assert 0 < peak <= bound
+    assert stats.exported == 0 and stats.dropped > 0
+    assert stats.retrying < 5  # what is kept fits beside the queue
+    assert "the endpoint is down and the queue is full" in caplog.text
+    final = exporter.stats
+    assert final.queued_bytes == 0 and final.failed >= stats.failed + stats.retrying
+
+
+@pytest.mark.timeout(120)
 async def test_stopping_a_bus_at_a_hung_collector_ends_every_exporter_with_final_counts(
     hung_collector: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -33,8 +33,6 @@ Needs the ``otel`` extra: ``pip install 'llmgine[otel]'``.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import re
 import threading
@@ -42,13 +40,14 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import unquote, urlsplit, urlunsplit
 
-from llmgine._urls import hide_in_loggers, redact_url, split_userinfo, url_secrets
+from llmgine._urls import redact_url
 from llmgine.errors import ConfigurationError, LogFormatError
 from llmgine.observability.codec import decode
+from llmgine.observability.otlp.endpoint import otlp_endpoint
 from llmgine.observability.otlp.pipeline import SpanPipeline
-from llmgine.observability.otlp.spans import SPAN_MESSAGES, FinishedSpan, SpanAssembler
+from llmgine.observability.otlp.readable import to_readable
+from llmgine.observability.otlp.spans import SPAN_MESSAGES, SpanAssembler
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -59,41 +58,12 @@ __all__ = ["ExportStats", "OTLPExporter", "SpanExporterLike", "redact_url"]
 
 logger = logging.getLogger("llmgine.observability.otlp")
 
-_LOGGERS_WITH_URLS = (
-    "llmgine.observability.otlp",
-    "opentelemetry.exporter.otlp.proto.http",
-    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
-    "opentelemetry.exporter.otlp.proto.http._common",
-    "opentelemetry.exporter.otlp.common.http",
-    "opentelemetry.sdk.trace.export",
-    "opentelemetry.sdk._shared_internal",
-    "urllib3",
-    "urllib3.connection",
-    "urllib3.connectionpool",
-    "urllib3.poolmanager",
-    "urllib3.response",
-    "urllib3.util.retry",
-    "requests",
-)
-"""Loggers whose records may hold the endpoint's URL: each gets a RedactingFilter."""
-
 DEFAULT_MAX_QUEUE_BYTES = 16 * 1024 * 1024
 """Bytes of lines held while the endpoint is slow or down; beyond, lines are dropped."""
 _MAX_BATCH_BYTES = 4 * 1024 * 1024
 _HEAD = re.compile(rb'\{"kind":"(command|event)","type":"([^"\\]*)","module":"([^"\\]*)"')
 """The start of an envelope line as the codec writes it."""
 _WANTED = frozenset((module.encode(), name.encode()) for module, name in SPAN_MESSAGES)
-
-
-def _id(text: str, bits: int) -> int:
-    try:
-        value = int(text, 16)
-        if 0 < value < 2**bits:
-            return value
-    except ValueError:
-        pass
-    digest = hashlib.blake2b(text.encode(), digest_size=bits // 8).digest()
-    return int.from_bytes(digest, "big") or 1
 
 
 class SpanExporterLike(Protocol):
@@ -176,28 +146,7 @@ class OTLPExporter:
                 "OTLPExporter needs OpenTelemetry: pip install 'llmgine[otel]'"
             ) from None
         # Hidden from now on wherever a library logs it (the filters stay for the process).
-        hide_in_loggers(_LOGGERS_WITH_URLS, url_secrets(endpoint))
-        userinfo, bare = split_userinfo(endpoint)
-        try:
-            parts = urlsplit(bare)
-            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-            valid = valid and (parts.port or 0) >= 0  # raises for a port that is not a number
-        except ValueError:
-            valid = False
-        if not valid:
-            raise ConfigurationError(
-                f"OTLP endpoint {redact_url(endpoint)!r} is not an http(s) URL, "
-                "e.g. http://127.0.0.1:6006"
-            )
-        headers = dict(headers or {})
-        if userinfo is not None:
-            # Credentials move from the URL into a header: URLs end up in log messages.
-            user, _, secret = userinfo.partition(":")
-            token = base64.b64encode(f"{unquote(user)}:{unquote(secret)}".encode()).decode()
-            headers.setdefault("Authorization", f"Basic {token}")
-        if parts.path in ("", "/"):
-            parts = parts._replace(path="/v1/traces")
-        self._url = urlunsplit(parts)
+        self._url, headers = otlp_endpoint(endpoint, headers)
         self.endpoint = redact_url(self._url)
         self._headers = headers
         self._timeout = timeout
@@ -287,7 +236,11 @@ class OTLPExporter:
             self._pipeline.flush()
 
     def force_flush(self, timeout: float | None = 30.0) -> bool:
-        """Wait until every line written so far is exported (or failed); ``False`` on timeout."""
+        """Wait until every span written so far is exported; ``False`` on timeout.
+
+        While the endpoint refuses, its batch is kept and sent again, so this waits
+        for the endpoint (or the timeout).
+        """
         pipeline = self._pipeline
         return True if pipeline is None else pipeline.wait(timeout)
 
@@ -400,7 +353,7 @@ class OTLPExporter:
             if finished is None:
                 return None
             size = 256 + sum(len(v) for v in finished.attributes.values() if isinstance(v, str))
-            return self._readable(finished), size
+            return to_readable(finished, self._resource, self._scope), size
         except LogFormatError as exc:
             with self._lock:
                 self._stats.skipped += 1
@@ -410,32 +363,6 @@ class OTLPExporter:
                 self._stats.errors += 1
             self._warn("a line could not be made into a span", exc_info=True)
         return None
-
-    def _readable(self, span: FinishedSpan) -> ReadableSpan:
-        from opentelemetry.sdk.trace import Event, ReadableSpan
-        from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
-
-        trace_id = _id(span.trace_id, 128)
-        flags = TraceFlags(TraceFlags.SAMPLED)
-        context = SpanContext(trace_id, _id(span.span_id, 64), is_remote=False, trace_flags=flags)
-        parent = None
-        if span.parent_id is not None:
-            parent = SpanContext(trace_id, _id(span.parent_id, 64), is_remote=False)
-        code = {"OK": StatusCode.OK, "ERROR": StatusCode.ERROR}.get(span.status, StatusCode.UNSET)
-        status = Status(code, span.status_message if code is StatusCode.ERROR else None)
-        return ReadableSpan(
-            name=span.name,
-            context=context,
-            parent=parent,
-            resource=self._resource,
-            attributes=span.attributes,
-            events=[Event(name, attrs, ns) for name, ns, attrs in span.events],
-            kind=SpanKind.CLIENT if span.kind == "LLM" else SpanKind.INTERNAL,
-            status=status,
-            start_time=span.start_ns,
-            end_time=span.end_ns,
-            instrumentation_scope=self._scope,
-        )
 
     def _send(self, batch: list[ReadableSpan]) -> int:
         """Export one batch once and count it; return how many spans were accepted."""
