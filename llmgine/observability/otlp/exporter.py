@@ -13,14 +13,13 @@ it refuses (or cannot be reached for) is kept and sent again with a growing paus
 while the queue holds what arrives meanwhile; when the queue is full lines are
 dropped, counted in :attr:`OTLPExporter.stats` and logged. ``close`` gives the
 endpoint ``timeout`` seconds (one deadline for all the exporters a bus closes),
-then counts what it could not send and says so once.
-A line that cannot be read is skipped and counted; an error while building or
-sending is logged with its traceback and counted, and the threads go on.
+then counts what it could not send and says so once. A line that cannot be read
+is skipped and counted; an error while building or sending is logged with its
+traceback and counted, and the threads go on.
 
-Credentials never reach logs: a ``user:password@`` in the URL becomes a Basic
-``Authorization`` header, and the URL's secret query values (``?api_key=...``)
-are hidden in every record of OpenTelemetry's, urllib3's and requests' loggers
-(:class:`~llmgine._urls.RedactingFilter`), as in the exporter's own messages.
+Credentials never reach logs (:mod:`.endpoint`): a ``user:password@`` in the URL
+becomes a Basic ``Authorization`` header, and the URL's secrets are hidden in every
+record of OpenTelemetry's, urllib3's and requests' loggers, as in our own messages.
 
 Attributes keep llmgine's OpenTelemetry GenAI names (``gen_ai.*``) and add the
 OpenInference names Phoenix reads: ``openinference.span.kind`` (LLM, TOOL,
@@ -166,7 +165,7 @@ class OTLPExporter:
         self._pipeline: SpanPipeline | None = None
         self._last_warning: dict[str, float] = {}
         self._close_by: float | None = None
-        self._dropping = False
+        self._dropping = self._refused = False
 
     def __repr__(self) -> str:
         s = self.stats
@@ -295,7 +294,12 @@ class OTLPExporter:
         if ok:
             with self._lock:
                 self._stats.exported += spans
+            if self._refused:  # a new outage is told again at once
+                self._refused = False
+                self._last_warning.pop("refused", None)
+                logger.info("llmgine: OTLP export to %s takes spans again", self.endpoint)
         else:
+            self._refused = True
             self._warn(f"{spans} span(s) not accepted, kept and sent again", key="refused")
 
     def _lost(self, lines: int, spans: int, why: str) -> None:
@@ -304,7 +308,7 @@ class OTLPExporter:
             self._stats.failed += spans
         what = f"{why}: {spans} span(s) given up, {lines} queued line(s) dropped"
         if why.startswith("closed"):  # once per close, never held back
-            self._last_warning.pop(what, None)
+            self._last_warning.pop(why, None)
         self._warn(what, key=why)
 
     def _release(self) -> None:
