@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -150,7 +151,7 @@ def _one_line(exc: BaseException) -> str:
 class _Entry:
     """What a command stream's entry says, read without trusting it."""
 
-    __slots__ = ("caller", "command_id", "deadline", "line", "reply_to", "request", "version")
+    __slots__ = ("caller", "deadline", "line", "reply_to", "request", "version")
 
     def __init__(self, fields: dict[bytes, bytes]) -> None:
         self.line = fields.get(b"m")
@@ -160,16 +161,26 @@ class _Entry:
         self.version = _int(fields.get(b"v"))
         self.deadline = _int(fields.get(b"d"))
         request = fields.get(b"a")
-        self.request = request.decode(errors="replace") if request else None
-        self.command_id: str | None = None
-        if self.line is not None:
-            try:
-                raw = orjson.loads(self.line)
-                self.command_id = str(raw["id"]) if isinstance(raw, dict) else None
-            except (orjson.JSONDecodeError, KeyError):
-                self.command_id = None
         # An entry of an older version names no request: its command id is the key.
-        self.request = self.request or self.command_id
+        self.request = request.decode(errors="replace") if request else self.command_id()
+
+    def command_id(self) -> str | None:
+        """The command's id, read from the envelope alone (when the command does not decode)."""
+        if self.line is None:
+            return None
+        try:
+            raw = orjson.loads(self.line)
+        except orjson.JSONDecodeError:
+            return None
+        found = raw.get("id") if isinstance(raw, dict) else None
+        return found if isinstance(found, str) else None
+
+
+def _uuid(raw: str | None) -> uuid.UUID | None:
+    try:
+        return None if raw is None else uuid.UUID(raw)
+    except ValueError:
+        return None
 
 
 def _int(raw: bytes | None) -> int:
@@ -347,8 +358,10 @@ class CommandRunner:
         try:
             command, parent = self._load(stream, entry.line)
         except (LogFormatError, ValueError) as exc:
-            result, tb = self._undecodable(stream, entry, exc), ""
+            command_id = entry.command_id()
+            result, tb = self._undecodable(stream, command_id, exc), ""
         else:
+            command_id = str(command.id)
             if deliveries > self.max_deliveries:
                 result, tb = self._crashed(command, deliveries - 1), ""
             else:
@@ -359,8 +372,7 @@ class CommandRunner:
         # where: the caller reads that far before its execute() returns.
         await link.flush(link.claim_after)
         upto = link.events.last_sent if link.events.sent > sent else None
-        command_id = entry.command_id or ""
-        reply = _reply(entry.request, command_id, result, tb, link.process_id, upto)
+        reply = _reply(entry.request, command_id or "", result, tb, link.process_id, upto)
         finished = await self._finish(keys, [reply, RESULT_TTL, entry_id, WORKERS, REPLY_TTL])
         if finished == 2:
             self._malformed(stream, entry_id, f"its reply stream {entry.reply_to!r} is no stream")
@@ -373,7 +385,7 @@ class CommandRunner:
                 command_id,
             )
 
-    def _undecodable(self, stream: str, entry: _Entry, exc: Exception) -> CommandResult:
+    def _undecodable(self, stream: str, command_id: str | None, exc: Exception) -> CommandResult:
         """The failed result of a command this worker cannot decode (another version of it)."""
         type_name = stream.rpartition(":cmd:")[2] or stream
         message = (
@@ -387,7 +399,7 @@ class CommandRunner:
             error=message,
             error_type="CommandDecodeError",
             command_type=type_name.rpartition(".")[2],
-            command_id=entry.command_id,
+            command_id=_uuid(command_id),
         )
 
     def _crashed(self, command: Command, deliveries: int) -> CommandResult:
