@@ -7,7 +7,8 @@
 ``{ns}:listeners``                  hash: process id -> the event types it handles (and until when)
 ``{ns}:process:{id}``               a process's heartbeat (expires when it dies)
 ``{ns}:reply:{id}``                 the results sent back to one calling process
-``{ns}:result:{command id}``        a finished command's reply, so it never runs twice
+``{ns}:result:{request id}``        the reply to one execute() call (or its abandon), so it
+                                    never runs twice
 ``{ns}:sent:{id}``                  hash: a process's last batch of events (its number, last id),
                                     so a batch sent again after a lost reply is not added twice
 ``{ns}:epoch``                      a token set once per data set: when it changes or is gone,
@@ -73,9 +74,9 @@ class Keys:
         """The stream of results sent back to one process."""
         return f"{self.namespace}:reply:{process_id}"
 
-    def result(self, command_id: str) -> str:
-        """The recorded reply of a finished (or abandoned) command."""
-        return f"{self.namespace}:result:{command_id}"
+    def result(self, request: str) -> str:
+        """The recorded reply of a finished (or abandoned) request: one ``execute()`` call."""
+        return f"{self.namespace}:result:{request}"
 
     @staticmethod
     def event_group(process_id: str) -> str:
