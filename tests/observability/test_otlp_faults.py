@@ -111,8 +111,9 @@ async def test_a_hung_collector_holds_the_queue_within_its_bytes(
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("code", [429, 503])
 async def test_spans_refused_during_an_outage_arrive_once_the_collector_answers(
-    collector: Any, code: int
+    collector: Any, code: int, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="llmgine.observability.otlp")
     commands = 40
     collector.refuse, collector.refuse_code = 4, code  # each export request fails
     exporter = OTLPExporter(collector.url, timeout=0.5)  # sooner than the outage ends
@@ -129,6 +130,8 @@ async def test_spans_refused_during_an_outage_arrive_once_the_collector_answers(
     assert collector.refuse == 0  # the outage did happen
     stats = exporter.stats
     assert (stats.exported, stats.failed, stats.dropped, stats.retrying) == (commands, 0, 0, 0)
+    assert "not accepted, kept and sent again" in caplog.text
+    assert "takes spans again" in caplog.text
 
 
 @pytest.mark.timeout(120)
