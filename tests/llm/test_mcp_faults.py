@@ -325,3 +325,13 @@ def test_input_schemas_a_tool_cannot_have_are_named_with_the_reason() -> None:
     }
     unbounded = {"type": "object", "properties": {"options": options}}
     assert "cannot be checked within a time bound" in str(schema_problem(unbounded))
+
+
+@pytest.mark.timeout(90)
+async def test_without_the_mcp_sdk_adding_a_server_fails_at_once_saying_what_to_install(
+    bus: MessageBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "mcp", None)  # as in `pip install llmgine`, no extra
+    engine = LLMEngine(bus)
+    with pytest.raises(ConfigurationError, match=r"pip install 'llmgine\[mcp\]'"):
+        await engine.add_mcp_server(command=[sys.executable, "-c", "pass"])

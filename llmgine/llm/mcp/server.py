@@ -137,6 +137,7 @@ class McpServer:
             ConfigurationError: The command is not found, or the server could not be
                 started or did not answer (with its last lines of error output).
         """
+        _sdk()  # without the mcp extra, say so now rather than time out waiting for the server
         command = resolve_command(self.command, self.env) if self.command is not None else None
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._closing = asyncio.Event()
