@@ -26,15 +26,15 @@ from llmgine.errors import (
 from llmgine.llm.approval import ToolApprovals
 from llmgine.llm.commands import ClearConversationCommand, PromptCommand, SetSystemPromptCommand
 from llmgine.llm.context import ConversationStore
-from llmgine.llm.events import LLMDeltaEvent, LLMResponseEvent, ToolCallEvent, ToolResultEvent
+from llmgine.llm.events import ToolCallEvent, ToolResultEvent
 from llmgine.llm.mcp import McpServer, McpServers
+from llmgine.llm.pipeline import build_pipeline
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.providers.resolve import provider_for
 from llmgine.llm.structured import correction, output_schema, parse_output, with_json_instruction
 from llmgine.llm.tools import Tool, ToolRegistry
 from llmgine.llm.types import ChatMessage, Completion, LLMRequest, ToolCall, Usage
 from llmgine.messages.commands import CommandResult
-from llmgine.observability.events import Metric, MetricEvent
 from llmgine.observability.jsonsafe import json_safe
 
 __all__ = ["LLMEngine"]
@@ -513,90 +513,16 @@ class LLMEngine:
         if deadline is not None:
             # The provider's own timeout ends with the prompt's, so its retries cannot outlast it.
             request.timeout = max(deadline - time.monotonic(), 0.001)
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": provider.name,
-            "gen_ai.request.model": provider.model,
-            "gen_ai.conversation.id": command.conversation_id,
-        }
-        if command.temperature is not None:
-            attributes["gen_ai.request.temperature"] = command.temperature
-        if command.max_tokens is not None:
-            attributes["gen_ai.request.max_tokens"] = command.max_tokens
-        if request.tool_choice is not None:
-            attributes["llmgine.request.tool_choice"] = request.tool_choice
-        if request.output_schema is not None:
-            attributes["llmgine.request.output_type"] = request.output_schema.get("title", "")
-        async with self.bus.span(f"chat {provider.model}", kind="LLM", **attributes) as span:
-            start = time.perf_counter()
-            if command.stream:
-                completion = await self._stream(provider, request, command)
-            else:
-                completion = await provider.complete(request)
-            latency_ms = (time.perf_counter() - start) * 1000.0
-            model = completion.model or provider.model
-            span.set_attribute("gen_ai.response.model", model)
-            span.set_attribute(
-                "gen_ai.response.finish_reasons",
-                [completion.finish_reason] if completion.finish_reason else [],
-            )
-            span.set_attribute("gen_ai.usage.input_tokens", completion.usage.input_tokens)
-            span.set_attribute("gen_ai.usage.output_tokens", completion.usage.output_tokens)
-            span.set_attribute("llmgine.usage.estimated", completion.usage.estimated)
-            await self.bus.publish(
-                LLMResponseEvent(
-                    conversation_id=command.conversation_id,
-                    prompt_id=command.id,
-                    content=completion.content,
-                    model=model,
-                    provider=provider.name,
-                    finish_reason=completion.finish_reason,
-                    usage=completion.usage,
-                    latency_ms=latency_ms,
-                    tool_calls=completion.tool_calls,
-                    tool_call_count=len(completion.tool_calls),
-                )
-            )
-            tags = {"provider": provider.name, "model": model}
-            if completion.usage.estimated:
-                tags["usage"] = "estimated"
-            await self.bus.publish(
-                MetricEvent(
-                    metrics=[
-                        Metric(
-                            name="gen_ai.usage.input_tokens",
-                            value=completion.usage.input_tokens,
-                            unit="tokens",
-                            tags=tags,
-                        ),
-                        Metric(
-                            name="gen_ai.usage.output_tokens",
-                            value=completion.usage.output_tokens,
-                            unit="tokens",
-                            tags=tags,
-                        ),
-                        Metric(name="llm.latency_ms", value=latency_ms, unit="ms", tags=tags),
-                    ]
-                )
-            )
-        return completion
-
-    async def _stream(
-        self, provider: Provider, request: LLMRequest, command: PromptCommand
-    ) -> Completion:
+        chain = build_pipeline(
+            provider, bus=self.bus, conversation_id=command.conversation_id, prompt_id=command.id
+        )
+        if not command.stream:
+            return await chain.complete(request)
         sink = self._sinks.get(command.id)
         completion: Completion | None = None
-        async for chunk in provider.stream(request):
-            if chunk.delta:
-                if sink is not None:
-                    sink.put_nowait(chunk.delta)
-                await self.bus.publish(
-                    LLMDeltaEvent(
-                        conversation_id=command.conversation_id,
-                        prompt_id=command.id,
-                        delta=chunk.delta,
-                    )
-                )
+        async for chunk in chain.stream(request):
+            if chunk.delta and sink is not None:
+                sink.put_nowait(chunk.delta)
             if chunk.completion is not None:
                 completion = chunk.completion
         if completion is None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import ClassVar
 
 from llmgine.llm.types import Completion, LLMRequest, StreamChunk, Usage
 
-__all__ = ["Provider", "count_tokens", "estimate_usage", "word_chunks"]
+__all__ = ["Capabilities", "Provider", "count_tokens", "estimate_usage", "word_chunks"]
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _WORD = re.compile(r"\s*\S+\s*|\s+")
@@ -41,6 +42,20 @@ def word_chunks(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a provider's server does by itself; the engine adapts requests to it.
+
+    A provider only reports; the engine decides (e.g. to ask for JSON in the prompt
+    when there is no JSON-schema mode).
+    """
+
+    json_schema: bool = False
+    """The server enforces ``LLMRequest.output_schema`` (a JSON-schema mode or a grammar)."""
+    stream_usage: bool = False
+    """A streamed answer's final chunk carries the server's token counts."""
+
+
 class Provider(ABC):
     """Translates an :class:`LLMRequest` into one provider's API and back.
 
@@ -61,13 +76,23 @@ class Provider(ABC):
         return f"{type(self).__name__}(model={self.model!r})"
 
     @property
-    def native_structured_output(self) -> bool:
-        """Whether the provider enforces ``LLMRequest.output_schema`` itself.
+    def capabilities(self) -> Capabilities:
+        """What the server supports; it may change once a server turns out to lack a mode.
 
-        Providers with a JSON-schema mode say True; for the others the engine asks
-        for JSON in the prompt.
+        Built-in providers override this. The default honours an override of
+        :attr:`native_structured_output` (the older form), else reports nothing.
         """
-        return False
+        if type(self).native_structured_output is not Provider.native_structured_output:
+            return Capabilities(json_schema=self.native_structured_output)
+        return Capabilities()
+
+    @property
+    def native_structured_output(self) -> bool:
+        """Whether the provider enforces ``LLMRequest.output_schema`` itself (older form).
+
+        Prefer :attr:`capabilities`; this reads ``capabilities.json_schema``.
+        """
+        return self.capabilities.json_schema
 
     @property
     def model_string(self) -> str:

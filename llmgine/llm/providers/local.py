@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from llmgine.errors import ConfigurationError, ProviderError
-from llmgine.llm.providers.base import Provider
+from llmgine.llm.providers.base import Capabilities, Provider
 from llmgine.llm.types import ChatMessage, Completion, LLMRequest, StreamChunk, ToolCall, Usage
 
 __all__ = ["LocalProvider"]
@@ -113,9 +113,9 @@ class LocalProvider(Provider):
         return "local" if self._default else f"local:{self.model_path}"
 
     @property
-    def native_structured_output(self) -> bool:
-        """True: a grammar built from the schema makes the model write matching JSON."""
-        return True
+    def capabilities(self) -> Capabilities:
+        """A grammar built from the schema makes the model write matching JSON."""
+        return Capabilities(json_schema=True, stream_usage=True)
 
     async def _load(self) -> _Loaded:
         key = (str(self.model_path), self.n_threads, self.n_ctx)

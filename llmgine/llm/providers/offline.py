@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from llmgine.llm.providers.base import Provider, count_tokens
+from llmgine.llm.providers.base import Capabilities, Provider, count_tokens
 from llmgine.llm.types import ChatMessage, Completion, LLMRequest, ToolCall, Usage
 
 __all__ = ["OfflineProvider", "arguments_from_prompt", "instance_from_schema"]
@@ -198,9 +198,9 @@ class OfflineProvider(Provider):
         super().__init__(model)
 
     @property
-    def native_structured_output(self) -> bool:
-        """True: it builds a schema-valid answer itself."""
-        return True
+    def capabilities(self) -> Capabilities:
+        """A schema-valid answer built by itself; usage in streams too."""
+        return Capabilities(json_schema=True, stream_usage=True)
 
     @property
     def model_string(self) -> str:
