@@ -85,7 +85,7 @@ class RemoteCaller:
         """Return a handler entry that runs ``command_type`` remotely.
 
         Redis unreachable (or silent for ``timeout`` seconds): an entry whose command
-        fails with a ``ConnectionError``.
+        fails with a ``ConnectionError`` (a ``TimeoutError``).
 
         Raises:
             HandlerNotFoundError: No connected process handles the type.
@@ -95,7 +95,12 @@ class RemoteCaller:
             async with asyncio.timeout(timeout):
                 handled = await self.link.handled_elsewhere(command_type)
         except (*NETWORK_ERRORS, TimeoutError) as exc:
-            error = self.unreachable(exc)
+            error: Exception = self.unreachable(exc)
+            if isinstance(exc, TimeoutError) and timeout is not None:
+                error = TimeoutError(
+                    f"the command was not sent: Redis at {redact(self.link.url)} did not "
+                    f"answer within the {timeout:g} s timeout"
+                )
 
             async def fail(command: Command) -> CommandResult:
                 raise error

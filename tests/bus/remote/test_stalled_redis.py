@@ -60,6 +60,13 @@ async def test_a_command_that_timed_out_while_redis_stalled_never_runs_later(
         assert result.error_type == "TimeoutError"
         assert took < 5, f"execute(timeout=2) took {took:.1f} s"
         await asyncio.sleep(2)  # the real clock passes the deadline while Redis is stopped
+        # Who handles the type is no longer cached: the look-up itself meets the stall.
+        start = time.monotonic()
+        looked_up = await caller.execute(
+            remote_app.SlowCommand(seconds=0, runs_dir=str(runs)), timeout=1
+        )
+        took = time.monotonic() - start
+        assert (looked_up.error_type, took < 3) == ("TimeoutError", True), looked_up.error
     await asyncio.wait_for(handled(caller), timeout=60)
     # One worker, one command at a time, in stream order: once this one is answered,
     # the worker has dealt with the one before it.
