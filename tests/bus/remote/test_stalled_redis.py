@@ -44,36 +44,51 @@ async def handled(bus: MessageBus) -> None:
 
 @pytest.mark.timeout(180)
 async def test_a_command_that_timed_out_while_redis_stalled_never_runs_later(
-    caller: MessageBus, start_worker: StartWorker, redis_server: RedisServer, tmp_path: Path
+    start_worker: StartWorker, redis_server: RedisServer, namespace: str, tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
     runs.mkdir()
     await asyncio.to_thread(start_worker, max_concurrency=1)
-    warm = remote_app.SlowCommand(seconds=0, runs_dir=str(runs))
-    assert (await caller.execute(warm, timeout=60)).success
-    told_failed = remote_app.SlowCommand(seconds=0, runs_dir=str(runs))
-    with stalled(redis_server):
-        start = time.monotonic()
-        result = await caller.execute(told_failed, timeout=2)
-        took = time.monotonic() - start
-        assert not result.success
-        assert result.error_type == "TimeoutError"
-        assert took < 5, f"execute(timeout=2) took {took:.1f} s"
-        await asyncio.sleep(2)  # the real clock passes the deadline while Redis is stopped
-        # Who handles the type is no longer cached: the look-up itself meets the stall.
-        start = time.monotonic()
-        looked_up = await caller.execute(
-            remote_app.SlowCommand(seconds=0, runs_dir=str(runs)), timeout=1
-        )
-        took = time.monotonic() - start
-        assert (looked_up.error_type, took < 3) == ("TimeoutError", True), looked_up.error
-    await asyncio.wait_for(handled(caller), timeout=60)
-    # One worker, one command at a time, in stream order: once this one is answered,
-    # the worker has dealt with the one before it.
-    after = remote_app.SlowCommand(seconds=0, runs_dir=str(runs))
-    assert (await asyncio.wait_for(caller.execute(after), timeout=60)).success
-    ran = sorted(p.name.partition(".")[0] for p in runs.iterdir())
-    assert ran == sorted([str(warm.id), str(after.id)])
+    # Who handles a type is cached for a heartbeat: 1.5 s, so the first command below
+    # is sent (into the stalled server's socket), and the look-up of the second is not.
+    caller = quiet_bus()
+    await caller.connect(redis_server.url, namespace, heartbeat=1.5)
+    try:
+        warm = remote_app.SlowCommand(seconds=0, runs_dir=str(runs))
+        assert (await caller.execute(warm, timeout=60)).success
+        told_failed = remote_app.SlowCommand(seconds=0, runs_dir=str(runs))
+        assert caller.remote is not None
+        assert await caller.remote.handled_elsewhere(remote_app.SlowCommand, fresh=True)
+        with stalled(redis_server):
+            start = time.monotonic()
+            result = await caller.execute(told_failed, timeout=2)
+            took = time.monotonic() - start
+            assert not result.success
+            assert result.error_type == "TimeoutError"
+            assert took < 5, f"execute(timeout=2) took {took:.1f} s"
+            await asyncio.sleep(2)  # the real clock passes the deadline while Redis is stopped
+            # Who handles the type is no longer cached: the look-up meets the stall.
+            start = time.monotonic()
+            looked_up = await caller.execute(
+                remote_app.SlowCommand(seconds=0, runs_dir=str(runs)), timeout=1
+            )
+            took = time.monotonic() - start
+            assert (looked_up.error_type, took < 3) == ("TimeoutError", True), looked_up.error
+        await asyncio.wait_for(handled(caller), timeout=60)
+        # One worker, one command at a time, in stream order: once this one is answered,
+        # the worker has dealt with the one before it.
+        after = remote_app.SlowCommand(seconds=0, runs_dir=str(runs))
+        assert (await asyncio.wait_for(caller.execute(after), timeout=60)).success
+        ran = sorted(p.name.partition(".")[0] for p in runs.iterdir())
+        assert ran == sorted([str(warm.id), str(after.id)])
+        # It did reach Redis when the server resumed, and the worker refused it.
+        assert "caller's timeout passed" in worker_log(tmp_path)
+    finally:
+        await caller.stop()
+
+
+def worker_log(tmp_path: Path) -> str:
+    return (tmp_path / "workers.err").read_text(errors="replace")
 
 
 @pytest.mark.timeout(120)
