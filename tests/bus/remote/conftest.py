@@ -72,9 +72,9 @@ class Worker:
 StartWorker = Callable[..., Worker]
 
 
-def runs(directory: Path) -> int:
-    """How many runs of ``BlockingCommand`` completed: one file each in ``directory``."""
-    return len(list(directory.glob("[0-9a-f]*")))
+def runs(directory: Path, pattern: str = "[0-9a-f]*") -> int:
+    """How many runs completed: one file each in ``directory`` (``BlockingCommand``'s)."""
+    return len(list(directory.glob(pattern)))
 
 
 async def listened(bus: MessageBus, event_type: type[Event]) -> None:

@@ -88,3 +88,16 @@ async def test_a_command_that_crashes_its_workers_is_answered_after_max_deliveri
     assert len(alive) == 1
     after = await asyncio.wait_for(caller.execute(remote_app.WhoAmICommand()), 60)
     assert after.result == alive[0].pid
+
+
+@pytest.mark.timeout(120)
+async def test_a_command_past_its_callers_deadline_is_cancelled_in_the_worker(
+    caller: MessageBus, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    worker = await asyncio.to_thread(start_worker)
+    command = remote_app.SlowCommand(seconds=3, runs_dir=str(tmp_path))
+    result = await caller.execute(command, timeout=0.5)
+    assert result.error_type == "TimeoutError"
+    # The worker drains what it runs before it exits: a run still going would finish.
+    assert await asyncio.to_thread(worker.terminate) == 0
+    assert runs(tmp_path, f"{command.id}.*") == 0
