@@ -207,6 +207,9 @@ def _worker(args: argparse.Namespace) -> int:
         "claim_after": args.claim_after,
         "heartbeat": args.heartbeat,
         "max_concurrency": args.max_concurrency,
+        "max_deliveries": args.max_deliveries,
+        "connect_timeout": args.connect_timeout,
+        "stop_timeout": args.stop_timeout,
     }
 
     def ready(bus: object) -> None:
@@ -351,6 +354,18 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Nam
     worker.add_argument(
         "--heartbeat", type=_seconds, default=1.0, metavar="S", help="seconds between heartbeats"
     )
+    worker.add_argument(
+        "--max-deliveries", type=_count, default=3, metavar="N",
+        help="answer a command as failed once it has crashed N workers in turn (default: 3)",
+    )  # fmt: skip
+    worker.add_argument(
+        "--connect-timeout", type=_seconds, default=5.0, metavar="S",
+        help="give up joining if Redis does not answer within S seconds (default: 5)",
+    )  # fmt: skip
+    worker.add_argument(
+        "--stop-timeout", type=_seconds, default=5.0, metavar="S",
+        help="at exit, wait at most S seconds for Redis to take what is left (default: 5)",
+    )  # fmt: skip
     return parser, {
         "demo": _demo,
         "export": _export,

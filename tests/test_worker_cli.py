@@ -115,3 +115,25 @@ def test_the_help_documents_the_environment_variable(apps: Path) -> None:
     assert done.returncode == 0
     assert "LLMGINE_REDIS_URL" in done.stdout
     assert "a second one: exit at once" in " ".join(done.stdout.split())
+
+
+def test_the_worker_passes_its_delivery_and_timeout_options_to_connect(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import llmgine.bus.remote.worker as worker_module
+    from llmgine.__main__ import main
+
+    seen: list[dict[str, object]] = []
+
+    async def fake_run_worker(spec: str, url: str, **kwargs: object) -> None:
+        seen.append(kwargs["options"])  # type: ignore[arg-type]
+
+    monkeypatch.setattr(worker_module, "run_worker", fake_run_worker)
+    args = ["worker", "app:setup", "--redis", "redis://127.0.0.1:1/0"]
+    assert main([*args, "--max-deliveries", "5", "--connect-timeout", "2.5"]) == 0
+    assert main([*args, "--stop-timeout", "9"]) == 0
+    assert seen[0]["max_deliveries"] == 5
+    assert seen[0]["connect_timeout"] == 2.5
+    assert seen[1] == {**seen[1], "max_deliveries": 3, "connect_timeout": 5.0, "stop_timeout": 9.0}
+    with pytest.raises(SystemExit):
+        main([*args, "--max-deliveries", "0"])
