@@ -31,7 +31,7 @@ from llmgine.llm.mcp import McpServer, McpServers
 from llmgine.llm.pipeline import build_pipeline
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.providers.resolve import provider_for
-from llmgine.llm.structured import correction, output_schema, parse_output, with_json_instruction
+from llmgine.llm.structured import correction, output_schema, parse_output
 from llmgine.llm.tools import Tool, ToolRegistry
 from llmgine.llm.types import ChatMessage, Completion, LLMRequest, ToolCall, Usage
 from llmgine.messages.commands import CommandResult
@@ -374,8 +374,6 @@ class LLMEngine:
         while True:
             rounds += 1
             messages = [*conversation.request_messages(), *turn, *retry]
-            if schema is not None and not provider.native_structured_output:
-                messages = with_json_instruction(messages, schema)
             request = self._request(provider, messages, tools, tool_choice, schema, command)
             completion = await self._call(provider, request, command, deadline)
             usage = _add(usage, completion.usage)

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from llmgine._validation import describe_validation_error
 from llmgine.llm.types import ChatMessage
 
 __all__ = ["correction", "output_schema", "parse_output", "with_json_instruction"]
@@ -61,11 +62,7 @@ def parse_output(output_type: type[T], content: str | None) -> T | str:
     try:
         return output_type.model_validate_json(_json_text(content or ""))
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors(include_url=False):
-            where = ".".join(str(part) for part in error["loc"])
-            problems.append(f"{where}: {error['msg']}" if where else str(error["msg"]))
-        return "; ".join(problems)
+        return describe_validation_error(exc)
 
 
 def correction(output_type: type[BaseModel], error: str) -> ChatMessage:

@@ -11,6 +11,7 @@ from typing import Any, get_type_hints
 import docstring_parser
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from llmgine._validation import describe_validation_error
 from llmgine.errors import ToolError
 
 __all__ = ["Tool", "ToolRegistry", "tool"]
@@ -118,10 +119,7 @@ class Tool:
         try:
             model = self.arguments_model.model_validate(raw)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
-                for e in exc.errors()
-            )
+            problems = describe_validation_error(exc, whole="arguments")
             raise ToolError(f"invalid arguments for {self.name}: {problems}") from exc
         return {name: getattr(model, name) for name in type(model).model_fields}
 

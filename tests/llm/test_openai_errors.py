@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from llmgine import ProviderAuthenticationError, ProviderConnectionError, ProviderError
+from llmgine._urls import redact_url
 from llmgine.bus import MessageBus
 from llmgine.llm import LLMEngine, OpenAIProvider, PromptCommand
 from llmgine.llm.providers.openai import safe_url
@@ -139,13 +140,14 @@ async def test_credentials_in_base_url_never_show(
     for text in shown:
         assert "pw-Secret123" not in text
         assert "qs-Secret456" not in text
-        assert "alice" not in text
+        assert "alice:pw" not in text  # the user name alone is shown, as everywhere in llmgine
     assert "127.0.0.1" in (result.error or "")
 
 
-def test_safe_url() -> None:
-    assert safe_url("http://u:p@host:1/v1?api-key=abc&x=") == (
-        "http://[redacted]@host:1/v1?api-key=[redacted]&x"
+def test_safe_url_is_the_projects_one_url_redactor() -> None:
+    assert safe_url is redact_url
+    assert (
+        safe_url("http://u:p@host:1/v1?api-key=abc&x=") == "http://u:***@host:1/v1?api-key=***&x="
     )
     assert safe_url("https://api.example.com/v1") == "https://api.example.com/v1"
 

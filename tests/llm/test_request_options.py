@@ -25,6 +25,7 @@ from llmgine.llm import (
     ToolResultEvent,
 )
 from llmgine.llm.engine import DEFAULT_TIMEOUT
+from llmgine.observability.codec import encode
 
 
 def get_weather(city: str) -> str:
@@ -162,9 +163,7 @@ async def test_set_model_with_the_current_model_keeps_the_provider(tmp_path: Pat
         finish_reason="stop",
         latency_ms=1.0,
     )
-    log.write_text(
-        json.dumps({"type": "LLMResponseEvent", "data": response.model_dump(mode="json")}) + "\n"
-    )
+    log.write_bytes(encode("event", response, None))
     bus = MessageBus(log_dir=None)
     engine = LLMEngine(bus, model=f"replay:{log}")
     assert engine.model == f"replay:{log}"

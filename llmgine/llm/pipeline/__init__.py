@@ -44,4 +44,5 @@ def build_pipeline(
         conversation_id: The conversation of the prompt being answered.
         prompt_id: The ``PromptCommand``'s id.
     """
-    return Instrumented(provider, bus=bus, conversation_id=conversation_id, prompt_id=prompt_id)
+    chain: Provider = PromptedJSON(provider)
+    return Instrumented(chain, bus=bus, conversation_id=conversation_id, prompt_id=prompt_id)

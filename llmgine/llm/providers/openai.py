@@ -10,8 +10,8 @@ import os
 import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
+from llmgine._urls import redact_url, url_secrets
 from llmgine.errors import (
     ConfigurationError,
     MissingAPIKeyError,
@@ -21,7 +21,7 @@ from llmgine.errors import (
     ProviderRateLimitError,
     ProviderTimeoutError,
 )
-from llmgine.llm.providers.base import Provider, estimate_usage
+from llmgine.llm.providers.base import Capabilities, Provider, estimate_usage
 from llmgine.llm.types import ChatMessage, Completion, LLMRequest, StreamChunk, ToolCall, Usage
 
 if TYPE_CHECKING:
@@ -47,27 +47,8 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     return _KEY_LIKE.sub("[redacted]", text)
 
 
-def safe_url(url: str) -> str:
-    """Return ``url`` without credentials: no ``user:password@``, no query values."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "[redacted]@" + netloc.rpartition("@")[2]
-    query = "&".join(
-        f"{name}=[redacted]" if value else name
-        for name, value in parse_qsl(parts.query, keep_blank_values=True)
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def _url_secrets(url: str | None) -> tuple[str, ...]:
-    if not url:
-        return ()
-    parts = urlsplit(url)
-    found = [parts.password or "", parts.username or "" if parts.password else ""]
-    found += [value for _, value in parse_qsl(parts.query) if len(value) >= 4]
-    found += [unquote(f) for f in found]
-    return tuple(f for f in found if len(f) >= 3)
+safe_url = redact_url
+"""``url`` with its credentials hidden: :func:`llmgine._urls.redact_url` (kept by this name)."""
 
 
 def _key_secrets(api_key: str | None) -> tuple[str, ...]:
@@ -139,7 +120,9 @@ class OpenAIProvider(Provider):
             "json_object", "schema": ...}``, llama-cpp-python's form), ``"prompt"``
             (JSON asked for in the prompt, for servers with neither), or ``None``
             (the default): try ``json_schema``, and on a server that rejects it,
-            ``json_object``, then the prompt; the first that works is kept.
+            ``json_object``, then the prompt; the first that works is kept. The
+            prompt is the engine's to write: this provider only says, through
+            :attr:`capabilities`, that the server has no JSON-schema mode.
 
     Raises:
         MissingAPIKeyError: No key was given or found, and no ``base_url`` either.
@@ -167,7 +150,7 @@ class OpenAIProvider(Provider):
                 "variable (or pass api_key=...). To run without a key, use the offline model: "
                 'model="offline".'
             )
-        self._secrets = _key_secrets(api_key) + _url_secrets(base_url)
+        self._secrets = _key_secrets(api_key) + tuple(url_secrets(base_url) if base_url else ())
         self.base_url = base_url
         if structured_output not in (None, *_MODES):
             raise ConfigurationError(
@@ -187,7 +170,7 @@ class OpenAIProvider(Provider):
         self._client = client
 
     def __repr__(self) -> str:  # never shows the key, nor credentials in the URL
-        where = f", base_url={safe_url(self.base_url)!r}" if self.base_url else ""
+        where = f", base_url={redact_url(self.base_url)!r}" if self.base_url else ""
         return f"OpenAIProvider(model={self.model!r}{where})"
 
     async def aclose(self) -> None:
@@ -196,7 +179,7 @@ class OpenAIProvider(Provider):
 
     @property
     def _where(self) -> str:
-        return safe_url(self.base_url) if self.base_url else "api.openai.com"
+        return redact_url(self.base_url) if self.base_url else "api.openai.com"
 
     def _arguments(self, request: LLMRequest) -> dict[str, Any]:
         arguments: dict[str, Any] = dict(request.options)
@@ -231,9 +214,9 @@ class OpenAIProvider(Provider):
         return arguments
 
     @property
-    def native_structured_output(self) -> bool:
-        """Whether the server is asked for JSON through ``response_format`` (else the prompt)."""
-        return self.structured_output != "prompt"
+    def capabilities(self) -> Capabilities:
+        """A JSON-schema mode unless the mode is ``"prompt"``; usage in streams."""
+        return Capabilities(json_schema=self.structured_output != "prompt", stream_usage=True)
 
     async def _create(self, arguments: dict[str, Any]) -> Any:
         while True:
@@ -251,7 +234,11 @@ class OpenAIProvider(Provider):
                 )
                 self.structured_output = following
                 if following == "prompt":
-                    raise _UseThePrompt from None
+                    # Said by capabilities; the engine sends the request again, prompted.
+                    raise ProviderError(
+                        f"openai at {self._where} takes no response_format (json_schema nor "
+                        'json_object); ask for JSON in the prompt (structured_output="prompt").'
+                    ) from None
                 arguments["response_format"] = {
                     "type": "json_object",
                     "schema": _schema_of(arguments["response_format"]),
@@ -283,12 +270,8 @@ class OpenAIProvider(Provider):
     async def complete(self, request: LLMRequest) -> Completion:
         """Send one Chat Completions request."""
         try:
-            try:
-                response = await self._create(self._arguments(request))
-            except _UseThePrompt:
-                request = _prompted(request)
-                response = await self._create(self._arguments(request))
-        except ConfigurationError:
+            response = await self._create(self._arguments(request))
+        except (ConfigurationError, ProviderError):
             raise
         except Exception as exc:
             raise self._error(exc) from None
@@ -319,11 +302,7 @@ class OpenAIProvider(Provider):
         started = False
         try:
             streaming = {"stream": True, "stream_options": {"include_usage": True}}
-            try:
-                stream = await self._create({**self._arguments(request), **streaming})
-            except _UseThePrompt:
-                request = _prompted(request)
-                stream = await self._create({**self._arguments(request), **streaming})
+            stream = await self._create({**self._arguments(request), **streaming})
             started = True
             async for chunk in stream:
                 model = chunk.model or model
@@ -341,7 +320,7 @@ class OpenAIProvider(Provider):
                             slot["name"] = _join_name(slot["name"], call.function.name)
                             slot["arguments"] += call.function.arguments or ""
                     finish_reason = choice.finish_reason or finish_reason
-        except ConfigurationError:
+        except (ConfigurationError, ProviderError):
             raise
         except Exception as exc:
             raise self._error(exc, during_answer=started) from None
@@ -400,18 +379,6 @@ class OpenAIProvider(Provider):
         if isinstance(exc, openai.OpenAIError):
             return ProviderError(f"openai: {detail}")
         return exc
-
-
-class _UseThePrompt(Exception):
-    """The server takes no ``response_format``: the engine must ask for JSON in the prompt."""
-
-
-def _prompted(request: LLMRequest) -> LLMRequest:
-    from llmgine.llm.structured import with_json_instruction
-
-    assert request.output_schema is not None
-    messages = with_json_instruction(request.messages, request.output_schema)
-    return request.model_copy(update={"messages": messages})
 
 
 def _schema_of(response_format: dict[str, Any]) -> Any:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from llmgine.errors import ConfigurationError, ProviderExhaustedError
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.types import Completion, LLMRequest, ToolCall, Usage
+from llmgine.observability.codec import read_log
 
 __all__ = ["ReplayProvider", "read_responses"]
 
@@ -18,6 +18,9 @@ logger = logging.getLogger(__name__)
 def read_responses(path: str | Path) -> list[Completion]:
     """Return the ``LLMResponseEvent``s of an llmgine JSONL log as completions, in order.
 
+    The log is read through :func:`llmgine.observability.codec.read_log`; lines that
+    do not decode, and responses that do not fit, are skipped with a warning.
+
     Raises:
         ConfigurationError: The file is missing or holds no LLM response.
     """
@@ -25,26 +28,25 @@ def read_responses(path: str | Path) -> list[Completion]:
     if not path.is_file():
         raise ConfigurationError(f"replay: no log file at {path}; record one with a real model.")
     completions: list[Completion] = []
-    skipped = 0
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            if '"LLMResponseEvent"' not in line:
-                continue
-            try:
-                data = json.loads(line)["data"]
-                completions.append(
-                    Completion(
-                        content=data.get("content"),
-                        tool_calls=[ToolCall(**c) for c in data.get("tool_calls", [])],
-                        finish_reason=data.get("finish_reason"),
-                        usage=Usage(**data.get("usage", {})),
-                        model=data.get("model"),
-                    )
+    bad_lines: list[int] = []
+    for envelope in read_log(path, bad_lines=bad_lines):
+        if envelope.type != "LLMResponseEvent":
+            continue
+        data = envelope.data
+        try:
+            completions.append(
+                Completion(
+                    content=data.get("content"),
+                    tool_calls=[ToolCall(**c) for c in data.get("tool_calls", [])],
+                    finish_reason=data.get("finish_reason"),
+                    usage=Usage(**data.get("usage", {})),
+                    model=data.get("model"),
                 )
-            except (ValueError, KeyError, TypeError):
-                skipped += 1
-    if skipped:
-        logger.warning("replay: skipped %d unreadable LLMResponseEvent lines in %s", skipped, path)
+            )
+        except (ValueError, KeyError, TypeError):
+            bad_lines.append(0)
+    if bad_lines:
+        logger.warning("replay: skipped %d unreadable lines in %s", len(bad_lines), path)
     if not completions:
         raise ConfigurationError(f"replay: {path} holds no LLMResponseEvent to replay.")
     return completions
