@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from llmgine.bus import MessageBus
-from llmgine.llm import LLMDeltaEvent, LLMResponseEvent
+from llmgine.llm import LLMDeltaEvent, LLMResponseEvent, PromptCommand
 from llmgine.llm.pipeline import Instrumented, build_pipeline
 from llmgine.llm.providers.base import Capabilities, Provider
 from llmgine.llm.providers.wrapper import WrapperProvider
@@ -94,7 +94,7 @@ async def test_the_pipeline_has_instrumentation_outermost_and_the_real_provider_
     bus: MessageBus,
 ) -> None:
     inner = Recording()
-    chain = build_pipeline(inner, bus=bus, conversation_id="c", prompt_id=uuid.uuid4())
+    chain = build_pipeline(inner, bus=bus, command=PromptCommand(prompt="hi"))
     found = steps(chain)
     assert found[0] is Instrumented
     assert found[-1] is Recording

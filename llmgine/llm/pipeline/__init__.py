@@ -7,9 +7,8 @@ together, in its documented order.
 
 from __future__ import annotations
 
-from uuid import UUID
-
 from llmgine.bus.bus import MessageBus
+from llmgine.llm.commands import PromptCommand
 from llmgine.llm.pipeline.instrumentation import Instrumented
 from llmgine.llm.pipeline.prompted_json import PromptedJSON, prompted
 from llmgine.llm.providers.base import Provider
@@ -18,9 +17,7 @@ from llmgine.llm.providers.wrapper import WrapperProvider
 __all__ = ["Instrumented", "PromptedJSON", "WrapperProvider", "build_pipeline", "prompted"]
 
 
-def build_pipeline(
-    provider: Provider, *, bus: MessageBus, conversation_id: str, prompt_id: UUID
-) -> Provider:
+def build_pipeline(provider: Provider, *, bus: MessageBus, command: PromptCommand) -> Provider:
     """Wrap ``provider`` (the real one) in the engine's steps; return the outermost.
 
     The order, outermost first (a step not configured is left out)::
@@ -41,8 +38,9 @@ def build_pipeline(
     Args:
         provider: The real provider that answers.
         bus: Where the telemetry goes.
-        conversation_id: The conversation of the prompt being answered.
-        prompt_id: The ``PromptCommand``'s id.
+        command: The prompt being answered (its conversation, its id, its settings).
     """
     chain: Provider = PromptedJSON(provider)
-    return Instrumented(chain, bus=bus, conversation_id=conversation_id, prompt_id=prompt_id)
+    return Instrumented(
+        chain, bus=bus, conversation_id=command.conversation_id, prompt_id=command.id
+    )

@@ -1,0 +1,256 @@
+"""One prompt's run: tool rounds until the model answers, output retries until it validates."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+from uuid import UUID
+
+from llmgine.errors import ProviderTimeoutError, StructuredOutputError
+from llmgine.llm.commands import PromptCommand
+from llmgine.llm.context import Conversation
+from llmgine.llm.providers.base import Provider
+from llmgine.llm.structured import correction, output_schema, parse_output
+from llmgine.llm.tool_runner import ToolRunner
+from llmgine.llm.types import ChatMessage, Completion, LLMRequest, Usage
+from llmgine.messages.commands import CommandResult
+
+__all__ = ["PromptRun", "Sinks"]
+
+
+class PromptRun:
+    """Runs one ``PromptCommand`` through the provider pipeline, as two small state machines.
+
+    :meth:`_tool_rounds` calls the model and runs the tools it asks for until it
+    answers without tools (or ``max_tool_rounds`` is reached); :meth:`_output_retries`
+    checks that answer against the prompt's ``output_type`` and sends an invalid one
+    back with the error. The conversation changes only when the run succeeds.
+
+    Args:
+        command: The prompt.
+        chain: The provider pipeline (see :func:`llmgine.llm.pipeline.build_pipeline`).
+        conversation: The conversation the prompt continues.
+        runner: Runs the model's tool calls; it checks the prompt's ``tool_choice``.
+        options: Request parameters, the prompt's merged over the engine's.
+        max_tool_rounds: Rounds of tool calls before the run stops and says so.
+        max_output_retries: Invalid structured answers sent back before the run fails.
+        timeout: Seconds the whole run may take, or ``None``.
+        sink: Where a streamed answer's text deltas go (``LLMEngine.stream``), if anywhere.
+    """
+
+    def __init__(
+        self,
+        command: PromptCommand,
+        chain: Provider,
+        conversation: Conversation,
+        runner: ToolRunner,
+        *,
+        options: Mapping[str, Any],
+        max_tool_rounds: int,
+        max_output_retries: int,
+        timeout: float | None,
+        sink: asyncio.Queue[str | None] | None,
+    ) -> None:
+        self.command = command
+        self.chain = chain
+        self.conversation = conversation
+        self.runner = runner
+        self.tools, self.tool_choice = runner.offer(command.use_tools, command.tool_choice)
+        self.options = dict(options)
+        self.max_tool_rounds = max_tool_rounds
+        self.max_output_retries = max_output_retries
+        self.timeout = timeout
+        self.deadline: float | None = None
+        self.sink = sink
+        self.schema = output_schema(command.output_type) if command.output_type else None
+        self.messages = [ChatMessage(role="user", content=command.prompt)]
+        """Kept in the conversation when the run succeeds: user, assistant and tool messages."""
+        self.correction: list[ChatMessage] = []
+        """An invalid structured answer and the correction sent with it (kept if tools follow)."""
+        self.usage = Usage()
+        self.model: str | None = None
+        self.calls = self.tool_rounds = self.output_retries = 0
+
+    async def result(self) -> CommandResult:
+        """Run the prompt within its timeout; on success, add its messages to the conversation.
+
+        Raises:
+            ProviderTimeoutError: The run took longer than its timeout.
+        """
+        if self.timeout is None:
+            return await self._result()
+        self.deadline = time.monotonic() + self.timeout
+        try:
+            async with asyncio.timeout(self.timeout) as scope:
+                return await self._result()
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            raise ProviderTimeoutError(
+                f"The prompt took longer than its timeout of {self.timeout:g} s and was stopped; "
+                "its conversation is unchanged. Allow more with timeout=... on the prompt or "
+                "on the LLMEngine."
+            ) from None
+
+    async def _result(self) -> CommandResult:
+        result = await self._output_retries()
+        for message in self.messages:
+            self.conversation.append(message)
+        metadata: dict[str, Any] = {
+            "model": self.model or self.chain.model,
+            "provider": self.chain.name,
+            "rounds": self.calls,
+            "input_tokens": self.usage.input_tokens,
+            "output_tokens": self.usage.output_tokens,
+        }
+        if self.usage.estimated:
+            metadata["usage_estimated"] = True
+        if self.command.output_type is not None:
+            metadata["output_retries"] = self.output_retries
+        return CommandResult(success=True, result=result, metadata=metadata)
+
+    async def _output_retries(self) -> Any:
+        """The answer, validated against the prompt's ``output_type`` when it has one.
+
+        An answer that does not validate goes back to the model with the error, up to
+        ``max_output_retries`` times; then the prompt fails.
+        """
+        output_type = self.command.output_type
+        while True:
+            answer = await self._tool_rounds()
+            if isinstance(answer, str):  # the tool round limit: the note is the result
+                return answer
+            text = answer.content or ""
+            message = ChatMessage(role="assistant", content=answer.content)
+            parsed = text if output_type is None else parse_output(output_type, text)
+            if output_type is None or not isinstance(parsed, str):
+                self.messages.append(message)
+                return parsed
+            if self.output_retries >= self.max_output_retries:
+                raise StructuredOutputError(
+                    f"The model's answer is not a valid {output_type.__name__} after "
+                    f"{self.output_retries + 1} attempts: {parsed}. Its last answer began "
+                    f"{text[:120]!r}. Try a clearer prompt, a larger model, or more "
+                    "max_output_retries on the LLMEngine."
+                )
+            self.output_retries += 1
+            self.correction = [message, correction(output_type, parsed)]
+
+    async def _tool_rounds(self) -> Completion | str:
+        """Call the model and run the tools it asks for, until it answers without tools.
+
+        Returns the answer, or (after ``max_tool_rounds`` rounds) the note that says so.
+        """
+        while True:
+            completion = await self._call()
+            if not completion.tool_calls:
+                return completion
+            self.messages += self.correction  # what the model answered with tools stays
+            self.correction = []
+            self.messages.append(
+                ChatMessage(
+                    role="assistant", content=completion.content, tool_calls=completion.tool_calls
+                )
+            )
+            if self.tool_rounds == self.max_tool_rounds:
+                return self._stop_tool_rounds(completion)
+            self.tool_rounds += 1
+            if self.tool_choice not in (None, "auto", "none"):
+                # A forced choice is met once; later rounds leave it to the model (the
+                # server's default), so the turn can end in an answer.
+                self.tool_choice = None
+            self.messages += await self.runner.run_all(
+                completion.tool_calls, self.command.conversation_id, self.command.id
+            )
+
+    def _stop_tool_rounds(self, completion: Completion) -> str:
+        note = (
+            f"[Stopped after {self.max_tool_rounds} rounds of tool calls: the model still asked "
+            f"for {', '.join(c.name for c in completion.tool_calls)}. Raise max_tool_rounds "
+            "on the LLMEngine to allow more.]"
+        )
+        # Every tool call needs an answer, or the next request of this conversation is invalid.
+        for call in completion.tool_calls:
+            self.messages.append(
+                ChatMessage(
+                    role="tool",
+                    tool_call_id=call.id,
+                    name=call.name,
+                    content="Not run: the tool round limit was reached.",
+                )
+            )
+        self.messages.append(ChatMessage(role="assistant", content=note))
+        return f"{completion.content}\n\n{note}" if completion.content else note
+
+    async def _call(self) -> Completion:
+        """One call through the pipeline; a streamed one feeds ``stream()``'s side channel."""
+        command = self.command
+        request = LLMRequest(
+            model=self.chain.model,
+            messages=[*self.conversation.request_messages(), *self.messages, *self.correction],
+            tools=self.tools,
+            tool_choice=self.tool_choice,
+            temperature=command.temperature,
+            max_tokens=command.max_tokens,
+            options=self.options,
+            output_schema=self.schema,
+        )
+        if self.deadline is not None:
+            # The provider's own timeout ends with the prompt's, so its retries cannot outlast it.
+            request.timeout = max(self.deadline - time.monotonic(), 0.001)
+        self.calls += 1
+        if not command.stream:
+            completion = await self.chain.complete(request)
+        else:
+            completion = Completion()
+            async for chunk in self.chain.stream(request):
+                if chunk.delta and self.sink is not None:
+                    self.sink.put_nowait(chunk.delta)
+                completion = chunk.completion or completion
+        self.usage = Usage(
+            input_tokens=self.usage.input_tokens + completion.usage.input_tokens,
+            output_tokens=self.usage.output_tokens + completion.usage.output_tokens,
+            estimated=self.usage.estimated or completion.usage.estimated,
+        )
+        self.model = completion.model or self.chain.model
+        return completion
+
+
+class Sinks:
+    """Where streamed text goes for ``LLMEngine.stream``: one queue per prompt streamed."""
+
+    def __init__(self) -> None:
+        self._queues: dict[UUID, asyncio.Queue[str | None]] = {}
+
+    def get(self, prompt_id: UUID) -> asyncio.Queue[str | None] | None:
+        """The queue of the prompt ``prompt_id``, if someone streams it."""
+        return self._queues.get(prompt_id)
+
+    async def relay(
+        self, command: PromptCommand, execute: Callable[[PromptCommand], Awaitable[object]]
+    ) -> AsyncIterator[str]:
+        """Run ``execute(command)`` and yield the text deltas its run puts in the queue.
+
+        Stopping the iteration early cancels the run; ``execute``'s error is raised
+        after the last delta.
+        """
+        sink: asyncio.Queue[str | None] = asyncio.Queue()
+        self._queues[command.id] = sink
+
+        async def run() -> object:
+            try:
+                return await execute(command)
+            finally:
+                sink.put_nowait(None)
+
+        task = asyncio.ensure_future(run())
+        try:
+            while (delta := await sink.get()) is not None:
+                yield delta
+            await task
+        finally:
+            self._queues.pop(command.id, None)
+            if not task.done():
+                task.cancel()
