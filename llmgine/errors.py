@@ -14,6 +14,8 @@ keeps working::
     │   ├── LogSourceError              a log cannot be read as asked (also TypeError)
     │   └── MissingAPIKeyError
     ├── LogFormatError                  (also ValueError) a line is not an llmgine envelope
+    ├── QueryError                      (also ValueError) SQL that cannot run over a log's views
+    ├── MagicError                      (also ValueError) a mistake in a ``%llmgine`` line
     ├── ToolError                       (also ValueError)
     │   ├── ApprovalNotFoundError       no such tool call waits for approval (also LookupError)
     │   └── AmbiguousApprovalError      a call id matches several waiting calls
@@ -40,6 +42,7 @@ __all__ = [
     "LLMgineError",
     "LogFormatError",
     "LogSourceError",
+    "MagicError",
     "MissingAPIKeyError",
     "ProviderAuthenticationError",
     "ProviderConnectionError",
@@ -47,6 +50,7 @@ __all__ = [
     "ProviderExhaustedError",
     "ProviderRateLimitError",
     "ProviderTimeoutError",
+    "QueryError",
     "SharedBusConnectionError",
     "StructuredOutputError",
     "ToolError",
@@ -94,6 +98,25 @@ class MissingAPIKeyError(ConfigurationError):
 
 class LogFormatError(LLMgineError, ValueError):
     """A log line is not JSON, not an llmgine envelope, or does not fit its message class."""
+
+
+class QueryError(LLMgineError, ValueError):
+    """The SQL given to :func:`~llmgine.analysis.query` cannot run over the log's views.
+
+    It does not parse, names a column or table that is not there, or fails on the
+    data (a cast that does not convert, an overflow, an invalid argument).
+    """
+
+
+class MagicError(LLMgineError, ValueError):
+    """A mistake in a ``%llmgine`` line: shown as one readable line, and the cell fails."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))  # one line, whatever it quotes
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows instead of a traceback: ``llmgine: <the message>``."""
+        return [f"llmgine: {self}"]
 
 
 class ToolError(LLMgineError, ValueError):

@@ -13,20 +13,12 @@ from llmgine.analysis.json_columns import query as run_query
 from llmgine.analysis.sources import TimeLike
 from llmgine.analysis.spans import create_spans_table
 from llmgine.analysis.views import open_log
-from llmgine.errors import LLMgineError
+from llmgine.errors import LLMgineError, QueryError
 
 __all__ = ["VIEW_NAMES", "QueryError", "query"]
 
 VIEW_NAMES = ("events", "spans", "metrics", "commands", "llm_calls", "traces")
 """The views ``query()`` offers; each has the columns of the frame of the same name."""
-
-
-class QueryError(LLMgineError, ValueError):
-    """The SQL given to :func:`query` cannot run over the log's views.
-
-    It does not parse, names a column or table that is not there, or fails on the
-    data (a cast that does not convert, an overflow, an invalid argument).
-    """
 
 
 _SQL_ERRORS = (

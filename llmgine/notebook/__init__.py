@@ -3,9 +3,10 @@
 The widgets live in :mod:`llmgine.notebook.widgets` (ipywidgets is imported there).
 """
 
+from llmgine.errors import MagicError
 from llmgine.notebook.magics import LLMgineMagics, load_ipython_extension
+from llmgine.notebook.notes import Note
 from llmgine.notebook.runtime import Runtime, get_bus, get_engine, get_runtime
-from llmgine.notebook.subcommands import MagicError, Note
 from llmgine.notebook.sync import run_sync
 
 __all__ = [

@@ -7,8 +7,8 @@ from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 
-from llmgine.errors import LLMgineError
-from llmgine.notebook.subcommands import SUBCOMMANDS, MagicError, help_text
+from llmgine.errors import LLMgineError, MagicError
+from llmgine.notebook.subcommands import SUBCOMMANDS, help_text
 
 __all__ = ["LLMgineMagics"]
 

@@ -27,6 +27,9 @@ def test_help_lists_every_subcommand_with_an_example(shell: InteractiveShell) ->
         assert f"`{sub.example}`" in text
     doc = LLMgineMagics.llmgine.__doc__ or ""
     assert "execute EXPR" in doc
+    assert "| `approve [ID]` |" in text and "`%llmgine approve 3f2a9c1e`" in text
+    assert "| `deny [ID [REASON]]` |" in text
+    assert "an approval id (or its first 8+ characters) or a call id" in text
     assert "%%llmgine chat" in doc
 
 
@@ -271,6 +274,44 @@ def test_export_sends_the_logs_spans_over_otlp(shell: InteractiveShell) -> None:
         thread.join()
     with pytest.raises(MagicError, match="did not accept 3 span"):
         magic(shell, f"export --otlp {url}")  # the receiver is gone
+
+
+def test_export_reports_the_lines_it_skipped(shell: InteractiveShell) -> None:
+    """A line of the log that is no envelope is counted in the note, as the CLI does."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        magic(shell, "start --log-file skipped.jsonl --quiet")
+        magic(shell, "register PingCommand on_ping")
+        magic(shell, "execute PingCommand(n=1)")
+        bus = get_bus()
+        bus.flush()
+        assert bus.log_path is not None
+        with bus.log_path.open("ab") as log:
+            log.write(b"not an envelope\n")
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        note = magic(shell, f"export --otlp {url}")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert repr(note) == (
+        f"exported 1 spans to {url}/v1/traces; 1 line(s) could not be read and were skipped"
+    )
 
 
 def test_chat_request_options(shell: InteractiveShell) -> None:

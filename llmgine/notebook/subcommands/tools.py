@@ -1,63 +1,54 @@
-"""``%llmgine approve`` / ``deny`` (tool calls waiting for a person) and ``mcp`` (tool servers)."""
+"""``%llmgine tools``, ``approve``, ``deny`` and ``mcp``: the default engine's tools."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
-from llmgine.llm.approval import (
-    ApproveToolCallCommand,
-    ToolApprovalRequestedEvent,
-    describe_request,
-)
-from llmgine.llm.engine import LLMEngine
+from llmgine.errors import MagicError
+from llmgine.llm.approval import ApproveToolCallCommand, describe_request
+from llmgine.notebook.arguments import lookup, parser, split
+from llmgine.notebook.notes import Note
 from llmgine.notebook.runtime import get_runtime
-from llmgine.notebook.subcommands import MagicError, Note, _parser, _split
 from llmgine.notebook.sync import run_sync
 
-__all__ = ["MCP_USAGE", "approvals_asked_in_the_cell", "approve", "deny", "mcp"]
+__all__ = ["MCP_USAGE", "approve", "deny", "mcp", "tools"]
 
-NO_STDIN = (
-    "this notebook cannot answer questions while a cell runs; approve tool calls in the chat "
-    "panel (`%llmgine ui`) instead of a `%llmgine chat` cell"
+MCP_USAGE = (
+    "mcp add [--name N] [--approval] [--env K=V] -- COMMAND ARGS... | mcp add --url URL "
+    "| mcp list | mcp remove NAME"
 )
 
 
-@contextlib.contextmanager
-def approvals_asked_in_the_cell(engine: LLMEngine) -> Iterator[None]:
-    """While a chat cell runs, ask for each tool approval on its input line ([y/N]).
-
-    The cell is busy, so no button or other cell could answer: without an input line
-    (a notebook run by nbclient, say) the call is denied at once, saying why, instead
-    of waiting for the approval timeout.
-    """
-    from llmgine.notebook.widgets.approvals import call_summary
-
-    async def ask(event: ToolApprovalRequestedEvent) -> None:
-        if all(p.approval_id != event.approval_id for p in engine.approvals.pending):
-            return  # a call waiting in another process of a shared bus: not this cell's
-        question = f"{call_summary(event.tool_name, event.arguments)}: run it? [y/N] "
-        reason: str | None
+def tools(shell: Any, line: str, cell: str | None) -> Any:
+    """List the engine's tools, or register notebook functions as tools first."""
+    engine = get_runtime().get_engine()
+    names = line.split()
+    approval = "--approval" in names  # each call of these tools waits for `%llmgine approve`
+    for name in (n for n in names if n != "--approval"):
+        if name.startswith("-"):
+            raise MagicError(f"%llmgine tools: unknown option {name}; the one option is --approval")
+        function = lookup(shell, name)
+        if not callable(function):
+            raise MagicError(f"{name} is not a function")
         try:
-            # Blocking is intended: the cell is busy until the prompt ends anyway.
-            answer = input(question)  # noqa: ASYNC250
-        except Exception:  # no stdin here (StdinNotImplementedError, captured streams)
-            approve, reason = False, NO_STDIN
-        else:
-            approve = answer.strip().lower() in ("y", "yes")
-            reason = None if approve else (answer.strip() or "denied in the chat cell")
-        command = ApproveToolCallCommand(
-            approval_id=event.approval_id, call_id=event.call_id, approve=approve, reason=reason
-        )
-        await engine.bus.execute(command)
+            engine.register_tool(function, requires_approval=approval)
+        except (TypeError, ValueError, NameError) as exc:
+            raise MagicError(f"{name} cannot be a tool: {exc}") from None
+    names = [
+        f"`{t.name}`" + (" (needs approval)" if t.requires_approval else "") for t in engine.tools
+    ]
+    return Note("tools: " + (", ".join(names) if names else "none yet (`%llmgine tools FUNC`)"))
 
-    engine.bus.register_event_handler(ToolApprovalRequestedEvent, ask)
-    try:
-        yield
-    finally:
-        engine.bus.unregister_event_handler(ToolApprovalRequestedEvent, ask)
+
+def approve(shell: Any, line: str, cell: str | None) -> Any:
+    """``%llmgine approve [ID]``: run a waiting tool call (its approval id or call id)."""
+    return _decide(line, approve=True)
+
+
+def deny(shell: Any, line: str, cell: str | None) -> Any:
+    """``%llmgine deny [ID [REASON]]``: refuse a waiting tool call; the model is told."""
+    return _decide(line, approve=False)
 
 
 def _decide(line: str, approve: bool) -> Note:
@@ -101,19 +92,9 @@ def _is_uuid(text: str) -> bool:
     return True
 
 
-def approve(shell: Any, line: str, cell: str | None) -> Any:
-    """``%llmgine approve [ID]``: run a waiting tool call (its approval id or call id)."""
-    return _decide(line, approve=True)
-
-
-def deny(shell: Any, line: str, cell: str | None) -> Any:
-    """``%llmgine deny [ID [REASON]]``: refuse a waiting tool call; the model is told."""
-    return _decide(line, approve=False)
-
-
 def mcp(shell: Any, line: str, cell: str | None) -> Any:
     """``%llmgine mcp add|list|remove``: MCP tool servers of the default engine."""
-    words = _split(line, "mcp")
+    words = split(line, "mcp")
     action = words[0] if words else ""
     command: list[str] = []
     if "--" in words:  # everything after a lone `--` is the server's command line
@@ -132,20 +113,14 @@ def mcp(shell: Any, line: str, cell: str | None) -> Any:
     raise MagicError(f"usage: %llmgine {MCP_USAGE}")
 
 
-MCP_USAGE = (
-    "mcp add [--name N] [--approval] [--env K=V] -- COMMAND ARGS... | mcp add --url URL "
-    "| mcp list | mcp remove NAME"
-)
-
-
 def _mcp_add(options: list[str], command: list[str]) -> Any:
-    parser = _parser("mcp add")
-    parser.add_argument("--name", default=None)
-    parser.add_argument("--url", default=None)
-    parser.add_argument("--approval", action="store_true")
-    parser.add_argument("--timeout", type=float, default=60.0)
-    parser.add_argument("--env", action="append", default=[])
-    args = parser.parse_args(options)
+    options_parser = parser("mcp add")
+    options_parser.add_argument("--name", default=None)
+    options_parser.add_argument("--url", default=None)
+    options_parser.add_argument("--approval", action="store_true")
+    options_parser.add_argument("--timeout", type=float, default=60.0)
+    options_parser.add_argument("--env", action="append", default=[])
+    args = options_parser.parse_args(options)
     if bool(command) == bool(args.url):
         raise MagicError(
             "give the server's command after `--` (`%llmgine mcp add -- mcp-server-time`) "

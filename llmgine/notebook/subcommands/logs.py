@@ -1,0 +1,82 @@
+"""``%llmgine log``, ``metrics``, ``spans``, ``commands`` and ``export``: the bus's log."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+from llmgine.errors import MagicError
+from llmgine.notebook.arguments import parser, split
+from llmgine.notebook.notes import Note
+from llmgine.notebook.runtime import get_runtime
+from llmgine.notebook.sync import run_sync
+
+__all__ = ["export", "frame", "log", "spans"]
+
+
+def _events(line: str) -> Any:
+    from llmgine.analysis import load_events
+
+    bus = get_runtime().get_bus()
+    if bus.log_path is None:
+        raise MagicError("the bus writes no log (started with --log-dir none)")
+    run_sync(bus.wait_for_events())
+    return load_events(bus)
+
+
+def log(shell: Any, line: str, cell: str | None) -> Any:
+    """The log as a DataFrame: the last N lines, of one type."""
+    options_parser = parser("log")
+    options_parser.add_argument("--last", type=int, default=None)
+    options_parser.add_argument("--type", default=None)
+    args = options_parser.parse_args(split(line, "log"))
+    events = _events(line)
+    if args.type is not None:
+        events = events[events["type"] == args.type]
+    return events.tail(args.last) if args.last is not None else events
+
+
+def frame(name: str) -> Callable[[Any, str, str | None], Any]:
+    """The subcommand showing the log's frame ``name`` (``metrics``, ``commands``)."""
+
+    def show(shell: Any, line: str, cell: str | None) -> Any:
+        return getattr(_events(line).llmgine, name)()
+
+    show.__name__ = name
+    return show
+
+
+def spans(shell: Any, line: str, cell: str | None) -> Any:
+    """The log's trace spans as a DataFrame that displays as waterfalls."""
+    from llmgine.analysis import SpansFrame
+
+    return SpansFrame(_events(line).llmgine.spans())  # displays as waterfalls
+
+
+def export(shell: Any, line: str, cell: str | None) -> Any:
+    """Send the log's spans to an OTLP endpoint; say how many, and any lines skipped."""
+    from llmgine.observability.otlp import OTLPExporter, redact_url
+
+    options_parser = parser("export")
+    options_parser.add_argument("--otlp", required=True)
+    options_parser.add_argument("--project", default=None)
+    args = options_parser.parse_args(shlex.split(line))
+    bus = get_runtime().get_bus()
+    if bus.log_path is None:
+        raise MagicError("the bus writes no log (started with --log-dir none)")
+    run_sync(bus.wait_for_events())
+    bus.flush()
+    exporter = OTLPExporter(args.otlp, project_name=args.project)
+    try:
+        with bus.log_path.open("rb") as lines:
+            sent = exporter.export_lines(lines)
+    finally:
+        exporter.close()
+    stats = exporter.stats
+    if stats.failed:
+        raise MagicError(f"{redact_url(exporter.endpoint)} did not accept {stats.failed} span(s)")
+    note = f"exported {sent} spans to {redact_url(exporter.endpoint)}"
+    if stats.skipped or stats.errors:
+        note += f"; {stats.skipped + stats.errors} line(s) could not be read and were skipped"
+    return Note(note)

@@ -1,0 +1,39 @@
+"""``%llmgine ui``, ``monitor`` and ``form``: widgets over the default bus and engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmgine.errors import MagicError
+from llmgine.messages.commands import Command
+from llmgine.notebook.arguments import message_class
+from llmgine.notebook.runtime import get_runtime
+
+__all__ = ["form", "monitor", "ui"]
+
+
+def ui(shell: Any, line: str, cell: str | None) -> Any:
+    """A chat panel for the default engine; it follows the bus a later ``start`` makes."""
+    from llmgine.notebook.widgets import ChatWidget
+
+    runtime = get_runtime()
+    panel = ChatWidget(runtime.get_engine())
+    runtime.follow(panel)  # a later `%llmgine start` moves it to the new bus and log
+    return panel
+
+
+def monitor(shell: Any, line: str, cell: str | None) -> Any:
+    """A live table of the bus's events."""
+    from llmgine.notebook.widgets import BusMonitor
+
+    return BusMonitor(get_runtime().get_bus())
+
+
+def form(shell: Any, line: str, cell: str | None) -> Any:
+    """A form that builds and executes a command of the class named on the line."""
+    from llmgine.notebook.widgets import CommandForm
+
+    name = line.strip()
+    if not name:
+        raise MagicError("usage: %llmgine form CLASS")
+    return CommandForm(message_class(shell, name, Command), get_runtime().get_bus())
