@@ -17,12 +17,14 @@ from typing import Any
 
 from llmgine.bus.handlers import (
     HandlerTimedOut,
+    as_result,
     call_command_handler,
     cancelled_from_outside,
     describe,
     failure_result,
 )
 from llmgine.bus.lifecycle import BusLifecycle
+from llmgine.bus.middleware import CallNext, Middleware, chain
 from llmgine.bus.queue import Delivery, delivering
 from llmgine.bus.registry import HandlerEntry
 from llmgine.bus.session import BusSession, _current_session
@@ -64,6 +66,34 @@ class MessageBus(BusLifecycle):
         >>> async with MessageBus(log_dir=None) as bus:  # doctest: +SKIP
         ...     result = await bus.execute(MyCommand())
     """
+
+    _middleware: tuple[Middleware, ...] = ()
+
+    # ------------------------------------------------------------ middleware
+
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Run ``middleware`` around the handler of every command executed from now on.
+
+        A middleware is an async callable ``mw(command, call_next) -> CommandResult``
+        (see :mod:`llmgine.bus.middleware`); the first added runs outermost. It runs
+        in the command's span and session, for local handlers and for commands run
+        in another process alike, and for the commands of every session (a session
+        cannot scope one: look at ``command.session_id``). A middleware that raises
+        gives a failed ``CommandResult`` and a ``CommandErrorEvent``, like a handler;
+        ``execute(timeout=)`` bounds each call of the handler, not the middleware.
+        """
+        if not callable(middleware):
+            raise TypeError(f"A middleware must be callable; got {type(middleware).__name__}.")
+        self._middleware = (*self._middleware, middleware)
+
+    def remove_middleware(self, middleware: Middleware) -> bool:
+        """Stop running ``middleware``; return whether it was added."""
+        if middleware not in self._middleware:
+            return False
+        kept = list(self._middleware)
+        kept.remove(middleware)
+        self._middleware = tuple(kept)
+        return True
 
     # ------------------------------------------------------------ scopes
 
@@ -134,8 +164,15 @@ class MessageBus(BusLifecycle):
         self, command: Command, entry: HandlerEntry, span: Span, timeout: float | None
     ) -> CommandResult:
         start = time.perf_counter()
+        tracebacks: dict[int, str] = {}
         try:
-            value = await call_command_handler(entry, command, timeout)
+            if self._middleware:  # the one cost of middleware to a bus that has none
+                handler = self._handler_call(entry, timeout, start, tracebacks)
+                result = as_result(await chain(self._middleware, handler)(command), command, start)
+            else:
+                result = as_result(
+                    await call_command_handler(entry, command, timeout), command, start
+                )
         except HandlerTimedOut as exc:
             return await self._failed(command, start, span, str(exc), "TimeoutError", "")
         except BaseException as exc:
@@ -147,26 +184,36 @@ class MessageBus(BusLifecycle):
             if cancelled or isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
             return result
-        if isinstance(value, CommandResult):
-            result = value
-            result.command_id = result.command_id or command.id
-            result.command_type = result.command_type or type(command).__name__
-            if result.duration_ms is None:
-                result.duration_ms = (time.perf_counter() - start) * 1000.0
-        else:
-            result = CommandResult(
-                success=True,
-                result=value,
-                command_id=command.id,
-                command_type=type(command).__name__,
-                duration_ms=(time.perf_counter() - start) * 1000.0,
-            )
         if result.success:
             done = CommandResultEvent(session_id=command.session_id, command_result=result)
             await self._emit(done)
         else:
-            await self._publish_failure(command, result, "", span)
+            await self._publish_failure(command, result, tracebacks.get(id(result), ""), span)
         return result
+
+    @staticmethod
+    def _handler_call(
+        entry: HandlerEntry, timeout: float | None, start: float, tracebacks: dict[int, str]
+    ) -> CallNext:
+        """The end of the middleware chain: the handler, its failures as failed results."""
+
+        async def handler(command: Command) -> CommandResult:
+            try:
+                value = await call_command_handler(entry, command, timeout)
+            except HandlerTimedOut as exc:
+                return failure_result(command, start, str(exc), "TimeoutError")
+            except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt | SystemExit) or (
+                    isinstance(exc, asyncio.CancelledError) and cancelled_from_outside()
+                ):
+                    raise
+                message, error_type, tb = describe(exc)
+                failed = failure_result(command, start, message, error_type)
+                tracebacks[id(failed)] = tb  # the CommandErrorEvent carries it
+                return failed
+            return as_result(value, command, start)
+
+        return handler
 
     async def _failed(
         self, command: Command, start: float, span: Span, error: str, error_type: str, tb: str

@@ -20,6 +20,7 @@ from llmgine.observability.jsonsafe import safe_str
 
 __all__ = [
     "HandlerTimedOut",
+    "as_result",
     "call_command_handler",
     "cancelled_from_outside",
     "describe",
@@ -191,6 +192,27 @@ async def call_command_handler(
     if scope.expired():  # the handler swallowed the cancellation and returned anyway
         raise HandlerTimedOut(timeout)
     return value
+
+
+def as_result(value: Any, command: Any, start: float) -> CommandResult:
+    """The ``CommandResult`` of a handler that returned ``value`` (``start``: a ``perf_counter()``).
+
+    A ``CommandResult`` is completed (command id and type, duration) where it left
+    them out; any other value is the ``result`` of a successful one.
+    """
+    if isinstance(value, CommandResult):
+        value.command_id = value.command_id or command.id
+        value.command_type = value.command_type or type(command).__name__
+        if value.duration_ms is None:
+            value.duration_ms = (time.perf_counter() - start) * 1000.0
+        return value
+    return CommandResult(
+        success=True,
+        result=value,
+        command_id=command.id,
+        command_type=type(command).__name__,
+        duration_ms=(time.perf_counter() - start) * 1000.0,
+    )
 
 
 def failure_result(command: Any, start: float, error: str, error_type: str) -> CommandResult:

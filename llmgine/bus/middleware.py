@@ -1,0 +1,54 @@
+"""Middleware: code run around every command's handler, as in Starlette.
+
+A middleware is an async callable ``mw(command, call_next) -> CommandResult``;
+``await call_next(command)`` runs the rest of the chain and, at its end, the
+command's handler (local, or in another process over the shared bus), and
+returns its ``CommandResult`` (a handler that raised gives a failed one). A
+middleware may look at or change the result, call ``call_next`` again (a retry),
+or return a result of its own without calling it (short-circuit: an auth check).
+The first middleware added runs outermost.
+
+Example:
+    >>> async def timing(command, call_next):  # doctest: +SKIP
+    ...     start = time.perf_counter()
+    ...     result = await call_next(command)
+    ...     print(type(command).__name__, time.perf_counter() - start)
+    ...     return result
+    >>> bus.add_middleware(timing)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from llmgine.messages.commands import Command, CommandResult
+
+__all__ = ["CallNext", "Middleware", "chain"]
+
+CallNext = Callable[[Command], Awaitable[CommandResult]]
+"""What a middleware calls to run the rest of the chain and the handler."""
+
+Middleware = Callable[[Command, CallNext], Awaitable[CommandResult]]
+"""An async callable ``mw(command, call_next) -> CommandResult`` (see the module)."""
+
+
+def chain(middleware: tuple[Middleware, ...], handler: CallNext) -> CallNext:
+    """Return ``handler`` wrapped in ``middleware``, the first one outermost."""
+    call_next = handler
+    for mw in reversed(middleware):
+        call_next = _step(mw, call_next)
+    return call_next
+
+
+def _step(mw: Middleware, call_next: CallNext) -> CallNext:
+    async def step(command: Command) -> CommandResult:
+        result = await mw(command, call_next)
+        if not isinstance(result, CommandResult):
+            raise TypeError(
+                f"The middleware {getattr(mw, '__qualname__', repr(mw))} returned "
+                f"{type(result).__name__}, not a CommandResult; return what "
+                "call_next(command) returned, or a CommandResult of its own."
+            )
+        return result
+
+    return step
