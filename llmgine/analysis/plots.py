@@ -16,6 +16,7 @@ from llmgine.analysis.span_tree import (
     latest_trace,
     trace_rows,
 )
+from llmgine.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -59,15 +60,15 @@ def plot_waterfall(
     from matplotlib.transforms import blended_transform_factory
 
     if spans.empty:
-        raise ValueError("There are no spans to draw: the log holds no TraceEvent.")
+        raise ConfigurationError("There are no spans to draw: the log holds no TraceEvent.")
     if trace_id is None:
         trace_id = latest_trace(spans)
     rows = trace_rows(spans, trace_id)
     if not rows:
-        raise ValueError(f"No span belongs to trace {trace_id!r}.")
+        raise ConfigurationError(f"No span belongs to trace {trace_id!r}.")
     pages = (len(rows) + max_rows - 1) // max_rows
     if not 0 <= page < pages:
-        raise ValueError(f"Trace {trace_id[:12]} has {pages} page(s) of rows; page={page}.")
+        raise ConfigurationError(f"Trace {trace_id[:12]} has {pages} page(s) of rows; page={page}.")
     shown = rows[page * max_rows : (page + 1) * max_rows]
     if ax is None:
         height = 0.3 * len(shown) + 1.6
@@ -133,7 +134,7 @@ def plot_metric(metrics: pd.DataFrame, name: str, ax: Axes | None = None) -> Axe
     rows = metrics[metrics["name"] == name].sort_values("timestamp")
     if rows.empty:
         known = ", ".join(sorted(metrics["name"].unique())) or "none"
-        raise ValueError(f"No metric named {name!r}; the log has: {known}.")
+        raise ConfigurationError(f"No metric named {name!r}; the log has: {known}.")
     ax = _axes(ax, (10, 3.5))
     ax.plot(rows["timestamp"], rows["value"], marker=".", linewidth=1)
     _readable_times(ax)
@@ -170,7 +171,7 @@ def plot_command_latency(commands: pd.DataFrame, ax: Axes | None = None) -> Axes
     """
     done = commands.dropna(subset=["duration_ms"])
     if done.empty:
-        raise ValueError("No finished command to draw.")
+        raise ConfigurationError("No finished command to draw.")
     groups = done.groupby("command_type")["duration_ms"]
     names = [str(n) for n in groups.groups]
     ax = _axes(ax, (10, 0.5 * len(names) + 1.5))

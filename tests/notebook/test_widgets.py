@@ -10,7 +10,7 @@ import ipywidgets as widgets
 import pytest
 from pydantic import Field
 
-from llmgine import Metric, MetricEvent
+from llmgine import ApprovalNotFoundError, Metric, MetricEvent
 from llmgine.bus import MessageBus
 from llmgine.llm import (
     Completion,
@@ -440,7 +440,7 @@ async def test_chat_panel_shows_a_waiting_call_with_approve_and_deny(bus: Messag
     assert chat.history[-1] == ("assistant", "Not computed.")
     rows = [c for c in chat.transcript.children if "llmgine-approval" in c._dom_classes]
     assert "denied: too big" in rows[-1].children[0].value
-    with pytest.raises(LookupError, match="no tool call of this chat panel is waiting"):
+    with pytest.raises(ApprovalNotFoundError, match="no tool call of this chat panel is waiting"):
         chat.approve()
 
 

@@ -11,6 +11,7 @@ from uuid import UUID
 import ipywidgets as widgets
 
 from llmgine.bus.bus import MessageBus
+from llmgine.errors import ApprovalNotFoundError
 from llmgine.llm.approval import (
     ApproveToolCallCommand,
     ToolApprovalDecidedEvent,
@@ -80,11 +81,14 @@ class ApprovalRows:
             reason: Why (for a denial).
 
         Raises:
-            LookupError: No call of this panel is waiting (under that id).
+            ApprovalNotFoundError: No call of this panel is waiting (under that id);
+                also a ``LookupError``.
         """
         if call_id is None:
             if not self._waiting:
-                raise LookupError("no tool call of this chat panel is waiting for approval")
+                raise ApprovalNotFoundError(
+                    "no tool call of this chat panel is waiting for approval"
+                )
             approval_id = self._waiting[0]
         elif call_id in self._calls:
             approval_id = call_id
@@ -93,7 +97,7 @@ class ApprovalRows:
             found = [a for a in self._waiting if self._calls[a] == call_id]
             if not found:
                 waiting = ", ".join(self.waiting) or "none"
-                raise LookupError(
+                raise ApprovalNotFoundError(
                     f"no tool call {call_id!r} of this chat panel is waiting for approval; "
                     f"waiting now: {waiting}"
                 )
