@@ -9,6 +9,7 @@ keeps working::
     ├── HandlerAlreadyRegisteredError   (also ValueError)
     ├── HandlerNotFoundError            (also LookupError)
     ├── BusStateError                   (also RuntimeError)
+    ├── ServerNotStartedError           (also RuntimeError) a local server used before start()
     ├── CommandFailedError              a convenience call's command failed
     ├── ConfigurationError              (also ValueError)
     │   ├── LogSourceError              a log cannot be read as asked (also TypeError)
@@ -51,6 +52,7 @@ __all__ = [
     "ProviderRateLimitError",
     "ProviderTimeoutError",
     "QueryError",
+    "ServerNotStartedError",
     "SharedBusConnectionError",
     "StructuredOutputError",
     "ToolError",
@@ -71,6 +73,10 @@ class HandlerNotFoundError(LLMgineError, LookupError):
 
 class BusStateError(LLMgineError, RuntimeError):
     """The bus was asked for something its current state does not allow."""
+
+
+class ServerNotStartedError(LLMgineError, RuntimeError):
+    """A local server (``LlamaServer``, ``FakeOpenAIServer``) was used before it started."""
 
 
 class CommandFailedError(LLMgineError):

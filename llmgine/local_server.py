@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 
 from llmgine._processes import free_port, stop_process
-from llmgine.errors import ConfigurationError
+from llmgine.errors import ConfigurationError, ServerNotStartedError
 
 __all__ = ["LlamaServer", "smollm2_path"]
 
@@ -98,13 +98,15 @@ class LlamaServer:
     def base_url(self) -> str:
         """The base URL to give a client, e.g. ``http://127.0.0.1:50123/v1``."""
         if self.process is None or self.port is None:
-            raise RuntimeError("The llama server is not started: use `with LlamaServer():`.")
+            raise ServerNotStartedError(
+                "The llama server is not started: use `with LlamaServer():`."
+            )
         return f"http://127.0.0.1:{self.port}/v1"
 
     def command(self) -> list[str]:
         """The command line that runs the server."""
         if self.port is None:
-            raise RuntimeError("No port yet: start() chooses one.")
+            raise ServerNotStartedError("No port yet: start() chooses one.")
         model_path = self.model_path or smollm2_path()
         return [
             sys.executable,

@@ -20,6 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from llmgine.errors import ServerNotStartedError
+
 __all__ = ["FakeOpenAIServer", "FakeReply"]
 
 
@@ -90,7 +92,9 @@ class FakeOpenAIServer:
     def base_url(self) -> str:
         """The base URL to give a client, e.g. ``http://127.0.0.1:50123/v1``."""
         if self._server is None:
-            raise RuntimeError("The fake server is not started: use `with FakeOpenAIServer():`.")
+            raise ServerNotStartedError(
+                "The fake server is not started: use `with FakeOpenAIServer():`."
+            )
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
     def start(self) -> FakeOpenAIServer:

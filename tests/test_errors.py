@@ -101,3 +101,16 @@ def test_a_plot_of_something_the_log_lacks_is_a_configuration_error() -> None:
     no_metrics = pd.DataFrame(columns=["name", "value", "timestamp"])
     with pytest.raises(llmgine.errors.ConfigurationError, match="No metric named 'nope'"):
         plots.plot_metric(no_metrics, "nope")
+
+
+def test_a_local_server_used_before_it_starts_says_so_with_a_tree_error() -> None:
+    from llmgine.local_server import LlamaServer
+    from llmgine.testing import FakeOpenAIServer
+
+    with pytest.raises(llmgine.errors.ServerNotStartedError, match="with FakeOpenAIServer"):
+        _ = FakeOpenAIServer().base_url
+    with pytest.raises(llmgine.errors.ServerNotStartedError, match="with LlamaServer"):
+        _ = LlamaServer().base_url
+    with pytest.raises(llmgine.errors.ServerNotStartedError, match="start"):
+        LlamaServer().command()
+    assert issubclass(llmgine.errors.ServerNotStartedError, RuntimeError)
