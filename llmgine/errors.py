@@ -22,6 +22,7 @@ keeps working::
     │   └── AmbiguousApprovalError      a call id matches several waiting calls
     ├── StructuredOutputError           (also ValueError)
     ├── SharedBusConnectionError        (also ConnectionError) Redis unreachable or silent
+    ├── RedisServerError                (also RuntimeError) a local redis-server did not start
     └── ProviderError
         ├── ProviderAuthenticationError
         ├── ProviderRateLimitError
@@ -52,6 +53,7 @@ __all__ = [
     "ProviderRateLimitError",
     "ProviderTimeoutError",
     "QueryError",
+    "RedisServerError",
     "ServerNotStartedError",
     "SharedBusConnectionError",
     "StructuredOutputError",
@@ -167,3 +169,7 @@ class AmbiguousApprovalError(ToolError):
 
 class SharedBusConnectionError(LLMgineError, ConnectionError):
     """The shared bus's Redis cannot be reached, or did not answer in time (``bus.connect``)."""
+
+
+class RedisServerError(LLMgineError, RuntimeError):
+    """A local ``redis-server`` (:class:`~llmgine.bus.remote.RedisServer`) did not come up."""

@@ -16,6 +16,7 @@ from inspect import isawaitable
 from typing import Any
 
 from llmgine.bus.handlers import (
+    HandlerThreads,
     HandlerTimedOut,
     as_result,
     call_command_handler,
@@ -167,11 +168,13 @@ class MessageBus(BusLifecycle):
         tracebacks: dict[int, str] = {}
         try:
             if self._middleware:  # the one cost of middleware to a bus that has none
-                handler = self._handler_call(entry, timeout, start, tracebacks)
+                handler = self._handler_call(entry, timeout, start, tracebacks, self._threads)
                 result = as_result(await chain(self._middleware, handler)(command), command, start)
             else:
                 result = as_result(
-                    await call_command_handler(entry, command, timeout), command, start
+                    await call_command_handler(entry, command, timeout, self._threads),
+                    command,
+                    start,
                 )
         except HandlerTimedOut as exc:
             return await self._failed(command, start, span, str(exc), "TimeoutError", "")
@@ -193,13 +196,17 @@ class MessageBus(BusLifecycle):
 
     @staticmethod
     def _handler_call(
-        entry: HandlerEntry, timeout: float | None, start: float, tracebacks: dict[int, str]
+        entry: HandlerEntry,
+        timeout: float | None,
+        start: float,
+        tracebacks: dict[int, str],
+        threads: HandlerThreads,
     ) -> CallNext:
         """The end of the middleware chain: the handler, its failures as failed results."""
 
         async def handler(command: Command) -> CommandResult:
             try:
-                value = await call_command_handler(entry, command, timeout)
+                value = await call_command_handler(entry, command, timeout, threads)
             except HandlerTimedOut as exc:
                 return failure_result(command, start, str(exc), "TimeoutError")
             except BaseException as exc:

@@ -19,6 +19,7 @@ from llmgine.messages.commands import CommandResult
 from llmgine.observability.jsonsafe import safe_str
 
 __all__ = [
+    "HandlerThreads",
     "HandlerTimedOut",
     "as_result",
     "call_command_handler",
@@ -49,11 +50,14 @@ class HandlerTimedOut(Exception):
 class _Run:
     """One sync handler's call in a handler thread."""
 
-    __slots__ = ("arg", "context", "finished", "fn", "future", "loop", "overdue", "started")
+    __slots__ = (
+        "arg", "context", "finished", "fn", "future", "loop", "overdue", "pool", "started",
+    )  # fmt: skip
 
-    def __init__(self, fn: Callable[[Any], Any], arg: Any) -> None:
+    def __init__(self, fn: Callable[[Any], Any], arg: Any, pool: _Pool) -> None:
         self.fn = fn
         self.arg = arg
+        self.pool = pool
         self.context = contextvars.copy_context()
         self.loop = asyncio.get_running_loop()
         self.future: asyncio.Future[Any] = self.loop.create_future()
@@ -62,45 +66,21 @@ class _Run:
         self.overdue = False
 
 
-class _HandlerThreads:
-    """The threads of sync handlers with a timeout: at most ``HANDLER_THREADS`` per process.
-
-    Not the loop's default executor: handlers stuck past their timeout keep their
-    threads, and must not starve ``asyncio.to_thread`` and ``run_in_executor`` of
-    the application (or of the bus's own log and exporters). Daemon threads, unlike
-    an executor's: a handler stuck for good does not keep the process from exiting.
-    """
+class _Pool:
+    """One generation of handler threads: a ``close()`` retires it, a new one follows."""
 
     def __init__(self) -> None:
-        self._reset()
-
-    def _reset(self) -> None:
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
-        self._work: queue.SimpleQueue[_Run] = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)
-        self._threads = 0
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.work: queue.SimpleQueue[_Run | None] = queue.SimpleQueue()  # None: leave
+        self.idle = threading.Semaphore(0)
+        self.threads = 0
         self.overdue = 0
         """Handlers still running in a thread past their timeout."""
 
-    def submit(self, fn: Callable[[Any], Any], arg: Any) -> _Run:
-        """Run ``fn(arg)`` in a handler thread, in a copy of the caller's context."""
-        if self._pid != os.getpid():  # a forked child has none of its parent's threads
-            self._reset()
-        run = _Run(fn, arg)
-        self._work.put(run)
-        if not self._idle.acquire(blocking=False):
-            with self._lock:
-                if self._threads < HANDLER_THREADS:
-                    self._threads += 1
-                    name = f"llmgine-handler-{self._threads}"
-                    threading.Thread(target=self._serve, name=name, daemon=True).start()
-        return run
-
-    def _serve(self) -> None:
-        while True:
-            run = self._work.get()
-            with self._lock:
+    def serve(self) -> None:
+        while (run := self.work.get()) is not None:
+            with self.lock:
                 start = not run.future.done()  # not cancelled: its timeout has not passed
                 run.started = start
             if start:
@@ -111,22 +91,60 @@ class _HandlerThreads:
                 else:
                     _settle(run, value, None)
                 finally:
-                    with self._lock:
+                    with self.lock:
                         run.finished = True
                         if run.overdue:
                             self.overdue -= 1
-            self._idle.release()
+            self.idle.release()
+
+
+class HandlerThreads:
+    """The threads of a bus's sync handlers with a timeout: at most ``HANDLER_THREADS``.
+
+    Owned by one bus: no thread exists until a handler needs one, and ``close()``
+    (the bus's ``stop()``) lets them end once their handlers return. Not the loop's
+    default executor: handlers stuck past their timeout keep their threads, and must
+    not starve ``asyncio.to_thread`` and ``run_in_executor`` of the application (or
+    of the bus's own log and exporters). Daemon threads, unlike an executor's: a
+    handler stuck for good does not keep the process from exiting.
+    """
+
+    def __init__(self) -> None:
+        self._pool = _Pool()
+
+    def submit(self, fn: Callable[[Any], Any], arg: Any) -> _Run:
+        """Run ``fn(arg)`` in a handler thread, in a copy of the caller's context."""
+        pool = self._pool
+        if pool.pid != os.getpid():  # a forked child has none of its parent's threads
+            pool = self._pool = _Pool()
+        run = _Run(fn, arg, pool)
+        pool.work.put(run)
+        if not pool.idle.acquire(blocking=False):
+            with pool.lock:
+                if pool.threads < HANDLER_THREADS:
+                    pool.threads += 1
+                    name = f"llmgine-handler-{pool.threads}"
+                    threading.Thread(target=pool.serve, name=name, daemon=True).start()
+        return run
+
+    def close(self) -> None:
+        """Let every thread end once its handler (if any) returns; later calls start anew."""
+        pool, self._pool = self._pool, _Pool()
+        with pool.lock:
+            for _ in range(pool.threads):
+                pool.work.put(None)
 
     def timed_out(self, run: _Run, timeout: float) -> HandlerTimedOut:
         """Note that ``run`` passed its ``timeout``; return the error that says so.
 
         A run that has not started never will (its future is cancelled by then).
         """
-        with self._lock:
+        pool = run.pool
+        with pool.lock:
             if run.started and not run.finished and not run.overdue:
                 run.overdue = True
-                self.overdue += 1
-            overdue = self.overdue
+                pool.overdue += 1
+            overdue = pool.overdue
         return HandlerTimedOut(timeout, started=run.started, overdue=overdue)
 
 
@@ -147,9 +165,6 @@ def _settle(run: _Run, value: Any, exc: BaseException | None) -> None:
         run.loop.call_soon_threadsafe(settle)
 
 
-_threads = _HandlerThreads()
-
-
 def cancelled_from_outside() -> bool:
     """Whether the running task itself is being cancelled (not just a handler's await)."""
     task = asyncio.current_task()
@@ -157,18 +172,23 @@ def cancelled_from_outside() -> bool:
 
 
 async def call_command_handler(
-    entry: HandlerEntry, command: Any, timeout: float | None, *, in_thread: bool = False
+    entry: HandlerEntry,
+    command: Any,
+    timeout: float | None,
+    threads: HandlerThreads,
+    *,
+    in_thread: bool = False,
 ) -> Any:
     """Run a command handler and return its value; its exceptions propagate.
 
     With ``timeout`` (or ``in_thread``), a sync handler runs in a handler thread so
     the timeout holds for it too (the thread finishes on its own) and the loop goes
-    on meanwhile; the bus's timeout raises :class:`HandlerTimedOut`, a
-    ``TimeoutError`` of the handler's own propagates as is.
+    on meanwhile (one of ``threads``); the bus's timeout raises
+    :class:`HandlerTimedOut`, a ``TimeoutError`` of the handler's own propagates as is.
     """
     if timeout is None:
         if in_thread and not entry.is_async:
-            value = await _threads.submit(entry.fn, command).future
+            value = await threads.submit(entry.fn, command).future
         else:
             value = entry.fn(command)
         return await value if isawaitable(value) else value
@@ -179,7 +199,7 @@ async def call_command_handler(
             if entry.is_async:
                 value = await entry.fn(command)
             else:
-                run = _threads.submit(entry.fn, command)
+                run = threads.submit(entry.fn, command)
                 value = await run.future
                 if isawaitable(value):
                     value = await value
@@ -187,7 +207,7 @@ async def call_command_handler(
         if scope.expired():
             if run is None:
                 raise HandlerTimedOut(timeout) from None
-            raise _threads.timed_out(run, timeout) from None
+            raise threads.timed_out(run, timeout) from None
         raise
     if scope.expired():  # the handler swallowed the cancellation and returned anyway
         raise HandlerTimedOut(timeout)

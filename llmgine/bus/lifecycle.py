@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TextIO, cast
 
+from llmgine.bus.handlers import HandlerThreads
 from llmgine.bus.intake import Intake
 from llmgine.bus.loops import call_on, running_loop
 from llmgine.bus.queue import in_handler
@@ -68,10 +69,11 @@ class BusLifecycle(HandlerRegistrations):
         sinks: Iterable[Sink] = (),
     ) -> None:
         if max_queue_size < 1:
-            raise ValueError(f"max_queue_size must be at least 1; got {max_queue_size}.")
+            raise ConfigurationError(f"max_queue_size must be at least 1; got {max_queue_size}.")
         super().__init__()
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
         self._stats = BusStats()
+        self._threads = HandlerThreads()  # no thread until a sync handler needs one
         self._transport = LocalTransport(self._deliver, self._flush_due, max_queue_size)
         self._intake = Intake(self._transport, self._stats)
         self._accept = self._intake.accept  # bound once: it is on every message's path
@@ -198,6 +200,7 @@ class BusLifecycle(HandlerRegistrations):
                 await callback()
             except Exception:
                 logger.exception("a stop callback of the bus failed: %r", callback)
+        self._threads.close()
         self._intake.close()
 
     def on_stop(self, callback: Callable[[], Awaitable[None]]) -> Callable[[], None]:

@@ -22,6 +22,7 @@ from contextvars import ContextVar
 from typing import Generic, TypeVar
 
 from llmgine.bus.loops import running_loop
+from llmgine.errors import ConfigurationError
 
 __all__ = ["Delivery", "EventQueue", "delivering", "in_handler"]
 
@@ -77,7 +78,7 @@ class EventQueue(Generic[T]):
 
     def __init__(self, maxsize: int, *, stall_timeout: float = 1.0) -> None:
         if maxsize < 1:
-            raise ValueError(f"max_queue_size must be at least 1; got {maxsize}.")
+            raise ConfigurationError(f"max_queue_size must be at least 1; got {maxsize}.")
         self.maxsize = maxsize
         self.stall_timeout = stall_timeout
         self.popped = 0

@@ -166,7 +166,6 @@ async def test_a_handler_that_cannot_start_says_why(monkeypatch: pytest.MonkeyPa
     from llmgine.bus import handlers
 
     monkeypatch.setattr(handlers, "HANDLER_THREADS", 2)
-    monkeypatch.setattr(handlers, "_threads", handlers._HandlerThreads())
     bus = quiet()
     release = threading.Event()
     ran: list[int] = []
@@ -203,7 +202,6 @@ async def test_threads_busy_with_handlers_in_time_are_not_blamed_on_timeouts(
     from llmgine.bus import handlers
 
     monkeypatch.setattr(handlers, "HANDLER_THREADS", 2)
-    monkeypatch.setattr(handlers, "_threads", handlers._HandlerThreads())
     bus = quiet()
     release = threading.Event()
     started = threading.Semaphore(0)

@@ -45,6 +45,7 @@ from redis.exceptions import ResponseError
 
 from llmgine.bus.handlers import (
     HandlerTimedOut,
+    as_result,
     call_command_handler,
     cancelled_from_outside,
     describe,
@@ -454,7 +455,9 @@ class CommandRunner:
             async with span:
                 try:
                     # Sync handlers run in a handler thread: the loop goes on beating.
-                    value = await call_command_handler(handler, command, timeout, in_thread=True)
+                    value = await call_command_handler(
+                        handler, command, timeout, bus._threads, in_thread=True
+                    )
                 except HandlerTimedOut as exc:
                     message = f"{exc} (the caller's timeout)"
                     span.set_status("ERROR", f"TimeoutError: {message}")
@@ -465,13 +468,7 @@ class CommandRunner:
                     message, error_type, tb = describe(exc)
                     span.set_status("ERROR", f"{error_type}: {message}")
                     return failure_result(command, start, message, error_type), tb
-                result = value if isinstance(value, CommandResult) else None
-                if result is None:
-                    result = CommandResult(success=True, result=value)
-                result.command_id = result.command_id or command.id
-                result.command_type = result.command_type or command_type
-                if result.duration_ms is None:
-                    result.duration_ms = (time.perf_counter() - start) * 1000.0
+                result = as_result(value, command, start)
                 if not result.success:
                     span.set_status("ERROR", f"{result.error_type}: {result.error}")
                 return result, tb

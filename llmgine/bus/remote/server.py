@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 from llmgine._processes import free_port, stop_process
-from llmgine.errors import ConfigurationError
+from llmgine.errors import ConfigurationError, RedisServerError
 
 __all__ = ["RedisServer", "redis_server_binary"]
 
@@ -85,7 +85,8 @@ class RedisServer:
 
         Raises:
             ConfigurationError: No binary is installed.
-            RuntimeError: The server did not come up within ``timeout`` seconds.
+            RedisServerError: The server exited at start, or did not answer within
+                ``timeout`` seconds (also a ``RuntimeError``).
         """
         if self.process is not None:
             return self
@@ -108,12 +109,15 @@ class RedisServer:
             if self.process.poll() is not None:
                 self.process = None
                 text = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"redis-server exited at start:\n{text}")
+                raise RedisServerError(f"redis-server exited at start:\n{text}")
             if self._answers():
                 return self
             time.sleep(0.02)
         self.stop()
-        raise RuntimeError(f"redis-server did not answer on port {self.port} in {timeout:g} s.")
+        raise RedisServerError(
+            f"redis-server did not answer on port {self.port} in {timeout:g} s; see its log "
+            f"in {self.directory / 'redis.log'}."
+        )
 
     def _answers(self) -> bool:
         try:

@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import orjson
 
+from llmgine.errors import LogFormatError
 from llmgine.messages.base import Message
 from llmgine.observability.events import SpanContext
 
@@ -43,8 +44,9 @@ def load_message(cls: type[M], line: bytes) -> tuple[M, SpanContext | None]:
     """Validate the envelope ``line`` as a ``cls`` and return it with its span.
 
     Raises:
-        ValueError: The line is not an envelope, or its data does not fit ``cls``
-            (pydantic's ``ValidationError`` and orjson's ``JSONDecodeError`` are ones).
+        ValueError: The line is not an envelope (a ``LogFormatError``), or its data
+            does not fit ``cls`` (pydantic's ``ValidationError`` and orjson's
+            ``JSONDecodeError`` are ones).
     """
     try:
         raw = orjson.loads(line)
@@ -59,7 +61,7 @@ def load_message(cls: type[M], line: bytes) -> tuple[M, SpanContext | None]:
             }
         )
     except (KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"Not an llmgine envelope: {type(exc).__name__}: {exc}") from exc
+        raise LogFormatError(f"Not an llmgine envelope: {type(exc).__name__}: {exc}") from exc
     trace_id, span_id = raw.get("trace_id"), raw.get("span_id")
     if isinstance(trace_id, str) and isinstance(span_id, str):
         return message, SpanContext(trace_id=trace_id, span_id=span_id)
