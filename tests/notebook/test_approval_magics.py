@@ -52,7 +52,10 @@ def test_approve_by_approval_id_runs_that_conversations_call_only(shell: Interac
     with pytest.raises(MagicError) as listed:
         magic(shell, "approve")  # two calls wait: name one
     message = str(listed.value)
-    assert "give the call id: `%llmgine approve CALL_ID`; waiting for approval: call_1_0" in message
+    assert (
+        "give the approval id (or a call id): `%llmgine approve ID`; waiting for approval: call_1_0"
+        in message
+    )
     assert requests["paris"].approval_id in message and requests["rome"].approval_id in message
     with pytest.raises(MagicError, match="2 tool calls 'call_1_0' wait for approval"):
         magic(shell, "approve call_1_0")  # refused, never a guess

@@ -453,8 +453,9 @@ def test_approve_and_deny_decide_calls_waiting_in_a_chat_panel(shell: Interactiv
         "Error: get_weather was not run: the user denied the call: not today"
     )
     result = shell.run_cell("%llmgine approve")
-    assert "give the call id: `%llmgine approve CALL_ID`; waiting for approval: none" in str(
-        result.error_in_exec
+    assert (
+        "give the approval id (or a call id): `%llmgine approve ID`; waiting for approval: none"
+        in str(result.error_in_exec)
     )
 
 

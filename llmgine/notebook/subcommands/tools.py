@@ -60,11 +60,13 @@ def _decide(line: str, approve: bool) -> Note:
         if len(waiting) != 1:
             listed = "; ".join(describe_request(r) for r in waiting) or "none"
             raise MagicError(
-                f"give the call id: `%llmgine {verb} CALL_ID`; waiting for approval: {listed}"
+                f"give the approval id (or a call id): `%llmgine {verb} ID`; waiting for approval: {listed}"
             )
         key = waiting[0].approval_id
     if approve and reason.strip():
-        raise MagicError(f"`%llmgine approve` takes only a call id; got {reason.strip()!r} too")
+        raise MagicError(
+            f"`%llmgine approve` takes only an approval id or a call id; got {reason.strip()!r} too"
+        )
     # An approval id (or a unique start of one, 8 characters or more) names one call for
     # sure; a call id may match calls of several conversations and is then refused.
     by_approval = [r for r in waiting if len(key) >= 8 and r.approval_id.startswith(key)]
