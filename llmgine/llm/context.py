@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from llmgine.errors import ConfigurationError
 from llmgine.llm.types import ChatMessage
 
 __all__ = ["Conversation", "ConversationStore"]
@@ -21,7 +22,7 @@ class Conversation:
         self, conversation_id: str, system_prompt: str | None = None, max_messages: int = 100
     ) -> None:
         if max_messages < 1:
-            raise ValueError(f"max_messages must be at least 1; got {max_messages}.")
+            raise ConfigurationError(f"max_messages must be at least 1; got {max_messages}.")
         self.id = conversation_id
         self.system_prompt = system_prompt
         self.max_messages = max_messages

@@ -10,7 +10,7 @@ from typing import Any, TypeVar, overload
 from pydantic import BaseModel
 
 from llmgine.bus.bus import MessageBus
-from llmgine.errors import BusStateError, CommandFailedError
+from llmgine.errors import BusStateError, CommandFailedError, ConfigurationError
 from llmgine.llm.commands import ClearConversationCommand, PromptCommand, SetSystemPromptCommand
 from llmgine.llm.context import ConversationStore
 from llmgine.llm.mcp import McpServer
@@ -75,11 +75,15 @@ class LLMEngine:
         max_output_retries: int = 2,
     ) -> None:
         if max_tool_rounds < 0:
-            raise ValueError(f"max_tool_rounds must be 0 or more; got {max_tool_rounds}.")
+            raise ConfigurationError(f"max_tool_rounds must be 0 or more; got {max_tool_rounds}.")
         if max_output_retries < 0:
-            raise ValueError(f"max_output_retries must be 0 or more; got {max_output_retries}.")
+            raise ConfigurationError(
+                f"max_output_retries must be 0 or more; got {max_output_retries}."
+            )
         if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be more than 0 seconds (or None); got {timeout}.")
+            raise ConfigurationError(
+                f"timeout must be more than 0 seconds (or None); got {timeout}."
+            )
         self.timeout = timeout
         self.options: dict[str, Any] = dict(options or {})
         self.max_output_retries = max_output_retries

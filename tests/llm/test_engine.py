@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from llmgine import CommandFailedError, MetricEvent, TraceEvent
+from llmgine import CommandFailedError, ConfigurationError, MetricEvent, TraceEvent
 from llmgine.bus import MessageBus
 from llmgine.llm import (
     ClearConversationCommand,
+    Conversation,
     LLMDeltaEvent,
     LLMEngine,
     LLMResponseEvent,
@@ -363,3 +364,15 @@ async def test_the_scripted_model_says_how_to_give_it_replies(bus: MessageBus) -
     assert await engine.chat("hi") == "first"
     result = await bus.execute(PromptCommand(prompt="again"))
     assert "no replies left after 1 call:" in str(result.error)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"max_tool_rounds": -1}, {"max_output_retries": -1}, {"timeout": 0}],
+)
+def test_a_wrong_engine_setting_is_a_configuration_error(settings: dict[str, Any]) -> None:
+    bus = MessageBus(log_dir=None)
+    with pytest.raises(ConfigurationError):
+        LLMEngine(bus, provider=ScriptedProvider([]), **settings)
+    with pytest.raises(ConfigurationError, match="max_messages"):
+        Conversation("c", max_messages=0)
