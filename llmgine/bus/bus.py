@@ -81,7 +81,8 @@ class MessageBus(BusLifecycle):
         in another process alike, and for the commands of every session (a session
         cannot scope one: look at ``command.session_id``). A middleware that raises
         gives a failed ``CommandResult`` and a ``CommandErrorEvent``, like a handler;
-        ``execute(timeout=)`` bounds each call of the handler, not the middleware.
+        ``execute(timeout=)`` bounds each call of the handler, not the middleware. A
+        command that no handler serves raises ``HandlerNotFoundError`` before any runs.
         """
         if not callable(middleware):
             raise TypeError(f"A middleware must be callable; got {type(middleware).__name__}.")

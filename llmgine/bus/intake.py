@@ -1,8 +1,8 @@
-"""Where a bus's accepted messages go: the sinks, the transport, the shared bus.
+"""Where a bus's accepted messages go: the sinks, the transport, the bridge.
 
 Accepting is the one point of order: a message accepted here is given, under one
 lock (publishers may be on other threads), to every sink, then (an event) to the
-transport that delivers it to the handlers, then (when connected) to the link that
+transport that delivers it to the handlers, then (when connected) to the bridge that
 forwards it to the other processes. Sinks buffer; the intake makes sure they flush
 within :data:`FLUSH_INTERVAL` however busy the bus, and turns a sink's failure or
 recovery into an event of its own.
@@ -19,7 +19,7 @@ from llmgine.bus.transport import LocalTransport
 from llmgine.observability.sinks import Record, SinkFailure, SinkSet
 
 if TYPE_CHECKING:
-    from llmgine.bus.remote.link import RedisLink
+    from llmgine.bus.ports import Bridge
 
 __all__ = ["FLUSH_INTERVAL", "Intake"]
 
@@ -28,7 +28,7 @@ FLUSH_INTERVAL = 0.1
 
 
 class Intake:
-    """Takes each accepted message once, in order, to the sinks, the transport and the link.
+    """Takes each accepted message once, in order, to the sinks, the transport and the bridge.
 
     Args:
         transport: Delivers accepted events to the handlers.
@@ -38,8 +38,8 @@ class Intake:
     def __init__(self, transport: LocalTransport, stats: BusStats) -> None:
         self.sinks = SinkSet(self._sink_changed)
         self.transport = transport
-        self.link: RedisLink | None = None
-        """The shared bus's link while connected: accepted events are forwarded to it."""
+        self.link: Bridge | None = None
+        """The bridge to other processes while connected: accepted events are forwarded to it."""
         self._stats = stats
         self._lock = threading.Lock()  # one order for the sinks and the queue, across threads
         self._notices: list[SinkFailure] = []
@@ -61,7 +61,7 @@ class Intake:
                     if queue:
                         self._put((record.message, record.span))  # type: ignore[arg-type]
                     if self.link is not None:
-                        self.link.forward(record)  # buffered; a sender task sends it to Redis
+                        self.link.forward(record)  # buffered: it never waits on the network
         if self._notices:
             self.report()
         if not self._flush_armed:

@@ -15,11 +15,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TextIO, cast
+from typing import Any, ClassVar, Self, TextIO
 
 from llmgine.bus.handlers import HandlerThreads
 from llmgine.bus.intake import Intake
 from llmgine.bus.loops import call_on, running_loop
+from llmgine.bus.ports import BridgeFactory, BusParts
 from llmgine.bus.queue import in_handler
 from llmgine.bus.registration import HandlerRegistrations
 from llmgine.bus.stats import BusStats
@@ -30,10 +31,6 @@ from llmgine.observability.console import ConsolePrinter
 from llmgine.observability.events import SpanContext
 from llmgine.observability.jsonl import JsonlLog
 from llmgine.observability.sinks import Sink
-
-if TYPE_CHECKING:
-    from llmgine.bus.bus import MessageBus
-    from llmgine.bus.remote.link import RedisLink
 
 __all__ = ["BusLifecycle"]
 
@@ -115,6 +112,10 @@ class BusLifecycle(HandlerRegistrations):
 
     async def _deliver(self, event: Event, span: SpanContext | None) -> None:
         """Run the handlers of one event (the transport calls it; see the subclass)."""
+        raise NotImplementedError
+
+    async def _emit(self, event: Event) -> None:
+        """Publish one of the bus's own events (see the subclass)."""
         raise NotImplementedError
 
     # ---------------------------------------------------------------- state
@@ -258,9 +259,19 @@ class BusLifecycle(HandlerRegistrations):
 
     # ----------------------------------------------- several processes (Redis)
 
+    bridge_factory: ClassVar[BridgeFactory | None] = None
+    """What :meth:`connect` attaches: ``factory(port, url, namespace, **options)``.
+
+    :mod:`llmgine.bus` sets it to the shared bus on Redis
+    (:class:`llmgine.bus.remote.RedisLink`); a subclass may attach another bridge.
+    """
+
     @property
-    def remote(self) -> RedisLink | None:
-        """The link to the shared bus on Redis while connected (see :meth:`connect`)."""
+    def remote(self) -> Any:
+        """The bridge to the shared bus while connected (see :meth:`connect`), else ``None``.
+
+        With the default bridge, a :class:`llmgine.bus.remote.RedisLink`.
+        """
         return self._intake.link
 
     async def connect(self, url: str, namespace: str = "llmgine", **options: Any) -> None:
@@ -287,15 +298,15 @@ class BusLifecycle(HandlerRegistrations):
         """
         if self._intake.link is not None:
             raise BusStateError("This bus is connected already; call bus.disconnect() first.")
-        try:
-            from llmgine.bus.remote.link import RedisLink
-        except ImportError as exc:  # pragma: no cover - depends on the environment
+        factory = type(self).bridge_factory  # from the class: a plain function, not bound
+        if factory is None:
             raise BusStateError(
-                "bus.connect() needs the redis package: pip install 'llmgine[redis]'."
-            ) from exc
+                f"{type(self).__name__}.bridge_factory is not set: nothing to connect with."
+            )
         await self.start()
+        port = BusParts(self._registry, self._transport, self._emit, self._threads)
         try:
-            link = RedisLink(cast("MessageBus", self), url, namespace, **options)
+            link = factory(port, url, namespace, **options)
         except ConfigurationError:
             raise
         except ValueError as exc:  # redis-py's word on a URL it cannot read

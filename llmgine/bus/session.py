@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llmgine.bus.queue import in_handler
 from llmgine.bus.registration import DecoratorForms
@@ -13,8 +13,8 @@ from llmgine.messages.commands import Command, CommandResult
 from llmgine.messages.events import Event
 
 if TYPE_CHECKING:
-    from llmgine.bus.bus import MessageBus
     from llmgine.bus.registry import HandlerEntry, HandlerRegistry
+    from llmgine.bus.transport import LocalTransport
 
 __all__ = ["BusSession", "current_session_id"]
 
@@ -24,6 +24,29 @@ _current_session: ContextVar[str | None] = ContextVar("llmgine_session", default
 def current_session_id() -> str | None:
     """Return the id of the session active in the current context, if any."""
     return _current_session.get()
+
+
+class SessionBus(Protocol):
+    """What a session needs of its bus (a :class:`~llmgine.bus.MessageBus` is one)."""
+
+    _transport: LocalTransport
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the bus is started and handling events."""
+        ...
+
+    async def publish(self, event: Event) -> None:
+        """Publish ``event``."""
+        ...
+
+    async def execute(self, command: Command, *, timeout: float | None = None) -> CommandResult:
+        """Execute ``command``."""
+        ...
+
+    async def wait_for_events(self) -> None:
+        """Return once the events published so far are handled."""
+        ...
 
 
 class BusSession(DecoratorForms):
@@ -36,7 +59,7 @@ class BusSession(DecoratorForms):
     bus handler a session registration replaced is put back.
     """
 
-    def __init__(self, bus: MessageBus, registry: HandlerRegistry, session_id: str) -> None:
+    def __init__(self, bus: SessionBus, registry: HandlerRegistry, session_id: str) -> None:
         self.bus = bus
         self._registry = registry
         self.session_id = session_id

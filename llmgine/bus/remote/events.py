@@ -232,7 +232,7 @@ class EventChannel:
         stream = link.keys.events
         mine = event_field(link.process_id.encode(), b"")
         my_notice = notice_field(link.process_id.encode())
-        transport = link.bus._transport
+        bus = link.bus
         block = int(link.heartbeat * 1000)
         while True:
             raise_if_cancelled()
@@ -262,9 +262,7 @@ class EventChannel:
                     item = self._take(name.rpartition(b" ")[2], value)
                     if item is None:
                         continue
-                    if transport.queue.is_full():
-                        await transport.reserve()
-                    transport.put(item)
+                    await bus.deliver(*item)
                     self.received += 1
             await link.blocking.xack(stream, group, *ids)
             self._passed(ids[-1])
@@ -312,7 +310,7 @@ class EventChannel:
         cls = self._classes.get(key) or self._resolve(key)
         if cls is None:
             return self._take_unknown(line)
-        if not self.link.bus._registry.event_handlers(cls):
+        if not self.link.bus.handles_event(cls):
             self.skipped += 1
             return None
         try:
@@ -332,7 +330,7 @@ class EventChannel:
             cls = envelope.message_class()
             if cls is None or not issubclass(cls, Event):
                 return None
-            if not self.link.bus._registry.event_handlers(cls):
+            if not self.link.bus.handles_event(cls):
                 self.skipped += 1
                 return None
             event = envelope.to_message()

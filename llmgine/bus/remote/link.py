@@ -47,6 +47,7 @@ from redis.exceptions import AuthenticationError, AuthorizationError, ResponseEr
 
 from llmgine.bus.registry import HandlerEntry
 from llmgine.bus.remote.caller import RemoteCaller
+from llmgine.bus.remote.connection import Connection
 from llmgine.bus.remote.events import EventChannel
 from llmgine.bus.remote.keys import WORKERS, Keys, redact, type_key
 from llmgine.bus.remote.listeners import Listeners
@@ -59,7 +60,7 @@ from llmgine.messages.events import Event
 from llmgine.observability.sinks import Record
 
 if TYPE_CHECKING:
-    from llmgine.bus.bus import MessageBus
+    from llmgine.bus.ports import BusPort
     from llmgine.messages.commands import Command
 
 __all__ = ["RedisLink"]
@@ -77,7 +78,8 @@ class RedisLink:
     keyword arguments below.
 
     Args:
-        bus: The local bus.
+        bus: The local bus's port (:class:`~llmgine.bus.ports.BusPort`): what the link
+            may do to it.
         url: The Redis URL, e.g. ``redis://127.0.0.1:6379/0``.
         namespace: Prefix of every key; buses in one namespace form one shared bus.
         heartbeat: Seconds between heartbeats (handler advertisements, claims, trims).
@@ -107,7 +109,7 @@ class RedisLink:
 
     def __init__(
         self,
-        bus: MessageBus,
+        bus: BusPort,
         url: str,
         namespace: str = "llmgine",
         *,
@@ -167,8 +169,10 @@ class RedisLink:
         self._closing = False
         self._down_since: float | None = None
         self._handlers_cache: dict[str, float] = {}
+        self.connection = Connection(self.redis, self.keys, self.process_id, heartbeat)
+        """What the parts that need no more of the link are given."""
         self.recovery = Recovery(self)
-        self.listeners = Listeners(self)
+        self.listeners = Listeners(self.connection, bus, forget_after)
         self.events = EventChannel(self, max_buffer)
         self.caller = RemoteCaller(self)
         self.runner = CommandRunner(self, max_concurrency, max_deliveries)
@@ -306,7 +310,7 @@ class RedisLink:
         except (*NETWORK_ERRORS, TimeoutError):
             failed.append("withdraw its handlers (others learn it within three heartbeats)")
         await self.runner.drain()
-        await self.bus._transport.join()  # events handled: what they publish is buffered
+        await self.bus.join()  # events handled: what they publish is buffered
         if not await self.flush(max(left(), 0.1)):
             failed.append(f"send {self.events.buffered} buffered events to the shared bus")
         await cancel_all(self._tasks)
@@ -525,7 +529,7 @@ class RedisLink:
 
         Groups of processes whose heartbeat expired (killed ones) are removed first.
         """
-        await trim(self)
+        await trim(self.connection, self.local_command_types())
 
     # -------------------------------------------------------------- events
 

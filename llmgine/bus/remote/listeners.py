@@ -37,7 +37,8 @@ from llmgine.bus.remote.keys import type_key
 from llmgine.bus.remote.wire import notice_field
 
 if TYPE_CHECKING:
-    from llmgine.bus.remote.link import RedisLink
+    from llmgine.bus.ports import BusPort
+    from llmgine.bus.remote.connection import Connection
 
 __all__ = ["Announcement", "Listeners"]
 
@@ -76,8 +77,10 @@ class Announcement:
 class Listeners:
     """This process's announcements, and what it knows of the other processes'."""
 
-    def __init__(self, link: RedisLink) -> None:
-        self.link = link
+    def __init__(self, connection: Connection, bus: BusPort, forget_after: float) -> None:
+        self.conn = connection
+        self.bus = bus
+        self.forget_after = forget_after
         self.version = 0
         """The version of this process's latest announcement."""
         self._announced: frozenset[str] | None = None
@@ -93,11 +96,11 @@ class Listeners:
 
     def local_types(self) -> frozenset[str]:
         """The event types this process has handlers for."""
-        rows = self.link.bus.registrations()
+        rows = self.bus.registrations()
         return frozenset(type_key(r.message_type) for r in rows if r.kind == "event")
 
     def _mine(self, types: frozenset[str]) -> bytes:
-        until = time.time() + self.link.forget_after
+        until = time.time() + self.forget_after
         return Announcement(self.version, until, types).dump()
 
     async def announce(self, *, force: bool = False) -> int:
@@ -114,10 +117,10 @@ class Listeners:
             if types != self._announced:
                 self.version += 1
             payload = self._mine(types)
-            keys = self.link.keys
-            pipe = self.link.redis.pipeline(transaction=False)
-            pipe.hset(keys.listeners, self.link.process_id, payload)
-            pipe.xadd(keys.events, {notice_field(self.link.process_id.encode()): payload})
+            keys = self.conn.keys
+            pipe = self.conn.redis.pipeline(transaction=False)
+            pipe.hset(keys.listeners, self.conn.process_id, payload)
+            pipe.xadd(keys.events, {notice_field(self.conn.process_id.encode()): payload})
             await pipe.execute()
             self._announced = types
         return self.version
@@ -125,7 +128,7 @@ class Listeners:
     def renew(self, pipe: Any) -> None:
         """Add the renewal of this process's announcement to a heartbeat's pipeline."""
         if self._announced is not None and not self._withdrawn:
-            pipe.hset(self.link.keys.listeners, self.link.process_id, self._mine(self._announced))
+            pipe.hset(self.conn.keys.listeners, self.conn.process_id, self._mine(self._announced))
 
     async def withdraw(self) -> None:
         """Say this process handles nothing any more (it leaves): for good."""
@@ -133,10 +136,10 @@ class Listeners:
             self._withdrawn = True
             self.version += 1
             payload = Announcement(self.version, 0.0, frozenset()).dump()
-            keys = self.link.keys
-            pipe = self.link.redis.pipeline(transaction=False)
-            pipe.hdel(keys.listeners, self.link.process_id)
-            pipe.xadd(keys.events, {notice_field(self.link.process_id.encode()): payload})
+            keys = self.conn.keys
+            pipe = self.conn.redis.pipeline(transaction=False)
+            pipe.hdel(keys.listeners, self.conn.process_id)
+            pipe.xadd(keys.events, {notice_field(self.conn.process_id.encode()): payload})
             await pipe.execute()
             self._announced = frozenset()
 
@@ -158,7 +161,7 @@ class Listeners:
 
     def apply(self, process_id: str, payload: bytes) -> None:
         """Take in one process's announcement (from a notice or the hash)."""
-        if process_id == self.link.process_id:
+        if process_id == self.conn.process_id:
             return
         announcement = Announcement.load(payload)
         if announcement is None:
@@ -178,7 +181,7 @@ class Listeners:
         for key, payload in mapping.items():
             process_id = key.decode(errors="replace")
             announcement = Announcement.load(payload)
-            if process_id == self.link.process_id or announcement is None:
+            if process_id == self.conn.process_id or announcement is None:
                 continue
             known = self._others.get(process_id)
             if known is not None and known.version > announcement.version:
@@ -189,17 +192,17 @@ class Listeners:
 
     async def refresh(self) -> None:
         """Read every process's announcement from Redis now."""
-        self.load(await self.link.redis.hgetall(self.link.keys.listeners))
+        self.load(await self.conn.redis.hgetall(self.conn.keys.listeners))
 
     async def refresh_one(self, process_id: str) -> None:
         """Read one process's announcement from Redis now."""
-        payload = await self.link.redis.hget(self.link.keys.listeners, process_id)
+        payload = await self.conn.redis.hget(self.conn.keys.listeners, process_id)
         if payload is not None:
             self.apply(process_id, payload)
 
     async def after_data_loss(self) -> None:
         """Announce again, and keep what was known until the others have too."""
-        self._keep_until = time.monotonic() + 3 * self.link.heartbeat
+        self._keep_until = time.monotonic() + 3 * self.conn.heartbeat
         await self.announce(force=True)
 
     async def wait_for(self, event_type: type, *, handled: bool = True) -> None:

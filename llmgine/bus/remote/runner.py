@@ -46,7 +46,6 @@ from redis.exceptions import ResponseError
 from llmgine.bus.handlers import (
     HandlerTimedOut,
     as_result,
-    call_command_handler,
     cancelled_from_outside,
     describe,
     failure_result,
@@ -439,11 +438,11 @@ class CommandRunner:
         tb = ""
         try:
             try:
-                handler = bus._registry.command_handler(type(command))
+                handler = bus.command_handler(type(command))
             except HandlerNotFoundError as exc:
                 return failure_result(command, start, str(exc), type(exc).__name__), ""
             span = Span(
-                bus._emit,
+                bus.emit,
                 command_type,
                 kind="CHAIN",
                 session_id=command.session_id,
@@ -455,9 +454,7 @@ class CommandRunner:
             async with span:
                 try:
                     # Sync handlers run in a handler thread: the loop goes on beating.
-                    value = await call_command_handler(
-                        handler, command, timeout, bus._threads, in_thread=True
-                    )
+                    value = await bus.call_handler(handler, command, timeout)
                 except HandlerTimedOut as exc:
                     message = f"{exc} (the caller's timeout)"
                     span.set_status("ERROR", f"TimeoutError: {message}")

@@ -4,34 +4,32 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
 
 from redis.exceptions import ResponseError
 
+from llmgine.bus.remote.connection import Connection
 from llmgine.bus.remote.listeners import Announcement
 from llmgine.bus.remote.wire import entry_order
-
-if TYPE_CHECKING:
-    from llmgine.bus.remote.link import RedisLink
 
 __all__ = ["trim"]
 
 logger = logging.getLogger(__name__)
 
 
-async def trim(link: RedisLink) -> None:
-    """Trim the events stream and the command streams handled by ``link``'s process.
+async def trim(link: Connection, command_types: Iterable[str]) -> None:
+    """Trim the events stream and the streams of ``command_types`` (handled here).
 
     Groups of processes whose heartbeat expired (killed ones) are removed first, and
     so are their announcements of the event types they handled.
     """
     await _forget_gone(link)
     await _trim(link, link.keys.events, drop_dead=True)
-    for key in link.local_command_types():
+    for key in command_types:
         await _trim(link, link.keys.command(key), drop_dead=False)
 
 
-async def _forget_gone(link: RedisLink) -> None:
+async def _forget_gone(link: Connection) -> None:
     now = time.time()
     gone = []
     for process_id, payload in (await link.redis.hgetall(link.keys.listeners)).items():
@@ -42,7 +40,7 @@ async def _forget_gone(link: RedisLink) -> None:
         await link.redis.hdel(link.keys.listeners, *gone)
 
 
-async def _trim(link: RedisLink, stream: str, *, drop_dead: bool) -> None:
+async def _trim(link: Connection, stream: str, *, drop_dead: bool) -> None:
     redis = link.redis
     try:
         groups = await redis.xinfo_groups(stream)

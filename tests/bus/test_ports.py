@@ -1,0 +1,142 @@
+"""A bridge attaches through the bus's port: the core names none, and a new one is a new class."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+import llmgine.bus
+from llmgine.bus import MessageBus
+from llmgine.bus.middleware import CallNext
+from llmgine.bus.ports import BusPort
+from llmgine.bus.registry import HandlerEntry
+from llmgine.errors import HandlerNotFoundError
+from llmgine.messages import Command, CommandResult, Event
+from llmgine.observability.sinks import Record
+
+BUS = Path(llmgine.bus.__file__).parent
+
+
+class AddCommand(Command):
+    a: int
+    b: int
+
+
+class PingEvent(Event):
+    n: int
+
+
+def imported(path: Path) -> set[str]:
+    """Every module ``path`` imports, TYPE_CHECKING blocks and function bodies included."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("name", ["bus.py", "intake.py", "lifecycle.py", "session.py", "ports.py"])
+def test_the_core_of_the_bus_imports_nothing_of_the_shared_bus(name: str) -> None:
+    assert {m for m in imported(BUS / name) if m.startswith("llmgine.bus.remote")} == set()
+
+
+def test_no_module_of_the_core_imports_the_bus_class_back() -> None:
+    # bus.py stands on its parts; none of them reaches up for MessageBus.
+    for path in BUS.glob("*.py"):
+        if path.name not in {"bus.py", "__init__.py"}:
+            assert "llmgine.bus.bus" not in imported(path), path.name
+
+
+class MemoryBridge:
+    """Joins the buses of one process that connect to one name: a bridge in ~40 lines."""
+
+    hubs: ClassVar[dict[str, list[MemoryBridge]]] = {}
+
+    def __init__(self, port: BusPort, url: str, namespace: str, **options: Any) -> None:
+        self.port = port
+        self.peers = self.hubs.setdefault(f"{url}/{namespace}", [])
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def open(self) -> None:
+        self.peers.append(self)
+
+    async def close(self) -> None:
+        self.peers.remove(self)
+        await asyncio.gather(*self.tasks)
+
+    def forward(self, record: Record) -> None:
+        event = record.message
+        if record.kind != "event" or not isinstance(event, Event):
+            return
+        for peer in self.peers:
+            if peer is not self and peer.port.handles_event(type(event)):
+                task = asyncio.get_running_loop().create_task(peer.port.deliver(event, None))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+
+    async def command_entry(
+        self, command_type: type[Command], timeout: float | None = None
+    ) -> HandlerEntry:
+        ports = [
+            peer.port
+            for peer in self.peers
+            if peer is not self
+            and any(row.message_type is command_type for row in peer.port.registrations())
+        ]
+        if not ports:
+            raise HandlerNotFoundError(f"No bus on this hub handles {command_type.__name__}.")
+        port, entry = ports[0], ports[0].command_handler(command_type)
+
+        async def run(command: Command) -> Any:
+            return await port.call_handler(entry, command, timeout)
+
+        return HandlerEntry(run, ("memory", command_type), "memory", True, -1, None)
+
+
+class MemoryBus(MessageBus):
+    bridge_factory = MemoryBridge
+
+
+def quiet() -> MemoryBus:
+    return MemoryBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
+
+
+@pytest.mark.timeout(30)
+async def test_a_bridge_of_its_own_carries_commands_and_events_between_buses() -> None:
+    caller, worker = quiet(), quiet()
+    heard: list[int] = []
+    pinged = asyncio.Event()
+
+    def on_ping(event: PingEvent) -> None:
+        heard.append(event.n)
+        pinged.set()
+
+    worker.register_command_handler(AddCommand, lambda command: command.a + command.b)
+    worker.register_event_handler(PingEvent, on_ping)
+    seen: list[str] = []
+
+    async def watch(command: Command, call_next: CallNext) -> CommandResult:
+        seen.append(type(command).__name__)
+        return await call_next(command)
+
+    caller.add_middleware(watch)
+    async with caller, worker:
+        await worker.connect("memory://", "t")
+        await caller.connect("memory://", "t")
+        assert isinstance(caller.remote, MemoryBridge)
+        result = await caller.execute(AddCommand(a=2, b=3), timeout=10)
+        assert (result.success, result.result) == (True, 5)
+        await caller.publish(PingEvent(n=7))
+        await asyncio.wait_for(pinged.wait(), 10)
+        await caller.disconnect()
+        assert caller.remote is None
+        with pytest.raises(HandlerNotFoundError):
+            await caller.execute(AddCommand(a=1, b=1))
+    assert heard == [7]
+    assert seen == ["AddCommand"]  # a command nobody handles raises before any middleware
