@@ -4,7 +4,6 @@ from llmgine.llm.approval import (
     ApproveToolCallCommand,
     ToolApprovalDecidedEvent,
     ToolApprovalRequestedEvent,
-    ToolApprovals,
 )
 from llmgine.llm.commands import ClearConversationCommand, PromptCommand, SetSystemPromptCommand
 from llmgine.llm.context import Conversation, ConversationStore
@@ -20,6 +19,7 @@ from llmgine.llm.providers import (
     default_model,
     provider_for,
 )
+from llmgine.llm.tool_approvals import ToolApprovals
 from llmgine.llm.tools import Tool, ToolRegistry, tool
 from llmgine.llm.types import ChatMessage, Completion, LLMRequest, StreamChunk, ToolCall, Usage
 

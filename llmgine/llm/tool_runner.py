@@ -12,9 +12,9 @@ from uuid import UUID
 
 from llmgine.bus.bus import MessageBus
 from llmgine.errors import ConfigurationError, ToolError
-from llmgine.llm.approval import ToolApprovals
 from llmgine.llm.events import ToolCallEvent, ToolResultEvent
 from llmgine.llm.mcp import McpServer, McpServers
+from llmgine.llm.tool_approvals import ToolApprovals
 from llmgine.llm.tools import Tool, ToolRegistry
 from llmgine.llm.types import ChatMessage, ToolCall
 from llmgine.observability.jsonsafe import json_safe

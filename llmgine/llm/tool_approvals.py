@@ -1,0 +1,459 @@
+"""Where tool calls wait for a person: :class:`ToolApprovals`, one per engine.
+
+The messages it reads and publishes (:class:`ApproveToolCallCommand`, the
+``ToolApproval*Event`` classes) live in :mod:`llmgine.llm.approval`, whose docstring
+says how an approval finds its call across conversations and processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
+from uuid import UUID
+
+from llmgine.bus.bus import MessageBus
+from llmgine.errors import AmbiguousApprovalError, ApprovalNotFoundError, ToolError
+from llmgine.llm.approval import (
+    ApproveToolCallCommand,
+    ToolApprovalDecidedEvent,
+    ToolApprovalEvent,
+    ToolApprovalRelayedEvent,
+    ToolApprovalRequestedEvent,
+    _new_id,
+    describe_request,
+)
+from llmgine.llm.types import ToolCall
+
+__all__ = ["PendingApproval", "ToolApprovals"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_APPROVAL_TIMEOUT = 300.0
+DEFAULT_RELAY_TIMEOUT = 10.0
+_REMEMBERED = 1000  # decided approvals kept, to say "already decided" instead of "unknown"
+_ENDED_FIRST = "the prompt ended (stopped or timed out) before a decision; the call did not run"
+
+
+class _Decision(NamedTuple):
+    approved: bool
+    reason: str | None
+    command_id: UUID | None
+
+
+@dataclass
+class PendingApproval:
+    """A tool call waiting for a decision in this process."""
+
+    call_id: str
+    tool_name: str
+    arguments: str
+    conversation_id: str
+    prompt_id: UUID
+    decision: asyncio.Future[_Decision] = field(repr=False)
+    approval_id: str = field(default_factory=_new_id)
+
+
+def _waiting_now(requests: list[ToolApprovalRequestedEvent]) -> str:
+    return "; ".join(describe_request(r) for r in requests) or "none"
+
+
+class ToolApprovals:
+    """The tool calls of one engine that wait for a person, and the command that decides them.
+
+    Registers the one handler of :class:`ApproveToolCallCommand` on ``bus``, and one
+    handler of the approval events (:class:`ToolApprovalEvent`), to know the calls waiting
+    in other processes of a shared bus and to apply decisions relayed from them.
+
+    Args:
+        bus: The engine's bus.
+        timeout: Seconds a call waits for a decision before it counts as denied;
+            ``None`` waits as long as it takes. Set it later as ``engine.approvals.timeout``.
+        relay_timeout: On a shared bus, seconds a decision for a call waiting in another
+            process may take to be applied there before the command fails.
+    """
+
+    def __init__(
+        self,
+        bus: MessageBus,
+        timeout: float | None = DEFAULT_APPROVAL_TIMEOUT,
+        relay_timeout: float = DEFAULT_RELAY_TIMEOUT,
+    ) -> None:
+        self.bus = bus
+        self.timeout = timeout
+        self.relay_timeout = relay_timeout
+        self._pending: dict[str, PendingApproval] = {}
+        self._known: dict[str, ToolApprovalRequestedEvent] = {}  # waiting anywhere, by approval id
+        self._decided: OrderedDict[str, ToolApprovalDecidedEvent] = OrderedDict()
+        self._answers: dict[str, list[asyncio.Future[ToolApprovalDecidedEvent]]] = {}
+        self._heard: set[asyncio.Future[None]] = set()
+        self._publishing: set[asyncio.Future[None]] = set()
+        previous = getattr(bus.command_handler_of(ApproveToolCallCommand), "__self__", None)
+        if isinstance(previous, ToolApprovals) and previous is not self:
+            # A new engine on the bus takes over: calls still waiting in the old one stay decidable.
+            previous.detach()
+            self._pending, self._known, self._decided = (
+                previous._pending,
+                previous._known,
+                previous._decided,
+            )
+        bus.register_command_handler(ApproveToolCallCommand, self.handle_approve, replace=True)
+        bus.register_event_handler(ToolApprovalEvent, self.on_approval_event)
+
+    def detach(self) -> None:
+        """Stop following the bus's approval events (another engine took over)."""
+        self.bus.unregister_event_handler(ToolApprovalEvent, self.on_approval_event)
+
+    def __repr__(self) -> str:
+        pending = [p.call_id for p in self.pending]
+        return f"<ToolApprovals pending={pending} timeout={self.timeout}s>"
+
+    @property
+    def pending(self) -> list[PendingApproval]:
+        """The calls waiting in this process, oldest first."""
+        return list(self._pending.values())
+
+    @property
+    def waiting(self) -> list[ToolApprovalRequestedEvent]:
+        """The requests of every call known to wait, oldest first.
+
+        This process's own, and on a shared bus the other processes' it has heard of.
+        """
+        now = time.time()
+        for approval_id, request in list(self._known.items()):
+            if approval_id in self._pending or request.timeout is None:
+                continue
+            if request.timestamp.timestamp() + request.timeout + self.relay_timeout < now:
+                del self._known[approval_id]  # its process went away without a decision
+        return list(self._known.values())
+
+    # ------------------------------------------------------------ deciding
+
+    async def handle_approve(self, command: ApproveToolCallCommand) -> str:
+        """Decide a waiting call; the result says what was decided.
+
+        Raises:
+            ApprovalNotFoundError: No such call is waiting (already decided, timed out,
+                unknown), or no process applied the decision within ``relay_timeout``.
+            AmbiguousApprovalError: ``call_id`` matches several waiting calls.
+        """
+        approval_id = await self._resolve(command)
+        decision = _Decision(command.approve, command.reason, command.id)
+        verb = "approved" if command.approve else "denied"
+        waiting = self._pending.pop(approval_id, None)
+        if waiting is not None and not waiting.decision.done():
+            self._apply(waiting, decision)
+            return f"{verb} {waiting.tool_name} ({waiting.call_id})"
+        decided = self._decided.get(approval_id)
+        if decided is not None:
+            raise ApprovalNotFoundError(self._already(decided))
+        if self.bus.remote is None:
+            raise ApprovalNotFoundError(
+                f"no tool call with approval_id {approval_id} is waiting for approval; "
+                f"waiting now: {_waiting_now(self.waiting)}"
+            )
+        decided = await self._relay(approval_id, command)
+        if decided.command_id != command.id:
+            raise ApprovalNotFoundError(self._already(decided))
+        return f"{verb} {decided.tool_name} ({decided.call_id})"
+
+    async def _resolve(self, command: ApproveToolCallCommand) -> str:
+        """The approval id the command means; refuse anything ambiguous."""
+        if command.approval_id:
+            # Every key given must be the call's: approval_id with another call's
+            # conversation_id decides nothing.
+            known = self._known.get(command.approval_id)
+            decided = self._decided.get(command.approval_id)
+            mismatch = ""
+            if known is not None:
+                mismatch = _mismatch(command.call_id, command.conversation_id, known)
+                shown = describe_request(known)
+            elif decided is not None:
+                mismatch = _mismatch(command.call_id, command.conversation_id, decided)
+                shown = self._already(decided)
+            if mismatch:
+                raise ApprovalNotFoundError(
+                    f"approval_id {command.approval_id} is for {mismatch}; nothing was "
+                    f"decided. Give only the approval_id, or the keys of the call you "
+                    f"mean: {shown}"
+                )
+            return command.approval_id
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.relay_timeout
+        while True:
+            matches = [
+                r
+                for r in self.waiting
+                if r.call_id == command.call_id
+                and command.conversation_id in (None, r.conversation_id)
+            ]
+            if len(matches) == 1:
+                return matches[0].approval_id
+            if len(matches) > 1:
+                raise AmbiguousApprovalError(
+                    f"{len(matches)} tool calls {command.call_id!r} wait for approval; name "
+                    f"one by approval_id=... (or give conversation_id=...): "
+                    f"{_waiting_now(matches)}"
+                )
+            remaining = deadline - loop.time()
+            if self.bus.remote is None or remaining <= 0:
+                where = f" in conversation {command.conversation_id!r}"
+                raise ApprovalNotFoundError(
+                    f"no tool call {command.call_id!r}"
+                    f"{where if command.conversation_id else ''} is waiting for approval; "
+                    f"waiting now: {_waiting_now(self.waiting)}"
+                )
+            # On a shared bus the request may still be on its way to this process.
+            heard: asyncio.Future[None] = loop.create_future()
+            self._heard.add(heard)
+            try:
+                await asyncio.wait_for(heard, remaining)
+            except TimeoutError:
+                pass
+            finally:
+                self._heard.discard(heard)
+
+    async def _relay(
+        self, approval_id: str, command: ApproveToolCallCommand
+    ) -> ToolApprovalDecidedEvent:
+        """Send a decision to the process where the call waits; return its outcome."""
+        answer: asyncio.Future[ToolApprovalDecidedEvent] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._answers.setdefault(approval_id, []).append(answer)
+        try:
+            await self.bus.publish(
+                ToolApprovalRelayedEvent(
+                    approval_id=approval_id,
+                    approve=command.approve,
+                    reason=command.reason,
+                    command_id=command.id,
+                    call_id=command.call_id or None,
+                    conversation_id=command.conversation_id,
+                )
+            )
+            return await asyncio.wait_for(answer, self.relay_timeout)
+        except TimeoutError:
+            raise ApprovalNotFoundError(
+                f"no process of the shared bus applied the decision on approval_id "
+                f"{approval_id} within {self.relay_timeout:g} s: no such call waits (it was "
+                f"decided, timed out or never asked, or its call_id / conversation_id are not "
+                f"the command's) or its engine's process is gone; "
+                f"waiting now: {_waiting_now(self.waiting)}"
+            ) from None
+        finally:
+            answers = self._answers.get(approval_id, [])
+            if answer in answers:
+                answers.remove(answer)
+            if not answers:
+                self._answers.pop(approval_id, None)
+
+    @staticmethod
+    def _already(decided: ToolApprovalDecidedEvent) -> str:
+        if decided.decided_by == "timeout":
+            verdict = "it timed out without a decision"
+        elif decided.decided_by == "cancelled":
+            verdict = f"{decided.reason or _ENDED_FIRST}. Ask again in a new prompt"
+        else:
+            verdict = (
+                f"it was {'approved' if decided.approved else 'denied'} by another command "
+                f"(already decided by command {decided.command_id})"
+            )
+        return (
+            f"tool call {decided.call_id!r} ({decided.tool_name} in conversation "
+            f"{decided.conversation_id!r}, approval_id {decided.approval_id}) is no longer "
+            f"waiting: {verdict}"
+        )
+
+    def _remember(self, decided: ToolApprovalDecidedEvent) -> None:
+        """Note a decision at once: the call no longer waits, here or in any lookup."""
+        if decided.approval_id is None:
+            return
+        self._known.pop(decided.approval_id, None)
+        self._decided[decided.approval_id] = decided
+        self._decided.move_to_end(decided.approval_id)
+        while len(self._decided) > _REMEMBERED:
+            self._decided.popitem(last=False)
+
+    def _apply(self, waiting: PendingApproval, decision: _Decision) -> None:
+        """Decide a call waiting in this process (already taken out of ``_pending``)."""
+        self._remember(
+            ToolApprovalDecidedEvent(
+                call_id=waiting.call_id,
+                tool_name=waiting.tool_name,
+                conversation_id=waiting.conversation_id,
+                prompt_id=waiting.prompt_id,
+                approved=decision.approved,
+                reason=decision.reason,
+                decided_by="command",
+                approval_id=waiting.approval_id,
+                command_id=decision.command_id,
+            )
+        )
+        _settle(waiting.decision, decision)
+
+    # ------------------------------------------------------------ the bus's approval events
+
+    async def on_approval_event(self, event: ToolApprovalEvent) -> None:
+        """Follow the approval events of every process on the bus (the one handler)."""
+        if isinstance(event, ToolApprovalRequestedEvent):
+            await self.on_requested(event)
+        elif isinstance(event, ToolApprovalDecidedEvent):
+            await self.on_decided(event)
+        elif isinstance(event, ToolApprovalRelayedEvent):
+            await self.on_relayed(event)
+
+    async def on_requested(self, event: ToolApprovalRequestedEvent) -> None:
+        """Note a call waiting somewhere on the bus (this process or another)."""
+        if event.approval_id in self._decided:
+            return
+        self._known[event.approval_id] = event
+        while len(self._known) > 10 * _REMEMBERED:
+            del self._known[next(iter(self._known))]
+        for heard in list(self._heard):
+            if not heard.done():
+                heard.set_result(None)
+
+    async def on_decided(self, event: ToolApprovalDecidedEvent) -> None:
+        """Forget a decided call; answer a relayed decision waiting for it."""
+        if event.approval_id is None:
+            return
+        self._remember(event)
+        for answer in self._answers.get(event.approval_id, []):
+            if not answer.done():
+                answer.set_result(event)
+
+    async def on_relayed(self, event: ToolApprovalRelayedEvent) -> None:
+        """Apply a decision relayed by another process, if the call waits here and is the one.
+
+        A decision whose ``call_id`` or ``conversation_id`` is not the call's is not applied
+        (the relaying command then fails after its ``relay_timeout``).
+        """
+        waiting = self._pending.get(event.approval_id)
+        if waiting is None or waiting.decision.done():
+            return
+        mismatch = _mismatch(event.call_id, event.conversation_id, waiting)
+        if mismatch:
+            logger.warning(
+                "not applying the decision of command %s on approval_id %s: it is for %s",
+                event.command_id,
+                event.approval_id,
+                mismatch,
+            )
+            return
+        del self._pending[event.approval_id]
+        self._apply(waiting, _Decision(event.approve, event.reason, event.command_id))
+
+    # ------------------------------------------------------------ waiting
+
+    async def check(self, call: ToolCall, conversation_id: str, prompt_id: UUID) -> None:
+        """Wait for a decision on ``call``; return if approved.
+
+        Raises:
+            ToolError: Denied, or no decision within ``timeout``; the message goes to the model.
+        """
+        decision: asyncio.Future[_Decision] = asyncio.get_running_loop().create_future()
+        waiting = PendingApproval(
+            call.id, call.name, call.arguments, conversation_id, prompt_id, decision
+        )
+        request = ToolApprovalRequestedEvent(
+            call_id=call.id,
+            tool_name=call.name,
+            arguments=call.arguments,
+            conversation_id=conversation_id,
+            prompt_id=prompt_id,
+            timeout=self.timeout,
+            approval_id=waiting.approval_id,
+        )
+        self._pending[waiting.approval_id] = waiting
+        self._known[waiting.approval_id] = request
+        command_id: UUID | None = None
+        reason: str | None
+        decided_by: Literal["command", "timeout", "cancelled"] = "cancelled"
+        approved, reason = False, _ENDED_FIRST  # unless decided or timed out
+        try:
+            await self.bus.publish(request)
+            try:
+                approved, reason, command_id = await asyncio.wait_for(decision, self.timeout)
+                decided_by = "command"
+            except TimeoutError:
+                reason, decided_by = None, "timeout"
+        finally:
+            self._pending.pop(waiting.approval_id, None)
+            self._known.pop(waiting.approval_id, None)
+            decided = ToolApprovalDecidedEvent(
+                call_id=call.id,
+                tool_name=call.name,
+                conversation_id=conversation_id,
+                prompt_id=prompt_id,
+                approved=approved,
+                reason=reason,
+                decided_by=decided_by,
+                approval_id=waiting.approval_id,
+                command_id=command_id,
+            )
+            self._remember(decided)
+            # Also when the prompt was stopped (or failed) before a decision: every process
+            # must forget the call, even if this task is cancelled while telling them.
+            await self._publish_shielded(decided)
+        if approved:
+            return
+        if decided_by == "timeout":
+            raise ToolError(
+                f"{call.name} was not run: nobody approved the call within {self.timeout} s"
+            )
+        because = f": {reason}" if reason else ""
+        raise ToolError(f"{call.name} was not run: the user denied the call{because}")
+
+    async def _publish_shielded(self, decided: ToolApprovalDecidedEvent) -> None:
+        """Publish a decision; a cancellation of this task does not stop the publication."""
+        publishing = asyncio.ensure_future(self.bus.publish(decided))
+        self._publishing.add(publishing)
+        publishing.add_done_callback(self._published)
+        # asyncio.wait never cancels what it waits for: cancelled here, the publication goes
+        # on in the background (and the cancellation goes on to the caller).
+        await asyncio.wait({publishing})
+
+    def _published(self, publishing: asyncio.Future[None]) -> None:
+        self._publishing.discard(publishing)
+        if not publishing.cancelled() and publishing.exception() is not None:
+            logger.error(
+                "could not publish the decision on a tool call that waited for approval; "
+                "other processes may list it as waiting until its approval timeout",
+                exc_info=publishing.exception(),
+            )
+
+
+def _mismatch(
+    call_id: str | None,
+    conversation_id: str | None,
+    call: ToolApprovalRequestedEvent | ToolApprovalDecidedEvent | PendingApproval,
+) -> str:
+    """Which given key is not the call's ("" if every key given matches)."""
+    if call_id and call_id != call.call_id:
+        return f"call {call.call_id!r}, not call_id {call_id!r}"
+    if conversation_id is not None and conversation_id != call.conversation_id:
+        return f"conversation {call.conversation_id!r}, not conversation_id {conversation_id!r}"
+    return ""
+
+
+def _settle(future: asyncio.Future[_Decision], decision: _Decision) -> None:
+    """Give ``future`` its decision, from its own loop's thread or any other."""
+    loop = future.get_loop()
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:  # pragma: no cover - handlers always run on a loop
+        running = None
+    if running is loop:
+        if not future.done():
+            future.set_result(decision)
+    else:
+        loop.call_soon_threadsafe(_set, future, decision)
+
+
+def _set(future: asyncio.Future[_Decision], decision: _Decision) -> None:
+    if not future.done():
+        future.set_result(decision)
