@@ -8,7 +8,7 @@ from llmgine.bus.registry import Registration
 from llmgine.bus.session import BusSession, current_session_id
 from llmgine.bus.stats import BusStats
 from llmgine.bus.transport import LocalTransport, Transport
-from llmgine.errors import BusStateError
+from llmgine.errors import BusStateError, ConfigurationError
 
 __all__ = [
     "BusSession",
@@ -29,7 +29,17 @@ def _shared_bus_on_redis(port: BusPort, url: str, namespace: str, **options: Any
         raise BusStateError(
             "bus.connect() needs the redis package: pip install 'llmgine[redis]'."
         ) from exc
-    return RedisLink(port, url, namespace, **options)
+    try:
+        return RedisLink(port, url, namespace, **options)
+    except ConfigurationError:
+        raise
+    except ValueError as exc:  # redis-py's word on a URL it cannot read
+        from llmgine._urls import redact_url
+
+        raise ConfigurationError(
+            f"Not a Redis URL: {redact_url(url)} ({type(exc).__name__}); expected "
+            "redis://[[user]:password@]host[:port][/db], rediss://... or unix://..."
+        ) from None
 
 
 MessageBus.bridge_factory = _shared_bus_on_redis  # the one place a bridge is wired in

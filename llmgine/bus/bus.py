@@ -1,52 +1,45 @@
 """The MessageBus: commands to exactly one handler, events to many, everything to the sinks.
 
-Dispatch only: the lifecycle and the parts (:mod:`llmgine.bus.lifecycle`), where
-accepted messages go (:mod:`llmgine.bus.intake`), how events wait and reach their
-handlers (:mod:`llmgine.bus.transport`) and who handles what (the registry) are
-elsewhere.
+One class made of its parts, wired in ``__init__``: the registry (who handles what),
+the dispatcher (:mod:`llmgine.bus.dispatch`: middleware, handlers, outcomes), the
+transport (:mod:`llmgine.bus.transport`: how events wait and reach their handlers),
+the intake (:mod:`llmgine.bus.intake`: where accepted messages go) and the lifecycle
+(:mod:`llmgine.bus.lifecycle`: start, stop, wait, the bridge to other processes).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import os
 import time
 import uuid
-from inspect import isawaitable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar, Self, TextIO
 
-from llmgine.bus.handlers import (
-    HandlerThreads,
-    HandlerTimedOut,
-    as_result,
-    call_command_handler,
-    cancelled_from_outside,
-    describe,
-    failure_result,
-)
-from llmgine.bus.lifecycle import BusLifecycle
-from llmgine.bus.middleware import CallNext, Middleware, chain
-from llmgine.bus.queue import Delivery, delivering
-from llmgine.bus.registry import HandlerEntry
+from llmgine.bus.dispatch import Dispatcher
+from llmgine.bus.handlers import HandlerThreads
+from llmgine.bus.intake import Intake
+from llmgine.bus.lifecycle import Lifecycle, jsonl_log
+from llmgine.bus.middleware import Middleware
+from llmgine.bus.ports import BridgeFactory, BusParts
+from llmgine.bus.registration import DecoratorForms
+from llmgine.bus.registry import HandlerRegistry, Registration
 from llmgine.bus.session import BusSession, _current_session
 from llmgine.bus.stats import BusStats
+from llmgine.bus.transport import LocalTransport
+from llmgine.errors import ConfigurationError
 from llmgine.messages.commands import Command, CommandResult
-from llmgine.messages.events import (
-    CommandErrorEvent,
-    CommandResultEvent,
-    Event,
-    EventHandlerFailedEvent,
-)
-from llmgine.observability.events import SpanContext
-from llmgine.observability.sinks import Record
+from llmgine.messages.events import Event
+from llmgine.observability.console import ConsolePrinter
+from llmgine.observability.sinks import Record, Sink
 from llmgine.observability.spans import Span, _current_span
 
 __all__ = ["BusStats", "MessageBus"]
 
-logger = logging.getLogger(__name__)
 
-
-class MessageBus(BusLifecycle):
+class MessageBus(DecoratorForms):
     """Carries commands (exactly one handler each) and events (any number of handlers).
 
     Every command executed and every event published is accepted once, in order,
@@ -68,7 +61,112 @@ class MessageBus(BusLifecycle):
         ...     result = await bus.execute(MyCommand())
     """
 
-    _middleware: tuple[Middleware, ...] = ()
+    bridge_factory: ClassVar[BridgeFactory | None] = None
+    """What :meth:`connect` attaches: ``factory(port, url, namespace, **options)``.
+
+    :mod:`llmgine.bus` sets it to the shared bus on Redis
+    (:class:`llmgine.bus.remote.RedisLink`); a subclass may attach another bridge.
+    """
+
+    def __init__(
+        self,
+        log_dir: str | os.PathLike[str] | None = "logs",
+        log_filename: str | None = None,
+        enable_console_metrics: bool = True,
+        enable_console_traces: bool = True,
+        *,
+        console_stream: TextIO | None = None,
+        max_queue_size: int = 1_000,
+        sinks: Iterable[Sink] = (),
+    ) -> None:
+        if max_queue_size < 1:
+            raise ConfigurationError(f"max_queue_size must be at least 1; got {max_queue_size}.")
+        self._registry = HandlerRegistry()
+        self._stats = BusStats()
+        self._threads = HandlerThreads()  # no thread until a sync handler needs one
+        self._dispatch = Dispatcher(
+            self._registry, self._stats, self._threads, self._emit, self._accept_later
+        )
+        self._transport = LocalTransport(self._dispatch.deliver, self._flush_due, max_queue_size)
+        self._intake = Intake(self._transport, self._stats)
+        self._accept = self._intake.accept  # bound once: it is on every message's path
+        self._log = jsonl_log(log_dir, log_filename)
+        self.console = ConsolePrinter(
+            console_stream, metrics=enable_console_metrics, traces=enable_console_traces
+        )
+        # Either console flag can be switched on later through bus.console.
+        on = enable_console_metrics or enable_console_traces
+        for sink in (self._log, self.console if on else None, *sinks):
+            if sink is not None:
+                self._intake.sinks.add(sink)
+        port = BusParts(self._registry, self._transport, self._emit, self._threads)
+        self._lifecycle = Lifecycle(self._transport, self._intake, self._threads, self._log, port)
+
+    def _accept_later(self, record: Record) -> None:
+        self._accept(record)
+
+    def _flush_due(self) -> None:
+        self._intake.flush_due()
+
+    def __repr__(self) -> str:
+        state = "running" if self.is_running else "stopped"
+        return (
+            f"<{type(self).__name__} {state} log={str(self.log_path) if self.log_path else None!r}>"
+        )
+
+    def _repr_html_(self) -> str:
+        from llmgine._html import table
+
+        state = "running" if self.is_running else "stopped"
+        rows = self.stats.rows(state, self.log_path, len(self.registrations()), self.pending_events)
+        return table(type(self).__name__, rows)
+
+    # ------------------------------------------------------------ handlers
+
+    def register_command_handler(
+        self, command_type: type[Command], handler: Callable[[Any], Any], *, replace: bool = False
+    ) -> None:
+        """Make ``handler`` (sync or async) the one handler of ``command_type``.
+
+        Args:
+            command_type: The command class.
+            handler: A function or bound method taking the command.
+            replace: Replace a different handler the type has (logged as a warning).
+
+        Raises:
+            HandlerAlreadyRegisteredError: A different handler serves the type already.
+                Registering a new definition of the same function (same module and
+                qualified name, as when a notebook cell runs again) replaces it.
+        """
+        self._registry.add_command(command_type, handler, owner=None, replace=replace)
+
+    def unregister_command_handler(self, command_type: type[Command]) -> bool:
+        """Remove the handler of ``command_type``; return whether there was one."""
+        return self._registry.remove_command(command_type)
+
+    def command_handler_of(self, command_type: type[Command]) -> Callable[[Any], Any] | None:
+        """Return the handler registered for exactly ``command_type``, if any."""
+        return self._registry.command_handler_of(command_type)
+
+    def register_event_handler(
+        self, event_type: type[Event], handler: Callable[[Any], Any]
+    ) -> None:
+        """Add ``handler`` (sync or async) for ``event_type`` and all its subclasses.
+
+        Handlers run in registration order; a new definition of a registered
+        function replaces it in place.
+        """
+        self._registry.add_event(event_type, handler, owner=None)
+
+    def unregister_event_handler(
+        self, event_type: type[Event], handler: Callable[[Any], Any]
+    ) -> bool:
+        """Remove ``handler`` from ``event_type``; return whether it was registered."""
+        return self._registry.remove_event(event_type, handler)
+
+    def registrations(self) -> list[Registration]:
+        """Return every handler registration, commands first."""
+        return self._registry.registrations()
 
     # ------------------------------------------------------------ middleware
 
@@ -86,15 +184,15 @@ class MessageBus(BusLifecycle):
         """
         if not callable(middleware):
             raise TypeError(f"A middleware must be callable; got {type(middleware).__name__}.")
-        self._middleware = (*self._middleware, middleware)
+        self._dispatch.middleware = (*self._dispatch.middleware, middleware)
 
     def remove_middleware(self, middleware: Middleware) -> bool:
         """Stop running ``middleware``; return whether it was added."""
-        if middleware not in self._middleware:
+        if middleware not in self._dispatch.middleware:
             return False
-        kept = list(self._middleware)
+        kept = list(self._dispatch.middleware)
         kept.remove(middleware)
-        self._middleware = tuple(kept)
+        self._dispatch.middleware = tuple(kept)
         return True
 
     # ------------------------------------------------------------ scopes
@@ -157,88 +255,10 @@ class MessageBus(BusLifecycle):
         try:
             async with span:
                 self._accept(Record("command", command, span.context), queue=False)
-                return await self._run(command, entry, span, timeout)
+                return await self._dispatch.run(command, entry, span, timeout)
         finally:
             if token is not None:
                 _current_session.reset(token)
-
-    async def _run(
-        self, command: Command, entry: HandlerEntry, span: Span, timeout: float | None
-    ) -> CommandResult:
-        start = time.perf_counter()
-        tracebacks: dict[int, str] = {}
-        try:
-            if self._middleware:  # the one cost of middleware to a bus that has none
-                handler = self._handler_call(entry, timeout, start, tracebacks, self._threads)
-                result = as_result(await chain(self._middleware, handler)(command), command, start)
-            else:
-                result = as_result(
-                    await call_command_handler(entry, command, timeout, self._threads),
-                    command,
-                    start,
-                )
-        except HandlerTimedOut as exc:
-            return await self._failed(command, start, span, str(exc), "TimeoutError", "")
-        except BaseException as exc:
-            message, error_type, tb = describe(exc)
-            cancelled = isinstance(exc, asyncio.CancelledError) and cancelled_from_outside()
-            if cancelled:
-                message = "the command was cancelled"
-            result = await self._failed(command, start, span, message, error_type, tb)
-            if cancelled or isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
-            return result
-        if result.success:
-            done = CommandResultEvent(session_id=command.session_id, command_result=result)
-            await self._emit(done)
-        else:
-            await self._publish_failure(command, result, tracebacks.get(id(result), ""), span)
-        return result
-
-    @staticmethod
-    def _handler_call(
-        entry: HandlerEntry,
-        timeout: float | None,
-        start: float,
-        tracebacks: dict[int, str],
-        threads: HandlerThreads,
-    ) -> CallNext:
-        """The end of the middleware chain: the handler, its failures as failed results."""
-
-        async def handler(command: Command) -> CommandResult:
-            try:
-                value = await call_command_handler(entry, command, timeout, threads)
-            except HandlerTimedOut as exc:
-                return failure_result(command, start, str(exc), "TimeoutError")
-            except BaseException as exc:
-                if isinstance(exc, KeyboardInterrupt | SystemExit) or (
-                    isinstance(exc, asyncio.CancelledError) and cancelled_from_outside()
-                ):
-                    raise
-                message, error_type, tb = describe(exc)
-                failed = failure_result(command, start, message, error_type)
-                tracebacks[id(failed)] = tb  # the CommandErrorEvent carries it
-                return failed
-            return as_result(value, command, start)
-
-        return handler
-
-    async def _failed(
-        self, command: Command, start: float, span: Span, error: str, error_type: str, tb: str
-    ) -> CommandResult:
-        result = failure_result(command, start, error, error_type)
-        await self._publish_failure(command, result, tb, span)
-        return result
-
-    async def _publish_failure(
-        self, command: Command, result: CommandResult, tb: str, span: Span
-    ) -> None:
-        self._stats.commands_failed += 1
-        span.set_status("ERROR", f"{result.error_type}: {result.error}")
-        failed = CommandErrorEvent(
-            session_id=command.session_id, command_result=result, traceback=tb
-        )
-        await self._emit(failed)
 
     async def publish(self, event: Event) -> None:
         """Accept ``event``: give it to the sinks and queue it for its handlers.
@@ -273,63 +293,148 @@ class MessageBus(BusLifecycle):
         if session_id is not None and message.session_id == "global":
             message.session_id = session_id
 
-    # ------------------------------------------------------------ handling
+    # ------------------------------------------------------------ state
 
-    async def _deliver(self, event: Event, span: SpanContext | None) -> None:
-        """Run the handlers of one event, in the span and session it was published in.
+    @property
+    def stats(self) -> BusStats:
+        """Running totals: messages, failures of handlers and sinks, restarts, stalls."""
+        stats = self._stats
+        stats.sink_failures = self._intake.sinks.failures
+        stats.events_handled = self._transport.delivered
+        stats.consumer_restarts = self._transport.restarts
+        stats.publisher_stalls = self._transport.queue.stalls
+        return stats
 
-        Every outcome of a handler is caught and reported (``CancelledError``,
-        ``KeyboardInterrupt``, ``GeneratorExit``, any ``BaseException``); only the
-        cancellation of the consumer itself propagates, after it is reported too.
+    @property
+    def log_path(self) -> Path | None:
+        """Path of the JSONL log, or ``None`` when the bus writes no file."""
+        return None if self._log is None else self._log.path
+
+    @property
+    def sinks(self) -> tuple[Sink, ...]:
+        """The sinks every accepted message goes to, in order."""
+        return tuple(self._intake.sinks)
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the bus is started and handling events."""
+        return self._transport.is_running
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the bus runs on while started (in a notebook: the kernel's)."""
+        return self._transport.loop
+
+    @property
+    def pending_events(self) -> int:
+        """Events published but not yet handled."""
+        return self._transport.pending
+
+    def add_sink(self, sink: Sink) -> None:
+        """Give every message accepted from now on to ``sink`` too (see :class:`Sink`)."""
+        self._intake.sinks.add(sink)
+
+    def remove_sink(self, sink: Sink) -> bool:
+        """Stop giving messages to ``sink`` (it is not closed); return whether it was there."""
+        return self._intake.sinks.remove(sink)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start handling events on the running event loop (a no-op if started).
+
+        Events published before ``start()`` are handled now, in order. A stopped
+        bus may be started again, on the same or another event loop.
+
+        Raises:
+            OSError: The log file cannot be created or opened (a wrong ``log_dir``);
+                write failures later on are reported, not raised.
         """
-        handlers = self._registry.event_handlers(type(event))
-        if not handlers:
-            return
-        span_token = _current_span.set(span) if span is not None else None
-        session_token = (
-            _current_session.set(event.session_id) if event.session_id != "global" else None
-        )
-        delivery = Delivery()  # tasks the handlers start share it, and see it end
-        delivery_token = delivering.set(delivery)
-        try:
-            for entry in handlers:  # inlined: this loop is the hot path of every event
-                try:
-                    value = entry.fn(event)
-                    if entry.is_async or (value is not None and isawaitable(value)):
-                        await value
-                except asyncio.CancelledError as exc:
-                    self._handler_failed(event, entry, exc)
-                    if cancelled_from_outside():
-                        raise
-                except BaseException as exc:
-                    self._handler_failed(event, entry, exc)
-        finally:
-            delivery.active = False
-            delivering.reset(delivery_token)
-            if session_token is not None:
-                _current_session.reset(session_token)
-            if span_token is not None:
-                _current_span.reset(span_token)
+        await self._lifecycle.start()
 
-    def _handler_failed(self, event: Event, entry: HandlerEntry, exc: BaseException) -> None:
-        self._stats.handler_failures += 1
-        message, error_type, tb = describe(exc)
-        logger.error(
-            "Event handler %s failed on %s: %s: %s",
-            entry.name,
-            type(event).__name__,
-            error_type,
-            message,
-        )
-        if isinstance(event, EventHandlerFailedEvent):
-            return  # a failing failure handler is logged, not published again
-        failed = EventHandlerFailedEvent(
-            event_id=event.id,
-            event_type=type(event).__name__,
-            handler=entry.name,
-            error=message,
-            error_type=error_type,
-            traceback=tb,
-            session_id=event.session_id,
-        )
-        self._accept(Record("event", failed, _current_span.get()))
+    async def stop(self) -> None:
+        """Handle every queued event, then flush and close the sinks (idempotent).
+
+        Raises:
+            BusStateError: Called from a handler, or from another thread while the
+                bus's loop is not running.
+        """
+        await self._lifecycle.stop()
+
+    def on_stop(self, callback: Callable[[], Awaitable[None]]) -> Callable[[], None]:
+        """Await ``callback()`` in every ``stop()``, once the queued events are handled.
+
+        For what lives as long as the bus (an engine's MCP server processes). A
+        callback that raises is logged and the others still run. Returns a function
+        that removes the callback.
+        """
+        return self._lifecycle.add_on_stop(callback)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def flush(self) -> None:
+        """Deliver what the sinks buffered (the log's lines) now; failures are reported."""
+        self._intake.flush()
+
+    async def wait_for_events(self) -> None:
+        """Return once every event published so far has been handled, and flush the sinks.
+
+        Events that handlers publish meanwhile are waited for too. On a bus that is
+        not running this returns at once: its events are handled after ``start()``.
+
+        Raises:
+            BusStateError: Called from a handler, or from another thread while the
+                bus's loop is not running.
+        """
+        await self._lifecycle.wait_for_events()
+
+    # ----------------------------------------------- other processes (a bridge)
+
+    @property
+    def remote(self) -> Any:
+        """The bridge to the shared bus while connected (see :meth:`connect`), else ``None``.
+
+        With the default bridge, a :class:`llmgine.bus.remote.RedisLink`.
+        """
+        return self._intake.link
+
+    async def connect(self, url: str, namespace: str = "llmgine", **options: Any) -> None:
+        """Join the shared bus on the Redis server at ``url`` (starts this bus if needed).
+
+        Commands with no local handler then run in a connected process that has one;
+        events reach every connected process that handles them; local handlers run
+        here as before. Needs the ``redis`` extra (``pip install 'llmgine[redis]'``).
+
+        Args:
+            url: The Redis URL, e.g. ``redis://127.0.0.1:6379/0``.
+            namespace: Buses in one namespace form one shared bus.
+            **options: ``heartbeat``, ``claim_after``, ``max_concurrency``, ``max_buffer``,
+                ``forget_after``, ``max_deliveries``, ``connect_timeout`` (default 5 s),
+                ``stop_timeout`` (default 5 s) (see :class:`llmgine.bus.remote.RedisLink`).
+
+        Raises:
+            BusStateError: The bus is connected already.
+            SharedBusConnectionError: Redis cannot be reached at ``url``, or does not
+                answer within ``connect_timeout`` seconds (also a ``ConnectionError``).
+            ConfigurationError: ``url`` is not a Redis URL, Redis refuses its settings
+                (a database index it lacks, a wrong password), or an option is out of
+                range (also a ``ValueError``).
+        """
+        await self._lifecycle.connect(type(self).bridge_factory, url, namespace, **options)
+
+    async def disconnect(self) -> None:
+        """Leave the shared bus: finish remote commands running here, send buffered events.
+
+        A no-op when not connected; ``stop()`` calls it.
+        """
+        await self._lifecycle.disconnect()

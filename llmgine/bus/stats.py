@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 __all__ = ["BusStats"]
 
@@ -28,3 +30,19 @@ class BusStats:
     """Times the event consumer ended unexpectedly and was started again."""
     publisher_stalls: int = 0
     """Publishers that stopped waiting for room because the bus made no progress."""
+
+    def rows(
+        self, state: str, log: Path | None, handlers: int, pending: int
+    ) -> list[tuple[str, Any]]:
+        """The rows of a bus's HTML table: its state, log, handlers and these totals."""
+        return [
+            ("state", state),
+            ("log", str(log) if log else "off"),
+            ("handlers", handlers),
+            ("commands executed", self.commands_executed),
+            ("commands failed", self.commands_failed),
+            ("events published", self.events_published),
+            ("handler failures", self.handler_failures),
+            ("sink failures", self.sink_failures),
+            ("events pending", pending),
+        ]

@@ -140,3 +140,31 @@ async def test_a_bridge_of_its_own_carries_commands_and_events_between_buses() -
             await caller.execute(AddCommand(a=1, b=1))
     assert heard == [7]
     assert seen == ["AddCommand"]  # a command nobody handles raises before any middleware
+
+
+def test_the_bus_is_one_class_made_of_its_parts() -> None:
+    from llmgine.bus.registration import DecoratorForms
+
+    assert MessageBus.__mro__ == (MessageBus, DecoratorForms, object)
+    for name in ("bus.py", "dispatch.py", "lifecycle.py", "registration.py"):
+        text = (BUS / name).read_text(encoding="utf-8")
+        assert "NotImplementedError" not in text, name
+        assert "cast(" not in text, name
+
+
+def test_the_modules_of_the_bus_core_import_no_circle() -> None:
+    core = {f"llmgine.bus.{path.stem}": path for path in BUS.glob("*.py")}
+    core["llmgine.bus"] = core.pop("llmgine.bus.__init__")
+    graph = {name: imported(path) & set(core) - {name} for name, path in core.items()}
+
+    def reachable(start: str) -> set[str]:
+        seen: set[str] = set()
+        todo = list(graph[start])
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo.extend(graph[name])
+        return seen
+
+    assert [name for name in graph if name in reachable(name)] == []

@@ -1,0 +1,208 @@
+"""Dispatch: a command through the middleware to its handler, an event to its handlers.
+
+The part of a :class:`~llmgine.bus.MessageBus` that runs handlers and turns every
+outcome into a result, an event, a span status: nothing it runs can crash the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from inspect import isawaitable
+
+from llmgine.bus.handlers import (
+    HandlerThreads,
+    HandlerTimedOut,
+    as_result,
+    call_command_handler,
+    cancelled_from_outside,
+    describe,
+    failure_result,
+)
+from llmgine.bus.middleware import CallNext, Middleware, chain
+from llmgine.bus.queue import Delivery, delivering
+from llmgine.bus.registry import HandlerEntry, HandlerRegistry
+from llmgine.bus.session import _current_session
+from llmgine.bus.stats import BusStats
+from llmgine.messages.commands import Command, CommandResult
+from llmgine.messages.events import (
+    CommandErrorEvent,
+    CommandResultEvent,
+    Event,
+    EventHandlerFailedEvent,
+)
+from llmgine.observability.events import SpanContext
+from llmgine.observability.sinks import Record
+from llmgine.observability.spans import Span, _current_span
+
+__all__ = ["Dispatcher"]
+
+logger = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    """Runs the handlers of a bus's commands and events.
+
+    Args:
+        registry: Who handles what.
+        stats: The bus's totals (executed, failed, handler failures).
+        threads: The threads of sync handlers with a timeout.
+        emit: Publishes one of the bus's own events (results, failures).
+        accept: Hands a record of a handler's failure to the bus's intake.
+    """
+
+    def __init__(
+        self,
+        registry: HandlerRegistry,
+        stats: BusStats,
+        threads: HandlerThreads,
+        emit: Callable[[Event], Awaitable[None]],
+        accept: Callable[[Record], None],
+    ) -> None:
+        self._registry = registry
+        self._stats = stats
+        self.threads = threads
+        self.emit = emit
+        self.accept = accept
+        self.middleware: tuple[Middleware, ...] = ()
+        """Run around every command's handler, the first outermost."""
+
+    async def run(
+        self, command: Command, entry: HandlerEntry, span: Span, timeout: float | None
+    ) -> CommandResult:
+        """Run ``command``'s handler (through the middleware); publish and return its result."""
+        start = time.perf_counter()
+        tracebacks: dict[int, str] = {}
+        try:
+            if self.middleware:  # the one cost of middleware to a bus that has none
+                handler = self._handler_call(entry, timeout, start, tracebacks, self.threads)
+                result = as_result(await chain(self.middleware, handler)(command), command, start)
+            else:
+                result = as_result(
+                    await call_command_handler(entry, command, timeout, self.threads),
+                    command,
+                    start,
+                )
+        except HandlerTimedOut as exc:
+            return await self._failed(command, start, span, str(exc), "TimeoutError", "")
+        except BaseException as exc:
+            message, error_type, tb = describe(exc)
+            cancelled = isinstance(exc, asyncio.CancelledError) and cancelled_from_outside()
+            if cancelled:
+                message = "the command was cancelled"
+            result = await self._failed(command, start, span, message, error_type, tb)
+            if cancelled or isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            return result
+        if result.success:
+            done = CommandResultEvent(session_id=command.session_id, command_result=result)
+            await self.emit(done)
+        else:
+            await self._publish_failure(command, result, tracebacks.get(id(result), ""), span)
+        return result
+
+    @staticmethod
+    def _handler_call(
+        entry: HandlerEntry,
+        timeout: float | None,
+        start: float,
+        tracebacks: dict[int, str],
+        threads: HandlerThreads,
+    ) -> CallNext:
+        """The end of the middleware chain: the handler, its failures as failed results."""
+
+        async def handler(command: Command) -> CommandResult:
+            try:
+                value = await call_command_handler(entry, command, timeout, threads)
+            except HandlerTimedOut as exc:
+                return failure_result(command, start, str(exc), "TimeoutError")
+            except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt | SystemExit) or (
+                    isinstance(exc, asyncio.CancelledError) and cancelled_from_outside()
+                ):
+                    raise
+                message, error_type, tb = describe(exc)
+                failed = failure_result(command, start, message, error_type)
+                tracebacks[id(failed)] = tb  # the CommandErrorEvent carries it
+                return failed
+            return as_result(value, command, start)
+
+        return handler
+
+    async def _failed(
+        self, command: Command, start: float, span: Span, error: str, error_type: str, tb: str
+    ) -> CommandResult:
+        result = failure_result(command, start, error, error_type)
+        await self._publish_failure(command, result, tb, span)
+        return result
+
+    async def _publish_failure(
+        self, command: Command, result: CommandResult, tb: str, span: Span
+    ) -> None:
+        self._stats.commands_failed += 1
+        span.set_status("ERROR", f"{result.error_type}: {result.error}")
+        failed = CommandErrorEvent(
+            session_id=command.session_id, command_result=result, traceback=tb
+        )
+        await self.emit(failed)
+
+    async def deliver(self, event: Event, span: SpanContext | None) -> None:
+        """Run the handlers of one event, in the span and session it was published in.
+
+        Every outcome of a handler is caught and reported (``CancelledError``,
+        ``KeyboardInterrupt``, ``GeneratorExit``, any ``BaseException``); only the
+        cancellation of the consumer itself propagates, after it is reported too.
+        """
+        handlers = self._registry.event_handlers(type(event))
+        if not handlers:
+            return
+        span_token = _current_span.set(span) if span is not None else None
+        session_token = (
+            _current_session.set(event.session_id) if event.session_id != "global" else None
+        )
+        delivery = Delivery()  # tasks the handlers start share it, and see it end
+        delivery_token = delivering.set(delivery)
+        try:
+            for entry in handlers:  # inlined: this loop is the hot path of every event
+                try:
+                    value = entry.fn(event)
+                    if entry.is_async or (value is not None and isawaitable(value)):
+                        await value
+                except asyncio.CancelledError as exc:
+                    self._handler_failed(event, entry, exc)
+                    if cancelled_from_outside():
+                        raise
+                except BaseException as exc:
+                    self._handler_failed(event, entry, exc)
+        finally:
+            delivery.active = False
+            delivering.reset(delivery_token)
+            if session_token is not None:
+                _current_session.reset(session_token)
+            if span_token is not None:
+                _current_span.reset(span_token)
+
+    def _handler_failed(self, event: Event, entry: HandlerEntry, exc: BaseException) -> None:
+        self._stats.handler_failures += 1
+        message, error_type, tb = describe(exc)
+        logger.error(
+            "Event handler %s failed on %s: %s: %s",
+            entry.name,
+            type(event).__name__,
+            error_type,
+            message,
+        )
+        if isinstance(event, EventHandlerFailedEvent):
+            return  # a failing failure handler is logged, not published again
+        failed = EventHandlerFailedEvent(
+            event_id=event.id,
+            event_type=type(event).__name__,
+            handler=entry.name,
+            error=message,
+            error_type=error_type,
+            traceback=tb,
+            session_id=event.session_id,
+        )
+        self.accept(Record("event", failed, _current_span.get()))
