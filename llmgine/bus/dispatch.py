@@ -74,17 +74,14 @@ class Dispatcher:
     ) -> CommandResult:
         """Run ``command``'s handler (through the middleware); publish and return its result."""
         start = time.perf_counter()
-        tracebacks: dict[int, str] = {}
+        tracebacks: dict[int, str] | None = None
         try:
             if self.middleware:  # the one cost of middleware to a bus that has none
+                tracebacks = {}
                 handler = self._handler_call(entry, timeout, start, tracebacks, self.threads)
-                result = as_result(await chain(self.middleware, handler)(command), command, start)
+                value = await chain(self.middleware, handler)(command)
             else:
-                result = as_result(
-                    await call_command_handler(entry, command, timeout, self.threads),
-                    command,
-                    start,
-                )
+                value = await call_command_handler(entry, command, timeout, self.threads)
         except HandlerTimedOut as exc:
             return await self._failed(command, start, span, str(exc), "TimeoutError", "")
         except BaseException as exc:
@@ -96,11 +93,13 @@ class Dispatcher:
             if cancelled or isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
             return result
+        result = as_result(value, command, start)
         if result.success:
             done = CommandResultEvent(session_id=command.session_id, command_result=result)
             await self.emit(done)
         else:
-            await self._publish_failure(command, result, tracebacks.get(id(result), ""), span)
+            tb = tracebacks.get(id(result), "") if tracebacks else ""
+            await self._publish_failure(command, result, tb, span)
         return result
 
     @staticmethod
