@@ -60,7 +60,8 @@ def _decide(line: str, approve: bool) -> Note:
         if len(waiting) != 1:
             listed = "; ".join(describe_request(r) for r in waiting) or "none"
             raise MagicError(
-                f"give the approval id (or a call id): `%llmgine {verb} ID`; waiting for approval: {listed}"
+                f"give the approval id (or a call id): `%llmgine {verb} ID`; "
+                f"waiting for approval: {listed}"
             )
         key = waiting[0].approval_id
     if approve and reason.strip():
