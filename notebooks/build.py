@@ -574,7 +574,7 @@ from support_desk.config import Config
 
 app = bootstrap(config=Config(model="offline", log_dir="logs"))
 await app.bus.start()
-[(r.kind, r.message_type.__name__, r.handler.rsplit(".", 1)[-1]) for r in app.bus.registrations()]
+sorted((r.kind, r.message_type.__name__, r.handler.rsplit(".", 1)[-1]) for r in app.bus.registrations())
 """),
     md("Open a few tickets: triage follows from the events."),
     code("""
