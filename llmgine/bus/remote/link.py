@@ -261,8 +261,11 @@ class RedisLink:
     async def sync_clock(self) -> None:
         """Measure how far the Redis server's clock is from this process's (for deadlines)."""
         before = time.time()
-        seconds, micros = await self.redis.time()
-        after = time.time()
+        now = await self.redis.time()
+        self._set_offset(now, before, time.time())
+
+    def _set_offset(self, now: Any, before: float, after: float) -> None:
+        seconds, micros = now
         self._clock_offset_ms = seconds * 1000 + micros / 1000 - (before + after) * 500
 
     def server_time_ms(self) -> int:
@@ -421,8 +424,11 @@ class RedisLink:
         Also reads the other processes' announcements and the epoch token (returned).
         """
         ttl = self.heartbeat * 3
-        expiry = time.time() + ttl
+        # On the Redis server's clock, as every process reads them: a process whose own
+        # clock is off is neither invisible (slow) nor kept "present" once dead (fast).
+        expiry = self.server_time_ms() / 1000 + ttl
         pipe = self.redis.pipeline(transaction=False)
+        pipe.time()
         pipe.set(self.keys.process(self.process_id), b"1", px=int(self.forget_after * 1000))
         pipe.expire(self.keys.reply(self.process_id), int(max(ttl, 60)))
         for key in self.local_command_types():
@@ -432,10 +438,15 @@ class RedisLink:
         self.caller.trim(pipe)
         pipe.get(self.keys.epoch)
         pipe.hgetall(self.keys.listeners)
+        before = time.time()
         results = await pipe.execute(raise_on_error=False)
+        after = time.time()
         for result in results:
             if isinstance(result, ResponseError) and "BUSYGROUP" not in str(result):
                 raise result
+        if after - before < self.heartbeat / 2:
+            # A quick round trip: measure the clock's offset again (a clock set since).
+            self._set_offset(results[0], before, after)
         self.listeners.load(results[-1])
         if self._closing:
             await self._withdraw()
@@ -452,12 +463,12 @@ class RedisLink:
     async def handled_elsewhere(self, command_type: type[Command], *, fresh: bool = False) -> bool:
         """Whether a connected process advertises a handler for ``command_type``."""
         key = type_key(command_type)
-        now = time.time()
-        if not fresh and self._handlers_cache.get(key, 0.0) > now:
+        if not fresh and self._handlers_cache.get(key, 0.0) > time.monotonic():
             return True
+        now = self.server_time_ms() / 1000  # adverts expire on the Redis server's clock
         found = await self.redis.zrangebyscore(self.keys.handlers(key), now, "+inf", 0, 1)
         if found:
-            self._handlers_cache[key] = now + self.heartbeat
+            self._handlers_cache[key] = time.monotonic() + self.heartbeat
             return True
         self._handlers_cache.pop(key, None)
         return False
