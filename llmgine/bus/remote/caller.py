@@ -52,6 +52,10 @@ ABANDONED = b'{"abandoned":true}'
 RESULT_TTL = 24 * 3600
 """Seconds a request's recorded reply is kept (its idempotency window)."""
 
+ABSENT_BEATS = 3
+"""Heartbeats in a row (each on time) at which no process advertises a waiting command's type
+before its caller is told every handling process left."""
+
 ABANDON_GRACE = 1.0
 """Seconds a caller that stopped waiting gives Redis to record the abandon."""
 
@@ -78,6 +82,9 @@ class RemoteCaller:
         self.reply_stream = link.keys.reply(link.process_id)
         self._waiting: dict[str, _Waiting] = {}
         self._abandoning: set[asyncio.Task[None]] = set()
+        self._absent: dict[type[Command], int] = {}
+        """Heartbeats in a row at which no process advertised a waited-for type."""
+        self._last_watch = time.monotonic()
         self.last_read = b"0-0"
         """The id of the last reply read (Redis makes ids that only grow)."""
 
@@ -211,19 +218,33 @@ class RemoteCaller:
         return result
 
     async def watch(self) -> None:
-        """Fail the commands waiting longer than two heartbeats whose handlers all left.
+        """Fail the commands whose handlers all left the shared bus.
 
         Called at each heartbeat. Without it such a caller would wait for its timeout
-        (or forever, with none).
+        (or forever, with none). A type counts as gone once no process advertised it at
+        :data:`ABSENT_BEATS` heartbeats in a row, each one on time: after a stall (of
+        Redis, or of this process's loop) the adverts that lapsed meanwhile are not taken
+        for departures, and the workers have heartbeats of their own to advertise again.
         """
-        horizon = time.monotonic() - 2 * self.link.heartbeat
+        now = time.monotonic()
+        if now - self._last_watch > 2.5 * self.link.heartbeat:
+            self._absent.clear()  # a late beat: what was seen since proves nothing
+        self._last_watch = now
+        horizon = now - 2 * self.link.heartbeat
         old = [w for w in self._waiting.values() if w.sent_at < horizon and not w.future.done()]
-        gone: dict[type[Command], bool] = {}
+        absent: dict[type[Command], int] = {}
         for waiting in old:
             kind = waiting.command_type
-            if kind not in gone:
-                gone[kind] = not await self.link.handled_elsewhere(kind, fresh=True)
-            if gone[kind] and not waiting.future.done():
+            if kind not in absent:
+                present = await self.link.handled_elsewhere(kind, fresh=True)
+                absent[kind] = 0 if present else self._absent.get(kind, 0) + 1
+        if time.monotonic() - now > self.link.heartbeat:
+            self._absent.clear()  # Redis was slow to answer: a stall, not a departure
+            return
+        self._absent = absent
+        for waiting in old:
+            kind = waiting.command_type
+            if self._absent.get(kind, 0) >= ABSENT_BEATS and not waiting.future.done():
                 waiting.future.set_exception(
                     HandlerNotFoundError(
                         f"Every process that handled {kind.__name__} left the shared bus "
