@@ -72,10 +72,6 @@ MARGIN = 0.1
 time to record the abandon, or to find the reply recorded first, within the timeout."""
 
 
-class _OutOfTime(Exception):
-    """A call made for ``execute()`` did not end before the caller's deadline."""
-
-
 def _leave(task: asyncio.Future[Any]) -> None:
     """Leave a call behind: cancelled, and its outcome retrieved when it comes (no warning)."""
     task.cancel()
@@ -83,7 +79,7 @@ def _leave(task: asyncio.Future[Any]) -> None:
 
 
 async def _bounded(call: Awaitable[T], deadline: float | None) -> T:
-    """Await ``call`` until ``deadline`` (``time.monotonic()``) at most; raise ``_OutOfTime`` then.
+    """Await ``call`` until ``deadline`` (``time.monotonic()``) at most, then raise TimeoutError.
 
     The call runs as a task of its own, left behind when time runs out: a cancel that
     redis-py swallows (in a connection's handshake, with Redis stalled) cannot hold the
@@ -99,7 +95,7 @@ async def _bounded(call: Awaitable[T], deadline: float | None) -> T:
         raise
     if not done:
         _leave(task)
-        raise _OutOfTime
+        raise TimeoutError
     return task.result()
 
 
@@ -144,9 +140,9 @@ class RemoteCaller:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             handled = await _bounded(self.link.handled_elsewhere(command_type), deadline)
-        except (*NETWORK_ERRORS, _OutOfTime) as exc:
+        except (*NETWORK_ERRORS, TimeoutError) as exc:
             error: Exception = self.unreachable(exc)
-            if isinstance(exc, _OutOfTime) and timeout is not None:
+            if isinstance(exc, TimeoutError) and timeout is not None:
                 error = TimeoutError(
                     f"the command was not sent: Redis at {redact(self.link.url)} did not "
                     f"answer within the {timeout:g} s timeout"
@@ -184,8 +180,7 @@ class RemoteCaller:
     def unreachable(self, exc: BaseException) -> ConnectionError:
         """The error a command fails with when Redis is unreachable; warns once per outage."""
         link = self.link
-        late = isinstance(exc, TimeoutError | _OutOfTime)
-        detail = "did not answer in time" if late else "is unreachable"
+        detail = "did not answer in time" if isinstance(exc, TimeoutError) else "is unreachable"
         if not link.warned_unreachable:
             link.warned_unreachable = True
             logger.warning(
@@ -247,15 +242,17 @@ class RemoteCaller:
                 waiting.entry_id = await _bounded(
                     link.redis.xadd(stream, {b"m": line, **fields, b"v": str(version)}), own
                 )
+            except TimeoutError:
+                raise  # the caller's deadline (below)
             except NETWORK_ERRORS as exc:
                 # Refused: not sent, nothing to mark. Timed out: it may reach Redis yet.
-                waiting.abandoned = not isinstance(exc, RedisTimeoutError | TimeoutError)
+                waiting.abandoned = not isinstance(exc, RedisTimeoutError)
                 raise self.unreachable(exc) from None
             link.warned_unreachable = False
             # Or a failure from watch(), fail_lost() or close().
             reply = await _bounded(asyncio.shield(future), own)
-        except _OutOfTime:
-            pass
+        except TimeoutError:
+            pass  # the deadline passed: abandoned below, unless a reply was recorded first
         finally:
             self._waiting.pop(request, None)
             if reply is None and not waiting.abandoned:
@@ -278,7 +275,7 @@ class RemoteCaller:
         if isinstance(upto, str):
             # The handler's events are on the stream before its reply: read them first, so
             # that they are here when execute() returns (bounded, should this process lag).
-            with contextlib.suppress(_OutOfTime):
+            with contextlib.suppress(TimeoutError):
                 until = time.monotonic() + 2 * link.heartbeat + 1
                 await _bounded(link.events.read_past(upto), until)
         result = CommandResult.model_validate(reply["result"])
@@ -339,7 +336,7 @@ class RemoteCaller:
             if waiting.entry_id is not None:
                 pipe.xdel(waiting.stream, waiting.entry_id)
             done = await _bounded(pipe.execute(), time.monotonic() + ABANDON_GRACE)
-        except (*NETWORK_ERRORS, _OutOfTime) as exc:
+        except (*NETWORK_ERRORS, TimeoutError) as exc:
             later = (
                 "its deadline keeps workers from starting it later"
                 if waiting.deadline
