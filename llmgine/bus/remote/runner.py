@@ -23,12 +23,17 @@ Deadlines: an entry carries its caller's deadline (``execute(timeout=)``) on the
 Redis server's clock. A worker never starts a command past it (the caller was told it
 failed), and runs it with what is left of it as its timeout.
 
-Takeover: a worker renews its claim on the commands it runs at each heartbeat; an
-entry left idle longer than ``claim_after`` (its worker died) is taken over by
-another worker, which first asks a script whether a reply was recorded (then it
-sends it again, or nothing for an abandoned command) and whether the deadline
-passed. An entry delivered ``max_deliveries`` times already (each worker that took
-it died: the command crashes its worker) is answered as failed instead of run again.
+Takeover: a worker renews its claim on the commands it runs at each heartbeat, from a
+thread of its own as well (so an async handler that blocks the event loop keeps its
+claim; the worker logs how long its loop was blocked); an entry left idle longer than
+``claim_after`` (its worker died) is taken over by another worker, which first asks a
+script whether a reply was recorded (then it sends it again, or nothing for an
+abandoned command) and whether the deadline passed. A worker paused (not dead:
+SIGSTOP, a suspended VM) longer than ``claim_after`` cannot renew anything: its
+command is taken over and runs twice; the first recorded reply is the caller's
+result, and the worker that finishes second logs that the command ran twice. An
+entry delivered ``max_deliveries`` times already (each worker that took it died: the
+command crashes its worker) is answered as failed instead of run again.
 """
 
 from __future__ import annotations
