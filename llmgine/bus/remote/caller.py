@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable
@@ -289,7 +290,8 @@ class RemoteCaller:
 
         Called at each heartbeat. Without it such a caller would wait for its timeout
         (or forever, with none). A type counts as gone once no process advertised it at
-        :data:`ABSENT_BEATS` heartbeats in a row, each one on time: after a stall (of
+        :data:`ABSENT_BEATS` heartbeats in a row (and for as long as its adverts last),
+        each one on time: after a stall (of
         Redis, or of this process's loop) the adverts that lapsed meanwhile are not taken
         for departures, and the workers have heartbeats of their own to advertise again.
         """
@@ -311,7 +313,11 @@ class RemoteCaller:
         self._absent = absent
         for waiting in old:
             kind = waiting.command_type
-            if self._absent.get(kind, 0) >= ABSENT_BEATS and not waiting.future.done():
+            # As long as the adverts of the type last, too: a worker with a longer
+            # heartbeat than this process's has time to advertise again after a stall.
+            lifetime = self.link.advert_lifetime(kind) / self.link.heartbeat
+            beats = max(ABSENT_BEATS, math.ceil(lifetime))
+            if self._absent.get(kind, 0) >= beats and not waiting.future.done():
                 waiting.future.set_exception(
                     HandlerNotFoundError(
                         f"Every process that handled {kind.__name__} left the shared bus "

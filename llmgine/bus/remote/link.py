@@ -167,6 +167,7 @@ class RedisLink:
         self._closing = False
         self._down_since: float | None = None
         self._handlers_cache: dict[str, float] = {}
+        self._advert_left: dict[str, float] = {}
         self.recovery = Recovery(self)
         self.listeners = Listeners(self)
         self.events = EventChannel(self, max_buffer)
@@ -466,12 +467,26 @@ class RedisLink:
         if not fresh and self._handlers_cache.get(key, 0.0) > time.monotonic():
             return True
         now = self.server_time_ms() / 1000  # adverts expire on the Redis server's clock
-        found = await self.redis.zrangebyscore(self.keys.handlers(key), now, "+inf", 0, 1)
+        found = await self.redis.zrevrangebyscore(
+            self.keys.handlers(key), "+inf", now, 0, 1, withscores=True
+        )
         if found:
             self._handlers_cache[key] = time.monotonic() + self.heartbeat
+            # At least two of the advertising process's heartbeats: how long it may take
+            # to advertise again after a stall.
+            left = min(float(found[0][1]) - now, self.forget_after)
+            self._advert_left[key] = max(self._advert_left.get(key, 0.0), left)
             return True
         self._handlers_cache.pop(key, None)
         return False
+
+    def advert_lifetime(self, command_type: type[Command]) -> float:
+        """The longest time left on an advert for ``command_type`` seen so far, in seconds.
+
+        Adverts last three heartbeats of the process that wrote them: this tells a
+        caller how long a live worker may take to advertise again (0: never seen).
+        """
+        return self._advert_left.get(type_key(command_type), 0.0)
 
     async def command_entry(
         self, command_type: type[Command], timeout: float | None = None

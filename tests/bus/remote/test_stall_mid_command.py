@@ -29,16 +29,21 @@ async def taken(client: Any, caller: MessageBus, kind: type[Command]) -> None:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("heartbeat", [0.2, 1.0], ids=["same-heartbeat", "slower-worker"])
 async def test_a_command_running_while_redis_stalls_gets_its_real_result(
     caller: MessageBus,
     start_worker: StartWorker,
     redis_server: RedisServer,
     client: Any,
     tmp_path: Path,
+    heartbeat: float,
 ) -> None:
     directory = tmp_path / "runs"
     directory.mkdir()
-    worker = await asyncio.to_thread(start_worker)
+    # The caller beats every 0.2 s; a worker beating every second takes up to two of its
+    # heartbeats to advertise again after the stall.
+    options = {} if heartbeat == 0.2 else {"heartbeat": heartbeat}
+    worker = await asyncio.to_thread(start_worker, **options)
     command = remote_app.SlowCommand(seconds=5, runs_dir=str(directory))
     running = asyncio.create_task(caller.execute(command, timeout=60))
     await asyncio.wait_for(taken(client, caller, remote_app.SlowCommand), timeout=60)
