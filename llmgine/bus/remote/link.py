@@ -144,6 +144,8 @@ class RedisLink:
         self.warned_unreachable = False
         """Whether the warning that Redis is unreachable was logged (once per outage)."""
         self._clock_offset_ms = 0.0
+        self._advert_left: dict[str, float] = {}
+        """The longest time left on an advert seen, by command type (see advert_lifetime)."""
         self.process_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         # Any: redis-py types each reply as a union of its RESP2 and RESP3 shapes; this
         # link reads the RESP2 shapes. No retries inside redis-py: a retried XADD could
@@ -167,7 +169,6 @@ class RedisLink:
         self._closing = False
         self._down_since: float | None = None
         self._handlers_cache: dict[str, float] = {}
-        self._advert_left: dict[str, float] = {}
         self.recovery = Recovery(self)
         self.listeners = Listeners(self)
         self.events = EventChannel(self, max_buffer)
