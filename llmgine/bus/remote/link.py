@@ -146,6 +146,8 @@ class RedisLink:
         self.warned_unreachable = False
         """Whether the warning that Redis is unreachable was logged (once per outage)."""
         self._clock_offset_ms = 0.0
+        self._advert_left: dict[str, float] = {}
+        """The longest time left on an advert seen, by command type (see advert_lifetime)."""
         self.process_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         # Any: redis-py types each reply as a union of its RESP2 and RESP3 shapes; this
         # link reads the RESP2 shapes. No retries inside redis-py: a retried XADD could
@@ -265,8 +267,11 @@ class RedisLink:
     async def sync_clock(self) -> None:
         """Measure how far the Redis server's clock is from this process's (for deadlines)."""
         before = time.time()
-        seconds, micros = await self.redis.time()
-        after = time.time()
+        now = await self.redis.time()
+        self._set_offset(now, before, time.time())
+
+    def _set_offset(self, now: Any, before: float, after: float) -> None:
+        seconds, micros = now
         self._clock_offset_ms = seconds * 1000 + micros / 1000 - (before + after) * 500
 
     def server_time_ms(self) -> int:
@@ -425,8 +430,11 @@ class RedisLink:
         Also reads the other processes' announcements and the epoch token (returned).
         """
         ttl = self.heartbeat * 3
-        expiry = time.time() + ttl
+        # On the Redis server's clock, as every process reads them: a process whose own
+        # clock is off is neither invisible (slow) nor kept "present" once dead (fast).
+        expiry = self.server_time_ms() / 1000 + ttl
         pipe = self.redis.pipeline(transaction=False)
+        pipe.time()
         pipe.set(self.keys.process(self.process_id), b"1", px=int(self.forget_after * 1000))
         pipe.expire(self.keys.reply(self.process_id), int(max(ttl, 60)))
         for key in self.local_command_types():
@@ -436,10 +444,15 @@ class RedisLink:
         self.caller.trim(pipe)
         pipe.get(self.keys.epoch)
         pipe.hgetall(self.keys.listeners)
+        before = time.time()
         results = await pipe.execute(raise_on_error=False)
+        after = time.time()
         for result in results:
             if isinstance(result, ResponseError) and "BUSYGROUP" not in str(result):
                 raise result
+        if after - before < self.heartbeat / 2:
+            # A quick round trip: measure the clock's offset again (a clock set since).
+            self._set_offset(results[0], before, after)
         self.listeners.load(results[-1])
         if self._closing:
             await self._withdraw()
@@ -456,15 +469,29 @@ class RedisLink:
     async def handled_elsewhere(self, command_type: type[Command], *, fresh: bool = False) -> bool:
         """Whether a connected process advertises a handler for ``command_type``."""
         key = type_key(command_type)
-        now = time.time()
-        if not fresh and self._handlers_cache.get(key, 0.0) > now:
+        if not fresh and self._handlers_cache.get(key, 0.0) > time.monotonic():
             return True
-        found = await self.redis.zrangebyscore(self.keys.handlers(key), now, "+inf", 0, 1)
+        now = self.server_time_ms() / 1000  # adverts expire on the Redis server's clock
+        found = await self.redis.zrevrangebyscore(
+            self.keys.handlers(key), "+inf", now, 0, 1, withscores=True
+        )
         if found:
-            self._handlers_cache[key] = now + self.heartbeat
+            self._handlers_cache[key] = time.monotonic() + self.heartbeat
+            # At least two of the advertising process's heartbeats: how long it may take
+            # to advertise again after a stall.
+            left = min(float(found[0][1]) - now, self.forget_after)
+            self._advert_left[key] = max(self._advert_left.get(key, 0.0), left)
             return True
         self._handlers_cache.pop(key, None)
         return False
+
+    def advert_lifetime(self, command_type: type[Command]) -> float:
+        """The longest time left on an advert for ``command_type`` seen so far, in seconds.
+
+        Adverts last three heartbeats of the process that wrote them: this tells a
+        caller how long a live worker may take to advertise again (0: never seen).
+        """
+        return self._advert_left.get(type_key(command_type), 0.0)
 
     async def command_entry(
         self, command_type: type[Command], timeout: float | None = None

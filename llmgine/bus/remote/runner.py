@@ -23,25 +23,35 @@ Deadlines: an entry carries its caller's deadline (``execute(timeout=)``) on the
 Redis server's clock. A worker never starts a command past it (the caller was told it
 failed), and runs it with what is left of it as its timeout.
 
-Takeover: a worker renews its claim on the commands it runs at each heartbeat; an
-entry left idle longer than ``claim_after`` (its worker died) is taken over by
-another worker, which first asks a script whether a reply was recorded (then it
-sends it again, or nothing for an abandoned command) and whether the deadline
-passed. An entry delivered ``max_deliveries`` times already (each worker that took
-it died: the command crashes its worker) is answered as failed instead of run again.
+Takeover: a worker renews its claim on the commands it runs at each heartbeat, from a
+thread of its own as well (so an async handler that blocks the event loop keeps its
+claim; the worker logs how long its loop was blocked); an entry left idle longer than
+``claim_after`` (its worker died) is taken over by another worker, which first asks a
+script whether a reply was recorded (then it sends it again, or nothing for an
+abandoned command) and whether the deadline passed. A worker paused (not dead:
+SIGSTOP, a suspended VM) longer than ``claim_after`` cannot renew anything: its
+command is taken over and runs twice; the first recorded reply is the caller's
+result, and the worker that finishes second logs that the command ran twice. An
+entry delivered ``max_deliveries`` times already (each worker that took it died: the
+command crashes its worker) is answered as failed instead of run again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import redis
 from pydantic_core import to_json
-from redis.exceptions import ResponseError
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
+from redis.retry import Retry
 
 from llmgine.bus.handlers import (
     HandlerTimedOut,
@@ -73,11 +83,15 @@ REPLY_TTL = 3600
 """Seconds a reply stream lives when its caller is gone (a live caller renews it)."""
 
 # KEYS: the result key, the command stream, the caller's reply stream.
-# ARGV: the reply, its TTL, the entry id, the group, the reply stream's TTL.
+# ARGV: the reply, its TTL, the entry id, the group, the reply stream's TTL, the
+# abandoned marker.
 FINISH = """
 local stored = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
 redis.pcall('XACK', KEYS[2], ARGV[4], ARGV[3])
-if not stored then return 0 end
+if not stored then
+  if redis.call('GET', KEYS[1]) == ARGV[6] then return 3 end
+  return 0
+end
 local sent = redis.pcall('XADD', KEYS[3], '*', 'r', ARGV[1])
 if type(sent) == 'table' and sent['err'] then return 2 end
 if redis.call('TTL', KEYS[3]) < 0 then redis.call('EXPIRE', KEYS[3], ARGV[5]) end
@@ -85,7 +99,8 @@ return 1
 """
 """Record the reply (unless one is), acknowledge the entry, answer: one round trip.
 
-Returns 1, 0 when a reply was recorded already, 2 when the entry's reply stream is
+Returns 1, 0 when another run's reply was recorded already, 3 when the caller
+abandoned the command, 2 when the entry's reply stream is
 not a stream (a foreign entry): its reply is recorded, and dropped."""
 
 # KEYS as FINISH. ARGV: the entry id, the group, the abandoned marker, the deadline in
@@ -190,6 +205,83 @@ def _int(raw: bytes | None) -> int:
         return 0
 
 
+class _ClaimKeeper:
+    """A thread of the worker's own that renews its claims, whatever its event loop does.
+
+    An async handler that blocks the loop (``time.sleep``, heavy CPU work) stops the
+    heartbeat: without this thread its claims would lapse after ``claim_after`` and
+    another worker would run the command again. Each heartbeat, while commands run
+    here, it renews their claims and this process's adverts (so callers do not take
+    it for gone) over a small sync client of its own; and it notices when the loop
+    answers late, which the loop then logs as a warning. Started with the first
+    command run here; stopped once the runner drained.
+    """
+
+    def __init__(self, runner: CommandRunner) -> None:
+        self._runner = runner
+        self._link = runner.link
+        self._stop = threading.Event()
+        self._probe_sent: float | None = None
+        self._thread = threading.Thread(
+            target=self._serve, name="llmgine-redis-claims", daemon=True
+        )
+        self._thread.start()
+
+    def _serve(self) -> None:
+        link = self._link
+        client = redis.Redis.from_url(
+            link.url,
+            socket_timeout=max(5.0, 2 * link.heartbeat),
+            socket_connect_timeout=link.connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        try:
+            while not self._stop.wait(link.heartbeat):
+                self._probe()
+                claims, adverts = self._runner.claims()
+                if not claims:
+                    continue
+                by_stream: dict[str, list[bytes]] = {}
+                for stream, entry_id in claims:
+                    by_stream.setdefault(stream, []).append(entry_id)
+                expiry = link.server_time_ms() / 1000 + 3 * link.heartbeat
+                pipe: Any = client.pipeline(transaction=False)
+                for stream, ids in by_stream.items():
+                    pipe.xclaim(stream, WORKERS, link.process_id, 0, ids, justid=True)
+                for key in () if link._closing else adverts:  # withdrawn when closing
+                    pipe.zadd(key, {link.process_id: expiry})
+                try:
+                    pipe.execute(raise_on_error=False)
+                except (RedisError, OSError) as exc:  # the loop's own heartbeat says it
+                    logger.debug("Could not renew the claims from their thread: %r", exc)
+        finally:
+            client.close()
+
+    def _probe(self) -> None:
+        """Ask the loop to say how late it answers (one question at a time)."""
+        if self._probe_sent is not None:
+            return
+        self._probe_sent = time.monotonic()
+        with contextlib.suppress(RuntimeError):  # the loop closed
+            self._link._loop.call_soon_threadsafe(self._answered)
+
+    def _answered(self) -> None:
+        sent, self._probe_sent = self._probe_sent, None
+        late = time.monotonic() - sent if sent is not None else 0.0
+        if late > self._link.heartbeat:
+            logger.warning(
+                "This worker's event loop was blocked for %.1f s (longer than a heartbeat): "
+                "a handler blocks it (an async handler calling time.sleep, or heavy work); "
+                "make it await, or a sync handler (it runs in a thread). Its commands kept "
+                "their claims meanwhile, but the process could not take or answer others.",
+                late,
+            )
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.to_thread(self._thread.join, 10)
+
+
 class CommandRunner:
     """The worker's side: takes commands from the streams and runs their handlers."""
 
@@ -200,6 +292,10 @@ class CommandRunner:
         self.completed = 0
         """Commands this process ran to completion for other processes."""
         self._running: dict[asyncio.Task[None], tuple[str, bytes]] = {}
+        self._lock = threading.Lock()
+        """Guards ``_running`` and ``_adverts`` for the claim keeper's thread."""
+        self._adverts: list[str] = []
+        self._keeper: _ClaimKeeper | None = None
         self._room = asyncio.Event()
         self._room.set()
         self._classes: dict[str, type[Command]] = {}
@@ -297,11 +393,22 @@ class CommandRunner:
         name = stream.decode() if isinstance(stream, bytes) else stream
         work = self._handle(name, entry_id, fields or {}, deliveries=deliveries)
         task = asyncio.get_running_loop().create_task(work)
-        self._running[task] = (name, entry_id)
+        adverts = [self.link.keys.handlers(k) for k in self.link.local_command_types()]
+        with self._lock:
+            self._running[task] = (name, entry_id)
+            self._adverts = adverts
         task.add_done_callback(self._finished)
+        if self._keeper is None:
+            self._keeper = _ClaimKeeper(self)
+
+    def claims(self) -> tuple[list[tuple[str, bytes]], list[str]]:
+        """The entries running here and the keys of this process's adverts (any thread)."""
+        with self._lock:
+            return list(self._running.values()), list(self._adverts)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.pop(task, None)
+        with self._lock:
+            self._running.pop(task, None)
         self._room.set()
         if not task.cancelled() and task.exception() is not None:
             logger.error("A remote command failed in the worker.", exc_info=task.exception())
@@ -310,6 +417,9 @@ class CommandRunner:
         """Wait for the commands running here to finish and be answered."""
         while self._running:
             await asyncio.gather(*list(self._running), return_exceptions=True)
+        if self._keeper is not None:
+            keeper, self._keeper = self._keeper, None
+            await keeper.stop()
 
     def _malformed(self, stream: str, entry_id: bytes, why: str) -> None:
         """An entry that is no command of this version: say so once (it is acknowledged)."""
@@ -373,15 +483,25 @@ class CommandRunner:
         await link.flush(link.claim_after)
         upto = link.events.last_sent if link.events.sent > sent else None
         reply = _reply(entry.request, command_id or "", result, tb, link.process_id, upto)
-        finished = await self._finish(keys, [reply, RESULT_TTL, entry_id, WORKERS, REPLY_TTL])
+        finished = await self._finish(
+            keys, [reply, RESULT_TTL, entry_id, WORKERS, REPLY_TTL, ABANDONED]
+        )
         if finished == 2:
             self._malformed(stream, entry_id, f"its reply stream {entry.reply_to!r} is no stream")
-        elif finished:
+        elif finished == 1:
             self.completed += 1
+        elif finished == 3:
+            logger.warning(
+                "Command %s was abandoned by its caller (its timeout passed, or it left) while "
+                "it ran here; this run's result is dropped.",
+                command_id,
+            )
         else:
             logger.warning(
-                "Command %s was answered elsewhere already or abandoned by its caller; "
-                "this run's result is dropped.",
+                "Command %s RAN TWICE: another worker took it over and answered first (this "
+                "worker held it longer than claim_after without renewing its claim: the process "
+                "was paused or starved); the caller got that worker's result, this one's is "
+                "dropped.",
                 command_id,
             )
 

@@ -38,6 +38,13 @@ class BlockingCommand(Command):
     runs_dir: str
 
 
+class BlockLoopCommand(Command):
+    """Handled by an async handler that blocks the worker's event loop for ``seconds``."""
+
+    seconds: float
+    runs_dir: str
+
+
 class RaiseCommand(Command):
     """Its handler raises a BaseException of the kind named (not an Exception)."""
 
@@ -113,7 +120,13 @@ def setup(bus: MessageBus) -> None:
         sys.stdout.flush()
         os._exit(3)
 
+    async def block_loop(command: BlockLoopCommand) -> int:
+        time.sleep(command.seconds)  # noqa: ASYNC251 -- the mistake under test
+        Path(command.runs_dir, uuid.uuid4().hex).touch()  # noqa: ASYNC240
+        return os.getpid()
+
     bus.register_command_handler(BlockingCommand, block)
+    bus.register_command_handler(BlockLoopCommand, block_loop)
     bus.register_command_handler(RaiseCommand, raise_it)
     bus.register_command_handler(ExitCommand, exit_now)
     bus.register_command_handler(ReportCommand, lambda command: command.path)
