@@ -14,13 +14,28 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from llmgine._validation import describe_validation_error
 from llmgine.errors import ToolError
 
-__all__ = ["Tool", "ToolRegistry", "tool"]
+__all__ = ["Tool", "ToolRegistry", "arguments_object", "tool"]
 
 
 def _describe(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
     doc = docstring_parser.parse(inspect.getdoc(fn) or "")
     summary = "\n\n".join(p for p in (doc.short_description, doc.long_description) if p)
     return summary, {p.arg_name: p.description or "" for p in doc.params}
+
+
+def arguments_object(name: str, arguments: str | dict[str, Any] | None) -> dict[str, Any]:
+    """The model's arguments for tool ``name`` as a dict (parsed if JSON text).
+
+    Raises:
+        ToolError: They are not valid JSON, or not a JSON object.
+    """
+    try:
+        raw = json.loads(arguments or "{}") if isinstance(arguments, str) else arguments
+    except json.JSONDecodeError as exc:
+        raise ToolError(f"arguments for {name} are not valid JSON ({exc.msg})") from exc
+    if not isinstance(raw, dict):
+        raise ToolError(f"arguments for {name} must be a JSON object, got {raw!r}")
+    return raw
 
 
 class Tool:
@@ -110,12 +125,7 @@ class Tool:
         Raises:
             ToolError: The arguments are not a JSON object or do not fit the signature.
         """
-        try:
-            raw = json.loads(arguments or "{}") if isinstance(arguments, str) else arguments
-        except json.JSONDecodeError as exc:
-            raise ToolError(f"arguments for {self.name} are not valid JSON ({exc.msg})") from exc
-        if not isinstance(raw, dict):
-            raise ToolError(f"arguments for {self.name} must be a JSON object, got {raw!r}")
+        raw = arguments_object(self.name, arguments)
         try:
             model = self.arguments_model.model_validate(raw)
         except ValidationError as exc:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import TYPE_CHECKING, Any
 
-from llmgine.errors import ToolError
 from llmgine.llm.mcp.schema import check_arguments, make_validator
-from llmgine.llm.tools import Tool
+from llmgine.llm.tools import Tool, arguments_object
 
 if TYPE_CHECKING:
     from llmgine.llm.mcp.server import McpServer
@@ -82,12 +80,7 @@ class McpTool(Tool):
             ToolError: Not a JSON object, not valid for the schema, or a pattern
                 check was cut off.
         """
-        try:
-            raw = json.loads(arguments or "{}") if isinstance(arguments, str) else arguments
-        except json.JSONDecodeError as exc:
-            raise ToolError(f"arguments for {self.name} are not valid JSON ({exc.msg})") from exc
-        if not isinstance(raw, dict):
-            raise ToolError(f"arguments for {self.name} must be a JSON object, got {raw!r}")
+        raw = arguments_object(self.name, arguments)
         if self._validator is None:
             self._validator = make_validator(self.parameters)
         check_arguments(self._validator, raw, self.name)
