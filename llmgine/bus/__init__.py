@@ -38,7 +38,8 @@ def _shared_bus_on_redis(port: BusPort, url: str, namespace: str, **options: Any
 
         raise ConfigurationError(
             f"Not a Redis URL: {redact_url(url)} ({type(exc).__name__}); expected "
-            "redis://[[user]:password@]host[:port][/db], rediss://... or unix://..."
+            "redis://[[user]:password@]host[:port][/db], rediss://... or unix://... (in a "
+            "password, write # / ? @ as %23 %2F %3F %40)"
         ) from None
 
 

@@ -66,6 +66,16 @@ async def test_connect_with_a_database_index_redis_lacks_raises_a_configuration_
     await bus.stop()
 
 
+@pytest.mark.timeout(60)
+async def test_a_password_with_a_hash_is_hidden_and_the_error_says_how_to_write_it() -> None:
+    bus = quiet_bus()
+    with pytest.raises(ConfigurationError) as raised:
+        await bus.connect("redis://:pa#ssWORD@127.0.0.1:1/0")  # '#' cuts the URL short
+    assert "ssWORD" not in str(raised.value)
+    assert "%23" in str(raised.value)
+    await bus.stop()
+
+
 @pytest.mark.timeout(120)
 async def test_a_malformed_entry_on_a_command_stream_is_dropped_once_and_logged_once(
     redis_server: RedisServer, namespace: str, client: Any, caplog: pytest.LogCaptureFixture
