@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import io
 import json
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from llmgine._processes import free_port, stop_process
 from llmgine.bus import MessageBus
 from llmgine.local_server import LlamaServer
 
@@ -70,3 +75,39 @@ def llama_server() -> Iterator[LlamaServer]:
     """
     with LlamaServer() as server:
         yield server
+
+
+# mcp-server-time's own server object, served over streamable HTTP on 127.0.0.1.
+HTTP_TIME_SERVER = (
+    "import sys; from mcp_server_time.server import create_server; "
+    "create_server('UTC').run('streamable-http', host='127.0.0.1', port=int(sys.argv[1]))"
+)
+
+
+@pytest.fixture(scope="session")
+def mcp_time_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The base URL of mcp-server-time over streamable HTTP (its endpoint is ``/mcp``).
+
+    A real MCP server on 127.0.0.1 for the MCP tests, stopped by pid afterwards.
+    """
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("mcp-http") / "server.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-c", HTTP_TIME_SERVER, str(port)], stdout=log, stderr=log
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if server.poll() is not None:
+                    pytest.fail(f"the MCP HTTP server exited early:\n{log_path.read_text()}")
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        pytest.fail(f"the MCP HTTP server did not start:\n{log_path.read_text()}")
+                    time.sleep(0.1)  # polling a server process that is starting up, not the bus
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop_process(server, timeout=20)

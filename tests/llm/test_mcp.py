@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +20,6 @@ from llmgine import (
     ToolCallEvent,
     ToolResultEvent,
 )
-from llmgine._processes import stop_process
 from llmgine.llm.mcp import McpTool, safe_url
 
 pytestmark = pytest.mark.timeout(120)
@@ -33,55 +29,10 @@ GIT_SERVER = [sys.executable, "-m", "mcp_server_git"]
 
 
 # mcp-server-time's own server object, served over streamable HTTP instead of stdio.
-HTTP_TIME_SERVER = (
-    "import sys; from mcp_server_time.server import create_server; "
-    "create_server('UTC').run('streamable-http', host='127.0.0.1', port=int(sys.argv[1]))"
-)
-
-
-@pytest.fixture(scope="module")
-def time_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """mcp-server-time over streamable HTTP on 127.0.0.1, stopped by pid afterwards."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    log_path = tmp_path_factory.mktemp("mcp-http") / "server.log"
-    log = log_path.open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-c", HTTP_TIME_SERVER, str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"the MCP HTTP server exited early:\n{log_path.read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"the MCP HTTP server did not start:\n{log_path.read_text()}")
-                time.sleep(0.1)  # polling a server process that is starting up, not the bus
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop_process(server, timeout=20)
-        log.close()
-
-
-def _children() -> set[int]:
-    """Pids of this process's live children (from /proc)."""
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == os.getpid() and fields[0] != "Z":
-            pids.add(int(entry.name))
-    return pids
+@pytest.fixture
+def time_server_url(mcp_time_server: str) -> str:
+    """mcp-server-time's streamable-HTTP endpoint on 127.0.0.1."""
+    return f"{mcp_time_server}/mcp"
 
 
 def _results(bus: MessageBus) -> list[ToolResultEvent]:
@@ -91,14 +42,16 @@ def _results(bus: MessageBus) -> list[ToolResultEvent]:
 
 
 async def test_time_server_tools_run_through_the_engine_with_events_and_spans(
-    bus: MessageBus, read_log: Callable[[Path | None], list[dict[str, Any]]]
+    bus: MessageBus,
+    read_log: Callable[[Path | None], list[dict[str, Any]]],
+    child_pids: Callable[[], set[int]],
 ) -> None:
     script = [
         ScriptedProvider.call("get_current_time", call_id="t1", timezone="Europe/Paris"),
         "It is evening in Paris.",
     ]
     engine = LLMEngine(bus, provider=ScriptedProvider(script))
-    before = _children()
+    before = child_pids()
     server = await engine.add_mcp_server(command=TIME_SERVER)
     try:
         assert server.name == "mcp-time"
@@ -124,10 +77,10 @@ async def test_time_server_tools_run_through_the_engine_with_events_and_spans(
         assert spans, "no TOOL span for the MCP tool"
         assert all(s["attributes"]["mcp.server"] == "mcp-time" for s in spans)
         assert spans[0]["span_kind"] == "TOOL"
-        assert len(_children() - before) == 1  # the server's process
+        assert len(child_pids() - before) == 1  # the server's process
     finally:
         await engine.close()
-    assert _children() - before == set()  # the process ended with the engine
+    assert child_pids() - before == set()  # the process ended with the engine
     assert "get_current_time" not in engine.tools
 
 
@@ -225,9 +178,11 @@ async def test_approval_applies_to_mcp_tools_too(bus: MessageBus) -> None:
         await engine.close()
 
 
-async def test_a_server_that_cannot_start_is_one_clear_error(bus: MessageBus) -> None:
+async def test_a_server_that_cannot_start_is_one_clear_error(
+    bus: MessageBus, child_pids: Callable[[], set[int]]
+) -> None:
     engine = LLMEngine(bus)
-    before = _children()
+    before = child_pids()
     with pytest.raises(ConfigurationError, match="could not start MCP server") as info:
         await engine.add_mcp_server(command=[sys.executable, "-c", "import sys; sys.exit(3)"])
     assert "\n" not in str(info.value)
@@ -236,7 +191,7 @@ async def test_a_server_that_cannot_start_is_one_clear_error(bus: MessageBus) ->
     with pytest.raises(ConfigurationError, match="non-empty list"):
         await engine.add_mcp_server(command="mcp-server-time")  # type: ignore[arg-type]
     assert len(engine.mcp_servers) == 0
-    assert _children() - before == set()
+    assert child_pids() - before == set()
 
 
 async def test_names_are_unique_and_remove_withdraws_the_tools(bus: MessageBus) -> None:

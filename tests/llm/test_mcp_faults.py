@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,22 +73,6 @@ def _tools_server(tmp_path: Path, tools: list[dict[str, Any]]) -> list[str]:
     (tmp_path / "tools_server.py").write_text(TOOLS_SERVER)
     (tmp_path / "tools.json").write_text(json.dumps(tools))
     return [sys.executable, str(tmp_path / "tools_server.py"), str(tmp_path / "tools.json")]
-
-
-def _children() -> set[int]:
-    """Pids of this process's live children (from /proc), zombies left out."""
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == os.getpid() and fields[0] != "Z":
-            pids.add(int(entry.name))
-    return pids
 
 
 def _alive(pid: int) -> bool:
@@ -204,13 +188,15 @@ async def test_a_backtracking_property_name_pattern_is_cut_off_too(
 
 
 @pytest.mark.timeout(60)
-async def test_stopping_the_bus_ends_the_mcp_server_process(tmp_path: Path) -> None:
+async def test_stopping_the_bus_ends_the_mcp_server_process(
+    tmp_path: Path, child_pids: Callable[[], set[int]]
+) -> None:
     bus = MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
     await bus.start()
     engine = LLMEngine(bus)
-    before = _children()
+    before = child_pids()
     await engine.add_mcp_server(command=TIME_SERVER, name="clock")
-    (pid,) = _children() - before
+    (pid,) = child_pids() - before
     assert _alive(pid)
     await bus.stop()
     assert not _alive(pid)
@@ -298,16 +284,18 @@ async def test_tool_names_taken_by_local_tools_or_other_servers_are_refused(
         await engine.close()
 
 
-async def test_a_server_that_dies_at_start_shows_its_last_error_lines(bus: MessageBus) -> None:
+async def test_a_server_that_dies_at_start_shows_its_last_error_lines(
+    bus: MessageBus, child_pids: Callable[[], set[int]]
+) -> None:
     engine = LLMEngine(bus)
     dying = "import sys\nfor i in range(8): print(f'problem {i}', file=sys.stderr)\nsys.exit(3)"
-    before = _children()
+    before = child_pids()
     with pytest.raises(ConfigurationError, match="could not start MCP server") as info:
         await engine.add_mcp_server(command=[sys.executable, "-c", dying])
     message = str(info.value)
     assert "problem 3 | problem 4 | problem 5 | problem 6 | problem 7" in message
     assert "problem 2" not in message and "\n" not in message
-    assert _children() - before == set()
+    assert child_pids() - before == set()
 
 
 def test_input_schemas_a_tool_cannot_have_are_named_with_the_reason() -> None:

@@ -5,54 +5,17 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from llmgine._processes import free_port, stop_process
 from llmgine.notebook import get_engine
 
 pytestmark = pytest.mark.timeout(120)
 
 SECRET = "s3cr3t-T0KEN"
-
-# mcp-server-time's own server object, served over streamable HTTP on 127.0.0.1.
-HTTP_TIME_SERVER = (
-    "import sys; from mcp_server_time.server import create_server; "
-    "create_server('UTC').run('streamable-http', host='127.0.0.1', port=int(sys.argv[1]))"
-)
-
-
-@pytest.fixture(scope="module")
-def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The base URL of mcp-server-time over streamable HTTP, stopped by pid afterwards."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("mcp-http") / "server.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-c", HTTP_TIME_SERVER, str(port)], stdout=log, stderr=log
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if server.poll() is not None:
-                    pytest.fail(f"the MCP HTTP server exited early:\n{log_path.read_text()}")
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        pytest.fail(f"the MCP HTTP server did not start:\n{log_path.read_text()}")
-                    time.sleep(0.1)  # polling a server process that is starting up, not the bus
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            stop_process(server, timeout=20)
 
 
 def magic(shell: InteractiveShell, line: str) -> object:
@@ -60,11 +23,11 @@ def magic(shell: InteractiveShell, line: str) -> object:
 
 
 def test_a_token_in_an_mcp_url_never_shows(
-    shell: InteractiveShell, http_server: str, caplog: pytest.LogCaptureFixture
+    shell: InteractiveShell, mcp_time_server: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     magic(shell, "start --quiet")
-    url = f"{http_server}/mcp?token={SECRET}"
+    url = f"{mcp_time_server}/mcp?token={SECRET}"
     note = repr(magic(shell, f"mcp add --name web --url {url}"))
     assert note.startswith("MCP server `web` added; tools: `get_current_time`")
     listed = repr(magic(shell, "mcp list"))
@@ -73,7 +36,9 @@ def test_a_token_in_an_mcp_url_never_shows(
     assert server is not None
     shown = [note, listed, repr(server), server.target, repr(server.tools[0])]
     # A URL the server answers with an HTTP error: the error names the URL.
-    failed = shell.run_cell(f"%llmgine mcp add --name lost --url {http_server}/nope?token={SECRET}")
+    failed = shell.run_cell(
+        f"%llmgine mcp add --name lost --url {mcp_time_server}/nope?token={SECRET}"
+    )
     error = str(failed.error_in_exec)
     assert "could not start MCP server" in error and "token=***" in error
     shown.append(error)
