@@ -1,4 +1,5 @@
-"""What the shared-bus tests share: a quiet bus, and a handler that counts what it hears."""
+"""What the shared-bus tests share: a quiet bus, a handler that counts what it hears, and a
+look at which worker took a command."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import asyncio
 from typing import Any
 
 from llmgine.bus import MessageBus
+from llmgine.bus.remote.keys import WORKERS, type_key
+from llmgine.messages import Command
 
 
 def quiet_bus() -> MessageBus:
@@ -25,3 +28,18 @@ class Collector:
         self.seen.append(event.n)
         if len(self.seen) >= self.expected:
             self.done.set()
+
+
+async def taken_by(client: Any, caller: MessageBus, kind: type[Command]) -> str:
+    """The consumer (a worker) that took a command of ``kind``: pending in its group.
+
+    Polls Redis's own state (another process's), bounded at 60 s.
+    """
+    assert caller.remote is not None
+    stream = caller.remote.keys.command(type_key(kind))
+    for _ in range(1200):
+        pending = await client.xpending_range(stream, WORKERS, min="-", max="+", count=1)
+        if pending:
+            return str(pending[0]["consumer"].decode())
+        await asyncio.sleep(0.05)
+    raise AssertionError("no worker took the command")

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import remote_app
 from conftest import StartWorker, Worker, runs
+from support import taken_by
 
 from llmgine.bus import MessageBus
-from llmgine.bus.remote.keys import WORKERS, type_key
 
 
 def worker_log(tmp_path: Path) -> str:
@@ -75,12 +75,5 @@ async def test_a_worker_paused_past_claim_after_says_the_command_ran_twice(
 
 async def holding(client: Any, caller: MessageBus, workers: list[Worker]) -> Worker:
     """The worker that took the SlowCommand (its pid is in its consumer's name)."""
-    assert caller.remote is not None
-    stream = caller.remote.keys.command(type_key(remote_app.SlowCommand))
-    for _ in range(1200):  # polls Redis's own state, bounded (60 s)
-        pending = await client.xpending_range(stream, WORKERS, min="-", max="+", count=1)
-        if pending:
-            consumer = pending[0]["consumer"].decode()
-            return next(w for w in workers if f"-{w.pid}-" in consumer)
-        await asyncio.sleep(0.05)
-    raise AssertionError("no worker took the command")
+    consumer = await taken_by(client, caller, remote_app.SlowCommand)
+    return next(w for w in workers if f"-{w.pid}-" in consumer)

@@ -9,23 +9,11 @@ from typing import Any
 import pytest
 import remote_app
 from conftest import StartWorker, runs
+from support import taken_by
 from test_stalled_redis import stalled
 
 from llmgine.bus import MessageBus
 from llmgine.bus.remote import RedisServer
-from llmgine.bus.remote.keys import WORKERS, type_key
-from llmgine.messages import Command
-
-
-async def taken(client: Any, caller: MessageBus, kind: type[Command]) -> None:
-    """Return once a worker took a command of ``kind`` (it is pending in the group)."""
-    assert caller.remote is not None
-    stream = caller.remote.keys.command(type_key(kind))
-    for _ in range(1200):  # polls Redis's own state, bounded (60 s)
-        if (await client.xpending(stream, WORKERS))["pending"]:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("no worker took the command")
 
 
 @pytest.mark.timeout(120)
@@ -46,7 +34,7 @@ async def test_a_command_running_while_redis_stalls_gets_its_real_result(
     worker = await asyncio.to_thread(start_worker, **options)
     command = remote_app.SlowCommand(seconds=5, runs_dir=str(directory))
     running = asyncio.create_task(caller.execute(command, timeout=60))
-    await asyncio.wait_for(taken(client, caller, remote_app.SlowCommand), timeout=60)
+    await asyncio.wait_for(taken_by(client, caller, remote_app.SlowCommand), timeout=60)
     # Longer than the adverts last (three heartbeats): they all lapse in the stall.
     with stalled(redis_server):
         await asyncio.sleep(4)
