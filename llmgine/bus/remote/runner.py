@@ -316,6 +316,9 @@ class CommandRunner:
                 continue
             types = link.local_command_types()
             self._classes = {link.keys.command(k): cls for k, cls in types.items()}
+            adverts = [link.keys.handlers(k) for k in types]
+            with self._lock:  # what the claim keeper renews while the loop is blocked
+                self._adverts = adverts
             streams = dict.fromkeys(self._classes, ">")
             if not streams:
                 await asyncio.sleep(link.heartbeat)
@@ -393,10 +396,8 @@ class CommandRunner:
         name = stream.decode() if isinstance(stream, bytes) else stream
         work = self._handle(name, entry_id, fields or {}, deliveries=deliveries)
         task = asyncio.get_running_loop().create_task(work)
-        adverts = [self.link.keys.handlers(k) for k in self.link.local_command_types()]
         with self._lock:
             self._running[task] = (name, entry_id)
-            self._adverts = adverts
         task.add_done_callback(self._finished)
         if self._keeper is None:
             self._keeper = _ClaimKeeper(self)
