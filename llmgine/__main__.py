@@ -161,26 +161,10 @@ def _redis_url(args: argparse.Namespace) -> str:
 
 
 def _scrub(text: str, url: str) -> str:
-    """``text`` with ``url`` redacted and its password (or token-like user) hidden anywhere."""
-    from urllib.parse import parse_qsl, unquote, urlsplit
+    """``text`` with ``url`` redacted and its secrets (password, token-like user) hidden."""
+    from llmgine._urls import redact_text, redact_url, url_secrets
 
-    from llmgine._urls import HIDDEN, redact_url
-
-    text = text.replace(url, redact_url(url))
-    secrets: set[str] = set()
-    try:
-        parts = urlsplit(url)
-        userinfo, at, _ = parts.netloc.rpartition("@")
-        if at:
-            user, colon, password = userinfo.partition(":")
-            secrets.update({password} if colon else {user})
-        secrets.update(value for _, value in parse_qsl(parts.query) if value)
-    except ValueError:
-        secrets.add(url)
-    for secret in sorted(secrets | {unquote(s) for s in secrets}, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, HIDDEN)
-    return text
+    return redact_text(text.replace(url, redact_url(url)), url_secrets(url))
 
 
 def _worker(args: argparse.Namespace) -> int:
