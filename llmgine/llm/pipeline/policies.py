@@ -1,0 +1,45 @@
+"""The engine's call policies (prices, cache, budget): made once, read for every prompt."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from llmgine.llm.budget import Budget, BudgetKeeper, Spend
+from llmgine.llm.cache import LLMCache, open_cache
+from llmgine.llm.pricing import Price, Prices
+
+if TYPE_CHECKING:
+    from llmgine.bus.bus import MessageBus
+
+__all__ = ["CacheSetting", "CallPolicies"]
+
+CacheSetting = bool | str | os.PathLike[str] | LLMCache | None
+"""``LLMEngine(cache=...)``: ``True`` (the default file), a path, ``"redis"``, an
+:class:`~llmgine.llm.cache.LLMCache`, or ``None``/``False`` (no cache)."""
+
+
+class CallPolicies:
+    """What :func:`~llmgine.llm.pipeline.build_pipeline` adds around the real provider.
+
+    Args:
+        bus: The engine's bus (a shared cache or budget lives on its Redis when connected).
+        prices: Prices per model over the bundled ones.
+        cache: The call cache setting.
+        budget: A spending limit, or ``None``.
+    """
+
+    def __init__(
+        self,
+        bus: MessageBus,
+        *,
+        prices: Mapping[str, Price] | None = None,
+        cache: CacheSetting = None,
+        budget: Budget | None = None,
+    ) -> None:
+        self.prices = Prices(prices)
+        self.cache: LLMCache | None = open_cache(cache, bus)
+        self.budget: BudgetKeeper | None = BudgetKeeper(budget, bus) if budget else None
+        self.spend = Spend()
+        """What the engine's calls have cost so far (``LLMEngine.spend``)."""
