@@ -99,6 +99,14 @@ class Provider(ABC):
         """The model string that builds this provider again, e.g. ``"openai:gpt-4o-mini"``."""
         return f"{self.name}:{self.model}"
 
+    @property
+    def endpoint(self) -> str | None:
+        """The server this provider calls (``host:port``, never credentials); ``None`` in-process.
+
+        Part of the call cache's key: one model name on two servers is two models.
+        """
+        return None
+
     async def aclose(self) -> None:
         """Release what the provider holds open (connections); the default holds nothing."""
         return None

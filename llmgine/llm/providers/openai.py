@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 from llmgine._urls import redact_url, url_secrets
 from llmgine.errors import ConfigurationError, MissingAPIKeyError, ProviderError
@@ -131,6 +132,19 @@ class OpenAIProvider(Provider):
     async def aclose(self) -> None:
         """Close the SDK client's connections (kept alive between requests)."""
         await self._client.close()
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port`` of ``base_url`` (no credentials, no path), else ``api.openai.com``."""
+        if not self.base_url:
+            return "api.openai.com"
+        parts = urlsplit(self.base_url)
+        host = parts.hostname or ""
+        try:
+            port = parts.port
+        except ValueError:  # not a number: the SDK will say so when it connects
+            port = None
+        return f"{host}:{port}" if port else host
 
     @property
     def _where(self) -> str:

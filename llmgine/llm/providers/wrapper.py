@@ -47,6 +47,11 @@ class WrapperProvider(Provider):
         return self.inner.model_string
 
     @property
+    def endpoint(self) -> str | None:
+        """The inner provider's server."""
+        return self.inner.endpoint
+
+    @property
     def capabilities(self) -> Capabilities:
         """The inner provider's capabilities (read on every call: they may change)."""
         return self.inner.capabilities
