@@ -2,7 +2,8 @@
 
 The messages it reads and publishes (:class:`ApproveToolCallCommand`, the
 ``ToolApproval*Event`` classes) live in :mod:`llmgine.llm.approval`, whose docstring
-says how an approval finds its call across conversations and processes.
+says how an approval finds its call across conversations and processes; a call waiting
+here is a :class:`~llmgine.llm.pending_approval.PendingApproval`.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import Literal
 from uuid import UUID
 
 from llmgine.bus.bus import MessageBus
@@ -23,8 +23,16 @@ from llmgine.llm.approval import (
     ToolApprovalEvent,
     ToolApprovalRelayedEvent,
     ToolApprovalRequestedEvent,
-    _new_id,
     describe_request,
+)
+from llmgine.llm.pending_approval import (
+    ENDED_FIRST,
+    Decision,
+    PendingApproval,
+    key_mismatch,
+    no_longer_waiting,
+    settle,
+    waiting_now,
 )
 from llmgine.llm.types import ToolCall
 
@@ -35,30 +43,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_APPROVAL_TIMEOUT = 300.0
 DEFAULT_RELAY_TIMEOUT = 10.0
 _REMEMBERED = 1000  # decided approvals kept, to say "already decided" instead of "unknown"
-_ENDED_FIRST = "the prompt ended (stopped or timed out) before a decision; the call did not run"
-
-
-class _Decision(NamedTuple):
-    approved: bool
-    reason: str | None
-    command_id: UUID | None
-
-
-@dataclass
-class PendingApproval:
-    """A tool call waiting for a decision in this process."""
-
-    call_id: str
-    tool_name: str
-    arguments: str
-    conversation_id: str
-    prompt_id: UUID
-    decision: asyncio.Future[_Decision] = field(repr=False)
-    approval_id: str = field(default_factory=_new_id)
-
-
-def _waiting_now(requests: list[ToolApprovalRequestedEvent]) -> str:
-    return "; ".join(describe_request(r) for r in requests) or "none"
 
 
 class ToolApprovals:
@@ -141,7 +125,7 @@ class ToolApprovals:
             AmbiguousApprovalError: ``call_id`` matches several waiting calls.
         """
         approval_id = await self._resolve(command)
-        decision = _Decision(command.approve, command.reason, command.id)
+        decision = Decision(command.approve, command.reason, command.id)
         verb = "approved" if command.approve else "denied"
         waiting = self._pending.pop(approval_id, None)
         if waiting is not None and not waiting.decision.done():
@@ -149,15 +133,15 @@ class ToolApprovals:
             return f"{verb} {waiting.tool_name} ({waiting.call_id})"
         decided = self._decided.get(approval_id)
         if decided is not None:
-            raise ApprovalNotFoundError(self._already(decided))
+            raise ApprovalNotFoundError(no_longer_waiting(decided))
         if self.bus.remote is None:
             raise ApprovalNotFoundError(
                 f"no tool call with approval_id {approval_id} is waiting for approval; "
-                f"waiting now: {_waiting_now(self.waiting)}"
+                f"waiting now: {waiting_now(self.waiting)}"
             )
         decided = await self._relay(approval_id, command)
         if decided.command_id != command.id:
-            raise ApprovalNotFoundError(self._already(decided))
+            raise ApprovalNotFoundError(no_longer_waiting(decided))
         return f"{verb} {decided.tool_name} ({decided.call_id})"
 
     async def _resolve(self, command: ApproveToolCallCommand) -> str:
@@ -169,11 +153,11 @@ class ToolApprovals:
             decided = self._decided.get(command.approval_id)
             mismatch = ""
             if known is not None:
-                mismatch = _mismatch(command.call_id, command.conversation_id, known)
+                mismatch = key_mismatch(command.call_id, command.conversation_id, known)
                 shown = describe_request(known)
             elif decided is not None:
-                mismatch = _mismatch(command.call_id, command.conversation_id, decided)
-                shown = self._already(decided)
+                mismatch = key_mismatch(command.call_id, command.conversation_id, decided)
+                shown = no_longer_waiting(decided)
             if mismatch:
                 raise ApprovalNotFoundError(
                     f"approval_id {command.approval_id} is for {mismatch}; nothing was "
@@ -196,7 +180,7 @@ class ToolApprovals:
                 raise AmbiguousApprovalError(
                     f"{len(matches)} tool calls {command.call_id!r} wait for approval; name "
                     f"one by approval_id=... (or give conversation_id=...): "
-                    f"{_waiting_now(matches)}"
+                    f"{waiting_now(matches)}"
                 )
             remaining = deadline - loop.time()
             if self.bus.remote is None or remaining <= 0:
@@ -204,7 +188,7 @@ class ToolApprovals:
                 raise ApprovalNotFoundError(
                     f"no tool call {command.call_id!r}"
                     f"{where if command.conversation_id else ''} is waiting for approval; "
-                    f"waiting now: {_waiting_now(self.waiting)}"
+                    f"waiting now: {waiting_now(self.waiting)}"
                 )
             # On a shared bus the request may still be on its way to this process.
             heard: asyncio.Future[None] = loop.create_future()
@@ -242,7 +226,7 @@ class ToolApprovals:
                 f"{approval_id} within {self.relay_timeout:g} s: no such call waits (it was "
                 f"decided, timed out or never asked, or its call_id / conversation_id are not "
                 f"the command's) or its engine's process is gone; "
-                f"waiting now: {_waiting_now(self.waiting)}"
+                f"waiting now: {waiting_now(self.waiting)}"
             ) from None
         finally:
             answers = self._answers.get(approval_id, [])
@@ -250,23 +234,6 @@ class ToolApprovals:
                 answers.remove(answer)
             if not answers:
                 self._answers.pop(approval_id, None)
-
-    @staticmethod
-    def _already(decided: ToolApprovalDecidedEvent) -> str:
-        if decided.decided_by == "timeout":
-            verdict = "it timed out without a decision"
-        elif decided.decided_by == "cancelled":
-            verdict = f"{decided.reason or _ENDED_FIRST}. Ask again in a new prompt"
-        else:
-            verdict = (
-                f"it was {'approved' if decided.approved else 'denied'} by another command "
-                f"(already decided by command {decided.command_id})"
-            )
-        return (
-            f"tool call {decided.call_id!r} ({decided.tool_name} in conversation "
-            f"{decided.conversation_id!r}, approval_id {decided.approval_id}) is no longer "
-            f"waiting: {verdict}"
-        )
 
     def _remember(self, decided: ToolApprovalDecidedEvent) -> None:
         """Note a decision at once: the call no longer waits, here or in any lookup."""
@@ -278,7 +245,7 @@ class ToolApprovals:
         while len(self._decided) > _REMEMBERED:
             self._decided.popitem(last=False)
 
-    def _apply(self, waiting: PendingApproval, decision: _Decision) -> None:
+    def _apply(self, waiting: PendingApproval, decision: Decision) -> None:
         """Decide a call waiting in this process (already taken out of ``_pending``)."""
         self._remember(
             ToolApprovalDecidedEvent(
@@ -293,7 +260,7 @@ class ToolApprovals:
                 command_id=decision.command_id,
             )
         )
-        _settle(waiting.decision, decision)
+        settle(waiting.decision, decision)
 
     # ------------------------------------------------------------ the bus's approval events
 
@@ -335,7 +302,7 @@ class ToolApprovals:
         waiting = self._pending.get(event.approval_id)
         if waiting is None or waiting.decision.done():
             return
-        mismatch = _mismatch(event.call_id, event.conversation_id, waiting)
+        mismatch = key_mismatch(event.call_id, event.conversation_id, waiting)
         if mismatch:
             logger.warning(
                 "not applying the decision of command %s on approval_id %s: it is for %s",
@@ -345,7 +312,7 @@ class ToolApprovals:
             )
             return
         del self._pending[event.approval_id]
-        self._apply(waiting, _Decision(event.approve, event.reason, event.command_id))
+        self._apply(waiting, Decision(event.approve, event.reason, event.command_id))
 
     # ------------------------------------------------------------ waiting
 
@@ -355,7 +322,7 @@ class ToolApprovals:
         Raises:
             ToolError: Denied, or no decision within ``timeout``; the message goes to the model.
         """
-        decision: asyncio.Future[_Decision] = asyncio.get_running_loop().create_future()
+        decision: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
         waiting = PendingApproval(
             call.id, call.name, call.arguments, conversation_id, prompt_id, decision
         )
@@ -373,7 +340,7 @@ class ToolApprovals:
         command_id: UUID | None = None
         reason: str | None
         decided_by: Literal["command", "timeout", "cancelled"] = "cancelled"
-        approved, reason = False, _ENDED_FIRST  # unless decided or timed out
+        approved, reason = False, ENDED_FIRST  # unless decided or timed out
         try:
             await self.bus.publish(request)
             try:
@@ -425,35 +392,3 @@ class ToolApprovals:
                 "other processes may list it as waiting until its approval timeout",
                 exc_info=publishing.exception(),
             )
-
-
-def _mismatch(
-    call_id: str | None,
-    conversation_id: str | None,
-    call: ToolApprovalRequestedEvent | ToolApprovalDecidedEvent | PendingApproval,
-) -> str:
-    """Which given key is not the call's ("" if every key given matches)."""
-    if call_id and call_id != call.call_id:
-        return f"call {call.call_id!r}, not call_id {call_id!r}"
-    if conversation_id is not None and conversation_id != call.conversation_id:
-        return f"conversation {call.conversation_id!r}, not conversation_id {conversation_id!r}"
-    return ""
-
-
-def _settle(future: asyncio.Future[_Decision], decision: _Decision) -> None:
-    """Give ``future`` its decision, from its own loop's thread or any other."""
-    loop = future.get_loop()
-    try:
-        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:  # pragma: no cover - handlers always run on a loop
-        running = None
-    if running is loop:
-        if not future.done():
-            future.set_result(decision)
-    else:
-        loop.call_soon_threadsafe(_set, future, decision)
-
-
-def _set(future: asyncio.Future[_Decision], decision: _Decision) -> None:
-    if not future.done():
-        future.set_result(decision)
