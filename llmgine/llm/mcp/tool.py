@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from llmgine.llm.mcp.schema import check_arguments, make_validator
 from llmgine.llm.tools import Tool, arguments_object
 
-if TYPE_CHECKING:
-    from llmgine.llm.mcp.server import McpServer
+__all__ = ["McpTool", "ToolHost"]
 
-__all__ = ["McpTool"]
+
+class ToolHost(Protocol):
+    """What a tool needs of its MCP server (an :class:`~llmgine.llm.mcp.McpServer`)."""
+
+    name: str
+    """The server's name, in spans and tool lists."""
+
+    async def call(self, tool_name: str, arguments: dict[str, Any]) -> Any:
+        """Call the server's tool ``tool_name`` with checked arguments."""
+        ...
 
 
 class McpTool(Tool):
@@ -31,7 +39,7 @@ class McpTool(Tool):
 
     def __init__(
         self,
-        server: McpServer,
+        server: ToolHost,
         name: str,
         description: str,
         input_schema: dict[str, Any],
