@@ -23,7 +23,7 @@ import contextvars
 import time
 from collections.abc import Iterator, Mapping
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from llmgine.errors import ConfigurationError, ToolError
 
@@ -32,15 +32,26 @@ __all__ = ["PATTERN_TIMEOUT", "check_arguments", "make_validator", "schema_probl
 PATTERN_TIMEOUT = 1.0
 """Seconds the pattern matches of one call's arguments may take in all."""
 
-_DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("llmgine_mcp_deadline")
+
+class _Check(NamedTuple):
+    """The call being checked: its tool, its time bound, and when that bound ends."""
+
+    tool: str
+    timeout: float
+    deadline: float
 
 
-class _PatternTimeout(Exception):
-    """A pattern match ran past the deadline of the check (cut off)."""
+_CHECK: contextvars.ContextVar[_Check] = contextvars.ContextVar("llmgine_mcp_check")
 
-    def __init__(self, pattern: str) -> None:
-        super().__init__(pattern)
-        self.pattern = pattern
+
+def _cut_off(pattern: str) -> ToolError:
+    """The error of a check whose pattern ran past its deadline: the call is not sent."""
+    check = _CHECK.get(None) or _Check("the tool", PATTERN_TIMEOUT, 0.0)
+    return ToolError(
+        f"arguments for {check.tool} could not be checked: the server's pattern "
+        f"{pattern[:200]!r} took more than {check.timeout:g} s on them (a pattern that "
+        "backtracks); the call was not sent. Send a shorter or simpler value."
+    )
 
 
 def _regex() -> Any:
@@ -57,13 +68,15 @@ def _regex() -> Any:
 def _search(pattern: str, text: str) -> bool:
     """``re.search(pattern, text)``, cut off at the check's deadline."""
     regex = _regex()
-    remaining = _DEADLINE.get(time.monotonic() + PATTERN_TIMEOUT) - time.monotonic()
+    check = _CHECK.get(None)
+    deadline = check.deadline if check else time.monotonic() + PATTERN_TIMEOUT
+    remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise _PatternTimeout(pattern)
+        raise _cut_off(pattern)
     try:
         return regex.search(pattern, text, concurrent=True, timeout=remaining) is not None
     except TimeoutError:
-        raise _PatternTimeout(pattern) from None
+        raise _cut_off(pattern) from None
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
@@ -194,17 +207,11 @@ def check_arguments(
         ToolError: The arguments do not fit the schema, or a pattern check was cut off
             (the call must not be sent: it was not checked).
     """
-    token = _DEADLINE.set(time.monotonic() + timeout)
-    try:
+    token = _CHECK.set(_Check(tool, timeout, time.monotonic() + timeout))
+    try:  # a pattern cut off raises the ToolError that says so (see _search)
         problems = sorted(validator.iter_errors(arguments), key=lambda e: list(map(str, e.path)))
-    except _PatternTimeout as cut:
-        raise ToolError(
-            f"arguments for {tool} could not be checked: the server's pattern "
-            f"{cut.pattern[:200]!r} took more than {timeout:g} s on them (a pattern that "
-            "backtracks); the call was not sent. Send a shorter or simpler value."
-        ) from None
     finally:
-        _DEADLINE.reset(token)
+        _CHECK.reset(token)
     if problems:
         shown = "; ".join(
             f"{'.'.join(str(p) for p in e.path) or 'arguments'}: {e.message}" for e in problems
