@@ -37,6 +37,11 @@ class PromptCommand(Command):
     ``extra_body``, ...), over the engine's ``options``."""
     output_type: type[BaseModel] | None = None
     """A pydantic model the answer must match: ``result.result`` is then an instance of it."""
+    cache: bool = True
+    """Use the engine's call cache, if it has one; ``False`` always asks the model."""
+    max_context_tokens: int | None = Field(default=None, gt=0)
+    """The model's window for this prompt (older turns are left out of the request to fit);
+    ``None`` means the engine's ``max_context_tokens``."""
 
     @field_serializer("output_type")
     def _output_type_name(self, output_type: type[BaseModel] | None) -> str | None:

@@ -11,10 +11,13 @@ from pydantic import BaseModel
 
 from llmgine.bus.bus import MessageBus
 from llmgine.errors import BusStateError, CommandFailedError, ConfigurationError
+from llmgine.llm.budget import Budget, Spend
 from llmgine.llm.commands import ClearConversationCommand, PromptCommand, SetSystemPromptCommand
 from llmgine.llm.context import ConversationStore
 from llmgine.llm.mcp import McpServer
-from llmgine.llm.pipeline import build_pipeline
+from llmgine.llm.pipeline import CallPolicies, build_pipeline
+from llmgine.llm.pipeline.policies import CacheSetting
+from llmgine.llm.pricing import Price
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.providers.resolve import provider_for
 from llmgine.llm.run import PromptRun, Sinks
@@ -58,6 +61,10 @@ class LLMEngine:
             ``extra_body``, ...); a prompt's ``options`` are merged over them.
         max_output_retries: With ``output_type``, how many times an answer that does
             not validate is sent back with the error before the prompt fails.
+        prices: Prices per model (``{"gpt-4o-mini": Price(...)}``) over the bundled ones.
+        cache: Answer requests seen before from a cache: ``True`` (the default file),
+            a path, ``"redis"`` (the connected bus's Redis) or an ``LLMCache``.
+        budget: A spending limit (``Budget(usd=...)``): a call past it fails unsent.
     """
 
     def __init__(
@@ -73,6 +80,9 @@ class LLMEngine:
         timeout: float | None = DEFAULT_TIMEOUT,
         options: Mapping[str, Any] | None = None,
         max_output_retries: int = 2,
+        prices: Mapping[str, Price] | None = None,
+        cache: CacheSetting = None,
+        budget: Budget | None = None,
     ) -> None:
         if max_tool_rounds < 0:
             raise ConfigurationError(f"max_tool_rounds must be 0 or more; got {max_tool_rounds}.")
@@ -99,6 +109,7 @@ class LLMEngine:
         self.mcp_servers = self.runner.mcp_servers
         self.conversations = ConversationStore(system_prompt, max_history)
         self.max_tool_rounds = max_tool_rounds
+        self.policies = CallPolicies(bus, prices=prices, cache=cache, budget=budget)
         self._providers: dict[str, Provider] = {}
         self._sinks = Sinks()
         self._register(bus)
@@ -139,6 +150,11 @@ class LLMEngine:
         ``engine.set_model(engine.model)`` keeps the current provider.
         """
         return self.provider.model_string
+
+    @property
+    def spend(self) -> Spend:
+        """What this engine's calls have cost so far."""
+        return self.policies.spend
 
     def set_model(self, model: str) -> None:
         """Switch the engine to another model string; conversations are kept.
@@ -295,7 +311,12 @@ class LLMEngine:
         """
         run = PromptRun(
             command,
-            build_pipeline(self._provider(command.model), bus=self.bus, command=command),
+            build_pipeline(
+                self._provider(command.model),
+                bus=self.bus,
+                command=command,
+                policies=self.policies,
+            ),
             self.conversations.get(command.conversation_id),
             self.runner,
             options={**self.options, **(command.options or {})},

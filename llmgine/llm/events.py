@@ -27,6 +27,12 @@ class LLMResponseEvent(Event):
     latency_ms: float
     tool_calls: list[ToolCall] = Field(default_factory=list)
     tool_call_count: int = 0
+    cost_usd: float | None = None
+    """What the call cost in US dollars (``usage.cost_usd``); ``None``: price unknown."""
+    cached: bool = False
+    """Answered from the call cache (no request was sent)."""
+    cost_saved_usd: float | None = None
+    """On a cache hit: what the original call cost."""
 
 
 class ToolCallEvent(Event):

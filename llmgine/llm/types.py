@@ -46,6 +46,10 @@ class Usage(BaseModel):
     output_tokens: int = 0
     estimated: bool = False
     """The server reported no counts; these are llmgine's estimate (a recorded 0 means 0)."""
+    cached_input_tokens: int = 0
+    """Of the input tokens, those the server read from its prompt cache (priced as such)."""
+    cost_usd: float | None = None
+    """What the call cost in US dollars; ``None`` when its price is unknown (never a silent 0)."""
 
     @property
     def total_tokens(self) -> int:
@@ -65,6 +69,10 @@ class Completion(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     model: str | None = None
     """The model that answered, as the provider names it."""
+    cached: bool = False
+    """Answered from llmgine's call cache, not by the model (``usage.cost_usd`` is then 0)."""
+    cost_saved_usd: float | None = None
+    """On a cache hit: what the original call cost, saved this time."""
 
 
 class LLMRequest(BaseModel):

@@ -9,25 +9,46 @@ from __future__ import annotations
 
 from llmgine.bus.bus import MessageBus
 from llmgine.llm.commands import PromptCommand
+from llmgine.llm.pipeline.budgeted import Budgeted
+from llmgine.llm.pipeline.cached import Cached
 from llmgine.llm.pipeline.instrumentation import Instrumented
+from llmgine.llm.pipeline.policies import CallPolicies
+from llmgine.llm.pipeline.priced import Priced
 from llmgine.llm.pipeline.prompted_json import PromptedJSON, prompted
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.providers.wrapper import WrapperProvider
 
-__all__ = ["Instrumented", "PromptedJSON", "WrapperProvider", "build_pipeline", "prompted"]
+__all__ = [
+    "Budgeted",
+    "Cached",
+    "CallPolicies",
+    "Instrumented",
+    "Priced",
+    "PromptedJSON",
+    "WrapperProvider",
+    "build_pipeline",
+    "prompted",
+]
 
 
-def build_pipeline(provider: Provider, *, bus: MessageBus, command: PromptCommand) -> Provider:
+def build_pipeline(
+    provider: Provider,
+    *,
+    bus: MessageBus,
+    command: PromptCommand,
+    policies: CallPolicies | None = None,
+) -> Provider:
     """Wrap ``provider`` (the real one) in the engine's steps; return the outermost.
 
     The order, outermost first (a step not configured is left out)::
 
         instrumentation  one LLM span, LLMResponseEvent and metrics per call
-        budget           (to come) refuse a call once the budget is spent
-        cache            (to come) answer a request seen before
+        budget           refuse a call once the budget is spent; count the spend
+        cache            answer a request seen before (unless the prompt says cache=False)
         fallback         (to come) other models when this one fails
         retry            (to come) 429/5xx/timeouts with backoff
         rate limit       (to come) wait for room under the limits
+        pricing          the answer's cost in USD (per model, so below a fallback)
         prompted JSON    structured output asked in the prompt when the server has no JSON mode
         the provider     the real one (OpenAI, local, offline, ...)
 
@@ -39,8 +60,15 @@ def build_pipeline(provider: Provider, *, bus: MessageBus, command: PromptComman
         provider: The real provider that answers.
         bus: Where the telemetry goes.
         command: The prompt being answered (its conversation, its id, its settings).
+        policies: The engine's prices, cache and budget (none: the provider as it is).
     """
     chain: Provider = PromptedJSON(provider)
+    if policies is not None:
+        chain = Priced(chain, policies.prices)
+        if policies.cache is not None and command.cache:
+            chain = Cached(chain, policies.cache)
+        if policies.budget is not None:
+            chain = Budgeted(chain, policies.budget, command)
     return Instrumented(
         chain, bus=bus, conversation_id=command.conversation_id, prompt_id=command.id
     )

@@ -100,6 +100,9 @@ class Instrumented(WrapperProvider):
         span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
         span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
         span.set_attribute("llmgine.usage.estimated", usage.estimated)
+        if usage.cost_usd is not None:
+            span.set_attribute("llmgine.cost_usd", usage.cost_usd)
+        span.set_attribute("llmgine.cache.hit", completion.cached)
         await self.bus.publish(
             LLMResponseEvent(
                 conversation_id=self.conversation_id,
@@ -112,6 +115,9 @@ class Instrumented(WrapperProvider):
                 latency_ms=latency_ms,
                 tool_calls=completion.tool_calls,
                 tool_call_count=len(completion.tool_calls),
+                cost_usd=usage.cost_usd,
+                cached=completion.cached,
+                cost_saved_usd=completion.cost_saved_usd,
             )
         )
         tags = {"provider": self.name, "model": model}
