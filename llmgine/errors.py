@@ -23,6 +23,7 @@ keeps working::
     ├── StructuredOutputError           (also ValueError)
     ├── SharedBusConnectionError        (also ConnectionError) Redis unreachable or silent
     ├── RedisServerError                (also RuntimeError) a local redis-server did not start
+    ├── BudgetExceededError             (also RuntimeError) a call would start past its budget
     └── ProviderError
         ├── ProviderAuthenticationError
         ├── ProviderRateLimitError
@@ -36,6 +37,7 @@ from __future__ import annotations
 __all__ = [
     "AmbiguousApprovalError",
     "ApprovalNotFoundError",
+    "BudgetExceededError",
     "BusStateError",
     "CommandFailedError",
     "ConfigurationError",
@@ -173,3 +175,28 @@ class SharedBusConnectionError(LLMgineError, ConnectionError):
 
 class RedisServerError(LLMgineError, RuntimeError):
     """A local ``redis-server`` (:class:`~llmgine.bus.remote.RedisServer`) did not come up."""
+
+
+class BudgetExceededError(LLMgineError, RuntimeError):
+    """A call would start after its budget (``LLMEngine(budget=Budget(...))``) is spent.
+
+    Nothing was sent. The message names the budget and what was spent; so do the
+    attributes.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        budget: object = None,
+        scope: str = "engine",
+        spent_usd: float = 0.0,
+        spent_tokens: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.budget = budget
+        """The :class:`~llmgine.llm.budget.Budget` that is spent."""
+        self.scope = scope
+        """What it counts: ``"engine"``, ``"conversation <id>"`` or ``"command <id>"``."""
+        self.spent_usd = spent_usd
+        self.spent_tokens = spent_tokens
