@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from llmgine._validation import describe_validation_error, validation_problems
 from llmgine.errors import MagicError
 
 __all__ = ["Parser", "evaluate", "instantiate", "lookup", "message_class", "parser", "split"]
@@ -53,9 +54,7 @@ def evaluate(shell: Any, expression: str, what: str) -> Any:
     try:
         return eval(expression, shell.user_ns)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = describe_validation_error(exc, whole="value")
         raise MagicError(f"could not evaluate {expression!r}: {problems}") from None
     except Exception as exc:
         raise MagicError(
@@ -68,15 +67,17 @@ def instantiate(message_type: type, what: str) -> Any:
     try:
         return message_type()
     except ValidationError as exc:
-        needed = ", ".join(
-            ".".join(str(p) for p in e["loc"]) for e in exc.errors() if e["type"] == "missing"
-        )
+        problems = validation_problems(exc, whole="value")
+        kinds = [error["type"] for error in exc.errors(include_url=False)]
+        needed = [
+            where for (where, _), kind in zip(problems, kinds, strict=True) if kind == "missing"
+        ]
         name = message_type.__name__
         if needed:
             raise MagicError(
-                f"{name} needs {needed}: `%llmgine {what} {name}({needed.split(', ')[0]}=...)`"
+                f"{name} needs {', '.join(needed)}: `%llmgine {what} {name}({needed[0]}=...)`"
             ) from None
-        raise MagicError(f"could not make a {name}: {exc.errors()[0]['msg']}") from None
+        raise MagicError(f"could not make a {name}: {describe_validation_error(exc)}") from None
 
 
 def message_class(shell: Any, name: str, base: type) -> type:

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from llmgine._validation import validation_problems
 from llmgine.errors import CommandFailedError, MagicError
 from llmgine.llm.approval import ApproveToolCallCommand, ToolApprovalRequestedEvent
 from llmgine.llm.engine import LLMEngine
@@ -92,9 +93,8 @@ def chat(shell: Any, line: str, cell: str | None) -> Any:
     except CommandFailedError as exc:
         raise MagicError(str(exc)) from None
     except ValidationError as exc:
-        problems = "; ".join(
-            f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
-            for e in exc.errors(include_url=False)
+        problems = "; ".join(  # the fields as the options that set them: --max-tokens
+            f"--{where.replace('_', '-')}: {message}" for where, message in validation_problems(exc)
         )
         raise MagicError(problems) from None
     if area:

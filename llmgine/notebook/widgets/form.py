@@ -16,6 +16,7 @@ import ipywidgets as widgets
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
+from llmgine._validation import validation_problems
 from llmgine.bus.bus import MessageBus
 from llmgine.messages.base import BASE_FIELDS
 from llmgine.messages.commands import Command, CommandResult
@@ -119,9 +120,8 @@ class CommandForm(widgets.VBox):
             command = self.command_type(**self.values())
         except ValidationError as exc:
             problems = "".join(
-                f"<li><b>{html.escape('.'.join(str(p) for p in e['loc']))}</b>: "
-                f"{html.escape(e['msg'])}</li>"
-                for e in exc.errors()
+                f"<li><b>{html.escape(where)}</b>: {html.escape(message)}</li>"
+                for where, message in validation_problems(exc, whole=self.command_type.__name__)
             )
             self.errors.value = f"<ul style='color:#b00020'>{problems}</ul>"
             return None
