@@ -13,6 +13,7 @@ keeps working::
     ├── CommandFailedError              a convenience call's command failed
     ├── ConfigurationError              (also ValueError)
     │   ├── LogSourceError              a log cannot be read as asked (also TypeError)
+    │   ├── CacheError                  the call cache's file is another program's
     │   └── MissingAPIKeyError
     ├── LogFormatError                  (also ValueError) a line is not an llmgine envelope
     ├── QueryError                      (also ValueError) SQL that cannot run over a log's views
@@ -39,6 +40,7 @@ __all__ = [
     "ApprovalNotFoundError",
     "BudgetExceededError",
     "BusStateError",
+    "CacheError",
     "CommandFailedError",
     "ConfigurationError",
     "HandlerAlreadyRegisteredError",
@@ -102,6 +104,14 @@ class LogSourceError(ConfigurationError, TypeError):
     """A log cannot be read as asked: no such file, not a log, a filter that is not a time."""
 
 
+class CacheError(ConfigurationError):
+    """The call cache cannot do what was asked.
+
+    Its file is another program's database or a newer llmgine's (llmgine leaves it alone),
+    or a blocking call (``stats()``, ``clear()``) was made on the shared Redis cache.
+    """
+
+
 class MissingAPIKeyError(ConfigurationError):
     """A provider that needs an API key has none."""
 
@@ -134,7 +144,21 @@ class ToolError(LLMgineError, ValueError):
 
 
 class ProviderError(LLMgineError):
-    """A provider call failed; the message says why and what to do."""
+    """A provider call failed; the message says why and what to do.
+
+    Args:
+        message: What happened and what to do.
+        status: The server's HTTP status, when it answered with one.
+        retry_after: Seconds the server asked to wait before trying again
+            (``Retry-After``/``retry-after-ms``), if it said.
+    """
+
+    def __init__(
+        self, message: str = "", *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
 
 
 class ProviderAuthenticationError(ProviderError):

@@ -10,7 +10,13 @@ from pydantic import Field
 from llmgine.llm.types import ToolCall, Usage
 from llmgine.messages.events import Event
 
-__all__ = ["LLMDeltaEvent", "LLMResponseEvent", "ToolCallEvent", "ToolResultEvent"]
+__all__ = [
+    "LLMDeltaEvent",
+    "LLMResponseEvent",
+    "LLMRetryEvent",
+    "ToolCallEvent",
+    "ToolResultEvent",
+]
 
 
 class LLMResponseEvent(Event):
@@ -33,6 +39,10 @@ class LLMResponseEvent(Event):
     """Answered from the call cache (no request was sent)."""
     cost_saved_usd: float | None = None
     """On a cache hit: what the original call cost."""
+    retries: int = 0
+    """Tries that failed before this answer (each an ``LLMRetryEvent``)."""
+    retry_wait_ms: float = 0.0
+    """Time spent waiting between those tries."""
 
 
 class ToolCallEvent(Event):
@@ -66,3 +76,20 @@ class LLMDeltaEvent(Event):
     conversation_id: str
     prompt_id: UUID
     delta: str
+
+
+class LLMRetryEvent(Event):
+    """A provider call failed with an error worth another try; the engine waits, then retries."""
+
+    conversation_id: str
+    prompt_id: UUID
+    model: str
+    """The model whose call failed."""
+    attempt: int
+    """The try that failed (1 is the first)."""
+    status: int | None
+    """The server's HTTP status, if it answered (429, 503, ...)."""
+    error: str
+    """What failed, one line."""
+    wait_s: float
+    """Seconds waited before the next try (at least the server's ``Retry-After``)."""

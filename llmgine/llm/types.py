@@ -73,6 +73,10 @@ class Completion(BaseModel):
     """Answered from llmgine's call cache, not by the model (``usage.cost_usd`` is then 0)."""
     cost_saved_usd: float | None = None
     """On a cache hit: what the original call cost, saved this time."""
+    retries: int = 0
+    """Tries of this call that failed (and were retried) before this answer."""
+    retry_wait_ms: float = 0.0
+    """Milliseconds waited between those tries."""
 
 
 class LLMRequest(BaseModel):

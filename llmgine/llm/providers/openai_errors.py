@@ -15,6 +15,7 @@ from llmgine.errors import (
     ProviderRateLimitError,
     ProviderTimeoutError,
 )
+from llmgine.llm.retries import retry_after
 
 __all__ = ["key_secrets", "never_connected", "provider_error", "redact", "short"]
 
@@ -76,14 +77,20 @@ def provider_error(
     detail = short(full)
     detail = detail if detail.endswith("...") else detail.rstrip(".")
     status = getattr(exc, "status_code", None)
+    response = getattr(exc, "response", None)
+    asked = retry_after(getattr(response, "headers", None)) if response is not None else None
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
         return ProviderAuthenticationError(
-            f"openai rejected the API key ({status}): {detail}. Check OPENAI_API_KEY."
+            f"openai rejected the API key ({status}): {detail}. Check OPENAI_API_KEY.",
+            status=status,
         )
     if isinstance(exc, openai.RateLimitError):
+        wait = f" (it asks to wait {asked:g} s)" if asked is not None else ""
         return ProviderRateLimitError(
-            f"openai is rate limiting this key (429): {detail}. Wait and retry, or check "
-            "the account's quota."
+            f"openai is rate limiting this key (429){wait}: {detail}. Set RateLimits on the "
+            "LLMEngine to stay under the limit, or check the account's quota.",
+            status=status,
+            retry_after=asked,
         )
     if isinstance(exc, openai.APITimeoutError):
         return ProviderTimeoutError(
@@ -104,7 +111,9 @@ def provider_error(
     if isinstance(exc, openai.APIStatusError):
         if full.strip() != short(full) or (status is not None and status >= 500):
             logger.debug("openai answered %s: %s", status, full)
-        return ProviderError(f"openai answered {status} (at {where}): {detail}")
+        return ProviderError(
+            f"openai answered {status} (at {where}): {detail}", status=status, retry_after=asked
+        )
     if isinstance(exc, openai.OpenAIError):
         return ProviderError(f"openai: {detail}")
     return exc

@@ -1,0 +1,204 @@
+"""Retries of provider calls: what is retried, how long it waits, what the log shows."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+
+from llmgine.errors import (
+    ConfigurationError,
+    ProviderAuthenticationError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderRateLimitError,
+    ProviderTimeoutError,
+)
+from llmgine.llm.events import LLMRetryEvent
+from llmgine.llm.pipeline.retrying import Retrying
+from llmgine.llm.providers.base import Provider
+from llmgine.llm.retries import Retries, is_retryable, retry_after
+from llmgine.llm.types import ChatMessage, Completion, LLMRequest, StreamChunk
+
+FAST = Retries(attempts=4, initial=0.001, maximum=0.01, jitter=False)
+
+
+class Flaky(Provider):
+    """Fails with the given errors, in order, then answers "ok"; notes when each try began."""
+
+    name = "flaky"
+
+    def __init__(self, *errors: Exception, delta_before_failing: bool = False) -> None:
+        super().__init__("flaky-1")
+        self.errors = list(errors)
+        self.tries: list[float] = []
+        self.timeouts: list[float | None] = []
+        self.delta_before_failing = delta_before_failing
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        self.tries.append(time.monotonic())
+        self.timeouts.append(request.timeout)
+        if self.errors:
+            raise self.errors.pop(0)
+        return Completion(content="ok", model="flaky-1")
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamChunk]:
+        self.tries.append(time.monotonic())
+        if self.errors:
+            if self.delta_before_failing:
+                yield StreamChunk(delta="o")
+            raise self.errors.pop(0)
+        yield StreamChunk(delta="o")
+        yield StreamChunk(delta="k")
+        yield StreamChunk(completion=Completion(content="ok", model="flaky-1"))
+
+
+class Events:
+    def __init__(self) -> None:
+        self.seen: list[LLMRetryEvent] = []
+
+    async def publish(self, event: LLMRetryEvent) -> None:
+        self.seen.append(event)
+
+
+def retrying(inner: Provider, policy: Retries = FAST) -> tuple[Retrying, Events]:
+    events = Events()
+    step = Retrying(
+        inner, policy, publish=events.publish, conversation_id="c", prompt_id=uuid.uuid4()
+    )
+    return step, events
+
+
+def request(timeout: float | None = None) -> LLMRequest:
+    return LLMRequest(
+        model="flaky-1", messages=[ChatMessage(role="user", content="hi")], timeout=timeout
+    )
+
+
+def test_retry_after_reads_milliseconds_seconds_and_http_dates() -> None:
+    assert retry_after({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    assert retry_after({"retry-after": "2"}) == 2.0
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 25 < (retry_after({"retry-after": later}) or 0) <= 30
+    past = format_datetime(datetime.now(UTC) - timedelta(seconds=30), usegmt=True)
+    assert retry_after({"retry-after": past}) == 0.0
+    assert retry_after({"retry-after": "soon"}) is None
+    assert retry_after({}) is None
+    assert retry_after(None) is None
+
+
+def test_rate_limits_server_errors_and_connection_errors_are_retried_others_not() -> None:
+    assert is_retryable(ProviderRateLimitError("429", status=429))
+    assert is_retryable(ProviderError("busy", status=503))
+    assert is_retryable(ProviderError("conflict", status=409))
+    assert is_retryable(ProviderError("request timeout", status=408))
+    assert is_retryable(ProviderConnectionError("refused"))
+    assert is_retryable(ProviderTimeoutError("slow"))
+    assert not is_retryable(ProviderError("bad request", status=400))
+    assert not is_retryable(ProviderError("not found", status=404))
+    assert not is_retryable(ProviderAuthenticationError("bad key", status=401))
+    assert not is_retryable(ValueError("a bug"))
+    assert not is_retryable(ProviderError("no status"))
+
+
+def test_retries_must_try_at_least_once() -> None:
+    with pytest.raises(ConfigurationError, match="1 or more"):
+        Retries(attempts=0)
+    with pytest.raises(ConfigurationError, match="multiplier"):
+        Retries(multiplier=0.5)
+
+
+def test_backoff_grows_to_its_maximum_and_never_undercuts_retry_after() -> None:
+    policy = Retries(initial=1.0, multiplier=2.0, maximum=5.0, jitter=False)
+    assert [policy.wait(n, ProviderError("x", status=500)) for n in (1, 2, 3, 4)] == [
+        1.0,
+        2.0,
+        4.0,
+        5.0,
+    ]
+    assert policy.wait(1, ProviderRateLimitError("x", status=429, retry_after=7.0)) == 7.0
+    jittered = Retries(initial=1.0, jitter=True)
+    assert all(0.5 <= jittered.wait(1, ProviderError("x", status=500)) <= 1.0 for _ in range(50))
+
+
+async def test_a_rate_limited_call_is_retried_after_the_wait_the_server_asked() -> None:
+    inner = Flaky(
+        ProviderRateLimitError("slow down", status=429, retry_after=0.05),
+        ProviderError("overloaded", status=503),
+    )
+    step, events = retrying(inner)
+    completion = await step.complete(request())
+    assert completion.content == "ok"
+    assert completion.retries == 2
+    assert completion.retry_wait_ms >= 50.0
+    assert len(inner.tries) == 3
+    assert inner.tries[1] - inner.tries[0] >= 0.05  # never before Retry-After
+    assert [(e.attempt, e.status) for e in events.seen] == [(1, 429), (2, 503)]
+    assert events.seen[0].wait_s >= 0.05
+    assert "slow down" in events.seen[0].error
+
+
+async def test_an_error_not_worth_retrying_is_raised_at_once() -> None:
+    inner = Flaky(ProviderError("bad request", status=400))
+    step, events = retrying(inner)
+    with pytest.raises(ProviderError, match="bad request"):
+        await step.complete(request())
+    assert len(inner.tries) == 1
+    assert events.seen == []
+
+
+async def test_the_last_error_is_raised_when_the_tries_run_out() -> None:
+    inner = Flaky(*(ProviderError(f"down {n}", status=502) for n in range(5)))
+    step, events = retrying(inner, Retries(attempts=3, initial=0.001, jitter=False))
+    with pytest.raises(ProviderError, match="down 2"):
+        await step.complete(request())
+    assert len(inner.tries) == 3
+    assert [e.attempt for e in events.seen] == [1, 2]
+
+
+async def test_a_wait_past_the_prompts_time_left_is_not_waited() -> None:
+    inner = Flaky(ProviderRateLimitError("wait a minute", status=429, retry_after=60.0))
+    step, events = retrying(inner)
+    with pytest.raises(ProviderRateLimitError):
+        await step.complete(request(timeout=5.0))
+    assert len(inner.tries) == 1
+    assert events.seen == []
+
+
+async def test_each_try_gets_the_time_the_prompt_has_left() -> None:
+    inner = Flaky(ProviderError("busy", status=503))
+    step, _ = retrying(inner)
+    await step.complete(request(timeout=30.0))
+    first, second = inner.timeouts
+    assert first is not None and second is not None
+    assert second < first <= 30.0
+
+
+async def test_a_stream_is_retried_until_its_answer_begins() -> None:
+    inner = Flaky(ProviderConnectionError("refused"))
+    step, events = retrying(inner)
+    chunks = [chunk async for chunk in step.stream(request())]
+    assert "".join(c.delta for c in chunks) == "ok"
+    final = chunks[-1].completion
+    assert final is not None and final.retries == 1
+    assert len(events.seen) == 1
+
+
+async def test_a_stream_that_broke_after_its_answer_began_is_not_retried() -> None:
+    inner = Flaky(ProviderConnectionError("broke"), delta_before_failing=True)
+    step, events = retrying(inner)
+    seen: list[str] = []
+
+    async def read() -> None:
+        async for chunk in step.stream(request()):
+            seen.append(chunk.delta)
+
+    with pytest.raises(ProviderConnectionError, match="broke"):
+        await read()
+    assert seen == ["o"]
+    assert len(inner.tries) == 1
+    assert events.seen == []
