@@ -11,6 +11,7 @@ from llmgine.llm.types import ToolCall, Usage
 from llmgine.messages.events import Event
 
 __all__ = [
+    "ConversationTrimmedEvent",
     "LLMDeltaEvent",
     "LLMResponseEvent",
     "LLMRetryEvent",
@@ -43,6 +44,8 @@ class LLMResponseEvent(Event):
     """Tries that failed before this answer (each an ``LLMRetryEvent``)."""
     retry_wait_ms: float = 0.0
     """Time spent waiting between those tries."""
+    rate_limit_wait_ms: float = 0.0
+    """Time spent waiting for room under the model's rate limits (``RateLimits``)."""
 
 
 class ToolCallEvent(Event):
@@ -93,3 +96,23 @@ class LLMRetryEvent(Event):
     """What failed, one line."""
     wait_s: float
     """Seconds waited before the next try (at least the server's ``Retry-After``)."""
+
+
+class ConversationTrimmedEvent(Event):
+    """Before a request, the oldest turns were left out of it to fit ``max_context_tokens``.
+
+    Only the request is trimmed: the stored conversation keeps every message.
+    """
+
+    conversation_id: str
+    prompt_id: UUID
+    """The ``id`` of the ``PromptCommand`` whose request was trimmed."""
+    dropped_messages: int
+    """Messages left out (whole turns: a tool call always with its results)."""
+    dropped_tokens: int
+    """Their size in tokens (the provider's tokenizer, else llmgine's estimate)."""
+    kept_messages: int
+    """Messages sent, the system prompt and the current turn included."""
+    context_tokens: int
+    """The request's size in tokens after trimming."""
+    max_context_tokens: int

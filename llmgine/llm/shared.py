@@ -16,7 +16,7 @@ from llmgine.errors import ConfigurationError
 if TYPE_CHECKING:
     from llmgine.bus.bus import MessageBus
 
-__all__ = ["SharedStore", "shared_store"]
+__all__ = ["SharedStore", "connected_store", "shared_store"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +44,23 @@ def shared_store(bus: MessageBus, feature: str, setting: str) -> SharedStore:
     Raises:
         ConfigurationError: The bus is not connected to Redis.
     """
-    remote = bus.remote
-    if remote is None:
+    store = connected_store(bus, feature)
+    if store is None:
         raise ConfigurationError(
             f"{setting} keeps its data in the shared bus's Redis, and this bus is not "
             "connected: run `await bus.connect('redis://...')` before the first prompt, "
             "or choose a local setting."
         )
+    return store
+
+
+def connected_store(bus: MessageBus, feature: str) -> SharedStore | None:
+    """The Redis place of ``feature`` while ``bus`` is connected to the shared bus, else ``None``.
+
+    For features that are local until the bus connects (rate limits), then shared.
+    """
+    remote = bus.remote
+    if remote is None:
+        return None
     connection = remote.connection
     return SharedStore(connection.redis, f"{connection.keys.namespace}:{feature}")

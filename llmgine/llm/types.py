@@ -77,6 +77,8 @@ class Completion(BaseModel):
     """Tries of this call that failed (and were retried) before this answer."""
     retry_wait_ms: float = 0.0
     """Milliseconds waited between those tries."""
+    rate_limit_wait_ms: float = 0.0
+    """Milliseconds waited for room under the model's rate limits."""
 
 
 class LLMRequest(BaseModel):

@@ -1,0 +1,168 @@
+"""Rate limits per model: requests and tokens per minute, calls at once.
+
+A limit is a bucket that refills at its rate: a call takes what it needs
+(one request, its estimated tokens) and waits until the bucket would have held it.
+Taking is a reservation (the bucket may go below zero), so callers are served in
+the order they asked and none waits longer than its share. After the call, the
+real token count corrects the estimate. With the bus connected to Redis the buckets
+live there, in one Lua script, so every process of the namespace shares them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from llmgine.errors import ConfigurationError
+from llmgine.llm.shared import connected_store
+
+if TYPE_CHECKING:
+    from llmgine.bus.bus import MessageBus
+
+__all__ = ["LimitSetting", "Limiter", "RateLimits", "limits_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """How much one model may be asked (``LLMEngine(limits=...)``); calls wait for room.
+
+    Args:
+        requests_per_minute: Requests sent per minute, at most.
+        tokens_per_minute: Input and output tokens per minute, at most (estimated
+            before a call, corrected by the server's count after).
+        concurrency: Calls at once in this process, at most.
+        burst_seconds: How many seconds' worth of the rate may go at once after a
+            quiet spell (at least one request).
+    """
+
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    concurrency: int | None = None
+    burst_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("requests_per_minute", "tokens_per_minute", "concurrency"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigurationError(
+                    f"RateLimits({name}=...) must be more than 0; got {value}."
+                )
+        if self.burst_seconds <= 0:
+            raise ConfigurationError(
+                f"RateLimits(burst_seconds=...) must be more than 0; got {self.burst_seconds}."
+            )
+        if (self.requests_per_minute, self.tokens_per_minute, self.concurrency) == (None,) * 3:
+            raise ConfigurationError(
+                "RateLimits needs a limit: requests_per_minute, tokens_per_minute or concurrency."
+            )
+
+    def capacity(self, per_minute: float) -> float:
+        """The bucket's size for a rate: ``burst_seconds`` of it, at least 1."""
+        return max(per_minute / 60.0 * self.burst_seconds, 1.0)
+
+
+LimitSetting = RateLimits | Mapping[str, RateLimits] | None
+"""``LLMEngine(limits=...)``: one ``RateLimits`` for every model (each its own buckets), or
+one per model string (``"openai:gpt-4o-mini"``) or model name (``"gpt-4o-mini"``)."""
+
+# KEYS[1]: the bucket hash. ARGV: rate per ms, capacity, amount. Returns the wait in ms.
+# Redis's own clock: every process reads the same time.
+_TAKE = """
+local now_s = redis.call('TIME')
+local now = tonumber(now_s[1]) * 1000 + tonumber(now_s[2]) / 1000
+local rate = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2])
+local amount = tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'level', 'stamp')
+local level = tonumber(state[1])
+local stamp = tonumber(state[2])
+if level == nil then level = capacity; stamp = now end
+level = math.min(capacity, level + (now - stamp) * rate) - amount
+redis.call('HSET', KEYS[1], 'level', tostring(level), 'stamp', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - level) / rate) + 60000)
+if level >= 0 then return '0' end
+return tostring(-level / rate)
+"""
+
+
+class _Bucket:
+    """A bucket in this process."""
+
+    def __init__(self, per_minute: float, capacity: float) -> None:
+        self.rate = per_minute / 60_000.0  # per ms
+        self.capacity = capacity
+        self.level = capacity
+        self.stamp = time.monotonic() * 1000.0
+
+    def take(self, amount: float) -> float:
+        """Reserve ``amount``; return the ms to wait until it is there."""
+        now = time.monotonic() * 1000.0
+        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate) - amount
+        self.stamp = now
+        return 0.0 if self.level >= 0 else -self.level / self.rate
+
+
+class Limiter:
+    """The buckets of one model's ``RateLimits``, here or in the shared bus's Redis.
+
+    Args:
+        limits: The model's limits.
+        model: The model string, for the Redis keys.
+        bus: The engine's bus: while it is connected to Redis, the buckets are shared.
+    """
+
+    def __init__(self, limits: RateLimits, model: str, bus: MessageBus) -> None:
+        self.limits = limits
+        self.model = model
+        self.bus = bus
+        self._local: dict[str, _Bucket] = {}
+        self._rates: dict[str, float] = {}
+        if limits.requests_per_minute is not None:
+            self._rates["requests"] = limits.requests_per_minute
+        if limits.tokens_per_minute is not None:
+            self._rates["tokens"] = limits.tokens_per_minute
+        self.calls = (
+            asyncio.Semaphore(limits.concurrency) if limits.concurrency is not None else None
+        )
+
+    async def wait_for_room(self, tokens: int) -> float:
+        """Reserve one request and ``tokens`` tokens; wait until they are there.
+
+        Returns the seconds waited (0.0 when there was room). The concurrency limit
+        is :attr:`calls`, held by the caller around the call.
+        """
+        amounts = {"requests": 1.0, "tokens": float(tokens)}
+        waits = [await self._take(kind, amounts[kind]) for kind in self._rates]
+        wait = max(waits, default=0.0) / 1000.0
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return wait
+
+    async def correct(self, estimated: int, actual: int) -> None:
+        """Count ``actual`` tokens instead of the ``estimated`` ones taken before the call."""
+        if "tokens" in self._rates and actual != estimated:
+            await self._take("tokens", float(actual - estimated))
+
+    async def _take(self, kind: str, amount: float) -> float:
+        per_minute = self._rates[kind]
+        capacity = self.limits.capacity(per_minute)
+        store = connected_store(self.bus, "limits")
+        if store is None:
+            bucket = self._local.get(kind)
+            if bucket is None:
+                bucket = self._local[kind] = _Bucket(per_minute, capacity)
+            return bucket.take(amount)
+        reply: Any = await store.redis.eval(
+            _TAKE, 1, store.key(self.model, kind), per_minute / 60_000.0, capacity, amount
+        )
+        return float(reply)
+
+
+def limits_for(setting: LimitSetting, model_string: str, model: str) -> RateLimits | None:
+    """The limits of one model under an ``LLMEngine(limits=...)`` setting."""
+    if setting is None or isinstance(setting, RateLimits):
+        return setting
+    return setting.get(model_string) or setting.get(model)

@@ -1,0 +1,64 @@
+"""The rate-limit step: a call waits for room under its model's limits, never fails for it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from llmgine.llm.limits import Limiter
+from llmgine.llm.providers.base import Provider, count_tokens
+from llmgine.llm.providers.wrapper import WrapperProvider
+from llmgine.llm.types import Completion, LLMRequest, StreamChunk
+
+__all__ = ["RateLimited", "estimated_tokens"]
+
+
+def estimated_tokens(request: LLMRequest) -> int:
+    """The tokens a request will use, guessed before it is sent: its input's estimate."""
+    return sum(count_tokens(m.content) for m in request.messages) + 4 * len(request.messages)
+
+
+class RateLimited(WrapperProvider):
+    """Waits for room under ``limiter`` before each call of ``inner``.
+
+    The answer says how long it waited (``Completion.rate_limit_wait_ms``), which the
+    instrumentation puts on the span and the response event. The server's token
+    count corrects the estimate taken before the call.
+
+    Args:
+        inner: The next step (the real provider, or the pricing step over it).
+        limiter: The model's buckets.
+    """
+
+    def __init__(self, inner: Provider, limiter: Limiter) -> None:
+        super().__init__(inner)
+        self.limiter = limiter
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        """Wait for room, then answer through ``inner``."""
+        estimate = estimated_tokens(request)
+        async with self.limiter.calls or contextlib.nullcontext():
+            waited = await self.limiter.wait_for_room(estimate)
+            completion = await self.inner.complete(request)
+        await self.limiter.correct(estimate, completion.usage.total_tokens)
+        return _annotated(completion, waited)
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamChunk]:
+        """Wait for room, then stream through ``inner``."""
+        estimate = estimated_tokens(request)
+        async with self.limiter.calls or contextlib.nullcontext():
+            waited = await self.limiter.wait_for_room(estimate)
+            async for chunk in self.inner.stream(request):
+                if chunk.completion is not None:
+                    await self.limiter.correct(estimate, chunk.completion.usage.total_tokens)
+                    chunk = StreamChunk(
+                        delta=chunk.delta, completion=_annotated(chunk.completion, waited)
+                    )
+                yield chunk
+
+
+def _annotated(completion: Completion, waited: float) -> Completion:
+    if not waited:
+        return completion
+    total = completion.rate_limit_wait_ms + waited * 1000.0
+    return completion.model_copy(update={"rate_limit_wait_ms": total})

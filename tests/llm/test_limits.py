@@ -1,0 +1,134 @@
+"""Rate limits per model: calls wait for room (never fail for it), and say how long they waited."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from llmgine.bus import MessageBus
+from llmgine.errors import ConfigurationError
+from llmgine.llm.limits import Limiter, RateLimits, limits_for
+from llmgine.llm.pipeline.limited import RateLimited, estimated_tokens
+from llmgine.llm.providers.base import Provider
+from llmgine.llm.types import ChatMessage, Completion, LLMRequest, StreamChunk, Usage
+
+
+class Counting(Provider):
+    """Answers after ``hold`` (an event, if given); notes when each call began and how many ran."""
+
+    name = "counting"
+
+    def __init__(self, *, tokens: int = 10, hold: asyncio.Event | None = None) -> None:
+        super().__init__("counting-1")
+        self.starts: list[float] = []
+        self.running = 0
+        self.most_at_once = 0
+        self.tokens = tokens
+        self.hold = hold
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        self.starts.append(time.monotonic())
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            if self.hold is not None:
+                await self.hold.wait()
+            return Completion(content="ok", usage=Usage(input_tokens=self.tokens))
+        finally:
+            self.running -= 1
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamChunk]:
+        completion = await self.complete(request)
+        yield StreamChunk(delta="ok")
+        yield StreamChunk(completion=completion)
+
+
+def request() -> LLMRequest:
+    return LLMRequest(model="counting-1", messages=[ChatMessage(role="user", content="hi there")])
+
+
+def test_rate_limits_are_checked() -> None:
+    with pytest.raises(ConfigurationError, match="needs a limit"):
+        RateLimits()
+    with pytest.raises(ConfigurationError, match="requests_per_minute"):
+        RateLimits(requests_per_minute=0)
+    with pytest.raises(ConfigurationError, match="concurrency"):
+        RateLimits(concurrency=-1)
+
+
+def test_limits_are_found_by_model_string_or_model_name() -> None:
+    one = RateLimits(requests_per_minute=60)
+    other = RateLimits(requests_per_minute=10)
+    assert limits_for(one, "openai:gpt-4o", "gpt-4o") is one
+    by_model = {"openai:gpt-4o": one, "gpt-4o-mini": other}
+    assert limits_for(by_model, "openai:gpt-4o", "gpt-4o") is one
+    assert limits_for(by_model, "openai:gpt-4o-mini", "gpt-4o-mini") is other
+    assert limits_for(by_model, "offline:offline", "offline") is None
+    assert limits_for(None, "offline:offline", "offline") is None
+
+
+@pytest.mark.timeout(30)
+async def test_requests_past_the_burst_wait_for_the_rate_and_never_start_early() -> None:
+    per_second = 20.0
+    limits = RateLimits(requests_per_minute=per_second * 60, burst_seconds=0.25)
+    inner = Counting()
+    step = RateLimited(inner, Limiter(limits, "counting:counting-1", MessageBus()))
+    first = time.monotonic()
+    answers = await asyncio.gather(*(step.complete(request()) for _ in range(15)))
+    burst = int(limits.capacity(limits.requests_per_minute or 0))
+    assert burst == 5
+    starts = sorted(inner.starts)
+    for n, started in enumerate(starts):
+        earliest = first + max(0, n + 1 - burst) / per_second
+        assert started >= earliest - 0.01, f"call {n} began {earliest - started:.3f} s early"
+    assert all(a.content == "ok" for a in answers)
+    assert [a.rate_limit_wait_ms > 0 for a in answers].count(True) == 15 - burst
+    assert max(a.rate_limit_wait_ms for a in answers) >= (15 - burst) / per_second * 1000 * 0.9
+
+
+@pytest.mark.timeout(30)
+async def test_token_limits_count_the_servers_tokens_after_the_call() -> None:
+    # 6,000 tokens a minute: 100 a second, a burst of 100. Each call really uses 300 tokens,
+    # far more than its estimate, so after the first the bucket is 200 short.
+    limits = RateLimits(tokens_per_minute=6000)
+    inner = Counting(tokens=300)
+    limiter = Limiter(limits, "counting:counting-1", MessageBus())
+    step = RateLimited(inner, limiter)
+    first = await step.complete(request())
+    second = await step.complete(request())
+    assert first.rate_limit_wait_ms == 0
+    estimate = estimated_tokens(request())
+    assert estimate < 100
+    # 200 short, and the second call takes its estimate on top: about 2 s at 100 a second.
+    assert second.rate_limit_wait_ms >= 1500
+
+
+@pytest.mark.timeout(30)
+async def test_no_more_calls_at_once_than_the_concurrency_limit() -> None:
+    hold = asyncio.Event()
+    inner = Counting(hold=hold)
+    step = RateLimited(inner, Limiter(RateLimits(concurrency=3), "c", MessageBus()))
+    calls = [asyncio.ensure_future(step.complete(request())) for _ in range(10)]
+    for _ in range(50):  # every call gets its turns on the loop: three get in, seven wait
+        await asyncio.sleep(0)
+    assert inner.running == 3
+    hold.set()
+    await asyncio.gather(*calls)
+    assert inner.most_at_once == 3
+    assert len(inner.starts) == 10
+
+
+@pytest.mark.timeout(30)
+async def test_a_streamed_call_waits_too_and_says_so() -> None:
+    limits = RateLimits(requests_per_minute=600, burst_seconds=0.1)  # 10 a second, burst 1
+    step = RateLimited(Counting(), Limiter(limits, "c", MessageBus()))
+    finals: list[Completion] = []
+    for _ in range(2):
+        async for chunk in step.stream(request()):
+            if chunk.completion is not None:
+                finals.append(chunk.completion)
+    assert finals[0].rate_limit_wait_ms == 0
+    assert finals[1].rate_limit_wait_ms > 0
