@@ -88,7 +88,10 @@ def llm_calls_frame(
 
     Columns: ``timestamp``, ``model``, ``provider``, ``input_tokens``,
     ``output_tokens``, ``total_tokens``, ``usage_estimated`` (the server reported no
-    counts; they are llmgine's estimate), ``latency_ms``, ``finish_reason``,
+    counts; they are llmgine's estimate), ``cost_usd`` (US dollars; missing when the
+    model's price is unknown, 0.0 for offline and local models and cache hits),
+    ``cached`` (answered from llmgine's call cache), ``cost_saved_usd`` (on a cache hit,
+    what the original call cost), ``latency_ms``, ``finish_reason``,
     ``conversation_id``, ``tool_calls`` (how many), ``content``, ``prompt_id``,
     ``session_id``, ``trace_id``, ``event_id``. ``source`` and the filters are as
     for :func:`events_frame`.

@@ -78,7 +78,9 @@ def traces_frame(
 
     Columns: ``root_name``, ``start_time``, ``end_time``, ``duration_ms``,
     ``span_count``, ``status`` (the root span's), ``error_count`` (spans in
-    error) and ``total_tokens`` (GenAI input and output tokens of its spans).
+    error), ``total_tokens`` (GenAI input and output tokens of its spans), ``cost_usd``
+    (US dollars of its LLM calls; missing when one of them has no known price) and
+    ``cached_calls`` (its LLM calls answered from llmgine's call cache).
     ``source`` and the filters are as for :func:`spans_frame`.
     """
     with open_log(source, since=since, until=until) as log:

@@ -94,8 +94,9 @@ _RESULT_SCHEMA = (
 _LLM_SCHEMA = (
     '{"conversation_id": "VARCHAR", "prompt_id": "VARCHAR", "content": "VARCHAR", '
     '"model": "VARCHAR", "provider": "VARCHAR", "finish_reason": "VARCHAR", '
-    '"usage": {"input_tokens": "BIGINT", "output_tokens": "BIGINT", "estimated": "BOOLEAN"}, '
-    '"latency_ms": "DOUBLE", "tool_call_count": "BIGINT"}'
+    '"usage": {"input_tokens": "BIGINT", "output_tokens": "BIGINT", "estimated": "BOOLEAN", '
+    '"cost_usd": "DOUBLE"}, "latency_ms": "DOUBLE", "tool_call_count": "BIGINT", '
+    '"cost_usd": "DOUBLE", "cached": "BOOLEAN", "cost_saved_usd": "DOUBLE"}'
 )
 _METRICS_SCHEMA = (
     '{"metrics": [{"name": "VARCHAR", "value": "DOUBLE", "unit": "VARCHAR", "tags": "JSON"}]}'
@@ -154,6 +155,8 @@ SELECT timestamp, s.model AS model, s.provider AS provider,
        s.usage.input_tokens AS input_tokens, s.usage.output_tokens AS output_tokens,
        s.usage.input_tokens + s.usage.output_tokens AS total_tokens,
        coalesce(s.usage.estimated, false) AS usage_estimated,
+       coalesce(s.cost_usd, s.usage.cost_usd) AS cost_usd,
+       coalesce(s.cached, false) AS cached, s.cost_saved_usd AS cost_saved_usd,
        s.latency_ms AS latency_ms, s.finish_reason AS finish_reason,
        s.conversation_id AS conversation_id, s.tool_call_count AS tool_calls,
        s.content AS content, s.prompt_id AS prompt_id,
@@ -199,7 +202,11 @@ WITH marked AS (
     SELECT s.*, (s.parent_id IS NULL OR p."context.span_id" IS NULL) AS is_root,
            coalesce(try_cast(s.attributes->>'$."gen_ai.usage.input_tokens"' AS BIGINT), 0)
            + coalesce(try_cast(s.attributes->>'$."gen_ai.usage.output_tokens"' AS BIGINT), 0)
-             AS tokens
+             AS tokens,
+           -- An LLM call that answered (it has usage) and has no cost: its price is unknown.
+           s.attributes->>'$."gen_ai.usage.input_tokens"' IS NOT NULL AS answered,
+           try_cast(s.attributes->>'$."llmgine.cost_usd"' AS DOUBLE) AS cost,
+           coalesce(try_cast(s.attributes->>'$."llmgine.cache.hit"' AS BOOLEAN), false) AS hit
     FROM span_rows s LEFT JOIN span_rows p ON s.parent_id = p."context.span_id"
 )
 SELECT
@@ -214,7 +221,10 @@ SELECT
     count(*) AS span_count,
     arg_min(status_code, _first) FILTER (WHERE is_root) AS status,
     count(*) FILTER (WHERE status_code = 'ERROR') AS error_count,
-    sum(tokens)::BIGINT AS total_tokens
+    sum(tokens)::BIGINT AS total_tokens,
+    CASE WHEN count(*) FILTER (WHERE answered AND cost IS NULL) > 0 THEN NULL
+         ELSE coalesce(sum(cost), 0.0) END AS cost_usd,
+    count(*) FILTER (WHERE hit) AS cached_calls
 FROM marked
 GROUP BY "context.trace_id"
 ORDER BY min(_first), "context.trace_id"

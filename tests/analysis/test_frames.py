@@ -127,6 +127,8 @@ def test_traces_frame_one_row_per_trace(df: pd.DataFrame) -> None:
         "status",
         "error_count",
         "total_tokens",
+        "cost_usd",
+        "cached_calls",
     ]
     assert list(traces["root_name"]) == ["PipelineCommand", "PromptCommand", "PromptCommand"]
     assert list(traces["span_count"]) == [6, 4, 2]
@@ -177,6 +179,9 @@ def test_llm_calls_frame(df: pd.DataFrame) -> None:
         "output_tokens",
         "total_tokens",
         "usage_estimated",
+        "cost_usd",
+        "cached",
+        "cost_saved_usd",
         "latency_ms",
         "finish_reason",
         "conversation_id",
