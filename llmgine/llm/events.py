@@ -46,6 +46,8 @@ class LLMResponseEvent(Event):
     """Time spent waiting between those tries."""
     rate_limit_wait_ms: float = 0.0
     """Time spent waiting for room under the model's rate limits (``RateLimits``)."""
+    fallback_from: list[str] = Field(default_factory=list)
+    """Models that failed before ``model`` answered, each ``"model: why"`` (``fallback=``)."""
 
 
 class ToolCallEvent(Event):

@@ -79,6 +79,8 @@ class Completion(BaseModel):
     """Milliseconds waited between those tries."""
     rate_limit_wait_ms: float = 0.0
     """Milliseconds waited for room under the model's rate limits."""
+    fallback_from: list[str] = Field(default_factory=list)
+    """Models that failed before the one that answered: ``"model: why"``, in order."""
 
 
 class LLMRequest(BaseModel):

@@ -1,0 +1,106 @@
+"""The fallback step: when a model fails (after its retries), the next one answers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from llmgine.errors import ProviderError
+from llmgine.llm.providers.base import Provider
+from llmgine.llm.providers.wrapper import WrapperProvider
+from llmgine.llm.types import Completion, LLMRequest, StreamChunk
+
+__all__ = ["Fallback"]
+
+
+class Fallback(WrapperProvider):
+    """Asks ``inner`` (the primary model's chain), then each of ``others`` in turn.
+
+    A model is left for the next on a provider's error (what its retries could not
+    mend, or a 429 asking for a wait past the prompt's time); anything else (a
+    bug, a cancellation) is raised at once. The answer names the model that gave
+    it (``Completion.model``) and why the ones before it did not
+    (``Completion.fallback_from``: ``"model: error"`` lines). When every model
+    fails, the last error is raised, with the others' in its message. A streamed
+    call falls back only before the first piece of its answer.
+
+    Args:
+        inner: The primary model's chain.
+        others: The fallback models' chains, in order.
+    """
+
+    def __init__(self, inner: Provider, others: Sequence[Provider]) -> None:
+        super().__init__(inner)
+        self.others = list(others)
+
+    async def aclose(self) -> None:
+        """Close every model's chain."""
+        for chain in (self.inner, *self.others):
+            await chain.aclose()
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        """Answer through the first model that can."""
+        failures: list[str] = []
+        chains = [self.inner, *self.others]
+        for n, chain in enumerate(chains):
+            try:
+                completion = await chain.complete(_for(chain, request))
+            except ProviderError as error:
+                failures.append(f"{chain.model_string}: {_line(error)}")
+                if n == len(chains) - 1:
+                    raise _all_failed(error, failures) from error
+                continue
+            return _annotated(completion, chain, failures)
+        raise AssertionError("unreachable: the last model's error is raised")  # pragma: no cover
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamChunk]:
+        """Stream from the first model that can; no fallback once the answer has begun."""
+        failures: list[str] = []
+        chains = [self.inner, *self.others]
+        for n, chain in enumerate(chains):
+            started = False
+            try:
+                async for chunk in chain.stream(_for(chain, request)):
+                    if chunk.completion is not None:
+                        chunk = StreamChunk(
+                            delta=chunk.delta,
+                            completion=_annotated(chunk.completion, chain, failures),
+                        )
+                    started = started or bool(chunk.delta)
+                    yield chunk
+                return
+            except ProviderError as error:
+                if started:
+                    raise
+                failures.append(f"{chain.model_string}: {_line(error)}")
+                if n == len(chains) - 1:
+                    raise _all_failed(error, failures) from error
+
+
+def _for(chain: Provider, request: LLMRequest) -> LLMRequest:
+    if request.model == chain.model:
+        return request
+    return request.model_copy(update={"model": chain.model})
+
+
+def _line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:300] or type(error).__name__
+
+
+def _annotated(completion: Completion, chain: Provider, failures: list[str]) -> Completion:
+    if not failures:
+        return completion
+    return completion.model_copy(
+        update={"model": completion.model or chain.model, "fallback_from": list(failures)}
+    )
+
+
+def _all_failed(last: ProviderError, failures: list[str]) -> ProviderError:
+    """The last model's error, of its own type, saying what every model answered."""
+    if len(failures) == 1:
+        return last
+    message = f"Every model failed: {'; '.join(failures)}"
+    try:
+        error = type(last)(message, status=last.status, retry_after=last.retry_after)
+    except TypeError:  # a subclass with another signature: keep its own error
+        return last
+    return error
