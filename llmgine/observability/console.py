@@ -1,4 +1,4 @@
-"""The console printer: one short line per metric and per finished span."""
+"""The console printer: a short line per metric and per finished span, with LLM costs."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import TextIO
 
 from llmgine.observability.events import MetricEvent, TraceEvent
 from llmgine.observability.sinks import Record
+from llmgine.observability.usd import format_usd
 
 __all__ = ["ConsolePrinter"]
 
@@ -67,6 +68,16 @@ class ConsolePrinter:
         status = event.status or "UNSET"
         message = f" ({event.status_message})" if event.status_message else ""
         self._write(
-            f"[span] {event.name} {status}{duration}{message}"
+            f"[span] {event.name} {status}{duration}{message}{_cost(event)}"
             f" trace={event.span_context.trace_id[:8]}"
         )
+
+
+def _cost(event: TraceEvent) -> str:
+    """`` $0.00045``, `` cached $0.00`` or `` price unknown`` for an LLM call; else ``""``."""
+    attributes = event.attributes
+    cost = attributes.get("llmgine.cost_usd")
+    if "gen_ai.usage.input_tokens" not in attributes:
+        return ""  # not an LLM call that answered
+    cached = " cached" if attributes.get("llmgine.cache.hit") else ""
+    return f"{cached} {format_usd(cost if isinstance(cost, int | float) else None)}"

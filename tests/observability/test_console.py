@@ -62,3 +62,34 @@ async def test_console_metrics_only() -> None:
     await run_some(MessageBus(log_dir=None, enable_console_traces=False, console_stream=stream))
     assert all(line.startswith("[metric]") for line in stream.getvalue().splitlines())
     assert stream.getvalue().count("\n") == 2
+
+
+async def _llm_span(bus: MessageBus, **attributes: object) -> None:
+    async with bus.span("chat gpt-4o", kind="LLM") as span:
+        span.set_attribute("gen_ai.usage.input_tokens", 100)
+        span.set_attribute("gen_ai.usage.output_tokens", 20)
+        for name, value in attributes.items():
+            span.set_attribute(name, value)
+
+
+async def test_an_llm_span_line_shows_what_the_call_cost() -> None:
+    stream = io.StringIO()
+    bus = MessageBus(log_dir=None, enable_console_metrics=False, console_stream=stream)
+    async with bus:
+        await _llm_span(bus, **{"llmgine.cost_usd": 0.00045, "llmgine.cache.hit": False})
+        await _llm_span(bus, **{"llmgine.cost_usd": 0.0, "llmgine.cache.hit": True})
+        await _llm_span(bus)  # a model whose price is unknown
+        async with bus.span("load"):
+            pass
+    lines = stream.getvalue().splitlines()
+    assert " OK " in lines[0] and " $0.00045 trace=" in lines[0]
+    assert " cached $0.00 trace=" in lines[1]
+    assert " price unknown trace=" in lines[2]
+    assert "$" not in lines[3] and "price" not in lines[3]  # not an LLM call
+
+
+def test_dollars_are_shown_with_the_digits_that_matter() -> None:
+    from llmgine.observability.usd import format_usd
+
+    shown = [format_usd(v) for v in (0.0, 0.00045, 0.0123456, 0.5, 1234.5, None)]
+    assert shown == ["$0.00", "$0.00045", "$0.0123", "$0.50", "$1,234.50", "price unknown"]
