@@ -54,14 +54,23 @@ class FakeOpenAIServer:
             others get the 401 OpenAI sends for a wrong key.
         send_usage: Send token usage (servers that do not are tolerated by clients).
         model: The model name the answers report.
+        cached_tokens: Report this many of each prompt's tokens (at most all of them) as
+            read from the server's prompt cache (``prompt_tokens_details.cached_tokens``),
+            as OpenAI does for a repeated prompt prefix.
     """
 
     def __init__(
-        self, *, api_key: str | None = None, send_usage: bool = True, model: str = "fake-gpt"
+        self,
+        *,
+        api_key: str | None = None,
+        send_usage: bool = True,
+        model: str = "fake-gpt",
+        cached_tokens: int = 0,
     ) -> None:
         self.api_key = api_key
         self.send_usage = send_usage
         self.model = model
+        self.cached_tokens = cached_tokens
         self.replies: list[FakeReply] = []
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
@@ -233,11 +242,14 @@ class FakeOpenAIServer:
                     len(str(m.get("content") or "").split()) for m in body.get("messages", [])
                 )
                 completion_tokens = len((reply.content or "").split()) + 5 * len(reply.tool_calls)
-                usage = {
+                usage: dict[str, Any] = {
                     "prompt_tokens": prompt_tokens,
                     "completion_tokens": completion_tokens,
                     "total_tokens": prompt_tokens + completion_tokens,
                 }
+                if server.cached_tokens:
+                    cached = min(server.cached_tokens, prompt_tokens)
+                    usage["prompt_tokens_details"] = {"cached_tokens": cached}
                 base = {
                     "id": f"chatcmpl-{server._calls}",
                     "created": int(time.time()),

@@ -16,7 +16,12 @@ from llmgine.llm.types import Completion, LLMRequest, StreamChunk
 from llmgine.observability.events import Metric, MetricEvent
 from llmgine.observability.spans import Span
 
-__all__ = ["Instrumented"]
+__all__ = ["COST_ATTRIBUTES", "Instrumented"]
+
+COST_ATTRIBUTES = ("llmgine.cost_usd", "llm.cost.total", "gen_ai.usage.cost")
+"""The span attributes a call's cost in US dollars is written to: llmgine's own, the one
+Phoenix reads (OpenInference ``llm.cost.total``) and the one Langfuse reads from
+OpenTelemetry (``gen_ai.usage.cost``). Absent when the price is unknown."""
 
 
 class Instrumented(WrapperProvider):
@@ -100,9 +105,17 @@ class Instrumented(WrapperProvider):
         span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
         span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
         span.set_attribute("llmgine.usage.estimated", usage.estimated)
+        if usage.cached_input_tokens:
+            span.set_attribute("gen_ai.usage.cache_read.input_tokens", usage.cached_input_tokens)
+            span.set_attribute(
+                "llm.token_count.prompt_details.cache_read", usage.cached_input_tokens
+            )
         if usage.cost_usd is not None:
-            span.set_attribute("llmgine.cost_usd", usage.cost_usd)
+            for name in COST_ATTRIBUTES:
+                span.set_attribute(name, usage.cost_usd)
         span.set_attribute("llmgine.cache.hit", completion.cached)
+        if completion.cost_saved_usd is not None:
+            span.set_attribute("llmgine.cost_saved_usd", completion.cost_saved_usd)
         await self.bus.publish(
             LLMResponseEvent(
                 conversation_id=self.conversation_id,

@@ -48,9 +48,11 @@ def _message(message: ChatMessage) -> dict[str, Any]:
 def _usage(usage: Any) -> Usage | None:
     if usage is None:
         return None
+    details = getattr(usage, "prompt_tokens_details", None)  # OpenAI's prompt caching
     return Usage(
         input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
         output_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        cached_input_tokens=getattr(details, "cached_tokens", 0) or 0,
     )
 
 
