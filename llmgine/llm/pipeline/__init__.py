@@ -11,10 +11,14 @@ from llmgine.bus.bus import MessageBus
 from llmgine.llm.commands import PromptCommand
 from llmgine.llm.pipeline.budgeted import Budgeted
 from llmgine.llm.pipeline.cached import Cached
+from llmgine.llm.pipeline.fallback import Fallback
 from llmgine.llm.pipeline.instrumentation import Instrumented
+from llmgine.llm.pipeline.limited import RateLimited
 from llmgine.llm.pipeline.policies import CallPolicies
 from llmgine.llm.pipeline.priced import Priced
 from llmgine.llm.pipeline.prompted_json import PromptedJSON, prompted
+from llmgine.llm.pipeline.resilience import Resilience
+from llmgine.llm.pipeline.retrying import Retrying
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.providers.wrapper import WrapperProvider
 
@@ -22,9 +26,13 @@ __all__ = [
     "Budgeted",
     "Cached",
     "CallPolicies",
+    "Fallback",
     "Instrumented",
     "Priced",
     "PromptedJSON",
+    "RateLimited",
+    "Resilience",
+    "Retrying",
     "WrapperProvider",
     "build_pipeline",
     "prompted",
@@ -37,6 +45,7 @@ def build_pipeline(
     bus: MessageBus,
     command: PromptCommand,
     policies: CallPolicies | None = None,
+    resilience: Resilience | None = None,
 ) -> Provider:
     """Wrap ``provider`` (the real one) in the engine's steps; return the outermost.
 
@@ -45,9 +54,9 @@ def build_pipeline(
         instrumentation  one LLM span, LLMResponseEvent and metrics per call
         budget           refuse a call once the budget is spent; count the spend
         cache            answer a request seen before (unless the prompt says cache=False)
-        fallback         (to come) other models when this one fails
-        retry            (to come) 429/5xx/timeouts with backoff
-        rate limit       (to come) wait for room under the limits
+        fallback         other models when this one fails (each with the steps below)
+        retry            429/5xx/timeouts/connection errors, with backoff and Retry-After
+        rate limit       wait for room under the model's limits
         pricing          the answer's cost in USD (per model, so below a fallback)
         prompted JSON    structured output asked in the prompt when the server has no JSON mode
         the provider     the real one (OpenAI, local, offline, ...)
@@ -61,10 +70,35 @@ def build_pipeline(
         bus: Where the telemetry goes.
         command: The prompt being answered (its conversation, its id, its settings).
         policies: The engine's prices, cache and budget (none: the provider as it is).
+        resilience: The engine's retries, rate limits and fallback models.
     """
-    chain: Provider = PromptedJSON(provider)
+
+    def model_chain(provider: Provider) -> Provider:
+        """One model's steps, from the rate limit down to the provider."""
+        chain: Provider = PromptedJSON(provider)
+        if policies is not None:
+            chain = Priced(chain, policies.prices)
+        if resilience is None:
+            return chain
+        limiter = resilience.limiter(provider)
+        if limiter is not None:
+            chain = RateLimited(chain, limiter)
+        if resilience.retries is not None:
+            chain = Retrying(
+                chain,
+                resilience.retries,
+                publish=bus.publish,
+                conversation_id=command.conversation_id,
+                prompt_id=command.id,
+            )
+        return chain
+
+    chain = model_chain(provider)
+    if resilience is not None and resilience.fallback:
+        others = [p for p in resilience.fallback if p.model_string != provider.model_string]
+        if others:
+            chain = Fallback(chain, [model_chain(p) for p in others])
     if policies is not None:
-        chain = Priced(chain, policies.prices)
         if policies.cache is not None and command.cache:
             chain = Cached(chain, policies.cache)
         if policies.budget is not None:
