@@ -1,17 +1,62 @@
-"""The cache step: answers a request seen before (placeholder: the cache helper's)."""
+"""The cache step: answers a request seen before, else asks ``inner`` and keeps the answer."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from llmgine.llm.cache import LLMCache
-from llmgine.llm.providers.base import Provider
+from llmgine.llm.providers.base import Provider, word_chunks
 from llmgine.llm.providers.wrapper import WrapperProvider
+from llmgine.llm.types import Completion, LLMRequest, StreamChunk
 
 __all__ = ["Cached"]
 
 
 class Cached(WrapperProvider):
-    """Answers from ``cache`` when it can, else asks ``inner`` and keeps a good answer."""
+    """Answers from ``cache`` when it can, else asks ``inner`` and keeps a completed answer.
+
+    A hit is the stored answer with ``cached=True``, ``usage.cost_usd`` 0.0 and the
+    original cost in ``cost_saved_usd``; streamed, it is replayed as word-sized deltas
+    then the whole answer. Only an answer that completed is kept: a call that fails,
+    is cancelled or times out leaves nothing behind. Identical concurrent requests make
+    one call (see :class:`~llmgine.llm.cache.single_flight.SingleFlight`).
+
+    Args:
+        inner: The next step (pricing and the real provider below it).
+        cache: Where answers are looked up and kept.
+    """
 
     def __init__(self, inner: Provider, cache: LLMCache) -> None:
         super().__init__(inner)
         self.cache = cache
+
+    def _key(self, request: LLMRequest) -> str:
+        return self.cache.key(request, provider=self.name, endpoint=self.endpoint)
+
+    async def _keep(self, key: str, request: LLMRequest, completion: Completion) -> None:
+        model = completion.model or request.model
+        await self.cache.keep(key, completion, provider=self.name, model=model)
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        """The cached answer to ``request``, or the model's (then kept)."""
+        key = self._key(request)
+        async with self.cache.serve(key) as hit:
+            if hit is not None:
+                return hit
+            completion = await self.inner.complete(request)
+            await self._keep(key, request, completion)
+            return completion
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamChunk]:
+        """The cached answer replayed as deltas, or the model's stream (its answer kept)."""
+        key = self._key(request)
+        async with self.cache.serve(key) as hit:
+            if hit is not None:
+                for piece in word_chunks(hit.content or ""):
+                    yield StreamChunk(delta=piece)
+                yield StreamChunk(completion=hit)
+                return
+            async for chunk in self.inner.stream(request):
+                if chunk.completion is not None:
+                    await self._keep(key, request, chunk.completion)  # before the caller may stop
+                yield chunk

@@ -1,0 +1,210 @@
+"""The LLM call cache: answers a request seen before instead of calling the model again."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from llmgine.errors import CacheError, ConfigurationError
+from llmgine.llm.cache.key import request_key
+from llmgine.llm.cache.paths import cache_file
+from llmgine.llm.cache.redis_store import RedisStore
+from llmgine.llm.cache.single_flight import SingleFlight
+from llmgine.llm.cache.sqlite_store import SQLiteStore
+from llmgine.llm.cache.store import CacheStats, CacheStore, StoreSize
+from llmgine.llm.types import Completion, LLMRequest
+
+if TYPE_CHECKING:
+    from llmgine.bus.bus import MessageBus
+
+__all__ = ["LLMCache", "as_hit"]
+
+logger = logging.getLogger(__name__)
+
+
+def as_hit(stored: Completion) -> Completion:
+    """A stored answer as a hit: ``cached=True``, cost 0, what it saved in ``cost_saved_usd``.
+
+    The token counts stay: they say what the answer was, not what this call used.
+    """
+    usage = stored.usage.model_copy(update={"cost_usd": 0.0})
+    return stored.model_copy(
+        update={"cached": True, "usage": usage, "cost_saved_usd": stored.usage.cost_usd}
+    )
+
+
+class LLMCache:
+    """Answers requests seen before, from a SQLite file or the shared bus's Redis.
+
+    ``LLMEngine(bus, cache=True)`` uses the default file (``calls.sqlite3`` in
+    ``$LLMGINE_CACHE_DIR``, else ``$XDG_CACHE_HOME/llmgine``, else ``~/.cache/llmgine``);
+    ``cache="answers.sqlite3"`` a file of your own; ``cache=LLMCache(...)`` this object
+    (shared by engines, closed by you). The key is the request as the provider would send
+    it (provider, model, server, messages, tools, options, output schema), never the API
+    key. Only completed answers are kept; identical concurrent requests make one call.
+
+    Args:
+        path: The SQLite file, or a folder for its ``calls.sqlite3``; ``None``: the default.
+        store: Another place for the answers (a :class:`CacheStore`) instead of a file.
+
+    Example:
+        >>> cache = LLMCache("calls.sqlite3")
+        >>> engine = LLMEngine(bus, model="openai:gpt-4o-mini", cache=cache)  # doctest: +SKIP
+        >>> cache.stats().hits  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, store: CacheStore | None = None
+    ) -> None:
+        if store is not None and path is not None:
+            raise ConfigurationError("Give LLMCache a path or a store, not both.")
+        self.store: CacheStore = store if store is not None else SQLiteStore(cache_file(path))
+        self.hits = 0
+        """Calls answered from the cache by this object."""
+        self.misses = 0
+        """Calls this object let through to the model."""
+        self.flights = SingleFlight()
+        """Identical requests in flight: one calls, the others wait for its answer."""
+        self._failing = False
+
+    @classmethod
+    def shared(cls, bus: MessageBus) -> LLMCache:
+        """The cache in ``bus``'s Redis (``cache="redis"``): every worker's hits are shared.
+
+        The bus must be connected (``await bus.connect(...)``) by the first prompt.
+        """
+        return cls(store=RedisStore(bus))
+
+    def __repr__(self) -> str:
+        return f"LLMCache({self.store.location!r})"
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file; ``None`` when the answers are elsewhere (Redis)."""
+        return self.store.path if isinstance(self.store, SQLiteStore) else None
+
+    @staticmethod
+    def key(request: LLMRequest, *, provider: str, endpoint: str | None) -> str:
+        """The key of ``request`` sent by ``provider`` to ``endpoint`` (see ``cache.key``)."""
+        return request_key(request, provider=provider, endpoint=endpoint)
+
+    # ------------------------------------------------------------------ serving
+
+    @asynccontextmanager
+    async def serve(self, key: str) -> AsyncIterator[Completion | None]:
+        """The hit for ``key``, or ``None``: then call the model in the block and :meth:`keep`.
+
+        On ``None`` the block holds ``key``'s turn: an identical request arriving
+        meanwhile waits for it and is then answered from what it kept.
+        """
+        hit = await self._lookup(key)
+        if hit is not None:
+            yield hit
+            return
+        async with self.flights.turn(key) as waited:
+            hit = await self._lookup(key) if waited else None
+            if hit is None:
+                self.misses += 1
+            yield hit
+
+    async def _lookup(self, key: str) -> Completion | None:
+        try:
+            text = await self.store.get(key)
+        except ConfigurationError:
+            raise  # a setting to fix (another program's file, a bus not connected)
+        except Exception:
+            self._trouble("could not be read; the model is asked instead")
+            return None
+        self._recovered()
+        if text is None:
+            return None
+        try:
+            stored = Completion.model_validate_json(text)
+        except ValidationError:
+            logger.warning(
+                "A cached answer in %s does not read as an answer (written by another "
+                "llmgine version?); the model is asked again and its answer replaces it.",
+                self.store.location,
+                exc_info=True,
+            )
+            return None
+        self.hits += 1
+        return as_hit(stored)
+
+    async def keep(self, key: str, completion: Completion, *, provider: str, model: str) -> None:
+        """Store a completed answer under ``key``; a store that fails is logged, not raised."""
+        try:
+            await self.store.put(key, completion.model_dump_json(), provider=provider, model=model)
+        except Exception:
+            self._trouble("could not keep an answer; the call itself succeeded")
+            return
+        self._recovered()
+
+    def _trouble(self, what: str) -> None:
+        """Log a failing store once with its traceback, then quietly until it recovers."""
+        log = logger.debug if self._failing else logger.warning
+        log("The call cache %s %s.", self.store.location, what, exc_info=True)
+        self._failing = True
+
+    def _recovered(self) -> None:
+        if self._failing:
+            self._failing = False
+            logger.warning("The call cache %s works again.", self.store.location)
+
+    # ------------------------------------------------------------------ looking after it
+
+    def _stats(self, size: StoreSize) -> CacheStats:
+        return CacheStats(
+            hits=self.hits,
+            misses=self.misses,
+            entries=size.entries,
+            size_bytes=size.size_bytes,
+            path=self.path,
+            location=self.store.location,
+        )
+
+    def _file(self, what: str) -> SQLiteStore:
+        if not isinstance(self.store, SQLiteStore):
+            raise CacheError(
+                f"cache.{what}() waits here, which only a file cache can; the cache in "
+                f"{self.store.location} is asked with `await cache.a{what}()`."
+            )
+        return self.store
+
+    def stats(self) -> CacheStats:
+        """Hits and misses of this object; entries and bytes of the file (sync).
+
+        Safe in a notebook cell: the file is read on the cache's own thread. A Redis
+        cache raises :class:`~llmgine.errors.CacheError`: use :meth:`astats` there.
+        """
+        return self._stats(self._file("stats").size_blocking())
+
+    async def astats(self) -> CacheStats:
+        """:meth:`stats` for any store (a file or Redis), from async code."""
+        return self._stats(await self.store.size())
+
+    def clear(self) -> int:
+        """Remove every cached answer (sync); return how many there were.
+
+        A Redis cache raises :class:`~llmgine.errors.CacheError`: use :meth:`aclear` there.
+        """
+        return self._file("clear").clear_blocking()
+
+    async def aclear(self) -> int:
+        """:meth:`clear` for any store, from async code."""
+        return await self.store.clear()
+
+    async def aclose(self) -> None:
+        """Close the file and its thread; the cache opens them again when used."""
+        await self.store.aclose()
+
+    def close(self) -> None:
+        """:meth:`aclose` from synchronous code (a file cache; nothing to do for Redis)."""
+        if isinstance(self.store, SQLiteStore):
+            self.store.close()

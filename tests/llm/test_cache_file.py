@@ -1,0 +1,240 @@
+"""The call cache's SQLite file: where it lives, WAL, two processes, damaged and foreign files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmgine.bus import MessageBus
+from llmgine.errors import CacheError
+from llmgine.llm import LLMEngine, PromptCommand
+from llmgine.llm.cache import LLMCache, default_cache_dir
+from llmgine.llm.cache.sqlite_store import APPLICATION_ID
+from llmgine.llm.pipeline import Cached
+from llmgine.llm.providers.base import Provider
+from llmgine.llm.types import ChatMessage, Completion, LLMRequest
+
+HERE = Path(__file__).parent
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class Counting(Provider):
+    """Answers ``answer to <prompt>`` and counts its calls."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        super().__init__("count-1")
+        self.calls = 0
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        self.calls += 1
+        return Completion(content=f"answer to {request.messages[-1].content}")
+
+
+def request(prompt: str) -> LLMRequest:
+    return LLMRequest(model="count-1", messages=[ChatMessage(role="user", content=prompt)])
+
+
+def test_the_default_file_is_in_the_users_cache_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LLMGINE_CACHE_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert LLMCache().path == tmp_path / "home" / ".cache" / "llmgine" / "calls.sqlite3"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "llmgine"
+    monkeypatch.setenv("LLMGINE_CACHE_DIR", str(tmp_path / "moved"))
+    assert LLMCache().path == tmp_path / "moved" / "calls.sqlite3"
+
+
+def test_a_folder_holds_the_cache_file_and_a_file_path_is_the_file(tmp_path: Path) -> None:
+    assert LLMCache(tmp_path).path == tmp_path / "calls.sqlite3"
+    assert LLMCache(tmp_path / "mine.db").path == tmp_path / "mine.db"
+
+
+async def test_the_file_is_made_with_its_folder_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "folder" / "calls.sqlite3"
+    cache = LLMCache(path)
+    await Cached(Counting(), cache).complete(request("hi"))
+    await cache.aclose()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    db.close()
+
+
+async def test_stats_and_clear_work_from_sync_and_async_code(tmp_path: Path) -> None:
+    cache = LLMCache(tmp_path / "calls.sqlite3")
+    step = Cached(Counting(), cache)
+    for prompt in ["a", "b", "a", "c", "a"]:
+        await step.complete(request(prompt))
+    stats = cache.stats()  # sync, as a notebook cell calls it
+    assert (stats.hits, stats.misses, stats.entries) == (2, 3, 3)
+    assert stats.hit_rate == 0.4
+    assert stats.size_bytes > 0 and stats.path == tmp_path / "calls.sqlite3"
+    assert stats.location == str(tmp_path / "calls.sqlite3")
+    assert (await cache.astats()).entries == 3
+    assert cache.clear() == 3
+    assert (await cache.astats()).entries == 0
+    await step.complete(request("a"))
+    assert await cache.aclear() == 1
+    await cache.aclose()
+
+
+async def test_a_closed_cache_opens_again_when_used(tmp_path: Path) -> None:
+    cache = LLMCache(tmp_path / "calls.sqlite3")
+    step = Cached(Counting(), cache)
+    await step.complete(request("a"))
+    await cache.aclose()
+    assert (await step.complete(request("a"))).cached
+    cache.close()
+
+
+def started(path: Path, write: str, read: str) -> subprocess.Popen[str]:
+    script = [sys.executable, str(HERE / "cache_process.py"), str(path), write, read, "60", "20"]
+    return subprocess.Popen(
+        script, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def said(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        assert process.stderr is not None
+        raise AssertionError(f"the cache process ended early:\n{process.stderr.read()}")
+    return line.strip()
+
+
+def go(*processes: subprocess.Popen[str]) -> None:
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
+
+
+def test_two_processes_write_one_file_at_once_and_read_each_others_answers(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "calls.sqlite3"
+    a, b = started(path, "a", "b"), started(path, "b", "a")
+    try:
+        assert [said(a), said(b)] == ["ready", "ready"]
+        go(a, b)  # both write at the same time: 60 prompts of their own, 20 shared
+        assert [said(a), said(b)] == ["written", "written"]
+        go(a, b)  # each reads the other's 60
+        reports = [json.loads(said(a)), json.loads(said(b))]
+        assert [a.wait(30), b.wait(30)] == [0, 0]
+    finally:
+        for process in (a, b):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            for pipe in (process.stdin, process.stdout, process.stderr):
+                if pipe is not None:
+                    pipe.close()
+    for report, other in zip(reports, "ba", strict=True):
+        assert report["read_calls"] == 0  # every answer came from the other process
+        assert report["read"] == [f"answer to {other}{i}" for i in range(60)]
+        assert all(report["cached"])
+        assert 60 <= report["written_calls"] <= 80  # shared prompts: whoever came first
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM calls").fetchone()[0] == 140
+    db.close()
+
+
+async def test_a_file_that_is_not_a_database_is_moved_aside_and_a_new_cache_started(
+    bus: MessageBus, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "calls.sqlite3"
+    path.write_bytes(b"these are not the bytes of a database\n" * 100)
+    provider = Counting()
+    engine = LLMEngine(bus, provider=provider, cache=path)
+    with caplog.at_level(logging.WARNING, logger="llmgine.llm.cache"):
+        assert await engine.chat("hi", conversation_id="a") == "answer to hi"
+    assert await engine.chat("hi", conversation_id="b") == "answer to hi"
+    assert provider.calls == 1  # the new cache answered the second
+    [moved] = tmp_path.glob("calls.sqlite3.corrupt-*")  # noqa: ASYNC240
+    assert moved.read_bytes().startswith(b"these are not the bytes")
+    [warning] = [r.getMessage() for r in caplog.records if r.name.startswith("llmgine.llm.cache")]
+    assert str(path) in warning and str(moved) in warning
+
+
+async def test_a_file_damaged_during_a_batch_never_fails_a_prompt(
+    bus: MessageBus, tmp_path: Path
+) -> None:
+    path = tmp_path / "calls.sqlite3"
+    provider = Counting()
+    engine = LLMEngine(bus, provider=provider, cache=path)
+    for i in range(5):
+        await engine.chat(f"row {i}", conversation_id=f"a{i}")
+    path.write_bytes(b"\x00garbage" * 4096)  # damaged under the open connection
+    answers = [await engine.chat(f"row {i}", conversation_id=f"b{i}") for i in range(8)]
+    assert answers == [f"answer to row {i}" for i in range(8)]
+    cache = engine.policies.cache
+    assert cache is not None
+    await cache.aclose()  # as when the bus stops: the next use opens the file again
+    answers = [await engine.chat(f"row {i}", conversation_id=f"c{i}") for i in range(8)]
+    assert answers == [f"answer to row {i}" for i in range(8)]
+    calls = provider.calls
+    assert await engine.chat("row 1", conversation_id="d") == "answer to row 1"
+    assert provider.calls == calls  # a working cache again
+
+
+async def test_another_programs_database_is_left_alone_with_an_error_naming_it(
+    bus: MessageBus, tmp_path: Path
+) -> None:
+    path = tmp_path / "shop.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT)")
+        db.execute("INSERT INTO orders (item) VALUES ('tea')")
+    db.close()
+    LLMEngine(bus, provider=Counting(), cache=path)
+    result = await bus.execute(PromptCommand(prompt="hi"))
+    assert not result.success
+    assert result.error_type == "CacheError"
+    assert str(path) in str(result.error) and "orders" in str(result.error)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT item FROM orders").fetchall() == [("tea",)]
+    db.close()
+
+
+async def test_a_cache_of_a_newer_llmgine_is_an_error_saying_to_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "calls.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute("PRAGMA user_version = 99")
+    db.close()
+    cache = LLMCache(path)
+    with pytest.raises(CacheError, match="newer llmgine"):
+        await Cached(Counting(), cache).complete(request("hi"))
+    await cache.aclose()
+
+
+async def test_a_stored_answer_that_does_not_read_is_asked_again_and_replaced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "calls.sqlite3"
+    cache = LLMCache(path)
+    provider = Counting()
+    step = Cached(provider, cache)
+    await step.complete(request("hi"))
+    await cache.aclose()
+    with sqlite3.connect(path) as db:
+        db.execute('UPDATE calls SET answer = \'{"content": 3, "surprise": true}\'')
+    db.close()
+    with caplog.at_level(logging.WARNING, logger="llmgine.llm.cache"):
+        assert (await step.complete(request("hi"))).content == "answer to hi"
+    assert (await step.complete(request("hi"))).cached
+    assert provider.calls == 2
+    assert any("does not read as an answer" in r.getMessage() for r in caplog.records)
+    await cache.aclose()
