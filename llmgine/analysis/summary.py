@@ -17,6 +17,7 @@ import pandas as pd
 from llmgine.analysis.query import query
 from llmgine.analysis.sources import log_files
 from llmgine.errors import LogSourceError
+from llmgine.observability.usd import format_usd
 
 __all__ = ["SUMMARY_SQL", "summarize"]
 
@@ -26,7 +27,8 @@ _RESULT = (
 )
 _LLM = (
     '{"model": "VARCHAR", "provider": "VARCHAR", "latency_ms": "DOUBLE", '
-    '"usage": {"input_tokens": "BIGINT", "output_tokens": "BIGINT"}}'
+    '"usage": {"input_tokens": "BIGINT", "output_tokens": "BIGINT", "cost_usd": "DOUBLE"}, '
+    '"cost_usd": "DOUBLE", "cached": "BOOLEAN", "cost_saved_usd": "DOUBLE"}'
 )
 
 SUMMARY_SQL = f"""
@@ -37,6 +39,8 @@ WITH lines AS (
            CASE WHEN type = 'LLMResponseEvent' AND NOT _bad
                 THEN from_json(data, '{_LLM}') END AS m
     FROM raw WHERE _bad OR _keep
+), priced AS (
+    SELECT *, coalesce(m.cost_usd, m.usage.cost_usd) AS cost FROM lines
 )
 SELECT CASE WHEN _bad OR r IS NOT NULL THEN NULL ELSE type END AS line_type,
        CASE WHEN kind = 'command' AND NOT _bad THEN type END AS command_type,
@@ -53,8 +57,12 @@ SELECT CASE WHEN _bad OR r IS NOT NULL THEN NULL ELSE type END AS line_type,
        histogram(coalesce(r.error_type, 'Error')) FILTER (WHERE NOT r.success) AS errors,
        sum(m.usage.input_tokens) AS tokens_in,
        sum(m.usage.output_tokens) AS tokens_out,
-       quantile_cont(m.latency_ms, 0.5) AS llm_latency
-FROM lines
+       quantile_cont(m.latency_ms, 0.5) AS llm_latency,
+       sum(cost) AS cost_usd,
+       count(*) FILTER (WHERE m IS NOT NULL AND cost IS NULL) AS unpriced,
+       count(*) FILTER (WHERE m.cached) AS cache_hits,
+       sum(m.cost_saved_usd) FILTER (WHERE m.cached) AS saved_usd
+FROM priced
 GROUP BY ALL
 """
 """The one query behind :func:`summarize`: one scan, a row per kind of line."""
@@ -63,7 +71,10 @@ GROUP BY ALL
 def summarize(
     source: Any, *, since: Any = None, until: Any = None, sources: list[str] | None = None
 ) -> str:
-    """Lines by type, commands (count, success, p50/p95/p99 latency, failures), tokens by model.
+    """Lines by type, commands (count, success, latency percentiles, failures), LLM calls by model.
+
+    Each model's line has its calls, tokens, cost in US dollars (calls of unknown
+    price counted apart, never as 0), cache hits with what they saved, and latency.
 
     Args:
         source: A log (file, directory, list of files, bus) or a frame from ``load_events``.
@@ -158,11 +169,30 @@ def _format(rows: pd.DataFrame, sources: list[str], skipped_before: int) -> str:
     if len(models):
         calls = int(models["lines"].sum())
         tokens_in, tokens_out = int(models["tokens_in"].sum()), int(models["tokens_out"].sum())
-        out += ["", f"LLM calls: {calls:,}; tokens in {tokens_in:,}, out {tokens_out:,}"]
-        columns = ["provider", "model", "lines", "tokens_in", "tokens_out", "llm_latency"]
         out += [
-            f"  {provider}:{model}  {int(n):,} calls, {int(t_in):,} in, {int(t_out):,} out, "
-            f"latency p50 {p50:.1f} ms"
-            for provider, model, n, t_in, t_out, p50 in models[columns].itertuples(index=False)
+            "",
+            f"LLM calls: {calls:,}; tokens in {tokens_in:,}, out {tokens_out:,}; "
+            f"cost {_cost(models)}",
         ]
+        for index, one in models.iterrows():
+            out.append(
+                f"  {one['provider']}:{one['model']}  {int(one['lines']):,} calls, "
+                f"{int(one['tokens_in']):,} in, {int(one['tokens_out']):,} out, "
+                f"{_cost(models.loc[[index]])}, latency p50 {one['llm_latency']:.1f} ms"
+            )
     return "\n".join(out)
+
+
+def _cost(rows: pd.DataFrame) -> str:
+    """``$0.0123``, with the calls of unknown price and the cache's saving said apart."""
+    unpriced, hits = int(rows["unpriced"].sum()), int(rows["cache_hits"].sum())
+    known = rows["cost_usd"].dropna()
+    text = format_usd(float(known.sum())) if len(known) else "price unknown"
+    if unpriced and len(known):
+        text += f" + {unpriced:,} call{'s' if unpriced > 1 else ''} of unknown price"
+    if hits:
+        saved = rows["saved_usd"].dropna()
+        text += (
+            f", {hits:,} cached (saved {format_usd(float(saved.sum()) if len(saved) else None)})"
+        )
+    return text

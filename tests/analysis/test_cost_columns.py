@@ -122,3 +122,21 @@ def test_a_log_from_before_cost_reads_as_unknown_cost_and_no_cache(tmp_path: Pat
     calls = llm_calls_frame(old)
     assert pd.isna(calls["cost_usd"].iloc[0])
     assert not calls["cached"].iloc[0]
+
+
+def test_llmgine_log_sums_up_cost_by_model(
+    cost_log: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmgine.__main__ import main
+
+    assert main(["log", str(cost_log)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "LLM calls: 3; tokens in 300, out 60; cost $0.00045 + 1 call of unknown price, "
+        "1 cached (saved $0.00045)"
+    ) in out
+    assert (
+        "openai:gpt-4o  2 calls, 200 in, 40 out, $0.00045, 1 cached (saved $0.00045), "
+        "latency p50 12.0 ms"
+    ) in out
+    assert "openai:mystery-model  1 calls, 100 in, 20 out, price unknown, latency" in out
