@@ -51,7 +51,7 @@ def test_errors_share_one_root_and_the_tree_is_drawn() -> None:
 
 
 def test_import_llmgine_stays_light() -> None:
-    heavy = ["pandas", "openai", "IPython", "ipywidgets", "matplotlib", "numpy"]
+    heavy = ["pandas", "openai", "IPython", "ipywidgets", "matplotlib", "numpy", "genai_prices"]
     code = (
         "import sys, llmgine, llmgine.bus, llmgine.observability, llmgine.messages, llmgine.llm\n"
         f"print([m for m in {heavy!r} if m in sys.modules])"

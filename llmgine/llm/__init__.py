@@ -5,11 +5,13 @@ from llmgine.llm.approval import (
     ToolApprovalDecidedEvent,
     ToolApprovalRequestedEvent,
 )
+from llmgine.llm.budget import Budget, Spend
 from llmgine.llm.commands import ClearConversationCommand, PromptCommand, SetSystemPromptCommand
 from llmgine.llm.context import Conversation, ConversationStore
 from llmgine.llm.engine import LLMEngine
 from llmgine.llm.events import LLMDeltaEvent, LLMResponseEvent, ToolCallEvent, ToolResultEvent
 from llmgine.llm.mcp import McpServer, McpServers, McpTool
+from llmgine.llm.pricing import Price
 from llmgine.llm.providers import (
     OfflineProvider,
     OpenAIProvider,
@@ -25,6 +27,7 @@ from llmgine.llm.types import ChatMessage, Completion, LLMRequest, StreamChunk, 
 
 __all__ = [
     "ApproveToolCallCommand",
+    "Budget",
     "ChatMessage",
     "ClearConversationCommand",
     "Completion",
@@ -39,11 +42,13 @@ __all__ = [
     "McpTool",
     "OfflineProvider",
     "OpenAIProvider",
+    "Price",
     "PromptCommand",
     "Provider",
     "ReplayProvider",
     "ScriptedProvider",
     "SetSystemPromptCommand",
+    "Spend",
     "StreamChunk",
     "Tool",
     "ToolApprovalDecidedEvent",

@@ -1,19 +1,48 @@
-"""The budget step: refuses a call once the budget is spent (placeholder: the cost helper's)."""
+"""The budget step: refuses a call once the budget is spent, and counts each call's spend."""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
 
 from llmgine.llm.budget import BudgetKeeper
 from llmgine.llm.commands import PromptCommand
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.providers.wrapper import WrapperProvider
+from llmgine.llm.types import Completion, LLMRequest, StreamChunk
 
 __all__ = ["Budgeted"]
 
 
 class Budgeted(WrapperProvider):
-    """Checks the budget before each call of ``inner`` and counts its spend after."""
+    """Checks the budget before each call of ``inner`` and counts its spend after.
+
+    It sits above the cache, so a hit is counted as a call that spent nothing. A
+    call refused raises :class:`~llmgine.errors.BudgetExceededError` before
+    anything is sent: the prompt fails with it.
+
+    Args:
+        inner: The next step of the pipeline.
+        keeper: The engine's budget keeper (it also keeps ``engine.spend``).
+        command: The prompt the calls answer (its conversation and id scope the budget).
+    """
 
     def __init__(self, inner: Provider, keeper: BudgetKeeper, command: PromptCommand) -> None:
         super().__init__(inner)
         self.keeper = keeper
         self.command = command
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        """Answer through the inner provider if the budget allows; count the spend."""
+        await self.keeper.check(self.command)
+        completion = await self.inner.complete(request)
+        await self.keeper.add(self.command, completion.model or request.model, completion)
+        return completion
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamChunk]:
+        """Stream through the inner provider if the budget allows; count the spend."""
+        await self.keeper.check(self.command)
+        async for chunk in self.inner.stream(request):
+            if chunk.completion is not None:
+                completion = chunk.completion
+                await self.keeper.add(self.command, completion.model or request.model, completion)
+            yield chunk

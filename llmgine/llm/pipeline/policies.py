@@ -27,7 +27,7 @@ class CallPolicies:
         bus: The engine's bus (a shared cache or budget lives on its Redis when connected).
         prices: Prices per model over the bundled ones.
         cache: The call cache setting.
-        budget: A spending limit, or ``None``.
+        budget: A spending limit, or ``None`` (calls are still counted in ``spend``).
     """
 
     def __init__(
@@ -40,6 +40,8 @@ class CallPolicies:
     ) -> None:
         self.prices = Prices(prices)
         self.cache: LLMCache | None = open_cache(cache, bus)
-        self.budget: BudgetKeeper | None = BudgetKeeper(budget, bus) if budget else None
         self.spend = Spend()
         """What the engine's calls have cost so far (``LLMEngine.spend``)."""
+        self.budget: BudgetKeeper | None = BudgetKeeper(budget, bus, self.spend)
+        """Always there: it counts every call into :attr:`spend`, and refuses calls only
+        when a ``budget`` is given."""

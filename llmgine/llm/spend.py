@@ -1,0 +1,173 @@
+"""What an engine's calls have cost: totals by model and by conversation (``engine.spend``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from llmgine.llm.types import Usage
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Spend", "SpendLine"]
+
+
+@dataclass(slots=True)
+class SpendLine:
+    """The calls of one model in one conversation."""
+
+    calls: int = 0
+    """Calls answered, cache hits included."""
+    cached_calls: int = 0
+    """Of the calls, those the call cache answered (nothing sent, nothing spent)."""
+    unpriced_calls: int = 0
+    """Calls whose price is unknown (``cost_usd`` None): ``cost_usd`` leaves them out."""
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    """Of the input tokens, those the server read from its prompt cache."""
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    """What the priced calls cost, in US dollars."""
+    saved_usd: float = 0.0
+    """What the cache hits would have cost."""
+
+    def add(self, other: SpendLine) -> None:
+        """Add ``other``'s counts to this line's."""
+        self.calls += other.calls
+        self.cached_calls += other.cached_calls
+        self.unpriced_calls += other.unpriced_calls
+        self.input_tokens += other.input_tokens
+        self.cached_input_tokens += other.cached_input_tokens
+        self.output_tokens += other.output_tokens
+        self.cost_usd += other.cost_usd
+        self.saved_usd += other.saved_usd
+
+    @property
+    def tokens(self) -> int:
+        """Input and output tokens spent."""
+        return self.input_tokens + self.output_tokens
+
+    def summary(self) -> dict[str, Any]:
+        """The line as a plain dict, with ``tokens`` (input + output)."""
+        return {**asdict(self), "tokens": self.tokens}
+
+
+class Spend:
+    """What an engine's calls have cost so far, in this process: ``engine.spend``.
+
+    Every answered call counts, by the model that answered (as in ``llm_calls_frame``)
+    and by conversation; a cache hit counts as a call that spent nothing and saved
+    what it would have cost. Read it as numbers (``usd``, ``tokens``, ``calls``),
+    as a dict (:meth:`to_dict`, :meth:`by_model`, :meth:`by_conversation`) or as a
+    DataFrame (:meth:`frame`). A budget over Redis counts the spend of every process;
+    this counts the calls of this engine.
+    """
+
+    def __init__(self) -> None:
+        self._lines: dict[tuple[str, str], SpendLine] = {}
+
+    def record(
+        self,
+        model: str,
+        conversation_id: str,
+        usage: Usage,
+        *,
+        cached: bool = False,
+        saved_usd: float | None = None,
+    ) -> None:
+        """Count one answered call.
+
+        Args:
+            model: The model that answered.
+            conversation_id: The conversation it belongs to.
+            usage: Its token counts and ``cost_usd``.
+            cached: The call cache answered it: nothing was spent.
+            saved_usd: On a cache hit, what the call would have cost.
+        """
+        line = self._lines.get((model, conversation_id))
+        if line is None:
+            line = self._lines[(model, conversation_id)] = SpendLine()
+        line.calls += 1
+        if cached:
+            line.cached_calls += 1
+            line.saved_usd += saved_usd or 0.0
+            return
+        line.input_tokens += usage.input_tokens
+        line.cached_input_tokens += usage.cached_input_tokens
+        line.output_tokens += usage.output_tokens
+        if usage.cost_usd is None:
+            line.unpriced_calls += 1
+        else:
+            line.cost_usd += usage.cost_usd
+
+    def clear(self) -> None:
+        """Forget what was counted (a budget's counter is not changed)."""
+        self._lines.clear()
+
+    def _total(self) -> SpendLine:
+        total = SpendLine()
+        for line in self._lines.values():
+            total.add(line)
+        return total
+
+    @property
+    def usd(self) -> float:
+        """US dollars spent by the priced calls (see ``unpriced_calls`` for the others)."""
+        return sum(line.cost_usd for line in self._lines.values())
+
+    @property
+    def tokens(self) -> int:
+        """Input and output tokens spent."""
+        return sum(line.tokens for line in self._lines.values())
+
+    @property
+    def calls(self) -> int:
+        """Calls answered, cache hits included."""
+        return sum(line.calls for line in self._lines.values())
+
+    def _by(self, index: int) -> dict[str, dict[str, Any]]:
+        grouped: dict[str, SpendLine] = {}
+        for key, line in self._lines.items():
+            grouped.setdefault(key[index], SpendLine()).add(line)
+        return {name: line.summary() for name, line in grouped.items()}
+
+    def by_model(self) -> dict[str, dict[str, Any]]:
+        """``{model: {"calls", "tokens", "cost_usd", ...}}``."""
+        return self._by(0)
+
+    def by_conversation(self) -> dict[str, dict[str, Any]]:
+        """``{conversation_id: {"calls", "tokens", "cost_usd", ...}}``."""
+        return self._by(1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Totals (``usd``, ``tokens``, ``calls``, ...), ``by_model`` and ``by_conversation``."""
+        total = self._total()
+        return {
+            "usd": total.cost_usd,
+            "tokens": total.tokens,
+            "calls": total.calls,
+            "cached_calls": total.cached_calls,
+            "unpriced_calls": total.unpriced_calls,
+            "saved_usd": total.saved_usd,
+            "by_model": self.by_model(),
+            "by_conversation": self.by_conversation(),
+        }
+
+    def frame(self) -> pd.DataFrame:
+        """One row per model and conversation: calls, tokens, ``cost_usd``, ``saved_usd``, ..."""
+        import pandas as pd
+
+        columns = ["model", "conversation_id", *SpendLine.__dataclass_fields__, "tokens"]
+        rows = [
+            {"model": model, "conversation_id": conversation, **line.summary()}
+            for (model, conversation), line in self._lines.items()
+        ]
+        return pd.DataFrame(rows, columns=columns)
+
+    def __repr__(self) -> str:
+        total = self._total()
+        unpriced = f", {total.unpriced_calls} unpriced" if total.unpriced_calls else ""
+        return (
+            f"Spend(${total.cost_usd:.4f}, {total.tokens:,} tokens, {total.calls} calls{unpriced})"
+        )
