@@ -11,6 +11,8 @@ keeps working::
     ├── BusStateError                   (also RuntimeError)
     ├── ServerNotStartedError           (also RuntimeError) a local server used before start()
     ├── CommandFailedError              a convenience call's command failed
+    ├── CircuitOpenError                (also RuntimeError) a CircuitBreaker fails fast
+    ├── DeadLetterNotFoundError         (also LookupError) no dead letter has that id
     ├── ConfigurationError              (also ValueError)
     │   ├── LogSourceError              a log cannot be read as asked (also TypeError)
     │   ├── CacheError                  the call cache's file is another program's
@@ -22,6 +24,8 @@ keeps working::
     │   ├── ApprovalNotFoundError       no such tool call waits for approval (also LookupError)
     │   └── AmbiguousApprovalError      a call id matches several waiting calls
     ├── StructuredOutputError           (also ValueError)
+    ├── ContextWindowError              (also ValueError) a turn larger than max_context_tokens
+    ├── ConversationNotFoundError       (also LookupError) no such stored conversation
     ├── SharedBusConnectionError        (also ConnectionError) Redis unreachable or silent
     ├── RedisServerError                (also RuntimeError) a local redis-server did not start
     ├── BudgetExceededError             (also RuntimeError) a call would start past its budget
@@ -41,8 +45,12 @@ __all__ = [
     "BudgetExceededError",
     "BusStateError",
     "CacheError",
+    "CircuitOpenError",
     "CommandFailedError",
     "ConfigurationError",
+    "ContextWindowError",
+    "ConversationNotFoundError",
+    "DeadLetterNotFoundError",
     "HandlerAlreadyRegisteredError",
     "HandlerNotFoundError",
     "LLMgineError",
@@ -139,6 +147,14 @@ class MagicError(LLMgineError, ValueError):
         return [f"llmgine: {self}"]
 
 
+class CircuitOpenError(LLMgineError, RuntimeError):
+    """A ``CircuitBreaker`` is open: the command failed fast, its handler was not called."""
+
+
+class DeadLetterNotFoundError(LLMgineError, LookupError):
+    """``bus.redrive(id)`` names no dead letter kept here or in the shared bus."""
+
+
 class ToolError(LLMgineError, ValueError):
     """A tool call cannot run as asked; its message goes back to the model."""
 
@@ -224,3 +240,11 @@ class BudgetExceededError(LLMgineError, RuntimeError):
         """What it counts: ``"engine"``, ``"conversation <id>"`` or ``"command <id>"``."""
         self.spent_usd = spent_usd
         self.spent_tokens = spent_tokens
+
+
+class ContextWindowError(LLMgineError, ValueError):
+    """A prompt's own turn does not fit in ``max_context_tokens``; nothing was sent."""
+
+
+class ConversationNotFoundError(LLMgineError, LookupError):
+    """No stored conversation has the id asked for."""

@@ -7,9 +7,22 @@ from llmgine.llm.approval import (
 )
 from llmgine.llm.budget import Budget, Spend
 from llmgine.llm.commands import ClearConversationCommand, PromptCommand, SetSystemPromptCommand
-from llmgine.llm.context import Conversation, ConversationStore
+from llmgine.llm.conversations import (
+    Conversation,
+    Conversations,
+    ConversationStore,
+    MemoryConversationStore,
+    RedisConversationStore,
+    SQLiteConversationStore,
+)
 from llmgine.llm.engine import LLMEngine
-from llmgine.llm.events import LLMDeltaEvent, LLMResponseEvent, ToolCallEvent, ToolResultEvent
+from llmgine.llm.events import (
+    ConversationTrimmedEvent,
+    LLMDeltaEvent,
+    LLMResponseEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+)
 from llmgine.llm.mcp import McpServer, McpServers, McpTool
 from llmgine.llm.pricing import Price
 from llmgine.llm.providers import (
@@ -33,6 +46,8 @@ __all__ = [
     "Completion",
     "Conversation",
     "ConversationStore",
+    "ConversationTrimmedEvent",
+    "Conversations",
     "LLMDeltaEvent",
     "LLMEngine",
     "LLMRequest",
@@ -40,12 +55,15 @@ __all__ = [
     "McpServer",
     "McpServers",
     "McpTool",
+    "MemoryConversationStore",
     "OfflineProvider",
     "OpenAIProvider",
     "Price",
     "PromptCommand",
     "Provider",
+    "RedisConversationStore",
     "ReplayProvider",
+    "SQLiteConversationStore",
     "ScriptedProvider",
     "SetSystemPromptCommand",
     "Spend",

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
@@ -12,9 +11,10 @@ from pydantic import BaseModel
 from llmgine.bus.bus import MessageBus
 from llmgine.errors import BusStateError, CommandFailedError, ConfigurationError
 from llmgine.llm.budget import Budget, Spend
-from llmgine.llm.commands import ClearConversationCommand, PromptCommand, SetSystemPromptCommand
-from llmgine.llm.context import ConversationStore
-from llmgine.llm.mcp import McpServer
+from llmgine.llm.commands import PromptCommand
+from llmgine.llm.conversations import ContextWindow, Conversations, token_counter
+from llmgine.llm.conversations.facade import ConversationSetting, store_for
+from llmgine.llm.engine_tools import ToolMethods
 from llmgine.llm.pipeline import CallPolicies, build_pipeline
 from llmgine.llm.pipeline.policies import CacheSetting
 from llmgine.llm.pricing import Price
@@ -35,7 +35,7 @@ DEFAULT_TIMEOUT = 120.0
 """Seconds a prompt may take unless the engine or the prompt says otherwise."""
 
 
-class LLMEngine:
+class LLMEngine(ToolMethods):
     """Handles ``PromptCommand`` on a bus: conversations, provider calls, tools, events.
 
     ``(await bus.execute(PromptCommand(prompt="hi"))).result`` is the assistant's
@@ -54,7 +54,8 @@ class LLMEngine:
         tools: Functions (or ``Tool``s) the model may call.
         max_tool_rounds: Rounds of tool calls per prompt before the engine stops
             and says so in the result.
-        max_history: Messages kept per conversation.
+        max_history: Messages of a conversation a prompt sends (the newest whole turns);
+            the in-memory store keeps no more, a SQLite or Redis store keeps all.
         timeout: Seconds a prompt may take, every call and tool run included, unless
             the prompt sets its own; ``None`` means no limit.
         options: Request parameters for every call (``seed``, ``stop``, ``top_p``,
@@ -65,6 +66,12 @@ class LLMEngine:
         cache: Answer requests seen before from a cache: ``True`` (the default file),
             a path, ``"redis"`` (the connected bus's Redis) or an ``LLMCache``.
         budget: A spending limit (``Budget(usd=...)``): a call past it fails unsent.
+        conversations: Where conversations are kept: in memory (``None``, the default),
+            ``"sqlite:///chats.db"`` (a file a new engine continues them from), ``"redis"``
+            (the connected bus's Redis, shared by its workers) or a ``ConversationStore``.
+        max_context_tokens: The model's window: before each request the oldest turns are
+            left out of it to fit (a ``ConversationTrimmedEvent`` each time); ``None``
+            sends the whole history. A prompt's ``max_context_tokens`` overrides it.
     """
 
     def __init__(
@@ -83,12 +90,18 @@ class LLMEngine:
         prices: Mapping[str, Price] | None = None,
         cache: CacheSetting = None,
         budget: Budget | None = None,
+        conversations: ConversationSetting = None,
+        max_context_tokens: int | None = None,
     ) -> None:
         if max_tool_rounds < 0:
             raise ConfigurationError(f"max_tool_rounds must be 0 or more; got {max_tool_rounds}.")
         if max_output_retries < 0:
             raise ConfigurationError(
                 f"max_output_retries must be 0 or more; got {max_output_retries}."
+            )
+        if max_context_tokens is not None and max_context_tokens < 1:
+            raise ConfigurationError(
+                f"max_context_tokens must be at least 1 (or None); got {max_context_tokens}."
             )
         if timeout is not None and timeout <= 0:
             raise ConfigurationError(
@@ -107,7 +120,11 @@ class LLMEngine:
         self.tools = self.runner.tools
         self.approvals = self.runner.approvals
         self.mcp_servers = self.runner.mcp_servers
-        self.conversations = ConversationStore(system_prompt, max_history)
+        self.conversations = Conversations(
+            store_for(conversations, bus, max_history), system_prompt, max_history
+        )
+        """The conversations: ``list()``, ``get(id)``, ``fork(id)``, ``delete(id)``, ..."""
+        self.max_context_tokens = max_context_tokens
         self.max_tool_rounds = max_tool_rounds
         self.policies = CallPolicies(bus, prices=prices, cache=cache, budget=budget)
         self._providers: dict[str, Provider] = {}
@@ -127,10 +144,7 @@ class LLMEngine:
                 self.model,
             )
         bus.register_command_handler(PromptCommand, self.handle_prompt, replace=True)
-        bus.register_command_handler(ClearConversationCommand, self.handle_clear, replace=True)
-        bus.register_command_handler(
-            SetSystemPromptCommand, self.handle_system_prompt, replace=True
-        )
+        self.conversations.register(bus)
 
     def _check_registered(self) -> None:
         if self.bus.command_handler_of(PromptCommand) != self.handle_prompt:
@@ -173,70 +187,10 @@ class LLMEngine:
         for provider in (self.provider, *self._providers.values()):
             await provider.aclose()
 
-    def register_tool(
-        self, fn: Callable[..., Any] | Tool, *, requires_approval: bool = False
-    ) -> Tool:
-        """Offer ``fn`` to the model as a tool; returns its :class:`Tool`.
-
-        With ``requires_approval=True`` each call waits for an ``ApproveToolCallCommand``
-        (see :mod:`llmgine.llm.approval`; the wait is ``engine.approvals.timeout``).
-
-        Raises:
-            TypeError: ``fn`` is a class (a ``Command``, a pydantic model, ...) or cannot be
-                described to a model; pass a function whose arguments the model fills in.
-        """
-        return self.runner.register(fn, requires_approval=requires_approval)
-
-    def tool(self, fn: Callable[..., Any] | None = None, *, requires_approval: bool = False) -> Any:
-        """Decorator form of :meth:`register_tool`; the function is returned unchanged.
-
-        Use it bare (``@engine.tool``) or with options (``@engine.tool(requires_approval=True)``).
-        """
-
-        def register(f: Callable[..., Any]) -> Callable[..., Any]:
-            self.register_tool(f, requires_approval=requires_approval)
-            return f
-
-        return register(fn) if fn is not None else register
-
-    async def add_mcp_server(
-        self,
-        command: Sequence[str] | None = None,
-        *,
-        url: str | None = None,
-        env: dict[str, str] | None = None,
-        name: str | None = None,
-        cwd: str | os.PathLike[str] | None = None,
-        timeout: float = 60.0,
-        requires_approval: bool = False,
-    ) -> McpServer:
-        """Start an MCP server (``command``, stdio) or join one (``url``, streamable HTTP).
-
-        Its tools are offered to the model beside the local ones (see :mod:`llmgine.llm.mcp`).
-
-        Args:
-            command: The server's command line, e.g. ``["mcp-server-time"]``.
-            url: A streamable-HTTP endpoint instead of a command.
-            env: Extra environment variables for the server process.
-            name: The server's name in tool lists and spans (default: its own name).
-            cwd: The server process's working directory.
-            timeout: Seconds one tool call may take.
-            requires_approval: Each call of its tools waits for ``ApproveToolCallCommand``.
-
-        Raises:
-            ConfigurationError: The server could not start, or its tool names are taken.
-        """
-        server = McpServer(command, url=url, env=env, cwd=cwd, name=name, timeout=timeout)
-        await self.runner.add_mcp_server(server, requires_approval=requires_approval)
-        return server
-
-    async def remove_mcp_server(self, name: str) -> None:
-        """Stop the MCP server called ``name`` and withdraw its tools."""
-        await self.runner.remove_mcp_server(name)
-
     async def close(self) -> None:
-        """Stop the engine's MCP servers (their processes end); the engine stays usable."""
+        """Stop the MCP servers and close the conversation store; the engine stays usable."""
         await self.runner.close()
+        await self.conversations.aclose()
 
     @overload
     async def chat(self, prompt: str, *, output_type: type[T], **fields: Any) -> T: ...
@@ -295,35 +249,28 @@ class LLMEngine:
             raise CommandFailedError(f"The prompt failed: {result.error}", result)
         return str(result.result)
 
-    async def handle_clear(self, command: ClearConversationCommand) -> bool:
-        """Forget a conversation's history; the result says whether it existed."""
-        return self.conversations.clear(command.conversation_id)
-
-    async def handle_system_prompt(self, command: SetSystemPromptCommand) -> None:
-        """Set the system prompt of a conversation."""
-        self.conversations.get(command.conversation_id).system_prompt = command.system_prompt
-
     async def handle_prompt(self, command: PromptCommand) -> CommandResult:
         """Run one prompt: provider calls and tool rounds until the model answers in text.
 
         The conversation changes only when the prompt succeeds: a failed, timed-out
         or cancelled prompt leaves it as it was.
         """
+        provider = self._provider(command.model)
+        limit = command.max_context_tokens or self.max_context_tokens
+        window = None
+        if limit is not None:
+            window = ContextWindow(limit, await token_counter(provider), self.bus, command)
         run = PromptRun(
             command,
-            build_pipeline(
-                self._provider(command.model),
-                bus=self.bus,
-                command=command,
-                policies=self.policies,
-            ),
-            self.conversations.get(command.conversation_id),
+            build_pipeline(provider, bus=self.bus, command=command, policies=self.policies),
+            await self.conversations.aget(command.conversation_id),
             self.runner,
             options={**self.options, **(command.options or {})},
             max_tool_rounds=self.max_tool_rounds,
             max_output_retries=self.max_output_retries,
             timeout=command.timeout if command.timeout is not None else self.timeout,
             sink=self._sinks.get(command.id),
+            window=window,
         )
         return await run.result()
 

@@ -10,7 +10,8 @@ from uuid import UUID
 
 from llmgine.errors import ProviderTimeoutError, StructuredOutputError
 from llmgine.llm.commands import PromptCommand
-from llmgine.llm.context import Conversation
+from llmgine.llm.conversations.conversation import Conversation
+from llmgine.llm.conversations.trimming import ContextWindow
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.structured import correction, output_schema, parse_output
 from llmgine.llm.tool_runner import ToolRunner
@@ -38,6 +39,7 @@ class PromptRun:
         max_output_retries: Invalid structured answers sent back before the run fails.
         timeout: Seconds the whole run may take, or ``None``.
         sink: Where a streamed answer's text deltas go (``LLMEngine.stream``), if anywhere.
+        window: Fits each request into ``max_context_tokens``, if the prompt has a window.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class PromptRun:
         max_output_retries: int,
         timeout: float | None,
         sink: asyncio.Queue[str | None] | None,
+        window: ContextWindow | None = None,
     ) -> None:
         self.command = command
         self.chain = chain
@@ -64,6 +67,7 @@ class PromptRun:
         self.timeout = timeout
         self.deadline: float | None = None
         self.sink = sink
+        self.window = window
         self.schema = output_schema(command.output_type) if command.output_type else None
         self.messages = [ChatMessage(role="user", content=command.prompt)]
         """Kept in the conversation when the run succeeds: user, assistant and tool messages."""
@@ -71,20 +75,44 @@ class PromptRun:
         """An invalid structured answer and the correction sent with it (kept if tools follow)."""
         self.usage = Usage()
         self.model: str | None = None
-        self.calls = self.tool_rounds = self.output_retries = 0
+        self.calls = self.tool_rounds = self.output_retries = self.cached_calls = 0
+        self.costs: list[float | None] = []
+        """Each call's ``usage.cost_usd``."""
 
     async def result(self) -> CommandResult:
-        """Run the prompt within its timeout; on success, add its messages to the conversation.
+        """Run the prompt within its timeout; on success, save its messages as one turn.
+
+        The turn is saved after the answer, outside the timeout, in one write: a run
+        that fails, times out or is cancelled before leaves the conversation as it was.
 
         Raises:
             ProviderTimeoutError: The run took longer than its timeout.
+            ContextWindowError: The prompt's own turn does not fit ``max_context_tokens``.
         """
+        answer = await self._answer()
+        await asyncio.shield(self.conversation.add_turn(self.messages))
+        metadata: dict[str, Any] = {
+            "model": self.model or self.chain.model,
+            "provider": self.chain.name,
+            "rounds": self.calls,
+            "input_tokens": self.usage.input_tokens,
+            "output_tokens": self.usage.output_tokens,
+            "cost_usd": None if None in self.costs else sum(c or 0.0 for c in self.costs),
+            "cached": self.calls > 0 and self.cached_calls == self.calls,
+        }
+        if self.usage.estimated:
+            metadata["usage_estimated"] = True
+        if self.command.output_type is not None:
+            metadata["output_retries"] = self.output_retries
+        return CommandResult(success=True, result=answer, metadata=metadata)
+
+    async def _answer(self) -> Any:
         if self.timeout is None:
-            return await self._result()
+            return await self._output_retries()
         self.deadline = time.monotonic() + self.timeout
         try:
             async with asyncio.timeout(self.timeout) as scope:
-                return await self._result()
+                return await self._output_retries()
         except TimeoutError:
             if not scope.expired():
                 raise
@@ -93,23 +121,6 @@ class PromptRun:
                 "its conversation is unchanged. Allow more with timeout=... on the prompt or "
                 "on the LLMEngine."
             ) from None
-
-    async def _result(self) -> CommandResult:
-        result = await self._output_retries()
-        for message in self.messages:
-            self.conversation.append(message)
-        metadata: dict[str, Any] = {
-            "model": self.model or self.chain.model,
-            "provider": self.chain.name,
-            "rounds": self.calls,
-            "input_tokens": self.usage.input_tokens,
-            "output_tokens": self.usage.output_tokens,
-        }
-        if self.usage.estimated:
-            metadata["usage_estimated"] = True
-        if self.command.output_type is not None:
-            metadata["output_retries"] = self.output_retries
-        return CommandResult(success=True, result=result, metadata=metadata)
 
     async def _output_retries(self) -> Any:
         """The answer, validated against the prompt's ``output_type`` when it has one.
@@ -189,7 +200,7 @@ class PromptRun:
         command = self.command
         request = LLMRequest(
             model=self.chain.model,
-            messages=[*self.conversation.request_messages(), *self.messages, *self.correction],
+            messages=await self._request_messages(),
             tools=self.tools,
             tool_choice=self.tool_choice,
             temperature=command.temperature,
@@ -214,8 +225,20 @@ class PromptRun:
             output_tokens=self.usage.output_tokens + completion.usage.output_tokens,
             estimated=self.usage.estimated or completion.usage.estimated,
         )
+        self.costs.append(completion.usage.cost_usd)
+        self.cached_calls += completion.cached
         self.model = completion.model or self.chain.model
         return completion
+
+    async def _request_messages(self) -> list[ChatMessage]:
+        """The conversation and this turn so far, trimmed to the window if there is one."""
+        current = [*self.messages, *self.correction]
+        conversation = self.conversation
+        if self.window is None:
+            return [*conversation.request_messages(), *current]
+        prompt = conversation.system_prompt
+        system = [ChatMessage(role="system", content=prompt)] if prompt else []
+        return await self.window.fit(system, conversation.messages, conversation.turns, current)
 
 
 class Sinks:

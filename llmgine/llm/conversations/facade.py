@@ -1,0 +1,243 @@
+"""``engine.conversations``: list, read, fork and delete conversations, from cells or coroutines.
+
+Every method has a synchronous form for notebook cells (``engine.conversations.list()``)
+and an async one for coroutines (``await engine.conversations.alist()``). The async
+forms never block the event loop: a store that does I/O (SQLite, Redis) is called in a
+thread. A synchronous call waits for the store where it is called (a few milliseconds
+for a local SQLite file), which is what a cell wants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from llmgine.errors import ConfigurationError, ConversationNotFoundError
+from llmgine.llm.commands import ClearConversationCommand, SetSystemPromptCommand
+from llmgine.llm.conversations.conversation import Conversation
+from llmgine.llm.conversations.memory import MemoryConversationStore
+from llmgine.llm.conversations.protocol import ConversationStore, StoredConversation
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from llmgine.bus.bus import MessageBus
+    from llmgine.llm.types import ChatMessage
+
+__all__ = ["ConversationSetting", "Conversations", "store_for"]
+
+T = TypeVar("T")
+
+ConversationSetting = str | ConversationStore | None
+"""``None`` (in memory), ``"sqlite:///path.db"``, ``"redis"``, or a :class:`ConversationStore`."""
+
+
+def store_for(
+    setting: ConversationSetting, bus: MessageBus, max_messages: int
+) -> ConversationStore:
+    """The store an engine's ``conversations=`` setting names.
+
+    Raises:
+        ConfigurationError: The setting is none of the forms above.
+    """
+    if setting is None or setting == "memory":
+        return MemoryConversationStore(max_messages)
+    if isinstance(setting, str):
+        if setting == "redis":
+            from llmgine.llm.conversations.redis import RedisConversationStore
+
+            return RedisConversationStore(bus)
+        if setting.startswith("sqlite:///"):
+            from llmgine.llm.conversations.sqlite import SQLiteConversationStore
+
+            return SQLiteConversationStore(Path(setting.removeprefix("sqlite:///")))
+        raise ConfigurationError(
+            f"conversations={setting!r} is not a store: use 'sqlite:///path/to/chats.db' (a "
+            "file; four slashes for an absolute path), 'redis' (the connected bus's Redis), "
+            "'memory', or a ConversationStore."
+        )
+    if isinstance(setting, ConversationStore):
+        return setting
+    raise ConfigurationError(
+        f"conversations= takes a string or a ConversationStore, not {type(setting).__name__}."
+    )
+
+
+class Conversations:
+    """The engine's conversations, kept in its store (``engine.conversations``).
+
+    Args:
+        store: Where they are kept.
+        system_prompt: The system prompt of a conversation's first turn, unless one was set.
+        max_messages: The history a prompt loads and sends (whole turns); the store may keep more.
+    """
+
+    def __init__(
+        self, store: ConversationStore, system_prompt: str | None, max_messages: int
+    ) -> None:
+        self.store = store
+        self.system_prompt = system_prompt
+        self.max_messages = max_messages
+
+    def __repr__(self) -> str:
+        return f"<Conversations in {self.store!r}>"
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self.store.blocking:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
+
+    def _conversation(
+        self, conversation_id: str, stored: StoredConversation | None
+    ) -> Conversation:
+        if stored is None:
+            return Conversation(conversation_id, self.system_prompt, self.max_messages, owner=self)
+        return Conversation(
+            conversation_id,
+            stored.system_prompt,
+            self.max_messages,
+            messages=stored.messages,
+            turns=stored.turns,
+            owner=self,
+        )
+
+    # Reading
+
+    def get(self, conversation_id: str) -> Conversation:
+        """The conversation ``conversation_id`` (empty, with the engine's system prompt, if new).
+
+        Its ``messages`` are the history a prompt would send (the last ``max_history``,
+        whole turns); ``fork`` and ``list`` see every stored message.
+        """
+        return self._conversation(
+            conversation_id, self.store.load(conversation_id, self.max_messages)
+        )
+
+    async def aget(self, conversation_id: str) -> Conversation:
+        """:meth:`get` for coroutines."""
+        stored = await self._call(self.store.load, conversation_id, self.max_messages)
+        return self._conversation(conversation_id, stored)
+
+    def __contains__(self, conversation_id: object) -> bool:
+        return isinstance(conversation_id, str) and self.store.exists(conversation_id)
+
+    def ids(self) -> list[str]:
+        """The ids of every stored conversation."""
+        return [s.id for s in self.store.summaries()]
+
+    def list(self) -> pd.DataFrame:
+        """One row per conversation: ``id``, ``turns``, ``messages``, ``tokens``, ``last_activity``.
+
+        Newest activity first; ``tokens`` is estimated; ``last_activity`` is a UTC timestamp.
+        """
+        return _frame(self.store.summaries())
+
+    async def alist(self) -> pd.DataFrame:
+        """:meth:`list` for coroutines."""
+        return _frame(await self._call(self.store.summaries))
+
+    # Changing
+
+    def fork(
+        self, conversation_id: str, at_turn: int | None = None, *, new_id: str | None = None
+    ) -> str:
+        """Copy a conversation (up to turn ``at_turn``, 1 being the first; all with ``None``).
+
+        The copy continues on its own; returns its id (``new_id``, or a new one).
+
+        Raises:
+            ConversationNotFoundError: No conversation ``conversation_id`` is stored.
+        """
+        new_id = new_id or _new_id(conversation_id)
+        if not self.store.fork(conversation_id, new_id, _turn(at_turn)):
+            raise _not_found(conversation_id)
+        return new_id
+
+    async def afork(
+        self, conversation_id: str, at_turn: int | None = None, *, new_id: str | None = None
+    ) -> str:
+        """:meth:`fork` for coroutines."""
+        new_id = new_id or _new_id(conversation_id)
+        if not await self._call(self.store.fork, conversation_id, new_id, _turn(at_turn)):
+            raise _not_found(conversation_id)
+        return new_id
+
+    def delete(self, conversation_id: str) -> bool:
+        """Forget a conversation entirely; returns whether it existed."""
+        return self.store.delete(conversation_id)
+
+    async def adelete(self, conversation_id: str) -> bool:
+        """:meth:`delete` for coroutines."""
+        return await self._call(self.store.delete, conversation_id)
+
+    def clear(self, conversation_id: str) -> bool:
+        """Forget a conversation's history (its system prompt stays); whether it existed."""
+        return self.store.clear(conversation_id)
+
+    async def aclear(self, conversation_id: str) -> bool:
+        """:meth:`clear` for coroutines."""
+        return await self._call(self.store.clear, conversation_id)
+
+    def set_system_prompt(self, conversation_id: str, system_prompt: str | None) -> None:
+        """Set (or remove) a conversation's system prompt."""
+        self.store.set_system_prompt(conversation_id, system_prompt)
+
+    async def aset_system_prompt(self, conversation_id: str, system_prompt: str | None) -> None:
+        """:meth:`set_system_prompt` for coroutines."""
+        await self._call(self.store.set_system_prompt, conversation_id, system_prompt)
+
+    async def append_turn(self, conversation: Conversation, messages: Sequence[ChatMessage]) -> int:
+        """Save one turn of ``conversation`` in one write (see :meth:`Conversation.add_turn`)."""
+        return await self._call(
+            self.store.append_turn, conversation.id, list(messages), conversation.system_prompt
+        )
+
+    # The engine's commands
+
+    def register(self, bus: MessageBus) -> None:
+        """Handle ``ClearConversationCommand`` and ``SetSystemPromptCommand`` on ``bus``."""
+        bus.register_command_handler(ClearConversationCommand, self._handle_clear, replace=True)
+        bus.register_command_handler(
+            SetSystemPromptCommand, self._handle_system_prompt, replace=True
+        )
+
+    async def _handle_clear(self, command: ClearConversationCommand) -> bool:
+        return await self.aclear(command.conversation_id)
+
+    async def _handle_system_prompt(self, command: SetSystemPromptCommand) -> None:
+        await self.aset_system_prompt(command.conversation_id, command.system_prompt)
+
+    async def aclose(self) -> None:
+        """Close the store's connections."""
+        await self._call(self.store.close)
+
+
+def _turn(at_turn: int | None) -> int | None:
+    if at_turn is not None and at_turn < 0:
+        raise ConfigurationError(f"at_turn must be 0 or more (or None); got {at_turn}.")
+    return at_turn
+
+
+def _new_id(conversation_id: str) -> str:
+    return f"{conversation_id}-{uuid.uuid4().hex[:8]}"
+
+
+def _not_found(conversation_id: str) -> ConversationNotFoundError:
+    return ConversationNotFoundError(
+        f"No conversation {conversation_id!r} is stored; see engine.conversations.list() "
+        "for the ids."
+    )
+
+
+def _frame(summaries: Sequence[Any]) -> pd.DataFrame:
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        [(s.id, s.turns, s.messages, s.tokens, s.last_activity) for s in summaries],
+        columns=["id", "turns", "messages", "tokens", "last_activity"],
+    )
+    frame["last_activity"] = pd.to_datetime(frame["last_activity"], unit="s", utc=True)
+    return frame.sort_values("last_activity", ascending=False, ignore_index=True)

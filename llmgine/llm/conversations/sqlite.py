@@ -1,0 +1,260 @@
+"""Conversations in a SQLite file: one row per message, WAL, safe for several processes.
+
+``LLMEngine(..., conversations="sqlite:///chats.db")``. A turn is one transaction
+(``BEGIN IMMEDIATE`` ... ``COMMIT``): a process killed mid-turn leaves the file as it
+was before the turn. Each thread has its own connection (``engine.conversations``
+runs these calls in a thread from async code).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from llmgine.errors import ConfigurationError
+from llmgine.llm.conversations.conversation import tail
+from llmgine.llm.conversations.protocol import (
+    ConversationSummary,
+    StoredConversation,
+    message_tokens,
+)
+from llmgine.llm.types import ChatMessage
+
+__all__ = ["SQLiteConversationStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    system_prompt TEXT,
+    last_turn INTEGER NOT NULL DEFAULT 0,
+    next_seq INTEGER NOT NULL DEFAULT 0,
+    last_activity REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    conversation_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    turn INTEGER NOT NULL,
+    tokens INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
+) WITHOUT ROWID;
+"""
+
+
+class SQLiteConversationStore:
+    """Conversations in a SQLite file that outlives the process; several processes may share it.
+
+    Args:
+        path: The database file (created with its folder if missing).
+        busy_timeout: Seconds a write waits for another process's write to finish.
+    """
+
+    blocking = True
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
+        self.path = Path(path).expanduser()
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._ready = False  # the schema is made by the first connection, in its thread
+
+    def __repr__(self) -> str:
+        return f"SQLiteConversationStore({str(self.path)!r})"
+
+    def _connection(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                db = sqlite3.connect(
+                    self.path, timeout=self.busy_timeout, isolation_level=None,
+                    check_same_thread=False,
+                )  # fmt: skip
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                if not self._ready:
+                    db.execute("BEGIN IMMEDIATE")
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.execute("COMMIT")
+                    self._ready = True
+            except sqlite3.DatabaseError as exc:
+                raise ConfigurationError(
+                    f"Cannot use {self.path} as a conversation store ({exc}); give the path "
+                    "of a new file or of one llmgine made."
+                ) from exc
+            self._local.db = db
+            with self._lock:
+                self._connections.append(db)
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def load(self, conversation_id: str, last_messages: int | None) -> StoredConversation | None:
+        """The system prompt and the last whole turns (one read transaction)."""
+        db = self._connection()
+        db.execute("BEGIN")
+        try:
+            row = db.execute(
+                "SELECT system_prompt FROM conversations WHERE id = ?", (conversation_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            query = "SELECT turn, message FROM messages WHERE conversation_id = ? ORDER BY seq DESC"
+            if last_messages is None:
+                rows = db.execute(query, (conversation_id,)).fetchall()
+            else:
+                rows = db.execute(
+                    f"{query} LIMIT ?", (conversation_id, last_messages + 1)
+                ).fetchall()
+                if len(rows) > last_messages:
+                    boundary = rows[last_messages][0]
+                    rows = [r for r in rows[:last_messages] if r[0] != boundary]
+                    if not rows:  # the newest turn alone is longer than the limit
+                        rows = db.execute(
+                            "SELECT turn, message FROM messages WHERE conversation_id = ? "
+                            "AND turn = (SELECT last_turn FROM conversations WHERE id = ?) "
+                            "ORDER BY seq DESC",
+                            (conversation_id, conversation_id),
+                        ).fetchall()
+        finally:
+            db.execute("COMMIT")
+        rows.reverse()
+        turns = [int(turn) for turn, _ in rows]
+        start = tail(turns, last_messages)
+        return StoredConversation(
+            row[0] if row[0] is None else json.loads(row[0]),
+            [ChatMessage.model_validate_json(text) for _, text in rows[start:]],
+            turns[start:],
+        )
+
+    def append_turn(
+        self, conversation_id: str, messages: Sequence[ChatMessage], system_prompt: str | None
+    ) -> int:
+        """Add one turn in one transaction."""
+        now = time.time()
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO conversations (id, system_prompt, last_activity) VALUES (?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING",
+                (conversation_id, json.dumps(system_prompt), now),
+            )
+            turn, seq = db.execute(
+                "SELECT last_turn + 1, next_seq FROM conversations WHERE id = ?",
+                (conversation_id,),
+            ).fetchone()
+            db.executemany(
+                "INSERT INTO messages (conversation_id, seq, turn, tokens, message) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    (conversation_id, seq + i, turn, message_tokens(m), m.model_dump_json())
+                    for i, m in enumerate(messages)
+                ],
+            )
+            db.execute(
+                "UPDATE conversations SET last_turn = ?, next_seq = ?, last_activity = ? "
+                "WHERE id = ?",
+                (turn, seq + len(messages), now, conversation_id),
+            )
+        return int(turn)
+
+    def set_system_prompt(self, conversation_id: str, system_prompt: str | None) -> None:
+        """Set a conversation's system prompt."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO conversations (id, system_prompt, last_activity) VALUES (?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET system_prompt = excluded.system_prompt, "
+                "last_activity = excluded.last_activity",
+                (conversation_id, json.dumps(system_prompt), time.time()),
+            )
+
+    def clear(self, conversation_id: str) -> bool:
+        """Forget a conversation's messages."""
+        with self._write() as db:
+            db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
+            updated = db.execute(
+                "UPDATE conversations SET last_turn = 0, next_seq = 0 WHERE id = ?",
+                (conversation_id,),
+            )
+            return updated.rowcount > 0
+
+    def delete(self, conversation_id: str) -> bool:
+        """Forget a conversation."""
+        with self._write() as db:
+            db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
+            deleted = db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+            return deleted.rowcount > 0
+
+    def fork(self, conversation_id: str, new_id: str, at_turn: int | None) -> bool:
+        """Copy a conversation up to a turn, in one transaction."""
+        last = at_turn if at_turn is not None else 2**62
+        with self._write() as db:
+            row = db.execute(
+                "SELECT system_prompt FROM conversations WHERE id = ?", (conversation_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            db.execute("DELETE FROM messages WHERE conversation_id = ?", (new_id,))
+            db.execute(
+                "INSERT INTO messages (conversation_id, seq, turn, tokens, message) "
+                "SELECT ?, seq, turn, tokens, message FROM messages "
+                "WHERE conversation_id = ? AND turn <= ?",
+                (new_id, conversation_id, last),
+            )
+            turn, seq = db.execute(
+                "SELECT COALESCE(MAX(turn), 0), COALESCE(MAX(seq) + 1, 0) FROM messages "
+                "WHERE conversation_id = ?",
+                (new_id,),
+            ).fetchone()
+            db.execute(
+                "INSERT OR REPLACE INTO conversations "
+                "(id, system_prompt, last_turn, next_seq, last_activity) VALUES (?, ?, ?, ?, ?)",
+                (new_id, row[0], turn, seq, time.time()),
+            )
+            return True
+
+    def summaries(self) -> list[ConversationSummary]:
+        """One row per conversation (one query)."""
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT c.id, COUNT(DISTINCT m.turn), COUNT(m.seq), COALESCE(SUM(m.tokens), 0), "
+                "c.last_activity FROM conversations c LEFT JOIN messages m "
+                "ON m.conversation_id = c.id GROUP BY c.id"
+            )
+            .fetchall()
+        )
+        return [ConversationSummary(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    def exists(self, conversation_id: str) -> bool:
+        """Whether the file has the conversation."""
+        row = (
+            self._connection()
+            .execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,))
+            .fetchone()
+        )
+        return row is not None
+
+    def close(self) -> None:
+        """Close every connection this store opened (each thread opens a new one if used again)."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for db in connections:
+            db.close()
+        self._local = threading.local()

@@ -1,0 +1,138 @@
+"""Keeping a request inside the model's window: the oldest turns are left out of it.
+
+The system prompt stays; turns go whole (a tool call never without its results);
+the prompt's own turn is never cut, and a turn that alone does not fit is a
+:class:`~llmgine.errors.ContextWindowError` before anything is sent. Each trim is a
+``ConversationTrimmedEvent``. Only the request is trimmed: the store keeps every message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from llmgine.errors import ContextWindowError
+from llmgine.llm.events import ConversationTrimmedEvent
+from llmgine.llm.providers.base import Provider, count_tokens
+from llmgine.llm.types import ChatMessage
+
+if TYPE_CHECKING:
+    from llmgine.bus.bus import MessageBus
+    from llmgine.llm.commands import PromptCommand
+
+__all__ = ["ContextWindow", "token_counter"]
+
+logger = logging.getLogger(__name__)
+
+TokenCounter = Callable[[str], int]
+
+MESSAGE_OVERHEAD = 4
+"""Tokens a chat template adds around each message (role markers)."""
+
+
+async def token_counter(provider: Provider) -> TokenCounter | None:
+    """The tokenizer of ``provider``'s model as a counter, if llmgine can reach it.
+
+    The local model (``model="local"``) has one; for other providers ``None`` (the
+    estimate of :func:`~llmgine.llm.providers.base.count_tokens` is used).
+    """
+    while (inner := getattr(provider, "inner", None)) is not None:
+        provider = inner
+    from llmgine.llm.providers.local import LocalProvider
+
+    if not isinstance(provider, LocalProvider):
+        return None
+    loaded = await provider._load()  # the model, loaded once per process, off the loop
+    llama = loaded.llama
+
+    def count(text: str) -> int:
+        return len(llama.tokenize(text.encode(), add_bos=False, special=True))
+
+    return count
+
+
+class ContextWindow:
+    """Fits one prompt's requests into ``limit`` tokens.
+
+    Args:
+        limit: The window, in tokens.
+        counter: Counts a text's tokens (the model's tokenizer); ``None`` estimates.
+        bus: Where ``ConversationTrimmedEvent`` goes.
+        command: The prompt (its conversation and id; its ``max_tokens`` is kept free
+            for the answer).
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        counter: TokenCounter | None,
+        bus: MessageBus,
+        command: PromptCommand,
+    ) -> None:
+        self.limit = limit
+        self.count = counter or count_tokens
+        self.bus = bus
+        self.command = command
+        self.room = limit - (command.max_tokens or 0)
+        self._sizes: dict[int, int] = {}  # by id(message): the history does not change in a run
+
+    def tokens(self, message: ChatMessage) -> int:
+        """One message's tokens: its text, its tool calls, the template's markers."""
+        size = self._sizes.get(id(message))
+        if size is None:
+            size = MESSAGE_OVERHEAD + self.count(message.content or "")
+            for call in message.tool_calls:
+                size += self.count(call.name) + self.count(call.arguments) + 1
+            self._sizes[id(message)] = size
+        return size
+
+    async def fit(
+        self,
+        system: Sequence[ChatMessage],
+        history: Sequence[ChatMessage],
+        turns: Sequence[int],
+        current: Sequence[ChatMessage],
+    ) -> list[ChatMessage]:
+        """The request's messages: the system prompt, the newest turns that fit, this turn.
+
+        ``system`` and ``current`` (this prompt's turn so far) are always sent; of
+        ``history`` (with ``turns``, each message's turn number), the newest whole turns
+        that fit with them.
+
+        Raises:
+            ContextWindowError: ``system`` and ``current`` alone do not fit.
+        """
+        fixed = sum(self.tokens(m) for m in (*system, *current))
+        if fixed > self.room:
+            reserved = self.limit - self.room
+            raise ContextWindowError(
+                f"This prompt's turn needs {fixed} tokens (system prompt and the turn so far), "
+                f"more than max_context_tokens={self.limit}"
+                + (f" less max_tokens={reserved} kept for the answer" if reserved else "")
+                + ": nothing was sent and the conversation is unchanged. Shorten the prompt "
+                "(or the tools' results), or raise max_context_tokens on the prompt or the "
+                "LLMEngine."
+            )
+        start, used = len(history), fixed
+        while start > 0:
+            first = start - 1
+            while first > 0 and turns[first - 1] == turns[start - 1]:
+                first -= 1
+            size = sum(self.tokens(m) for m in history[first:start])
+            if used + size > self.room:
+                break
+            start, used = first, used + size
+        if start:
+            await self.bus.publish(
+                ConversationTrimmedEvent(
+                    conversation_id=self.command.conversation_id,
+                    prompt_id=self.command.id,
+                    dropped_messages=start,
+                    dropped_tokens=sum(self.tokens(m) for m in history[:start]),
+                    kept_messages=len(system) + len(history) - start + len(current),
+                    context_tokens=used,
+                    max_context_tokens=self.limit,
+                )
+            )
+        return [*system, *history[start:], *current]
