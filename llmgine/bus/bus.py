@@ -23,6 +23,7 @@ from llmgine.bus.handlers import HandlerThreads
 from llmgine.bus.intake import Intake
 from llmgine.bus.lifecycle import Lifecycle, jsonl_log
 from llmgine.bus.middleware import Middleware
+from llmgine.bus.policies.dead_letters import DeadLetter, kept_letters, redrive
 from llmgine.bus.ports import BridgeFactory, BusParts
 from llmgine.bus.registration import DecoratorForms
 from llmgine.bus.registry import HandlerRegistry, Registration
@@ -184,7 +185,19 @@ class MessageBus(DecoratorForms):
         """
         if not callable(middleware):
             raise TypeError(f"A middleware must be callable; got {type(middleware).__name__}.")
+        bind = getattr(middleware, "bind", None)
+        if callable(bind):  # a policy of llmgine.bus.policies: its events go to this bus
+            bind(self)
         self._dispatch.middleware = (*self._dispatch.middleware, middleware)
+
+    @property
+    def dead_letters(self) -> list[DeadLetter]:
+        """The commands a ``DeadLetters`` middleware kept (see :mod:`llmgine.bus.policies`)."""
+        return kept_letters(self._dispatch.middleware)
+
+    async def redrive(self, dead_letter_id: str) -> CommandResult:
+        """Run a dead letter's command again; the result's ``metadata["redrive_of"]`` names it."""
+        return await redrive(self._dispatch.middleware, dead_letter_id)
 
     def remove_middleware(self, middleware: Middleware) -> bool:
         """Stop running ``middleware``; return whether it was added."""

@@ -1,0 +1,215 @@
+"""``DeadLetters``: keep each command that still fails, to look at and to run again."""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from llmgine.bus.middleware import CallNext
+from llmgine.bus.policies.binding import Bound
+from llmgine.bus.policies.events import DeadLetterEvent
+from llmgine.bus.policies.matching import CommandTypes, command_types
+from llmgine.errors import ConfigurationError, DeadLetterNotFoundError
+from llmgine.messages.commands import Command, CommandResult
+from llmgine.observability.codec import encode
+
+__all__ = ["DeadLetter", "DeadLetters", "kept_letters", "redrive"]
+
+_redriving: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "llmgine_redriving", default=None
+)
+
+
+@dataclass
+class DeadLetter:
+    """A command that failed after every policy, with the result it failed with."""
+
+    id: str
+    command: Command
+    result: CommandResult
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    redrive_of: str | None = None
+    """The dead letter this one was redriven from, if it was."""
+
+    def __repr__(self) -> str:
+        return (
+            f"DeadLetter({self.id!r}, {type(self.command).__name__}, "
+            f"{self.result.error_type}: {self.result.error})"
+        )
+
+
+class DeadLetters(Bound):
+    """Middleware: a command of ``command_type`` that fails is kept as a :class:`DeadLetter`.
+
+    Each is a ``DeadLetterEvent`` in the log and, while the bus is connected to
+    Redis, an entry of the namespace's ``dead_letters`` stream too. Add it first (it
+    then sees what the retries could not mend). The bus shows them as
+    ``bus.dead_letters`` and runs one again with ``await bus.redrive(id)``: the new
+    result's ``metadata["redrive_of"]`` names the dead letter; a redrive that succeeds
+    removes it, one that fails replaces it.
+
+    Args:
+        command_type: The command class (or a tuple of them; subclasses count).
+        keep: Dead letters kept here (the oldest go first), and in the Redis stream.
+    """
+
+    def __init__(self, command_type: CommandTypes = Command, *, keep: int = 1000) -> None:
+        if keep < 1:
+            raise ConfigurationError(f"DeadLetters(keep=...) must be 1 or more; got {keep}.")
+        self.command_types = command_types(command_type)
+        self.keep = keep
+        self._letters: dict[str, DeadLetter] = {}
+
+    def __repr__(self) -> str:
+        return f"DeadLetters({len(self._letters)} kept)"
+
+    def __len__(self) -> int:
+        return len(self._letters)
+
+    @property
+    def items(self) -> list[DeadLetter]:
+        """The dead letters kept here, oldest first."""
+        return list(self._letters.values())
+
+    def get(self, dead_letter_id: str) -> DeadLetter | None:
+        """The dead letter ``dead_letter_id`` kept here, if any."""
+        return self._letters.get(dead_letter_id)
+
+    async def __call__(self, command: Command, call_next: CallNext) -> CommandResult:
+        """Run ``command``; keep it if it fails."""
+        redrive_of = _redriving.get()
+        if redrive_of is not None:
+            _redriving.set(None)  # the commands the handler runs are not redrives
+        result = await call_next(command)
+        if redrive_of is not None:
+            result = result.model_copy(
+                update={"metadata": {**result.metadata, "redrive_of": redrive_of}}
+            )
+            self._letters.pop(redrive_of, None)
+        if not result.success and isinstance(command, self.command_types):
+            await self._keep(command, result, redrive_of)
+        return result
+
+    async def redrive(self, dead_letter_id: str) -> CommandResult:
+        """Run a dead letter's command again (a copy with a new id) through the bus.
+
+        A dead letter kept by another process of the shared bus is read from Redis.
+
+        Raises:
+            DeadLetterNotFoundError: No dead letter has that id (also a ``LookupError``).
+            ConfigurationError: The policy is on no bus.
+        """
+        if self.bus is None:
+            raise ConfigurationError("This DeadLetters is on no bus: bus.add_middleware it first.")
+        letter = self._letters.get(dead_letter_id) or await self._shared_letter(dead_letter_id)
+        if letter is None:
+            raise DeadLetterNotFoundError(
+                f"No dead letter {dead_letter_id!r}: see bus.dead_letters for the ids kept."
+            )
+        again = letter.command.model_copy(update={"id": uuid.uuid4()})
+        token = _redriving.set(dead_letter_id)
+        try:
+            return await self.bus.execute(again)
+        finally:
+            _redriving.reset(token)
+
+    async def _keep(self, command: Command, result: CommandResult, redrive_of: str | None) -> None:
+        letter = DeadLetter(uuid.uuid4().hex, command, result, redrive_of=redrive_of)
+        await self._share(letter)
+        self._letters[letter.id] = letter
+        while len(self._letters) > self.keep:
+            self._letters.pop(next(iter(self._letters)))
+        await self.publish(
+            DeadLetterEvent(
+                session_id=command.session_id,
+                dead_letter_id=letter.id,
+                command_id=command.id,
+                command_type=type(command).__name__,
+                error=result.error,
+                error_type=result.error_type,
+                redrive_of=redrive_of,
+            )
+        )
+
+    def _stream(self) -> tuple[Any, str] | None:
+        remote = self.bus.remote if self.bus is not None else None
+        if remote is None:
+            return None
+        return remote.connection.redis, f"{remote.connection.keys.namespace}:dead_letters"
+
+    async def _share(self, letter: DeadLetter) -> None:
+        where = self._stream()
+        if where is None:
+            return
+        redis, stream = where
+        cls = type(letter.command)
+        await redis.xadd(
+            stream,
+            {
+                b"id": letter.id,
+                b"t": f"{cls.__module__}:{cls.__qualname__}",
+                b"m": encode("command", letter.command, None),
+                b"error": letter.result.error or "",
+                b"error_type": letter.result.error_type or "",
+            },
+            maxlen=self.keep,
+            approximate=True,
+        )
+
+    async def _shared_letter(self, dead_letter_id: str) -> DeadLetter | None:
+        where = self._stream()
+        if where is None:
+            return None
+        redis, stream = where
+        for _entry, fields in await redis.xrange(stream):
+            if fields.get(b"id", b"").decode() == dead_letter_id:
+                return _letter(dead_letter_id, fields)
+        return None
+
+
+def kept_letters(middleware: Iterable[object]) -> list[DeadLetter]:
+    """The dead letters of every ``DeadLetters`` among a bus's middleware, oldest first."""
+    letters = [m.items for m in middleware if isinstance(m, DeadLetters)]
+    return sorted((letter for found in letters for letter in found), key=lambda x: x.at)
+
+
+async def redrive(middleware: Iterable[object], dead_letter_id: str) -> CommandResult:
+    """Redrive ``dead_letter_id`` with the ``DeadLetters`` (of a bus's middleware) that has it.
+
+    Raises:
+        ConfigurationError: The bus has no ``DeadLetters`` middleware.
+        DeadLetterNotFoundError: None has that dead letter, here or in the shared bus.
+    """
+    desks = [m for m in middleware if isinstance(m, DeadLetters)]
+    if not desks:
+        raise ConfigurationError(
+            "This bus keeps no dead letters: add the middleware first, "
+            "bus.add_middleware(DeadLetters())."
+        )
+    desk = next((d for d in desks if d.get(dead_letter_id) is not None), desks[0])
+    return await desk.redrive(dead_letter_id)
+
+
+def _letter(dead_letter_id: str, fields: dict[bytes, bytes]) -> DeadLetter:
+    from llmgine.bus.remote.wire import load_message  # only with the bus connected
+
+    module, _, qualname = fields[b"t"].decode().partition(":")
+    cls: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        cls = getattr(cls, part)
+    if not (isinstance(cls, type) and issubclass(cls, Command)):
+        raise ConfigurationError(f"Dead letter {dead_letter_id!r} names {qualname}, not a Command.")
+    command, _ = load_message(cls, fields[b"m"])
+    result = CommandResult(
+        success=False,
+        error=fields.get(b"error", b"").decode() or None,
+        error_type=fields.get(b"error_type", b"").decode() or None,
+        command_id=command.id,
+        command_type=cls.__name__,
+    )
+    return DeadLetter(dead_letter_id, command, result)
