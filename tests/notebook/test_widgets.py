@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from pathlib import Path
 from typing import Any, Literal
 
 import ipywidgets as widgets
@@ -176,8 +177,8 @@ async def test_two_chat_panels_on_one_bus_and_close(bus: MessageBus) -> None:
     assert second.history[-1] == ("assistant", "b")
     before = len(bus.registrations())
     first.close()
-    # deltas, tool calls, tool results, approval requests, approval decisions
-    assert len(bus.registrations()) == before - 5
+    # deltas, responses (for the cost), tool calls, tool results, approval requests, decisions
+    assert len(bus.registrations()) == before - 6
 
 
 class ThingEvent(Event):
@@ -526,3 +527,51 @@ async def test_stopping_a_reply_that_waits_for_approval_removes_its_buttons(
     assert "not run: the reply was stopped" in row.children[0].value
     assert chat.approvals.waiting == []
     assert engine.approvals.pending == []
+
+
+def _priced_engine(bus: MessageBus, *replies: str, cache: Any = None) -> LLMEngine:
+    from llmgine.llm import Price, Usage
+
+    script = [
+        Completion(content=reply, usage=Usage(input_tokens=1000, output_tokens=500))
+        for reply in replies
+    ]
+    return LLMEngine(
+        bus,
+        provider=ScriptedProvider(script, model="m-1"),
+        prices={"m-1": Price(input_per_mtok=1.0, output_per_mtok=2.0)},
+        cache=cache,
+    )
+
+
+async def test_the_chat_panel_shows_what_each_reply_cost(bus: MessageBus) -> None:
+    chat = ChatWidget(_priced_engine(bus, "one", "two"))
+    for prompt in ("first", "second"):
+        task = chat.send(prompt)
+        assert task is not None
+        await task
+    assert [cost.text() for cost in chat.costs] == [
+        "$0.002 · 1,500 tokens",  # 1000 in at $1/M + 500 out at $2/M
+        "$0.002 · 1,500 tokens",
+    ]
+    assert "$0.002 · 1,500 tokens</div>" in chat.transcript.children[-1].value
+    assert chat.history[-1] == ("assistant", "two")  # the cost is shown, not part of the reply
+
+
+async def test_the_chat_panel_says_cached_when_the_cache_answered(
+    bus: MessageBus, tmp_path: Path
+) -> None:
+    from llmgine.llm.cache import LLMCache
+
+    cache = LLMCache(tmp_path / "calls.sqlite3")
+    first = ChatWidget(_priced_engine(bus, "an answer", cache=cache), conversation_id="a")
+    again = ChatWidget(first.engine, conversation_id="b")  # the same request: a hit
+    for panel in (first, again):
+        task = panel.send("the same question")
+        assert task is not None
+        await task
+    assert again.history[-1] == ("assistant", "an answer")
+    assert again.costs[0].cached
+    assert again.costs[0].text() == "cached · saved $0.002"
+    assert "cached · saved $0.002" in again.transcript.children[-1].value
+    await cache.aclose()

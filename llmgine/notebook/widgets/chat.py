@@ -12,11 +12,12 @@ import ipywidgets as widgets
 
 from llmgine.llm.commands import ClearConversationCommand, PromptCommand
 from llmgine.llm.engine import LLMEngine
-from llmgine.llm.events import LLMDeltaEvent, ToolCallEvent, ToolResultEvent
+from llmgine.llm.events import LLMDeltaEvent, LLMResponseEvent, ToolCallEvent, ToolResultEvent
 from llmgine.messages.commands import CommandResult
 from llmgine.notebook.sync import cancel, spawn
 from llmgine.notebook.widgets._render import MarkdownStream, details, markdown
 from llmgine.notebook.widgets.approvals import ApprovalRows
+from llmgine.notebook.widgets.reply_cost import ReplyCost
 
 __all__ = ["ChatWidget"]
 
@@ -29,7 +30,8 @@ class ChatWidget(widgets.VBox):
 
     Replies stream in as the engine publishes ``LLMDeltaEvent``s, rendered as
     Markdown (HTML in messages is escaped). Each tool call shows as a collapsible
-    step with its arguments and result. The prompt runs as a task on the kernel's
+    step with its arguments and result; under each reply, what its LLM calls cost
+    (and "cached" when the call cache answered). The prompt runs as a task on the kernel's
     loop, so the kernel stays free while the model answers. Every button has a
     method: :meth:`send`, :meth:`stop`, :meth:`clear`.
 
@@ -74,6 +76,8 @@ class ChatWidget(widgets.VBox):
         """The ``PromptCommand`` fields every prompt of this panel sets."""
         self.history: list[tuple[str, str]] = []
         """Every message shown, as ``(role, text)``; roles: user, assistant, error, stopped."""
+        self.costs: list[ReplyCost] = []
+        """What each reply cost, in order: its LLM calls, dollars, tokens, cache hits."""
         self.transcript = widgets.VBox()
         self.status = widgets.HTML()
         self.input = widgets.Textarea(placeholder="Ask something…", rows=2)
@@ -94,6 +98,7 @@ class ChatWidget(widgets.VBox):
         self._rendered = MarkdownStream()
         self._frozen: list[widgets.HTML] = []  # finished blocks of the reply being streamed
         self._steps: dict[str, tuple[str, widgets.HTML]] = {}  # call id: (summary, step)
+        self._cost = ReplyCost()  # the LLM calls of the reply being written
         self.approvals = ApprovalRows(self)
         """Tool calls waiting for approval, with Approve / Deny buttons in the transcript."""
         self._subscriptions = self._subscribe()
@@ -127,6 +132,7 @@ class ChatWidget(widgets.VBox):
         self._streamed = ""
         self._rendered = MarkdownStream()
         self._steps = {}
+        self._cost = ReplyCost()
         self._set_generating(True)
         self._task = spawn(self._run(command), loop=self.bus.loop)
         return self._task
@@ -202,6 +208,8 @@ class ChatWidget(widgets.VBox):
             body = f"<div style='color:#b00020;{_REPLY_STYLE}'>⚠ {html.escape(text)}</div>"
         else:
             body = f"<div style='{_REPLY_STYLE}'>{markdown(text)}</div>"
+        body += self._cost.html()
+        self.costs.append(self._cost)
         if self._frozen:  # the reply is shown whole again, in one block
             self.transcript.children = tuple(
                 c for c in self.transcript.children if c not in self._frozen
@@ -261,8 +269,13 @@ class ChatWidget(widgets.VBox):
             body = f"error: {event.error}" if event.error else json.dumps(event.result, default=str)
             step.value = details(summary, body)
 
+        def on_response(event: LLMResponseEvent) -> None:
+            if event.prompt_id == self._prompt_id:
+                self._cost.add(event)
+
         subscriptions: list[tuple[type, Any]] = [
             (LLMDeltaEvent, on_delta),
+            (LLMResponseEvent, on_response),
             (ToolCallEvent, on_tool_call),
             (ToolResultEvent, on_tool_result),
             *self.approvals.subscriptions(),
