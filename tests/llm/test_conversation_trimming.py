@@ -1,0 +1,150 @@
+"""max_context_tokens: the oldest whole turns leave the request, never the store; an event each."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmgine.bus import MessageBus
+from llmgine.errors import ContextWindowError
+from llmgine.llm import (
+    ConversationTrimmedEvent,
+    LLMEngine,
+    PromptCommand,
+    ScriptedProvider,
+)
+from llmgine.llm.conversations import ContextWindow, token_counter
+from llmgine.llm.providers.base import count_tokens
+from llmgine.llm.types import ChatMessage
+
+pytestmark = pytest.mark.timeout(120)
+
+ReadLog = Callable[[Path | None], list[dict[str, Any]]]
+
+
+def lookup(city: str) -> str:
+    """Look a city up.
+
+    Args:
+        city: The city.
+    """
+    return f"{city} is a city with a very long description " + "and more words " * 20
+
+
+def size(*texts: str) -> int:
+    """The estimated size of messages with these texts (4 tokens of template each)."""
+    return sum(4 + count_tokens(t) for t in texts)
+
+
+async def test_the_oldest_turns_leave_the_request_and_stay_in_the_store(
+    bus: MessageBus, read_log: ReadLog
+) -> None:
+    provider = ScriptedProvider(["first answer", "second answer", "third answer"])
+    engine = LLMEngine(bus, provider=provider, system_prompt="Be brief.")
+    await engine.chat("first question")
+    await engine.chat("second question")
+    window = size("Be brief.", "second question", "second answer", "third question")
+    result = await bus.execute(PromptCommand(prompt="third question", max_context_tokens=window))
+    assert result.success
+    assert [m.content for m in provider.requests[2].messages] == [
+        "Be brief.",
+        "second question",
+        "second answer",
+        "third question",
+    ]
+    assert len(engine.conversations.get("default").messages) == 6  # the store keeps all
+    await bus.wait_for_events()
+    trims = [r for r in read_log(bus.log_path) if r["type"] == "ConversationTrimmedEvent"]
+    assert len(trims) == 1
+    trim = trims[0]["data"]
+    assert (trim["dropped_messages"], trim["dropped_tokens"]) == (
+        2,
+        size("first question", "first answer"),
+    )
+    assert (trim["kept_messages"], trim["context_tokens"], trim["max_context_tokens"]) == (
+        4,
+        window,
+        window,
+    )
+    assert trim["prompt_id"] == str(result.command_id)
+
+
+async def test_a_tool_call_leaves_the_request_with_its_results(bus: MessageBus) -> None:
+    provider = ScriptedProvider(
+        [ScriptedProvider.call("lookup", city="Paris"), "Paris is big.", "ok", "fine"]
+    )
+    engine = LLMEngine(bus, provider=provider, tools=[lookup], max_context_tokens=100)
+    await engine.chat("look Paris up")  # user, assistant(call), tool (long), assistant
+    await engine.chat("thanks")
+    await engine.chat("bye")
+    # The whole first turn went at once: never a tool result without its call, or a call
+    # without its result.
+    assert [m.role for m in provider.requests[2].messages] == ["user"]
+    assert [m.role for m in provider.requests[3].messages] == ["user", "assistant", "user"]
+    assert len(engine.conversations.get("default").messages) == 8
+
+
+async def test_a_turn_larger_than_the_window_fails_before_anything_is_sent(
+    bus: MessageBus,
+) -> None:
+    provider = ScriptedProvider(["ok"])
+    engine = LLMEngine(bus, provider=provider, max_context_tokens=10)
+    result = await bus.execute(PromptCommand(prompt="word " * 50))
+    assert not result.success
+    assert "max_context_tokens=10" in (result.error or "")
+    assert "nothing was sent" in (result.error or "")
+    assert provider.requests == []
+    assert "default" not in engine.conversations
+
+
+async def test_max_tokens_is_kept_free_for_the_answer(bus: MessageBus) -> None:
+    provider = ScriptedProvider(["ok"])
+    LLMEngine(bus, provider=provider)
+    result = await bus.execute(
+        PromptCommand(prompt="short", max_context_tokens=size("short") + 5, max_tokens=10)
+    )
+    assert not result.success
+    assert "max_tokens=10 kept for the answer" in (result.error or "")
+
+
+async def test_a_prompt_window_overrides_the_engines(bus: MessageBus) -> None:
+    provider = ScriptedProvider(["a", "b", "c"])
+    engine = LLMEngine(bus, provider=provider, max_context_tokens=size("one", "a", "two"))
+    await engine.chat("one")
+    await engine.chat("two")
+    await engine.chat("three", max_context_tokens=10_000)
+    assert [m.content for m in provider.requests[1].messages] == ["one", "a", "two"]
+    assert len(provider.requests[2].messages) == 5
+    seen: list[ConversationTrimmedEvent] = []
+    bus.register_event_handler(ConversationTrimmedEvent, seen.append)
+    provider.add("d")
+    await engine.chat("four")
+    await bus.wait_for_events()
+    assert [e.dropped_messages for e in seen] == [4]
+
+
+def test_the_engine_window_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_context_tokens"):
+        LLMEngine(MessageBus(log_dir=None), model="offline", max_context_tokens=0)
+
+
+async def test_the_local_model_counts_with_its_own_tokenizer(bus: MessageBus) -> None:
+    from llmgine.llm.providers.local import LocalProvider
+
+    provider = LocalProvider()
+    count = await token_counter(provider)
+    assert count is not None
+    text = "Tokenizers split rare words: antidisestablishmentarianism."
+    loaded = await provider._load()
+    assert count(text) == len(loaded.llama.tokenize(text.encode(), add_bos=False, special=True))
+    assert count(text) != count_tokens(text)
+    assert await token_counter(ScriptedProvider()) is None
+
+    window = ContextWindow(100, count, bus, PromptCommand(prompt=text))
+    message = ChatMessage(role="user", content=text)
+    assert window.tokens(message) == 4 + count(text)
+    with pytest.raises(ContextWindowError):
+        await ContextWindow(5, count, bus, PromptCommand(prompt=text)).fit([], [], [], [message])
