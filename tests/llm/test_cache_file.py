@@ -90,6 +90,29 @@ async def test_stats_and_clear_work_from_sync_and_async_code(tmp_path: Path) -> 
     await cache.aclose()
 
 
+async def test_the_answers_used_last_are_also_in_memory_and_clear_empties_both(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "calls.sqlite3"
+    cache = LLMCache(path, recent=2)
+    provider = Counting()
+    step = Cached(provider, cache)
+    for prompt in ["a", "b", "c"]:
+        await step.complete(request(prompt))
+    await cache.aclose()
+    path.unlink()  # the file is gone; the two used last are still answered
+    hits = [await step.complete(request(p)) for p in ["b", "c"]]
+    assert [h.cached for h in hits] == [True, True] and provider.calls == 3
+    hits[0].content = "changed by the caller"
+    assert (await step.complete(request("b"))).content == "answer to b"
+    assert (await step.complete(request("a"))).cached is False  # dropped out first
+    assert len(cache.recent) == 2
+    assert await cache.aclear() == 1  # the new file held only "a"
+    assert len(cache.recent) == 0
+    assert (await step.complete(request("b"))).cached is False
+    await cache.aclose()
+
+
 async def test_a_closed_cache_opens_again_when_used(tmp_path: Path) -> None:
     cache = LLMCache(tmp_path / "calls.sqlite3")
     step = Cached(Counting(), cache)
@@ -174,7 +197,7 @@ async def test_a_file_damaged_during_a_batch_never_fails_a_prompt(
 ) -> None:
     path = tmp_path / "calls.sqlite3"
     provider = Counting()
-    engine = LLMEngine(bus, provider=provider, cache=path)
+    engine = LLMEngine(bus, provider=provider, cache=LLMCache(path, recent=0))  # the file only
     for i in range(5):
         await engine.chat(f"row {i}", conversation_id=f"a{i}")
     path.write_bytes(b"\x00garbage" * 4096)  # damaged under the open connection
@@ -188,6 +211,7 @@ async def test_a_file_damaged_during_a_batch_never_fails_a_prompt(
     calls = provider.calls
     assert await engine.chat("row 1", conversation_id="d") == "answer to row 1"
     assert provider.calls == calls  # a working cache again
+    await cache.aclose()
 
 
 async def test_another_programs_database_is_left_alone_with_an_error_naming_it(
@@ -224,7 +248,7 @@ async def test_a_stored_answer_that_does_not_read_is_asked_again_and_replaced(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "calls.sqlite3"
-    cache = LLMCache(path)
+    cache = LLMCache(path, recent=0)  # the file only
     provider = Counting()
     step = Cached(provider, cache)
     await step.complete(request("hi"))

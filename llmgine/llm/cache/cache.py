@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from llmgine.errors import CacheError, ConfigurationError
 from llmgine.llm.cache.key import request_key
 from llmgine.llm.cache.paths import cache_file
+from llmgine.llm.cache.recent import RecentAnswers
 from llmgine.llm.cache.redis_store import RedisStore
 from llmgine.llm.cache.single_flight import SingleFlight
 from llmgine.llm.cache.sqlite_store import SQLiteStore
@@ -33,10 +34,11 @@ def as_hit(stored: Completion) -> Completion:
 
     The token counts stay: they say what the answer was, not what this call used.
     """
-    usage = stored.usage.model_copy(update={"cost_usd": 0.0})
-    return stored.model_copy(
-        update={"cached": True, "usage": usage, "cost_saved_usd": stored.usage.cost_usd}
-    )
+    hit = stored.model_copy(deep=True)  # the caller may change it; what is kept stays
+    hit.usage.cost_usd = 0.0
+    hit.cached = True
+    hit.cost_saved_usd = stored.usage.cost_usd
+    return hit
 
 
 class LLMCache:
@@ -49,9 +51,14 @@ class LLMCache:
     it (provider, model, server, messages, tools, options, output schema), never the API
     key. Only completed answers are kept; identical concurrent requests make one call.
 
+    A file cache also keeps the answers it used last in memory (``recent``), so a
+    repeated hit in this process skips the file; a ``clear()`` made by another process
+    reaches this one as they drop out. The shared Redis cache keeps none.
+
     Args:
         path: The SQLite file, or a folder for its ``calls.sqlite3``; ``None``: the default.
         store: Another place for the answers (a :class:`CacheStore`) instead of a file.
+        recent: How many answers to keep in memory as well (0: none).
 
     Example:
         >>> cache = LLMCache("calls.sqlite3")
@@ -60,11 +67,17 @@ class LLMCache:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, store: CacheStore | None = None
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        store: CacheStore | None = None,
+        recent: int = 1024,
     ) -> None:
         if store is not None and path is not None:
             raise ConfigurationError("Give LLMCache a path or a store, not both.")
         self.store: CacheStore = store if store is not None else SQLiteStore(cache_file(path))
+        self.recent = RecentAnswers(recent)
+        """The answers used last, in memory (read before the store)."""
         self.hits = 0
         """Calls answered from the cache by this object."""
         self.misses = 0
@@ -79,7 +92,7 @@ class LLMCache:
 
         The bus must be connected (``await bus.connect(...)``) by the first prompt.
         """
-        return cls(store=RedisStore(bus))
+        return cls(store=RedisStore(bus), recent=0)  # a clear anywhere is seen everywhere
 
     def __repr__(self) -> str:
         return f"LLMCache({self.store.location!r})"
@@ -114,6 +127,10 @@ class LLMCache:
             yield hit
 
     async def _lookup(self, key: str) -> Completion | None:
+        stored = self.recent.get(key)
+        if stored is not None:
+            self.hits += 1
+            return as_hit(stored)
         try:
             text = await self.store.get(key)
         except ConfigurationError:
@@ -134,6 +151,7 @@ class LLMCache:
                 exc_info=True,
             )
             return None
+        self.recent.put(key, stored)
         self.hits += 1
         return as_hit(stored)
 
@@ -144,6 +162,7 @@ class LLMCache:
         except Exception:
             self._trouble("could not keep an answer; the call itself succeeded")
             return
+        self.recent.put(key, completion.model_copy(deep=True))
         self._recovered()
 
     def _trouble(self, what: str) -> None:
@@ -194,10 +213,12 @@ class LLMCache:
 
         A Redis cache raises :class:`~llmgine.errors.CacheError`: use :meth:`aclear` there.
         """
+        self.recent.clear()
         return self._file("clear").clear_blocking()
 
     async def aclear(self) -> int:
         """:meth:`clear` for any store, from async code."""
+        self.recent.clear()
         return await self.store.clear()
 
     async def aclose(self) -> None:
