@@ -1,0 +1,166 @@
+"""Conversations across processes: a process killed mid-turn, a new process continuing.
+
+The processes are real (``python -c``), killed by pid with SIGKILL; the model is the
+offline one, or the real llama.cpp server of the session.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from llmgine.bus import MessageBus
+from llmgine.llm import LLMEngine, PromptCommand
+from llmgine.local_server import LlamaServer
+
+CHILD_WAITING_IN_A_TOOL = """
+import asyncio, pathlib, sys, time
+from llmgine.bus import MessageBus
+from llmgine.llm import LLMEngine
+
+db, marker = sys.argv[1], sys.argv[2]
+
+def wait_here(seconds: int) -> str:
+    '''Wait a while.
+
+    Args:
+        seconds: How long.
+    '''
+    pathlib.Path(marker).write_text("in the tool")
+    time.sleep(seconds)
+    return "done"
+
+async def main() -> None:
+    bus = MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
+    await bus.start()
+    engine = LLMEngine(
+        bus, model="offline", tools=[wait_here], system_prompt="Kept.",
+        conversations=f"sqlite:///{db}",
+    )
+    await engine.chat("hello")
+    await engine.chat("please wait_here seconds 600")
+
+asyncio.run(main())
+"""
+
+CHILD_ON_THE_LLAMA_SERVER = """
+import asyncio, json, sys
+from llmgine.bus import MessageBus
+from llmgine.llm import LLMEngine, OpenAIProvider, PromptCommand
+
+base_url, model, db, system_prompt = sys.argv[1:5]
+prompts = json.loads(sys.argv[5])
+
+async def main() -> None:
+    bus = MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
+    await bus.start()
+    LLMEngine(
+        bus, provider=OpenAIProvider(model, base_url=base_url),
+        system_prompt=system_prompt or None, conversations=f"sqlite:///{db}",
+        options={"seed": 0}, timeout=100,
+    )
+    tokens = {}
+    for conversation_id, prompt in prompts:
+        result = await bus.execute(PromptCommand(
+            prompt=prompt, conversation_id=conversation_id, temperature=0, max_tokens=12,
+        ))
+        assert result.success, result.error
+        tokens[conversation_id] = result.metadata["input_tokens"]
+    await bus.stop()
+    print(json.dumps(tokens))
+
+asyncio.run(main())
+"""
+
+
+def wait_for_file(path: Path, process: subprocess.Popen[bytes], seconds: float = 60) -> None:
+    """Wait until another process writes ``path`` (polling the file system, not the bus)."""
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"the child exited early: {process.stderr.read()!r}")  # type: ignore[union-attr]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} was not written in {seconds} s")
+        time.sleep(0.05)
+
+
+def kill_a_child_mid_turn(db: Path, marker: Path) -> None:
+    """A child that runs turn 1, then is killed with SIGKILL inside turn 2's tool call."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD_WAITING_IN_A_TOOL, str(db), str(marker)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_file(marker, child)  # turn 2's tool call is running: its turn is half done
+    finally:
+        child.kill()  # SIGKILL: no cleanup of any kind
+        child.wait(timeout=30)
+        assert child.stderr is not None
+        child.stderr.close()
+
+
+@pytest.mark.timeout(120)
+async def test_a_process_killed_mid_turn_leaves_no_half_turn_and_a_new_one_continues(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "chats.db"
+    kill_a_child_mid_turn(db, tmp_path / "in-the-tool")
+    with sqlite3.connect(db) as check:
+        assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    bus = MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
+    await bus.start()
+    engine = LLMEngine(bus, model="offline", conversations=f"sqlite:///{db}")
+    kept = engine.conversations.get("default")
+    assert kept.system_prompt == "Kept."
+    assert [m.role for m in kept.messages] == ["user", "assistant"]  # no dangling user message
+    assert kept.messages[0].content == "hello"
+    result = await bus.execute(PromptCommand(prompt="still there?"))
+    assert result.success, result.error
+    roles = [m.role for m in engine.conversations.get("default").messages]
+    assert roles == ["user", "assistant", "user", "assistant"]  # no unanswered tool call
+    await bus.stop()
+
+
+def run_child(
+    server: LlamaServer, db: Path, system_prompt: str, *prompts: tuple[str, str]
+) -> dict[str, int]:
+    out = subprocess.run(
+        [
+            sys.executable, "-c", CHILD_ON_THE_LLAMA_SERVER, server.base_url, server.model,
+            str(db), system_prompt, json.dumps(prompts),
+        ],
+        capture_output=True, text=True, timeout=110,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    tokens: dict[str, int] = json.loads(out.stdout.strip().splitlines()[-1])
+    return tokens
+
+
+@pytest.mark.timeout(300)
+def test_a_new_process_continues_a_conversation_on_the_real_llama_server(
+    llama_server: LlamaServer, tmp_path: Path
+) -> None:
+    db = tmp_path / "chats.db"
+    run_child(llama_server, db, "You are a helpful assistant.", ("ada", "My name is Ada."))
+    # A new process, without the system prompt: the stored conversation has its own.
+    tokens = run_child(
+        llama_server, db, "", ("ada", "What is my name?"), ("fresh", "What is my name?")
+    )
+    assert tokens["ada"] > tokens["fresh"] + 10  # the server read turn 1 and the system prompt
+
+    bus = MessageBus(log_dir=None)
+    engine = LLMEngine(bus, model="offline", conversations=f"sqlite:///{db}")
+    ada = engine.conversations.get("ada")
+    assert ada.system_prompt == "You are a helpful assistant."
+    assert [(m.role, m.content) for m in ada.messages][::2] == [
+        ("user", "My name is Ada."),
+        ("user", "What is my name?"),
+    ]
+    assert [m.role for m in ada.messages] == ["user", "assistant", "user", "assistant"]
