@@ -6,6 +6,7 @@ from llmgine.llm.approval import (
     ToolApprovalRequestedEvent,
 )
 from llmgine.llm.budget import Budget, Spend
+from llmgine.llm.cache import CacheStats, LLMCache
 from llmgine.llm.commands import ClearConversationCommand, PromptCommand, SetSystemPromptCommand
 from llmgine.llm.conversations import (
     Conversation,
@@ -41,6 +42,7 @@ from llmgine.llm.types import ChatMessage, Completion, LLMRequest, StreamChunk, 
 __all__ = [
     "ApproveToolCallCommand",
     "Budget",
+    "CacheStats",
     "ChatMessage",
     "ClearConversationCommand",
     "Completion",
@@ -48,6 +50,7 @@ __all__ = [
     "ConversationStore",
     "ConversationTrimmedEvent",
     "Conversations",
+    "LLMCache",
     "LLMDeltaEvent",
     "LLMEngine",
     "LLMRequest",
