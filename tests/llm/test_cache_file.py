@@ -192,25 +192,36 @@ async def test_a_file_that_is_not_a_database_is_moved_aside_and_a_new_cache_star
     assert str(path) in warning and str(moved) in warning
 
 
+class Long(Provider):
+    """Answers 3 kB of text."""
+
+    name = "long"
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        return Completion(content=f"{request.messages[-1].content} " + "x" * 3000)
+
+
 async def test_a_file_damaged_during_a_batch_never_fails_a_prompt(
-    bus: MessageBus, tmp_path: Path
+    bus: MessageBus, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "calls.sqlite3"
+    cache = LLMCache(path, recent=0)  # the file only
+    filler = Cached(Long("long-1"), cache)
+    for i in range(1500):  # more than SQLite keeps in memory: later reads go to the file
+        await filler.complete(request(f"fill {i}"))
     provider = Counting()
-    engine = LLMEngine(bus, provider=provider, cache=LLMCache(path, recent=0))  # the file only
-    for i in range(5):
-        await engine.chat(f"row {i}", conversation_id=f"a{i}")
-    path.write_bytes(b"\x00garbage" * 4096)  # damaged under the open connection
-    answers = [await engine.chat(f"row {i}", conversation_id=f"b{i}") for i in range(8)]
-    assert answers == [f"answer to row {i}" for i in range(8)]
-    cache = engine.policies.cache
-    assert cache is not None
-    await cache.aclose()  # as when the bus stops: the next use opens the file again
-    answers = [await engine.chat(f"row {i}", conversation_id=f"c{i}") for i in range(8)]
-    assert answers == [f"answer to row {i}" for i in range(8)]
+    engine = LLMEngine(bus, provider=provider, cache=cache)
+    path.write_bytes(b"\x00garbage" * 400_000)  # damaged under the open connection
+    with caplog.at_level(logging.WARNING, logger="llmgine.llm.cache"):
+        refilled = [await filler.complete(request(f"fill {i}")) for i in range(3)]
+        answers = [await engine.chat(f"row {i}", conversation_id=f"b{i}") for i in range(5)]
+    assert [r.content for r in refilled] == [f"fill {i} " + "x" * 3000 for i in range(3)]
+    assert answers == [f"answer to row {i}" for i in range(5)]
+    [moved] = [r.getMessage() for r in caplog.records if "was moved to" in r.getMessage()]
+    assert str(path) in moved
     calls = provider.calls
     assert await engine.chat("row 1", conversation_id="d") == "answer to row 1"
-    assert provider.calls == calls  # a working cache again
+    assert provider.calls == calls  # the new file works
     await cache.aclose()
 
 
