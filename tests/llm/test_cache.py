@@ -128,6 +128,21 @@ async def test_ten_identical_concurrent_prompts_make_one_request(
     assert sorted(r.cached for r in seen) == [False] + [True] * 9
 
 
+async def test_identical_concurrent_streams_make_one_request_and_all_get_the_text(
+    engine: LLMEngine, server: FakeOpenAIServer
+) -> None:
+    server.add_text("Sea green and sky blue.")
+
+    async def stream(conversation: str) -> str:
+        return "".join(
+            [d async for d in engine.stream("Name a colour.", conversation_id=conversation)]
+        )
+
+    texts = await asyncio.gather(*(stream(f"s{i}") for i in range(5)))
+    assert texts == ["Sea green and sky blue."] * 5
+    assert len(server.requests) == 1
+
+
 async def test_cache_false_on_a_prompt_asks_the_model_again(
     bus: MessageBus, engine: LLMEngine, server: FakeOpenAIServer
 ) -> None:
