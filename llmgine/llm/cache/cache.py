@@ -104,7 +104,10 @@ class LLMCache:
 
     @staticmethod
     def key(request: LLMRequest, *, provider: str, endpoint: str | None) -> str:
-        """The key of ``request`` sent by ``provider`` to ``endpoint`` (see ``cache.key``)."""
+        """The key of ``request`` sent by ``provider`` to ``endpoint``: 64 hex digits.
+
+        See :mod:`llmgine.llm.cache.key` for what is part of it.
+        """
         return request_key(request, provider=provider, endpoint=endpoint)
 
     # ------------------------------------------------------------------ serving
@@ -174,7 +177,7 @@ class LLMCache:
     def _recovered(self) -> None:
         if self._failing:
             self._failing = False
-            logger.warning("The call cache %s works again.", self.store.location)
+            logger.info("The call cache %s works again.", self.store.location)
 
     # ------------------------------------------------------------------ looking after it
 

@@ -35,6 +35,8 @@ SCHEMA_VERSION = 1
 """``PRAGMA user_version`` of the tables below."""
 BUSY_TIMEOUT_MS = 30_000
 """How long a write waits for another process's write to finish."""
+VACUUM_WAIT_MS = 1_000
+"""How long ``clear()`` waits to give the space back while other processes use the file."""
 
 _HEADER = b"SQLite format 3\x00"
 _SCHEMA = """
@@ -255,11 +257,14 @@ class SQLiteStore:
 
     def _clear(self, db: sqlite3.Connection) -> int:
         removed = db.execute("DELETE FROM calls").rowcount
+        db.execute(f"PRAGMA busy_timeout = {VACUUM_WAIT_MS}")  # not 30 s with others reading
         try:
             db.execute("VACUUM")  # give the space back; needs a moment alone with the file
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.OperationalError:
             logger.info("The call cache %s keeps its space until later.", self.path, exc_info=True)
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         return int(removed)
 
     # ------------------------------------------------------------------ closing
