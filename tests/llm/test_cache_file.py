@@ -113,6 +113,14 @@ async def test_the_answers_used_last_are_also_in_memory_and_clear_empties_both(
     await cache.aclose()
 
 
+def test_stats_and_clear_work_where_no_event_loop_runs(tmp_path: Path) -> None:
+    cache = LLMCache(tmp_path / "calls.sqlite3")
+    stats = cache.stats()
+    assert (stats.hits, stats.misses, stats.entries, stats.hit_rate) == (0, 0, 0, 0.0)
+    assert cache.clear() == 0
+    cache.close()
+
+
 async def test_a_closed_cache_opens_again_when_used(tmp_path: Path) -> None:
     cache = LLMCache(tmp_path / "calls.sqlite3")
     step = Cached(Counting(), cache)
