@@ -34,6 +34,9 @@ class Runtime:
         self.bus: MessageBus | None = None
         self.engine: LLMEngine | None = None
         self.bus_options: dict[str, Any] = {"log_dir": "logs"}
+        self.conversation_id = "default"
+        """The conversation ``%llmgine chat`` and new chat panels continue
+        (``%llmgine conversations use ID``)."""
         self._followers: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def get_bus(self) -> MessageBus:
@@ -47,14 +50,17 @@ class Runtime:
     def get_engine(self) -> LLMEngine:
         """The default engine on the default bus (default model), created on first use.
 
-        When the bus was replaced, the new engine keeps the old one's model and tools.
+        When the bus was replaced, the new engine keeps the old one's model, tools and
+        call cache.
         """
         bus = self.get_bus()
         old = self.engine
         if old is None:
             engine = self.engine = LLMEngine(bus)
         elif old.bus is not bus:
-            engine = self.engine = LLMEngine(bus, provider=old.provider, tools=list(old.tools))
+            engine = self.engine = LLMEngine(
+                bus, provider=old.provider, tools=list(old.tools), cache=old.policies.cache
+            )
             engine.approvals.timeout = old.approvals.timeout
             engine.mcp_servers = old.mcp_servers  # their tools came over with old.tools
             for follower in list(self._followers):

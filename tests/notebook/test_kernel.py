@@ -82,8 +82,9 @@ def test_a_notebook_using_the_magics_runs_in_a_real_kernel(tmp_path: Path) -> No
     assert error.ename == "MagicError"
     assert error.traceback == [
         "llmgine: unknown subcommand 'frobnicate'; use one of: start, stop, connect, status, "
-        "register, handlers, execute, publish, chat, model, tools, approve, deny, mcp, ui, "
-        "monitor, form, log, metrics, spans, commands, export, help (`%llmgine help`)"
+        "register, handlers, execute, publish, chat, conversations, model, tools, approve, "
+        "deny, mcp, ui, monitor, form, log, metrics, spans, commands, cost, cache, export, "
+        "help (`%llmgine help`)"
     ]
     assert text(cells[12]) == "2"  # the kernel is still usable
     assert text(cells[13]) == "llmgine bus stopped; its log is flushed and closed"

@@ -52,6 +52,7 @@ NO_ARGUMENTS = [
     "metrics",
     "spans",
     "commands",
+    "cost",
     "help",
 ]
 EXTRA_WORDS = ["now", "now please", "--force", "'", '"', "x y z", "-h", "{x}", "$HOME", "🙂"]
@@ -250,6 +251,17 @@ LINES: list[str] = [
     "mcp remove a b",
     "mcp list extra",
     "mcp list -- x",
+    # cache and conversations
+    "cache frob",
+    "cache on a b",
+    "cache off now",
+    "cache clear all",
+    "cache stats '",
+    "conversations use",
+    "conversations use nope",
+    "conversations new a b",
+    "conversations frob",
+    "conversations '",
     # cell magics
     "%%status\nbody",
     "%%chat --model\nbody",

@@ -575,3 +575,31 @@ async def test_the_chat_panel_says_cached_when_the_cache_answered(
     assert again.costs[0].text() == "cached · saved $0.002"
     assert "cached · saved $0.002" in again.transcript.children[-1].value
     await cache.aclose()
+
+
+async def test_the_chat_panel_picks_a_stored_conversation_and_continues_it(
+    bus: MessageBus,
+) -> None:
+    engine = LLMEngine(bus, provider=ScriptedProvider(["a1", "b1", "a2"]))
+    chat = ChatWidget(engine)
+    assert chat.picker.options == ["default"]
+    for prompt in ("hello", None):
+        if prompt is None:
+            await chat.new_conversation("other")
+            assert chat.history == [] and chat.picker.dropdown.value == "other"
+            prompt = "hi"
+        task = chat.send(prompt)
+        assert task is not None
+        await task
+    assert set(chat.picker.options) == {"default", "other"}
+    chat.picker.dropdown.value = "default"  # as a person picks it in the list
+    assert chat.listing is not None
+    await chat.listing
+    assert chat.conversation_id == "default"
+    assert chat.history == [("user", "hello"), ("assistant", "a1")]  # shown from the store
+    task = chat.send("and again")
+    assert task is not None
+    await task
+    messages = engine.conversations.get("default").messages
+    assert [m.content for m in messages] == ["hello", "a1", "and again", "a2"]
+    chat.close()

@@ -3,8 +3,9 @@
 The functions live in one module per concept, each a plain
 ``run(shell, line, cell)``: :mod:`.lifecycle` (start, stop, connect, status),
 :mod:`.messages` (register, handlers, execute, publish), :mod:`.chat` (chat, model),
-:mod:`.tools` (tools, approve, deny, mcp), :mod:`.panels` (ui, monitor, form) and
-:mod:`.logs` (log, metrics, spans, commands, export). Only this table knows them all.
+:mod:`.tools` (tools, approve, deny, mcp), :mod:`.panels` (ui, monitor, form),
+:mod:`.logs` (log, metrics, spans, commands, export), :mod:`.costs` (cost, cache)
+and :mod:`.conversations`. Only this table knows them all.
 """
 
 from __future__ import annotations
@@ -15,12 +16,21 @@ from typing import Any
 
 from llmgine.errors import MagicError
 from llmgine.notebook.notes import Note
-from llmgine.notebook.subcommands import chat, lifecycle, logs, messages, panels, tools
+from llmgine.notebook.subcommands import (
+    chat,
+    conversations,
+    costs,
+    lifecycle,
+    logs,
+    messages,
+    panels,
+    tools,
+)
 
 __all__ = ["SUBCOMMANDS", "MagicError", "Note", "Subcommand", "help_text"]
 
 _NO_ARGUMENTS = frozenset(
-    ["stop", "status", "handlers", "ui", "monitor", "metrics", "spans", "commands", "help"]
+    ["stop", "status", "handlers", "ui", "monitor", "metrics", "spans", "commands", "cost", "help"]
 )
 
 _ID = "ID: an approval id (or its first 8+ characters) or a call id"
@@ -110,6 +120,13 @@ SUBCOMMANDS: dict[str, Subcommand] = {
             chat.chat,
         ),
         Subcommand(
+            "conversations",
+            "conversations [use ID | new [ID]]",
+            "%llmgine conversations use default",
+            "list the conversations; choose the one chat and new panels continue",
+            conversations.conversations,
+        ),
+        Subcommand(
             "model",
             "model [NAME]",
             "%llmgine model openai:gpt-4o-mini",
@@ -182,6 +199,20 @@ SUBCOMMANDS: dict[str, Subcommand] = {
             "%llmgine commands",
             "commands as a DataFrame",
             logs.frame("commands"),
+        ),
+        Subcommand(
+            "cost",
+            "cost",
+            "r = %llmgine cost",
+            "this session's spend by model and by conversation (r.by_model: a DataFrame)",
+            costs.cost,
+        ),
+        Subcommand(
+            "cache",
+            "cache on [PATH|redis] | off | clear | stats",
+            "%llmgine cache on",
+            "answer a prompt asked before from the call cache (no call, no cost)",
+            costs.cache,
         ),
         Subcommand(
             "export",

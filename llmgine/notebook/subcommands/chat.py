@@ -67,7 +67,9 @@ def chat(shell: Any, line: str, cell: str | None) -> Any:
         prompt = cell
     if not prompt.strip():
         raise MagicError("give a prompt: `%llmgine chat Hello!` or a `%%llmgine chat` cell")
-    engine = get_runtime().get_engine()
+    runtime = get_runtime()
+    options.setdefault("conversation_id", runtime.conversation_id)
+    engine = runtime.get_engine()
     kernel = getattr(shell, "kernel", None)
     # Stream into one output updated in place only for a person at an interactive frontend
     # (it sends allow_stdin); runs by nbclient/nbval get the reply once, as they compare it.

@@ -17,7 +17,7 @@ def ui(shell: Any, line: str, cell: str | None) -> Any:
     from llmgine.notebook.widgets import ChatWidget
 
     runtime = get_runtime()
-    panel = ChatWidget(runtime.get_engine())
+    panel = ChatWidget(runtime.get_engine(), conversation_id=runtime.conversation_id)
     runtime.follow(panel)  # a later `%llmgine start` moves it to the new bus and log
     return panel
 

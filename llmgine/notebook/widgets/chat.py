@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import uuid
 from typing import Any
 from uuid import UUID
 
@@ -17,6 +18,7 @@ from llmgine.messages.commands import CommandResult
 from llmgine.notebook.sync import cancel, spawn
 from llmgine.notebook.widgets._render import MarkdownStream, details, markdown
 from llmgine.notebook.widgets.approvals import ApprovalRows
+from llmgine.notebook.widgets.conversation_picker import ConversationPicker
 from llmgine.notebook.widgets.reply_cost import ReplyCost
 
 __all__ = ["ChatWidget"]
@@ -26,14 +28,16 @@ _REPLY_STYLE = "padding:4px 8px;margin:2px 0"
 
 
 class ChatWidget(widgets.VBox):
-    """A chat panel: transcript, input, Send, Stop and Clear.
+    """A chat panel: a conversation picker, transcript, input, Send, Stop and Clear.
 
     Replies stream in as the engine publishes ``LLMDeltaEvent``s, rendered as
     Markdown (HTML in messages is escaped). Each tool call shows as a collapsible
     step with its arguments and result; under each reply, what its LLM calls cost
     (and "cached" when the call cache answered). The prompt runs as a task on the kernel's
-    loop, so the kernel stays free while the model answers. Every button has a
-    method: :meth:`send`, :meth:`stop`, :meth:`clear`.
+    loop, so the kernel stays free while the model answers. The picker lists the
+    engine's stored conversations: choosing one shows it and continues it. Every
+    button has a method: :meth:`send`, :meth:`stop`, :meth:`clear`, :meth:`pick`,
+    :meth:`new_conversation`.
 
     Each prompt uses the engine's defaults (``timeout``, ``options``) unless the
     panel is given its own request options.
@@ -89,7 +93,9 @@ class ChatWidget(widgets.VBox):
         self.stop_button.on_click(lambda _: self.stop())
         self.clear_button.on_click(lambda _: self.clear())
         buttons = widgets.HBox([self.send_button, self.stop_button, self.clear_button])
-        super().__init__([self.transcript, self.status, self.input, buttons])
+        self.picker = ConversationPicker(conversation_id, self.pick, self.new_conversation)
+        """The conversations to continue (the engine's stored ones) and New."""
+        super().__init__([self.picker, self.transcript, self.status, self.input, buttons])
         self.add_class("llmgine-chat")
         self._task: asyncio.Future[None] | None = None
         self._prompt_id: UUID | None = None
@@ -102,6 +108,8 @@ class ChatWidget(widgets.VBox):
         self.approvals = ApprovalRows(self)
         """Tool calls waiting for approval, with Approve / Deny buttons in the transcript."""
         self._subscriptions = self._subscribe()
+        self.listing: asyncio.Future[None] | None = self.refresh_conversations()
+        """The latest reading of the stored conversations into the picker."""
 
     def __repr__(self) -> str:
         return f"ChatWidget(conversation={self.conversation_id!r})"
@@ -168,6 +176,43 @@ class ChatWidget(widgets.VBox):
             self.bus.execute(ClearConversationCommand(conversation_id=self.conversation_id))
         )
 
+    def pick(self, conversation_id: str) -> asyncio.Future[None]:
+        """Continue conversation ``conversation_id``: its stored messages replace the transcript.
+
+        The picker's method; returns the task that reads the conversation.
+        """
+        self.stop()
+        self.conversation_id = conversation_id
+        self.transcript.children = ()
+        self.history.clear()
+        self.costs.clear()
+        self.status.value = ""
+        self.listing = spawn(self._show_conversation(conversation_id), loop=self.bus.loop)
+        return self.listing
+
+    def new_conversation(self, conversation_id: str | None = None) -> asyncio.Future[None]:
+        """Start a new conversation (``chat-`` and 8 hex digits unless named); New's method."""
+        return self.pick(conversation_id or f"chat-{uuid.uuid4().hex[:8]}")
+
+    def refresh_conversations(self) -> asyncio.Future[None]:
+        """Read the engine's stored conversations into the picker (off the event loop)."""
+        return spawn(self._list_conversations(), loop=self.bus.loop)
+
+    async def _list_conversations(self) -> None:
+        listed = await self.engine.conversations.alist()
+        self.picker.show([str(i) for i in listed["id"]], self.conversation_id)
+
+    async def _show_conversation(self, conversation_id: str) -> None:
+        conversation = await self.engine.conversations.aget(conversation_id)
+        if conversation_id != self.conversation_id:
+            return  # another was picked meanwhile
+        for message in conversation.messages:
+            if message.role in ("user", "assistant") and message.content:
+                style = _USER_STYLE if message.role == "user" else _REPLY_STYLE
+                body = f"<div style='{style}'>{markdown(message.content)}</div>"
+                self._add(message.role, message.content, body)
+        await self._list_conversations()
+
     def rebind(self, engine: LLMEngine) -> None:
         """Chat with ``engine`` from now on (its bus carries the events); the transcript stays."""
         self.stop()
@@ -176,10 +221,13 @@ class ChatWidget(widgets.VBox):
         self.engine = engine
         self.bus = engine.bus
         self._subscriptions = self._subscribe()
+        self.listing = self.refresh_conversations()
 
     def close(self) -> None:
         """Unsubscribe from the bus and close the widget."""
         self.stop()
+        if self.listing is not None and not self.listing.done():
+            cancel(self.listing)
         for event_type, handler in self._subscriptions:
             self.bus.unregister_event_handler(event_type, handler)
         self._subscriptions = []
@@ -200,6 +248,7 @@ class ChatWidget(widgets.VBox):
             self._finish("assistant", str(result.result))
         else:
             self._finish("error", f"{result.error_type}: {result.error}")
+        await self._list_conversations()  # a new conversation is listed once it has a turn
 
     def _finish(self, role: str, text: str) -> None:
         self._prompt_id = None

@@ -1,0 +1,191 @@
+"""``%llmgine cost`` and ``cache``: what this session's calls cost, and the cache that saves it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from llmgine.errors import MagicError
+from llmgine.notebook.arguments import split
+from llmgine.notebook.notes import Note
+from llmgine.notebook.runtime import get_runtime
+from llmgine.notebook.sync import run_sync
+from llmgine.observability.usd import format_usd
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from llmgine.llm.cache import LLMCache
+    from llmgine.llm.engine import LLMEngine
+
+__all__ = ["COLUMNS", "CostNote", "cache", "cost"]
+
+COLUMNS = [
+    "model",
+    "conversation_id",
+    "calls",
+    "cached_calls",
+    "unpriced_calls",
+    "tokens",
+    "cost_usd",
+    "saved_usd",
+]
+"""The columns of ``%llmgine cost``'s frames, read from the log or from ``engine.spend``."""
+
+_SPEND_SQL = """
+SELECT model, conversation_id, count(*) AS calls,
+       count(*) FILTER (WHERE cached) AS cached_calls,
+       count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_calls,
+       coalesce(sum(total_tokens) FILTER (WHERE NOT cached), 0) AS tokens,
+       sum(cost_usd) AS cost_usd,
+       coalesce(sum(cost_saved_usd) FILTER (WHERE cached), 0.0) AS saved_usd
+FROM llm_calls GROUP BY model, conversation_id ORDER BY model, conversation_id
+"""
+
+
+class CostNote(Note):
+    """``%llmgine cost``: totals and tables as Markdown, and the numbers as DataFrames.
+
+    Attributes:
+        calls: One row per model and conversation (:data:`COLUMNS`).
+        by_model: The calls summed by model.
+        by_conversation: The calls summed by conversation.
+    """
+
+    def __init__(self, text: str, calls: pd.DataFrame) -> None:
+        super().__init__(text)
+        self.calls = calls
+        self.by_model = _by(calls, "model")
+        self.by_conversation = _by(calls, "conversation_id")
+
+    @property
+    def usd(self) -> float:
+        """US dollars spent by the calls of known price."""
+        return float(self.calls["cost_usd"].sum())
+
+
+def _by(calls: pd.DataFrame, key: str) -> pd.DataFrame:
+    numbers = ["calls", "cached_calls", "unpriced_calls", "tokens", "saved_usd"]
+    grouped = calls.groupby(key, sort=True)
+    frame = grouped[numbers].sum()
+    frame["cost_usd"] = grouped["cost_usd"].sum(min_count=1)  # all unknown: unknown, not 0
+    return frame[["calls", "cached_calls", "unpriced_calls", "tokens", "cost_usd", "saved_usd"]]
+
+
+def _spent(engine: LLMEngine) -> tuple[pd.DataFrame, str]:
+    """This session's calls by model and conversation: from the bus's log, else the engine."""
+    bus = engine.bus
+    run_sync(bus.wait_for_events())
+    if bus.log_path is not None:
+        from llmgine.analysis import query
+
+        return query(bus, _SPEND_SQL), f"the log {bus.log_path.name}"
+    frame = engine.spend.frame()
+    frame["cost_usd"] = frame["cost_usd"].where(frame["calls"] > frame["unpriced_calls"])
+    return frame.reindex(columns=COLUMNS), "the default engine (the bus writes no log)"
+
+
+def _cell(row: Any) -> str:
+    """One table cell: dollars, with calls of unknown price and the cache's saving apart."""
+    cost = row.cost_usd if row.cost_usd == row.cost_usd else None  # NaN: unknown
+    text = format_usd(cost)
+    if row.unpriced_calls and cost is not None:
+        text += f" + {int(row.unpriced_calls)} of unknown price"
+    if row.cached_calls:
+        text += f" (saved {format_usd(row.saved_usd)})"
+    return text
+
+
+def _table(frame: pd.DataFrame, what: str) -> list[str]:
+    rows = [f"| {what} | calls | cached | tokens | cost |", "|---|---:|---:|---:|---|"]
+    return rows + [_row(r) for r in frame.itertuples()]
+
+
+def _row(r: Any) -> str:
+    return (
+        f"| `{r.Index}` | {int(r.calls):,} | {int(r.cached_calls):,} | {int(r.tokens):,} "
+        f"| {_cell(r)} |"
+    )
+
+
+def cost(shell: Any, line: str, cell: str | None) -> Any:
+    """This session's spend by model and by conversation (``r = %llmgine cost``: frames)."""
+    calls, source = _spent(get_runtime().get_engine())
+    note = CostNote("", calls)
+    if calls.empty:
+        note.text = f"No LLM call yet in {source}."
+        return note
+    count = {
+        name: int(calls[name].to_numpy().sum())
+        for name in ("calls", "cached_calls", "unpriced_calls")
+    }
+    head = f"**{format_usd(note.usd)}** for {count['calls']:,} LLM calls"
+    if count["unpriced_calls"]:
+        head += f", {count['unpriced_calls']:,} of them of unknown price (not counted)"
+    if count["cached_calls"]:
+        saved = format_usd(float(calls["saved_usd"].sum()))
+        head += f"; {count['cached_calls']:,} answered by the cache, which saved {saved}"
+    lines = [f"{head} (from {source})", "", *_table(note.by_model, "model"), ""]
+    lines += _table(note.by_conversation, "conversation")
+    note.text = "\n".join(lines)
+    return note
+
+
+# ---------------------------------------------------------------------------- the cache
+
+
+def _answers(n: int) -> str:
+    return f"{n:,} cached answer{'' if n == 1 else 's'}"
+
+
+def _where(store: LLMCache) -> str:
+    return f"`{store.path}`" if store.path is not None else store.store.location
+
+
+def cache(shell: Any, line: str, cell: str | None) -> Any:
+    """``cache on [PATH|redis]``, ``off``, ``clear`` or ``stats`` for the default engine."""
+    from llmgine.llm.cache import LLMCache, open_cache
+
+    words = split(line, "cache")
+    action, rest = (words[0], words[1:]) if words else ("stats", [])
+    runtime = get_runtime()
+    engine = runtime.get_engine()
+    current = engine.policies.cache
+    if action == "on" and len(rest) <= 1:
+        if current is not None and not rest:
+            return Note(f"the cache is already on: {_where(current)}")
+        opened = open_cache(rest[0] if rest else True, engine.bus)
+        if opened is None:  # pragma: no cover - True, a path or "redis" always open one
+            raise MagicError(f"no cache at {rest[0]!r}")
+        engine.policies.cache = opened
+        if current is not None:
+            run_sync(current.aclose())
+        return Note(
+            f"cache on: a prompt asked before is answered from {_where(opened)}"
+            " (no call, no cost); `PromptCommand(cache=False)` asks the model anyway"
+        )
+    if action == "off" and not rest:
+        engine.policies.cache = None
+        if current is None:
+            return Note("the cache is already off")
+        run_sync(current.aclose())
+        return Note(f"cache off: every prompt asks the model ({_where(current)} is kept)")
+    if action == "clear" and not rest:
+        target = current if current is not None else LLMCache()
+        try:
+            removed = run_sync(target.aclear())
+        finally:
+            if current is None:
+                run_sync(target.aclose())
+        return Note(f"removed {_answers(removed)} from {_where(target)}")
+    if action == "stats" and not rest:
+        if current is None:
+            return Note("the cache is off: `%llmgine cache on` answers repeated prompts for free")
+        stats = run_sync(current.astats())
+        return Note(
+            f"cache on: {_where(current)}, {_answers(stats.entries)} "
+            f"({stats.size_bytes / 1024:,.0f} KiB); this session {stats.hits:,} hits, "
+            f"{stats.misses:,} misses ({stats.hit_rate:.0%} hit rate)"
+        )
+    raise MagicError(
+        f"usage: %llmgine cache on [PATH|redis] | off | clear | stats (not {line.strip()!r})"
+    )

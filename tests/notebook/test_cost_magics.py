@@ -1,0 +1,145 @@
+"""``%llmgine cost``, ``cache`` and ``conversations`` in a real IPython shell, offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+from llmgine import LLMEngine, Price, ScriptedProvider
+from llmgine.errors import MagicError
+from llmgine.llm import Completion, Usage
+from llmgine.notebook import get_bus, get_runtime
+from llmgine.notebook.subcommands.costs import CostNote
+
+
+def magic(shell: InteractiveShell, line: str) -> object:
+    return shell.run_line_magic("llmgine", line)
+
+
+def _priced(*replies: str) -> LLMEngine:
+    """The default engine, on a scripted model priced $1 in and $2 out per million tokens."""
+    script = [
+        Completion(content=reply, usage=Usage(input_tokens=1000, output_tokens=500))
+        for reply in replies
+    ]
+    runtime = get_runtime()
+    runtime.engine = LLMEngine(
+        get_bus(),
+        provider=ScriptedProvider(script, model="m-1"),
+        prices={"m-1": Price(input_per_mtok=1.0, output_per_mtok=2.0)},
+    )
+    return runtime.engine
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMGINE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_cost_says_so_before_any_call(shell: InteractiveShell) -> None:
+    magic(shell, "start --quiet")
+    note = magic(shell, "cost")
+    assert isinstance(note, CostNote)
+    assert repr(note).startswith("No LLM call yet in the log ")
+
+
+def test_cost_shows_this_sessions_spend_by_model_and_conversation(
+    shell: InteractiveShell,
+) -> None:
+    magic(shell, "start --quiet")
+    _priced("one", "two", "three")
+    magic(shell, "chat hello")
+    magic(shell, "chat --conversation other hi")
+    magic(shell, "chat --conversation other and again")
+    note = magic(shell, "cost")
+    assert isinstance(note, CostNote)
+    assert note.usd == pytest.approx(0.006)  # 3 calls of 1000 in ($0.001) and 500 out ($0.001)
+    assert note.by_model.loc["m-1", "calls"] == 3
+    assert note.by_conversation["calls"].to_dict() == {"default": 1, "other": 2}
+    assert note.by_conversation.loc["other", "cost_usd"] == pytest.approx(0.004)
+    text = repr(note)
+    assert text.startswith("**$0.006** for 3 LLM calls (from the log ")
+    assert "| `m-1` | 3 | 0 | 4,500 | $0.006 |" in text
+    assert "| `other` | 2 | 0 | 3,000 | $0.004 |" in text
+
+
+def test_cache_on_answers_a_repeated_prompt_for_free_then_clears_and_goes_off(
+    shell: InteractiveShell, tmp_path: Path
+) -> None:
+    magic(shell, "start --quiet")
+    engine = _priced("the answer")
+    assert repr(magic(shell, "cache stats")).startswith("the cache is off")
+    note = magic(shell, "cache on")
+    assert engine.policies.cache is not None
+    assert engine.policies.cache.path == tmp_path / "cache" / "calls.sqlite3"
+    assert "cache on: a prompt asked before is answered from" in repr(note)
+    magic(shell, "chat --conversation a the same question")
+    magic(shell, "chat --conversation b the same question")  # a hit: the script has one reply
+    stats = repr(magic(shell, "cache stats"))
+    assert "1 cached answer (" in stats and "1 hits, 1 misses (50% hit rate)" in stats
+    cost = magic(shell, "cost")
+    assert isinstance(cost, CostNote)
+    assert "1 answered by the cache, which saved $0.002" in repr(cost)
+    assert cost.by_conversation.loc["b", "cached_calls"] == 1
+    assert repr(magic(shell, "cache clear")).startswith("removed 1 cached answer from ")
+    assert repr(magic(shell, "cache off")).startswith("cache off: every prompt asks the model")
+    assert engine.policies.cache is None
+    assert repr(magic(shell, "cache off")) == "the cache is already off"
+
+
+def test_the_cache_stays_on_when_the_bus_is_replaced(shell: InteractiveShell) -> None:
+    magic(shell, "start --quiet")
+    magic(shell, "cache on")
+    cache = get_runtime().get_engine().policies.cache
+    magic(shell, "start --log-file second.jsonl --quiet")
+    assert get_runtime().get_engine().policies.cache is cache
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("cache frob", "usage: %llmgine cache on [PATH|redis] | off | clear | stats"),
+        ("cache off now", "usage: %llmgine cache"),
+        ("cache on a b", "usage: %llmgine cache"),
+        ("conversations use", "usage: %llmgine conversations [use ID | new [ID]]"),
+        ("conversations use nope", "no conversation 'nope' is stored"),
+        ("conversations frob", "usage: %llmgine conversations"),
+    ],
+)
+def test_cost_cache_and_conversation_mistakes_are_one_line(
+    shell: InteractiveShell, line: str, expected: str
+) -> None:
+    magic(shell, "start --quiet")
+    with pytest.raises(MagicError, match=expected.replace("[", r"\[").replace("|", r"\|")):
+        magic(shell, line)
+
+
+def test_conversations_lists_and_picks_the_one_chat_continues(shell: InteractiveShell) -> None:
+    magic(shell, "start --quiet")
+    engine = _priced("one", "two", "three")
+    magic(shell, "chat hello")
+    magic(shell, "chat --conversation other hi")
+    listed = magic(shell, "conversations")
+    assert isinstance(listed, pd.DataFrame)
+    assert set(listed["id"]) == {"default", "other"}
+    assert listed.set_index("id")["current"].to_dict() == {"default": True, "other": False}
+    note = magic(shell, "conversations use other")
+    assert repr(note) == (
+        "`%llmgine chat` and new chat panels continue conversation `other` (1 turn so far)"
+    )
+    magic(shell, "chat and again")  # continues "other"
+    assert [m.content for m in engine.conversations.get("other").messages if m.role == "user"] == [
+        "hi",
+        "and again",
+    ]
+    assert repr(magic(shell, "conversations new fresh")) == (
+        "`%llmgine chat` and new chat panels start conversation `fresh`"
+    )
+    assert get_runtime().conversation_id == "fresh"
+    panel = magic(shell, "ui")
+    assert panel.conversation_id == "fresh"  # type: ignore[attr-defined]
+    with pytest.raises(MagicError, match="conversation 'other' exists"):
+        magic(shell, "conversations new other")
