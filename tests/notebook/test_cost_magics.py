@@ -143,3 +143,14 @@ def test_conversations_lists_and_picks_the_one_chat_continues(shell: Interactive
     assert panel.conversation_id == "fresh"  # type: ignore[attr-defined]
     with pytest.raises(MagicError, match="conversation 'other' exists"):
         magic(shell, "conversations new other")
+
+
+def test_cost_without_a_log_reads_the_engines_spend(shell: InteractiveShell) -> None:
+    magic(shell, "start --log-dir none --quiet")
+    _priced("one", "two")
+    magic(shell, "chat hello")
+    magic(shell, "chat --conversation other hi")
+    note = magic(shell, "cost")
+    assert isinstance(note, CostNote)
+    assert repr(note).startswith("**$0.004** for 2 LLM calls (from the default engine")
+    assert note.by_conversation["calls"].to_dict() == {"default": 1, "other": 1}
