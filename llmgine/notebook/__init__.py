@@ -6,7 +6,7 @@ The widgets live in :mod:`llmgine.notebook.widgets` (ipywidgets is imported ther
 from llmgine.errors import MagicError
 from llmgine.notebook.magics import LLMgineMagics, load_ipython_extension
 from llmgine.notebook.notes import Note
-from llmgine.notebook.runtime import Runtime, get_bus, get_engine, get_runtime
+from llmgine.notebook.runtime import Runtime, get_bus, get_engine, get_runtime, set_engine
 from llmgine.notebook.sync import run_sync
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
     "get_runtime",
     "load_ipython_extension",
     "run_sync",
+    "set_engine",
 ]

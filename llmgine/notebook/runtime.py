@@ -11,7 +11,7 @@ from llmgine.errors import ConfigurationError
 from llmgine.llm.engine import LLMEngine
 from llmgine.notebook.sync import run_sync
 
-__all__ = ["Runtime", "get_bus", "get_engine", "get_runtime"]
+__all__ = ["Runtime", "get_bus", "get_engine", "get_runtime", "set_engine"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,8 @@ class Runtime:
     def get_engine(self) -> LLMEngine:
         """The default engine on the default bus (default model), created on first use.
 
-        When the bus was replaced, the new engine keeps the old one's model, tools and
-        call cache.
+        When the bus was replaced, the new engine keeps the old one's model, tools,
+        prices and call cache.
         """
         bus = self.get_bus()
         old = self.engine
@@ -59,7 +59,11 @@ class Runtime:
             engine = self.engine = LLMEngine(bus)
         elif old.bus is not bus:
             engine = self.engine = LLMEngine(
-                bus, provider=old.provider, tools=list(old.tools), cache=old.policies.cache
+                bus,
+                provider=old.provider,
+                tools=list(old.tools),
+                prices=old.policies.prices.overrides,
+                cache=old.policies.cache,
             )
             engine.approvals.timeout = old.approvals.timeout
             engine.mcp_servers = old.mcp_servers  # their tools came over with old.tools
@@ -68,6 +72,13 @@ class Runtime:
         else:
             engine = old
         return engine
+
+    def set_engine(self, engine: LLMEngine) -> None:
+        """Make ``engine`` (and its bus) the default: the one the magics and panels use."""
+        self.bus = engine.bus
+        self.engine = engine
+        for follower in list(self._followers):
+            follower.rebind(engine)
 
     def follow(self, widget: _Follower) -> None:
         """Move ``widget`` (its ``rebind(engine)``) to each new default engine."""
@@ -129,3 +140,15 @@ def get_bus() -> MessageBus:
 def get_engine() -> LLMEngine:
     """The kernel's default engine (on the default bus), created on first use."""
     return get_runtime().get_engine()
+
+
+def set_engine(engine: LLMEngine) -> LLMEngine:
+    """Make ``engine`` the kernel's default engine, and its bus the default bus.
+
+    The magics (``%llmgine chat``, ``cost``, ``cache``, ``conversations``) and chat
+    panels then use it: an engine with ``prices=``, ``cache=``, ``budget=`` or
+    ``conversations=`` of your choosing. A default bus made before keeps running
+    (stop it with ``await bus.stop()`` if nothing else uses it). Returns ``engine``.
+    """
+    get_runtime().set_engine(engine)
+    return engine

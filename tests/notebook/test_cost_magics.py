@@ -11,7 +11,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from llmgine import LLMEngine, Price, ScriptedProvider
 from llmgine.errors import MagicError
 from llmgine.llm import Completion, Usage
-from llmgine.notebook import get_bus, get_runtime
+from llmgine.notebook import get_bus, get_runtime, set_engine
 from llmgine.notebook.subcommands.costs import CostNote
 
 
@@ -25,13 +25,13 @@ def _priced(*replies: str) -> LLMEngine:
         Completion(content=reply, usage=Usage(input_tokens=1000, output_tokens=500))
         for reply in replies
     ]
-    runtime = get_runtime()
-    runtime.engine = LLMEngine(
-        get_bus(),
-        provider=ScriptedProvider(script, model="m-1"),
-        prices={"m-1": Price(input_per_mtok=1.0, output_per_mtok=2.0)},
+    return set_engine(
+        LLMEngine(
+            get_bus(),
+            provider=ScriptedProvider(script, model="m-1"),
+            prices={"m-1": Price(input_per_mtok=1.0, output_per_mtok=2.0)},
+        )
     )
-    return runtime.engine
 
 
 @pytest.fixture(autouse=True)
@@ -90,12 +90,34 @@ def test_cache_on_answers_a_repeated_prompt_for_free_then_clears_and_goes_off(
     assert repr(magic(shell, "cache off")) == "the cache is already off"
 
 
-def test_the_cache_stays_on_when_the_bus_is_replaced(shell: InteractiveShell) -> None:
+def test_the_cache_and_prices_stay_when_the_bus_is_replaced(shell: InteractiveShell) -> None:
     magic(shell, "start --quiet")
+    engine = _priced("one")
     magic(shell, "cache on")
-    cache = get_runtime().get_engine().policies.cache
+    cache = engine.policies.cache
     magic(shell, "start --log-file second.jsonl --quiet")
-    assert get_runtime().get_engine().policies.cache is cache
+    replaced = get_runtime().get_engine()
+    assert replaced is not engine and replaced.bus is get_bus()
+    assert replaced.policies.cache is cache
+    assert replaced.policies.prices.overrides == engine.policies.prices.overrides
+
+
+async def test_set_engine_makes_an_engine_and_its_bus_the_defaults(
+    shell: InteractiveShell, tmp_path: Path
+) -> None:
+    from llmgine import MessageBus
+    from llmgine.notebook.widgets import ChatWidget
+
+    own = MessageBus(log_dir=tmp_path / "own")
+    await own.start()
+    panel = magic(shell, "ui")
+    assert isinstance(panel, ChatWidget)
+    engine = LLMEngine(own, model="offline")
+    assert set_engine(engine) is engine
+    assert get_bus() is own and get_runtime().get_engine() is engine
+    assert panel.engine is engine  # an open panel follows
+    panel.close()
+    await own.stop()
 
 
 @pytest.mark.parametrize(
