@@ -1029,6 +1029,140 @@ shutil.rmtree(workdir)
 ]
 
 
+COST: list[Cell] = [
+    md("""
+# What did that cost?
+
+Every LLM call knows its price in US dollars: `usage.cost_usd` on the answer, `cost_usd` on its
+`LLMResponseEvent` and span, a column in the log's frames. This notebook runs offline and
+without a key, on the offline model, priced with `prices=` as if it were two real models (a
+small one at $0.15 / $0.60 and a large one at $2.50 / $10.00 per million input / output
+tokens), so every number below is the same on every run. With a real model the prices come
+from the [genai-prices](https://github.com/pydantic/genai-prices) data bundled with llmgine;
+a model whose price is unknown has `cost_usd` `None`, never a silent 0.
+"""),
+    code("%load_ext llmgine"),
+    code("""
+import tempfile
+from pathlib import Path
+
+from llmgine import LLMEngine, MessageBus, Price
+from llmgine.llm.cache import LLMCache
+from llmgine.notebook import set_engine
+
+PRICES = {
+    "small": Price(input_per_mtok=0.15, output_per_mtok=0.60),
+    "large": Price(input_per_mtok=2.50, output_per_mtok=10.00),
+}
+bus = MessageBus(log_dir="logs", enable_console_metrics=False)
+await bus.start()
+cache = LLMCache(Path(tempfile.mkdtemp()) / "calls.sqlite3")  # an empty cache for this run
+engine = set_engine(LLMEngine(bus, model="offline:small", prices=PRICES, cache=cache))
+"""),
+    md("""
+`set_engine` makes this engine the notebook's default: `%llmgine chat`, `%llmgine cost`,
+`%llmgine cache` and the chat panel use it. The console line of each LLM call ends with its
+cost:
+"""),
+    code('reply = await engine.chat("What is a message bus?")'),
+    md("## A few questions, on two models"),
+    code("""
+questions = [
+    "Why log every event?",
+    "What is a trace span?",
+    "When should I cache LLM calls?",
+]
+for question in questions:
+    await engine.chat(question, conversation_id="faq")
+for question in questions:
+    await engine.chat(question, conversation_id="faq-large", model="offline:large")
+engine.spend
+"""),
+    md("""
+`engine.spend` counts this engine's calls in this process; the log keeps them for good.
+`llm_calls_frame` (here `df.llmgine.llm_calls()`) has a `cost_usd` column, and `cached` for
+the calls the cache answered:
+"""),
+    code("""
+from llmgine.analysis import load_events
+
+await bus.wait_for_events()
+calls = load_events(bus).llmgine.llm_calls()
+calls[["conversation_id", "model", "input_tokens", "output_tokens", "cost_usd", "cached"]]
+"""),
+    code("""
+by_model = calls.groupby("model")["cost_usd"].sum()
+ax = by_model.plot.bar(title="Cost by model", ylabel="US dollars", rot=0)
+by_model.round(6)
+"""),
+    md("""
+The same questions cost about 16 times more on the large model. `%llmgine cost` sums up the
+session by model and by conversation (`r = %llmgine cost` gives the tables as DataFrames too:
+`r.by_model`, `r.by_conversation`):
+"""),
+    code("%llmgine cost"),
+    md("""
+## Never paying twice: the call cache
+
+This engine was made with `cache=`: a request it has seen before (same model, messages,
+options) is answered from a SQLite file, with no call and no cost. Running the same loop again,
+as when a notebook is re-run from the top, costs nothing; each hit says what it saved.
+`LLMEngine(..., cache=True)` uses a file in your cache folder; `%llmgine cache on|off|clear|stats`
+turns it on and off for the default engine.
+"""),
+    code("""
+before = engine.spend.usd
+for question in questions:
+    await engine.chat(question, conversation_id="faq-again")  # the same requests as "faq"
+stats = cache.stats()
+engine.spend.usd - before, stats.hits, stats.misses
+"""),
+    code("""
+await bus.wait_for_events()
+calls = load_events(bus).llmgine.llm_calls()
+calls.groupby("cached")[["cost_usd", "cost_saved_usd"]].sum().round(6)
+"""),
+    md("""
+The chat panel (`%llmgine ui`) shows the same under each reply: its cost and tokens, or
+"cached · saved $…". `PromptCommand(..., cache=False)` asks the model anyway.
+
+## A budget that stops a loop
+
+`budget=Budget(usd=...)` caps what an engine may spend (also `tokens=`, and
+`per="conversation"` or `per="command"`). A call that would start once the budget is spent
+fails before anything is sent, with a `BudgetExceededError` naming the budget and the spend,
+so a runaway loop stops by itself. (One engine per bus: this one gets a bus of its own.)
+"""),
+    code("""
+from llmgine import Budget, CommandFailedError
+
+capped_bus = MessageBus(log_dir=None, enable_console_traces=False, enable_console_metrics=False)
+await capped_bus.start()
+capped = LLMEngine(capped_bus, model="offline:large", prices=PRICES, budget=Budget(usd=0.002))
+for n in range(100):
+    try:
+        await capped.chat(f"Summarise report number {n}", conversation_id=f"report-{n}")
+    except CommandFailedError as failed:  # report n was refused: reports 0 to n-1 were done
+        print(f"stopped after {n} reports: {failed.result.error_type}")
+        print(failed.result.error)
+        break
+capped.spend
+"""),
+    md("""
+Over Redis (`await bus.connect(url)`), the budget's spend is one counter for every process of
+the namespace, so N workers share one budget.
+"""),
+    code("""
+import shutil
+
+await capped_bus.stop()
+await bus.stop()
+await cache.aclose()
+shutil.rmtree(cache.path.parent)
+"""),
+]
+
+
 NOTEBOOKS = {
     "01_quickstart.ipynb": QUICKSTART,
     "02_commands_events_sessions.ipynb": COMMANDS_EVENTS,
@@ -1038,6 +1172,7 @@ NOTEBOOKS = {
     "06_local_server.ipynb": LOCAL_SERVER,
     "07_a_real_model_no_key.ipynb": LOCAL_MODEL,
     "08_several_processes.ipynb": SEVERAL_PROCESSES,
+    "09_what_did_that_cost.ipynb": COST,
 }
 
 
