@@ -136,8 +136,8 @@ class Conversations:
         return _frame(self.store.summaries())
 
     async def alist(self) -> pd.DataFrame:
-        """:meth:`list` for coroutines."""
-        return _frame(await self._call(self.store.summaries))
+        """:meth:`list` for coroutines (pandas is imported and the frame built in a thread)."""
+        return await asyncio.to_thread(self.list)
 
     # Changing
 
