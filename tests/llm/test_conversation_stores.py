@@ -238,3 +238,36 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     store = SQLiteConversationStore(path)
     with pytest.raises(ConfigurationError, match="conversation store"):
         store.exists("x")
+
+
+def test_two_sqlite_stores_on_one_file_see_each_others_turns(tmp_path: Path) -> None:
+    """As two processes do: each keeps its parsed copy only while no one else wrote."""
+    from llmgine.llm import ChatMessage
+
+    one, two = (
+        SQLiteConversationStore(tmp_path / "c.db"),
+        SQLiteConversationStore(tmp_path / "c.db"),
+    )
+
+    def turn(text: str) -> list[ChatMessage]:
+        return [ChatMessage(role="user", content=text), ChatMessage(role="assistant", content="ok")]
+
+    one.append_turn("c", turn("from one"), "Sys.")
+    assert one.load("c", 100) is not None  # one keeps a parsed copy
+    two.append_turn("c", turn("from two"), None)
+    seen = one.load("c", 100)
+    assert seen is not None and seen.turns == [1, 1, 2, 2]
+    assert one.load("c", 100) is not None
+    two.append_turn("c", turn("two again"), None)
+    one.append_turn("c", turn("one again"), None)
+    loaded = one.load("c", 100)
+    assert loaded is not None
+    contents = [m.content for m in loaded.messages][::2]
+    assert contents == ["from one", "from two", "two again", "one again"]
+    assert loaded.turns == [1, 1, 2, 2, 3, 3, 4, 4]
+    two.set_system_prompt("c", "New.")
+    two.clear("c")
+    again = one.load("c", 100)
+    assert again is not None and (again.system_prompt, again.messages) == ("New.", [])
+    one.close()
+    two.close()

@@ -9,11 +9,13 @@ runs these calls in a thread from async code).
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from llmgine.errors import ConfigurationError
@@ -27,12 +29,34 @@ from llmgine.llm.types import ChatMessage
 
 __all__ = ["SQLiteConversationStore"]
 
+CACHED_CONVERSATIONS = 256
+"""Conversations whose last turns a store keeps parsed in memory (the most recently used)."""
+
+
+@dataclass(slots=True)
+class _Cached:
+    """A conversation's last turns as last read or written here, valid while ``version`` holds."""
+
+    version: int
+    system_prompt: str | None
+    messages: list[ChatMessage]
+    turns: list[int]
+    limit: int | None
+    """The ``last_messages`` it was read with: it serves loads of at most as many."""
+
+
+def _version() -> int:
+    """A new version stamp of a conversation: every write sets one (a collision is 1 in 2**62)."""
+    return random.getrandbits(62) + 1
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
     id TEXT PRIMARY KEY,
     system_prompt TEXT,
     last_turn INTEGER NOT NULL DEFAULT 0,
     next_seq INTEGER NOT NULL DEFAULT 0,
+    version INTEGER NOT NULL DEFAULT 0,
     last_activity REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS messages (
@@ -63,6 +87,8 @@ class SQLiteConversationStore:
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._ready = False  # the schema is made by the first connection, in its thread
+        self._cache: dict[str, _Cached] = {}
+        """Parsed last turns by conversation: a turn's load is one small query, not a parse."""
 
     def __repr__(self) -> str:
         return f"SQLiteConversationStore({str(self.path)!r})"
@@ -107,42 +133,84 @@ class SQLiteConversationStore:
         db.execute("COMMIT")
 
     def load(self, conversation_id: str, last_messages: int | None) -> StoredConversation | None:
-        """The system prompt and the last whole turns (one read transaction)."""
+        """The system prompt and the last whole turns (one read transaction).
+
+        Served from the parsed copy this store keeps when the conversation's version
+        stamp says no process wrote it since.
+        """
         db = self._connection()
         db.execute("BEGIN")
         try:
             row = db.execute(
-                "SELECT system_prompt FROM conversations WHERE id = ?", (conversation_id,)
+                "SELECT system_prompt, version FROM conversations WHERE id = ?", (conversation_id,)
             ).fetchone()
             if row is None:
+                self._forget(conversation_id)
                 return None
-            query = "SELECT turn, message FROM messages WHERE conversation_id = ? ORDER BY seq DESC"
-            if last_messages is None:
-                rows = db.execute(query, (conversation_id,)).fetchall()
-            else:
-                rows = db.execute(
-                    f"{query} LIMIT ?", (conversation_id, last_messages + 1)
-                ).fetchall()
-                if len(rows) > last_messages:
-                    boundary = rows[last_messages][0]
-                    rows = [r for r in rows[:last_messages] if r[0] != boundary]
-                    if not rows:  # the newest turn alone is longer than the limit
-                        rows = db.execute(
-                            "SELECT turn, message FROM messages WHERE conversation_id = ? "
-                            "AND turn = (SELECT last_turn FROM conversations WHERE id = ?) "
-                            "ORDER BY seq DESC",
-                            (conversation_id, conversation_id),
-                        ).fetchall()
+            cached = self._cached(conversation_id, row[1], last_messages)
+            if cached is None:
+                rows = self._read_tail(db, conversation_id, last_messages)
         finally:
             db.execute("COMMIT")
-        rows.reverse()
-        turns = [int(turn) for turn, _ in rows]
-        start = tail(turns, last_messages)
+        if cached is None:
+            rows.reverse()
+            turns = [int(turn) for turn, _ in rows]
+            start = tail(turns, last_messages)
+            system_prompt = None if row[0] is None else json.loads(row[0])
+            cached = _Cached(
+                row[1],
+                system_prompt,
+                [ChatMessage.model_validate_json(text) for _, text in rows[start:]],
+                turns[start:],
+                last_messages,
+            )
+            self._remember(conversation_id, cached)
+        start = tail(cached.turns, last_messages)
         return StoredConversation(
-            row[0] if row[0] is None else json.loads(row[0]),
-            [ChatMessage.model_validate_json(text) for _, text in rows[start:]],
-            turns[start:],
+            cached.system_prompt, cached.messages[start:], cached.turns[start:]
         )
+
+    @staticmethod
+    def _read_tail(
+        db: sqlite3.Connection, conversation_id: str, last_messages: int | None
+    ) -> list[tuple[int, str]]:
+        """The rows (turn, message) of the last whole turns, newest first."""
+        query = "SELECT turn, message FROM messages WHERE conversation_id = ? ORDER BY seq DESC"
+        if last_messages is None:
+            return db.execute(query, (conversation_id,)).fetchall()
+        rows = db.execute(f"{query} LIMIT ?", (conversation_id, last_messages + 1)).fetchall()
+        if len(rows) > last_messages:
+            boundary = rows[last_messages][0]
+            rows = [r for r in rows[:last_messages] if r[0] != boundary]
+            if not rows:  # the newest turn alone is longer than the limit
+                rows = db.execute(
+                    "SELECT turn, message FROM messages WHERE conversation_id = ? "
+                    "AND turn = (SELECT last_turn FROM conversations WHERE id = ?) "
+                    "ORDER BY seq DESC",
+                    (conversation_id, conversation_id),
+                ).fetchall()
+        return rows
+
+    def _cached(self, conversation_id: str, version: int, limit: int | None) -> _Cached | None:
+        with self._lock:
+            cached = self._cache.get(conversation_id)
+            if cached is None or cached.version != version:
+                return None
+            if cached.limit is not None and (limit is None or limit > cached.limit):
+                return None
+            return cached
+
+    def _remember(self, conversation_id: str, cached: _Cached) -> None:
+        with self._lock:
+            self._cache.pop(conversation_id, None)
+            self._cache[conversation_id] = cached
+            while len(self._cache) > CACHED_CONVERSATIONS:
+                del self._cache[next(iter(self._cache))]
+
+    def _forget(self, *conversation_ids: str) -> None:
+        with self._lock:
+            for conversation_id in conversation_ids:
+                self._cache.pop(conversation_id, None)
 
     def append_turn(
         self, conversation_id: str, messages: Sequence[ChatMessage], system_prompt: str | None
@@ -155,10 +223,11 @@ class SQLiteConversationStore:
                 "ON CONFLICT (id) DO NOTHING",
                 (conversation_id, json.dumps(system_prompt), now),
             )
-            turn, seq = db.execute(
-                "SELECT last_turn + 1, next_seq FROM conversations WHERE id = ?",
+            turn, seq, before = db.execute(
+                "SELECT last_turn + 1, next_seq, version FROM conversations WHERE id = ?",
                 (conversation_id,),
             ).fetchone()
+            version = _version()
             db.executemany(
                 "INSERT INTO messages (conversation_id, seq, turn, tokens, message) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -168,38 +237,52 @@ class SQLiteConversationStore:
                 ],
             )
             db.execute(
-                "UPDATE conversations SET last_turn = ?, next_seq = ?, last_activity = ? "
-                "WHERE id = ?",
-                (turn, seq + len(messages), now, conversation_id),
+                "UPDATE conversations SET last_turn = ?, next_seq = ?, version = ?, "
+                "last_activity = ? WHERE id = ?",
+                (turn, seq + len(messages), version, now, conversation_id),
             )
+        with self._lock:  # what this process wrote extends its parsed copy
+            cached = self._cache.get(conversation_id)
+            if cached is not None and cached.version == before:
+                cached.messages += messages
+                cached.turns += [int(turn)] * len(messages)
+                start = tail(cached.turns, cached.limit)
+                del cached.messages[:start], cached.turns[:start]
+                cached.version = version
+            else:
+                self._cache.pop(conversation_id, None)
         return int(turn)
 
     def set_system_prompt(self, conversation_id: str, system_prompt: str | None) -> None:
         """Set a conversation's system prompt."""
         with self._write() as db:
             db.execute(
-                "INSERT INTO conversations (id, system_prompt, last_activity) VALUES (?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET system_prompt = excluded.system_prompt, "
+                "INSERT INTO conversations (id, system_prompt, version, last_activity) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                "system_prompt = excluded.system_prompt, version = excluded.version, "
                 "last_activity = excluded.last_activity",
-                (conversation_id, json.dumps(system_prompt), time.time()),
+                (conversation_id, json.dumps(system_prompt), _version(), time.time()),
             )
+        self._forget(conversation_id)
 
     def clear(self, conversation_id: str) -> bool:
         """Forget a conversation's messages."""
         with self._write() as db:
             db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
             updated = db.execute(
-                "UPDATE conversations SET last_turn = 0, next_seq = 0 WHERE id = ?",
-                (conversation_id,),
+                "UPDATE conversations SET last_turn = 0, next_seq = 0, version = ? WHERE id = ?",
+                (_version(), conversation_id),
             )
-            return updated.rowcount > 0
+        self._forget(conversation_id)
+        return updated.rowcount > 0
 
     def delete(self, conversation_id: str) -> bool:
         """Forget a conversation."""
         with self._write() as db:
             db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
             deleted = db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
-            return deleted.rowcount > 0
+        self._forget(conversation_id)
+        return deleted.rowcount > 0
 
     def fork(self, conversation_id: str, new_id: str, at_turn: int | None) -> bool:
         """Copy a conversation up to a turn, in one transaction."""
@@ -224,10 +307,12 @@ class SQLiteConversationStore:
             ).fetchone()
             db.execute(
                 "INSERT OR REPLACE INTO conversations "
-                "(id, system_prompt, last_turn, next_seq, last_activity) VALUES (?, ?, ?, ?, ?)",
-                (new_id, row[0], turn, seq, time.time()),
+                "(id, system_prompt, last_turn, next_seq, version, last_activity) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (new_id, row[0], turn, seq, _version(), time.time()),
             )
-            return True
+        self._forget(new_id)
+        return True
 
     def summaries(self) -> list[ConversationSummary]:
         """One row per conversation (one query)."""
@@ -258,3 +343,4 @@ class SQLiteConversationStore:
         for db in connections:
             db.close()
         self._local = threading.local()
+        self._forget(*list(self._cache))

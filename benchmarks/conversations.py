@@ -1,0 +1,151 @@
+"""Conversation stores: a turn with SQLite against the in-memory store, and storage per turn.
+
+Turn rate: ``await bus.execute(PromptCommand(...))`` on the offline model through an
+``LLMEngine`` with ``conversations="sqlite:///..."`` against the same engine with the default
+in-memory store, in the same run. The two alternate in blocks of ``--turns`` turns of one
+conversation each (a new conversation per block, ``max_history`` 100, so requests carry up
+to 100 messages); the median of the per-block ratios is reported. The SQLite store reads
+the conversation's last 100 messages and appends the turn in one transaction, each in a
+thread off the event loop.
+
+Store calls: the SQLite store's ``load`` and ``append_turn`` called directly, per turn (what a
+turn costs besides the two thread hops).
+
+Storage: the SQLite file's size (after a WAL checkpoint) every 250 turns up to
+``--storage-turns`` turns of one conversation; linear means the same bytes per turn at
+every point (no full-history rewrite per turn).
+
+    python benchmarks/conversations.py [--turns 200] [--rounds 5] [--storage-turns 1000]
+                                       [--log]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from llmgine.bus import MessageBus
+from llmgine.llm import LLMEngine, PromptCommand
+
+PROMPT = "Summarize the benefits of an event bus for LLM applications in one line."
+
+
+def quiet_bus(log_dir: Path | None) -> MessageBus:
+    return MessageBus(
+        log_dir=log_dir,
+        log_filename="conversations.jsonl",
+        enable_console_metrics=False,
+        enable_console_traces=False,
+    )
+
+
+async def turns_per_second(bus: MessageBus, conversation_id: str, turns: int) -> float:
+    start = time.perf_counter()
+    for i in range(turns):
+        command = PromptCommand(prompt=f"{PROMPT} ({i})", conversation_id=conversation_id)
+        result = await bus.execute(command)
+        assert result.success, result.error
+    await bus.wait_for_events()
+    return turns / (time.perf_counter() - start)
+
+
+async def rates(turns: int, rounds: int, tmp: Path, log: bool) -> None:
+    log_dir = tmp / "logs" if log else None
+    memory_bus, sqlite_bus = quiet_bus(log_dir), quiet_bus(log_dir)
+    LLMEngine(memory_bus, model="offline")
+    LLMEngine(sqlite_bus, model="offline", conversations=f"sqlite:///{tmp / 'rate.db'}")
+    memory_rates, sqlite_rates, ratios = [], [], []
+    async with memory_bus, sqlite_bus:
+        for round_ in range(rounds + 1):  # round 0 warms both up, unmeasured
+            memory = await turns_per_second(memory_bus, f"m{round_}", turns)
+            sqlite = await turns_per_second(sqlite_bus, f"s{round_}", turns)
+            if round_ == 0:
+                continue
+            memory_rates.append(memory)
+            sqlite_rates.append(sqlite)
+            ratios.append(sqlite / memory)
+            print(
+                f"round {round_}: in memory {memory:,.0f} turns/s  SQLite {sqlite:,.0f} turns/s "
+                f"({sqlite / memory:.2f}x)"
+            )
+    print()
+    print(f"in-memory store: {statistics.median(memory_rates):,.0f} turns/s (median)")
+    print(
+        f"SQLite store: {statistics.median(sqlite_rates):,.0f} turns/s (median); "
+        f"median ratio {statistics.median(ratios):.2f}x the in-memory store (target >= 0.8x)"
+    )
+
+
+def store_calls(turns: int, tmp: Path) -> None:
+    """The SQLite store's own cost per turn: its two calls, without a thread hop or an engine."""
+    from llmgine.llm import ChatMessage, SQLiteConversationStore
+
+    store = SQLiteConversationStore(tmp / "calls.db")
+    messages = [
+        ChatMessage(role="user", content=PROMPT),
+        ChatMessage(role="assistant", content=PROMPT * 3),
+    ]
+    loads, appends = [], []
+    for _ in range(turns):
+        start = time.perf_counter()
+        store.load("calls", 100)
+        loads.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        store.append_turn("calls", messages, None)
+        appends.append(time.perf_counter() - start)
+    store.close()
+    print()
+    print(
+        f"SQLite store calls alone: load {statistics.median(loads) * 1e6:,.0f} us + append "
+        f"{statistics.median(appends) * 1e6:,.0f} us per turn (medians, no thread hop)"
+    )
+
+
+async def storage(turns: int, tmp: Path) -> None:
+    path = tmp / "storage.db"
+    bus = quiet_bus(None)
+    LLMEngine(bus, model="offline", conversations=f"sqlite:///{path}")
+    sizes: dict[int, int] = {}
+    async with bus:
+        for turn in range(1, turns + 1):
+            result = await bus.execute(PromptCommand(prompt=f"{PROMPT} ({turn})"))
+            assert result.success, result.error
+            if turn % 250 == 0:
+                with sqlite3.connect(path) as db:
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                sizes[turn] = path.stat().st_size
+    print()
+    previous_turn, previous_size = 0, 0
+    for turn, size in sizes.items():
+        per_turn = (size - previous_size) / (turn - previous_turn)
+        print(
+            f"after {turn:>5} turns: {size / 1024:,.0f} KiB ({per_turn:,.0f} bytes per turn since)"
+        )
+        previous_turn, previous_size = turn, size
+    last = max(sizes)
+    print(
+        f"storage after {last} turns: {sizes[last] / 1024:,.0f} KiB, "
+        f"{sizes[last] / last:,.0f} bytes per turn"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=200, help="turns per block")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--storage-turns", type=int, default=1000)
+    parser.add_argument("--log", action="store_true", help="write the JSONL log too")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(rates(args.turns, args.rounds, Path(tmp), args.log))
+        store_calls(args.turns * args.rounds, Path(tmp))
+        asyncio.run(storage(args.storage_turns, Path(tmp)))
+
+
+if __name__ == "__main__":
+    main()
