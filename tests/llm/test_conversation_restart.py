@@ -164,3 +164,39 @@ def test_a_new_process_continues_a_conversation_on_the_real_llama_server(
         ("user", "What is my name?"),
     ]
     assert [m.role for m in ada.messages] == ["user", "assistant", "user", "assistant"]
+
+
+CHILD_APPENDING = """
+import sys
+from llmgine.llm import ChatMessage, SQLiteConversationStore
+
+store = SQLiteConversationStore(sys.argv[1])
+tag = sys.argv[2]
+for i in range(int(sys.argv[3])):
+    store.append_turn("shared", [
+        ChatMessage(role="user", content=f"{tag} {i}"),
+        ChatMessage(role="assistant", content=f"{tag} {i}"),
+    ], None)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_two_processes_appending_to_one_conversation_keep_every_turn_whole(
+    tmp_path: Path,
+) -> None:
+    db, turns = tmp_path / "chats.db", 60
+    children = [
+        subprocess.Popen([sys.executable, "-c", CHILD_APPENDING, str(db), tag, str(turns)])
+        for tag in ("a", "b")
+    ]
+    for child in children:
+        assert child.wait(timeout=100) == 0
+    bus = MessageBus(log_dir=None)
+    engine = LLMEngine(bus, model="offline", conversations=f"sqlite:///{db}", max_history=1000)
+    conversation = engine.conversations.get("shared")
+    assert conversation.turns == [n for n in range(1, 2 * turns + 1) for _ in range(2)]
+    pairs = list(zip(conversation.messages[::2], conversation.messages[1::2], strict=True))
+    assert all(user.content == reply.content for user, reply in pairs)  # never interleaved
+    for tag in ("a", "b"):  # each process's turns in its own order
+        mine = [m.content for m, _ in pairs if (m.content or "").startswith(tag)]
+        assert mine == [f"{tag} {i}" for i in range(turns)]

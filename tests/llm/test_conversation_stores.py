@@ -5,6 +5,7 @@ The Redis store is tested with real workers in tests/bus/remote/test_shared_conv
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -271,3 +272,26 @@ def test_two_sqlite_stores_on_one_file_see_each_others_turns(tmp_path: Path) -> 
     assert again is not None and (again.system_prompt, again.messages) == ("New.", [])
     one.close()
     two.close()
+
+
+async def test_a_timed_out_turn_leaves_the_stored_conversation_as_it_was(tmp_path: Path) -> None:
+    async def slow(seconds: int) -> str:
+        """Take a while.
+
+        Args:
+            seconds: How long.
+        """
+        await asyncio.sleep(seconds)
+        return "done"
+
+    bus = await quiet_bus()
+    provider = ScriptedProvider(["one", ScriptedProvider.call("slow", seconds=60)])
+    store = f"sqlite:///{tmp_path / 'c.db'}"
+    engine = LLMEngine(bus, provider=provider, tools=[slow], conversations=store)
+    await engine.chat("first")
+    result = await bus.execute(PromptCommand(prompt="be slow", timeout=0.5))
+    assert not result.success and result.error_type == "ProviderTimeoutError"
+    again = LLMEngine(await quiet_bus(), provider=ScriptedProvider(), conversations=store)
+    assert [m.content for m in again.conversations.get("default").messages] == ["first", "one"]
+    await bus.stop()
+    await again.bus.stop()
