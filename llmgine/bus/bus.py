@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self, TextIO
@@ -27,6 +28,7 @@ from llmgine.bus.policies.dead_letters import DeadLetter, kept_letters, redrive
 from llmgine.bus.ports import BridgeFactory, BusParts
 from llmgine.bus.registration import DecoratorForms
 from llmgine.bus.registry import HandlerRegistry, Registration
+from llmgine.bus.schedules import Scheduled, Scheduler
 from llmgine.bus.session import BusSession, _current_session
 from llmgine.bus.stats import BusStats
 from llmgine.bus.transport import LocalTransport
@@ -102,6 +104,7 @@ class MessageBus(DecoratorForms):
                 self._intake.sinks.add(sink)
         port = BusParts(self._registry, self._transport, self._emit, self._threads)
         self._lifecycle = Lifecycle(self._transport, self._intake, self._threads, self._log, port)
+        self._schedules = Scheduler(self)
 
     def _accept_later(self, record: Record) -> None:
         self._accept(record)
@@ -368,10 +371,15 @@ class MessageBus(DecoratorForms):
     async def stop(self) -> None:
         """Handle every queued event, then flush and close the sinks (idempotent).
 
+        This process's pending schedules are lost (a warning and a ``ScheduleLostEvent``
+        each); those kept in the shared bus's Redis stay for the other processes.
+
         Raises:
             BusStateError: Called from a handler, or from another thread while the
                 bus's loop is not running.
         """
+        if self.loop is None or self.loop is asyncio.get_running_loop():
+            await self._schedules.stop()
         await self._lifecycle.stop()
 
     def on_stop(self, callback: Callable[[], Awaitable[None]]) -> Callable[[], None]:
@@ -444,10 +452,44 @@ class MessageBus(DecoratorForms):
                 range (also a ``ValueError``).
         """
         await self._lifecycle.connect(type(self).bridge_factory, url, namespace, **options)
+        self._schedules.connected()
 
     async def disconnect(self) -> None:
         """Leave the shared bus: finish remote commands running here, send buffered events.
 
         A no-op when not connected; ``stop()`` calls it.
         """
+        await self._schedules.disconnected()
         await self._lifecycle.disconnect()
+
+    # ------------------------------------------------------------ schedules
+
+    async def schedule(
+        self, message: Command | Event, *, after: float | None = None, at: datetime | None = None
+    ) -> str:
+        """Execute a command, or publish an event, later; return the schedule's id.
+
+        Each firing is a ``ScheduleFiredEvent`` (a command's says whether it
+        succeeded). While the bus is connected to Redis the schedule lives there: it
+        survives this process and fires exactly once in the namespace. Otherwise it
+        fires while this process runs, and is lost (and said to be) at ``stop()``.
+
+        Args:
+            message: The command or event.
+            after: Seconds from now.
+            at: A timezone-aware time.
+
+        Raises:
+            ConfigurationError: Neither or both of ``after`` and ``at``, a negative
+                ``after`` or a naive ``at``.
+        """
+        return await self._schedules.schedule(message, after=after, at=at)
+
+    @property
+    def scheduled(self) -> list[Scheduled]:
+        """The schedules this process made that have not fired yet, soonest first."""
+        return self._schedules.pending
+
+    async def cancel_scheduled(self, schedule_id: str) -> bool:
+        """Cancel a schedule (also one in the shared bus); return whether it was pending."""
+        return await self._schedules.cancel(schedule_id)

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from llmgine.bus.surface import BusSurface
 from llmgine.errors import ConfigurationError
 from llmgine.messages.events import Event
-
-if TYPE_CHECKING:
-    from llmgine.bus.bus import MessageBus
 
 __all__ = ["Bound"]
 
@@ -20,9 +16,9 @@ class Bound:
     ``__call__`` used by hand) publishes nothing.
     """
 
-    bus: MessageBus | None = None
+    bus: BusSurface | None = None
 
-    def bind(self, bus: MessageBus) -> None:
+    def bind(self, bus: BusSurface) -> None:
         """Belong to ``bus``; called by ``bus.add_middleware``."""
         if self.bus is not None and self.bus is not bus:
             raise ConfigurationError(

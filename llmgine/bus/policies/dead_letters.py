@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import importlib
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from llmgine.bus.middleware import CallNext
 from llmgine.bus.policies.binding import Bound
 from llmgine.bus.policies.events import DeadLetterEvent
 from llmgine.bus.policies.matching import CommandTypes, command_types
+from llmgine.bus.typepath import class_at, type_path
 from llmgine.errors import ConfigurationError, DeadLetterNotFoundError
 from llmgine.messages.commands import Command, CommandResult
 from llmgine.observability.codec import encode
@@ -147,12 +147,11 @@ class DeadLetters(Bound):
         if where is None:
             return
         redis, stream = where
-        cls = type(letter.command)
         await redis.xadd(
             stream,
             {
                 b"id": letter.id,
-                b"t": f"{cls.__module__}:{cls.__qualname__}",
+                b"t": type_path(type(letter.command)),
                 b"m": encode("command", letter.command, None),
                 b"error": letter.result.error or "",
                 b"error_type": letter.result.error_type or "",
@@ -198,12 +197,7 @@ async def redrive(middleware: Iterable[object], dead_letter_id: str) -> CommandR
 def _letter(dead_letter_id: str, fields: dict[bytes, bytes]) -> DeadLetter:
     from llmgine.bus.remote.wire import load_message  # only with the bus connected
 
-    module, _, qualname = fields[b"t"].decode().partition(":")
-    cls: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        cls = getattr(cls, part)
-    if not (isinstance(cls, type) and issubclass(cls, Command)):
-        raise ConfigurationError(f"Dead letter {dead_letter_id!r} names {qualname}, not a Command.")
+    cls = class_at(fields[b"t"].decode(), Command)
     command, _ = load_message(cls, fields[b"m"])
     result = CommandResult(
         success=False,
