@@ -132,6 +132,8 @@ async def test_list_get_fork_and_delete(make_store: MakeStore) -> None:
     await engine.chat("branch", conversation_id=fork)
     assert [m.content for m in conversations.get(fork).messages][-2:] == ["branch", "d"]
     assert len(conversations.get("main").messages) == 6  # the original is untouched
+    assert conversations.get(conversations.fork("main", at_turn=0, new_id="none")).messages == []
+    assert conversations.delete("none")
     whole = await conversations.afork("main", new_id="copy")
     assert whole == "copy" and conversations.get("copy").turns == conversations.get("main").turns
 

@@ -168,7 +168,8 @@ class RedisConversationStore:
         meta = client.hgetall(meta_key)
         if not meta:
             return False
-        elements = client.lrange(turns_key, 0, -1 if at_turn is None else at_turn - 1)
+        last = -1 if at_turn is None else at_turn - 1
+        elements = client.lrange(turns_key, 0, last) if last != -1 or at_turn is None else []
         kept = [ChatMessage.model_validate(m) for e in elements for m in json.loads(e)]
         now = time.time()
         with client.pipeline(transaction=True) as pipe:

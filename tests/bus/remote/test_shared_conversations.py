@@ -83,6 +83,9 @@ async def test_list_get_fork_and_delete_in_redis(caller: MessageBus) -> None:
         ["q1", "a1", "q2", "a2"],
     )
     assert conversations.get("main").turns == [1, 1, 2, 2, 3, 3]
+    start = conversations.get(conversations.fork("main", at_turn=0, new_id="start"))
+    assert (start.system_prompt, start.messages) == ("Sys.", [])
+    assert conversations.delete("start")
     tail = Conversations(store, None, 3).get("main")  # whole turns of at most 3 messages
     assert [m.content for m in tail.messages] == ["q3", "a3"]
 
