@@ -4,9 +4,12 @@ Turn rate: ``await bus.execute(PromptCommand(...))`` on the offline model throug
 ``LLMEngine`` with ``conversations="sqlite:///..."`` against the same engine with the default
 in-memory store, in the same run. The two alternate in blocks of ``--turns`` turns of one
 conversation each (a new conversation per block, ``max_history`` 100, so requests carry up
-to 100 messages); the median of the per-block ratios is reported. The SQLite store reads
-the conversation's last 100 messages and appends the turn in one transaction, each in a
-thread off the event loop.
+to 100 messages); the median of the per-block ratios is reported, of wall-clock rates and
+of rates per second of this process's CPU time (which leaves out other processes' load).
+The SQLite store reads the conversation's last turns and appends the turn in one
+transaction, each in a thread off the event loop. A third engine keeps its conversations
+in memory but through the same two thread hops (a store marked ``blocking``): what the
+hops cost by themselves.
 
 Store calls: the SQLite store's ``load`` and ``append_turn`` called directly, per turn (what a
 turn costs besides the two thread hops).
@@ -30,7 +33,7 @@ import time
 from pathlib import Path
 
 from llmgine.bus import MessageBus
-from llmgine.llm import LLMEngine, PromptCommand
+from llmgine.llm import LLMEngine, MemoryConversationStore, PromptCommand
 
 PROMPT = "Summarize the benefits of an event bus for LLM applications in one line."
 
@@ -44,34 +47,48 @@ def quiet_bus(log_dir: Path | None) -> MessageBus:
     )
 
 
-async def turns_per_second(bus: MessageBus, conversation_id: str, turns: int) -> float:
-    start = time.perf_counter()
+async def turns_per_second(
+    bus: MessageBus, conversation_id: str, turns: int
+) -> tuple[float, float]:
+    """Turns per second of wall-clock time, and per second of this process's CPU time."""
+    start, cpu = time.perf_counter(), time.process_time()
     for i in range(turns):
         command = PromptCommand(prompt=f"{PROMPT} ({i})", conversation_id=conversation_id)
         result = await bus.execute(command)
         assert result.success, result.error
     await bus.wait_for_events()
-    return turns / (time.perf_counter() - start)
+    return turns / (time.perf_counter() - start), turns / (time.process_time() - cpu)
+
+
+class HoppingMemoryStore(MemoryConversationStore):
+    """The in-memory store, called in a thread like a store that does I/O."""
+
+    blocking = True
 
 
 async def rates(turns: int, rounds: int, tmp: Path, log: bool) -> None:
     log_dir = tmp / "logs" if log else None
-    memory_bus, sqlite_bus = quiet_bus(log_dir), quiet_bus(log_dir)
+    memory_bus, sqlite_bus, hopping_bus = quiet_bus(log_dir), quiet_bus(log_dir), quiet_bus(log_dir)
     LLMEngine(memory_bus, model="offline")
     LLMEngine(sqlite_bus, model="offline", conversations=f"sqlite:///{tmp / 'rate.db'}")
-    memory_rates, sqlite_rates, ratios = [], [], []
-    async with memory_bus, sqlite_bus:
+    LLMEngine(hopping_bus, model="offline", conversations=HoppingMemoryStore(100))
+    memory_rates, sqlite_rates, hopping_rates, ratios, cpu_ratios = [], [], [], [], []
+    async with memory_bus, sqlite_bus, hopping_bus:
         for round_ in range(rounds + 1):  # round 0 warms both up, unmeasured
-            memory = await turns_per_second(memory_bus, f"m{round_}", turns)
-            sqlite = await turns_per_second(sqlite_bus, f"s{round_}", turns)
+            memory, memory_cpu = await turns_per_second(memory_bus, f"m{round_}", turns)
+            sqlite, sqlite_cpu = await turns_per_second(sqlite_bus, f"s{round_}", turns)
+            hopping, _ = await turns_per_second(hopping_bus, f"h{round_}", turns)
             if round_ == 0:
                 continue
             memory_rates.append(memory)
             sqlite_rates.append(sqlite)
+            hopping_rates.append(hopping)
             ratios.append(sqlite / memory)
+            cpu_ratios.append(sqlite_cpu / memory_cpu)
             print(
                 f"round {round_}: in memory {memory:,.0f} turns/s  SQLite {sqlite:,.0f} turns/s "
-                f"({sqlite / memory:.2f}x)"
+                f"({sqlite / memory:.2f}x; per CPU second {sqlite_cpu / memory_cpu:.2f}x)  "
+                f"in memory through two thread hops {hopping:,.0f} turns/s"
             )
     print()
     print(f"in-memory store: {statistics.median(memory_rates):,.0f} turns/s (median)")
@@ -79,6 +96,12 @@ async def rates(turns: int, rounds: int, tmp: Path, log: bool) -> None:
         f"SQLite store: {statistics.median(sqlite_rates):,.0f} turns/s (median); "
         f"median ratio {statistics.median(ratios):.2f}x the in-memory store (target >= 0.8x)"
     )
+    print(
+        f"per second of this process's CPU time (other processes' load left out): median ratio "
+        f"{statistics.median(cpu_ratios):.2f}x"
+    )
+    hops = 1 / statistics.median(hopping_rates) - 1 / statistics.median(memory_rates)
+    print(f"the two thread hops alone (in memory, run in threads): {hops * 1e6:,.0f} us per turn")
 
 
 def store_calls(turns: int, tmp: Path) -> None:
