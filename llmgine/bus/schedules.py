@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 POLL_INTERVAL = 0.1
 """Seconds between a connected process's looks for due schedules."""
 
+STOP_TIMEOUT = 5.0
+"""Seconds a leaving bus waits for a look for due schedules under way to end."""
+
 KEEP_AFTER_DUE = 7 * 24 * 3600
 """Seconds a shared schedule's data outlives its due time if no process fires it."""
 
@@ -100,6 +103,7 @@ class Scheduler:
         self._local: dict[str, tuple[Scheduled, asyncio.Task[None]]] = {}
         self._shared: dict[str, Scheduled] = {}
         self._poller: asyncio.Task[None] | None = None
+        self._leaving: asyncio.Event | None = None
         self._firing: set[asyncio.Task[None]] = set()
 
     @property
@@ -151,15 +155,24 @@ class Scheduler:
     def connected(self) -> None:
         """Start looking for the shared bus's due schedules (the bus has connected)."""
         if self._poller is None or self._poller.done():
-            self._poller = asyncio.ensure_future(self._poll())
+            self._leaving = asyncio.Event()
+            self._poller = asyncio.ensure_future(self._poll(self._leaving))
 
     async def disconnected(self) -> None:
-        """Stop looking for due schedules (the bus is leaving the shared bus)."""
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        """Stop looking for due schedules (the bus is leaving the shared bus).
+
+        The look under way ends first: a Redis call cancelled halfway would leave
+        its connection unusable for the link's own close.
+        """
+        poller, self._poller = self._poller, None
+        if poller is not None and self._leaving is not None:
+            self._leaving.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(poller), STOP_TIMEOUT)
+            except TimeoutError:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
         self._shared.clear()  # they stay in Redis, for the other processes
 
     async def stop(self) -> None:
@@ -228,15 +241,14 @@ class Scheduler:
             pipe.zadd(due_set, {item.id: due_ms})
             await pipe.execute()
 
-    async def _poll(self) -> None:
-        while True:
+    async def _poll(self, leaving: asyncio.Event) -> None:
+        while not leaving.is_set():
             try:
                 await self._take_due()
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 logger.exception("Looking for due schedules in Redis failed; trying again.")
-            await asyncio.sleep(POLL_INTERVAL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(leaving.wait(), POLL_INTERVAL)
 
     async def _take_due(self) -> None:
         remote = self.bus.remote
