@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from llmgine.llm import (
     SetSystemPromptCommand,
     SQLiteConversationStore,
 )
+from llmgine.llm.conversations import StoredConversation
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -297,3 +299,24 @@ async def test_a_timed_out_turn_leaves_the_stored_conversation_as_it_was(tmp_pat
     assert [m.content for m in again.conversations.get("default").messages] == ["first", "one"]
     await bus.stop()
     await again.bus.stop()
+
+
+@pytest.mark.timeout(30)
+async def test_a_store_that_does_io_is_called_off_the_event_loop(tmp_path: Path) -> None:
+    """Its load waits for the loop to do something else: on the loop it would never return."""
+    released = threading.Event()
+
+    class WaitingStore(SQLiteConversationStore):
+        def load(
+            self, conversation_id: str, last_messages: int | None
+        ) -> StoredConversation | None:
+            assert released.wait(20), "the load ran on the event loop"
+            return super().load(conversation_id, last_messages)
+
+    bus = await quiet_bus()
+    engine = LLMEngine(
+        bus, provider=ScriptedProvider(["a"]), conversations=WaitingStore(tmp_path / "c.db")
+    )
+    asyncio.get_running_loop().call_later(0.05, released.set)
+    assert await engine.chat("hi") == "a"
+    await bus.stop()
