@@ -17,7 +17,6 @@ from llmgine.errors import LLMgineError
 # (issue 20). Each entry is a debt: move the class into errors.py (drawn in its tree,
 # under LLMgineError, also the builtin it resembles) and delete its line here.
 NOT_YET_IN_THE_TREE = {
-    "llmgine.bus.handlers.HandlerTimedOut",  # bus/ (Redis/bus helper)
     "llmgine.llm.mcp.schema._PatternTimeout",  # llm/ (LLM-layer helper); private control flow
 }
 

@@ -14,7 +14,7 @@ from llmgine.bus import MessageBus
 from llmgine.bus.middleware import CallNext
 from llmgine.bus.ports import BusPort
 from llmgine.bus.registry import HandlerEntry
-from llmgine.errors import HandlerNotFoundError
+from llmgine.errors import HandlerNotFoundError, LLMgineError
 from llmgine.messages import Command, CommandResult, Event
 from llmgine.observability.sinks import Record
 
@@ -168,3 +168,21 @@ def test_the_modules_of_the_bus_core_import_no_circle() -> None:
         return seen
 
     assert [name for name in graph if name in reachable(name)] == []
+
+
+@pytest.mark.timeout(30)
+async def test_a_bridge_running_a_handler_past_its_timeout_gets_an_error_of_the_tree() -> None:
+    bus = quiet()
+
+    async def stuck(command: AddCommand) -> int:
+        await asyncio.Event().wait()
+        return 0
+
+    bus.register_command_handler(AddCommand, stuck)
+    async with bus:
+        await bus.connect("memory://", "timeouts")
+        port = bus.remote.port
+        with pytest.raises(TimeoutError) as caught:
+            await port.call_handler(port.command_handler(AddCommand), AddCommand(a=1, b=2), 0.05)
+    assert isinstance(caught.value, LLMgineError)
+    assert str(caught.value) == "the handler did not finish within 0.05 s"
