@@ -1,11 +1,17 @@
-"""The bus's shape: no import circle, the link alone composes the shared bus's parts."""
+"""The bus's shape: one class of parts, no import circle, the core names no bridge.
+
+The shared bus's link alone composes its parts, and none of them is too long to read.
+"""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import pytest
+
 import llmgine.bus
+from llmgine.bus import MessageBus
 
 ROOT = Path(llmgine.bus.__file__).parent
 
@@ -33,6 +39,39 @@ def import_graph() -> dict[str, set[str]]:
                 imported.update(alias.name for alias in node.names)
         graph[name] = {m for m in imported if m in modules and m != name}
     return graph
+
+
+def imported(path: Path) -> set[str]:
+    """Every module ``path`` imports, TYPE_CHECKING blocks and function bodies included."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("name", ["bus.py", "intake.py", "lifecycle.py", "session.py", "ports.py"])
+def test_the_core_of_the_bus_imports_nothing_of_the_shared_bus(name: str) -> None:
+    assert {m for m in imported(ROOT / name) if m.startswith("llmgine.bus.remote")} == set()
+
+
+def test_no_module_of_the_core_imports_the_bus_class_back() -> None:
+    # bus.py stands on its parts; none of them reaches up for MessageBus.
+    for path in ROOT.glob("*.py"):
+        if path.name not in {"bus.py", "__init__.py"}:
+            assert "llmgine.bus.bus" not in imported(path), path.name
+
+
+def test_the_bus_is_one_class_made_of_its_parts() -> None:
+    from llmgine.bus.registration import DecoratorForms
+
+    assert MessageBus.__mro__ == (MessageBus, DecoratorForms, object)
+    for name in ("bus.py", "dispatch.py", "lifecycle.py", "registration.py"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        assert "NotImplementedError" not in text, name
+        assert "cast(" not in text, name
 
 
 def test_the_bus_and_the_shared_bus_have_no_import_circle() -> None:
@@ -70,3 +109,8 @@ def test_the_parts_of_the_shared_bus_share_one_connection_value() -> None:
     for part in ("caller", "events", "listeners", "recovery", "runner"):
         assert f"llmgine.bus.remote.{part}" in link_parts
         assert "llmgine.bus.remote.connection" in graph[f"llmgine.bus.remote.{part}"], part
+
+
+def test_no_module_of_the_shared_bus_is_over_400_lines() -> None:
+    lengths = {p.name: len(p.read_text().splitlines()) for p in (ROOT / "remote").glob("*.py")}
+    assert {name: n for name, n in lengths.items() if n > 400} == {}
