@@ -8,6 +8,7 @@ keeps working::
     LLMgineError
     ├── HandlerAlreadyRegisteredError   (also ValueError)
     ├── HandlerNotFoundError            (also LookupError)
+    ├── HandlerTimedOut                 (also TimeoutError) the bus's timeout ended a handler
     ├── BusStateError                   (also RuntimeError)
     ├── ServerNotStartedError           (also RuntimeError) a local server used before start()
     ├── CommandFailedError              a convenience call's command failed
@@ -53,6 +54,7 @@ __all__ = [
     "DeadLetterNotFoundError",
     "HandlerAlreadyRegisteredError",
     "HandlerNotFoundError",
+    "HandlerTimedOut",
     "LLMgineError",
     "LogFormatError",
     "LogSourceError",
@@ -83,6 +85,23 @@ class HandlerAlreadyRegisteredError(LLMgineError, ValueError):
 
 class HandlerNotFoundError(LLMgineError, LookupError):
     """No handler is registered for the command that was executed."""
+
+
+class HandlerTimedOut(LLMgineError, TimeoutError):
+    """The bus's own timeout (``execute(timeout=)``) ended a command handler.
+
+    Not a ``TimeoutError`` the handler raised itself. The bus turns it into a failed
+    ``CommandResult`` whose ``error_type`` is ``"TimeoutError"``; only a bridge that
+    runs a handler for another process (``BusPort.call_handler``) sees it raised.
+
+    Args:
+        timeout: The seconds the handler was given.
+        message: What happened, when more than "it did not finish in time".
+    """
+
+    def __init__(self, timeout: float, message: str | None = None) -> None:
+        super().__init__(message or f"the handler did not finish within {timeout:g} s")
+        self.timeout = timeout
 
 
 class BusStateError(LLMgineError, RuntimeError):

@@ -13,13 +13,6 @@ import llmgine
 import llmgine.errors
 from llmgine.errors import LLMgineError
 
-# Exception classes still defined outside llmgine/errors.py, in parts being restructured
-# (issue 20). Each entry is a debt: move the class into errors.py (drawn in its tree,
-# under LLMgineError, also the builtin it resembles) and delete its line here.
-NOT_YET_IN_THE_TREE = {
-    "llmgine.bus.handlers.HandlerTimedOut",  # bus/ (Redis/bus helper)
-}
-
 
 def llmgine_modules() -> list[types.ModuleType]:
     """Every module of the package that imports here (modules behind a missing extra do not)."""
@@ -59,7 +52,7 @@ def test_every_exception_class_is_defined_in_errors_py() -> None:
     outside = {
         name for name, error in exception_classes().items() if error.__module__ != "llmgine.errors"
     }
-    assert outside - NOT_YET_IN_THE_TREE == set()
+    assert outside == set()
 
 
 def test_every_error_of_errors_py_is_an_llmgine_error_drawn_in_the_tree() -> None:

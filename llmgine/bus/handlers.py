@@ -15,6 +15,7 @@ from inspect import isawaitable
 from typing import Any
 
 from llmgine.bus.registry import HandlerEntry
+from llmgine.errors import HandlerTimedOut
 from llmgine.messages.commands import CommandResult
 from llmgine.observability.jsonsafe import safe_str
 
@@ -31,20 +32,6 @@ __all__ = [
 
 HANDLER_THREADS = 32
 """Threads for sync command handlers run under a timeout (apart from the loop's executor)."""
-
-
-class HandlerTimedOut(Exception):
-    """The bus's own timeout ended a command handler (not a ``TimeoutError`` it raised)."""
-
-    def __init__(self, timeout: float, *, started: bool = True, overdue: int = 0) -> None:
-        if started:
-            super().__init__(f"the handler did not finish within {timeout:g} s")
-        else:
-            super().__init__(
-                f"the handler did not start within {timeout:g} s: all {HANDLER_THREADS} threads "
-                f"for sync handlers are busy ({overdue} with handlers past their timeout, which "
-                "a thread cannot be stopped from); make slow handlers async, or let them return"
-            )
 
 
 class _Run:
@@ -145,7 +132,14 @@ class HandlerThreads:
                 run.overdue = True
                 pool.overdue += 1
             overdue = pool.overdue
-        return HandlerTimedOut(timeout, started=run.started, overdue=overdue)
+        if run.started:
+            return HandlerTimedOut(timeout)
+        return HandlerTimedOut(
+            timeout,
+            f"the handler did not start within {timeout:g} s: all {HANDLER_THREADS} threads "
+            f"for sync handlers are busy ({overdue} with handlers past their timeout, which "
+            "a thread cannot be stopped from); make slow handlers async, or let them return",
+        )
 
 
 def _settle(run: _Run, value: Any, exc: BaseException | None) -> None:
@@ -203,6 +197,8 @@ async def call_command_handler(
                 value = await run.future
                 if isawaitable(value):
                     value = await value
+    except HandlerTimedOut:
+        raise  # a remote handler's (a TimeoutError too): it says what timed out already
     except TimeoutError:
         if scope.expired():
             if run is None:

@@ -1,24 +1,19 @@
-"""A bridge attaches through the bus's port: the core names none, and a new one is a new class."""
+"""A bridge attaches through the bus's port: a new one is a new class, not surgery."""
 
 from __future__ import annotations
 
-import ast
 import asyncio
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
-import llmgine.bus
 from llmgine.bus import MessageBus
 from llmgine.bus.middleware import CallNext
 from llmgine.bus.ports import BusPort
 from llmgine.bus.registry import HandlerEntry
-from llmgine.errors import HandlerNotFoundError
+from llmgine.errors import HandlerNotFoundError, LLMgineError
 from llmgine.messages import Command, CommandResult, Event
 from llmgine.observability.sinks import Record
-
-BUS = Path(llmgine.bus.__file__).parent
 
 
 class AddCommand(Command):
@@ -28,29 +23,6 @@ class AddCommand(Command):
 
 class PingEvent(Event):
     n: int
-
-
-def imported(path: Path) -> set[str]:
-    """Every module ``path`` imports, TYPE_CHECKING blocks and function bodies included."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-    return names
-
-
-@pytest.mark.parametrize("name", ["bus.py", "intake.py", "lifecycle.py", "session.py", "ports.py"])
-def test_the_core_of_the_bus_imports_nothing_of_the_shared_bus(name: str) -> None:
-    assert {m for m in imported(BUS / name) if m.startswith("llmgine.bus.remote")} == set()
-
-
-def test_no_module_of_the_core_imports_the_bus_class_back() -> None:
-    # bus.py stands on its parts; none of them reaches up for MessageBus.
-    for path in BUS.glob("*.py"):
-        if path.name not in {"bus.py", "__init__.py"}:
-            assert "llmgine.bus.bus" not in imported(path), path.name
 
 
 class MemoryBridge:
@@ -142,29 +114,19 @@ async def test_a_bridge_of_its_own_carries_commands_and_events_between_buses() -
     assert seen == ["AddCommand"]  # a command nobody handles raises before any middleware
 
 
-def test_the_bus_is_one_class_made_of_its_parts() -> None:
-    from llmgine.bus.registration import DecoratorForms
+@pytest.mark.timeout(30)
+async def test_a_bridge_running_a_handler_past_its_timeout_gets_an_error_of_the_tree() -> None:
+    bus = quiet()
 
-    assert MessageBus.__mro__ == (MessageBus, DecoratorForms, object)
-    for name in ("bus.py", "dispatch.py", "lifecycle.py", "registration.py"):
-        text = (BUS / name).read_text(encoding="utf-8")
-        assert "NotImplementedError" not in text, name
-        assert "cast(" not in text, name
+    async def stuck(command: AddCommand) -> int:
+        await asyncio.Event().wait()
+        return 0
 
-
-def test_the_modules_of_the_bus_core_import_no_circle() -> None:
-    core = {f"llmgine.bus.{path.stem}": path for path in BUS.glob("*.py")}
-    core["llmgine.bus"] = core.pop("llmgine.bus.__init__")
-    graph = {name: imported(path) & set(core) - {name} for name, path in core.items()}
-
-    def reachable(start: str) -> set[str]:
-        seen: set[str] = set()
-        todo = list(graph[start])
-        while todo:
-            name = todo.pop()
-            if name not in seen:
-                seen.add(name)
-                todo.extend(graph[name])
-        return seen
-
-    assert [name for name in graph if name in reachable(name)] == []
+    bus.register_command_handler(AddCommand, stuck)
+    async with bus:
+        await bus.connect("memory://", "timeouts")
+        port = bus.remote.port
+        with pytest.raises(TimeoutError) as caught:
+            await port.call_handler(port.command_handler(AddCommand), AddCommand(a=1, b=2), 0.05)
+    assert isinstance(caught.value, LLMgineError)
+    assert str(caught.value) == "the handler did not finish within 0.05 s"

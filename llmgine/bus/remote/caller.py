@@ -26,105 +26,68 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 import uuid
-from collections.abc import Awaitable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from llmgine.bus.handlers import HandlerTimedOut
 from llmgine.bus.registry import HandlerEntry
-from llmgine.bus.remote.keys import redact, type_key
+from llmgine.bus.remote.adverts import Adverts
+from llmgine.bus.remote.bounded import bounded
+from llmgine.bus.remote.connection import Connection
+from llmgine.bus.remote.entries import ABANDONED, RESULT_TTL
+from llmgine.bus.remote.keys import type_key
+from llmgine.bus.remote.listeners import Listeners
 from llmgine.bus.remote.tasks import NETWORK_ERRORS, raise_if_cancelled
-from llmgine.errors import HandlerNotFoundError
+from llmgine.bus.remote.waiting import Waiting, WaitingCommands
+from llmgine.errors import HandlerNotFoundError, HandlerTimedOut
 from llmgine.messages.commands import Command, CommandResult
 from llmgine.observability.codec import encode
 from llmgine.observability.spans import current_span
 
-if TYPE_CHECKING:
-    from llmgine.bus.remote.link import RedisLink
-
-__all__ = ["ABANDONED", "RESULT_TTL", "RemoteCaller"]
+__all__ = ["ABANDONED", "RESULT_TTL", "RemoteCaller"]  # the markers, for tests and tools
 
 logger = logging.getLogger(__name__)
-
-ABANDONED = b'{"abandoned":true}'
-"""The recorded reply of a command its caller stopped waiting for: never run later."""
-
-RESULT_TTL = 24 * 3600
-"""Seconds a request's recorded reply is kept (its idempotency window)."""
-
-ABSENT_BEATS = 3
-"""Heartbeats in a row (each on time) at which no process advertises a waiting command's type
-before its caller is told every handling process left."""
-
-ABANDON_GRACE = 1.0
-"""Seconds a caller that stopped waiting gives Redis to record the abandon."""
-
-
-T = TypeVar("T")
 
 MARGIN = 0.1
 """Seconds (at most a tenth of the timeout) before its deadline that a caller stops waiting:
 time to record the abandon, or to find the reply recorded first, within the timeout."""
 
 
-def _leave(task: asyncio.Future[Any]) -> None:
-    """Leave a call behind: cancelled, and its outcome retrieved when it comes (no warning)."""
-    task.cancel()
-    task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
-
-
-async def _bounded(call: Awaitable[T], deadline: float | None) -> T:
-    """Await ``call`` until ``deadline`` (``time.monotonic()``) at most, then raise TimeoutError.
-
-    The call runs as a task of its own, left behind when time runs out: a cancel that
-    redis-py swallows (in a connection's handshake, with Redis stalled) cannot hold the
-    caller past its deadline.
-    """
-    if deadline is None:
-        return await call
-    task = asyncio.ensure_future(call)
-    try:
-        done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - time.monotonic()))
-    except BaseException:
-        _leave(task)
-        raise
-    if not done:
-        _leave(task)
-        raise TimeoutError
-    return task.result()
-
-
-@dataclass
-class _Waiting:
-    """A command sent from here whose reply has not come yet."""
-
-    future: asyncio.Future[dict[str, Any]]
-    stream: str
-    command_type: type[Command]
-    sent_at: float
-    deadline: int = 0
-    """The caller's deadline in ms on the Redis server's clock (0: none)."""
-    entry_id: bytes | None = field(default=None)
-    abandoned: bool = False
-
-
 class RemoteCaller:
-    """The caller's side: sends commands and matches the replies that come back."""
+    """The caller's side: sends commands and matches the replies that come back.
 
-    def __init__(self, link: RedisLink) -> None:
-        self.link = link
-        self.reply_stream = link.keys.reply(link.process_id)
-        self._waiting: dict[str, _Waiting] = {}
-        self._abandoning: set[asyncio.Task[Any]] = set()
-        self._absent: dict[type[Command], int] = {}
-        """Heartbeats in a row at which no process advertised a waited-for type."""
-        self._last_watch = time.monotonic()
+    Args:
+        conn: The connection to the shared bus.
+        listeners: This process's announcement (made before a command is sent).
+        adverts: Who handles which command type.
+        server_ms: The Redis server's clock now, in ms (deadlines are on it).
+        read_past: Returns once this process has read the events stream past an entry.
+        waiting: The commands sent from here waiting for their reply.
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        listeners: Listeners,
+        adverts: Adverts,
+        server_ms: Callable[[], int],
+        read_past: Callable[[str], Awaitable[None]],
+        waiting: WaitingCommands,
+    ) -> None:
+        self.conn = conn
+        self.listeners = listeners
+        self.adverts = adverts
+        self.server_ms = server_ms
+        self.read_past = read_past
+        self.reply_stream = conn.keys.reply(conn.process_id)
+        self.warned_unreachable = False
+        """Whether the warning that Redis is unreachable was logged (once per outage)."""
+        self.waiting = waiting
+        self._waiting = waiting.by_request
         self.last_read = b"0-0"
         """The id of the last reply read (Redis makes ids that only grow)."""
 
@@ -140,12 +103,12 @@ class RemoteCaller:
         key = type_key(command_type)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            handled = await _bounded(self.link.handled_elsewhere(command_type), deadline)
+            handled = await bounded(self.adverts.handled_elsewhere(command_type), deadline)
         except (*NETWORK_ERRORS, TimeoutError) as exc:
             error: Exception = self.unreachable(exc)
             if isinstance(exc, TimeoutError) and timeout is not None:
                 error = TimeoutError(
-                    f"the command was not sent: Redis at {redact(self.link.url)} did not "
+                    f"the command was not sent: Redis at {self.conn.where} did not "
                     f"answer within the {timeout:g} s timeout"
                 )
 
@@ -160,7 +123,7 @@ class RemoteCaller:
             raise HandlerNotFoundError(
                 f"No handler for {command_type.__name__} ({key}), here or in any process "
                 "connected to the shared bus "
-                f"(namespace {self.link.keys.namespace!r}). Register one with "
+                f"(namespace {self.conn.keys.namespace!r}). Register one with "
                 f"bus.register_command_handler({command_type.__name__}, handler), or start a "
                 "worker that does: python -m llmgine worker MODULE:FUNCTION --redis URL "
                 "(the worker must import the class from the same module)."
@@ -180,18 +143,18 @@ class RemoteCaller:
 
     def unreachable(self, exc: BaseException) -> ConnectionError:
         """The error a command fails with when Redis is unreachable; warns once per outage."""
-        link = self.link
+        where = self.conn.where
         detail = "did not answer in time" if isinstance(exc, TimeoutError) else "is unreachable"
-        if not link.warned_unreachable:
-            link.warned_unreachable = True
+        if not self.warned_unreachable:
+            self.warned_unreachable = True
             logger.warning(
                 "Redis at %s %s (%s): commands for other processes fail until it is back.",
-                redact(link.url),
+                where,
                 detail,
                 type(exc).__name__,
             )
         return ConnectionError(
-            f"The shared bus's Redis at {redact(link.url)} {detail} "
+            f"The shared bus's Redis at {where} {detail} "
             f"({type(exc).__name__}: {exc}); the command was not run. Check that the server "
             "is running and reachable, then execute it again."
         )
@@ -216,7 +179,7 @@ class RemoteCaller:
                 lost the command.
             HandlerTimedOut: No reply within the timeout (the command was abandoned).
         """
-        link = self.link
+        conn = self.conn
         if timeout is not None and deadline is None:
             deadline = time.monotonic() + timeout
         own = None
@@ -224,11 +187,11 @@ class RemoteCaller:
             own = deadline - min(MARGIN, timeout / 10)
         request = uuid.uuid4().hex
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        stream = link.keys.command(type_key(type(command)))
-        waiting = _Waiting(future, stream, type(command), time.monotonic())
-        fields = {b"r": self.reply_stream.encode(), b"o": link.process_id, b"a": request}
+        stream = conn.keys.command(type_key(type(command)))
+        waiting = Waiting(future, stream, type(command), time.monotonic())
+        fields = {b"r": self.reply_stream.encode(), b"o": conn.process_id, b"a": request}
         if timeout is not None:
-            waiting.deadline = link.server_time_ms() + max(1, int(timeout * 1000))
+            waiting.deadline = self.server_ms() + max(1, int(timeout * 1000))
             fields[b"d"] = str(waiting.deadline)
         self._waiting[request] = waiting
         reply: dict[str, Any] | None = None
@@ -238,10 +201,10 @@ class RemoteCaller:
                 # Handlers registered here since the last announcement are announced
                 # first, and the command says which announcement: the worker reads it
                 # before running.
-                version = await _bounded(link.listeners.announce(), own)
+                version = await bounded(self.listeners.announce(), own)
                 line = encode("command", command, current_span())
-                waiting.entry_id = await _bounded(
-                    link.redis.xadd(stream, {b"m": line, **fields, b"v": str(version)}), own
+                waiting.entry_id = await bounded(
+                    conn.redis.xadd(stream, {b"m": line, **fields, b"v": str(version)}), own
                 )
             except TimeoutError:
                 raise  # the caller's deadline (below)
@@ -249,20 +212,17 @@ class RemoteCaller:
                 # Refused: not sent, nothing to mark. Timed out: it may reach Redis yet.
                 waiting.abandoned = not isinstance(exc, RedisTimeoutError)
                 raise self.unreachable(exc) from None
-            link.warned_unreachable = False
+            self.warned_unreachable = False
             # Or a failure from watch(), fail_lost() or close().
-            reply = await _bounded(asyncio.shield(future), own)
+            reply = await bounded(asyncio.shield(future), own)
         except TimeoutError:
             pass  # the deadline passed: abandoned below, unless a reply was recorded first
         finally:
             self._waiting.pop(request, None)
             if reply is None and not waiting.abandoned:
                 # Recorded before the failure reaches the caller: a command said to have
-                # failed never runs later. Shielded: a second cancel does not stop it.
-                task = asyncio.get_running_loop().create_task(self._abandon(request, waiting))
-                self._abandoning.add(task)
-                task.add_done_callback(self._abandoning.discard)
-                recorded = await asyncio.shield(task)
+                # failed never runs later.
+                recorded = await self.waiting.abandon(request, waiting)
         if reply is None:
             # Out of time. A reply recorded before the abandon is the command's result:
             # its effect happened.
@@ -277,100 +237,21 @@ class RemoteCaller:
             # The handler's events are on the stream before its reply: read them first, so
             # that they are here when execute() returns (bounded, should this process lag).
             with contextlib.suppress(TimeoutError):
-                until = time.monotonic() + 2 * link.heartbeat + 1
-                await _bounded(link.events.read_past(upto), until)
+                until = time.monotonic() + 2 * conn.heartbeat + 1
+                await bounded(self.read_past(upto), until)
         result = CommandResult.model_validate(reply["result"])
         result.metadata = {**result.metadata, "llmgine.worker": reply.get("worker")}
         if reply.get("traceback"):
             result.metadata["llmgine.traceback"] = reply["traceback"]
         return result
 
-    async def watch(self) -> None:
-        """Fail the commands whose handlers all left the shared bus.
-
-        Called at each heartbeat. Without it such a caller would wait for its timeout
-        (or forever, with none). A type counts as gone once no process advertised it at
-        :data:`ABSENT_BEATS` heartbeats in a row (and for as long as its adverts last),
-        each one on time: after a stall (of
-        Redis, or of this process's loop) the adverts that lapsed meanwhile are not taken
-        for departures, and the workers have heartbeats of their own to advertise again.
-        """
-        now = time.monotonic()
-        if now - self._last_watch > 2.5 * self.link.heartbeat:
-            self._absent.clear()  # a late beat: what was seen since proves nothing
-        self._last_watch = now
-        horizon = now - 2 * self.link.heartbeat
-        old = [w for w in self._waiting.values() if w.sent_at < horizon and not w.future.done()]
-        absent: dict[type[Command], int] = {}
-        for waiting in old:
-            kind = waiting.command_type
-            if kind not in absent:
-                present = await self.link.handled_elsewhere(kind, fresh=True)
-                absent[kind] = 0 if present else self._absent.get(kind, 0) + 1
-        if time.monotonic() - now > self.link.heartbeat:
-            self._absent.clear()  # Redis was slow to answer: a stall, not a departure
-            return
-        self._absent = absent
-        for waiting in old:
-            kind = waiting.command_type
-            # As long as the adverts of the type last, too: a worker with a longer
-            # heartbeat than this process's has time to advertise again after a stall.
-            lifetime = self.link.advert_lifetime(kind) / self.link.heartbeat
-            beats = max(ABSENT_BEATS, math.ceil(lifetime))
-            if self._absent.get(kind, 0) >= beats and not waiting.future.done():
-                waiting.future.set_exception(
-                    HandlerNotFoundError(
-                        f"Every process that handled {kind.__name__} left the shared bus "
-                        "before answering; the command was not run to completion."
-                    )
-                )
-
-    async def _abandon(self, request: str, waiting: _Waiting) -> dict[str, Any] | None:
-        """Mark a request its caller gave up on, and delete its entry: no worker runs it later.
-
-        Returns the reply recorded before the mark, if one was (the command completed:
-        the caller gets its result). Given :data:`ABANDON_GRACE` seconds: with Redis
-        stalled, the caller is not kept waiting (a deadline on the entry still keeps
-        workers from starting it).
-        """
-        key = self.link.keys.result(request)
-        try:
-            # Marked even when the XADD's reply never came: it may still reach Redis.
-            pipe = self.link.redis.pipeline(transaction=False)
-            pipe.set(key, ABANDONED, nx=True, ex=RESULT_TTL)
-            pipe.get(key)
-            if waiting.entry_id is not None:
-                pipe.xdel(waiting.stream, waiting.entry_id)
-            done = await _bounded(pipe.execute(), time.monotonic() + ABANDON_GRACE)
-        except (*NETWORK_ERRORS, TimeoutError) as exc:
-            later = (
-                "its deadline keeps workers from starting it later"
-                if waiting.deadline
-                else "a worker may still run it (give execute() a timeout to prevent that)"
-            )
-            logger.warning(
-                "Could not mark the abandoned %s as such in Redis (%s): %s.",
-                waiting.command_type.__name__,
-                type(exc).__name__,
-                later,
-            )
-            return None
-        stored, recorded = done[0], done[1]
-        if stored or not isinstance(recorded, bytes) or recorded == ABANDONED:
-            return None
-        try:
-            reply = orjson.loads(recorded)
-        except orjson.JSONDecodeError:
-            return None
-        return reply if isinstance(reply, dict) and "result" in reply else None
-
     async def reply_loop(self) -> None:
         """Read the replies sent to this process and hand each to its waiting caller.
 
         It reads on from the last reply read; :meth:`trim` drops what was read.
         """
-        redis = self.link.blocking
-        block = int(self.link.heartbeat * 1000)
+        redis = self.conn.blocking
+        block = int(self.conn.heartbeat * 1000)
         while True:
             raise_if_cancelled()
             answer = await redis.xread({self.reply_stream: self.last_read}, count=100, block=block)
@@ -393,58 +274,13 @@ class RemoteCaller:
         if self.last_read != b"0-0":
             pipe.xtrim(self.reply_stream, minid=self.last_read, approximate=False)
 
-    async def abandon_waiting(self, why: str, timeout: float) -> int:
-        """Before leaving: fail every waiting caller, and make sure no worker runs their commands.
-
-        They are marked abandoned and deleted now, not in the background: a caller told
-        its command failed may well send it again. Returns how many could not be
-        marked within ``timeout`` seconds (Redis unreachable or stalled).
-        """
-        waiting = [(rid, w) for rid, w in self._waiting.items() if not w.future.done()]
-        for _, entry in waiting:
-            entry.abandoned = True
-            entry.future.set_exception(ConnectionError(why))
-        sent = [(rid, w) for rid, w in waiting if w.entry_id is not None]
-        try:
-            async with asyncio.timeout(timeout):
-                if self._abandoning:
-                    await asyncio.gather(*self._abandoning, return_exceptions=True)
-                if not sent:
-                    return 0
-                pipe = self.link.redis.pipeline(transaction=False)
-                for request, entry in sent:
-                    pipe.set(self.link.keys.result(request), ABANDONED, nx=True, ex=RESULT_TTL)
-                    pipe.xdel(entry.stream, entry.entry_id)
-                await pipe.execute()
-        except (*NETWORK_ERRORS, TimeoutError):
-            return len(sent)
-        return 0
-
-    async def fail_lost(self) -> int:
-        """After Redis lost its data: fail the waiting commands whose entries went with it.
-
-        Returns how many failed. A command sent after the loss is still in its stream
-        and goes on waiting.
-        """
-        sent = [w for w in self._waiting.values() if w.entry_id is not None]
-        if not sent:
-            return 0
-        pipe = self.link.redis.pipeline(transaction=False)
-        for waiting in sent:
-            pipe.xrange(waiting.stream, waiting.entry_id, waiting.entry_id, count=1)
-        found = await pipe.execute(raise_on_error=False)
-        lost = 0
-        for waiting, entries in zip(sent, found, strict=True):
-            if entries or waiting.future.done():
-                continue
-            lost += 1
-            waiting.future.set_exception(
-                ConnectionError(
-                    f"Redis at {redact(self.link.url)} lost its data (it restarted without "
-                    f"persistence) while this {waiting.command_type.__name__} was in flight; "
-                    "it was not sent again, because a worker may have been running it and a "
-                    "command never runs twice. Check whether it ran (the workers' logs), then "
-                    "execute it again."
-                )
+    async def after_data_loss(self) -> None:
+        """Redis lost its data: read the replies from the new stream's start; fail the lost."""
+        self.last_read = b"0-0"
+        lost = await self.waiting.fail_lost()
+        if lost:
+            logger.error(
+                "%d command(s) sent from this process were lost with Redis's data; "
+                "their execute() returns a failure.",
+                lost,
             )
-        return lost

@@ -1,8 +1,8 @@
-"""The small value the parts of the shared bus share: a Redis client, the keys, who we are."""
+"""The small value the parts of the shared bus share: the Redis clients, the keys, who we are."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from llmgine.bus.remote.keys import Keys
@@ -14,8 +14,8 @@ __all__ = ["Connection"]
 class Connection:
     """This process's connection to the shared bus, as its parts need it.
 
-    Made by :class:`~llmgine.bus.remote.RedisLink`; a part given one needs nothing
-    else of the link.
+    Made by :class:`~llmgine.bus.remote.RedisLink`; each part it composes is given
+    this, and the few other parts or callables it uses, never the link itself.
     """
 
     redis: Any
@@ -26,3 +26,8 @@ class Connection:
     """This process's id on the shared bus."""
     heartbeat: float
     """Seconds between heartbeats."""
+    blocking: Any = field(repr=False)
+    """The client for blocking reads (connections of their own: cancelling one at close
+    never leaves a half-read reply on a connection the senders use)."""
+    where: str
+    """The Redis URL with its secrets hidden: what messages and logs name."""

@@ -10,14 +10,14 @@ to its end, the script moves the group past the batch: a process does not read i
 own events back (when it must, it skips them by their field name).
 
 While Redis is unreachable the buffer holds up to ``max_buffer`` events; past that the
-oldest are dropped, counted in ``link.dropped``, and reported: an error when the
+oldest are dropped, counted in ``dropped``, and reported: an error when the
 dropping starts, a warning with the count once Redis takes events again.
 
 Receiving: each process reads the stream through its own consumer group, skips its
 own entries, takes in the other processes' notices, and hands its local handlers the
 events they handle, in stream order. An entry names its sender and its event's type in
 its field name (:mod:`llmgine.bus.remote.wire`), so an event this process has no
-handler for is skipped without decoding (counted in ``link.skipped``).
+handler for is skipped without decoding (counted in ``skipped``).
 """
 
 from __future__ import annotations
@@ -27,11 +27,14 @@ import logging
 import sys
 import threading
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
 
-from llmgine.bus.remote.keys import redact, type_key
+from llmgine.bus.remote.connection import Connection
+from llmgine.bus.remote.keys import type_key
+from llmgine.bus.remote.listeners import Listeners
 from llmgine.bus.remote.tasks import raise_if_cancelled
 from llmgine.bus.remote.wire import entry_order, event_field, load_message, notice_field
 from llmgine.errors import LogFormatError
@@ -41,7 +44,7 @@ from llmgine.observability.events import SpanContext
 from llmgine.observability.sinks import Record
 
 if TYPE_CHECKING:
-    from llmgine.bus.remote.link import RedisLink
+    from llmgine.bus.ports import BusPort
 
 __all__ = ["EventChannel"]
 
@@ -91,10 +94,28 @@ not added twice: events reach every process exactly once."""
 
 
 class EventChannel:
-    """Sends this process's events to the shared bus and delivers the others' here."""
+    """Sends this process's events to the shared bus and delivers the others' here.
 
-    def __init__(self, link: RedisLink, max_buffer: int) -> None:
-        self.link = link
+    Args:
+        conn: The connection to the shared bus.
+        port: The local bus: what it handles, and where received events go.
+        listeners: Who handles what: an event travels only if another process does.
+        regroup: Makes this process's consumer group again when it is found gone.
+        max_buffer: Events kept while Redis is unreachable (the oldest dropped past it).
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        port: BusPort,
+        listeners: Listeners,
+        regroup: Callable[[], Awaitable[None]],
+        max_buffer: int,
+    ) -> None:
+        self.conn = conn
+        self.port = port
+        self.listeners = listeners
+        self.regroup = regroup
         self.max_buffer = max_buffer
         self.sent = 0
         self.received = 0
@@ -110,7 +131,7 @@ class EventChannel:
         self._fields: dict[type, bytes] = {}
         self._classes: dict[bytes, type[Event]] = {}
         self._warned_foreign = False
-        self._send = link.redis.register_script(SEND)
+        self._send = conn.redis.register_script(SEND)
         self._pending: tuple[int, list[Record], list[Any]] | None = None
         self._batches = 0
         self.last_sent: bytes | None = None
@@ -127,7 +148,7 @@ class EventChannel:
 
     def forward(self, record: Record) -> None:
         """Buffer an event for the shared bus if another process handles it (never waits)."""
-        if not self.link.listeners.wants(type(record.message)):
+        if not self.listeners.wants(type(record.message)):
             return
         buffer = self._buffer
         if len(buffer) >= self.max_buffer:
@@ -139,7 +160,7 @@ class EventChannel:
                     "Redis at %s is unreachable and the shared bus's buffer of %d events is "
                     "full: the oldest events are dropped from now on (they stay in this "
                     "process's log; link.dropped counts them).",
-                    redact(self.link.url),
+                    self.conn.where,
                     self.max_buffer,
                 )
         buffer.append(record)
@@ -151,17 +172,17 @@ class EventChannel:
     def _field(self, cls: type) -> bytes:
         name = self._fields.get(cls)
         if name is None:
-            origin = self.link.process_id.encode()
+            origin = self.conn.process_id.encode()
             name = self._fields[cls] = event_field(origin, type_key(cls).encode())
         return name
 
     async def send_loop(self) -> None:
         """Send what is buffered, in batches, for as long as the link runs."""
-        link = self.link
+        conn = self.conn
         buffer = self._buffer
-        stream = link.keys.events
-        group = link.keys.event_group(link.process_id)
-        sent_key = link.keys.sent(link.process_id)
+        stream = conn.keys.events
+        group = conn.keys.event_group(conn.process_id)
+        sent_key = conn.keys.sent(conn.process_id)
         while True:
             raise_if_cancelled()
             if self._pending is None:
@@ -170,7 +191,7 @@ class EventChannel:
                     await self._wake.wait()
                     continue
                 self._pending = self._next_batch()
-            await link.listeners.announce()  # a new handler here: its notice goes first
+            await self.listeners.announce()  # a new handler here: its notice goes first
             # A batch that failed is sent again as it was, under its number: if it did
             # reach Redis (only the reply was lost), the script does not add it twice.
             number, batch, args = self._pending
@@ -186,7 +207,7 @@ class EventChannel:
                 logger.warning(
                     "Redis at %s takes events again: %d events were dropped while it did not "
                     "(%d in all since connecting).",
-                    redact(link.url),
+                    conn.where,
                     self._dropping,
                     self.dropped,
                 )
@@ -223,27 +244,41 @@ class EventChannel:
             self._wake.set()
             await waiter
 
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the events buffered here are sent to Redis; say whether they are.
+
+        Args:
+            timeout: Seconds to wait at most (``None``: as long as it takes, so as long
+                as Redis is unreachable).
+        """
+        try:
+            await asyncio.wait_for(self.sent_all(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     # ------------------------------------------------------------ receiving
 
     async def receive_loop(self) -> None:
         """Read the events stream through this process's group, for as long as the link runs."""
-        link = self.link
-        group = link.keys.event_group(link.process_id)
-        stream = link.keys.events
-        mine = event_field(link.process_id.encode(), b"")
-        my_notice = notice_field(link.process_id.encode())
-        bus = link.bus
-        block = int(link.heartbeat * 1000)
+        conn = self.conn
+        group = conn.keys.event_group(conn.process_id)
+        stream = conn.keys.events
+        mine = event_field(conn.process_id.encode(), b"")
+        my_notice = notice_field(conn.process_id.encode())
+        port = self.port
+        listeners = self.listeners
+        block = int(conn.heartbeat * 1000)
         while True:
             raise_if_cancelled()
             try:
-                answer = await link.blocking.xreadgroup(
+                answer = await conn.blocking.xreadgroup(
                     group, "c", {stream: ">"}, count=BATCH, block=block
                 )
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
-                await link.regroup()
+                await self.regroup()
                 continue
             if not answer:
                 continue
@@ -254,7 +289,7 @@ class EventChannel:
                     if name.startswith(mine) or name == my_notice:
                         continue
                     if name.startswith(b"n "):
-                        link.listeners.apply(name[2:].decode(errors="replace"), value)
+                        listeners.apply(name[2:].decode(errors="replace"), value)
                         continue
                     if not name.startswith(b"e "):
                         self._foreign(name)
@@ -262,9 +297,9 @@ class EventChannel:
                     item = self._take(name.rpartition(b" ")[2], value)
                     if item is None:
                         continue
-                    await bus.deliver(*item)
+                    await port.deliver(*item)
                     self.received += 1
-            await link.blocking.xack(stream, group, *ids)
+            await conn.blocking.xack(stream, group, *ids)
             self._passed(ids[-1])
 
     def _passed(self, entry_id: bytes) -> None:
@@ -310,7 +345,7 @@ class EventChannel:
         cls = self._classes.get(key) or self._resolve(key)
         if cls is None:
             return self._take_unknown(line)
-        if not self.link.bus.handles_event(cls):
+        if not self.port.handles_event(cls):
             self.skipped += 1
             return None
         try:
@@ -330,7 +365,7 @@ class EventChannel:
             cls = envelope.message_class()
             if cls is None or not issubclass(cls, Event):
                 return None
-            if not self.link.bus.handles_event(cls):
+            if not self.port.handles_event(cls):
                 self.skipped += 1
                 return None
             event = envelope.to_message()

@@ -21,12 +21,9 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
-from llmgine.bus.remote.keys import redact
-
-if TYPE_CHECKING:
-    from llmgine.bus.remote.link import RedisLink
+from llmgine.bus.remote.connection import Connection
 
 __all__ = ["Recovery"]
 
@@ -34,10 +31,28 @@ logger = logging.getLogger(__name__)
 
 
 class Recovery:
-    """What a link knows of the Redis server's identity and data, and how it joins again."""
+    """What a link knows of the Redis server's identity and data, and how it joins again.
 
-    def __init__(self, link: RedisLink) -> None:
-        self.link = link
+    Args:
+        conn: The connection to the shared bus.
+        make_groups: Makes this process's consumer groups, reading the events stream
+            from ``events_from`` (``"0"``: its start; ``"$"``: what comes next).
+        rejoin: Joins again after a loss of data, once the groups are made anew
+            (advertise, announce, fail the commands that were lost).
+        forget_after: Seconds of silence after which the others forget this process.
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        make_groups: Callable[..., Awaitable[None]],
+        rejoin: Callable[[], Awaitable[None]],
+        forget_after: float,
+    ) -> None:
+        self.conn = conn
+        self.make_groups = make_groups
+        self.rejoin = rejoin
+        self.forget_after = forget_after
         self.data_losses = 0
         """Times Redis came back without the data this process had written."""
         self.epoch: bytes | None = None
@@ -52,15 +67,15 @@ class Recovery:
         self.epoch = await self._claim_epoch()
 
     async def _server_run_id(self) -> str | None:
-        info = await self.link.redis.info("server")
+        info = await self.conn.redis.info("server")
         run_id = info.get("run_id")
         return None if run_id is None else str(run_id)
 
     async def _claim_epoch(self) -> bytes:
         """The namespace's epoch token, set now if Redis has none (it is new, or lost it)."""
-        pipe = self.link.redis.pipeline(transaction=False)
-        pipe.set(self.link.keys.epoch, uuid.uuid4().hex, nx=True)
-        pipe.get(self.link.keys.epoch)
+        pipe = self.conn.redis.pipeline(transaction=False)
+        pipe.set(self.conn.keys.epoch, uuid.uuid4().hex, nx=True)
+        pipe.get(self.conn.keys.epoch)
         _, epoch = await pipe.execute()
         return bytes(epoch)
 
@@ -71,12 +86,11 @@ class Recovery:
             self._run_id = run_id  # (check() takes note of it when Redis lost its data)
             logger.warning(
                 "Redis at %s restarted and kept its data; the shared bus goes on.",
-                redact(self.link.url),
+                self.conn.where,
             )
 
     async def check(self) -> bool:
         """If Redis lost its data since this process last looked, join again; say whether."""
-        link = self.link
         async with self._lock:
             epoch = await self._claim_epoch()
             if epoch == self.epoch:
@@ -90,31 +104,21 @@ class Recovery:
                 "flushed): this process joins the shared bus again. Events other processes "
                 "published before the loss and this one had not read are lost; commands "
                 "this process sent that were lost fail.",
-                redact(link.url),
+                self.conn.where,
             )
             # Everything in the events stream now is new: read it from its start.
-            await link._ensure_groups(events_from="0")
-            await link._advertise()
-            await link.listeners.after_data_loss()
-            link.caller.last_read = b"0-0"
-            lost = await link.caller.fail_lost()
-            if lost:
-                logger.error(
-                    "%d command(s) sent from this process were lost with Redis's data; "
-                    "their execute() returns a failure.",
-                    lost,
-                )
+            await self.make_groups(events_from="0")
+            await self.rejoin()
             return True
 
     async def regroup(self) -> None:
         """A consumer group of this process was gone: find out why, and make it again."""
-        link = self.link
-        if await self.check() or time.monotonic() - self._recovered_at < 10 * link.heartbeat:
-            await link._ensure_groups(events_from="0")  # made anew after the loss
+        if await self.check() or time.monotonic() - self._recovered_at < 10 * self.conn.heartbeat:
+            await self.make_groups(events_from="0")  # made anew after the loss
             return
         logger.warning(
             "A consumer group of this process was gone (this process was silent for %g s "
             "and counted as gone, or the stream was deleted); events meanwhile were missed.",
-            link.forget_after,
+            self.forget_after,
         )
-        await link._ensure_groups(events_from="$")
+        await self.make_groups(events_from="$")

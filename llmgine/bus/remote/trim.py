@@ -17,31 +17,31 @@ __all__ = ["trim"]
 logger = logging.getLogger(__name__)
 
 
-async def trim(link: Connection, command_types: Iterable[str]) -> None:
+async def trim(conn: Connection, command_types: Iterable[str]) -> None:
     """Trim the events stream and the streams of ``command_types`` (handled here).
 
     Groups of processes whose heartbeat expired (killed ones) are removed first, and
     so are their announcements of the event types they handled.
     """
-    await _forget_gone(link)
-    await _trim(link, link.keys.events, drop_dead=True)
+    await _forget_gone(conn)
+    await _trim(conn, conn.keys.events, drop_dead=True)
     for key in command_types:
-        await _trim(link, link.keys.command(key), drop_dead=False)
+        await _trim(conn, conn.keys.command(key), drop_dead=False)
 
 
-async def _forget_gone(link: Connection) -> None:
+async def _forget_gone(conn: Connection) -> None:
     now = time.time()
     gone = []
-    for process_id, payload in (await link.redis.hgetall(link.keys.listeners)).items():
+    for process_id, payload in (await conn.redis.hgetall(conn.keys.listeners)).items():
         announcement = Announcement.load(payload)
         if announcement is None or announcement.until < now:
             gone.append(process_id)
     if gone:
-        await link.redis.hdel(link.keys.listeners, *gone)
+        await conn.redis.hdel(conn.keys.listeners, *gone)
 
 
-async def _trim(link: Connection, stream: str, *, drop_dead: bool) -> None:
-    redis = link.redis
+async def _trim(conn: Connection, stream: str, *, drop_dead: bool) -> None:
+    redis = conn.redis
     try:
         groups = await redis.xinfo_groups(stream)
     except ResponseError:
@@ -52,7 +52,7 @@ async def _trim(link: Connection, stream: str, *, drop_dead: bool) -> None:
         if (
             drop_dead
             and name.startswith("p:")
-            and not await redis.exists(link.keys.process(name[2:]))
+            and not await redis.exists(conn.keys.process(name[2:]))
         ):
             await redis.xgroup_destroy(stream, name)
             logger.info("Removed the consumer group of a dead process (%s).", name[2:])

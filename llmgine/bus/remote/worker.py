@@ -94,7 +94,7 @@ def load_setup(spec: str) -> Callable[[MessageBus], Any]:
 
 def _running(link: RedisLink) -> int:
     """How many commands this worker runs now (its runner's tasks)."""
-    return len(getattr(link.runner, "_running", ()))
+    return link.runner.running
 
 
 class _Stopping:
