@@ -3,8 +3,18 @@
 from typing import Any
 
 from llmgine.bus.bus import MessageBus
+from llmgine.bus.policies import (
+    CircuitBreaker,
+    CircuitStateChangedEvent,
+    CommandRetriedEvent,
+    DeadLetter,
+    DeadLetterEvent,
+    DeadLetters,
+    Retry,
+)
 from llmgine.bus.ports import Bridge, BusPort
 from llmgine.bus.registry import Registration
+from llmgine.bus.schedules import Scheduled, ScheduleFiredEvent, ScheduleLostEvent
 from llmgine.bus.session import BusSession, current_session_id
 from llmgine.bus.stats import BusStats
 from llmgine.bus.transport import LocalTransport, Transport
@@ -13,9 +23,19 @@ from llmgine.errors import BusStateError, ConfigurationError
 __all__ = [
     "BusSession",
     "BusStats",
+    "CircuitBreaker",
+    "CircuitStateChangedEvent",
+    "CommandRetriedEvent",
+    "DeadLetter",
+    "DeadLetterEvent",
+    "DeadLetters",
     "LocalTransport",
     "MessageBus",
     "Registration",
+    "Retry",
+    "ScheduleFiredEvent",
+    "ScheduleLostEvent",
+    "Scheduled",
     "Transport",
     "current_session_id",
 ]

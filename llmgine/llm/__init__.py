@@ -21,9 +21,11 @@ from llmgine.llm.events import (
     ConversationTrimmedEvent,
     LLMDeltaEvent,
     LLMResponseEvent,
+    LLMRetryEvent,
     ToolCallEvent,
     ToolResultEvent,
 )
+from llmgine.llm.limits import RateLimits
 from llmgine.llm.mcp import McpServer, McpServers, McpTool
 from llmgine.llm.pricing import Price
 from llmgine.llm.providers import (
@@ -35,6 +37,7 @@ from llmgine.llm.providers import (
     default_model,
     provider_for,
 )
+from llmgine.llm.retries import Retries
 from llmgine.llm.tool_approvals import ToolApprovals
 from llmgine.llm.tools import Tool, ToolRegistry, tool
 from llmgine.llm.types import ChatMessage, Completion, LLMRequest, StreamChunk, ToolCall, Usage
@@ -55,6 +58,7 @@ __all__ = [
     "LLMEngine",
     "LLMRequest",
     "LLMResponseEvent",
+    "LLMRetryEvent",
     "McpServer",
     "McpServers",
     "McpTool",
@@ -64,8 +68,10 @@ __all__ = [
     "Price",
     "PromptCommand",
     "Provider",
+    "RateLimits",
     "RedisConversationStore",
     "ReplayProvider",
+    "Retries",
     "SQLiteConversationStore",
     "ScriptedProvider",
     "SetSystemPromptCommand",
