@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 POLL_INTERVAL = 0.1
 """Seconds between a connected process's looks for due schedules."""
 
+MAX_POLL_PAUSE = 5.0
+"""Seconds between looks, at most, while Redis does not answer."""
+
 STOP_TIMEOUT = 5.0
 """Seconds a leaving bus waits for a look for due schedules under way to end."""
 
@@ -104,6 +107,8 @@ class Scheduler:
         self._shared: dict[str, Scheduled] = {}
         self._poller: asyncio.Task[None] | None = None
         self._leaving: asyncio.Event | None = None
+        self.pause = POLL_INTERVAL
+        """Seconds until the next look for due schedules (longer while Redis is down)."""
         self._firing: set[asyncio.Task[None]] = set()
 
     @property
@@ -242,13 +247,24 @@ class Scheduler:
             await pipe.execute()
 
     async def _poll(self, leaving: asyncio.Event) -> None:
+        self.pause = pause = POLL_INTERVAL
         while not leaving.is_set():
             try:
                 await self._take_due()
-            except Exception:
-                logger.exception("Looking for due schedules in Redis failed; trying again.")
+            except Exception as exc:
+                if pause == POLL_INTERVAL:  # once per outage; the link says more of it
+                    logger.warning(
+                        "Looking for due schedules in Redis failed (%s: %s); trying again, "
+                        "less often until it answers.",
+                        type(exc).__name__,
+                        exc,
+                    )
+                pause = min(pause * 2, MAX_POLL_PAUSE)
+            else:
+                pause = POLL_INTERVAL
+            self.pause = pause
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(leaving.wait(), POLL_INTERVAL)
+                await asyncio.wait_for(leaving.wait(), pause)
 
     async def _take_due(self) -> None:
         remote = self.bus.remote

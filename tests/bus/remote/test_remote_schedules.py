@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from pathlib import Path
@@ -115,3 +116,27 @@ async def test_a_shared_schedule_is_not_lost_when_its_maker_stops(
     assert await client.zscore(f"{namespace}:schedules", schedule_id) is not None
     lines = (tmp_path / "maker.jsonl").read_text()
     assert "ScheduleLostEvent" not in lines
+
+
+@pytest.mark.timeout(60)
+async def test_a_redis_gone_away_is_said_once_and_looked_for_less_often(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = RedisServer()
+    server.start()
+    bus = MessageBus(log_dir=None)
+    try:
+        await bus.connect(server.url, "gone", heartbeat=0.2)
+        server.close()  # Redis goes away under the bus
+        with caplog.at_level(logging.WARNING, logger="llmgine.bus.schedules"):
+            for _ in range(1000):  # until five looks at least have failed
+                if bus._schedules.pause >= 1.0:
+                    break
+                await asyncio.sleep(0.05)
+        assert bus._schedules.pause >= 1.0
+        warnings = [r for r in caplog.records if "due schedules" in r.getMessage()]
+        assert len(warnings) == 1
+        assert warnings[0].exc_info is None  # one line, not a traceback per look
+    finally:
+        await bus.stop()
+        server.close()
