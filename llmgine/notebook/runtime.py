@@ -74,7 +74,13 @@ class Runtime:
         return engine
 
     def set_engine(self, engine: LLMEngine) -> None:
-        """Make ``engine`` (and its bus) the default: the one the magics and panels use."""
+        """Make ``engine`` (and its bus) the default: the one the magics and panels use.
+
+        The default bus before, if another, is stopped (as ``%llmgine start`` replaces it).
+        """
+        previous = self.bus
+        if previous is not None and previous is not engine.bus and previous.is_running:
+            run_sync(previous.stop())
         self.bus = engine.bus
         self.engine = engine
         for follower in list(self._followers):
@@ -147,8 +153,8 @@ def set_engine(engine: LLMEngine) -> LLMEngine:
 
     The magics (``%llmgine chat``, ``cost``, ``cache``, ``conversations``) and chat
     panels then use it: an engine with ``prices=``, ``cache=``, ``budget=`` or
-    ``conversations=`` of your choosing. A default bus made before keeps running
-    (stop it with ``await bus.stop()`` if nothing else uses it). Returns ``engine``.
+    ``conversations=`` of your choosing. A default bus made before (by a magic) is
+    stopped, its log flushed and closed. Returns ``engine``.
     """
     get_runtime().set_engine(engine)
     return engine

@@ -102,22 +102,24 @@ def test_the_cache_and_prices_stay_when_the_bus_is_replaced(shell: InteractiveSh
     assert replaced.policies.prices.overrides == engine.policies.prices.overrides
 
 
-async def test_set_engine_makes_an_engine_and_its_bus_the_defaults(
+def test_set_engine_makes_an_engine_and_its_bus_the_defaults(
     shell: InteractiveShell, tmp_path: Path
 ) -> None:
     from llmgine import MessageBus
+    from llmgine.notebook import run_sync
     from llmgine.notebook.widgets import ChatWidget
 
     own = MessageBus(log_dir=tmp_path / "own")
-    await own.start()
+    run_sync(own.start())
     panel = magic(shell, "ui")
     assert isinstance(panel, ChatWidget)
+    before = get_bus()
     engine = LLMEngine(own, model="offline")
     assert set_engine(engine) is engine
     assert get_bus() is own and get_runtime().get_engine() is engine
+    assert not before.is_running  # replaced, as `%llmgine start` replaces it
     assert panel.engine is engine  # an open panel follows
-    panel.close()
-    await own.stop()
+    panel.close()  # the shell's teardown stops the default bus, now `own`
 
 
 @pytest.mark.parametrize(
