@@ -9,6 +9,7 @@ from llmgine.errors import MagicError
 from llmgine.notebook.arguments import split
 from llmgine.notebook.notes import Note
 from llmgine.notebook.runtime import get_runtime
+from llmgine.notebook.subcommands.costs import by, spent
 from llmgine.notebook.sync import run_sync
 
 __all__ = ["conversations"]
@@ -17,9 +18,10 @@ _USAGE = "usage: %llmgine conversations [use ID | new [ID]]"
 
 
 def conversations(shell: Any, line: str, cell: str | None) -> Any:
-    """The conversations as a DataFrame; ``use ID`` continues one, ``new [ID]`` starts one.
+    """The conversations as a DataFrame, with what each cost; ``use ID`` or ``new [ID]``.
 
-    The conversation chosen is the one ``%llmgine chat`` and new chat panels continue.
+    ``use ID`` continues a stored conversation, ``new [ID]`` starts one: the one
+    ``%llmgine chat`` and new chat panels continue.
     """
     words = split(line, "conversations")
     runtime = get_runtime()
@@ -27,6 +29,8 @@ def conversations(shell: Any, line: str, cell: str | None) -> Any:
     listed = run_sync(engine.conversations.alist())  # the store is read off the event loop
     if not words:
         listed.insert(1, "current", listed["id"] == runtime.conversation_id)
+        calls, _ = spent(engine)
+        listed["cost_usd"] = listed["id"].map(by(calls, "conversation_id")["cost_usd"])
         return listed
     action, rest = words[0], words[1:]
     if action == "use" and len(rest) == 1:

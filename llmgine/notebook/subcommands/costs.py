@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from llmgine.llm.cache import LLMCache
     from llmgine.llm.engine import LLMEngine
 
-__all__ = ["COLUMNS", "CostNote", "cache", "cost"]
+__all__ = ["COLUMNS", "CostNote", "by", "cache", "cost", "spent"]
 
 COLUMNS = [
     "model",
@@ -54,8 +54,8 @@ class CostNote(Note):
     def __init__(self, text: str, calls: pd.DataFrame) -> None:
         super().__init__(text)
         self.calls = calls
-        self.by_model = _by(calls, "model")
-        self.by_conversation = _by(calls, "conversation_id")
+        self.by_model = by(calls, "model")
+        self.by_conversation = by(calls, "conversation_id")
 
     @property
     def usd(self) -> float:
@@ -63,7 +63,8 @@ class CostNote(Note):
         return float(self.calls["cost_usd"].sum())
 
 
-def _by(calls: pd.DataFrame, key: str) -> pd.DataFrame:
+def by(calls: pd.DataFrame, key: str) -> pd.DataFrame:
+    """``calls`` (:data:`COLUMNS`) summed by ``key``: ``"model"`` or ``"conversation_id"``."""
     numbers = ["calls", "cached_calls", "unpriced_calls", "tokens", "saved_usd"]
     grouped = calls.groupby(key, sort=True)
     frame = grouped[numbers].sum()
@@ -71,7 +72,7 @@ def _by(calls: pd.DataFrame, key: str) -> pd.DataFrame:
     return frame[["calls", "cached_calls", "unpriced_calls", "tokens", "cost_usd", "saved_usd"]]
 
 
-def _spent(engine: LLMEngine) -> tuple[pd.DataFrame, str]:
+def spent(engine: LLMEngine) -> tuple[pd.DataFrame, str]:
     """This session's calls by model and conversation: from the bus's log, else the engine."""
     bus = engine.bus
     run_sync(bus.wait_for_events())
@@ -109,7 +110,7 @@ def _row(r: Any) -> str:
 
 def cost(shell: Any, line: str, cell: str | None) -> Any:
     """This session's spend by model and by conversation (``r = %llmgine cost``: frames)."""
-    calls, source = _spent(get_runtime().get_engine())
+    calls, source = spent(get_runtime().get_engine())
     note = CostNote("", calls)
     if calls.empty:
         note.text = f"No LLM call yet in {source}."
