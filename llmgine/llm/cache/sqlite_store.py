@@ -137,12 +137,18 @@ class SQLiteStore:
 
     def _prepare(self, connection: sqlite3.Connection) -> None:
         """Check the file is an llmgine cache (or new), then set WAL mode and the tables."""
-        application_id, version = self._identity(connection)
-        if application_id != APPLICATION_ID:
+        # One read transaction: the header and the tables of one moment, so a cache
+        # another process is making right now is not taken for another program's file.
+        connection.execute("BEGIN")
+        try:
+            application_id, version = self._identity(connection)
             tables = [
                 row[0]
                 for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
             ]
+        finally:
+            connection.execute("COMMIT")
+        if application_id != APPLICATION_ID:
             if application_id != 0 or tables:
                 raise CacheError(
                     f"{self.path} is a SQLite database of another program (tables: "
