@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
@@ -15,11 +15,13 @@ from llmgine.llm.commands import PromptCommand
 from llmgine.llm.conversations import ContextWindow, Conversations, token_counter
 from llmgine.llm.conversations.facade import ConversationSetting, store_for
 from llmgine.llm.engine_tools import ToolMethods
-from llmgine.llm.pipeline import CallPolicies, build_pipeline
+from llmgine.llm.limits import LimitSetting
+from llmgine.llm.pipeline import CallPolicies, Resilience, build_pipeline
 from llmgine.llm.pipeline.policies import CacheSetting
 from llmgine.llm.pricing import Price
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.providers.resolve import provider_for
+from llmgine.llm.retries import Retries
 from llmgine.llm.run import PromptRun, Sinks
 from llmgine.llm.tool_runner import ToolRunner
 from llmgine.llm.tools import Tool
@@ -72,6 +74,11 @@ class LLMEngine(ToolMethods):
         max_context_tokens: The model's window: before each request the oldest turns are
             left out of it to fit (a ``ConversationTrimmedEvent`` each time); ``None``
             sends the whole history. A prompt's ``max_context_tokens`` overrides it.
+        retries: How a call failing with 429, 5xx, a timeout or a lost connection is
+            tried again (``Retries``; an ``LLMRetryEvent`` each); ``None``: not at all.
+        limits: ``RateLimits`` for every model, or ``{model: RateLimits}``: calls wait
+            for room (shared by the workers while the bus is connected to Redis).
+        fallback: Model strings to try in order when a call fails after its retries.
     """
 
     def __init__(
@@ -92,6 +99,9 @@ class LLMEngine(ToolMethods):
         budget: Budget | None = None,
         conversations: ConversationSetting = None,
         max_context_tokens: int | None = None,
+        retries: Retries | None = Retries(),  # noqa: B008 (frozen: one default is safe)
+        limits: LimitSetting = None,
+        fallback: Sequence[str] = (),
     ) -> None:
         if max_tool_rounds < 0:
             raise ConfigurationError(f"max_tool_rounds must be 0 or more; got {max_tool_rounds}.")
@@ -127,6 +137,7 @@ class LLMEngine(ToolMethods):
         self.max_context_tokens = max_context_tokens
         self.max_tool_rounds = max_tool_rounds
         self.policies = CallPolicies(bus, prices=prices, cache=cache, budget=budget)
+        self.resilience = Resilience(bus, retries=retries, limits=limits, fallback=fallback)
         self._providers: dict[str, Provider] = {}
         self._sinks = Sinks()
         self._register(bus)
@@ -262,7 +273,13 @@ class LLMEngine(ToolMethods):
             window = ContextWindow(limit, await token_counter(provider), self.bus, command)
         run = PromptRun(
             command,
-            build_pipeline(provider, bus=self.bus, command=command, policies=self.policies),
+            build_pipeline(
+                provider,
+                bus=self.bus,
+                command=command,
+                policies=self.policies,
+                resilience=self.resilience,
+            ),
             await self.conversations.aget(command.conversation_id),
             self.runner,
             options={**self.options, **(command.options or {})},

@@ -75,14 +75,15 @@ class Retries:
     waited: the call fails at once (a fallback model, if any, is tried).
 
     Args:
-        attempts: Tries in all, the first included (1: no retries).
+        attempts: Tries in all, the first included (1: no retries; the default, 3, is
+            what the ``openai`` SDK did before llmgine took retries over).
         initial: Seconds of the first wait.
         multiplier: How much each wait grows.
         maximum: The longest wait from backoff (a server's ``Retry-After`` may ask more).
         jitter: Randomise each wait between half and all of it.
     """
 
-    attempts: int = 4
+    attempts: int = 3
     initial: float = 0.5
     multiplier: float = 2.0
     maximum: float = 30.0

@@ -139,7 +139,7 @@ async def test_api_errors_become_failed_results_with_readable_messages(
     readable: str,
 ) -> None:
     server.add_error(status, message)
-    LLMEngine(bus, provider=provider(server))
+    LLMEngine(bus, provider=provider(server), retries=None)  # the error itself, not a retry
     result = await bus.execute(PromptCommand(prompt="hi"))
     assert result.success is False
     assert result.error_type == error_type.__name__

@@ -90,7 +90,8 @@ async def test_a_server_dump_is_cut_to_its_first_line(bus: MessageBus) -> None:
     )
     with FakeOpenAIServer() as server:
         server.add_error(500, dump)
-        LLMEngine(bus, provider=OpenAIProvider("m", base_url=server.base_url, max_retries=0))
+        provider = OpenAIProvider("m", base_url=server.base_url, max_retries=0)
+        LLMEngine(bus, provider=provider, retries=None)
         result = await bus.execute(PromptCommand(prompt="hi"))
     assert result.error_type == ProviderError.__name__
     assert result.error is not None

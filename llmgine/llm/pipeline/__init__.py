@@ -55,7 +55,7 @@ def build_pipeline(
         budget           refuse a call once the budget is spent; count the spend
         cache            answer a request seen before (unless the prompt says cache=False)
         fallback         other models when this one fails (each with the steps below)
-        retry            429/5xx/timeouts/connection errors, with backoff and Retry-After
+        retry            429/5xx/timeouts/connection errors of a server, backoff, Retry-After
         rate limit       wait for room under the model's limits
         pricing          the answer's cost in USD (per model, so below a fallback)
         prompted JSON    structured output asked in the prompt when the server has no JSON mode
@@ -83,7 +83,9 @@ def build_pipeline(
         limiter = resilience.limiter(provider)
         if limiter is not None:
             chain = RateLimited(chain, limiter)
-        if resilience.retries is not None:
+        if resilience.retries is not None and provider.endpoint is not None:
+            # Only a server's failures are worth another try; an in-process model's
+            # (offline, scripted, replay, local) are not, and a scripted one is meant.
             chain = Retrying(
                 chain,
                 resilience.retries,

@@ -71,7 +71,8 @@ class OpenAIProvider(Provider):
         base_url: Defaults to ``OPENAI_BASE_URL``, else OpenAI's API.
         timeout: Seconds per request; a request's own timeout (the engine's, by
             default) wins. ``None`` leaves the SDK's.
-        max_retries: Retries of failed requests (429, 5xx, connection errors).
+        max_retries: The ``openai`` SDK's own retries; 0 by default, as the engine retries
+            (``LLMEngine(retries=...)``: honouring ``Retry-After``, each retry in the log).
         client: An ``AsyncOpenAI`` client to use as is.
         structured_output: How to ask for structured output: ``"json_schema"``
             (OpenAI's ``response_format``), ``"json_object"`` (``{"type":
@@ -95,7 +96,7 @@ class OpenAIProvider(Provider):
         api_key: str | None = None,
         base_url: str | None = None,
         timeout: float | None = None,
-        max_retries: int = 2,
+        max_retries: int = 0,
         client: AsyncOpenAI | None = None,
         structured_output: StructuredMode | None = None,
     ) -> None:
