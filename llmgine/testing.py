@@ -34,6 +34,8 @@ class FakeReply:
     status: int = 200
     error: str = ""
     finish_reason: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    """Sent with an error: ``{"Retry-After": "2"}``, say."""
 
 
 def _words(text: str) -> list[str]:
@@ -91,9 +93,12 @@ class FakeOpenAIServer:
         """Queue an answer calling tools: ``add_tool_calls(("get_weather", {"city": "Paris"}))``."""
         self.replies.append(FakeReply(content=content, tool_calls=list(calls)))
 
-    def add_error(self, status: int, message: str) -> None:
-        """Queue an HTTP error with an OpenAI-shaped body."""
-        self.replies.append(FakeReply(status=status, error=message))
+    def add_error(
+        self, status: int, message: str, *, retry_after: float | str | None = None
+    ) -> None:
+        """Queue an HTTP error with an OpenAI-shaped body (and a ``Retry-After`` if given)."""
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        self.replies.append(FakeReply(status=status, error=message, headers=headers))
 
     # ------------------------------------------------------------- lifecycle
 
@@ -195,9 +200,13 @@ class FakeOpenAIServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return  # quiet: tests read the recorded requests instead
 
-            def _send_json(self, status: int, payload: dict[str, Any]) -> None:
+            def _send_json(
+                self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+            ) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -234,6 +243,7 @@ class FakeOpenAIServer:
                     self._send_json(
                         reply.status,
                         {"error": {"message": reply.error, "type": "api_error", "code": kind}},
+                        reply.headers,
                     )
                     return
                 message, deltas = server._message_and_chunks(reply)

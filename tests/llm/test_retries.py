@@ -7,9 +7,11 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import pytest
 
+from llmgine.bus import MessageBus
 from llmgine.errors import (
     ConfigurationError,
     ProviderAuthenticationError,
@@ -18,12 +20,15 @@ from llmgine.errors import (
     ProviderRateLimitError,
     ProviderTimeoutError,
 )
+from llmgine.llm import LLMEngine, OpenAIProvider, Price
 from llmgine.llm.events import LLMRetryEvent
 from llmgine.llm.pipeline.retrying import Retrying
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.retries import Retries, is_retryable, retry_after
 from llmgine.llm.types import ChatMessage, Completion, LLMRequest, StreamChunk
+from llmgine.testing import FakeOpenAIServer
 
+PRICE = Price(input_per_mtok=1.0, output_per_mtok=2.0)
 FAST = Retries(attempts=4, initial=0.001, maximum=0.01, jitter=False)
 
 
@@ -202,3 +207,54 @@ async def test_a_stream_that_broke_after_its_answer_began_is_not_retried() -> No
     assert seen == ["o"]
     assert len(inner.tries) == 1
     assert events.seen == []
+
+
+@pytest.mark.timeout(60)
+async def test_the_engine_retries_a_rate_limited_server_after_its_retry_after(
+    bus: MessageBus, read_log: Any
+) -> None:
+    with FakeOpenAIServer() as server:
+        server.add_error(429, "Rate limit reached", retry_after=0.2)
+        server.add_text("at last")
+        provider = OpenAIProvider("gpt-4o-mini", base_url=server.base_url)
+        engine = LLMEngine(bus, provider=provider, prices={"gpt-4o-mini": PRICE})
+        retried: list[LLMRetryEvent] = []
+        bus.register_event_handler(LLMRetryEvent, retried.append)
+        assert await engine.chat("hi") == "at last"
+        await bus.wait_for_events()
+    assert len(server.requests) == 2  # the SDK retried nothing itself
+    [event] = retried
+    assert (event.attempt, event.status) == (1, 429)
+    assert event.wait_s >= 0.2
+    [response] = [r for r in read_log(bus.log_path) if r["type"] == "LLMResponseEvent"]
+    assert response["data"]["retries"] == 1
+    assert response["data"]["retry_wait_ms"] >= 200
+    spans = [r["data"] for r in read_log(bus.log_path) if r["type"] == "TraceEvent"]
+    [llm] = [s for s in spans if s.get("span_kind") == "LLM" and s.get("end_time")]
+    assert llm["attributes"]["llmgine.retries"] == 1
+
+
+@pytest.mark.timeout(60)
+async def test_a_fallback_model_answers_when_the_server_keeps_failing(
+    bus: MessageBus, read_log: Any
+) -> None:
+    with FakeOpenAIServer() as server:
+        for _ in range(2):
+            server.add_error(503, "overloaded")
+        provider = OpenAIProvider("gpt-4o-mini", base_url=server.base_url)
+        engine = LLMEngine(
+            bus,
+            provider=provider,
+            retries=Retries(attempts=2, initial=0.01, jitter=False),
+            fallback=["offline"],
+        )
+        answer = await engine.chat("hi")
+        await bus.wait_for_events()
+    assert answer  # the offline model answered
+    assert len(server.requests) == 2
+    [response] = [r for r in read_log(bus.log_path) if r["type"] == "LLMResponseEvent"]
+    assert response["data"]["provider"] == "openai"  # the chain speaks as the primary
+    assert response["data"]["fallback_from"][0].startswith(
+        "openai:gpt-4o-mini: openai answered 503"
+    )
+    assert response["data"]["model"] == "offline"

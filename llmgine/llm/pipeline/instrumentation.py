@@ -116,6 +116,7 @@ class Instrumented(WrapperProvider):
         span.set_attribute("llmgine.cache.hit", completion.cached)
         if completion.cost_saved_usd is not None:
             span.set_attribute("llmgine.cost_saved_usd", completion.cost_saved_usd)
+        _set_resilience(span, completion)
         await self.bus.publish(
             LLMResponseEvent(
                 conversation_id=self.conversation_id,
@@ -131,6 +132,10 @@ class Instrumented(WrapperProvider):
                 cost_usd=usage.cost_usd,
                 cached=completion.cached,
                 cost_saved_usd=completion.cost_saved_usd,
+                retries=completion.retries,
+                retry_wait_ms=completion.retry_wait_ms,
+                rate_limit_wait_ms=completion.rate_limit_wait_ms,
+                fallback_from=completion.fallback_from,
             )
         )
         tags = {"provider": self.name, "model": model}
@@ -155,3 +160,14 @@ class Instrumented(WrapperProvider):
                 ]
             )
         )
+
+
+def _set_resilience(span: Span, completion: Completion) -> None:
+    """What the retry, rate-limit and fallback steps said of the call, on its span."""
+    if completion.retries:
+        span.set_attribute("llmgine.retries", completion.retries)
+        span.set_attribute("llmgine.retry_wait_ms", completion.retry_wait_ms)
+    if completion.rate_limit_wait_ms:
+        span.set_attribute("llmgine.rate_limit.wait_ms", completion.rate_limit_wait_ms)
+    if completion.fallback_from:
+        span.set_attribute("llmgine.fallback.from", completion.fallback_from)
