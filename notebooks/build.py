@@ -430,10 +430,11 @@ The same code path runs here against `FakeOpenAIServer`, an OpenAI-compatible se
     code("""
 from pathlib import Path
 
-from llmgine import LLMEngine, MessageBus
+from llmgine import LLMEngine, MessageBus, Price
 from llmgine.llm import OpenAIProvider
 from llmgine.testing import FakeOpenAIServer
 
+price = {"gpt-4o-mini": Price(input_per_mtok=0.15, output_per_mtok=0.60)}  # USD per 1M tokens
 Path("logs/recorded_session.jsonl").unlink(missing_ok=True)  # a fresh recording
 with FakeOpenAIServer() as server:
     server.add_tool_calls(("get_weather", {"city": "Paris"}))
@@ -442,7 +443,7 @@ with FakeOpenAIServer() as server:
                            enable_console_metrics=False, enable_console_traces=False)
     provider = OpenAIProvider("gpt-4o-mini", base_url=server.base_url, max_retries=0)
     async with recording:
-        openai_engine = LLMEngine(recording, provider=provider, tools=[get_weather])
+        openai_engine = LLMEngine(recording, provider=provider, tools=[get_weather], prices=price)
         print(await openai_engine.chat("What is the weather in Paris?"))
 """),
     md("""
