@@ -18,6 +18,8 @@ from llmgine._processes import free_port, stop_process
 from llmgine.bus import MessageBus
 from llmgine.local_server import LlamaServer
 
+sys.path.insert(0, str(Path(__file__).parent))  # helpers the tests share: import_graph
+
 
 @pytest.fixture
 def console() -> io.StringIO:

@@ -9,6 +9,8 @@ import ast
 from pathlib import Path
 
 import pytest
+from import_graph import circles
+from import_graph import import_graph as package_graph
 
 import llmgine.bus
 from llmgine.bus import MessageBus
@@ -16,29 +18,9 @@ from llmgine.bus import MessageBus
 ROOT = Path(llmgine.bus.__file__).parent
 
 
-def module_name(path: Path) -> str:
-    parts = [p for p in path.relative_to(ROOT).with_suffix("").parts if p != "__init__"]
-    return ".".join(["llmgine", "bus", *parts])
-
-
 def import_graph() -> dict[str, set[str]]:
-    """Each module of llmgine/bus (remote/ included) and the ones of it that it imports.
-
-    Anywhere in the module: ``TYPE_CHECKING`` blocks and function bodies count too.
-    """
-    modules = {module_name(p): p for p in ROOT.rglob("*.py")}
-    graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        imported: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                for alias in node.names:
-                    submodule = f"{node.module}.{alias.name}"
-                    imported.add(submodule if submodule in modules else node.module)
-            elif isinstance(node, ast.Import):
-                imported.update(alias.name for alias in node.names)
-        graph[name] = {m for m in imported if m in modules and m != name}
-    return graph
+    """Each module of llmgine/bus (remote/ included) and the ones of it that it imports."""
+    return package_graph(ROOT, "llmgine.bus")
 
 
 def imported(path: Path) -> set[str]:
@@ -77,22 +59,7 @@ def test_the_bus_is_one_class_made_of_its_parts() -> None:
 def test_the_bus_and_the_shared_bus_have_no_import_circle() -> None:
     graph = import_graph()
     assert "llmgine.bus.remote.link" in graph  # the walk sees the subpackage
-    circles: list[list[str]] = []
-    state: dict[str, str] = {}
-
-    def visit(name: str, path: list[str]) -> None:
-        state[name] = "open"
-        for imported in sorted(graph[name]):
-            if state.get(imported) == "open":
-                circles.append([*path[path.index(imported) :], imported])
-            elif imported not in state:
-                visit(imported, [*path, imported])
-        state[name] = "done"
-
-    for name in sorted(graph):
-        if name not in state:
-            visit(name, [name])
-    assert circles == []
+    assert circles(graph) == []
 
 
 def test_only_the_link_composes_the_parts_of_the_shared_bus() -> None:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from counting_model import Counting, request
 
 from llmgine.bus import MessageBus
 from llmgine.errors import CacheError
@@ -18,29 +19,11 @@ from llmgine.llm.cache import LLMCache, default_cache_dir
 from llmgine.llm.cache.sqlite_store import APPLICATION_ID
 from llmgine.llm.pipeline import Cached
 from llmgine.llm.providers.base import Provider
-from llmgine.llm.types import ChatMessage, Completion, LLMRequest
+from llmgine.llm.types import Completion, LLMRequest
 
 HERE = Path(__file__).parent
 
 pytestmark = pytest.mark.timeout(120)
-
-
-class Counting(Provider):
-    """Answers ``answer to <prompt>`` and counts its calls."""
-
-    name = "counting"
-
-    def __init__(self) -> None:
-        super().__init__("count-1")
-        self.calls = 0
-
-    async def complete(self, request: LLMRequest) -> Completion:
-        self.calls += 1
-        return Completion(content=f"answer to {request.messages[-1].content}")
-
-
-def request(prompt: str) -> LLMRequest:
-    return LLMRequest(model="count-1", messages=[ChatMessage(role="user", content=prompt)])
 
 
 def test_the_default_file_is_in_the_users_cache_folder(

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from conftest import StartWorker
+from counting_model import Counting, request
 from support import quiet_bus
 
 from llmgine.bus import MessageBus
@@ -16,27 +17,7 @@ from llmgine.errors import CacheError
 from llmgine.llm import PromptCommand
 from llmgine.llm.cache import LLMCache
 from llmgine.llm.pipeline import Cached
-from llmgine.llm.providers.base import Provider
-from llmgine.llm.types import ChatMessage, Completion, LLMRequest
 from llmgine.testing import FakeOpenAIServer
-
-
-class Counting(Provider):
-    """Answers ``answer to <prompt>`` and counts its calls."""
-
-    name = "counting"
-
-    def __init__(self) -> None:
-        super().__init__("count-1")
-        self.calls = 0
-
-    async def complete(self, request: LLMRequest) -> Completion:
-        self.calls += 1
-        return Completion(content=f"answer to {request.messages[-1].content}")
-
-
-def request(prompt: str) -> LLMRequest:
-    return LLMRequest(model="count-1", messages=[ChatMessage(role="user", content=prompt)])
 
 
 @pytest.fixture
