@@ -311,3 +311,40 @@ def test_a_cache_setting_of_another_kind_is_a_configuration_error(
 ) -> None:
     with pytest.raises(ConfigurationError, match="cache= takes True"):
         LLMEngine(bus, model="offline", cache=setting)
+
+
+async def test_a_fallback_models_answer_is_not_kept_for_the_model_asked(
+    bus: MessageBus, server: FakeOpenAIServer
+) -> None:
+    from llmgine import Retries
+
+    provider = OpenAIProvider("gpt-x", api_key="k", base_url=server.base_url)
+    engine = LLMEngine(
+        bus, provider=provider, retries=Retries(attempts=1), fallback=["offline"], cache=True
+    )
+    server.add_error(503, "overloaded")  # one passing failure: the offline model stands in
+    stood_in = await engine.chat("Summarise: the cat sat", conversation_id="1")
+    server.add_text("the server's own summary")
+    again = await engine.chat("Summarise: the cat sat", conversation_id="2")
+    assert again == "the server's own summary" != stood_in
+    assert len(server.requests) == 2  # the healthy server was asked again
+
+
+async def test_two_servers_or_two_paths_of_one_server_are_never_one_cache_entry(
+    tmp_path: Path,
+) -> None:
+    from openai import AsyncOpenAI
+
+    answers: list[str] = []
+    with FakeOpenAIServer() as a, FakeOpenAIServer() as b:
+        a.add_text("from A")
+        b.add_text("from B")
+        for where in (a.base_url, b.base_url):  # a client of one's own: its base_url counts
+            client = AsyncOpenAI(api_key="x", base_url=where)
+            provider = OpenAIProvider("m", client=client)
+            engine = LLMEngine(MessageBus(log_dir=None), provider=provider, cache=True)
+            answers.append(await engine.chat("hello"))
+        assert answers == ["from A", "from B"]
+        one = OpenAIProvider("m", api_key="x", base_url=a.base_url).endpoint
+        other = OpenAIProvider("m", api_key="x", base_url=a.base_url + "/gateway").endpoint
+        assert one != other

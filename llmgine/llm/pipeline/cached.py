@@ -18,7 +18,8 @@ class Cached(WrapperProvider):
     A hit is the stored answer with ``cached=True``, ``usage.cost_usd`` 0.0 and the
     original cost in ``cost_saved_usd``; streamed, it is replayed as word-sized deltas
     then the whole answer. Only an answer that completed is kept: a call that fails,
-    is cancelled or times out leaves nothing behind. Identical concurrent requests make
+    is cancelled or times out leaves nothing behind, nor does a fallback model's answer
+    (the key names the model asked, not the one that stood in). Identical concurrent requests make
     one call (see :class:`~llmgine.llm.cache.single_flight.SingleFlight`).
 
     Args:
@@ -34,6 +35,8 @@ class Cached(WrapperProvider):
         return self.cache.key(request, provider=self.name, endpoint=self.endpoint)
 
     async def _keep(self, key: str, request: LLMRequest, completion: Completion) -> None:
+        if completion.fallback_from:
+            return  # another model answered: not the answer of the model this key names
         model = completion.model or request.model
         await self.cache.keep(key, completion, provider=self.name, model=model)
 

@@ -138,16 +138,22 @@ class OpenAIProvider(Provider):
 
     @property
     def endpoint(self) -> str:
-        """``host:port`` of ``base_url`` (no credentials, no path), else ``api.openai.com``."""
-        if not self.base_url:
+        """The server's ``host:port/path`` (no credentials), from ``base_url`` or the client.
+
+        Part of the call cache's key: two servers, or two paths of one gateway, are two
+        models even when they share a model name.
+        """
+        base = self.base_url or str(getattr(self._client, "base_url", "") or "")
+        if not base:
             return "api.openai.com"
-        parts = urlsplit(self.base_url)
+        parts = urlsplit(base)
         host = parts.hostname or ""
         try:
             port = parts.port
         except ValueError:  # not a number: the SDK will say so when it connects
             port = None
-        return f"{host}:{port}" if port else host
+        where = f"{host}:{port}" if port else host
+        return where + parts.path.rstrip("/")
 
     @property
     def _where(self) -> str:
