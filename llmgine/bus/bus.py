@@ -257,24 +257,7 @@ class MessageBus(DecoratorForms):
             entry = self._registry.command_handler(type(command))
         self._stamp(command)
         self._stats.commands_executed += 1
-        command_type = type(command).__name__
-        attributes = {"llmgine.command.type": command_type}
-        span = Span(
-            self._emit,
-            command_type,
-            kind="CHAIN",
-            session_id=command.session_id,
-            attributes=attributes,
-        )
-        # The handler runs in the command's session: what it publishes is stamped with it.
-        token = _current_session.set(command.session_id) if command.session_id != "global" else None
-        try:
-            async with span:
-                self._accept(Record("command", command, span.context), queue=False)
-                return await self._dispatch.run(command, entry, span, timeout)
-        finally:
-            if token is not None:
-                _current_session.reset(token)
+        return await self._dispatch.execute(command, entry, timeout)
 
     async def publish(self, event: Event) -> None:
         """Accept ``event``: give it to the sinks and queue it for its handlers.

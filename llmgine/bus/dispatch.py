@@ -69,6 +69,28 @@ class Dispatcher:
         self.middleware: tuple[Middleware, ...] = ()
         """Run around every command's handler, the first outermost."""
 
+    async def execute(
+        self, command: Command, entry: HandlerEntry, timeout: float | None
+    ) -> CommandResult:
+        """Run ``command`` in a span of its own and in its session: its record, then its handler."""
+        command_type = type(command).__name__
+        span = Span(
+            self.emit,
+            command_type,
+            kind="CHAIN",
+            session_id=command.session_id,
+            attributes={"llmgine.command.type": command_type},
+        )
+        # The handler runs in the command's session: what it publishes is stamped with it.
+        token = _current_session.set(command.session_id) if command.session_id != "global" else None
+        try:
+            async with span:
+                self.accept(Record("command", command, span.context))
+                return await self.run(command, entry, span, timeout)
+        finally:
+            if token is not None:
+                _current_session.reset(token)
+
     async def run(
         self, command: Command, entry: HandlerEntry, span: Span, timeout: float | None
     ) -> CommandResult:
