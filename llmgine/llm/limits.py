@@ -80,7 +80,7 @@ local state = redis.call('HMGET', KEYS[1], 'level', 'stamp')
 local level = tonumber(state[1])
 local stamp = tonumber(state[2])
 if level == nil then level = capacity; stamp = now end
-level = math.min(capacity, level + (now - stamp) * rate) - amount
+level = math.min(capacity, math.min(capacity, level + (now - stamp) * rate) - amount)
 redis.call('HSET', KEYS[1], 'level', tostring(level), 'stamp', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - level) / rate) + 60000)
 if level >= 0 then return '0' end
@@ -100,7 +100,8 @@ class _Bucket:
     def take(self, amount: float) -> float:
         """Reserve ``amount``; return the ms to wait until it is there."""
         now = time.monotonic() * 1000.0
-        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate) - amount
+        refilled = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+        self.level = min(self.capacity, refilled - amount)  # a give-back never overfills
         self.stamp = now
         return 0.0 if self.level >= 0 else -self.level / self.rate
 
@@ -128,18 +129,45 @@ class Limiter:
             asyncio.Semaphore(limits.concurrency) if limits.concurrency is not None else None
         )
 
+    def check(self, tokens: int) -> None:
+        """Refuse a request that no minute could hold.
+
+        Raises:
+            ConfigurationError: ``tokens`` is more than ``tokens_per_minute``.
+        """
+        limit = self.limits.tokens_per_minute
+        if limit is not None and tokens > limit:
+            raise ConfigurationError(
+                f"This request to {self.model} is about {tokens:,} tokens, more than its "
+                f"RateLimits(tokens_per_minute={limit:g}) allow in a minute: it could never be "
+                "sent. Raise tokens_per_minute, or send less (max_context_tokens= trims a "
+                "conversation)."
+            )
+
     async def wait_for_room(self, tokens: int) -> float:
         """Reserve one request and ``tokens`` tokens; wait until they are there.
 
-        Returns the seconds waited (0.0 when there was room). The concurrency limit
+        Returns the seconds waited (0.0 when there was room). A wait cancelled (a
+        prompt's timeout, a stop) gives its reservation back. The concurrency limit
         is :attr:`calls`, held by the caller around the call.
         """
         amounts = {"requests": 1.0, "tokens": float(tokens)}
         waits = [await self._take(kind, amounts[kind]) for kind in self._rates]
         wait = max(waits, default=0.0) / 1000.0
         if wait > 0:
-            await asyncio.sleep(wait)
+            try:
+                await asyncio.sleep(wait)
+            except BaseException:
+                await self.give_back(tokens, request=True)
+                raise
         return wait
+
+    async def give_back(self, tokens: int, *, request: bool) -> None:
+        """Return what a call took and did not use: its tokens, and its request if unsent."""
+        if request and "requests" in self._rates:
+            await self._take("requests", -1.0)
+        if tokens and "tokens" in self._rates:
+            await self._take("tokens", -float(tokens))
 
     async def correct(self, estimated: int, actual: int) -> None:
         """Count ``actual`` tokens instead of the ``estimated`` ones taken before the call."""

@@ -132,3 +132,23 @@ async def test_a_streamed_call_waits_too_and_says_so() -> None:
                 finals.append(chunk.completion)
     assert finals[0].rate_limit_wait_ms == 0
     assert finals[1].rate_limit_wait_ms > 0
+
+
+@pytest.mark.timeout(30)
+async def test_a_wait_given_up_gives_its_reservation_back() -> None:
+    limits = RateLimits(tokens_per_minute=600)  # 10 a second, a burst of 10
+    limiter = Limiter(limits, "c", MessageBus())
+    step = RateLimited(Counting(tokens=0), limiter)
+    big = LLMRequest(model="c", messages=[ChatMessage(role="user", content="word " * 400)])
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(step.complete(big), 0.2)  # would wait ~40 s: given up
+    # Its tokens came back: a small call goes at once (it would wait ~40 s otherwise).
+    assert (await step.complete(request())).rate_limit_wait_ms < 1000
+
+
+@pytest.mark.timeout(30)
+async def test_a_call_no_minute_could_hold_is_refused_at_once() -> None:
+    step = RateLimited(Counting(), Limiter(RateLimits(tokens_per_minute=100), "m", MessageBus()))
+    big = LLMRequest(model="m", messages=[ChatMessage(role="user", content="word " * 500)])
+    with pytest.raises(ConfigurationError, match="tokens_per_minute=100"):
+        await step.complete(big)

@@ -37,24 +37,37 @@ class RateLimited(WrapperProvider):
     async def complete(self, request: LLMRequest) -> Completion:
         """Wait for room, then answer through ``inner``."""
         estimate = estimated_tokens(request)
+        self.limiter.check(estimate)
         async with self.limiter.calls or contextlib.nullcontext():
             waited = await self.limiter.wait_for_room(estimate)
-            completion = await self.inner.complete(request)
+            try:
+                completion = await self.inner.complete(request)
+            except BaseException:
+                await self.limiter.give_back(estimate, request=False)  # sent: it counts
+                raise
         await self.limiter.correct(estimate, completion.usage.total_tokens)
         return _annotated(completion, waited)
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamChunk]:
         """Wait for room, then stream through ``inner``."""
         estimate = estimated_tokens(request)
+        self.limiter.check(estimate)
         async with self.limiter.calls or contextlib.nullcontext():
             waited = await self.limiter.wait_for_room(estimate)
-            async for chunk in self.inner.stream(request):
-                if chunk.completion is not None:
-                    await self.limiter.correct(estimate, chunk.completion.usage.total_tokens)
-                    chunk = StreamChunk(
-                        delta=chunk.delta, completion=_annotated(chunk.completion, waited)
-                    )
-                yield chunk
+            counted = False
+            try:
+                async for chunk in self.inner.stream(request):
+                    if chunk.completion is not None:
+                        counted = True
+                        await self.limiter.correct(estimate, chunk.completion.usage.total_tokens)
+                        chunk = StreamChunk(
+                            delta=chunk.delta, completion=_annotated(chunk.completion, waited)
+                        )
+                    yield chunk
+            except BaseException:
+                if not counted:
+                    await self.limiter.give_back(estimate, request=False)
+                raise
 
 
 def _annotated(completion: Completion, waited: float) -> Completion:
