@@ -320,3 +320,20 @@ async def test_a_store_that_does_io_is_called_off_the_event_loop(tmp_path: Path)
     asyncio.get_running_loop().call_later(0.05, released.set)
     assert await engine.chat("hi") == "a"
     await bus.stop()
+
+
+async def test_a_fork_never_overwrites_a_conversation(make_store: MakeStore) -> None:
+    from llmgine.errors import ConfigurationError
+
+    bus = await quiet_bus()
+    engine = LLMEngine(bus, provider=ScriptedProvider(["a", "b"]), conversations=make_store())
+    await engine.chat("one", conversation_id="a")
+    await engine.chat("two", conversation_id="b")
+    for taken in ("a", "b"):  # itself, or another one
+        with pytest.raises(ConfigurationError, match="exists already"):
+            engine.conversations.fork("a", new_id=taken)
+        with pytest.raises(ConfigurationError, match="exists already"):
+            await engine.conversations.afork("a", new_id=taken)
+    assert [m.content for m in engine.conversations.get("a").messages] == ["one", "a"]
+    assert [m.content for m in engine.conversations.get("b").messages] == ["two", "b"]
+    await bus.stop()

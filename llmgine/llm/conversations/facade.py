@@ -150,8 +150,11 @@ class Conversations:
 
         Raises:
             ConversationNotFoundError: No conversation ``conversation_id`` is stored.
+            ConfigurationError: ``new_id`` names a conversation that exists (it is kept).
         """
         new_id = new_id or _new_id(conversation_id)
+        if self.store.exists(new_id):
+            raise _taken(new_id)
         if not self.store.fork(conversation_id, new_id, _turn(at_turn)):
             raise _not_found(conversation_id)
         return new_id
@@ -161,6 +164,8 @@ class Conversations:
     ) -> str:
         """:meth:`fork` for coroutines."""
         new_id = new_id or _new_id(conversation_id)
+        if await self._call(self.store.exists, new_id):
+            raise _taken(new_id)
         if not await self._call(self.store.fork, conversation_id, new_id, _turn(at_turn)):
             raise _not_found(conversation_id)
         return new_id
@@ -241,3 +246,10 @@ def _frame(summaries: Sequence[Any]) -> pd.DataFrame:
     )
     frame["last_activity"] = pd.to_datetime(frame["last_activity"], unit="s", utc=True)
     return frame.sort_values("last_activity", ascending=False, ignore_index=True)
+
+
+def _taken(new_id: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"A conversation {new_id!r} exists already, and a fork never overwrites one: fork to "
+        "another new_id (or none, for a fresh one), or delete it first."
+    )
