@@ -40,6 +40,9 @@ MAX_POLL_PAUSE = 5.0
 STOP_TIMEOUT = 5.0
 """Seconds a leaving bus waits for a look for due schedules under way to end."""
 
+MAX_AFTER = 366 * 24 * 3600.0
+"""The longest ``after=`` (seconds); a later time goes as ``at=``."""
+
 KEEP_AFTER_DUE = 7 * 24 * 3600
 """Seconds a shared schedule's data outlives its due time if no process fires it."""
 
@@ -289,10 +292,16 @@ def _due(after: float | None, at: datetime | None) -> datetime:
     if (after is None) == (at is None):
         raise ConfigurationError("bus.schedule needs after=seconds or at=datetime (one of them).")
     if after is not None:
-        if after < 0:
-            raise ConfigurationError(f"bus.schedule(after=...) must be 0 or more; got {after}.")
+        if isinstance(after, bool) or not isinstance(after, int | float):
+            raise ConfigurationError(f"bus.schedule(after=...) takes seconds; got {after!r}.")
+        if not 0 <= after <= MAX_AFTER:
+            raise ConfigurationError(
+                f"bus.schedule(after=...) must be 0 to {MAX_AFTER:.0f} seconds (a year); "
+                f"got {after}."
+            )
         return datetime.now(UTC) + timedelta(seconds=after)
-    assert at is not None
+    if not isinstance(at, datetime):
+        raise ConfigurationError(f"bus.schedule(at=...) takes a datetime; got {at!r}.")
     if at.tzinfo is None:
         raise ConfigurationError(
             "bus.schedule(at=...) needs a timezone-aware datetime, e.g. "

@@ -11,6 +11,7 @@ live there, in one Lua script, so every process of the namespace shares them.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,11 +47,11 @@ class RateLimits:
     def __post_init__(self) -> None:
         for name in ("requests_per_minute", "tokens_per_minute", "concurrency"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
+            if value is not None and not 0 < value < math.inf:
                 raise ConfigurationError(
                     f"RateLimits({name}=...) must be more than 0; got {value}."
                 )
-        if self.burst_seconds <= 0:
+        if not 0 < self.burst_seconds < math.inf:
             raise ConfigurationError(
                 f"RateLimits(burst_seconds=...) must be more than 0; got {self.burst_seconds}."
             )

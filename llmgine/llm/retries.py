@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Mapping
@@ -94,7 +95,8 @@ class Retries:
             raise ConfigurationError(
                 f"Retries(attempts=...) counts the first try too: 1 or more; got {self.attempts}."
             )
-        if self.initial < 0 or self.maximum < 0 or self.multiplier < 1:
+        finite = all(math.isfinite(v) for v in (self.initial, self.multiplier, self.maximum))
+        if not finite or self.initial < 0 or self.maximum < 0 or self.multiplier < 1:
             raise ConfigurationError(
                 "Retries needs initial >= 0, maximum >= 0 and multiplier >= 1; got "
                 f"initial={self.initial}, maximum={self.maximum}, multiplier={self.multiplier}."

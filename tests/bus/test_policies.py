@@ -208,3 +208,29 @@ async def test_dead_letters_are_events_in_the_log(bus: MessageBus) -> None:
     await bus.execute(FetchCommand(url="u"))
     await bus.wait_for_events()
     assert [(e.command_type, e.error_type) for e in events] == [("FetchCommand", "ConnectionError")]
+
+
+@pytest.mark.timeout(20)
+async def test_one_dead_letter_redriven_twice_at_once_runs_once(bus: MessageBus) -> None:
+    import asyncio
+
+    handler = Flaky(failures=1)
+    bus.register_command_handler(FetchCommand, handler)
+    bus.add_middleware(DeadLetters())
+    await bus.execute(FetchCommand(url="u"))
+    [letter] = bus.dead_letters
+    outcomes = await asyncio.gather(
+        bus.redrive(letter.id), bus.redrive(letter.id), return_exceptions=True
+    )
+    assert handler.calls == 2  # the first run and one redrive
+    assert sum(isinstance(o, DeadLetterNotFoundError) for o in outcomes) == 1
+
+
+def test_policies_refuse_waits_that_are_not_numbers() -> None:
+    nan, inf = float("nan"), float("inf")
+    with pytest.raises(ConfigurationError):
+        Retry(FetchCommand, backoff=nan)
+    with pytest.raises(ConfigurationError):
+        Retry(FetchCommand, max_backoff=inf)
+    with pytest.raises(ConfigurationError):
+        CircuitBreaker(FetchCommand, reset_after=nan)

@@ -115,8 +115,17 @@ async def test_a_schedule_needs_one_clear_time(bus: MessageBus) -> None:
         await bus.schedule(TickEvent(n=1))
     with pytest.raises(ConfigurationError, match="one of them"):
         await bus.schedule(TickEvent(n=1), after=1, at=datetime.now(UTC))
-    with pytest.raises(ConfigurationError, match="0 or more"):
+    with pytest.raises(ConfigurationError, match="must be 0 to"):
         await bus.schedule(TickEvent(n=1), after=-1)
     with pytest.raises(ConfigurationError, match="timezone-aware"):
         await bus.schedule(TickEvent(n=1), at=datetime.now())
+    assert bus.scheduled == []
+
+
+async def test_a_schedule_refuses_times_that_are_not_times(bus: MessageBus) -> None:
+    for after in (float("nan"), float("inf"), 1e12, "5", True):
+        with pytest.raises(ConfigurationError):
+            await bus.schedule(TickEvent(n=1), after=after)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="datetime"):
+        await bus.schedule(TickEvent(n=1), at="tomorrow")  # type: ignore[arg-type]
     assert bus.scheduled == []

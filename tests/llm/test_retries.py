@@ -258,3 +258,19 @@ async def test_a_fallback_model_answers_when_the_server_keeps_failing(
         "openai:gpt-4o-mini: openai answered 503"
     )
     assert response["data"]["model"] == "offline"
+
+
+def test_retries_and_limits_refuse_numbers_that_are_not_numbers() -> None:
+    from llmgine.llm.limits import RateLimits
+
+    with pytest.raises(ConfigurationError):
+        Retries(initial=float("nan"))
+    with pytest.raises(ConfigurationError):
+        Retries(maximum=float("inf"))
+    with pytest.raises(ConfigurationError):
+        RateLimits(requests_per_minute=float("nan"))
+
+
+async def test_a_fallback_given_as_one_string_says_to_give_a_list(bus: MessageBus) -> None:
+    with pytest.raises(ConfigurationError, match=r"fallback=\['offline'\]"):
+        LLMEngine(bus, model="offline", fallback="offline")  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 
@@ -44,7 +45,7 @@ class CircuitBreaker(Bound):
             raise ConfigurationError(
                 f"CircuitBreaker(failures=...) must be 1 or more; got {failures}."
             )
-        if reset_after <= 0:
+        if not 0 < reset_after < math.inf:
             raise ConfigurationError(
                 f"CircuitBreaker(reset_after=...) must be more than 0 seconds; got {reset_after}."
             )

@@ -64,6 +64,7 @@ class DeadLetters(Bound):
         self.command_types = command_types(command_type)
         self.keep = keep
         self._letters: dict[str, DeadLetter] = {}
+        self._redriving: set[str] = set()
 
     def __repr__(self) -> str:
         return f"DeadLetters({len(self._letters)} kept)"
@@ -106,6 +107,11 @@ class DeadLetters(Bound):
         """
         if self.bus is None:
             raise ConfigurationError("This DeadLetters is on no bus: bus.add_middleware it first.")
+        if dead_letter_id in self._redriving:
+            raise DeadLetterNotFoundError(
+                f"Dead letter {dead_letter_id!r} is being redriven already; its result says "
+                "how that went (a failure is kept as a new dead letter)."
+            )
         letter = self._letters.get(dead_letter_id) or await self._shared_letter(dead_letter_id)
         if letter is None:
             raise DeadLetterNotFoundError(
@@ -113,9 +119,11 @@ class DeadLetters(Bound):
             )
         again = letter.command.model_copy(update={"id": uuid.uuid4()})
         token = _redriving.set(dead_letter_id)
+        self._redriving.add(dead_letter_id)  # claimed: a second redrive meanwhile is refused
         try:
             return await self.bus.execute(again)
         finally:
+            self._redriving.discard(dead_letter_id)
             _redriving.reset(token)
 
     async def _keep(self, command: Command, result: CommandResult, redrive_of: str | None) -> None:

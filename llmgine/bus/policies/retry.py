@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Iterable
 
@@ -47,7 +48,7 @@ class Retry(Bound):
             raise ConfigurationError(
                 f"Retry(attempts=...) counts the first try: 1 or more; got {attempts}."
             )
-        if backoff < 0 or max_backoff < 0:
+        if not (0 <= backoff < math.inf and 0 <= max_backoff < math.inf):
             raise ConfigurationError(
                 f"Retry needs backoff >= 0 and max_backoff >= 0; got {backoff}, {max_backoff}."
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from llmgine.errors import ConfigurationError
 from llmgine.llm.limits import Limiter, LimitSetting, limits_for
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.providers.resolve import provider_for
@@ -40,6 +41,11 @@ class Resilience:
         self.bus = bus
         self.retries = retries if retries is not None and retries.attempts > 1 else None
         self.limits = limits
+        if isinstance(fallback, str):
+            raise ConfigurationError(
+                f"fallback= takes a list of model strings, e.g. fallback=[{fallback!r}]; "
+                f"got the string {fallback!r}."
+            )
         self.fallback: list[Provider] = [provider_for(model) for model in fallback]
         """The fallback models' providers, made once (an error shows at once)."""
         self._limiters: dict[str, Limiter] = {}
