@@ -82,6 +82,9 @@ class Retries:
         multiplier: How much each wait grows.
         maximum: The longest wait from backoff (a server's ``Retry-After`` may ask more).
         jitter: Randomise each wait between half and all of it.
+        attempt_timeout: Seconds one try may take before it counts as a timeout and is
+            retried (``None``: a try may use all the prompt's time left, so a server
+            that hangs is never retried).
     """
 
     attempts: int = 3
@@ -89,6 +92,7 @@ class Retries:
     multiplier: float = 2.0
     maximum: float = 30.0
     jitter: bool = True
+    attempt_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -96,6 +100,11 @@ class Retries:
                 f"Retries(attempts=...) counts the first try too: 1 or more; got {self.attempts}."
             )
         finite = all(math.isfinite(v) for v in (self.initial, self.multiplier, self.maximum))
+        if self.attempt_timeout is not None and not 0 < self.attempt_timeout < math.inf:
+            raise ConfigurationError(
+                f"Retries(attempt_timeout=...) must be more than 0 seconds (or None); "
+                f"got {self.attempt_timeout}."
+            )
         if not finite or self.initial < 0 or self.maximum < 0 or self.multiplier < 1:
             raise ConfigurationError(
                 "Retries needs initial >= 0, maximum >= 0 and multiplier >= 1; got "

@@ -20,7 +20,7 @@ from llmgine.errors import (
     ProviderRateLimitError,
     ProviderTimeoutError,
 )
-from llmgine.llm import LLMEngine, OpenAIProvider, Price
+from llmgine.llm import LLMEngine, OpenAIProvider, Price, PromptCommand
 from llmgine.llm.events import LLMRetryEvent
 from llmgine.llm.pipeline.retrying import Retrying
 from llmgine.llm.providers.base import Provider
@@ -242,7 +242,7 @@ async def test_a_fallback_model_answers_when_the_server_keeps_failing(
         for _ in range(2):
             server.add_error(503, "overloaded")
         provider = OpenAIProvider("gpt-4o-mini", base_url=server.base_url)
-        engine = LLMEngine(
+        LLMEngine(
             bus,
             provider=provider,
             retries=Retries(attempts=2, initial=0.01, jitter=False),
@@ -274,3 +274,35 @@ def test_retries_and_limits_refuse_numbers_that_are_not_numbers() -> None:
 async def test_a_fallback_given_as_one_string_says_to_give_a_list(bus: MessageBus) -> None:
     with pytest.raises(ConfigurationError, match=r"fallback=\['offline'\]"):
         LLMEngine(bus, model="offline", fallback="offline")  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(60)
+async def test_a_server_that_hangs_is_retried_per_try_then_a_fallback_answers(
+    bus: MessageBus,
+) -> None:
+    import socket
+
+    hanging = socket.socket()
+    hanging.bind(("127.0.0.1", 0))
+    hanging.listen(8)  # takes connections, never answers
+    port = hanging.getsockname()[1]
+    try:
+        provider = OpenAIProvider("m", api_key="k", base_url=f"http://127.0.0.1:{port}/v1")
+        LLMEngine(
+            bus,
+            provider=provider,
+            timeout=30,
+            retries=Retries(attempts=2, initial=0.01, jitter=False, attempt_timeout=0.5),
+            fallback=["offline"],
+        )
+        retried: list[LLMRetryEvent] = []
+        bus.register_event_handler(LLMRetryEvent, retried.append)
+        result = await bus.execute(PromptCommand(prompt="hi"))
+        await bus.wait_for_events()
+    finally:
+        hanging.close()
+    assert result.success, result.error
+    assert result.metadata["model"] == "offline"
+    assert [e.attempt for e in retried] == [1]  # the first try timed out and was retried
+    with pytest.raises(ConfigurationError):
+        Retries(attempt_timeout=0)

@@ -58,7 +58,7 @@ class Retrying(WrapperProvider):
         attempt, waited = 1, 0.0
         while True:
             try:
-                completion = await self.inner.complete(_left(request, start))
+                completion = await self.inner.complete(self._try(request, start))
             except Exception as error:
                 waited += await self._before_retry(request, start, attempt, error)
                 attempt += 1
@@ -72,7 +72,7 @@ class Retrying(WrapperProvider):
         while True:
             started = False
             try:
-                async for chunk in self.inner.stream(_left(request, start)):
+                async for chunk in self.inner.stream(self._try(request, start)):
                     if chunk.completion is not None:
                         chunk = StreamChunk(
                             delta=chunk.delta,
@@ -86,6 +86,14 @@ class Retrying(WrapperProvider):
                     raise
                 waited += await self._before_retry(request, start, attempt, error)
                 attempt += 1
+
+    def _try(self, request: LLMRequest, start: float) -> LLMRequest:
+        """The request of one try: its timeout the prompt's time left, or the try's own."""
+        request = _left(request, start)
+        own = self.policy.attempt_timeout
+        if own is not None and (request.timeout is None or own < request.timeout):
+            request = request.model_copy(update={"timeout": own})
+        return request
 
     async def _before_retry(
         self, request: LLMRequest, start: float, attempt: int, error: Exception

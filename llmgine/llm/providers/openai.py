@@ -69,8 +69,8 @@ class OpenAIProvider(Provider):
         api_key: Defaults to ``OPENAI_API_KEY``. A compatible server given by
             ``base_url`` may need none.
         base_url: Defaults to ``OPENAI_BASE_URL``, else OpenAI's API.
-        timeout: Seconds per request; a request's own timeout (the engine's, by
-            default) wins. ``None`` leaves the SDK's.
+        timeout: Seconds one request may take at most; the prompt's time left bounds it
+            too. ``None``: the prompt's time left alone (or the SDK's default).
         max_retries: The ``openai`` SDK's own retries; 0 by default, as the engine retries
             (``LLMEngine(retries=...)``: honouring ``Retry-After``, each retry in the log).
         client: An ``AsyncOpenAI`` client to use as is.
@@ -111,6 +111,7 @@ class OpenAIProvider(Provider):
             )
         self._secrets = key_secrets(api_key) + tuple(url_secrets(base_url) if base_url else ())
         self.base_url = base_url
+        self._timeout = timeout
         if structured_output not in (None, *_MODES):
             raise ConfigurationError(
                 f"structured_output must be one of {', '.join(map(repr, _MODES))} or None; "
@@ -188,7 +189,8 @@ class OpenAIProvider(Provider):
         elif request.output_schema is not None and self.structured_output == "json_object":
             arguments["response_format"] = {"type": "json_object", "schema": request.output_schema}
         if request.timeout is not None:
-            arguments["timeout"] = request.timeout
+            own = self._timeout
+            arguments["timeout"] = request.timeout if own is None else min(own, request.timeout)
         return arguments
 
     @property
