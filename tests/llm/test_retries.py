@@ -242,7 +242,7 @@ async def test_a_fallback_model_answers_when_the_server_keeps_failing(
         for _ in range(2):
             server.add_error(503, "overloaded")
         provider = OpenAIProvider("gpt-4o-mini", base_url=server.base_url)
-        LLMEngine(
+        engine = LLMEngine(
             bus,
             provider=provider,
             retries=Retries(attempts=2, initial=0.01, jitter=False),
