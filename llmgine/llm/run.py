@@ -238,7 +238,13 @@ class PromptRun:
             return [*conversation.request_messages(), *current]
         prompt = conversation.system_prompt
         system = [ChatMessage(role="system", content=prompt)] if prompt else []
-        return await self.window.fit(system, conversation.messages, conversation.turns, current)
+        return await self.window.fit(
+            system,
+            conversation.messages,
+            conversation.turns,
+            current,
+            extras=(self.tools, self.schema),
+        )
 
 
 class Sinks:

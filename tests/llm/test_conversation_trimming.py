@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,10 @@ async def test_a_tool_call_leaves_the_request_with_its_results(bus: MessageBus) 
     provider = ScriptedProvider(
         [ScriptedProvider.call("lookup", city="Paris"), "Paris is big.", "ok", "fine"]
     )
-    engine = LLMEngine(bus, provider=provider, tools=[lookup], max_context_tokens=100)
+    definitions = count_tokens(
+        json.dumps(LLMEngine(MessageBus(log_dir=None), tools=[lookup]).runner.offer(True, None)[0])
+    )  # lookup's definition: sent with every request
+    engine = LLMEngine(bus, provider=provider, tools=[lookup], max_context_tokens=100 + definitions)
     await engine.chat("look Paris up")  # user, assistant(call), tool (long), assistant
     await engine.chat("thanks")
     await engine.chat("bye")
@@ -148,3 +152,16 @@ async def test_the_local_model_counts_with_its_own_tokenizer(bus: MessageBus) ->
     assert window.tokens(message) == 4 + count(text)
     with pytest.raises(ContextWindowError):
         await ContextWindow(5, count, bus, PromptCommand(prompt=text)).fit([], [], [], [message])
+
+
+async def test_the_tools_definitions_count_against_the_window(bus: MessageBus) -> None:
+    provider = ScriptedProvider(["first answer", "second answer"])
+    engine = LLMEngine(bus, provider=provider, tools=[lookup])
+    await engine.chat("first question")
+    definitions = count_tokens(json.dumps(provider.requests[0].tools))
+    assert definitions > 50  # lookup's docstring and schema
+    # Room for this turn and the tools, not for the first turn as well.
+    window = size("second question") + definitions + 2
+    result = await bus.execute(PromptCommand(prompt="second question", max_context_tokens=window))
+    assert result.success, result.error
+    assert [m.content for m in provider.requests[1].messages] == ["second question"]

@@ -8,6 +8,7 @@ the prompt's own turn is never cut, and a turn that alone does not fit is a
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -93,21 +94,26 @@ class ContextWindow:
         history: Sequence[ChatMessage],
         turns: Sequence[int],
         current: Sequence[ChatMessage],
+        extras: Sequence[object] = (),
     ) -> list[ChatMessage]:
         """The request's messages: the system prompt, the newest turns that fit, this turn.
 
         ``system`` and ``current`` (this prompt's turn so far) are always sent; of
         ``history`` (with ``turns``, each message's turn number), the newest whole turns
-        that fit with them.
+        that fit with them. ``extras`` (the tools' definitions, the output schema) are
+        sent too: their JSON counts against the window.
 
         Raises:
             ContextWindowError: ``system`` and ``current`` alone do not fit.
         """
-        fixed = sum(self.tokens(m) for m in (*system, *current))
+        fixed = sum(self.tokens(m) for m in (*system, *current)) + sum(
+            self.count(json.dumps(extra, default=str)) for extra in extras if extra
+        )
         if fixed > self.room:
             reserved = self.limit - self.room
             raise ContextWindowError(
-                f"This prompt's turn needs {fixed} tokens (system prompt and the turn so far), "
+                f"This prompt's turn needs {fixed} tokens (system prompt, tool definitions and "
+                "the turn so far), "
                 f"more than max_context_tokens={self.limit}"
                 + (f" less max_tokens={reserved} kept for the answer" if reserved else "")
                 + ": nothing was sent and the conversation is unchanged. Shorten the prompt "
