@@ -275,6 +275,12 @@ class Scheduler:
             return
         redis, due_set, prefix = _where(remote)
         reply: list[bytes] = await redis.eval(_TAKE_DUE, 1, due_set, prefix, 20)
+        if self._shared:  # ours that another process fired or cancelled: no longer pending
+            ids = list(self._shared)
+            scores = await redis.zmscore(due_set, ids)
+            for schedule_id, score in zip(ids, scores, strict=True):
+                if score is None:
+                    self._shared.pop(schedule_id, None)
         for n in range(0, len(reply), 4):
             schedule_id = reply[n].decode()
             self._shared.pop(schedule_id, None)

@@ -101,6 +101,11 @@ async def test_a_shared_schedule_is_listed_and_can_be_cancelled_from_another_pro
         assert await other.cancel_scheduled(schedule_id) is False
     finally:
         await other.stop()
+    for _ in range(200):  # the maker learns at its next look that it is gone
+        if not caller.scheduled:
+            break
+        await asyncio.sleep(0.05)
+    assert caller.scheduled == []
     assert await client.zcard(f"{namespace}:schedules") == 0
     assert await client.exists(f"{namespace}:schedule:{schedule_id}") == 0
 
