@@ -7,6 +7,7 @@ priced at $1,000 per million tokens both ways, so every call costs exactly $0.20
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -242,3 +243,23 @@ async def test_engine_spend_totals_by_model_and_conversation_as_dict_and_frame(
     assert repr(spend) == "Spend($0.6000, 600 tokens, 3 calls)"
     spend.clear()
     assert spend.calls == 0 and spend.frame().empty
+
+
+async def test_a_cache_hit_is_answered_once_the_budget_is_spent(
+    bus: MessageBus, tmp_path: Path
+) -> None:
+    from llmgine import LLMCache
+
+    LLMEngine(
+        bus,
+        model="offline",
+        prices={"offline": Price(input_per_mtok=1e6, output_per_mtok=1e6)},  # $1 a token
+        cache=LLMCache(tmp_path / "calls.sqlite3"),
+        budget=Budget(usd=2),
+    )
+    first = await bus.execute(PromptCommand(prompt="the same", conversation_id="1"))
+    assert first.success  # it began under the budget and spent past it
+    hit = await bus.execute(PromptCommand(prompt="the same", conversation_id="2"))
+    assert hit.success and hit.metadata["cached"] is True  # sends nothing: allowed
+    refused = await bus.execute(PromptCommand(prompt="something new", conversation_id="3"))
+    assert refused.error_type == BudgetExceededError.__name__

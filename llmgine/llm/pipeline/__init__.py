@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from llmgine.bus.bus import MessageBus
 from llmgine.llm.commands import PromptCommand
-from llmgine.llm.pipeline.budgeted import Budgeted
+from llmgine.llm.pipeline.budgeted import Budgeted, BudgetGate
 from llmgine.llm.pipeline.cached import Cached
 from llmgine.llm.pipeline.fallback import Fallback
 from llmgine.llm.pipeline.instrumentation import Instrumented
@@ -101,10 +101,13 @@ def build_pipeline(
         if others:
             chain = Fallback(chain, [model_chain(p) for p in others])
     if policies is not None:
-        if policies.cache is not None and command.cache:
-            chain = Cached(chain, policies.cache)
+        cache = policies.cache if command.cache else None
+        if cache is not None and policies.budget is not None:
+            chain = BudgetGate(chain, policies.budget, command)  # a hit sends nothing: allowed
+        if cache is not None:
+            chain = Cached(chain, cache)
         if policies.budget is not None:
-            chain = Budgeted(chain, policies.budget, command)
+            chain = Budgeted(chain, policies.budget, command, check=cache is None)
     return Instrumented(
         chain, bus=bus, conversation_id=command.conversation_id, prompt_id=command.id
     )
