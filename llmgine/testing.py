@@ -22,7 +22,7 @@ from typing import Any
 
 from llmgine.errors import ServerNotStartedError
 
-__all__ = ["FakeOpenAIServer", "FakeReply"]
+__all__ = ["FakeOpenAIServer", "FakeReply", "RateLimitedServer"]
 
 
 @dataclass
@@ -99,6 +99,10 @@ class FakeOpenAIServer:
         """Queue an HTTP error with an OpenAI-shaped body (and a ``Retry-After`` if given)."""
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         self.replies.append(FakeReply(status=status, error=message, headers=headers))
+
+    def _admit(self, body: dict[str, Any]) -> FakeReply | None:
+        """An error to answer ``body`` with instead of the next reply (limits), or ``None``."""
+        return None
 
     # ------------------------------------------------------------- lifecycle
 
@@ -237,7 +241,7 @@ class FakeOpenAIServer:
                             },
                         )
                         return
-                reply = server._next_reply(body)
+                reply = server._admit(body) or server._next_reply(body)
                 if reply.status != 200:
                     kind = {429: "rate_limit_exceeded", 401: "invalid_api_key"}.get(reply.status)
                     self._send_json(
@@ -297,3 +301,48 @@ class FakeOpenAIServer:
                 self.wfile.flush()
 
         return Handler
+
+
+class RateLimitedServer(FakeOpenAIServer):
+    """A :class:`FakeOpenAIServer` that allows ``requests_per_minute`` per ``window`` seconds.
+
+    A request past the limit gets the 429 OpenAI sends, with ``Retry-After`` saying when
+    the oldest request of the window leaves it. ``refused`` counts those 429s;
+    ``early_retries`` counts requests sent again (the same body) before the time their
+    429 asked to wait.
+    ``accepted_at`` holds when each accepted request came (``time.monotonic()``).
+
+    Args:
+        requests_per_minute: Requests accepted per window.
+        window: The window's length in seconds (60: per minute; less to test quicker).
+        **options: As for :class:`FakeOpenAIServer`.
+    """
+
+    def __init__(self, *, requests_per_minute: int, window: float = 60.0, **options: Any) -> None:
+        super().__init__(**options)
+        self.requests_per_minute = requests_per_minute
+        self.window = window
+        self.accepted_at: list[float] = []
+        self.refused = 0
+        self.early_retries = 0
+        self._retry_at: dict[str, float] = {}
+
+    def _admit(self, body: dict[str, Any]) -> FakeReply | None:
+        now = time.monotonic()
+        same = json.dumps(body, sort_keys=True)
+        with self._lock:
+            if now < self._retry_at.pop(same, 0.0):
+                self.early_retries += 1
+            recent = [t for t in self.accepted_at if t > now - self.window]
+            if len(recent) < self.requests_per_minute:
+                self.accepted_at.append(now)
+                return None
+            wait = max(recent[0] + self.window - now, 0.001)
+            self._retry_at[same] = now + wait
+            self.refused += 1
+        return FakeReply(
+            status=429,
+            error=f"Rate limit reached: {self.requests_per_minute} requests per "
+            f"{self.window:g} s. Please try again in {wait:.3f}s.",
+            headers={"Retry-After": f"{wait:.3f}"},
+        )

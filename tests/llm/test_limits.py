@@ -152,3 +152,20 @@ async def test_a_call_no_minute_could_hold_is_refused_at_once() -> None:
     big = LLMRequest(model="m", messages=[ChatMessage(role="user", content="word " * 500)])
     with pytest.raises(ConfigurationError, match="tokens_per_minute=100"):
         await step.complete(big)
+
+
+@pytest.mark.timeout(60)
+async def test_a_rate_limited_server_is_waited_for_never_retried_early(bus: MessageBus) -> None:
+    from llmgine.llm import LLMEngine, OpenAIProvider, PromptCommand
+    from llmgine.testing import RateLimitedServer
+
+    with RateLimitedServer(requests_per_minute=3, window=1.0) as server:
+        provider = OpenAIProvider("m", api_key="k", base_url=server.base_url)
+        LLMEngine(bus, provider=provider)  # no limits of its own: the server's 429s teach it
+        results = await asyncio.gather(
+            *(bus.execute(PromptCommand(prompt=f"n{n}", conversation_id=str(n))) for n in range(5))
+        )
+        assert all(r.success for r in results)
+        assert server.refused >= 1  # five at once: some were told to wait
+        assert server.early_retries == 0  # and none came back before the time it was told
+        assert len(server.accepted_at) == 5

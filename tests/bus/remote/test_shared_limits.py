@@ -1,0 +1,39 @@
+"""Rate limits shared over Redis: three worker processes send as much as one limit allows."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from conftest import StartWorker
+
+from llmgine.bus import MessageBus
+from llmgine.llm import PromptCommand
+from llmgine.testing import RateLimitedServer
+
+pytestmark = pytest.mark.timeout(180)
+
+
+async def test_three_workers_share_one_rate_limit(
+    caller: MessageBus, start_worker: StartWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 120 a minute is 2 a second, with a burst of 2: in any 5 s at most 12 go. The server
+    # refuses the 13th; three workers with a limit each (not shared) would send 6 a second.
+    with RateLimitedServer(requests_per_minute=12, window=5.0) as server:
+        monkeypatch.setenv("LIMITS_APP_BASE_URL", server.base_url)
+        monkeypatch.setenv("LIMITS_APP_RPM", "120")
+        for _ in range(3):
+            start_worker("limits_app:setup")
+        results = await asyncio.gather(
+            *(caller.execute(PromptCommand(prompt=f"row {n}", conversation_id=str(n)), timeout=90)
+              for n in range(24))
+        )  # fmt: skip
+        assert all(r.success for r in results), [r.error for r in results if not r.success]
+        assert server.refused == 0
+        assert server.early_retries == 0
+        assert len(server.accepted_at) == 24
+        workers = {r.metadata.get("worker") for r in results}
+        spread = server.accepted_at[-1] - server.accepted_at[0]
+    # 24 at 2 a second after a burst of 2: about 11 s. Not shared, it would be about 3 s.
+    assert spread >= 8.0, f"24 requests in {spread:.1f} s: the limit was not shared"
+    assert workers  # the results came back (from whichever workers took them)
