@@ -78,7 +78,8 @@ class LLMEngine(ToolMethods):
             tried again (``Retries``; an ``LLMRetryEvent`` each); ``None``: not at all.
         limits: ``RateLimits`` for every model, or ``{model: RateLimits}``: calls wait
             for room (shared by the workers while the bus is connected to Redis).
-        fallback: Model strings to try in order when a call fails after its retries.
+        fallback: Model strings (or providers) to try in order when a call fails after its
+            retries.
     """
 
     def __init__(
@@ -101,7 +102,7 @@ class LLMEngine(ToolMethods):
         max_context_tokens: int | None = None,
         retries: Retries | None = Retries(),  # noqa: B008 (frozen: one default is safe)
         limits: LimitSetting = None,
-        fallback: Sequence[str] = (),
+        fallback: Sequence[str | Provider] = (),
     ) -> None:
         if max_tool_rounds < 0:
             raise ConfigurationError(f"max_tool_rounds must be 0 or more; got {max_tool_rounds}.")

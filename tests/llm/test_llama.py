@@ -277,3 +277,27 @@ async def test_options_reach_the_server(bus: MessageBus, provider: Make) -> None
     assert "e" in free
     assert "e" not in stopped
     assert free.startswith(stopped)
+
+
+@pytest.mark.timeout(300)
+async def test_a_failing_server_falls_back_to_the_real_llama_server(
+    bus: MessageBus, provider: Make
+) -> None:
+    from llmgine.llm import Retries
+    from llmgine.testing import FakeOpenAIServer
+
+    with FakeOpenAIServer() as down:
+        for _ in range(2):
+            down.add_error(503, "overloaded")
+        primary = OpenAIProvider("gpt-4o-mini", api_key="k", base_url=down.base_url)
+        engine = LLMEngine(
+            bus,
+            provider=primary,
+            retries=Retries(attempts=2, initial=0.01, jitter=False),
+            fallback=[provider()],
+        )
+        result = await bus.execute(PromptCommand(prompt="Say hello.", max_tokens=8))
+        assert engine.resilience.fallback  # the real server stood in
+    assert result.success, result.error
+    assert len(down.requests) == 2  # tried twice, then the fallback answered
+    assert result.result  # the real model's words

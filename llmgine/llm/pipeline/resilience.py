@@ -24,7 +24,7 @@ class Resilience:
         bus: The engine's bus (rate limits are shared in its Redis while connected).
         retries: The retry policy of each call; ``None`` (or ``attempts=1``): no retries.
         limits: Rate limits, one for every model or one per model.
-        fallback: Model strings tried in order when the model asked fails.
+        fallback: Model strings (or providers) tried in order when the model asked fails.
 
     Raises:
         ConfigurationError: A fallback model cannot be made (an unknown provider, no key).
@@ -36,7 +36,7 @@ class Resilience:
         *,
         retries: Retries | None = None,
         limits: LimitSetting = None,
-        fallback: Sequence[str] = (),
+        fallback: Sequence[str | Provider] = (),
     ) -> None:
         self.bus = bus
         self.retries = retries if retries is not None and retries.attempts > 1 else None
@@ -46,7 +46,9 @@ class Resilience:
                 f"fallback= takes a list of model strings, e.g. fallback=[{fallback!r}]; "
                 f"got the string {fallback!r}."
             )
-        self.fallback: list[Provider] = [provider_for(model) for model in fallback]
+        self.fallback: list[Provider] = [
+            provider_for(model) if isinstance(model, str) else model for model in fallback
+        ]
         """The fallback models' providers, made once (an error shows at once)."""
         self._limiters: dict[str, Limiter] = {}
 
