@@ -35,7 +35,9 @@ async def test_a_worker_killed_mid_command_is_taken_over_and_the_command_runs_on
     runs.mkdir()
     starters, started = started_log(caller)
     first = await asyncio.to_thread(start_worker, claim_after=1.0)
-    command = remote_app.SlowCommand(seconds=1.5, runs_dir=str(runs))
+    # Longer than a second worker takes to start on a loaded machine: the first must still
+    # be running it when it is killed.
+    command = remote_app.SlowCommand(seconds=8, runs_dir=str(runs))
     pending = asyncio.create_task(caller.execute(command, timeout=90))
     await asyncio.wait_for(started.wait(), timeout=60)
     second = await asyncio.to_thread(start_worker, claim_after=1.0)
