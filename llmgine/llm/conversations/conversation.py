@@ -75,6 +75,11 @@ class Conversation:
         return f"Conversation({self.id!r}, {len(self.messages)} messages)"
 
     @property
+    def saved_off_loop(self) -> bool:
+        """Whether saving a turn leaves the event loop (a store doing I/O in a thread)."""
+        return self._owner is not None and self._owner.store.blocking
+
+    @property
     def system_prompt(self) -> str | None:
         """Sent first on every request; setting it saves it in the engine's store."""
         return self._system_prompt
