@@ -1164,6 +1164,150 @@ shutil.rmtree(cache.path.parent)
 ]
 
 
+PUSHBACK: list[Cell] = [
+    md("""
+# When providers push back: rate limits, retries, fallback, dead letters
+
+Every hosted model answers 429 under load, some servers fail for a while, and some work fails
+however often it is tried. This notebook shows what llmgine does about each, offline and
+without a key: `RateLimitedServer` and `FakeOpenAIServer` (from `llmgine.testing`) play the
+provider on 127.0.0.1, through the real `openai` SDK.
+"""),
+    code("""
+import asyncio
+from pathlib import Path
+
+from llmgine import (
+    LLMEngine, LLMResponseEvent, LLMRetryEvent, MessageBus, PromptCommand, RateLimits, Retries,
+)
+from llmgine.analysis import load_events
+from llmgine.llm import OpenAIProvider, Price
+from llmgine.testing import FakeOpenAIServer, RateLimitedServer
+
+PRICES = {"fake-gpt": Price(input_per_mtok=0.15, output_per_mtok=0.60)}  # USD per 1M tokens
+
+for name in ("batch", "retry", "fallback"):
+    Path(f"logs/pushback_{name}.jsonl").unlink(missing_ok=True)  # each run starts afresh
+
+
+def quiet_bus(name: str) -> MessageBus:
+    return MessageBus(log_dir="logs", log_filename=f"pushback_{name}.jsonl",
+                      enable_console_metrics=False, enable_console_traces=False)
+
+
+def model_at(server: FakeOpenAIServer) -> OpenAIProvider:
+    return OpenAIProvider("fake-gpt", api_key="sk-demo", base_url=server.base_url)
+"""),
+    md("""
+## A batch under a rate limit
+
+The server takes 12 requests in any 2 seconds and answers 429 past that. The engine's
+`RateLimits(requests_per_minute=240)` (4 a second, a burst of 4) keeps 20 concurrent prompts
+under it: calls wait for room instead of failing.
+"""),
+    code("""
+batch_bus = quiet_bus("batch")
+await batch_bus.start()
+with RateLimitedServer(requests_per_minute=12, window=2.0) as server:
+    LLMEngine(batch_bus, provider=model_at(server), prices=PRICES,
+              limits=RateLimits(requests_per_minute=240))
+    results = await asyncio.gather(*(
+        batch_bus.execute(PromptCommand(prompt=f"Classify ticket {n}", conversation_id=f"t{n}"))
+        for n in range(20)
+    ))
+await batch_bus.stop()
+calls = load_events("logs/pushback_batch.jsonl").llmgine.events("LLMResponseEvent")
+(sum(r.success for r in results), server.refused, server.early_retries,
+ bool((calls["rate_limit_wait_ms"] > 0).any()))
+"""),
+    md("""
+20 answered, none refused by the server, no retry sent early; the calls that waited say so in
+`rate_limit_wait_ms` (on the event, and as `llmgine.rate_limit.wait_ms` on the LLM span). With
+the bus connected to Redis the same limit is shared by every worker of the namespace.
+
+## A 429 that asks to wait
+
+This server refuses the first request with `Retry-After: 0.5`. The engine retries once it has
+waited that long, never earlier, and the log says why the call took longer.
+"""),
+    code("""
+retry_bus = quiet_bus("retry")
+await retry_bus.start()
+retried: list[LLMRetryEvent] = []
+retry_bus.register_event_handler(LLMRetryEvent, retried.append)
+with FakeOpenAIServer() as server:
+    server.add_error(429, "Rate limit reached for requests", retry_after=0.5)
+    server.add_text("Billing.")
+    engine = LLMEngine(retry_bus, provider=model_at(server), prices=PRICES,
+                       retries=Retries(attempts=3))
+    reply = await engine.chat("Classify: my invoice is wrong")
+    await retry_bus.wait_for_events()
+await retry_bus.stop()
+reply, len(server.requests), [(e.attempt, e.status, e.wait_s) for e in retried]
+"""),
+    code("""
+ax = load_events("logs/pushback_retry.jsonl").llmgine.plot_timeline()
+"""),
+    md("""
+The waterfall shows the LLM call's span covering both tries and the wait between them; its
+`llmgine.retries` attribute and the response event's `retries` and `retry_wait_ms` say the same.
+
+## A fallback model
+
+When the model asked keeps failing after its retries, `fallback=[...]` tries the next one. The
+answer names the model that gave it and says why the others did not.
+"""),
+    code("""
+fallback_bus = quiet_bus("fallback")
+await fallback_bus.start()
+answers: list[LLMResponseEvent] = []
+fallback_bus.register_event_handler(LLMResponseEvent, answers.append)
+with FakeOpenAIServer() as server:
+    server.add_error(503, "overloaded")
+    server.add_error(503, "overloaded")
+    LLMEngine(fallback_bus, provider=model_at(server), prices=PRICES,
+              retries=Retries(attempts=2, initial=0.1, jitter=False), fallback=["offline"])
+    result = await fallback_bus.execute(PromptCommand(prompt="Classify: refund please"))
+    await fallback_bus.wait_for_events()
+await fallback_bus.stop()
+result.metadata["model"], [why.split(" (at")[0] for why in answers[-1].fallback_from]
+"""),
+    md("""
+## A dead letter, redriven
+
+Command-level policies are middleware on the bus. `Retry` tries a failing command again;
+`DeadLetters` keeps what still fails, to look at and to run again once the cause is fixed.
+"""),
+    code("""
+from llmgine import Command
+from llmgine.bus.policies import DeadLetters, Retry
+
+class ImportTicketsCommand(Command):
+    path: str
+
+def import_tickets(command: ImportTicketsCommand) -> int:
+    return len(Path(command.path).read_text().splitlines())  # FileNotFoundError until it exists
+
+Path("tickets.csv").unlink(missing_ok=True)
+desk = quiet_bus("dead_letters")
+await desk.start()
+desk.register_command_handler(ImportTicketsCommand, import_tickets)
+desk.add_middleware(DeadLetters())
+desk.add_middleware(Retry(ImportTicketsCommand, attempts=2, backoff=0.05))
+failed = await desk.execute(ImportTicketsCommand(path="tickets.csv"))
+[letter] = desk.dead_letters
+failed.metadata["attempts"], letter.result.error_type
+"""),
+    code("""
+Path("tickets.csv").write_text("id,subject\\n1,refund\\n2,invoice\\n")  # the cause, fixed
+again = await desk.redrive(letter.id)
+await desk.stop()
+Path("tickets.csv").unlink()
+again.result, again.metadata["redrive_of"] == letter.id, desk.dead_letters
+"""),
+]
+
+
 NOTEBOOKS = {
     "01_quickstart.ipynb": QUICKSTART,
     "02_commands_events_sessions.ipynb": COMMANDS_EVENTS,
@@ -1174,6 +1318,7 @@ NOTEBOOKS = {
     "07_a_real_model_no_key.ipynb": LOCAL_MODEL,
     "08_several_processes.ipynb": SEVERAL_PROCESSES,
     "09_what_did_that_cost.ipynb": COST,
+    "10_when_providers_push_back.ipynb": PUSHBACK,
 }
 
 
