@@ -306,6 +306,9 @@ class FakeOpenAIServer:
 class RateLimitedServer(FakeOpenAIServer):
     """A :class:`FakeOpenAIServer` that allows ``requests_per_minute`` per ``window`` seconds.
 
+    With ``tokens_per_minute``, also at most that many prompt tokens (words, as its usage
+    counts them) per window.
+
     A request past the limit gets the 429 OpenAI sends, with ``Retry-After`` saying when
     the oldest request of the window leaves it. ``refused`` counts those 429s;
     ``early_retries`` counts requests sent again (the same body) before the time their
@@ -318,11 +321,20 @@ class RateLimitedServer(FakeOpenAIServer):
         **options: As for :class:`FakeOpenAIServer`.
     """
 
-    def __init__(self, *, requests_per_minute: int, window: float = 60.0, **options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        requests_per_minute: int,
+        tokens_per_minute: int | None = None,
+        window: float = 60.0,
+        **options: Any,
+    ) -> None:
         super().__init__(**options)
         self.requests_per_minute = requests_per_minute
+        self.tokens_per_minute = tokens_per_minute
         self.window = window
         self.accepted_at: list[float] = []
+        self.accepted_tokens: list[int] = []
         self.refused = 0
         self.early_retries = 0
         self._retry_at: dict[str, float] = {}
@@ -333,16 +345,34 @@ class RateLimitedServer(FakeOpenAIServer):
         with self._lock:
             if now < self._retry_at.pop(same, 0.0):
                 self.early_retries += 1
-            recent = [t for t in self.accepted_at if t > now - self.window]
-            if len(recent) < self.requests_per_minute:
+            since = now - self.window
+            recent = [t for t in self.accepted_at if t > since]
+            tokens = sum(len(str(m.get("content") or "").split()) for m in body.get("messages", []))
+            pairs = zip(self.accepted_at, self.accepted_tokens, strict=True)
+            used = sum(n for t, n in pairs if t > since)
+            fits = self.tokens_per_minute is None or used + tokens <= self.tokens_per_minute
+            if len(recent) < self.requests_per_minute and fits:
                 self.accepted_at.append(now)
+                self.accepted_tokens.append(tokens)
                 return None
-            wait = max(recent[0] + self.window - now, 0.001)
+            frees = now  # when the oldest request (and enough tokens) leave the window
+            if len(recent) >= self.requests_per_minute:
+                frees = recent[len(recent) - self.requests_per_minute] + self.window
+            if not fits and self.tokens_per_minute is not None:
+                over = used + tokens - self.tokens_per_minute
+                for t, n in zip(self.accepted_at, self.accepted_tokens, strict=True):
+                    if t > since:
+                        over -= n
+                        if over <= 0:
+                            frees = max(frees, t + self.window)
+                            break
+            wait = max(frees - now, 0.001)
             self._retry_at[same] = now + wait
             self.refused += 1
         return FakeReply(
             status=429,
-            error=f"Rate limit reached: {self.requests_per_minute} requests per "
-            f"{self.window:g} s. Please try again in {wait:.3f}s.",
+            error=f"Rate limit reached: {self.requests_per_minute} requests"
+            + (f" or {self.tokens_per_minute} tokens" if self.tokens_per_minute else "")
+            + f" per {self.window:g} s. Please try again in {wait:.3f}s.",
             headers={"Retry-After": f"{wait:.3f}"},
         )

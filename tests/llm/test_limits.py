@@ -169,3 +169,26 @@ async def test_a_rate_limited_server_is_waited_for_never_retried_early(bus: Mess
         assert server.refused >= 1  # five at once: some were told to wait
         assert server.early_retries == 0  # and none came back before the time it was told
         assert len(server.accepted_at) == 5
+
+
+@pytest.mark.timeout(60)
+async def test_a_token_limit_keeps_a_batch_under_the_servers_tokens_per_minute(
+    bus: MessageBus,
+) -> None:
+    from llmgine.llm import LLMEngine, OpenAIProvider, PromptCommand
+    from llmgine.testing import RateLimitedServer
+
+    words = "please classify this support ticket about an invoice " * 5  # 40 words
+    with RateLimitedServer(requests_per_minute=1000, tokens_per_minute=240, window=2.0) as server:
+        provider = OpenAIProvider("m", api_key="k", base_url=server.base_url)
+        # 3,600 a minute is 60 a second, a burst of 60: at most 180 in any 2 s, under the
+        # server's 240 (a bucket lets its burst through on top of its rate).
+        LLMEngine(bus, provider=provider, limits=RateLimits(tokens_per_minute=3600), retries=None)
+        results = await asyncio.gather(
+            *(
+                bus.execute(PromptCommand(prompt=f"{words}{n}", conversation_id=str(n)))
+                for n in range(8)
+            )
+        )
+        assert all(r.success for r in results), [r.error for r in results if not r.success]
+        assert (server.refused, len(server.accepted_at)) == (0, 8)
