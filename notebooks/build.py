@@ -1178,7 +1178,13 @@ import asyncio
 from pathlib import Path
 
 from llmgine import (
-    LLMEngine, LLMResponseEvent, LLMRetryEvent, MessageBus, PromptCommand, RateLimits, Retries,
+    LLMEngine,
+    LLMResponseEvent,
+    LLMRetryEvent,
+    MessageBus,
+    PromptCommand,
+    RateLimits,
+    Retries,
 )
 from llmgine.analysis import load_events
 from llmgine.llm import OpenAIProvider, Price
@@ -1281,6 +1287,7 @@ Command-level policies are middleware on the bus. `Retry` tries a failing comman
     code("""
 from llmgine import Command
 from llmgine.bus.policies import DeadLetters, Retry
+
 
 class ImportTicketsCommand(Command):
     path: str
