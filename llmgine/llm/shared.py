@@ -8,29 +8,15 @@ is made, and reconnect.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from llmgine.bus.shared_store import SharedStore, connected_store
 from llmgine.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from llmgine.bus.bus import MessageBus
 
 __all__ = ["SharedStore", "connected_store", "shared_store"]
-
-
-@dataclass(frozen=True, slots=True)
-class SharedStore:
-    """One feature's place in the shared bus's Redis."""
-
-    redis: Any
-    """The connected bus's client (replies are bytes); ``Any`` as redis-py's types are unions."""
-    prefix: str
-    """``{namespace}:{feature}``: the start of every key the feature writes."""
-
-    def key(self, *parts: str) -> str:
-        """``prefix:part:part...``."""
-        return ":".join((self.prefix, *parts))
 
 
 def shared_store(bus: MessageBus, feature: str, setting: str) -> SharedStore:
@@ -52,15 +38,3 @@ def shared_store(bus: MessageBus, feature: str, setting: str) -> SharedStore:
             "or choose a local setting."
         )
     return store
-
-
-def connected_store(bus: MessageBus, feature: str) -> SharedStore | None:
-    """The Redis place of ``feature`` while ``bus`` is connected to the shared bus, else ``None``.
-
-    For features that are local until the bus connects (rate limits), then shared.
-    """
-    remote = bus.remote
-    if remote is None:
-        return None
-    connection = remote.connection
-    return SharedStore(connection.redis, f"{connection.keys.namespace}:{feature}")

@@ -7,12 +7,12 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from llmgine.bus.middleware import CallNext
 from llmgine.bus.policies.binding import Bound
 from llmgine.bus.policies.events import DeadLetterEvent
 from llmgine.bus.policies.matching import CommandTypes, command_types
+from llmgine.bus.shared_store import SharedStore, connected_store
 from llmgine.bus.typepath import class_at, type_path
 from llmgine.errors import ConfigurationError, DeadLetterNotFoundError
 from llmgine.messages.commands import Command, CommandResult
@@ -144,19 +144,15 @@ class DeadLetters(Bound):
             )
         )
 
-    def _stream(self) -> tuple[Any, str] | None:
-        remote = self.bus.remote if self.bus is not None else None
-        if remote is None:
-            return None
-        return remote.connection.redis, f"{remote.connection.keys.namespace}:dead_letters"
+    def _store(self) -> SharedStore | None:
+        return connected_store(self.bus, "dead_letters") if self.bus is not None else None
 
     async def _share(self, letter: DeadLetter) -> None:
-        where = self._stream()
-        if where is None:
+        store = self._store()
+        if store is None:
             return
-        redis, stream = where
-        await redis.xadd(
-            stream,
+        await store.redis.xadd(
+            store.prefix,
             {
                 b"id": letter.id,
                 b"t": type_path(type(letter.command)),
@@ -169,11 +165,10 @@ class DeadLetters(Bound):
         )
 
     async def _shared_letter(self, dead_letter_id: str) -> DeadLetter | None:
-        where = self._stream()
-        if where is None:
+        store = self._store()
+        if store is None:
             return None
-        redis, stream = where
-        for _entry, fields in await redis.xrange(stream):
+        for _entry, fields in await store.redis.xrange(store.prefix):
             if fields.get(b"id", b"").decode() == dead_letter_id:
                 return _letter(dead_letter_id, fields)
         return None
