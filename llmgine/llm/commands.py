@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from pydantic import BaseModel, Field, field_serializer
+from pydantic import BaseModel, Field, field_serializer, field_validator
 
 from llmgine.messages.commands import Command
 
@@ -37,11 +38,39 @@ class PromptCommand(Command):
     ``extra_body``, ...), over the engine's ``options``."""
     output_type: type[BaseModel] | None = None
     """A pydantic model the answer must match: ``result.result`` is then an instance of it."""
-    cache: bool = True
-    """Use the engine's call cache, if it has one; ``False`` always asks the model."""
+    cache: bool | None = None
+    """``None``: the engine's call cache, if it has one. ``True``: that cache, or the
+    default cache file when the engine has none (what ``map`` sends, so a re-run costs
+    nothing twice). ``False``: always ask the model."""
+    cache_salt: str | None = None
+    """Part of the call cache's key, never sent: distinct values keep distinct answers to
+    one request (an experiment's repeats)."""
+    system_prompt: str | None = None
+    """The system prompt for this conversation from this prompt on (saved with its turn);
+    ``None`` keeps the conversation's."""
     max_context_tokens: int | None = Field(default=None, gt=0)
     """The model's window for this prompt (older turns are left out of the request to fit);
     ``None`` means the engine's ``max_context_tokens``."""
+
+    @field_validator("output_type", mode="before")
+    @classmethod
+    def _output_type_by_name(cls, value: Any) -> Any:
+        """A dotted name (how the log and Redis carry it) back to the model it names."""
+        if not isinstance(value, str):
+            return value
+        module_name, _, name = value.rpartition(".")
+        try:
+            found: Any = importlib.import_module(module_name)
+            for part in name.split("."):
+                found = getattr(found, part)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ValueError(
+                f"output_type {value!r} cannot be imported here: define the model in a module "
+                "every process can import (not in a notebook cell) to use it across processes"
+            ) from exc
+        if not (isinstance(found, type) and issubclass(found, BaseModel)):
+            raise ValueError(f"output_type {value!r} is not a pydantic model")
+        return found
 
     @field_serializer("output_type")
     def _output_type_name(self, output_type: type[BaseModel] | None) -> str | None:

@@ -272,6 +272,9 @@ class LLMEngine(ToolMethods):
         window = None
         if limit is not None:
             window = ContextWindow(limit, await token_counter(provider), self.bus, command)
+        conversation = await self.conversations.aget(command.conversation_id)
+        if command.system_prompt is not None:
+            conversation.system_prompt_for_turn(command.system_prompt)
         run = PromptRun(
             command,
             build_pipeline(
@@ -281,7 +284,7 @@ class LLMEngine(ToolMethods):
                 policies=self.policies,
                 resilience=self.resilience,
             ),
-            await self.conversations.aget(command.conversation_id),
+            conversation,
             self.runner,
             options={**self.options, **(command.options or {})},
             max_tool_rounds=self.max_tool_rounds,

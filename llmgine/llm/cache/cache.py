@@ -103,12 +103,14 @@ class LLMCache:
         return self.store.path if isinstance(self.store, SQLiteStore) else None
 
     @staticmethod
-    def key(request: LLMRequest, *, provider: str, endpoint: str | None) -> str:
+    def key(
+        request: LLMRequest, *, provider: str, endpoint: str | None, salt: str | None = None
+    ) -> str:
         """The key of ``request`` sent by ``provider`` to ``endpoint``: 64 hex digits.
 
         See :mod:`llmgine.llm.cache.key` for what is part of it.
         """
-        return request_key(request, provider=provider, endpoint=endpoint)
+        return request_key(request, provider=provider, endpoint=endpoint, salt=salt)
 
     # ------------------------------------------------------------------ serving
 

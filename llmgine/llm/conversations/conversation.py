@@ -90,6 +90,14 @@ class Conversation:
             self._owner.set_system_prompt(self.id, value)
         self._system_prompt = value
 
+    def system_prompt_for_turn(self, value: str) -> None:
+        """Use ``value`` as the system prompt from the next turn on, saved with that turn.
+
+        Unlike setting :attr:`system_prompt`, nothing is written now: a prompt that
+        fails leaves the stored conversation as it was.
+        """
+        self._system_prompt = value
+
     @property
     def turn_count(self) -> int:
         """The number of the latest turn (0 before the first)."""

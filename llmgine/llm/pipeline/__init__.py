@@ -101,11 +101,11 @@ def build_pipeline(
         if others:
             chain = Fallback(chain, [model_chain(p) for p in others])
     if policies is not None:
-        cache = policies.cache if command.cache else None
+        cache = policies.cache_for(command)
         if cache is not None and policies.budget is not None:
             chain = BudgetGate(chain, policies.budget, command)  # a hit sends nothing: allowed
         if cache is not None:
-            chain = Cached(chain, cache)
+            chain = Cached(chain, cache, salt=command.cache_salt)
         if policies.budget is not None:
             chain = Budgeted(chain, policies.budget, command, check=cache is None)
     return Instrumented(

@@ -27,12 +27,13 @@ class Cached(WrapperProvider):
         cache: Where answers are looked up and kept.
     """
 
-    def __init__(self, inner: Provider, cache: LLMCache) -> None:
+    def __init__(self, inner: Provider, cache: LLMCache, *, salt: str | None = None) -> None:
         super().__init__(inner)
         self.cache = cache
+        self.salt = salt
 
     def _key(self, request: LLMRequest) -> str:
-        return self.cache.key(request, provider=self.name, endpoint=self.endpoint)
+        return self.cache.key(request, provider=self.name, endpoint=self.endpoint, salt=self.salt)
 
     async def _keep(self, key: str, request: LLMRequest, completion: Completion) -> None:
         if completion.fallback_from:

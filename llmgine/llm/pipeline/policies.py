@@ -12,6 +12,7 @@ from llmgine.llm.pricing import Price, Prices
 
 if TYPE_CHECKING:
     from llmgine.bus.bus import MessageBus
+    from llmgine.llm.commands import PromptCommand
 
 __all__ = ["CacheSetting", "CallPolicies"]
 
@@ -40,8 +41,24 @@ class CallPolicies:
     ) -> None:
         self.prices = Prices(prices)
         self.cache: LLMCache | None = open_cache(cache, bus)
+        self._bus = bus
+        self._default_cache: LLMCache | None = None
         self.spend = Spend()
         """What the engine's calls have cost so far (``LLMEngine.spend``)."""
         self.budget: BudgetKeeper | None = BudgetKeeper(budget, bus, self.spend)
         """Always there: it counts every call into :attr:`spend`, and refuses calls only
         when a ``budget`` is given."""
+
+    def cache_for(self, command: PromptCommand) -> LLMCache | None:
+        """The cache ``command`` is answered from (see ``PromptCommand.cache``), if any.
+
+        ``cache=True`` on an engine with no cache of its own is the default cache
+        file, opened on first use and closed when the bus stops.
+        """
+        if command.cache is False:
+            return None
+        if self.cache is not None or command.cache is None:
+            return self.cache
+        if self._default_cache is None:
+            self._default_cache = open_cache(True, self._bus)
+        return self._default_cache
