@@ -1,0 +1,139 @@
+"""An experiment rebuilt from a log alone: outputs from its prompts, scores from its events.
+
+Each row's ``PromptCommand`` carries ``experiment``, ``variant`` and ``repeat`` in its
+metadata (and ``map``'s row label and position); its ``CommandResultEvent`` (or
+``CommandErrorEvent``) carries the output and the usage; every score is an
+``EvaluationEvent``. When a row ran more than once (a re-run, a rescore), the latest
+line wins. A judge's cost is not rebuilt (its prompts are in the log as its own rows).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from llmgine.batch.outcome import one_line
+from llmgine.errors import ConfigurationError
+from llmgine.evals.experiment import Experiment
+from llmgine.observability.codec import read_log
+
+__all__ = ["experiment_from_log"]
+
+_PROMPT = ("llmgine.llm.commands", "PromptCommand")
+_RESULTS = {
+    ("llmgine.messages.events", "CommandResultEvent"),
+    ("llmgine.messages.events", "CommandErrorEvent"),
+}
+_SCORE = ("llmgine.evals.events", "EvaluationEvent")
+
+
+def _key(label: Any) -> str:
+    return repr(tuple(label) if isinstance(label, list) else label)
+
+
+def experiment_from_log(path: str | Path, name: str) -> Experiment:
+    """Rebuild the experiment ``name`` from the log at ``path`` (see the module's docstring)."""
+    import pandas as pd
+
+    commands: dict[str, dict[str, Any]] = {}
+    results: dict[str, dict[str, Any]] = {}
+    scores: dict[tuple[str, int, str, str], dict[str, Any]] = {}
+    names: list[str] = []
+    for envelope in read_log(path):
+        key = (envelope.module, envelope.type)
+        if key == _PROMPT and envelope.metadata.get("experiment") == name:
+            meta = envelope.metadata
+            if "variant" not in meta or "judge" in meta:
+                continue
+            row = (meta.get("llmgine.map") or {}).get("row")
+            commands[envelope.id] = {
+                "row": row,
+                "variant": str(meta["variant"]),
+                "repeat": int(meta.get("repeat", 0)),
+                "trace_id": envelope.trace_id,
+            }
+        elif key in _RESULTS:
+            result = envelope.data.get("command_result") or {}
+            command_id = str(result.get("command_id"))
+            if command_id in commands:
+                results[command_id] = result
+        elif key == _SCORE and envelope.data.get("experiment") == name:
+            data = envelope.data
+            scorer = str(data.get("scorer"))
+            if scorer not in names:
+                names.append(scorer)
+            scores[(str(data["variant"]), int(data["repeat"]), _key(data["row"]), scorer)] = data
+    if not commands:
+        raise ConfigurationError(
+            f"The log {path} holds no experiment named {name!r}: check the name "
+            "(run_experiment(name=...)) and that the log is the bus's that ran it."
+        )
+    rows: dict[tuple[str, int, str], dict[str, Any]] = {}
+    for command_id, command in commands.items():  # in the order they ran; the latest wins
+        result = results.get(command_id, {})
+        meta = result.get("metadata") or {}
+        output = result.get("result") if result.get("success") else None
+        error = None
+        if result and not result.get("success"):
+            error = one_line(f"{result.get('error_type') or 'Error'}: {result.get('error')}")
+        elif not result:
+            error = "not run: no result in the log"
+        record: dict[str, Any] = {
+            "row": tuple(command["row"]) if isinstance(command["row"], list) else command["row"],
+            "variant": command["variant"],
+            "repeat": command["repeat"],
+        }
+        if isinstance(output, dict):
+            record.update({f"output.{k}": v for k, v in output.items()})
+        else:
+            record["output"] = output
+        latency = result.get("duration_ms")
+        record.update(
+            error=error,
+            input_tokens=meta.get("input_tokens"),
+            output_tokens=meta.get("output_tokens"),
+            cost_usd=meta.get("cost_usd"),
+            latency_ms=math.nan if latency is None else float(latency),
+            cached=meta.get("cached"),
+            model=meta.get("model"),
+            trace_id=command["trace_id"],
+        )
+        at = (command["variant"], command["repeat"], _key(command["row"]))
+        rows.pop(at, None)
+        rows[at] = record
+    notes: dict[tuple[str, int, str], list[str]] = {}
+    for (variant, repeat, label, scorer), data in scores.items():
+        record = rows.get((variant, repeat, label), {})
+        if not record:
+            continue
+        score = data.get("score")
+        record[f"score.{scorer}"] = math.nan if score is None else float(score)
+        if data.get("explanation") is not None:
+            record[f"reason.{scorer}"] = data["explanation"]
+        if data.get("error"):
+            notes.setdefault((variant, repeat, label), []).append(f"{scorer}: {data['error']}")
+    frame = pd.DataFrame(list(rows.values()))
+    frame = frame.sort_values(["variant", "repeat"], kind="stable", key=_order(frame))
+    for scorer in names:
+        column = f"score.{scorer}"
+        frame[column] = frame[column].astype("float64") if column in frame else math.nan
+    frame["scorer_errors"] = [
+        "; ".join(notes[k]) if k in notes else None
+        for k in zip(frame["variant"], frame["repeat"], map(_key, frame["row"]), strict=True)
+    ]
+    for column in ("input_tokens", "output_tokens"):
+        frame[column] = frame[column].astype("Int64")
+    frame["cost_usd"] = frame["cost_usd"].astype("float64")
+    frame["cached"] = frame["cached"].astype("boolean")
+    return Experiment(name=name, results=frame.reset_index(drop=True))
+
+
+def _order(frame: Any) -> Any:
+    """Sort variants in the order they first ran, repeats by number."""
+    first = {v: i for i, v in enumerate(dict.fromkeys(frame["variant"]))}
+
+    def key(column: Any) -> Any:
+        return column.map(first) if column.name == "variant" else column
+
+    return key

@@ -1,0 +1,51 @@
+"""An experiment's picture: each variant's mean score with its interval against its cost."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from llmgine.errors import ConfigurationError
+from llmgine.evals.summary import score_columns
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+
+__all__ = ["plot_scores"]
+
+
+def plot_scores(summary: pd.DataFrame, scorer: str | None = None, ax: Axes | None = None) -> Axes:
+    """Plot each variant's mean ``scorer`` score (95 % interval bars) against its total cost.
+
+    Args:
+        summary: :meth:`Experiment.summary <llmgine.evals.Experiment.summary>`'s frame.
+        scorer: The score to plot; ``None``: every score, one marker each.
+        ax: The axes to draw on (new ones otherwise).
+
+    Raises:
+        ConfigurationError: ``scorer`` is not a score of the experiment, or it has none.
+    """
+    import matplotlib.pyplot as plt
+
+    names = [n for n in score_columns(summary) if not n.endswith((".low", ".high"))]
+    if scorer is not None:
+        if scorer not in names:
+            raise ConfigurationError(f"No score {scorer!r} to plot: the scores are {names}.")
+        names = [scorer]
+    if not names:
+        raise ConfigurationError("The experiment has no scores to plot: give it scorers.")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    cost = summary["cost_usd"].astype(float)
+    for name in names:
+        mean = summary[f"score.{name}"].astype(float)
+        low = (mean - summary[f"score.{name}.low"].astype(float)).clip(lower=0).fillna(0)
+        high = (summary[f"score.{name}.high"].astype(float) - mean).clip(lower=0).fillna(0)
+        ax.errorbar(cost, mean, yerr=[low, high], fmt="o", capsize=4, label=name)
+        for variant, x, y in zip(summary.index, cost, mean, strict=True):
+            ax.annotate(str(variant), (x, y), textcoords="offset points", xytext=(6, 4))
+    ax.set_xlabel("cost (USD)")
+    ax.set_ylabel("mean score (95 % interval)")
+    if len(names) > 1:
+        ax.legend()
+    return ax

@@ -1,0 +1,222 @@
+"""run_experiment on the offline and scripted models: tidy results, scores, intervals, repeats."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from counting_model import Counting
+
+from llmgine.bus import MessageBus
+from llmgine.errors import ConfigurationError
+from llmgine.evals import (
+    EvaluationEvent,
+    arun_experiment,
+    contains,
+    exact_match,
+    json_valid,
+    regex,
+)
+from llmgine.llm import LLMEngine, ScriptedProvider
+
+CAPITALS = pd.DataFrame(
+    {
+        "country": ["France", "Japan", "Peru", "Kenya"],
+        "capital": ["Paris", "Tokyo", "Lima", "Nairobi"],
+    },
+    index=pd.Index(["fr", "jp", "pe", "ke"], name="code"),
+)
+
+
+def quiet_bus(tmp_path: Path) -> MessageBus:
+    return MessageBus(
+        log_dir=tmp_path / "logs",
+        log_filename="run.jsonl",
+        enable_console_metrics=False,
+        enable_console_traces=False,
+    )
+
+
+def mentions_country(output: Any, expected: Any, row: Any) -> bool:
+    return str(row["country"]) in str(output)
+
+
+def length(output: Any, expected: Any, row: Any) -> float:
+    return float(len(str(expected)))
+
+
+@pytest.mark.timeout(120)
+async def test_offline_variants_give_tidy_deterministic_results(tmp_path: Path) -> None:
+    async with quiet_bus(tmp_path) as bus:
+        engine = LLMEngine(bus, model="offline")
+        experiment = await arun_experiment(
+            CAPITALS,
+            "What is the capital of {country}?",
+            variants={
+                "plain": {},
+                "terse": {"prompt": "Capital of {country}, one word.", "model": "offline:terse"},
+            },
+            scorers=[contains, mentions_country, json_valid],
+            expected="capital",
+            repeats=2,
+            engine=engine,
+            name="capitals",
+            progress=False,
+        )
+    results = experiment.results
+    assert len(results) == 4 * 2 * 2
+    assert list(results.columns[:4]) == ["row", "variant", "repeat", "output"]
+    for column in ("error", "cost_usd", "latency_ms", "input_tokens", "cached", "trace_id"):
+        assert column in results.columns
+    assert list(results["row"][:4]) == ["fr", "jp", "pe", "ke"]
+    assert results.groupby(["variant", "repeat"]).size().to_dict() == {
+        ("plain", 0): 4,
+        ("plain", 1): 4,
+        ("terse", 0): 4,
+        ("terse", 1): 4,
+    }
+    # the offline model repeats the prompt: it names the country, never the capital
+    assert (results["score.mentions_country"] == 1.0).all()
+    assert (results["score.contains"] == 0.0).all()
+    assert (results["score.json_valid"] == 0.0).all()
+    summary = experiment.summary()
+    assert list(summary.index) == ["plain", "terse"]
+    assert summary.loc["plain", "n"] == 8
+    assert summary.loc["plain", "errors"] == 0.0
+    assert summary.loc["terse", "score.mentions_country"] == 1.0
+    assert 0.6 < summary.loc["terse", "score.mentions_country.low"] < 1.0  # Wilson, 8 of 8
+    assert summary.loc["terse", "score.mentions_country.high"] == 1.0
+    for column in ("cost_usd", "latency_p50_ms", "latency_p95_ms"):
+        assert column in summary.columns
+    assert "capitals" in experiment._repr_html_()
+
+
+@pytest.mark.timeout(120)
+async def test_known_right_and_wrong_answers_give_known_means_and_intervals(
+    tmp_path: Path,
+) -> None:
+    provider = ScriptedProvider(["Paris", "Tokyo", "Lima", "Mombasa"] + ["Lyon"] * 4)
+    async with quiet_bus(tmp_path) as bus:
+        engine = LLMEngine(bus, provider=provider)
+        experiment = await arun_experiment(
+            CAPITALS,
+            "Capital of {country}?",
+            variants={"good": {"system_prompt": "Be right."}, "bad": {"system_prompt": "No."}},
+            scorers=[exact_match, length],
+            expected="capital",
+            concurrency=1,  # the script's replies go to the rows in order
+            engine=engine,
+            progress=False,
+        )
+    summary = experiment.summary()
+    good, bad = summary.loc["good"], summary.loc["bad"]
+    assert good["score.exact_match"] == 0.75
+    # the Wilson 95 % interval of 3 of 4
+    assert good["score.exact_match.low"] == pytest.approx(0.3006, abs=1e-4)
+    assert good["score.exact_match.high"] == pytest.approx(0.9544, abs=1e-4)
+    assert bad["score.exact_match"] == 0.0
+    assert bad["score.exact_match.low"] == 0.0
+    assert bad["score.exact_match.high"] == pytest.approx(0.4899, abs=1e-4)
+    # lengths 5, 5, 4, 7: Student's t with 3 degrees of freedom (3.182)
+    assert good["score.length"] == 5.25
+    sd = math.sqrt(((5 - 5.25) ** 2 * 2 + (4 - 5.25) ** 2 + (7 - 5.25) ** 2) / 3)
+    assert good["score.length.low"] == pytest.approx(5.25 - 3.182 * sd / 2)
+    assert good["score.length.high"] == pytest.approx(5.25 + 3.182 * sd / 2)
+    requests = [r.messages[0].content for r in provider.requests]
+    assert requests[:4] == ["Be right."] * 4 and requests[4:] == ["No."] * 4
+    comparison = experiment.compare("good")
+    assert comparison.totals.loc[("bad", "exact_match"), "losses"] == 3
+    assert comparison.totals.loc[("bad", "exact_match"), "ties"] == 1
+    assert comparison.totals.loc[("bad", "length"), "ties"] == 4
+    lost = comparison.disagreements
+    assert list(lost["row"]) == ["fr", "jp", "pe"]
+    assert set(lost["outcome"]) == {"loss"}
+
+
+@pytest.mark.timeout(120)
+async def test_repeats_are_distinct_calls_and_a_rerun_is_answered_from_the_cache(
+    tmp_path: Path,
+) -> None:
+    counting = Counting()
+    async with quiet_bus(tmp_path) as bus:
+        engine = LLMEngine(bus, provider=counting, cache=tmp_path / "calls.sqlite3")
+        run: dict[str, Any] = dict(
+            data=CAPITALS, prompt="{country}", repeats=3, engine=engine, progress=False
+        )
+        first = await arun_experiment(**run)
+        assert counting.calls == 4 * 3
+        again = await arun_experiment(**run)
+        assert counting.calls == 4 * 3
+    assert not first.results["cached"].any()
+    assert again.results["cached"].all()
+
+
+@pytest.mark.timeout(120)
+async def test_a_raising_scorer_gives_nan_and_a_note_not_a_failed_run(tmp_path: Path) -> None:
+    def picky(output: Any, expected: Any, row: Any) -> bool:
+        if row["country"] == "Peru":
+            raise ValueError("no opinion on Peru")
+        return True
+
+    async with quiet_bus(tmp_path) as bus:
+        engine = LLMEngine(bus, model="offline")
+        experiment = await arun_experiment(
+            CAPITALS, "{country}", scorers=[picky], engine=engine, progress=False
+        )
+        await bus.wait_for_events()
+    results = experiment.results.set_index("row")
+    assert math.isnan(results.loc["pe", "score.picky"])
+    assert results.loc["pe", "scorer_errors"] == "picky: ValueError: no opinion on Peru"
+    assert results.loc["fr", "score.picky"] == 1.0
+    assert results.loc["fr", "scorer_errors"] is None
+    assert experiment.summary().loc["default", "score.picky"] == 1.0
+
+
+@pytest.mark.timeout(120)
+async def test_rescoring_and_adding_a_scorer_send_no_prompt(tmp_path: Path) -> None:
+    counting = Counting()
+    events: list[EvaluationEvent] = []
+    async with quiet_bus(tmp_path) as bus:
+        bus.register_event_handler(EvaluationEvent, events.append)
+        engine = LLMEngine(bus, provider=counting)
+        experiment = await arun_experiment(
+            CAPITALS,
+            "{country}",
+            scorers=[contains],
+            expected="capital",
+            engine=engine,
+            progress=False,
+        )
+        calls = counting.calls
+        rescored = await experiment.arescore([regex(r"answer to [A-Z]", name="answered")])
+        await experiment.aadd_scorer(mentions_country)
+        await bus.wait_for_events()
+    assert counting.calls == calls == 4
+    assert list(rescored.score_names) == ["answered"]
+    assert (rescored.results["score.answered"] == 1.0).all()
+    assert experiment.score_names == ["contains", "mentions_country"]
+    assert (experiment.results["score.mentions_country"] == 1.0).all()
+    assert sorted({e.scorer for e in events}) == ["answered", "contains", "mentions_country"]
+    assert len(events) == 3 * 4
+
+
+def test_wrong_settings_fail_before_anything_is_sent() -> None:
+    import asyncio
+
+    def run(**kwargs: Any) -> Any:
+        settings: dict[str, Any] = dict(data=CAPITALS, prompt="{country}", bus=MessageBus())
+        return asyncio.run(arun_experiment(**{**settings, **kwargs}))
+
+    with pytest.raises(ConfigurationError, match="unknown settings"):
+        run(variants={"a": {"temperature": 0}})
+    with pytest.raises(ConfigurationError, match="not a column"):
+        run(expected="answer")
+    with pytest.raises(ConfigurationError, match="repeats"):
+        run(repeats=0)
+    with pytest.raises(ConfigurationError, match="Two scorers"):
+        run(scorers=[contains, contains])
+    with pytest.raises(ConfigurationError, match="lambda"):
+        run(scorers=[lambda o, e, r: True])
