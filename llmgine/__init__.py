@@ -58,6 +58,7 @@ from llmgine.errors import (
     ServerNotStartedError,
     SharedBusConnectionError,
     StructuredOutputError,
+    TemplateError,
     ToolError,
 )
 from llmgine.llm import (
@@ -244,6 +245,7 @@ __all__ = [
     "Spend",
     "StreamChunk",
     "StructuredOutputError",
+    "TemplateError",
     "Tool",
     "ToolApprovalDecidedEvent",
     "ToolApprovalRequestedEvent",

@@ -17,6 +17,7 @@ keeps working::
     ├── ConfigurationError              (also ValueError)
     │   ├── LogSourceError              a log cannot be read as asked (also TypeError)
     │   ├── CacheError                  the call cache's file is another program's
+    │   ├── TemplateError               a ``map`` template names no column of the frame
     │   └── MissingAPIKeyError
     ├── LogFormatError                  (also ValueError) a line is not an llmgine envelope
     ├── QueryError                      (also ValueError) SQL that cannot run over a log's views
@@ -71,6 +72,7 @@ __all__ = [
     "ServerNotStartedError",
     "SharedBusConnectionError",
     "StructuredOutputError",
+    "TemplateError",
     "ToolError",
 ]
 
@@ -136,6 +138,14 @@ class CacheError(ConfigurationError):
 
     Its file is another program's database or a newer llmgine's (llmgine leaves it alone),
     or a blocking call (``stats()``, ``clear()``) was made on the shared Redis cache.
+    """
+
+
+class TemplateError(ConfigurationError):
+    """A ``map`` template cannot be filled from the frame's rows: nothing was sent.
+
+    The message names what is wrong (a column that is not there, with the columns
+    that are; a positional ``{}``; a stray brace) and how to write it instead.
     """
 
 

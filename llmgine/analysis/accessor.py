@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -14,25 +14,49 @@ from llmgine.analysis.spans import spans_frame, traces_frame
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
+    from llmgine.batch import Template
+
 __all__ = ["LLMgineAccessor"]
 
 
 @pd.api.extensions.register_dataframe_accessor("llmgine")
 class LLMgineAccessor:
-    """The analysis functions as methods of a frame from ``load_events``.
+    """``df.llmgine.map(...)`` on any frame; the analysis functions on a loaded log.
 
-    ``df.llmgine.metrics()``, ``.spans()``, ``.traces()``, ``.commands()``,
-    ``.llm_calls()``, ``.events(type)`` and ``.plot_timeline()``.
+    On any DataFrame: ``.map(template, ...)``, one prompt per row (see
+    :func:`llmgine.batch.amap`). On a frame from ``load_events``: ``.metrics()``,
+    ``.spans()``, ``.traces()``, ``.commands()``, ``.llm_calls()``, ``.events(type)``
+    and ``.plot_timeline()``.
     """
 
     def __init__(self, frame: pd.DataFrame) -> None:
+        self._given = frame
+
+    @property
+    def _frame(self) -> pd.DataFrame:
+        """The frame, checked to be a log (every method but ``map`` reads a log)."""
+        frame = self._given
         missing = [c for c in ("type", "data", "timestamp") if c not in frame.columns]
         if missing:
             raise AttributeError(
-                f"df.llmgine works on frames from load_events(); this one lacks {missing} "
-                f"(expected columns: {', '.join(ENVELOPE_COLUMNS)})."
+                f"df.llmgine's log methods work on frames from load_events(); this one lacks "
+                f"{missing} (expected columns: {', '.join(ENVELOPE_COLUMNS)}). On any frame, "
+                "df.llmgine.map(template, ...) runs a prompt per row."
             )
-        self._frame = frame
+        return frame
+
+    def map(self, template: Template, **settings: Any) -> pd.DataFrame:
+        """Run ``template`` as a prompt over every row; a frame of answers on this index.
+
+        ``df.join(df.llmgine.map("Classify: {review}", engine=engine))``. The settings
+        are :func:`llmgine.batch.amap`'s (``engine``, ``bus``, ``model``, ``output_type``,
+        ``system_prompt``, ``concurrency``, ``errors``, ``progress``, request options).
+        Synchronous: in a notebook cell it runs on the kernel's loop; an interrupt
+        returns the rows that finished, and running it again sends only the others.
+        """
+        from llmgine.batch import map_rows
+
+        return map_rows(self._given, template, **settings)
 
     def events(self, type: str | type) -> pd.DataFrame:
         """Rows of one type with payload columns; see :func:`events_frame`."""

@@ -14,6 +14,7 @@ from llmgine.llm.budget import Budget, Spend
 from llmgine.llm.commands import PromptCommand
 from llmgine.llm.conversations import ContextWindow, Conversations, token_counter
 from llmgine.llm.conversations.facade import ConversationSetting, store_for
+from llmgine.llm.engine_batch import BatchMethods
 from llmgine.llm.engine_tools import ToolMethods
 from llmgine.llm.limits import LimitSetting
 from llmgine.llm.pipeline import CallPolicies, Resilience, build_pipeline
@@ -37,7 +38,7 @@ DEFAULT_TIMEOUT = 120.0
 """Seconds a prompt may take unless the engine or the prompt says otherwise."""
 
 
-class LLMEngine(ToolMethods):
+class LLMEngine(ToolMethods, BatchMethods):
     """Handles ``PromptCommand`` on a bus: conversations, provider calls, tools, events.
 
     ``(await bus.execute(PromptCommand(prompt="hi"))).result`` is the assistant's

@@ -33,9 +33,11 @@ def test_accessor_gives_every_frame(log_path: Path) -> None:
     assert llmgine.analysis.LLMgineAccessor is type(df.llmgine)
 
 
-def test_accessor_on_another_frame_says_what_it_needs() -> None:
-    with pytest.raises(AttributeError, match="load_events"):
-        _ = pd.DataFrame({"a": [1]}).llmgine
+def test_the_log_methods_on_another_frame_say_what_they_need() -> None:
+    accessor = pd.DataFrame({"a": [1]}).llmgine  # any frame has it: map works on any frame
+    for method in (accessor.spans, accessor.metrics, accessor.traces, accessor.llm_calls):
+        with pytest.raises(AttributeError, match=r"load_events.*df\.llmgine\.map"):
+            method()
 
 
 def test_plots_render_to_files(log_path: Path, tmp_path: Path) -> None:

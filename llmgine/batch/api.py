@@ -1,0 +1,303 @@
+"""``map``: one prompt over every row of a DataFrame, as a DataFrame of answers.
+
+``await amap(df, "Classify: {review}", engine=engine)`` is the async form (and
+``engine.map``); :func:`map_rows` the sync one (``df.llmgine.map`` in a notebook cell
+or a script). Each row is one ``PromptCommand`` in a conversation of its own, executed
+on the bus: by the local engine, or by the workers of a bus connected to Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+from pydantic import BaseModel, ValidationError
+
+from llmgine.batch.frame import output_columns, result_frame
+from llmgine.batch.progress import Progress
+from llmgine.batch.run import BatchRun
+from llmgine.batch.template import RowTemplate, Template
+from llmgine.errors import ConfigurationError, HandlerNotFoundError
+from llmgine.llm.commands import PromptCommand
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from llmgine.bus.bus import MessageBus
+    from llmgine.llm.engine import LLMEngine
+
+__all__ = ["amap", "map_rows"]
+
+logger = logging.getLogger(__name__)
+
+Errors = Literal["keep", "raise"]
+
+_COMMAND_FIELDS = frozenset(PromptCommand.model_fields) - {
+    "prompt",
+    "conversation_id",
+    "metadata",
+    "id",
+    "timestamp",
+    "session_id",
+    "stream",
+}
+"""``PromptCommand`` fields ``map`` passes through by name (``temperature``, ``timeout``, ...)."""
+
+
+def _command_fields(
+    model: str | None,
+    output_type: type[BaseModel] | None,
+    system_prompt: str | None,
+    cache_salt: str | None,
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """The fields of every row's command; checked once here, before any row is sent."""
+    fields: dict[str, Any] = {"cache": True}  # a re-run answers finished rows from the cache
+    options = dict(options)
+    request_options = dict(options.pop("options", None) or {})
+    for name, value in options.items():
+        if name in _COMMAND_FIELDS:
+            fields[name] = value
+        else:
+            request_options[name] = value  # seed, top_p, stop, ...: sent as they are
+    fields.update(model=model, output_type=output_type, system_prompt=system_prompt)
+    fields.update(cache_salt=cache_salt, options=request_options or None)
+    try:
+        PromptCommand(prompt="", **fields)
+    except ValidationError as exc:
+        raise ConfigurationError(
+            f"map cannot make a PromptCommand of these settings: {exc}"
+        ) from exc
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _check(frame: Any, concurrency: int, errors: str) -> None:
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"map takes a pandas DataFrame; got {type(frame).__name__}.")
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigurationError(
+            f"concurrency must be a whole number of 1 or more; got {concurrency!r}."
+        )
+    if errors not in ("keep", "raise"):
+        raise ConfigurationError(f"errors must be 'keep' or 'raise'; got {errors!r}.")
+
+
+_quieted: weakref.WeakKeyDictionary[Any, tuple[int, bool, bool]] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def quiet_console(bus: MessageBus) -> Iterator[None]:
+    """No console line per row while a batch runs (the log keeps them; the bar shows it).
+
+    Runs that overlap on one bus share the quiet: the console's settings come back
+    when the last of them ends.
+    """
+    console = bus.console
+    depth, metrics, traces = _quieted.get(console, (0, console.metrics, console.traces))
+    _quieted[console] = (depth + 1, metrics, traces)
+    console.metrics = console.traces = False
+    try:
+        yield
+    finally:
+        depth, metrics, traces = _quieted[console]
+        if depth == 1:
+            del _quieted[console]
+            console.metrics, console.traces = metrics, traces
+        else:
+            _quieted[console] = (depth - 1, metrics, traces)
+
+
+class _Settings(NamedTuple):
+    model: str | None
+    output_type: type[BaseModel] | None
+    system_prompt: str | None
+    concurrency: int
+    errors: str
+    progress: bool
+    cache_salt: str | None
+    metadata: Mapping[str, Any] | None
+
+
+class Batch:
+    """A prepared ``map``: checked settings and a run to start, interrupt and read."""
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        template: Template,
+        bus: MessageBus,
+        settings: _Settings,
+        options: dict[str, Any],
+    ) -> None:
+        _check(frame, settings.concurrency, settings.errors)
+        fields = _command_fields(
+            settings.model,
+            settings.output_type,
+            settings.system_prompt,
+            settings.cache_salt,
+            options,
+        )
+        self.frame = frame
+        self.output_type = settings.output_type
+        self.columns = output_columns(settings.output_type, frame.columns)
+        self.run = BatchRun(
+            frame,
+            RowTemplate(template, frame.columns),
+            bus=bus,
+            fields=fields,
+            metadata=dict(settings.metadata or {}),
+            concurrency=settings.concurrency,
+            errors=settings.errors,
+            progress=Progress(len(frame), enabled=settings.progress and len(frame) > 0),
+        )
+
+    def result(self) -> pd.DataFrame:
+        """The rows' outcomes as a frame on the input's index."""
+        return result_frame(
+            self.frame.index,
+            self.run.outcomes,
+            self.columns,
+            structured=self.output_type is not None,
+        )
+
+
+async def amap(
+    frame: pd.DataFrame,
+    template: Template,
+    *,
+    engine: LLMEngine | None = None,
+    bus: MessageBus | None = None,
+    model: str | None = None,
+    output_type: type[BaseModel] | None = None,
+    system_prompt: str | None = None,
+    concurrency: int = 8,
+    errors: Errors = "keep",
+    progress: bool = True,
+    cache_salt: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> pd.DataFrame:
+    """Send ``template`` filled from each row of ``frame`` as a prompt; one row of answers each.
+
+    Args:
+        frame: Any DataFrame.
+        template: ``"Classify: {review}"`` (``str.format`` over the row's columns; a
+            missing value is an empty string) or a function of the row returning the
+            prompt. A column the template names and the frame lacks fails before
+            anything is sent; a row whose value does not fit (``{price:.2f}`` on text)
+            gets that as its ``error``.
+        engine: The engine to run the rows (its cache, limits, retries, fallback and
+            budget apply to every row).
+        bus: Without ``engine``: the bus whose ``PromptCommand`` handler runs the rows,
+            a local engine or the workers of a bus connected to Redis. With neither,
+            a bus and a default engine (``model``) of this call's own.
+        model: A model string for every row (else the engine's).
+        output_type: A pydantic model each answer must match; its fields become columns.
+        system_prompt: The system prompt of every row's conversation.
+        concurrency: Rows in flight at once (the engine's rate limits still apply).
+        errors: ``"keep"``: a failed row's ``error`` says why and the batch goes on;
+            ``"raise"``: the first failure stops sending and is raised.
+        progress: Show a progress bar (``tqdm.auto``): rows, errors, tokens, cost.
+        cache_salt: Keeps this run's answers apart in the cache (an experiment's repeats).
+        metadata: Added to every row's command metadata (the log keeps it).
+        **options: Further ``PromptCommand`` fields (``temperature``, ``max_tokens``,
+            ``timeout``, ``cache=False``, ...) or request options (``seed``, ``top_p``).
+
+    Returns:
+        A frame on ``frame``'s index, same order and length: ``output`` (or one column
+        per field of ``output_type``, ``output_<name>`` when ``frame`` has that column),
+        ``error``, ``input_tokens``, ``output_tokens``, ``cost_usd``, ``latency_ms``,
+        ``cached``, ``model``, ``trace_id``. ``frame.join(result)`` adds them.
+
+    Rows that finished are in the cache (the engine's, else the default file), so running
+    the same ``map`` again sends only the rows that did not. A budget that runs out stops
+    sending: the rows not sent say so in ``error``. Cancelled, ``amap`` cancels the rows
+    in flight and raises ``CancelledError`` (what finished is in the cache and the log);
+    the sync :func:`map_rows` returns what finished instead.
+
+    Raises:
+        TemplateError: The template does not fit the frame's columns.
+        ConfigurationError: A setting is out of range or not a ``PromptCommand`` field's.
+        HandlerNotFoundError: Nothing on ``bus`` handles ``PromptCommand``.
+        CommandFailedError: With ``errors="raise"``, the first row that failed.
+    """
+    settings = _Settings(
+        model, output_type, system_prompt, concurrency, errors, progress, cache_salt, metadata
+    )
+    if engine is not None or bus is not None:
+        target = _target(engine, bus)
+        batch = Batch(frame, template, target, settings, options)
+        with quiet_console(target):
+            await batch.run.run()
+        return batch.result()
+    from llmgine.bus.bus import MessageBus
+    from llmgine.llm.engine import LLMEngine
+
+    async with MessageBus(enable_console_metrics=False, enable_console_traces=False) as own:
+        LLMEngine(own, model=model)
+        batch = Batch(frame, template, own, settings, options)
+        await batch.run.run()
+        return batch.result()
+
+
+def map_rows(
+    frame: pd.DataFrame,
+    template: Template,
+    *,
+    engine: LLMEngine | None = None,
+    bus: MessageBus | None = None,
+    model: str | None = None,
+    output_type: type[BaseModel] | None = None,
+    system_prompt: str | None = None,
+    concurrency: int = 8,
+    errors: Errors = "keep",
+    progress: bool = True,
+    cache_salt: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> pd.DataFrame:
+    """:func:`amap` from synchronous code: a notebook cell, a script, a magic.
+
+    Runs on the notebook's loop (or IPython's own without a kernel). With neither
+    ``engine`` nor ``bus``, the notebook's default engine runs the rows (the one
+    ``%llmgine chat`` uses, logged to its bus's log). An interrupt (the kernel's, or
+    Ctrl-C) stops sending, cancels the rows in flight and returns the frame: finished
+    rows filled, the others with ``error`` "not run: interrupted ...". Running it again
+    sends only those. The arguments are :func:`amap`'s.
+    """
+    from llmgine.notebook.sync import run_sync
+
+    if engine is None and bus is None:
+        from llmgine.notebook.runtime import get_engine
+
+        engine = get_engine()
+    target = _target(engine, bus)
+    if not target.is_running:
+        run_sync(target.start())
+    settings = _Settings(
+        model, output_type, system_prompt, concurrency, errors, progress, cache_salt, metadata
+    )
+    batch = Batch(frame, template, target, settings, options)
+    with quiet_console(target):
+        try:
+            run_sync(batch.run.run())
+        except KeyboardInterrupt:
+            run_sync(batch.run.interrupted())
+    return batch.result()
+
+
+def _target(engine: LLMEngine | None, bus: MessageBus | None) -> MessageBus:
+    """The bus the rows go to, checked to have something that answers them."""
+    target = engine.bus if engine is not None else bus
+    assert target is not None
+    if target.command_handler_of(PromptCommand) is None and target.remote is None:
+        raise HandlerNotFoundError(
+            "Nothing on this bus answers PromptCommand: pass engine=, make an LLMEngine on the "
+            "bus, or connect the bus to Redis (await bus.connect(url)) where workers run one."
+        )
+    return target

@@ -1,0 +1,193 @@
+"""One ``map`` run: rows sent as ``PromptCommand``s by a fixed pool of senders, never more.
+
+Memory stays bounded: ``concurrency`` senders each take the next row, fill the template,
+execute its prompt and keep its outcome; no task exists per row. A row that fails is an
+outcome like any other. Sending stops early for three reasons only: a row ran out of
+budget (the rows after it would too), ``errors="raise"`` met a failure, or the run was
+interrupted; rows never sent get a ``not run: ...`` error saying which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from llmgine.batch.outcome import RowOutcome
+from llmgine.batch.progress import Progress
+from llmgine.batch.template import RowTemplate
+from llmgine.errors import CommandFailedError
+from llmgine.llm.commands import PromptCommand
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from llmgine.bus.bus import MessageBus
+
+__all__ = ["BatchRun", "row_label"]
+
+logger = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted before this row finished; run the same map again to finish the rest"
+
+
+def row_label(label: Any) -> Any:
+    """A row label as JSON can hold it (the log keeps it in the command's metadata)."""
+    if isinstance(label, tuple):
+        return [row_label(part) for part in label]
+    if hasattr(label, "isoformat"):
+        return label.isoformat()
+    if hasattr(label, "item"):  # a numpy scalar
+        return label.item()
+    if label is None or isinstance(label, str | int | float | bool):
+        return label
+    return str(label)
+
+
+class BatchRun:
+    """Sends the rows of ``frame`` through ``bus`` and keeps each row's outcome.
+
+    Args:
+        frame: The rows.
+        template: Their prompts.
+        bus: Where each row's ``PromptCommand`` is executed.
+        fields: ``PromptCommand`` fields every row's command gets (model, options, ...).
+        metadata: Merged into every row's command metadata.
+        concurrency: Rows in flight at once.
+        errors: ``"keep"`` (a failure is the row's ``error``) or ``"raise"``.
+        progress: Where finished rows are counted.
+    """
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        template: RowTemplate,
+        *,
+        bus: MessageBus,
+        fields: Mapping[str, Any],
+        metadata: Mapping[str, Any],
+        concurrency: int,
+        errors: str,
+        progress: Progress,
+    ) -> None:
+        self.frame = frame
+        self.template = template
+        self.bus = bus
+        self.fields = dict(fields)
+        self.metadata = dict(metadata)
+        self.concurrency = concurrency
+        self.errors = errors
+        self.progress = progress
+        self.run_id = uuid.uuid4().hex[:12]
+        """Names this run in every row's conversation id and metadata."""
+        self.outcomes: list[RowOutcome | None] = [None] * len(frame)
+        self.stopped: str | None = None
+        """Why sending stopped early (``None``: it did not)."""
+        self._next = 0
+        self._senders: list[asyncio.Task[None]] = []
+        self._cells: list[list[Any]] | None = None
+        self._labels = frame.index
+
+    async def run(self) -> None:
+        """Send every row (or until stopped); cancelled, it cancels the rows in flight.
+
+        Raises:
+            CommandFailedError: With ``errors="raise"``, the first failed row's error.
+        """
+        count = min(self.concurrency, len(self.frame))
+        self._senders = [asyncio.ensure_future(self._send()) for _ in range(count)]
+        try:
+            await asyncio.gather(*self._senders)
+        except BaseException:
+            if self.stopped is None:
+                self.stopped = INTERRUPTED
+            await self.stop()
+            raise
+        finally:
+            self.finish()
+
+    async def stop(self) -> None:
+        """Cancel the rows in flight and wait until they are gone."""
+        for sender in self._senders:
+            sender.cancel()
+        await asyncio.gather(*self._senders, return_exceptions=True)
+
+    async def interrupted(self) -> None:
+        """After a ``KeyboardInterrupt`` escaped :meth:`run`: cancel what is left, finish."""
+        if self.stopped is None:
+            self.stopped = INTERRUPTED
+        await self.stop()
+        if not self.progress.closed:
+            self.finish()
+
+    def finish(self) -> None:
+        """Mark the rows never finished as not run (why: :attr:`stopped`), end the bar."""
+        missing = [i for i, o in enumerate(self.outcomes) if o is None]
+        for position in missing:
+            self.outcomes[position] = RowOutcome.not_run(position, self.stopped or INTERRUPTED)
+        if missing:
+            logger.warning(
+                "map stopped with %d of %d rows finished (%s).",
+                len(self.outcomes) - len(missing),
+                len(self.outcomes),
+                self.stopped,
+            )
+        self.progress.close()
+
+    async def _send(self) -> None:
+        while self.stopped is None and self._next < len(self.outcomes):
+            position = self._next
+            self._next += 1
+            outcome = await self._row(position)
+            self.outcomes[position] = outcome
+            self.progress.add(outcome)
+            if outcome.failed:
+                self._failed(outcome)
+
+    def _failed(self, outcome: RowOutcome) -> None:
+        label = self._labels[outcome.position]
+        if outcome.error_type == "BudgetExceededError":
+            self.stopped = f"the budget ran out at row {label!r} ({outcome.error})"
+        elif self.errors == "raise" and self.stopped is None:
+            self.stopped = f"row {label!r} failed and errors='raise'"
+            raise CommandFailedError(f"map: row {label!r} failed: {outcome.error}", outcome)
+
+    def _prompt(self, position: int) -> str:
+        if isinstance(self.template.template, str):
+            if self._cells is None:  # once, by position: a repeated label must not matter
+                self._cells = self.frame.astype(object).to_numpy().tolist()
+            return self.template.render_cells(self._cells[position])
+        return self.template.render(self.frame.iloc[position])
+
+    async def _row(self, position: int) -> RowOutcome:
+        try:
+            prompt = self._prompt(position)
+        except Exception as exc:  # this row's value does not fit the template: its error
+            return RowOutcome.broken(position, exc, stage="template")
+        label = row_label(self._labels[position])
+        command = PromptCommand(
+            prompt=prompt,
+            conversation_id=f"map-{self.run_id}-{position}",
+            metadata={
+                **self.metadata,
+                "llmgine.map": {"run": self.run_id, "position": position, "row": label},
+            },
+            **self.fields,
+        )
+        started = time.perf_counter()
+        span = self.bus.span(
+            "map row", kind="CHAIN", **{"llmgine.map.run": self.run_id, "llmgine.map.row": position}
+        )
+        try:
+            async with span:
+                result = await self.bus.execute(command)
+        except Exception as exc:  # the bus could not run it (no handler, Redis gone): the row's
+            logger.debug("map row %d could not run", position, exc_info=True)
+            return RowOutcome.broken(position, exc, stage="not sent")
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        return RowOutcome.of(
+            position, result, latency_ms=latency_ms, trace_id=span.context.trace_id
+        )

@@ -1,0 +1,121 @@
+"""A ``map`` template: the prompt of each row, from ``str.format`` or a function of the row."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from llmgine.errors import TemplateError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["RowTemplate", "Template"]
+
+Template = str | Callable[["pd.Series[Any]"], str]
+"""A ``str.format`` string over the row's columns (``"Classify: {review}"``) or a
+function of the row (a ``pandas.Series`` indexed by the columns) returning the prompt."""
+
+
+def _is_missing(value: Any) -> bool:
+    """NaN, None, ``pd.NA`` and ``NaT``: a cell with no value."""
+    import pandas as pd
+
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or an array in a cell: a value
+        return False
+
+
+class _Cells(Mapping[str, Any]):
+    """A row's cells by column name (as text), a missing value as an empty string."""
+
+    def __init__(self, cells: Mapping[str, Any]) -> None:
+        self._cells = cells
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._cells[key]
+        return "" if _is_missing(value) else value
+
+    def __iter__(self) -> Any:
+        return iter(self._cells)
+
+    def __len__(self) -> int:
+        return len(self._cells)
+
+
+def _field_roots(template: str) -> list[str]:
+    """The column each ``{field}`` of ``template`` starts with, in order of appearance."""
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise TemplateError(
+            f"The template is not a str.format string ({exc}); write a literal brace as "
+            "{{ or }}, e.g. 'Answer as JSON like {{\"label\": ...}}: {review}'."
+        ) from exc
+    roots = []
+    for field in fields:
+        root = field.split(".", 1)[0].split("[", 1)[0]
+        if root == "" or root.isdigit():
+            raise TemplateError(
+                f"The template has a positional field {{{field}}}; name a column instead, "
+                "e.g. {review}."
+            )
+        roots.append(root)
+    return roots
+
+
+class RowTemplate:
+    """Turns one row into its prompt; checked against the frame's columns before any row.
+
+    A string template is ``str.format`` with the row's columns as names; a missing
+    value (NaN, None, NA) becomes an empty string, any other value is formatted as
+    ``str.format`` does (``{price:.2f}`` works on a number). A function gets the row
+    as a ``pandas.Series`` and must return a string.
+
+    Args:
+        template: The template.
+        columns: The frame's columns.
+
+    Raises:
+        TemplateError: The template names a column the frame does not have, has a
+            positional field or a stray brace, or is neither a string nor a function.
+    """
+
+    def __init__(self, template: Template, columns: Iterable[Any]) -> None:
+        self.columns = [str(c) for c in columns]
+        if isinstance(template, str):
+            missing = [r for r in dict.fromkeys(_field_roots(template)) if r not in self.columns]
+            if missing:
+                there = ", ".join(self.columns) or "none"
+                raise TemplateError(
+                    f"The template uses {', '.join(missing)}, not a column of this frame "
+                    f"(its columns: {there}). Rename the field, or add the column first."
+                )
+        elif not callable(template):
+            raise TemplateError(
+                f"A template is a str.format string or a function of the row; got "
+                f"{type(template).__name__}."
+            )
+        self.template = template
+
+    def render(self, row: pd.Series[Any]) -> str:
+        """The prompt of ``row``.
+
+        Raises:
+            Exception: Whatever filling the template raised (a bad format spec for
+                this row's value, the function's own error); ``map`` makes it the
+                row's ``error``.
+        """
+        if isinstance(self.template, str):
+            return self.render_cells(row.tolist())
+        prompt = self.template(row)
+        if not isinstance(prompt, str):
+            raise TypeError(f"the template function returned {type(prompt).__name__}, not str")
+        return prompt
+
+    def render_cells(self, cells: list[Any]) -> str:
+        """The prompt of a row given as its cells in column order (a string template only)."""
+        assert isinstance(self.template, str), "a function template takes the row: render()"
+        return self.template.format_map(_Cells(dict(zip(self.columns, cells, strict=True))))
