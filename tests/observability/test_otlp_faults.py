@@ -262,6 +262,7 @@ async def test_a_key_in_the_endpoint_url_never_reaches_logs_warnings_or_output(
 
 
 def test_span_lines_are_known_by_the_real_module_of_each_class() -> None:
+    from llmgine.evals.events import EvaluationEvent
     from llmgine.llm.events import LLMResponseEvent, ToolCallEvent, ToolResultEvent
     from llmgine.messages.events import CommandErrorEvent, CommandResultEvent
     from llmgine.observability.events import TraceEvent as LLMgineTraceEvent
@@ -274,5 +275,6 @@ def test_span_lines_are_known_by_the_real_module_of_each_class() -> None:
         LLMResponseEvent,
         ToolCallEvent,
         ToolResultEvent,
+        EvaluationEvent,
     ]
     assert {(cls.__module__, cls.__name__) for cls in classes} == SPAN_MESSAGES

@@ -37,11 +37,12 @@ _RESULTS = frozenset(
 _LLM_RESPONSE = ("llmgine.llm.events", "LLMResponseEvent")
 _TOOL_CALL = ("llmgine.llm.events", "ToolCallEvent")
 _TOOL_RESULT = ("llmgine.llm.events", "ToolResultEvent")
+_EVALUATION = ("llmgine.evals.events", "EvaluationEvent")
 
-SPAN_MESSAGES = frozenset({_TRACE, *_RESULTS, _LLM_RESPONSE, _TOOL_CALL, _TOOL_RESULT})
+SPAN_MESSAGES = frozenset({_TRACE, *_RESULTS, _LLM_RESPONSE, _TOOL_CALL, _TOOL_RESULT, _EVALUATION})
 """The (module, class name) of the events a span is built from; besides them, every command."""
 
-_KINDS = {"LLM": "LLM", "TOOL": "TOOL", "CHAIN": "CHAIN"}
+_KINDS = {"LLM": "LLM", "TOOL": "TOOL", "CHAIN": "CHAIN", "EVALUATOR": "EVALUATOR"}
 _MAX_VALUE = 64 * 1024
 _MAX_OPEN = 100_000
 _MAX_NOTES = 10_000
@@ -126,6 +127,7 @@ class SpanAssembler:
         self._prompts: OrderedDict[str, str] = OrderedDict()
         self._outputs: OrderedDict[str, str] = OrderedDict()
         self._tracebacks: OrderedDict[str, str] = OrderedDict()
+        self._evaluations: OrderedDict[str, list[tuple[str, int, dict[str, Any]]]] = OrderedDict()
         self._tools: OrderedDict[str, tuple[str | None, str | None]] = OrderedDict()
         self._max_open = max_open
         self.evicted = 0
@@ -164,12 +166,36 @@ class SpanAssembler:
                 _note(self._outputs, span_id, _text(data["content"]))
             elif data.get("tool_calls"):
                 _note(self._outputs, span_id, _text(data["tool_calls"]))
+        elif key == _EVALUATION and isinstance(span_id, str):
+            self._evaluation(span_id, envelope, data)
         elif key == _TOOL_CALL:
             self._tool(str(data.get("call_id")), arguments=data.get("arguments"))
         elif key == _TOOL_RESULT:
             value = data.get("result") if data.get("error") is None else data.get("error")
             self._tool(str(data.get("call_id")), result=value)
         return None
+
+    def _evaluation(self, span_id: str, envelope: Envelope, data: dict[str, Any]) -> None:
+        """An ``EvaluationEvent`` as a ``gen_ai.evaluation.result`` event of its span."""
+        attributes: dict[str, Any] = {"gen_ai.evaluation.name": _text(data.get("scorer"))}
+        named = {
+            "gen_ai.evaluation.score.value": data.get("score"),
+            "gen_ai.evaluation.score.label": data.get("label"),
+            "gen_ai.evaluation.explanation": data.get("explanation") or data.get("error"),
+            "llmgine.evaluation.experiment": data.get("experiment"),
+            "llmgine.evaluation.variant": data.get("variant"),
+            "llmgine.evaluation.row": data.get("row"),
+            "llmgine.evaluation.repeat": data.get("repeat"),
+            "error.type": "scorer_error" if data.get("error") else None,
+        }
+        attributes.update({k: _attribute(v) for k, v in named.items() if v is not None})
+        stamp = envelope.timestamp
+        nanos = int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
+        events = self._evaluations.pop(span_id, [])
+        events.append(("gen_ai.evaluation.result", nanos, attributes))
+        self._evaluations[span_id] = events
+        while len(self._evaluations) > _MAX_NOTES:
+            self._evaluations.popitem(last=False)
 
     def _tool(self, call_id: str, arguments: Any = None, result: Any = None) -> None:
         before = self._tools.pop(call_id, (None, None))
@@ -237,6 +263,7 @@ class SpanAssembler:
             if span_id in self._tracebacks:
                 event["exception.stacktrace"] = self._tracebacks[span_id]
             events.append(("exception", end_ns, event))
+        events.extend(self._evaluations.pop(span_id, []))
         for table in (self._inputs, self._prompts, self._outputs, self._tracebacks):
             table.pop(span_id, None)
         return FinishedSpan(
