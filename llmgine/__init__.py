@@ -61,6 +61,7 @@ from llmgine.errors import (
     TemplateError,
     ToolError,
 )
+from llmgine.evals import EvaluationEvent, Experiment, arun_experiment, run_experiment
 from llmgine.llm import (
     ApproveToolCallCommand,
     Budget,
@@ -183,8 +184,10 @@ __all__ = [
     "DeadLetterNotFoundError",
     "DeadLetters",
     "Envelope",
+    "EvaluationEvent",
     "Event",
     "EventHandlerFailedEvent",
+    "Experiment",
     "HandlerAlreadyRegisteredError",
     "HandlerNotFoundError",
     "HandlerTimedOut",
@@ -259,6 +262,7 @@ __all__ = [
     "Transport",
     "Usage",
     "__version__",
+    "arun_experiment",
     "current_session_id",
     "current_span",
     "decode",
@@ -267,5 +271,6 @@ __all__ = [
     "load_ipython_extension",
     "provider_for",
     "read_log",
+    "run_experiment",
     "tool",
 ]

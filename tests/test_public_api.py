@@ -58,3 +58,18 @@ def test_import_llmgine_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_evals_surface_is_sorted_light_and_its_run_names_are_re_exported() -> None:
+    import llmgine.evals
+
+    assert llmgine.evals.__all__ == sorted(set(llmgine.evals.__all__))
+    assert all(hasattr(llmgine.evals, name) for name in llmgine.evals.__all__)
+    for name in ("EvaluationEvent", "Experiment", "arun_experiment", "run_experiment"):
+        assert getattr(llmgine, name) is getattr(llmgine.evals, name)
+    code = (
+        "import sys, llmgine.evals\n"
+        "print([m for m in ('pandas', 'numpy', 'matplotlib', 'IPython') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
