@@ -60,6 +60,7 @@ async def test_an_llm_judge_grades_through_the_cache_and_its_cost_counts(tmp_pat
             assert len(server.requests) == 3  # the judge's prompts; the rows ran offline
             again = await experiment.arescore([judge])  # the same prompts: from the cache
             assert len(server.requests) == 3
+            await engine.aclose()
     results = experiment.results
     assert sorted(results["score.truthful"]) == [0.0, 1.0, 1.0]
     assert sorted(results["reason.truthful"]) == ["graded 0", "graded 1", "graded 1"]
