@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 @magics_class
 class LLMgineMagics(Magics):
-    """``%llmgine SUBCOMMAND ...`` and ``%%llmgine chat``; see ``%llmgine help``."""
+    """``%llmgine SUBCOMMAND ...``, cells ``%%llmgine chat`` and ``map``; see ``%llmgine help``."""
 
     @no_var_expand  # prompts keep their braces and $ signs
     @line_cell_magic
@@ -29,8 +29,11 @@ class LLMgineMagics(Magics):
             known = ", ".join(SUBCOMMANDS)
             what = f"unknown subcommand {name!r}" if name else "no subcommand given"
             raise MagicError(f"{what}; use one of: {known} (`%llmgine help`)")
-        if cell is not None and name != "chat":
-            raise MagicError("only `%%llmgine chat` takes a cell body")
+        if cell is not None and name not in ("chat", "map"):
+            raise MagicError(
+                "only `%%llmgine chat` takes a cell body (the prompt), and `%%llmgine map` "
+                "(the template over a DataFrame's rows)"
+            )
         if not subcommand.takes_arguments and rest.strip():
             raise MagicError(
                 f"`%llmgine {name}` takes no arguments; got {rest.strip()!r} "

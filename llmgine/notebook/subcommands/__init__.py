@@ -26,6 +26,8 @@ from llmgine.notebook.subcommands import (
     panels,
     tools,
 )
+from llmgine.notebook.subcommands.map import USAGE as MAP_USAGE
+from llmgine.notebook.subcommands.map import map_cell
 
 __all__ = ["SUBCOMMANDS", "MagicError", "Note", "Subcommand", "help_text"]
 
@@ -118,6 +120,15 @@ SUBCOMMANDS: dict[str, Subcommand] = {
             "%llmgine chat What is the weather in Paris?",
             "stream a reply (or a %%llmgine chat cell: the body is the prompt)",
             chat.chat,
+        ),
+        Subcommand(
+            "map",
+            MAP_USAGE,
+            "%%llmgine map reviews --into labels",
+            "a %%llmgine map cell: its body is a prompt template (`Classify: {review}`) run "
+            "over every row of DF on the default engine; the answers as a DataFrame, kept in "
+            "NAME (default DF_mapped)",
+            map_cell,
         ),
         Subcommand(
             "conversations",
