@@ -6,6 +6,7 @@ offline one, or the real llama.cpp server of the session.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import subprocess
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from llmgine.bus import MessageBus
-from llmgine.llm import LLMEngine, PromptCommand
+from llmgine.llm import LLMEngine, PromptCommand, ScriptedProvider, SQLiteConversationStore
+from llmgine.llm.conversations import StoredConversation
 from llmgine.local_server import LlamaServer
 
 CHILD_WAITING_IN_A_TOOL = """
@@ -200,3 +202,88 @@ def test_two_processes_appending_to_one_conversation_keep_every_turn_whole(
     for tag in ("a", "b"):  # each process's turns in its own order
         mine = [m.content for m, _ in pairs if (m.content or "").startswith(tag)]
         assert mine == [f"{tag} {i}" for i in range(turns)]
+
+
+CHILD_ACKNOWLEDGING_A_TURN = """
+import asyncio, pathlib, sys, time
+from llmgine.bus import MessageBus
+from llmgine.llm import LLMEngine
+
+db, marker = sys.argv[1], sys.argv[2]
+
+async def main() -> None:
+    bus = MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
+    await bus.start()
+    engine = LLMEngine(bus, model="offline", conversations=f"sqlite:///{db}")
+    for i in range(3):
+        await engine.chat(f"turn {i}")
+    pathlib.Path(marker).write_text("acknowledged")  # the third prompt has returned
+    time.sleep(600)  # the event loop and the store's thread stop here
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_turn_whose_prompt_returned_is_in_the_file_when_the_process_is_killed(
+    tmp_path: Path,
+) -> None:
+    db, marker = tmp_path / "chats.db", tmp_path / "acknowledged"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD_ACKNOWLEDGING_A_TURN, str(db), str(marker)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_file(marker, child)
+    finally:
+        child.kill()  # SIGKILL right after the acknowledgement: no close, no checkpoint
+        child.wait(timeout=30)
+        assert child.stderr is not None
+        child.stderr.close()
+    bus = MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
+    engine = LLMEngine(bus, model="offline", conversations=f"sqlite:///{db}")
+    kept = engine.conversations.get("default")
+    assert [m.content for m in kept.messages][::2] == ["turn 0", "turn 1", "turn 2"]
+    assert kept.turns == [1, 1, 2, 2, 3, 3]
+
+
+@pytest.mark.timeout(120)
+async def test_a_turn_sees_what_another_process_added_since_this_engines_last_turn(
+    tmp_path: Path,
+) -> None:
+    """Between its turns an engine keeps the conversation in memory, until another writes."""
+    db, loads = tmp_path / "chats.db", []
+
+    class CountingStore(SQLiteConversationStore):
+        def load(
+            self, conversation_id: str, last_messages: int | None
+        ) -> StoredConversation | None:
+            loads.append(conversation_id)
+            return super().load(conversation_id, last_messages)
+
+    bus = MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
+    await bus.start()
+    provider = ScriptedProvider(["one", "two", "three", "four"])
+    LLMEngine(bus, provider=provider, conversations=CountingStore(db))
+
+    async def turn(prompt: str) -> None:
+        result = await bus.execute(PromptCommand(prompt=prompt, conversation_id="shared"))
+        assert result.success, result.error
+
+    await turn("1")
+    await turn("2")
+    loads.clear()
+    await turn("3")
+    assert loads == []  # no one else wrote the file: served from memory, no thread hop
+    other = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD_APPENDING, str(db), "other", "1",
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await other.communicate()
+    assert other.returncode == 0, stderr
+    await turn("4")
+    assert loads == ["shared"]  # the stamp changed: read from the file
+    sent = [m.content for m in provider.requests[-1].messages]
+    assert sent == ["1", "one", "2", "two", "3", "three", "other 0", "other 0", "4"]
+    await bus.stop()

@@ -3,8 +3,11 @@
 Every method has a synchronous form for notebook cells (``engine.conversations.list()``)
 and an async one for coroutines (``await engine.conversations.alist()``). The async
 forms never block the event loop: a store that does I/O (SQLite, Redis) is called in a
-thread. A synchronous call waits for the store where it is called (a few milliseconds
-for a local SQLite file), which is what a cell wants.
+thread of its own (a :class:`~llmgine.llm.conversations.thread.StoreThread`, one per
+engine, calls one at a time in the order made), or for a turn's load not at all when
+the store knows without I/O that its copy in memory is current (its ``load_fresh``).
+A synchronous call waits for the store where it is called (a few milliseconds for a
+local SQLite file), which is what a cell wants.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from llmgine.llm.commands import ClearConversationCommand, SetSystemPromptComman
 from llmgine.llm.conversations.conversation import Conversation
 from llmgine.llm.conversations.memory import MemoryConversationStore
 from llmgine.llm.conversations.protocol import ConversationStore, StoredConversation
+from llmgine.llm.conversations.thread import StoreThread
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -81,13 +85,14 @@ class Conversations:
         self.store = store
         self.system_prompt = system_prompt
         self.max_messages = max_messages
+        self._thread = StoreThread("llmgine-conversations")
 
     def __repr__(self) -> str:
         return f"<Conversations in {self.store!r}>"
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self.store.blocking:
-            return await asyncio.to_thread(fn, *args)
+            return await self._thread.run(fn, *args)
         return fn(*args)
 
     def _conversation(
@@ -117,8 +122,13 @@ class Conversations:
         )
 
     async def aget(self, conversation_id: str) -> Conversation:
-        """:meth:`get` for coroutines."""
-        stored = await self._call(self.store.load, conversation_id, self.max_messages)
+        """:meth:`get` for coroutines (from the store's memory when it knows it is current)."""
+        load_fresh: Callable[[str, int], StoredConversation | None] | None = getattr(
+            self.store, "load_fresh", None
+        )
+        stored = None if load_fresh is None else load_fresh(conversation_id, self.max_messages)
+        if stored is None:
+            stored = await self._call(self.store.load, conversation_id, self.max_messages)
         return self._conversation(conversation_id, stored)
 
     def __contains__(self, conversation_id: object) -> bool:
@@ -216,8 +226,9 @@ class Conversations:
         await self.aset_system_prompt(command.conversation_id, command.system_prompt)
 
     async def aclose(self) -> None:
-        """Close the store's connections."""
+        """Close the store's connections (and end its thread: the next call starts one)."""
         await self._call(self.store.close)
+        self._thread.stop()
 
 
 def _turn(at_turn: int | None) -> int | None:

@@ -52,6 +52,10 @@ class ConversationStore(Protocol):
     whose ``blocking`` is true in a thread when used from async code, so the event
     loop never waits on a disk or a socket. A turn is appended in one atomic write:
     a turn is in the store whole, or not at all.
+
+    A store may also offer ``load_fresh(conversation_id, last_messages)``, which the
+    event loop calls before a turn's ``load``: the conversation from the store's memory
+    when it knows, without any I/O, that no one changed it since; ``None`` otherwise.
     """
 
     blocking: bool

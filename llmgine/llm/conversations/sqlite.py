@@ -1,9 +1,16 @@
 """Conversations in a SQLite file: one row per message, WAL, safe for several processes.
 
 ``LLMEngine(..., conversations="sqlite:///chats.db")``. A turn is one transaction
-(``BEGIN IMMEDIATE`` ... ``COMMIT``): a process killed mid-turn leaves the file as it
-was before the turn. Each thread has its own connection (``engine.conversations``
-runs these calls in a thread from async code).
+(``BEGIN IMMEDIATE`` ... ``COMMIT``, WAL with ``synchronous=NORMAL``): a process killed
+mid-turn leaves the file as it was before the turn, and a turn whose prompt returned is
+in the file (a power cut may lose the last turns, never half of one). Each thread has
+its own connection (``engine.conversations`` runs these calls in a thread of its own
+from async code).
+
+A conversation this store read or wrote is kept parsed in memory. A turn's load serves
+it from there without leaving the event loop when the file's change stamp (see
+:mod:`llmgine.llm.conversations.stamp`) says no llmgine process wrote the file since;
+otherwise the load reads the conversation's version in the file, in the thread.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from llmgine.llm.conversations.protocol import (
     StoredConversation,
     message_tokens,
 )
+from llmgine.llm.conversations.stamp import WRITING, Stamp
 from llmgine.llm.types import ChatMessage
 
 __all__ = ["SQLiteConversationStore"]
@@ -43,6 +51,8 @@ class _Cached:
     turns: list[int]
     limit: int | None
     """The ``last_messages`` it was read with: it serves loads of at most as many."""
+    stamp: int | None
+    """The file's change stamp when it was last known current (``None``: not known)."""
 
 
 def _version() -> int:
@@ -89,6 +99,7 @@ class SQLiteConversationStore:
         self._ready = False  # the schema is made by the first connection, in its thread
         self._cache: dict[str, _Cached] = {}
         """Parsed last turns by conversation: a turn's load is one small query, not a parse."""
+        self._stamp = Stamp(self.path.with_name(self.path.name + "-stamp"))
 
     def __repr__(self) -> str:
         return f"SQLiteConversationStore({str(self.path)!r})"
@@ -122,15 +133,46 @@ class SQLiteConversationStore:
         return db
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> Iterator[tuple[sqlite3.Connection, int | None]]:
+        """A write transaction, under the change stamp (yields the stamp set after it)."""
         db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        with self._stamp.writing() as after:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db, after
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _seen_stamp(self) -> int | None:
+        """The change stamp before a read, if clean (then a write after it changes it)."""
+        stamp = self._stamp.read() if self._stamp.open() else None
+        return None if stamp is None or stamp & WRITING else stamp
+
+    def load_fresh(
+        self, conversation_id: str, last_messages: int | None
+    ) -> StoredConversation | None:
+        """The conversation from memory, without I/O, if no one wrote the file since it was read.
+
+        ``None`` when an llmgine process (this one included) wrote the file since this
+        store last read or wrote the conversation: then :meth:`load` it. The event loop
+        may call this: it reads the mapped change stamp and this store's parsed copy,
+        nothing else.
+        """
+        stamp = self._stamp.read()
+        if stamp is None or stamp & WRITING:
+            return None
+        with self._lock:
+            cached = self._cache.get(conversation_id)
+            if cached is None or cached.stamp != stamp:
+                return None
+            if cached.limit is not None and (last_messages is None or last_messages > cached.limit):
+                return None
+            start = tail(cached.turns, last_messages)
+            return StoredConversation(
+                cached.system_prompt, cached.messages[start:], cached.turns[start:]
+            )
 
     def load(self, conversation_id: str, last_messages: int | None) -> StoredConversation | None:
         """The system prompt and the last whole turns (one read transaction).
@@ -139,6 +181,7 @@ class SQLiteConversationStore:
         stamp says no process wrote it since.
         """
         db = self._connection()
+        stamp = self._seen_stamp()
         db.execute("BEGIN")
         try:
             row = db.execute(
@@ -147,7 +190,7 @@ class SQLiteConversationStore:
             if row is None:
                 self._forget(conversation_id)
                 return None
-            cached = self._cached(conversation_id, row[1], last_messages)
+            cached = self._cached(conversation_id, row[1], last_messages, stamp)
             if cached is None:
                 rows = self._read_tail(db, conversation_id, last_messages)
         finally:
@@ -163,6 +206,7 @@ class SQLiteConversationStore:
                 [ChatMessage.model_validate_json(text) for _, text in rows[start:]],
                 turns[start:],
                 last_messages,
+                stamp,
             )
             self._remember(conversation_id, cached)
         start = tail(cached.turns, last_messages)
@@ -191,13 +235,17 @@ class SQLiteConversationStore:
                 ).fetchall()
         return rows
 
-    def _cached(self, conversation_id: str, version: int, limit: int | None) -> _Cached | None:
+    def _cached(
+        self, conversation_id: str, version: int, limit: int | None, stamp: int | None
+    ) -> _Cached | None:
+        """The parsed copy if still at ``version`` (then current as of ``stamp``)."""
         with self._lock:
             cached = self._cache.get(conversation_id)
             if cached is None or cached.version != version:
                 return None
             if cached.limit is not None and (limit is None or limit > cached.limit):
                 return None
+            cached.stamp = stamp
             return cached
 
     def _remember(self, conversation_id: str, cached: _Cached) -> None:
@@ -216,18 +264,13 @@ class SQLiteConversationStore:
         self, conversation_id: str, messages: Sequence[ChatMessage], system_prompt: str | None
     ) -> int:
         """Add one turn in one transaction."""
-        now = time.time()
-        with self._write() as db:
-            db.execute(
-                "INSERT INTO conversations (id, system_prompt, last_activity) VALUES (?, ?, ?) "
-                "ON CONFLICT (id) DO NOTHING",
-                (conversation_id, json.dumps(system_prompt), now),
-            )
-            turn, seq, before = db.execute(
+        now, version = time.time(), _version()
+        with self._write() as (db, stamp):
+            row = db.execute(
                 "SELECT last_turn + 1, next_seq, version FROM conversations WHERE id = ?",
                 (conversation_id,),
             ).fetchone()
-            version = _version()
+            turn, seq, before = (1, 0, None) if row is None else row
             db.executemany(
                 "INSERT INTO messages (conversation_id, seq, turn, tokens, message) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -236,10 +279,20 @@ class SQLiteConversationStore:
                     for i, m in enumerate(messages)
                 ],
             )
-            db.execute(
-                "UPDATE conversations SET last_turn = ?, next_seq = ?, version = ?, "
-                "last_activity = ? WHERE id = ?",
-                (turn, seq + len(messages), version, now, conversation_id),
+            db.execute(  # a conversation's system prompt is set once, by its first write
+                "INSERT INTO conversations "
+                "(id, system_prompt, last_turn, next_seq, version, last_activity) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                "last_turn = excluded.last_turn, next_seq = excluded.next_seq, "
+                "version = excluded.version, last_activity = excluded.last_activity",
+                (
+                    conversation_id,
+                    json.dumps(system_prompt),
+                    turn,
+                    seq + len(messages),
+                    version,
+                    now,
+                ),
             )
         with self._lock:  # what this process wrote extends its parsed copy
             cached = self._cache.get(conversation_id)
@@ -248,14 +301,14 @@ class SQLiteConversationStore:
                 cached.turns += [int(turn)] * len(messages)
                 start = tail(cached.turns, cached.limit)
                 del cached.messages[:start], cached.turns[:start]
-                cached.version = version
+                cached.version, cached.stamp = version, stamp
             else:
                 self._cache.pop(conversation_id, None)
         return int(turn)
 
     def set_system_prompt(self, conversation_id: str, system_prompt: str | None) -> None:
         """Set a conversation's system prompt."""
-        with self._write() as db:
+        with self._write() as (db, _):
             db.execute(
                 "INSERT INTO conversations (id, system_prompt, version, last_activity) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
@@ -267,7 +320,7 @@ class SQLiteConversationStore:
 
     def clear(self, conversation_id: str) -> bool:
         """Forget a conversation's messages."""
-        with self._write() as db:
+        with self._write() as (db, _):
             db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
             updated = db.execute(
                 "UPDATE conversations SET last_turn = 0, next_seq = 0, version = ? WHERE id = ?",
@@ -278,7 +331,7 @@ class SQLiteConversationStore:
 
     def delete(self, conversation_id: str) -> bool:
         """Forget a conversation."""
-        with self._write() as db:
+        with self._write() as (db, _):
             db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
             deleted = db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
         self._forget(conversation_id)
@@ -287,7 +340,7 @@ class SQLiteConversationStore:
     def fork(self, conversation_id: str, new_id: str, at_turn: int | None) -> bool:
         """Copy a conversation up to a turn, in one transaction."""
         last = at_turn if at_turn is not None else 2**62
-        with self._write() as db:
+        with self._write() as (db, _):
             row = db.execute(
                 "SELECT system_prompt FROM conversations WHERE id = ?", (conversation_id,)
             ).fetchone()
@@ -344,3 +397,4 @@ class SQLiteConversationStore:
             db.close()
         self._local = threading.local()
         self._forget(*list(self._cache))
+        self._stamp.close()
