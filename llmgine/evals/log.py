@@ -122,6 +122,9 @@ def experiment_from_log(path: str | Path, name: str) -> Experiment:
         "; ".join(notes[k]) if k in notes else None
         for k in zip(frame["variant"], frame["repeat"], map(_key, frame["row"]), strict=True)
     ]
+    for column in frame.columns:  # as run_experiment gives them: labels and outputs as they are
+        if column == "row" or column == "output" or str(column).startswith("output."):
+            frame[column] = pd.Series(list(frame[column]), index=frame.index, dtype=object)
     for column in ("input_tokens", "output_tokens"):
         frame[column] = frame[column].astype("Int64")
     frame["cost_usd"] = frame["cost_usd"].astype("float64")

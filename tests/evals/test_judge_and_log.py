@@ -104,7 +104,7 @@ async def test_an_experiment_is_rebuilt_from_its_log_alone(tmp_path: Path) -> No
     columns = ["row", "variant", "repeat", "output", "error", "score.contains", "score.picky"]
     left = experiment.results[columns]
     right = rebuilt.results[columns]
-    pd.testing.assert_frame_equal(left, right, check_dtype=False)
+    pd.testing.assert_frame_equal(left, right)
     assert list(rebuilt.results["trace_id"]) == list(experiment.results["trace_id"])
     assert list(rebuilt.results["input_tokens"]) == list(experiment.results["input_tokens"])
     fire = rebuilt.results[rebuilt.results["row"] == 1]
