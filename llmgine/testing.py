@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -59,6 +60,9 @@ class FakeOpenAIServer:
         cached_tokens: Report this many of each prompt's tokens (at most all of them) as
             read from the server's prompt cache (``prompt_tokens_details.cached_tokens``),
             as OpenAI does for a repeated prompt prefix.
+        delay: Seconds each answer waits before it is sent (a server with latency), or a
+            function of the request body giving them (slow rows for some prompts).
+            ``stop()`` ends the waits still running.
     """
 
     def __init__(
@@ -68,11 +72,14 @@ class FakeOpenAIServer:
         send_usage: bool = True,
         model: str = "fake-gpt",
         cached_tokens: int = 0,
+        delay: float | Callable[[dict[str, Any]], float] = 0.0,
     ) -> None:
         self.api_key = api_key
         self.send_usage = send_usage
         self.model = model
         self.cached_tokens = cached_tokens
+        self.delay = delay
+        self._stopping = threading.Event()
         self.replies: list[FakeReply] = []
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
@@ -118,6 +125,7 @@ class FakeOpenAIServer:
     def start(self) -> FakeOpenAIServer:
         """Start serving on a free port in a background thread."""
         if self._server is None:
+            self._stopping.clear()
             self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
             self._server.daemon_threads = True
             server = self._server
@@ -131,6 +139,7 @@ class FakeOpenAIServer:
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
+        self._stopping.set()  # answers still waiting out their delay go now
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -204,6 +213,12 @@ class FakeOpenAIServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return  # quiet: tests read the recorded requests instead
 
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the client left before its answer (timed out, killed)
+
             def _send_json(
                 self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
             ) -> None:
@@ -241,6 +256,9 @@ class FakeOpenAIServer:
                             },
                         )
                         return
+                delay = server.delay(body) if callable(server.delay) else server.delay
+                if delay > 0:
+                    server._stopping.wait(delay)
                 reply = server._admit(body) or server._next_reply(body)
                 if reply.status != 200:
                     kind = {429: "rate_limit_exceeded", 401: "invalid_api_key"}.get(reply.status)
