@@ -42,10 +42,13 @@ def plot_scores(summary: pd.DataFrame, scorer: str | None = None, ax: Axes | Non
         low = (mean - summary[f"score.{name}.low"].astype(float)).clip(lower=0).fillna(0)
         high = (summary[f"score.{name}.high"].astype(float) - mean).clip(lower=0).fillna(0)
         ax.errorbar(cost, mean, yerr=[low, high], fmt="o", capsize=4, label=name)
-        for variant, x, y in zip(summary.index, cost, mean, strict=True):
-            ax.annotate(str(variant), (x, y), textcoords="offset points", xytext=(6, 4))
+        for i, (variant, x, y) in enumerate(zip(summary.index, cost, mean, strict=True)):
+            offset = (6, 4) if i % 2 == 0 else (6, -12)  # neighbours' names do not overlap
+            ax.annotate(str(variant), (x, y), textcoords="offset points", xytext=offset)
     ax.set_xlabel("cost (USD)")
     ax.set_ylabel("mean score (95 % interval)")
     if len(names) > 1:
         ax.legend()
+    else:
+        ax.set_title(f"score.{names[0]} by variant")
     return ax
