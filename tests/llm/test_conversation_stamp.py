@@ -6,6 +6,7 @@ second store on the same file stands for one elsewhere.
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -58,34 +59,60 @@ def test_any_write_to_the_file_ends_serving_from_memory_until_the_next_read(
     two.close()
 
 
+def test_a_store_opened_through_a_symbolic_link_sees_writes_through_the_real_path(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link.db").symlink_to(tmp_path / "real" / "c.db")
+    linked, real = (
+        SQLiteConversationStore(tmp_path / "link.db"),
+        SQLiteConversationStore(tmp_path / "real" / "c.db"),
+    )
+    linked.append_turn("c", turn("a"), None)
+    linked.load("c", 100)
+    assert linked.load_fresh("c", 100) is not None
+    real.append_turn("c", turn("b"), None)
+    assert linked.load_fresh("c", 100) is None
+    loaded = linked.load("c", 100)
+    assert loaded is not None and loaded.turns == [1, 1, 2, 2]
+    linked.close()
+    real.close()
+
+
 CHILD_KILLED_WHILE_WRITING = """
 import pathlib, sys, time
 from llmgine.llm.conversations.stamp import Stamp
 
-stamp, marker = sys.argv[1], sys.argv[2]
-with Stamp(pathlib.Path(stamp)).writing():
+db, marker = sys.argv[1], sys.argv[2]
+with Stamp(pathlib.Path(db)).writing():
     pathlib.Path(marker).write_text("writing")
     time.sleep(600)
 """
 
 
-def test_a_writer_killed_mid_write_leaves_a_mark_no_reader_trusts(tmp_path: Path) -> None:
+def test_a_writer_killed_mid_write_leaves_a_mark_no_reader_trusts_and_no_lock(
+    tmp_path: Path,
+) -> None:
     db, marker = tmp_path / "c.db", tmp_path / "writing"
     store = SQLiteConversationStore(db)
     store.append_turn("c", turn("a"), None)
     store.load("c", 100)
     assert store.load_fresh("c", 100) is not None
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD_KILLED_WHILE_WRITING, f"{db}-stamp", str(marker)]
+        [sys.executable, "-c", CHILD_KILLED_WHILE_WRITING, str(db), str(marker)]
     )
     try:
         while not marker.exists():
             assert child.poll() is None, "the child exited early"
             threading.Event().wait(0.05)  # polling another process's file, not the bus
+        impatient = SQLiteConversationStore(db, busy_timeout=0.2)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            impatient.append_turn("c", turn("while another writes"), None)
+        impatient.close()
     finally:
         child.kill()
         child.wait(timeout=30)
-    stamp = Stamp(tmp_path / "c.db-stamp")
+    stamp = Stamp(db)
     assert stamp.open()
     reading = stamp.read()
     assert reading is not None and reading & WRITING

@@ -99,7 +99,7 @@ class SQLiteConversationStore:
         self._ready = False  # the schema is made by the first connection, in its thread
         self._cache: dict[str, _Cached] = {}
         """Parsed last turns by conversation: a turn's load is one small query, not a parse."""
-        self._stamp = Stamp(self.path.with_name(self.path.name + "-stamp"))
+        self._stamp = Stamp(self.path, busy_timeout)
 
     def __repr__(self) -> str:
         return f"SQLiteConversationStore({str(self.path)!r})"

@@ -23,7 +23,9 @@ import logging
 import mmap
 import os
 import random
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,11 +44,16 @@ class Stamp:
     """The change stamp of one SQLite file, mapped in this process (opened at first use).
 
     Args:
-        path: The stamp file (``<database>-stamp``), created if missing.
+        database: The SQLite file; its stamp is ``<database>-stamp``, beside the file a
+            symbolic link points to (as SQLite names its ``-wal`` file), made if missing.
+        timeout: Seconds a write waits for another process's write to finish.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, database: Path, timeout: float = 30.0) -> None:
+        self.database = database
+        self.path = database.with_name(database.name + "-stamp")
+        """The stamp file (where the database's links lead once opened)."""
+        self.timeout = timeout
         self._lock = threading.Lock()
         """Threads of this process take turns (``flock`` excludes other open files only)."""
         self._fd: int | None = None
@@ -76,6 +83,7 @@ class Stamp:
             return self._map is not None or (not self._failed and self._open())
 
     def _open(self) -> bool:
+        self.path = Path(os.path.realpath(self.database) + "-stamp")
         try:
             import fcntl  # noqa: F401  (not on Windows)
 
@@ -99,6 +107,10 @@ class Stamp:
         """Hold the write lock around a transaction; yields the clean stamp set after it.
 
         Yields ``None`` when the stamp is unusable (the transaction runs without it).
+
+        Raises:
+            sqlite3.OperationalError: Another process held the lock for ``timeout``
+                seconds (what SQLite raises when its own lock is held as long).
         """
         if not self.open():
             yield None
@@ -111,7 +123,7 @@ class Stamp:
                 yield None
                 return
             assert self._fd is not None
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._lock_file(self._fd)
             try:
                 self._set(_new() | WRITING)
                 try:
@@ -120,6 +132,23 @@ class Stamp:
                     self._set(after)
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _lock_file(self, fd: int) -> None:
+        import fcntl
+
+        deadline, pause = time.monotonic() + self.timeout, 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise sqlite3.OperationalError(
+                        f"database is locked: another process has been writing {self.path} "
+                        f"for {self.timeout:g} s; raise busy_timeout or stop that process"
+                    ) from None
+                time.sleep(pause)  # in the store's thread, never on the event loop
+                pause = min(pause * 2, 0.005)
 
     def _set(self, value: int) -> None:
         assert self._map is not None
