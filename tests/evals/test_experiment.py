@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import pytest
 from counting_model import Counting
+from pydantic import BaseModel
 
 from llmgine.bus import MessageBus
 from llmgine.errors import ConfigurationError
@@ -18,6 +19,7 @@ from llmgine.evals import (
     contains,
     exact_match,
     json_valid,
+    matches_schema,
     regex,
 )
 from llmgine.llm import LLMEngine, ScriptedProvider
@@ -220,3 +222,49 @@ def test_wrong_settings_fail_before_anything_is_sent() -> None:
         run(scorers=[contains, contains])
     with pytest.raises(ConfigurationError, match="lambda"):
         run(scorers=[lambda o, e, r: True])
+
+
+class Verdict(BaseModel):
+    label: Literal["positive", "negative"]
+
+
+@pytest.mark.timeout(120)
+async def test_structured_outputs_become_columns_and_scorers_get_the_model(
+    tmp_path: Path,
+) -> None:
+    def right(output: Any, expected: Any, row: Any) -> bool:
+        assert isinstance(output, Verdict)
+        return output.label == expected
+
+    data = pd.DataFrame(
+        {"text": ["it is negative", "so positive"], "label": ["negative", "negative"]}
+    )
+    async with quiet_bus(tmp_path) as bus:
+        engine = LLMEngine(bus, model="offline")
+        experiment = await arun_experiment(
+            data,
+            "Sentiment of: {text}",
+            scorers=[right, matches_schema(Verdict), json_valid],
+            expected="label",
+            output_type=Verdict,
+            engine=engine,
+            progress=False,
+        )
+    results = experiment.results
+    assert list(results.columns[:4]) == ["row", "variant", "repeat", "output.label"]
+    assert list(results["output.label"]) == ["negative", "positive"]  # the word each names
+    assert list(results["score.right"]) == [1.0, 0.0]
+    assert (results["score.matches_schema"] == 1.0).all()
+    assert (results["score.json_valid"] == 1.0).all()
+
+
+def test_the_built_in_scorers_on_text() -> None:
+    row = pd.Series({"q": "x"})
+    assert exact_match(" Paris\n", "Paris", row) and not exact_match("paris", "Paris", row)
+    assert contains("It is PARIS.", "paris", row)
+    assert json_valid('{"a": 1}', None, row) and not json_valid("{a: 1}", None, row)
+    schema = matches_schema(Verdict, name="verdict")
+    assert schema.__name__ == "verdict"
+    assert schema('{"label": "positive"}', None, row)
+    assert not schema('{"label": "meh"}', None, row)
+    assert regex(r"\d+")("call 42", None, row) and not regex(r"\d+")("none", None, row)
