@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["Experiment"]
 
 
-@dataclass
+@dataclass(eq=False)
 class Experiment:
     """What :func:`~llmgine.evals.run_experiment` returns: every output, scored.
 

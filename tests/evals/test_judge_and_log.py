@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 from matplotlib.axes import Axes
 
+from llmgine.analysis import query
 from llmgine.bus import MessageBus
+from llmgine.errors import ConfigurationError
 from llmgine.evals import Experiment, arun_experiment, contains, llm_judge
 from llmgine.llm import LLMEngine, OpenAIProvider, Price
 from llmgine.testing import FakeOpenAIServer
@@ -113,8 +115,15 @@ async def test_an_experiment_is_rebuilt_from_its_log_alone(tmp_path: Path) -> No
     pd.testing.assert_frame_equal(
         rebuilt.summary()[["n", "score.contains"]], experiment.summary()[["n", "score.contains"]]
     )
-    with pytest.raises(Exception, match="no experiment named 'nope'"):
+    with pytest.raises(ConfigurationError, match="no experiment named 'nope'"):
         Experiment.from_log(log, "nope")
+    sql = (
+        "SELECT data->>'variant' AS variant, avg(CAST(data->>'score' AS DOUBLE)) AS mean "
+        "FROM events WHERE type = 'EvaluationEvent' AND data->>'scorer' = 'contains' "
+        "GROUP BY 1 ORDER BY 1"
+    )
+    means = query(log, sql).set_index("variant")["mean"]
+    assert means.to_dict() == experiment.summary()["score.contains"].to_dict()
 
 
 @pytest.mark.timeout(120)
