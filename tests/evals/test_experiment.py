@@ -268,3 +268,20 @@ def test_the_built_in_scorers_on_text() -> None:
     assert schema('{"label": "positive"}', None, row)
     assert not schema('{"label": "meh"}', None, row)
     assert regex(r"\d+")("call 42", None, row) and not regex(r"\d+")("none", None, row)
+
+
+def test_the_sync_form_runs_in_a_plain_script_and_rescores_there() -> None:
+    from llmgine.evals import run_experiment
+    from llmgine.notebook.sync import run_sync
+
+    bus = MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
+    engine = LLMEngine(bus, model="offline")
+    experiment = run_experiment(
+        CAPITALS, "{country}", scorers=[mentions_country], engine=engine, progress=False
+    )
+    assert (experiment.results["score.mentions_country"] == 1.0).all()
+    experiment.add_scorer(contains)
+    rescored = experiment.rescore([exact_match])
+    assert experiment.score_names == ["mentions_country", "contains"]
+    assert rescored.score_names == ["exact_match"]
+    run_sync(bus.stop())
