@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -166,6 +169,52 @@ def test_a_second_run_sends_only_what_the_first_did_not_answer(ip: InteractiveSh
     assert model.calls == 4  # only the new row was sent; the others came from the cache
     assert list(second["cached"]) == [True, True, True, False]
     assert list(second["output"]) == [*first["output"], "answer to Review: New one"]
+
+
+class Slow(Provider):
+    """Answers ``answer to <prompt>`` after a wait long enough to be interrupted in."""
+
+    name = "slow"
+
+    def __init__(self) -> None:
+        super().__init__("slow-1")
+        self.requests = 0
+        self.third = threading.Event()
+        """Set when the third request comes in."""
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        self.requests += 1
+        if self.requests == 3:
+            self.third.set()
+        await asyncio.sleep(0.3)
+        return Completion(content=f"answer to {request.messages[-1].content}")
+
+
+@pytest.mark.timeout(120)
+def test_an_interrupted_cell_keeps_what_finished_and_a_rerun_sends_the_rest(
+    ip: InteractiveShell,
+) -> None:
+    model = Slow()
+    set_engine(LLMEngine(get_bus(), provider=model))
+    run(ip, "many = pd.DataFrame({'n': range(6)})")
+
+    def press_stop() -> None:  # what Ctrl-C or the kernel's stop button does, at the 3rd row
+        model.third.wait()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press_stop, daemon=True)
+    presser.start()
+    shown = run(ip, "%%llmgine map many --concurrency 1 --into got --no-progress\nsay {n}")
+    presser.join()
+    assert isinstance(shown, pd.DataFrame)
+    assert ip.user_ns["got"] is shown
+    assert list(shown["error"].isna()) == [True, True, False, False, False, False]
+    assert shown["error"].iloc[2].startswith("not run: interrupted")
+    again = run(ip, "%%llmgine map many --concurrency 1 --into got --no-progress\nsay {n}")
+    assert isinstance(again, pd.DataFrame)
+    assert model.requests == 3 + 4  # the row in flight and the three never sent
+    assert list(again["cached"]) == [True, True, False, False, False, False]
+    assert list(again["output"]) == [f"answer to say {n}" for n in range(6)]
 
 
 def test_a_failing_row_is_its_error_and_the_rest_still_run(ip: InteractiveShell) -> None:
