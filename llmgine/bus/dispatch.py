@@ -22,10 +22,12 @@ from llmgine.bus.handlers import (
     failure_result,
 )
 from llmgine.bus.middleware import CallNext, Middleware, chain
+from llmgine.bus.ports import Bridge
 from llmgine.bus.queue import Delivery, delivering
 from llmgine.bus.registry import HandlerEntry, HandlerRegistry
 from llmgine.bus.session import _current_session
 from llmgine.bus.stats import BusStats
+from llmgine.bus.surface import BusSurface
 from llmgine.messages.commands import Command, CommandResult
 from llmgine.messages.events import (
     CommandErrorEvent,
@@ -69,10 +71,53 @@ class Dispatcher:
         self.middleware: tuple[Middleware, ...] = ()
         """Run around every command's handler, the first outermost."""
 
+    def add_middleware(self, middleware: Middleware, bus: BusSurface) -> None:
+        """Run ``middleware`` outside those added before; a policy's events go to ``bus``."""
+        if not callable(middleware):
+            raise TypeError(f"A middleware must be callable; got {type(middleware).__name__}.")
+        bind = getattr(middleware, "bind", None)
+        if callable(bind):  # a policy of llmgine.bus.policies: its events go to this bus
+            bind(bus)
+        self.middleware = (*self.middleware, middleware)
+
+    def remove_middleware(self, middleware: Middleware) -> bool:
+        """Stop running ``middleware``; return whether it was added."""
+        if middleware not in self.middleware:
+            return False
+        kept = list(self.middleware)
+        kept.remove(middleware)
+        self.middleware = tuple(kept)
+        return True
+
     async def execute(
-        self, command: Command, entry: HandlerEntry, timeout: float | None
+        self, command: Command, timeout: float | None, link: Bridge | None
     ) -> CommandResult:
-        """Run ``command`` in a span of its own and in its session: its record, then its handler."""
+        """Find ``command``'s handler (here, else through ``link``), run it in a span of its own.
+
+        The command is stamped with the active session and runs in its own; its record
+        goes to the intake, then its handler runs (see :meth:`run`).
+
+        Raises:
+            TypeError: ``command`` is not a command.
+            HandlerNotFoundError: No handler serves the command's type.
+        """
+        if not isinstance(command, Command):
+            raise TypeError(
+                f"execute() takes a Command; {type(command).__name__} is not one "
+                "(publish events with bus.publish)."
+            )
+        if link is not None and self._registry.command_handler_of(type(command)) is None:
+            # Runs in another process; the timeout bounds the look-up and travels along.
+            looked_up = time.monotonic()
+            entry = await link.command_entry(type(command), timeout)
+            if timeout is not None:
+                timeout = max(0.0, timeout - (time.monotonic() - looked_up))
+        else:
+            entry = self._registry.command_handler(type(command))
+        session_id = _current_session.get()
+        if session_id is not None and command.session_id == "global":
+            command.session_id = session_id
+        self._stats.commands_executed += 1
         command_type = type(command).__name__
         span = Span(
             self.emit,

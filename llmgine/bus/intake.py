@@ -11,12 +11,13 @@ recovery into an event of its own.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from llmgine.bus.loops import running_loop
 from llmgine.bus.stats import BusStats
 from llmgine.bus.transport import LocalTransport
-from llmgine.observability.sinks import Record, SinkFailure, SinkSet
+from llmgine.observability.sinks import Record, Sink, SinkFailure, SinkSet
 
 if TYPE_CHECKING:
     from llmgine.bus.ports import Bridge
@@ -33,10 +34,16 @@ class Intake:
     Args:
         transport: Delivers accepted events to the handlers.
         stats: The bus's totals; ``events_published`` is counted here.
+        sinks: The sinks to start with (``None`` among them is left out).
     """
 
-    def __init__(self, transport: LocalTransport, stats: BusStats) -> None:
+    def __init__(
+        self, transport: LocalTransport, stats: BusStats, sinks: Iterable[Sink | None] = ()
+    ) -> None:
         self.sinks = SinkSet(self._sink_changed)
+        for sink in sinks:
+            if sink is not None:
+                self.sinks.add(sink)
         self.transport = transport
         self.link: Bridge | None = None
         """The bridge to other processes while connected: accepted events are forwarded to it."""
@@ -66,6 +73,15 @@ class Intake:
             self.report()
         if not self._flush_armed:
             self._arm_flush()
+
+    def totals(self) -> BusStats:
+        """The bus's totals, with those the sinks and the transport keep read now."""
+        stats, transport = self._stats, self.transport
+        stats.sink_failures = self.sinks.failures
+        stats.events_handled = transport.delivered
+        stats.consumer_restarts = transport.restarts
+        stats.publisher_stalls = transport.queue.stalls
+        return stats
 
     def flush(self) -> None:
         """Deliver what the sinks buffered now; failures are reported."""

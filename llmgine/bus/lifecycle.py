@@ -1,8 +1,9 @@
 """A bus's lifecycle: start, stop, wait, flush, and the bridge to other processes.
 
 :class:`Lifecycle` runs the parts a :class:`~llmgine.bus.MessageBus` is made of (the
-transport, the intake and its sinks, the handler threads) and attaches a bridge
-through the bus's port (:mod:`llmgine.bus.ports`); it names no bridge itself.
+transport, the intake and its sinks, the handler threads), attaches a bridge through
+the bus's port (:mod:`llmgine.bus.ports`; it names no bridge itself) and tells the
+bus's features (:class:`Feature`: the scheduler) when it connects, leaves, stops.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from llmgine.bus.handlers import HandlerThreads
 from llmgine.bus.intake import Intake
@@ -24,7 +25,7 @@ from llmgine.bus.transport import LocalTransport
 from llmgine.errors import BusStateError
 from llmgine.observability.jsonl import JsonlLog
 
-__all__ = ["Lifecycle", "jsonl_log"]
+__all__ = ["Feature", "Lifecycle", "jsonl_log"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,22 @@ def _in_consumer() -> BusStateError | None:
     return None
 
 
+class Feature(Protocol):
+    """A feature of the bus that follows its lifecycle (the scheduler)."""
+
+    def connected(self) -> None:
+        """The bus has joined the shared bus."""
+        ...
+
+    async def disconnected(self) -> None:
+        """The bus is leaving the shared bus (its bridge is still open)."""
+        ...
+
+    async def stop(self) -> None:
+        """The bus is stopping (called on its loop, or while it is not running)."""
+        ...
+
+
 class Lifecycle:
     """Starts, stops, waits for and flushes a bus's parts; connects its bridge.
 
@@ -57,6 +74,7 @@ class Lifecycle:
         threads: The threads of the bus's sync handlers.
         log: The JSONL log, if the bus writes one.
         port: What an attached bridge is given.
+        features: Told when the bus connects, leaves the shared bus and stops.
     """
 
     def __init__(
@@ -66,12 +84,14 @@ class Lifecycle:
         threads: HandlerThreads,
         log: JsonlLog | None,
         port: BusPort,
+        features: tuple[Feature, ...] = (),
     ) -> None:
         self.transport = transport
         self.intake = intake
         self.threads = threads
         self.log = log
         self.port = port
+        self.features = features
         self.on_stop: list[Callable[[], Awaitable[None]]] = []
 
     def add_on_stop(self, callback: Callable[[], Awaitable[None]]) -> Callable[[], None]:
@@ -92,15 +112,26 @@ class Lifecycle:
         self.transport.start()
 
     async def stop(self) -> None:
-        """Handle the queued events, run the stop callbacks, close (see ``MessageBus.stop``)."""
+        """Stop the features, handle the queued events, run the stop callbacks, close.
+
+        The features stop only when called on the bus's loop or while it is not running
+        (see ``MessageBus.stop``).
+        """
+        loop = self.transport.loop
+        if loop is None or loop is running_loop():
+            for feature in self.features:
+                await feature.stop()
+        await self._stop()
+
+    async def _stop(self) -> None:
         if (error := _in_consumer()) is not None:
             raise error
         loop = self.transport.loop
         if loop is not None and loop is not running_loop() and not loop.is_closed():
-            await call_on(loop, self.stop(), "bus.stop()")
+            await call_on(loop, self._stop(), "bus.stop()")
             return
         if self.intake.link is not None:
-            await self.disconnect()
+            await self._close_bridge()
         await self.transport.stop()
         for callback in list(self.on_stop):
             try:
@@ -133,9 +164,16 @@ class Lifecycle:
         link = factory(self.port, url, namespace, **options)
         await link.open()
         self.intake.link = link
+        for feature in self.features:
+            feature.connected()
 
     async def disconnect(self) -> None:
-        """Close the bridge, if one is attached (see ``MessageBus.disconnect``)."""
+        """Tell the features, close the bridge if one is attached (``MessageBus.disconnect``)."""
+        for feature in self.features:
+            await feature.disconnected()
+        await self._close_bridge()
+
+    async def _close_bridge(self) -> None:
         link = self.intake.link
         if link is None:
             return
