@@ -1208,15 +1208,21 @@ the requests it gets. It is priced like a small hosted model. With a key, make t
 `set_engine` makes this engine the notebook's default, the one `%%llmgine map` cells use.
 """),
     code("""
-from review_model import PRICES, Review, ReviewModel
+from pathlib import Path
 
-from llmgine import LLMEngine, MessageBus
-from llmgine.notebook import set_engine
+from llmgine import MessageBus
 
-Path("logs/reviews.jsonl").unlink(missing_ok=True)
+Path("logs/reviews.jsonl").unlink(missing_ok=True)  # each run starts a fresh log
 bus = MessageBus(log_dir="logs", log_filename="reviews.jsonl",
                  enable_console_metrics=False, enable_console_traces=False)
 await bus.start()
+"""),
+    code("""
+from review_model import PRICES, Review, ReviewModel
+
+from llmgine import LLMEngine
+from llmgine.notebook import set_engine
+
 model = ReviewModel()
 engine = set_engine(LLMEngine(bus, provider=model, prices=PRICES))
 Review.model_json_schema()["properties"]
@@ -1237,7 +1243,8 @@ Classify this review of {product} ({stars} stars) by sentiment and topic: {revie
 """),
     md("""
 In code the same is `labels = reviews.llmgine.map(template, output_type=Review)`, and
-`await engine.map(reviews, template, ...)` in async code. Every row has its `error` (`None`
+`await engine.map(reviews, template, ...)` in async code (`progress=False`, or
+`--no-progress`, for no bar). Every row has its `error` (`None`
 when it was answered), its tokens, cost and latency, whether the cache answered it, the model
 and the `trace_id` of its span in the log:
 """),
@@ -1352,8 +1359,8 @@ bool(spread["error"].isna().all()), spread[["sentiment", "topic"]].equals(labels
 """),
     md("""
 Each worker logs the calls it made: the 20 rows were shared between the two. (A worker killed
-half-way loses no row: another one takes its commands over; the test suite checks this with
-real processes.)
+half-way loses no row and none runs twice: another worker takes its commands over, as
+`tests/bus/remote/test_remote_map.py` checks with real processes.)
 """),
     code("""
 from llmgine.analysis import load_events
