@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING
 
 from llmgine.errors import ConfigurationError
@@ -110,10 +111,32 @@ class Conversation:
         self.messages.append(message)
         self._trim()
 
-    async def add_turn(self, messages: Sequence[ChatMessage]) -> None:
-        """Add a prompt's messages as one turn: saved in the store in one write, then here."""
+    def add_turn(self, messages: Sequence[ChatMessage]) -> Awaitable[object]:
+        """Add a prompt's messages as one turn: saved in the store in one write, then here.
+
+        Await the result. With a store doing I/O (:attr:`saved_off_loop`) the write
+        starts at once in the store's thread and the messages are added here when it
+        is done; await it with ``asyncio.shield`` so a cancel cannot part the two.
+        """
+        messages = list(messages)
+        if not self.saved_off_loop:
+            return self._add_turn_here(messages)
+        assert self._owner is not None
+        saved = self._owner.start_append_turn(self, messages)
+
+        def added(saved: asyncio.Future[int]) -> None:
+            if not saved.cancelled() and saved.exception() is None:
+                self._extend(messages)
+
+        saved.add_done_callback(added)  # before any waiter's: the turn is here when it wakes
+        return saved
+
+    async def _add_turn_here(self, messages: list[ChatMessage]) -> None:
         if self._owner is not None:
             await self._owner.append_turn(self, messages)
+        self._extend(messages)
+
+    def _extend(self, messages: list[ChatMessage]) -> None:
         number = self.turn_count + 1
         self.messages += messages
         self.turns += [number] * len(messages)

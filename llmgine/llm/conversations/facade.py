@@ -210,6 +210,17 @@ class Conversations:
             self.store.append_turn, conversation.id, list(messages), conversation.system_prompt
         )
 
+    def start_append_turn(
+        self, conversation: Conversation, messages: Sequence[ChatMessage]
+    ) -> asyncio.Future[int]:
+        """:meth:`append_turn` for a store doing I/O, started now in the store's thread.
+
+        The write runs to its end even if the future is cancelled.
+        """
+        return self._thread.submit(
+            self.store.append_turn, conversation.id, list(messages), conversation.system_prompt
+        )
+
     # The engine's commands
 
     def register(self, bus: MessageBus) -> None:

@@ -47,10 +47,17 @@ class StoreThread:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in the thread; its result or its exception, here."""
+        return await self.submit(fn, *args)
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Start ``fn(*args)`` in the thread now; a future of the running loop gets its result.
+
+        Cancelling the future does not stop the call.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue().put((loop, future, fn, args))
-        return await future
+        return future
 
     def stop(self) -> None:
         """End the thread once the calls already made are done."""
