@@ -40,6 +40,7 @@ def experiment_from_log(path: str | Path, name: str) -> Experiment:
     results: dict[str, dict[str, Any]] = {}
     scores: dict[tuple[str, int, str, str], dict[str, Any]] = {}
     names: list[str] = []
+    expected: str | None = None
     for envelope in read_log(path):
         key = (envelope.module, envelope.type)
         if key == _PROMPT and envelope.metadata.get("experiment") == name:
@@ -47,6 +48,8 @@ def experiment_from_log(path: str | Path, name: str) -> Experiment:
             if "variant" not in meta or "judge" in meta:
                 continue
             row = (meta.get("llmgine.map") or {}).get("row")
+            if isinstance(meta.get("expected"), str):
+                expected = meta["expected"]
             commands[envelope.id] = {
                 "row": row,
                 "variant": str(meta["variant"]),
@@ -129,7 +132,7 @@ def experiment_from_log(path: str | Path, name: str) -> Experiment:
         frame[column] = frame[column].astype("Int64")
     frame["cost_usd"] = frame["cost_usd"].astype("float64")
     frame["cached"] = frame["cached"].astype("boolean")
-    return Experiment(name=name, results=frame.reset_index(drop=True))
+    return Experiment(name=name, results=frame.reset_index(drop=True), expected=expected)
 
 
 def _order(frame: Any) -> Any:

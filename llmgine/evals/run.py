@@ -207,7 +207,12 @@ async def arun_experiment(
                 errors="keep",
                 progress=progress,
                 cache_salt=None if repeat == 0 else f"repeat {repeat}",
-                metadata={"experiment": name, "variant": variant.name, "repeat": repeat},
+                metadata={
+                    "experiment": name,
+                    "variant": variant.name,
+                    "repeat": repeat,
+                    "expected": expected,  # the column's name, for from_log
+                },
                 **variant.options,
             )
             parts.append(_tidy(frame, variant.name, repeat, output_type))

@@ -117,6 +117,10 @@ async def test_an_experiment_is_rebuilt_from_its_log_alone(tmp_path: Path) -> No
     )
     with pytest.raises(ConfigurationError, match="no experiment named 'nope'"):
         Experiment.from_log(log, "nope")
+    with pytest.raises(ConfigurationError, match="pass data="):
+        await rebuilt.arescore([contains])
+    again = await rebuilt.arescore([contains], data=QUESTIONS)  # no bus: nothing published
+    assert list(again.results["score.contains"]) == list(experiment.results["score.contains"])
     sql = (
         "SELECT data->>'variant' AS variant, avg(CAST(data->>'score' AS DOUBLE)) AS mean "
         "FROM events WHERE type = 'EvaluationEvent' AND data->>'scorer' = 'contains' "
