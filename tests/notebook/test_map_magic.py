@@ -249,7 +249,7 @@ def test_help_lists_the_map_cell(ip: InteractiveShell) -> None:
         ("%%llmgine map reviews\n  \n", "the cell is empty: write the prompt for each row"),
         ("%%llmgine map\n{review}", "%llmgine map: the following arguments are required: DF"),
         ("%%llmgine map nope\n{review}", "name 'nope' is not defined in this notebook"),
-        ("%%llmgine map Verdict\n{review}", "Verdict is a ModelMetaclass, not a pandas DataFrame"),
+        ("%%llmgine map Verdict\n{review}", "Verdict is a class, not a pandas DataFrame"),
         ("%%llmgine map reviews --bogus 1\n{review}", "unrecognized arguments: --bogus 1"),
         ("%%llmgine map reviews --concurrency many\n{r}", "--concurrency: invalid int value"),
         ("%%llmgine map reviews --concurrency 0\n{review}", "concurrency must be a whole number"),
@@ -261,7 +261,8 @@ def test_help_lists_the_map_cell(ip: InteractiveShell) -> None:
         ("%%llmgine map reviews --output-type pd.nope\n{review}", "pd has no attribute 'nope'"),
         ("%%llmgine map reviews --output-type no_pkg.M\n{review}", "cannot import no_pkg"),
         ("%%llmgine map reviews --output-type json.Nope\n{review}", "json has no attribute"),
-        ("%%llmgine map reviews --output-type json.dumps\n{review}", "not a pydantic model"),
+        ("%%llmgine map reviews --output-type json.dumps\n{review}", "is a function, not a"),
+        ("%%llmgine map reviews --output-type json.JSONDecoder\n{r}", "JSONDecoder is a class,"),
         ("%%llmgine map reviews --model 'x\n{review}", "no closing quotation"),
     ],
 )

@@ -76,7 +76,7 @@ def _frame(shell: Any, name: str) -> Any:
         )
     frame = shell.user_ns[name]
     if not isinstance(frame, pd.DataFrame):
-        raise MagicError(f"{name} is a {type(frame).__name__}, not a pandas DataFrame")
+        raise MagicError(f"{name} is {_kind(frame)}, not a pandas DataFrame")
     return frame
 
 
@@ -89,7 +89,7 @@ def output_type(shell: Any, name: str) -> type[BaseModel]:
     found = _named(shell, name)
     if not (isinstance(found, type) and issubclass(found, BaseModel)):
         raise MagicError(
-            f"--output-type {name} is a {type(found).__name__}, not a pydantic model "
+            f"--output-type {name} is {_kind(found)}, not a pydantic model "
             "(a class deriving from pydantic.BaseModel)"
         )
     return found
@@ -117,3 +117,10 @@ def _named(shell: Any, name: str) -> Any:
     if not hasattr(module, attribute):
         raise MagicError(f"--output-type {name}: {module_name} has no attribute {attribute!r}")
     return getattr(module, attribute)
+
+
+def _kind(value: Any) -> str:
+    """What ``value`` is, for an error: ``a class``, ``a DataFrame``, ``a function``."""
+    if isinstance(value, type):
+        return "a class"
+    return f"a {type(value).__name__}"
