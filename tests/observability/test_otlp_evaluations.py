@@ -98,3 +98,26 @@ async def test_evaluation_spans_reach_an_otlp_endpoint(tmp_path: Path, collector
         "evaluate b",
         "evaluate b",
     ]
+
+
+@pytest.mark.timeout(1500)  # the first run installs arize-phoenix into a cached virtualenv
+async def test_phoenix_shows_each_score_on_its_evaluation_span(
+    phoenix: Any, tmp_path: Path
+) -> None:
+    from llmgine.analysis import load_events, spans_frame
+
+    exporter = OTLPExporter(phoenix.url, project_name="experiment")
+    experiment, log = await run(tmp_path, exporter)
+    expected = len(spans_frame(load_events(log)))
+    rows = phoenix.spans("experiment", expected=expected)
+    evaluated = [r for r in rows if str(r["name"]).startswith("evaluate ")]
+    assert len(evaluated) == 4
+    assert {r["context.trace_id"] for r in evaluated} == set(experiment.results["trace_id"])
+    for row in evaluated:
+        events = row["events"]
+        assert isinstance(events, list)
+        assert [e["name"] for e in events] == ["gen_ai.evaluation.result"] * 3
+        names = {e["attributes"]["gen_ai.evaluation.name"] for e in events}
+        assert names == {"says_city", "contains", "broken"}
+        city = next(e for e in events if e["attributes"]["gen_ai.evaluation.name"] == "says_city")
+        assert city["attributes"]["gen_ai.evaluation.score.value"] == 1.0
