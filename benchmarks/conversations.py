@@ -11,7 +11,10 @@ change stamp says no one wrote the file since (here: always, one engine on the f
 appends the turn in one transaction in the engine's store thread, before the prompt
 returns: one thread hop per turn. A third engine keeps its conversations in memory but
 through two thread hops (a store marked ``blocking``, without ``load_fresh``, loads and
-saves in the store thread): what two hops cost by themselves.
+saves in the store thread): what two hops cost by themselves. A hop waits for the system
+to run the store's thread and for the GIL: on a machine busy with other processes (load
+average above its CPU count, printed before and after) it costs milliseconds instead of
+tens of microseconds, and the SQLite ratio falls with it.
 
 Store calls: the SQLite store's ``load_fresh`` (on the loop), ``load`` (in the thread, when
 another process wrote) and ``append_turn`` called directly, per turn (what a turn costs
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sqlite3
 import statistics
 import tempfile
@@ -172,8 +176,10 @@ def main() -> None:
     parser.add_argument("--storage-turns", type=int, default=1000)
     parser.add_argument("--log", action="store_true", help="write the JSONL log too")
     args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(rates(args.turns, args.rounds, Path(tmp), args.log))
+        print(f"load average after the rates: {os.getloadavg()[0]:.1f}")
         store_calls(args.turns * args.rounds, Path(tmp))
         asyncio.run(storage(args.storage_turns, Path(tmp)))
 
