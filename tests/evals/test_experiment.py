@@ -285,3 +285,25 @@ def test_the_sync_form_runs_in_a_plain_script_and_rescores_there() -> None:
     assert experiment.score_names == ["mentions_country", "contains"]
     assert rescored.score_names == ["exact_match"]
     run_sync(bus.stop())
+
+
+@pytest.mark.timeout(120)
+async def test_a_failed_prompt_is_an_error_not_a_score(tmp_path: Path) -> None:
+    provider = ScriptedProvider(["Paris", ValueError("the model fell over"), "Lima", "Nairobi"])
+    async with quiet_bus(tmp_path) as bus:
+        engine = LLMEngine(bus, provider=provider, retries=None)
+        experiment = await arun_experiment(
+            CAPITALS,
+            "{country}",
+            scorers=[exact_match],
+            expected="capital",
+            concurrency=1,
+            engine=engine,
+            progress=False,
+        )
+    results = experiment.results.set_index("row")
+    assert "the model fell over" in str(results.loc["jp", "error"])
+    assert math.isnan(results.loc["jp", "score.exact_match"])
+    summary = experiment.summary().loc["default"]
+    assert summary["errors"] == 0.25
+    assert summary["score.exact_match"] == 1.0  # of the three outputs there are
