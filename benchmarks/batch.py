@@ -375,7 +375,9 @@ def memory(url: str, folder: Path) -> None:
 # ------------------------------------------------------------------ profile
 
 
-async def engine_loop(engine: LLMEngine, url: str, frame: pd.DataFrame, salt: str) -> Run:
+async def engine_loop(
+    engine: LLMEngine, url: str, frame: pd.DataFrame, salt: str, *, cache: bool = True
+) -> Run:
     """The engine without ``map``: ``bus.execute(PromptCommand)`` per row, a semaphore."""
     gate = asyncio.Semaphore(CONCURRENCY)
     run_id = uuid.uuid4().hex[:6]
@@ -385,7 +387,7 @@ async def engine_loop(engine: LLMEngine, url: str, frame: pd.DataFrame, salt: st
             command = PromptCommand(
                 prompt=TEMPLATE.format(review=review),
                 conversation_id=f"loop-{run_id}-{position}",  # one each, as map's rows
-                cache=True,
+                cache=cache,
                 cache_salt=salt,
             )
             return (await engine.bus.execute(command)).success
@@ -434,6 +436,10 @@ def profile(url: str, rows: int, folder: Path) -> None:
 
     async def layers() -> None:
         bare = await bare_loop(url, frame)
+        plain = engine_on(url, None)
+        async with plain.bus:
+            loop_plain = await engine_loop(plain, url, frame, "plain", cache=False)
+            await plain.aclose()
         engine = engine_on(url, folder)
         salt = uuid.uuid4().hex[:6]
         async with engine.bus:
@@ -445,6 +451,7 @@ def profile(url: str, rows: int, folder: Path) -> None:
             print(f"CPU a row ({rows} rows, all threads of this process; wall rate):")
             for name, run in (
                 ("bare loop (AsyncOpenAI)", bare),
+                ("engine, no map, no cache, no log", loop_plain),
                 ("engine, no map (bus.execute per row)", loop_first),
                 ("map", map_first),
                 ("engine, no map, all cached", loop_again),
