@@ -161,3 +161,14 @@ def test_a_folder_without_a_stamp_reads_the_file_every_time(tmp_path: Path) -> N
     assert store.load("c", 100) is not None
     assert store.load_fresh("c", 100) is None
     store.close()
+
+
+def test_the_stamp_takes_the_permissions_of_its_database(tmp_path: Path) -> None:
+    """Whoever may write the file may stamp it: a write that cannot stamp goes unseen."""
+    db = tmp_path / "c.db"
+    sqlite3.connect(db).close()
+    db.chmod(0o640)
+    store = SQLiteConversationStore(db)
+    store.append_turn("c", turn("a"), None)
+    assert (tmp_path / "c.db-stamp").stat().st_mode & 0o777 == 0o640
+    store.close()

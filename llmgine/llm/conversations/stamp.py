@@ -87,7 +87,11 @@ class Stamp:
         try:
             import fcntl  # noqa: F401  (not on Windows)
 
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:  # whoever may write the database may write its stamp (as its -wal file)
+                mode = os.stat(self.database).st_mode & 0o666
+            except OSError:
+                mode = 0o644
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, mode)
             try:
                 if os.fstat(fd).st_size < _SIZE:
                     os.ftruncate(fd, _SIZE)  # never shrinks a stamp another process set
