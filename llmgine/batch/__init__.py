@@ -5,6 +5,7 @@
 :func:`amap` for every setting and the frame it returns.
 """
 
+import llmgine._accessor  # noqa: F401 (registers df.llmgine)
 from llmgine.batch.api import amap, map_rows
 from llmgine.batch.template import RowTemplate, Template
 

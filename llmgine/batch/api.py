@@ -287,8 +287,30 @@ def map_rows(
         try:
             run_sync(batch.run.run())
         except KeyboardInterrupt:
-            run_sync(batch.run.interrupted())
+            _clean_up(batch.run)
     return batch.result()
+
+
+def _clean_up(run: BatchRun) -> None:
+    """After an interrupt: cancel the rows in flight and wait for them, then finish.
+
+    The interrupt may leave asyncio unsettled: a row's task it went through ends with it
+    again as it unwinds (asyncio raises it out of the loop once more), and a stop it left
+    scheduled ends the next wait early. Each is one more round of cleaning up, a few at
+    most (one per row in flight).
+    """
+    from llmgine.notebook.sync import run_sync
+
+    for _ in range(run.concurrency + 3):
+        try:
+            run_sync(run.interrupted())
+            return
+        except KeyboardInterrupt:
+            continue
+        except RuntimeError as exc:
+            if "stopped before Future completed" not in str(exc):
+                raise
+    run.finish()
 
 
 def _target(engine: LLMEngine | None, bus: MessageBus | None) -> MessageBus:

@@ -60,6 +60,10 @@ def result_frame(
 ) -> pd.DataFrame:
     """The frame of ``outcomes`` (by position; ``None``: a row with no outcome yet).
 
+    Text columns (``output``, ``error``, ``model``, ``trace_id``) are ``object`` columns
+    holding ``None`` where there is no value, so ``result.error.isna()`` finds the rows
+    that succeeded and ``result.error[i] is None`` holds.
+
     Args:
         index: The input frame's index (kept as it is: MultiIndex, repeated labels).
         outcomes: One per row, in the input's order.
@@ -68,9 +72,9 @@ def result_frame(
     """
     import pandas as pd
 
-    def column(values: list[Any], dtype: str | type = object) -> Any:
-        # By position, not by label: a repeated label must not align with itself.
-        return pd.Series(values, dtype=dtype).array
+    def column(values: list[Any], dtype: str | type = object) -> pd.Series[Any]:
+        # Object columns stay object (None, not NaN: pandas 3 would infer ``str``).
+        return pd.Series(values, dtype=dtype)
 
     rows = [o if o is not None else RowOutcome(i) for i, o in enumerate(outcomes)]
     data: dict[str, Any] = {}
@@ -89,7 +93,9 @@ def result_frame(
     data["cached"] = column([o.cached for o in rows], "boolean")
     data["model"] = column([o.model for o in rows])
     data["trace_id"] = column([o.trace_id for o in rows])
-    return pd.DataFrame(data, index=index)
+    frame = pd.DataFrame(data)  # by position: a repeated label must not align with itself
+    frame.index = index
+    return frame
 
 
 def _nan(value: float | None) -> float:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from llmgine.batch.outcome import RowOutcome
+from llmgine.batch.outcome import RowOutcome, one_line
 from llmgine.batch.progress import Progress
 from llmgine.batch.template import RowTemplate
 from llmgine.errors import CommandFailedError
@@ -88,6 +88,7 @@ class BatchRun:
         """Why sending stopped early (``None``: it did not)."""
         self._next = 0
         self._senders: list[asyncio.Task[None]] = []
+        self._main: asyncio.Task[Any] | None = None
         self._cells: list[list[Any]] | None = None
         self._labels = frame.index
 
@@ -97,6 +98,7 @@ class BatchRun:
         Raises:
             CommandFailedError: With ``errors="raise"``, the first failed row's error.
         """
+        self._main = asyncio.current_task()
         count = min(self.concurrency, len(self.frame))
         self._senders = [asyncio.ensure_future(self._send()) for _ in range(count)]
         try:
@@ -122,6 +124,9 @@ class BatchRun:
         await self.stop()
         if not self.progress.closed:
             self.finish()
+        main = self._main
+        if main is not None and main.done() and not main.cancelled():
+            main.exception()  # the interrupt it ended with was handled: no "never retrieved"
 
     def finish(self) -> None:
         """Mark the rows never finished as not run (why: :attr:`stopped`), end the bar."""
@@ -188,6 +193,15 @@ class BatchRun:
             logger.debug("map row %d could not run", position, exc_info=True)
             return RowOutcome.broken(position, exc, stage="not sent")
         latency_ms = (time.perf_counter() - started) * 1000.0
-        return RowOutcome.of(
+        outcome = RowOutcome.of(
             position, result, latency_ms=latency_ms, trace_id=span.context.trace_id
         )
+        output_type = self.fields.get("output_type")
+        if output_type is not None and isinstance(outcome.output, dict):
+            try:  # a worker's model crossed Redis as JSON: the model again
+                outcome.output = output_type.model_validate(outcome.output)
+            except ValueError as exc:
+                outcome.output = None
+                outcome.error_type = type(exc).__name__
+                outcome.error = one_line(f"{outcome.error_type}: {exc}")
+        return outcome

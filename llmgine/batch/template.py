@@ -91,7 +91,8 @@ class RowTemplate:
                 there = ", ".join(self.columns) or "none"
                 raise TemplateError(
                     f"The template uses {', '.join(missing)}, not a column of this frame "
-                    f"(its columns: {there}). Rename the field, or add the column first."
+                    f"(its columns: {there}). Rename the field, or add the column first; "
+                    "braces meant as text (JSON) are written {{ and }}."
                 )
         elif not callable(template):
             raise TemplateError(

@@ -1,0 +1,84 @@
+"""A map template: checked against the frame's columns before any row, filled per row."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from llmgine.batch import RowTemplate
+from llmgine.errors import ConfigurationError, TemplateError
+
+FRAME = pd.DataFrame(
+    {"review": ["good", None, "meh"], "stars": [5.0, math.nan, 3.0], "when": pd.NaT}
+)
+
+
+def row(position: int) -> pd.Series:  # type: ignore[type-arg]
+    return FRAME.iloc[position]
+
+
+def test_a_missing_column_names_it_and_the_columns_there_are() -> None:
+    with pytest.raises(TemplateError) as info:
+        RowTemplate("Classify {reveiw} ({stars})", FRAME.columns)
+    message = str(info.value)
+    assert "reveiw" in message
+    assert "review, stars, when" in message
+    assert isinstance(info.value, ConfigurationError | ValueError)
+
+
+def test_each_missing_column_is_named_once() -> None:
+    with pytest.raises(TemplateError, match=r"uses a, b, not a column"):
+        RowTemplate("{a} {b} {a.x} {review}", FRAME.columns)
+
+
+@pytest.mark.parametrize("template", ["Classify {}", "Classify {0}", "Classify {0[1]}"])
+def test_a_positional_field_says_to_name_a_column(template: str) -> None:
+    with pytest.raises(TemplateError, match="positional field"):
+        RowTemplate(template, FRAME.columns)
+
+
+@pytest.mark.parametrize("template", ['As JSON {"label": 1}: {review}', "a } b", "{review"])
+def test_a_stray_brace_says_how_to_write_one(template: str) -> None:
+    with pytest.raises(TemplateError, match=r"\{\{"):
+        RowTemplate(template, FRAME.columns)
+
+
+def test_doubled_braces_are_literal_ones() -> None:
+    template = RowTemplate('As JSON {{"label": ...}}: {review}', FRAME.columns)
+    assert template.render(row(0)) == 'As JSON {"label": ...}: good'
+
+
+def test_a_template_that_is_neither_text_nor_function_is_refused() -> None:
+    with pytest.raises(TemplateError, match="got int"):
+        RowTemplate(42, FRAME.columns)  # type: ignore[arg-type]
+
+
+def test_missing_values_are_empty_and_others_format_as_str_format_does() -> None:
+    template = RowTemplate("[{review}] [{stars}] [{when}] [{stars:.1f}]", FRAME.columns)
+    assert template.render(row(0)) == "[good] [5.0] [] [5.0]"
+    assert template.render(row(2)) == "[meh] [3.0] [] [3.0]"
+    with pytest.raises(ValueError, match="format"):  # "" with a float's spec: the row's error
+        template.render(row(1))
+
+
+def test_attribute_and_index_fields_start_with_a_column() -> None:
+    frame = pd.DataFrame({"tags": [["a", "b"]], "name": ["x"]})
+    template = RowTemplate("{tags[1]} {name.upper}", frame.columns)
+    assert template.render(frame.iloc[0]).startswith("b <built-in method upper")
+
+
+def test_non_text_column_labels_are_named_as_text() -> None:
+    frame = pd.DataFrame({1: ["one"], "b": ["bee"]})
+    with pytest.raises(TemplateError, match="positional"):
+        RowTemplate("{1}", frame.columns)
+    assert RowTemplate("{b}", frame.columns).render(frame.iloc[0]) == "bee"
+
+
+def test_a_function_gets_the_row_and_must_return_text() -> None:
+    template = RowTemplate(lambda r: f"{r['review']}!", FRAME.columns)
+    assert template.render(row(0)) == "good!"
+    wrong = RowTemplate(lambda r: 3, FRAME.columns)
+    with pytest.raises(TypeError, match="returned int, not str"):
+        wrong.render(row(0))
