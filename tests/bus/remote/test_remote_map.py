@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import map_app
 import pandas as pd
 import pytest
 from conftest import StartWorker
@@ -119,3 +120,22 @@ async def test_a_worker_killed_mid_batch_loses_no_row_and_completes_none_twice(
     assert {pid for pid, _ in done} == {first.pid, second.pid}
     # The rows the first worker was asking for when it died were asked again by the second.
     assert len(server.requests) > ROWS
+
+
+@pytest.mark.timeout(240)
+async def test_an_output_type_of_an_importable_module_comes_back_from_a_worker_as_columns(
+    caller: MessageBus, start_worker: StartWorker, server: FakeOpenAIServer, runs: Path
+) -> None:
+    for score in (0.25, 0.5, 0.75):
+        server.add_text(f'{{"label": "positive", "score": {score}}}')
+    worker = await asyncio.to_thread(start_worker, "map_app:setup")
+    frame = reviews(3)
+    result = await asyncio.wait_for(
+        caller_map(caller, frame, output_type=map_app.Sentiment, concurrency=3), timeout=180
+    )
+    assert result["error"].isna().all(), result["error"].dropna().tolist()
+    assert list(result.columns[:2]) == ["label", "score"]
+    assert result["label"].tolist() == ["positive"] * 3
+    assert sorted(result["score"]) == [0.25, 0.5, 0.75]
+    assert {r["model"] for r in server.requests} == {f"worker-{worker.pid}"}
+    assert frame.join(result).shape == (3, 1 + len(result.columns))
