@@ -82,7 +82,7 @@ def test_a_notebook_using_the_magics_runs_in_a_real_kernel(tmp_path: Path) -> No
     assert error.ename == "MagicError"
     assert error.traceback == [
         "llmgine: unknown subcommand 'frobnicate'; use one of: start, stop, connect, status, "
-        "register, handlers, execute, publish, chat, conversations, model, tools, approve, "
+        "register, handlers, execute, publish, chat, map, conversations, model, tools, approve, "
         "deny, mcp, ui, monitor, form, log, metrics, spans, commands, cost, cache, export, "
         "help (`%llmgine help`)"
     ]
