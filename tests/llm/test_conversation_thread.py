@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 
 import pytest
@@ -69,3 +70,12 @@ async def test_a_stopped_thread_finishes_its_calls_and_the_next_call_starts_one(
     store_thread.stop()
     new.join(30)
     assert not new.is_alive()
+
+
+async def test_the_thread_ends_when_its_owner_is_garbage() -> None:
+    store_thread = StoreThread("test-store")
+    thread = await store_thread.run(threading.current_thread)
+    del store_thread
+    gc.collect()
+    thread.join(30)
+    assert not thread.is_alive()

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -31,7 +32,8 @@ class StoreThread:
 
     A call whose caller is cancelled still runs to its end (like ``asyncio.to_thread``);
     :meth:`stop` lets the calls made before it finish, and the next call starts a new
-    thread.
+    thread. The thread also ends once this object is garbage (an engine dropped without
+    ``aclose``), after the calls already made.
 
     Args:
         name: The thread's name (as ``threading`` and tracebacks show it).
@@ -56,7 +58,8 @@ class StoreThread:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue().put((loop, future, fn, args))
+        with self._lock:  # never into the queue of a thread told to stop
+            self._queue().put((loop, future, fn, args))
         return future
 
     def stop(self) -> None:
@@ -67,13 +70,13 @@ class StoreThread:
             jobs.put(None)
 
     def _queue(self) -> queue.SimpleQueue[_Job | None]:
-        with self._lock:
-            if self._jobs is None:
-                self._jobs = queue.SimpleQueue()
-                threading.Thread(
-                    target=_work, args=(self._jobs,), name=self.name, daemon=True
-                ).start()
-            return self._jobs
+        """The running thread's queue, or a new thread's (called holding ``_lock``)."""
+        if self._jobs is None:
+            jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+            threading.Thread(target=_work, args=(jobs,), name=self.name, daemon=True).start()
+            weakref.finalize(self, jobs.put, None)  # the thread holds the queue, not self
+            self._jobs = jobs
+        return self._jobs
 
 
 def _work(jobs: queue.SimpleQueue[_Job | None]) -> None:
