@@ -16,6 +16,11 @@ to run the store's thread and for the GIL: on a machine busy with other processe
 average above its CPU count, printed before and after) it costs milliseconds instead of
 tens of microseconds, and the SQLite ratio falls with it.
 
+Interleaved (``--blocks``): the memory and SQLite engines alternate in blocks of 10 turns
+of one conversation each, whose history is full (100 messages) from the start; per round,
+the ratio of their total times. Both meet the same moments of a busy machine, so this
+ratio moves less from run to run than the one of 200-turn blocks.
+
 Store calls: the SQLite store's ``load_fresh`` (on the loop), ``load`` (in the thread, when
 another process wrote) and ``append_turn`` called directly, per turn (what a turn costs
 besides its thread hop).
@@ -25,7 +30,7 @@ Storage: the SQLite file's size (after a WAL checkpoint) every 250 turns up to
 every point (no full-history rewrite per turn).
 
     python benchmarks/conversations.py [--turns 200] [--rounds 5] [--storage-turns 1000]
-                                       [--log]
+                                       [--blocks 60] [--log]
 """
 
 from __future__ import annotations
@@ -111,6 +116,40 @@ async def rates(turns: int, rounds: int, tmp: Path, log: bool) -> None:
     print(f"the two thread hops alone (in memory, run in threads): {hops * 1e6:,.0f} us per turn")
 
 
+async def interleaved(blocks: int, rounds: int, tmp: Path) -> None:
+    """The same two engines in blocks of 10 turns, alternating, once their histories are full.
+
+    Both see the same moments of the machine: other processes' load weighs on both alike.
+    """
+    memory_bus, sqlite_bus = quiet_bus(None), quiet_bus(None)
+    LLMEngine(memory_bus, model="offline")
+    LLMEngine(sqlite_bus, model="offline", conversations=f"sqlite:///{tmp / 'blocks.db'}")
+    ratios, cpu_ratios = [], []
+    async with memory_bus, sqlite_bus:
+        for bus in (memory_bus, sqlite_bus):  # 60 turns: max_history's 100 messages are full
+            await turns_per_second(bus, "steady", 60)
+        for round_ in range(1, rounds + 1):
+            seconds = {memory_bus: 0.0, sqlite_bus: 0.0}
+            cpu_seconds = {memory_bus: 0.0, sqlite_bus: 0.0}
+            for _ in range(blocks):
+                for bus in (memory_bus, sqlite_bus):
+                    rate, cpu_rate = await turns_per_second(bus, "steady", 10)
+                    seconds[bus] += 10 / rate
+                    cpu_seconds[bus] += 10 / cpu_rate
+            ratios.append(seconds[memory_bus] / seconds[sqlite_bus])
+            cpu_ratios.append(cpu_seconds[memory_bus] / cpu_seconds[sqlite_bus])
+            turns = 10 * blocks
+            print(
+                f"interleaved round {round_}: in memory {turns / seconds[memory_bus]:,.0f} "
+                f"turns/s  SQLite {turns / seconds[sqlite_bus]:,.0f} turns/s ({ratios[-1]:.2f}x; "
+                f"per CPU second {cpu_ratios[-1]:.2f}x)"
+            )
+    print(
+        f"interleaved, {blocks} blocks of 10 turns each: median ratio "
+        f"{statistics.median(ratios):.2f}x (per CPU second {statistics.median(cpu_ratios):.2f}x)"
+    )
+
+
 def store_calls(turns: int, tmp: Path) -> None:
     """The SQLite store's own cost per turn: its two calls, without a thread hop or an engine."""
     from llmgine.llm import ChatMessage, SQLiteConversationStore
@@ -174,11 +213,17 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=200, help="turns per block")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--storage-turns", type=int, default=1000)
+    parser.add_argument(
+        "--blocks", type=int, default=60, help="interleaved blocks of 10 turns per round (0: none)"
+    )
     parser.add_argument("--log", action="store_true", help="write the JSONL log too")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(rates(args.turns, args.rounds, Path(tmp), args.log))
+        if args.blocks:
+            print()
+            asyncio.run(interleaved(args.blocks, args.rounds, Path(tmp)))
         print(f"load average after the rates: {os.getloadavg()[0]:.1f}")
         store_calls(args.turns * args.rounds, Path(tmp))
         asyncio.run(storage(args.storage_turns, Path(tmp)))
