@@ -6,9 +6,9 @@ openai, IPython or ipywidgets until a feature that needs them is used).
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
+from llmgine._pandas_hook import register_when_pandas_loads
 from llmgine.bus import (
     BusSession,
     BusStats,
@@ -144,14 +144,12 @@ __version__ = "0.1.0"
 
 def load_ipython_extension(ipython: Any) -> None:
     """Register the ``%llmgine`` magics: what ``%load_ext llmgine`` calls (imports lazily)."""
-    import llmgine._accessor  # noqa: F401 (registers df.llmgine)
     from llmgine.notebook.magics import load_ipython_extension as load
 
     load(ipython)
 
 
-if "pandas" in sys.modules:  # pandas is loaded already: df.llmgine.map costs nothing more
-    import llmgine._accessor  # noqa: F401 (registers df.llmgine)
+register_when_pandas_loads()  # df.llmgine on every DataFrame, whichever is imported first
 
 
 __all__ = [

@@ -35,15 +35,9 @@ logger = logging.getLogger(__name__)
 
 Errors = Literal["keep", "raise"]
 
-_COMMAND_FIELDS = frozenset(PromptCommand.model_fields) - {
-    "prompt",
-    "conversation_id",
-    "metadata",
-    "id",
-    "timestamp",
-    "session_id",
-    "stream",
-}
+_MAPS_OWN = frozenset({"prompt", "conversation_id", "id", "timestamp", "session_id", "stream"})
+"""``PromptCommand`` fields ``map`` sets itself for every row (a row is never streamed)."""
+_COMMAND_FIELDS = frozenset(PromptCommand.model_fields) - _MAPS_OWN - {"metadata"}
 """``PromptCommand`` fields ``map`` passes through by name (``temperature``, ``timeout``, ...)."""
 
 
@@ -57,6 +51,12 @@ def _command_fields(
     """The fields of every row's command; checked once here, before any row is sent."""
     fields: dict[str, Any] = {"cache": True}  # a re-run answers finished rows from the cache
     options = dict(options)
+    own = sorted(_MAPS_OWN & set(options))
+    if own:
+        raise ConfigurationError(
+            f"map sets {', '.join(own)} itself (one prompt and conversation per row, never "
+            "streamed); leave it out."
+        )
     request_options = dict(options.pop("options", None) or {})
     for name, value in options.items():
         if name in _COMMAND_FIELDS:
@@ -264,8 +264,9 @@ def map_rows(
     """:func:`amap` from synchronous code: a notebook cell, a script, a magic.
 
     Runs on the notebook's loop (or IPython's own without a kernel). With neither
-    ``engine`` nor ``bus``, the notebook's default engine runs the rows (the one
-    ``%llmgine chat`` uses, logged to its bus's log). An interrupt (the kernel's, or
+    ``engine`` nor ``bus``, in IPython the notebook's default engine runs the rows (the
+    one ``%llmgine chat`` uses, logged to its bus's log); in a plain script a bus and
+    engine of this call's own, as :func:`amap`. An interrupt (the kernel's, or
     Ctrl-C) stops sending, cancels the rows in flight and returns the frame: finished
     rows filled, the others with ``error`` "not run: interrupted ...". Running it again
     sends only those. The arguments are :func:`amap`'s.
@@ -273,6 +274,24 @@ def map_rows(
     from llmgine.notebook.sync import run_sync
 
     if engine is None and bus is None:
+        from IPython import get_ipython
+
+        if get_ipython() is None:  # a plain script: a bus of its own, stopped at the end
+            return run_sync(
+                amap(
+                    frame,
+                    template,
+                    model=model,
+                    output_type=output_type,
+                    system_prompt=system_prompt,
+                    concurrency=concurrency,
+                    errors=errors,
+                    progress=progress,
+                    cache_salt=cache_salt,
+                    metadata=metadata,
+                    **options,
+                )
+            )
         from llmgine.notebook.runtime import get_engine
 
         engine = get_engine()
@@ -315,6 +334,15 @@ def _clean_up(run: BatchRun) -> None:
 
 def _target(engine: LLMEngine | None, bus: MessageBus | None) -> MessageBus:
     """The bus the rows go to, checked to have something that answers them."""
+    from llmgine.bus.bus import MessageBus
+    from llmgine.llm.engine import LLMEngine
+
+    if engine is not None and not isinstance(engine, LLMEngine):
+        raise TypeError(f"engine= takes an LLMEngine; got {type(engine).__name__} (a bus: bus=).")
+    if bus is not None and not isinstance(bus, MessageBus):
+        raise TypeError(
+            f"bus= takes a MessageBus; got {type(bus).__name__} (an engine is engine=)."
+        )
     target = engine.bus if engine is not None else bus
     assert target is not None
     if target.command_handler_of(PromptCommand) is None and target.remote is None:

@@ -30,24 +30,31 @@ RESULT_COLUMNS = (
 def output_columns(
     output_type: type[BaseModel] | None, frame_columns: Iterable[Any]
 ) -> dict[str, str]:
-    """The output's columns: ``{"output": "output"}``, or each field of ``output_type``.
+    """The name of each column of the result, so ``df.join(result)`` always works.
 
-    A field whose name is a column of the input frame (or one of :data:`RESULT_COLUMNS`)
-    becomes ``output_<name>``, so ``df.join(result)`` never meets two columns of one name.
-
-    Returns:
-        Each field's name (``"output"`` without an output type) to its column's name.
+    Keys are the columns as documented: ``"output"`` (or each field of ``output_type``)
+    and :data:`RESULT_COLUMNS`. A field whose name the input frame (or the result) has
+    already becomes ``output_<name>``; ``output`` or a result column the input frame
+    has already becomes ``llm_<name>`` (``llm_model`` beside a frame's own ``model``).
+    ``result.attrs["llmgine.map.columns"]`` keeps this mapping.
     """
-    taken = {str(c) for c in frame_columns} | set(RESULT_COLUMNS)
+    frame = {str(c) for c in frame_columns}
+    used: set[str] = set()
+
+    def free(name: str, prefix: str, also: set[str]) -> str:
+        while name in frame or name in used or name in also:
+            name = f"{prefix}{name}"
+        used.add(name)
+        return name
+
+    columns: dict[str, str] = {}
     if output_type is None:
-        return {"output": "output_text" if "output" in taken else "output"}
-    columns = {}
-    for field in output_type.model_fields:
-        name = field
-        while name in taken:
-            name = f"output_{name}"
-        taken.add(name)
-        columns[field] = name
+        columns["output"] = free("output", "llm_", set())
+    else:
+        for field in output_type.model_fields:
+            columns[field] = free(field, "output_", set(RESULT_COLUMNS))
+    for name in RESULT_COLUMNS:
+        columns[name] = free(name, "llm_", set())
     return columns
 
 
@@ -67,8 +74,8 @@ def result_frame(
     Args:
         index: The input frame's index (kept as it is: MultiIndex, repeated labels).
         outcomes: One per row, in the input's order.
-        columns: From :func:`output_columns`.
-        structured: Whether outputs are models whose fields become ``columns``.
+        columns: From :func:`output_columns`: each documented column's name here.
+        structured: Whether outputs are models whose fields become columns.
     """
     import pandas as pd
 
@@ -78,23 +85,24 @@ def result_frame(
 
     rows = [o if o is not None else RowOutcome(i) for i, o in enumerate(outcomes)]
     data: dict[str, Any] = {}
+    fields = [k for k in columns if k not in RESULT_COLUMNS]
     if structured:
         dumps = [o.output.model_dump() if isinstance(o.output, BaseModel) else {} for o in rows]
-        for field, name in columns.items():
-            data[name] = column([d.get(field) for d in dumps])
+        for field in fields:
+            data[columns[field]] = column([d.get(field) for d in dumps])
     else:
-        (name,) = columns.values()
-        data[name] = column([o.output for o in rows])
-    data["error"] = column([o.error for o in rows])
-    data["input_tokens"] = column([o.input_tokens for o in rows], "Int64")
-    data["output_tokens"] = column([o.output_tokens for o in rows], "Int64")
-    data["cost_usd"] = column([_nan(o.cost_usd) for o in rows], "float64")
-    data["latency_ms"] = column([_nan(o.latency_ms) for o in rows], "float64")
-    data["cached"] = column([o.cached for o in rows], "boolean")
-    data["model"] = column([o.model for o in rows])
-    data["trace_id"] = column([o.trace_id for o in rows])
+        data[columns["output"]] = column([o.output for o in rows])
+    data[columns["error"]] = column([o.error for o in rows])
+    data[columns["input_tokens"]] = column([o.input_tokens for o in rows], "Int64")
+    data[columns["output_tokens"]] = column([o.output_tokens for o in rows], "Int64")
+    data[columns["cost_usd"]] = column([_nan(o.cost_usd) for o in rows], "float64")
+    data[columns["latency_ms"]] = column([_nan(o.latency_ms) for o in rows], "float64")
+    data[columns["cached"]] = column([o.cached for o in rows], "boolean")
+    data[columns["model"]] = column([o.model for o in rows])
+    data[columns["trace_id"]] = column([o.trace_id for o in rows])
     frame = pd.DataFrame(data)  # by position: a repeated label must not align with itself
     frame.index = index
+    frame.attrs["llmgine.map.columns"] = dict(columns)
     return frame
 
 

@@ -28,21 +28,45 @@ def _is_missing(value: Any) -> bool:
         return False
 
 
+_MISSING = object()
+"""A cell with no value: filled as an empty string, whatever its format spec."""
+
+
 class _Cells(Mapping[str, Any]):
-    """A row's cells by column name (as text), a missing value as an empty string."""
+    """A row's cells by column name (as text), a missing value as :data:`_MISSING`."""
 
     def __init__(self, cells: Mapping[str, Any]) -> None:
         self._cells = cells
 
     def __getitem__(self, key: str) -> Any:
         value = self._cells[key]
-        return "" if _is_missing(value) else value
+        return _MISSING if _is_missing(value) else value
 
     def __iter__(self) -> Any:
         return iter(self._cells)
 
     def __len__(self) -> int:
         return len(self._cells)
+
+
+class _RowFormatter(string.Formatter):
+    """``str.format`` over a row's cells.
+
+    ``{0}`` names a column labelled 0, and a missing value is an empty string even with
+    a format spec (``{price:.2f}``).
+    """
+
+    def get_value(self, key: int | str, args: Any, kwargs: Mapping[str, Any]) -> Any:
+        return kwargs[str(key)]
+
+    def convert_field(self, value: Any, conversion: str | None) -> Any:
+        return value if value is _MISSING else super().convert_field(value, conversion)
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        return "" if value is _MISSING else format(value, format_spec)
+
+
+_FORMATTER = _RowFormatter()
 
 
 def _field_roots(template: str) -> list[str]:
@@ -57,7 +81,7 @@ def _field_roots(template: str) -> list[str]:
     roots = []
     for field in fields:
         root = field.split(".", 1)[0].split("[", 1)[0]
-        if root == "" or root.isdigit():
+        if root == "":
             raise TemplateError(
                 f"The template has a positional field {{{field}}}; name a column instead, "
                 "e.g. {review}."
@@ -69,30 +93,46 @@ def _field_roots(template: str) -> list[str]:
 class RowTemplate:
     """Turns one row into its prompt; checked against the frame's columns before any row.
 
-    A string template is ``str.format`` with the row's columns as names; a missing
-    value (NaN, None, NA) becomes an empty string, any other value is formatted as
-    ``str.format`` does (``{price:.2f}`` works on a number). A function gets the row
-    as a ``pandas.Series`` and must return a string.
+    A string template is ``str.format`` with the row's columns as names (``{0}`` for a
+    column labelled 0); a missing value (NaN, None, NA, NaT) becomes an empty string,
+    format spec or not, and any other value is formatted as ``str.format`` does
+    (``{price:.2f}`` works on a number). A function gets the row as a ``pandas.Series``
+    and must return a string.
 
     Args:
         template: The template.
         columns: The frame's columns.
 
     Raises:
-        TemplateError: The template names a column the frame does not have, has a
-            positional field or a stray brace, or is neither a string nor a function.
+        TemplateError: The template names a column the frame does not have (or has
+            twice), has a positional ``{}`` or a stray brace, or is neither a string nor
+            a function.
     """
 
     def __init__(self, template: Template, columns: Iterable[Any]) -> None:
         self.columns = [str(c) for c in columns]
         if isinstance(template, str):
-            missing = [r for r in dict.fromkeys(_field_roots(template)) if r not in self.columns]
+            roots = list(dict.fromkeys(_field_roots(template)))
+            missing = [r for r in roots if r not in self.columns]
+            numbered = [r for r in missing if r.isdigit()]
+            if numbered:
+                raise TemplateError(
+                    f"The template has a positional field {{{numbered[0]}}} and the frame has no "
+                    f"column labelled {numbered[0]}; name a column instead, e.g. {{review}}."
+                )
             if missing:
                 there = ", ".join(self.columns) or "none"
                 raise TemplateError(
                     f"The template uses {', '.join(missing)}, not a column of this frame "
                     f"(its columns: {there}). Rename the field, or add the column first; "
                     "braces meant as text (JSON) are written {{ and }}."
+                )
+            repeated = [r for r in roots if self.columns.count(r) > 1]
+            if repeated:
+                raise TemplateError(
+                    f"The frame has {self.columns.count(repeated[0])} columns named "
+                    f"{repeated[0]!r}, so {{{repeated[0]}}} is ambiguous: rename them first "
+                    "(df.columns = [...])."
                 )
         elif not callable(template):
             raise TemplateError(
@@ -119,4 +159,6 @@ class RowTemplate:
     def render_cells(self, cells: list[Any]) -> str:
         """The prompt of a row given as its cells in column order (a string template only)."""
         assert isinstance(self.template, str), "a function template takes the row: render()"
-        return self.template.format_map(_Cells(dict(zip(self.columns, cells, strict=True))))
+        return _FORMATTER.vformat(
+            self.template, (), _Cells(dict(zip(self.columns, cells, strict=True)))
+        )

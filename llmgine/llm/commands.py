@@ -5,15 +5,39 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from pydantic import BaseModel, Field, field_serializer, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from llmgine.messages.commands import Command
 
-__all__ = ["ClearConversationCommand", "PromptCommand", "SetSystemPromptCommand"]
+__all__ = ["ClearConversationCommand", "PromptCommand", "SetSystemPromptCommand", "credentials_in"]
+
+_CREDENTIAL_OPTIONS = frozenset(
+    {"api_key", "apikey", "authorization", "access_token", "password", "client_secret", "secret"}
+)
+"""Request options that are credentials themselves (``max_tokens`` is not one)."""
+_NAMED_MAPS = frozenset({"extra_headers", "headers", "default_headers", "extra_query", "query"})
+"""Request options whose keys are header or query names: secret names there are credentials."""
+
+
+def credentials_in(options: dict[str, Any]) -> list[str]:
+    """The names of request options that hold a credential, headers and query included.
+
+    ``api_key``, an ``Authorization`` or ``X-API-Key`` header, a ``token`` query parameter.
+    """
+    from llmgine._urls import is_secret_name
+
+    found = [k for k in options if k.lower().replace("-", "_") in _CREDENTIAL_OPTIONS]
+    for name in _NAMED_MAPS & set(options):
+        inner = options[name]
+        if isinstance(inner, dict):
+            found += [f"{name}[{k!r}]" for k in inner if is_secret_name(str(k))]
+    return found
 
 
 class PromptCommand(Command):
     """Send a prompt; the result is the assistant's final text."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)  # a refused option may be a credential
 
     prompt: str
     conversation_id: str = "default"
@@ -51,6 +75,19 @@ class PromptCommand(Command):
     max_context_tokens: int | None = Field(default=None, gt=0)
     """The model's window for this prompt (older turns are left out of the request to fit);
     ``None`` means the engine's ``max_context_tokens``."""
+
+    @field_validator("options")
+    @classmethod
+    def _no_credentials(cls, options: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Options go into the log and over Redis: a credential there would leak."""
+        found = credentials_in(options or {})
+        if found:
+            raise ValueError(
+                f"options carry a credential ({', '.join(found)}); options are written to the log "
+                "and sent to other processes. Give credentials to the provider instead: "
+                "OpenAIProvider(api_key=..., default_headers=...), or its environment variable"
+            )
+        return options
 
     @field_validator("output_type", mode="before")
     @classmethod

@@ -182,14 +182,8 @@ async def test_nan_and_non_text_cells_fill_the_template(engine: LLMEngine, echo:
     frame = pd.DataFrame(
         {"text": ["hi", None], "n": [1.5, math.nan], "when": pd.to_datetime(["2026-01-02", None])}
     )
-    result = await engine.map(frame, "{text}|{n}|{when:%Y}|{when}", progress=False)
-    assert result["output"][0] == "answer to hi|1.5|2026|2026-01-02 00:00:00"
-    assert (
-        result["error"][1]
-        == "template: ValueError: Invalid format specifier '%Y' for object of type 'str'"
-    )
-    result = await engine.map(frame, "{text}|{n}|{when}", progress=False)
-    assert result["output"].tolist()[1] == "answer to ||"
+    result = await engine.map(frame, "{text}|{n:.2f}|{when:%Y}", progress=False)
+    assert result["output"].tolist() == ["answer to hi|1.50|2026", "answer to ||"]
 
 
 async def test_a_row_the_template_cannot_fill_fails_alone(engine: LLMEngine, echo: Echo) -> None:
@@ -420,3 +414,57 @@ async def test_ten_thousand_rows(bus: MessageBus, echo: Echo, engine: LLMEngine)
     assert result["error"].isna().all()
     assert result["output"].iloc[-1] == "answer to 9999"
     assert echo.most_in_flight <= 64
+
+
+async def test_result_columns_the_frame_has_already_are_prefixed_so_join_works(
+    engine: LLMEngine,
+) -> None:
+    products = pd.DataFrame({"name": ["mug", "pot"], "model": ["M1", "P2"], "error": [0.1, 0.2]})
+    result = await engine.map(products, "Describe the {name} {model}", progress=False)
+    assert "llm_model" in result.columns and "llm_error" in result.columns
+    assert result.attrs["llmgine.map.columns"]["model"] == "llm_model"
+    joined = products.join(result)
+    assert joined["model"].tolist() == ["M1", "P2"]
+    assert joined["llm_model"].tolist() == ["echo-1", "echo-1"]
+    again = await engine.map(joined, "Again {name}", progress=False)  # a frame with answers
+    assert set(joined.columns).isdisjoint(again.columns)
+    assert joined.join(again)["llm_output"].tolist() == [
+        "answer to Again mug",
+        "answer to Again pot",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"api_key": "sk-secret-123"}, "api_key"),
+        ({"extra_headers": {"Authorization": "Bearer sk-secret-123"}}, "Authorization"),
+        ({"options": {"extra_query": {"token": "sk-secret-123"}}}, "token"),
+    ],
+)
+async def test_a_credential_in_the_options_is_refused_and_never_shown(
+    engine: LLMEngine,
+    echo: Echo,
+    settings: dict[str, Any],
+    says: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with pytest.raises(ConfigurationError, match=f"credential.*{says}") as info:
+        await engine.map(REVIEWS, "{review}", **settings)
+    assert "sk-secret-123" not in str(info.value)
+    assert "sk-secret-123" not in caplog.text
+    assert echo.requests == []
+
+
+@pytest.mark.parametrize("name", ["stream", "conversation_id", "prompt", "session_id"])
+async def test_fields_map_sets_itself_are_refused(engine: LLMEngine, echo: Echo, name: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"map sets {name} itself"):
+        await engine.map(REVIEWS, "{review}", **{name: True})
+    assert echo.requests == []
+
+
+async def test_an_engine_and_a_bus_swapped_say_so(engine: LLMEngine, bus: MessageBus) -> None:
+    with pytest.raises(TypeError, match="engine= takes an LLMEngine; got MessageBus"):
+        await amap(REVIEWS, "{review}", engine=bus)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="bus= takes a MessageBus; got LLMEngine"):
+        await amap(REVIEWS, "{review}", bus=engine)  # type: ignore[arg-type]

@@ -59,8 +59,8 @@ def test_missing_values_are_empty_and_others_format_as_str_format_does() -> None
     template = RowTemplate("[{review}] [{stars}] [{when}] [{stars:.1f}]", FRAME.columns)
     assert template.render(row(0)) == "[good] [5.0] [] [5.0]"
     assert template.render(row(2)) == "[meh] [3.0] [] [3.0]"
-    with pytest.raises(ValueError, match="format"):  # "" with a float's spec: the row's error
-        template.render(row(1))
+    assert template.render(row(1)) == "[] [] [] []"  # missing, format spec or not
+    assert RowTemplate("{review!r:>6}|{when:%Y}", FRAME.columns).render(row(1)) == "|"
 
 
 def test_attribute_and_index_fields_start_with_a_column() -> None:
@@ -69,11 +69,18 @@ def test_attribute_and_index_fields_start_with_a_column() -> None:
     assert template.render(frame.iloc[0]).startswith("b <built-in method upper")
 
 
-def test_non_text_column_labels_are_named_as_text() -> None:
-    frame = pd.DataFrame({1: ["one"], "b": ["bee"]})
-    with pytest.raises(TemplateError, match="positional"):
-        RowTemplate("{1}", frame.columns)
-    assert RowTemplate("{b}", frame.columns).render(frame.iloc[0]) == "bee"
+def test_numbered_column_labels_are_fields_too() -> None:
+    frame = pd.DataFrame([["one", "two"]])  # read_csv(header=None) labels columns 0, 1
+    assert RowTemplate("{0} and {1}", frame.columns).render(frame.iloc[0]) == "one and two"
+    with pytest.raises(TemplateError, match="no column labelled 2"):
+        RowTemplate("{2}", frame.columns)
+
+
+def test_a_column_named_twice_is_ambiguous() -> None:
+    frame = pd.DataFrame([["a", "b", "c"]], columns=["text", "text", "other"])
+    with pytest.raises(TemplateError, match="2 columns named 'text'"):
+        RowTemplate("{text}", frame.columns)
+    assert RowTemplate("{other}", frame.columns).render(frame.iloc[0]) == "c"
 
 
 def test_a_function_gets_the_row_and_must_return_text() -> None:
