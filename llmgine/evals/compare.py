@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from llmgine.errors import ConfigurationError
-from llmgine.evals.summary import score_columns
+from llmgine.evals.summary import row_keys, score_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,12 +42,20 @@ class Comparison:
         return f"<div>{head}{self.totals.to_html()}<b>Rows that differ</b>{rows}</div>"
 
 
-def compare(results: pd.DataFrame, baseline: str, *, tolerance: float = 1e-9) -> Comparison:
+def compare(
+    results: pd.DataFrame,
+    baseline: str,
+    *,
+    tolerance: float = 1e-9,
+    positions: Sequence[int] | None = None,
+) -> Comparison:
     """Compare every other variant with ``baseline`` on every scorer, row by row.
 
     A row's score is its mean over repeats; a variant wins a row when that mean is
     higher than the baseline's by more than ``tolerance``. Rows a side has no score
-    for (its prompt or scorer failed) are left out.
+    for (its prompt or scorer failed) are left out. Data rows are told apart by
+    ``positions`` (each result row's position in the data) when given, so rows that
+    share a label stay apart; else by label.
 
     Raises:
         ConfigurationError: ``baseline`` is not one of the variants.
@@ -59,7 +68,7 @@ def compare(results: pd.DataFrame, baseline: str, *, tolerance: float = 1e-9) ->
             f"No variant {baseline!r} to compare with: the variants are {variants}."
         )
     names = score_columns(results)
-    keyed = results.assign(_row=[repr(r) for r in results["row"]])
+    keyed = results.assign(_row=row_keys(results, positions))
     labels = dict(zip(keyed["_row"], results["row"], strict=False))
     columns = [f"score.{n}" for n in names]
     means = keyed.groupby(["variant", "_row"], sort=False)[columns].mean()
@@ -101,7 +110,7 @@ def compare(results: pd.DataFrame, baseline: str, *, tolerance: float = 1e-9) ->
     return Comparison(baseline=baseline, rows=rows, totals=totals)
 
 
-def _get(means: pd.DataFrame, variant: str, key: str, column: str) -> float:
+def _get(means: pd.DataFrame, variant: str, key: Any, column: str) -> float:
     try:
         value: Any = means.at[(variant, key), column]
     except KeyError:

@@ -23,6 +23,9 @@ class EvaluationEvent(Event):
     """The variant whose output was scored."""
     row: Any
     """The data row's index label."""
+    position: int | None = None
+    """The data row's position in the data (0 is the first): tells apart rows that share
+    a label."""
     repeat: int
     """Which repeat of the row (0 is the first)."""
     scorer: str

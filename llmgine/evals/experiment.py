@@ -50,6 +50,8 @@ class Experiment:
     run_map: MapCall | None = field(default=None, repr=False)
     positions: list[int] = field(default_factory=list, repr=False)
     """For each result row, its data row's position in ``data``."""
+    pass_fail: list[str] = field(default_factory=list, repr=False)
+    """The scorers that returned bools: their intervals are Wilson's, the others' t."""
 
     @property
     def variants(self) -> list[str]:
@@ -64,11 +66,14 @@ class Experiment:
     def summary(self) -> pd.DataFrame:
         """One row per variant: counts, scores with intervals, cost and latency.
 
-        Columns: ``n``, ``errors`` (the share that failed), each score's mean and 95 %
-        interval (``score.<name>``, ``.low``, ``.high``: Wilson for 0/1 scores, Student's t
-        otherwise), ``cost_usd`` (judges included), ``latency_p50_ms``, ``latency_p95_ms``.
+        Columns: ``n`` (data rows), ``errors`` (the share of outputs that failed), each
+        score's mean and 95 % interval (``score.<name>``, ``.low``, ``.high``), ``cost_usd``
+        (judges included), ``latency_p50_ms``, ``latency_p95_ms``. A row's repeats are
+        averaged first, so repeats never narrow an interval: Wilson's interval over the
+        rows for a scorer that returned bools (pass/fail), Student's t over the rows'
+        means otherwise.
         """
-        return summarize(self.results)
+        return summarize(self.results, positions=self.positions or None, pass_fail=self.pass_fail)
 
     def compare(self, baseline: str) -> Comparison:
         """Every other variant against ``baseline``, row by row and scorer by scorer.
@@ -81,7 +86,7 @@ class Experiment:
         Raises:
             ConfigurationError: ``baseline`` is not one of the variants.
         """
-        return compare(self.results, baseline)
+        return compare(self.results, baseline, positions=self.positions or None)
 
     def plot(self, scorer: str | None = None, ax: Axes | None = None) -> Axes:
         """Each variant's mean score with its 95 % interval against its cost (matplotlib)."""
@@ -139,10 +144,10 @@ class Experiment:
         check_scorers(scorers)
         kept = [c for c in self.results.columns if not _score_column(str(c))]
         context = self._context(bus, data)
-        results = await score_results(self.results[kept], scorers, context)
+        scored = await score_results(self.results[kept], scorers, context)
         return Experiment(
             name=self.name,
-            results=results,
+            results=scored.results,
             scorers=list(scorers),
             data=context.data,
             expected=self.expected,
@@ -150,6 +155,7 @@ class Experiment:
             bus=context.bus,
             run_map=self.run_map,
             positions=list(context.positions),
+            pass_fail=scored.pass_fail,
         )
 
     def rescore(
@@ -181,7 +187,8 @@ class Experiment:
             )
         kept = [c for c in self.results.columns if not _score_column(str(c))]
         context = self._context(None, None)
-        scored = await score_results(self.results[kept], [scorer], context)
+        done = await score_results(self.results[kept], [scorer], context)
+        scored = done.results
         results = self.results
         for column in (f"score.{name}", f"reason.{name}"):
             if column in scored.columns:
@@ -199,6 +206,7 @@ class Experiment:
             before = results.get("judge_cost_usd", 0.0)
             results["judge_cost_usd"] = before + scored["judge_cost_usd"]
         self.scorers.append(scorer)
+        self.pass_fail = [n for n in self.pass_fail if n != name] + done.pass_fail
         self.bus, self.positions = context.bus, list(context.positions)
         return self
 

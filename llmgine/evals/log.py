@@ -3,8 +3,11 @@
 Each row's ``PromptCommand`` carries ``experiment``, ``variant`` and ``repeat`` in its
 metadata (and ``map``'s row label and position); its ``CommandResultEvent`` (or
 ``CommandErrorEvent``) carries the output and the usage; every score is an
-``EvaluationEvent``. When a row ran more than once (a re-run, a rescore), the latest
-line wins. A judge's cost is not rebuilt (its prompts are in the log as its own rows).
+``EvaluationEvent``. Rows are told apart by their position in the data (so rows that
+share a label stay apart; by label in a log without positions). When a row ran more
+than once (a re-run, a rescore), the latest line wins. A scorer is pass/fail when
+every score it gave is labelled ``pass`` or ``fail``. A judge's cost is not rebuilt (its
+prompts are in the log as its own rows).
 """
 
 from __future__ import annotations
@@ -32,13 +35,18 @@ def _key(label: Any) -> str:
     return repr(tuple(label) if isinstance(label, list) else label)
 
 
+def _where(position: Any, label: Any) -> Any:
+    """A data row's key: its position when the log has it, else its label."""
+    return int(position) if isinstance(position, int) else _key(label)
+
+
 def experiment_from_log(path: str | Path, name: str) -> Experiment:
     """Rebuild the experiment ``name`` from the log at ``path`` (see the module's docstring)."""
     import pandas as pd
 
     commands: dict[str, dict[str, Any]] = {}
     results: dict[str, dict[str, Any]] = {}
-    scores: dict[tuple[str, int, str, str], dict[str, Any]] = {}
+    scores: dict[tuple[str, int, Any, str], dict[str, Any]] = {}
     names: list[str] = []
     expected: str | None = None
     for envelope in read_log(path):
@@ -48,10 +56,12 @@ def experiment_from_log(path: str | Path, name: str) -> Experiment:
             if "variant" not in meta or "judge" in meta:
                 continue
             row = (meta.get("llmgine.map") or {}).get("row")
+            position = (meta.get("llmgine.map") or {}).get("position")
             if isinstance(meta.get("expected"), str):
                 expected = meta["expected"]
             commands[envelope.id] = {
                 "row": row,
+                "position": position if isinstance(position, int) else None,
                 "variant": str(meta["variant"]),
                 "repeat": int(meta.get("repeat", 0)),
                 "trace_id": envelope.trace_id,
@@ -66,13 +76,17 @@ def experiment_from_log(path: str | Path, name: str) -> Experiment:
             scorer = str(data.get("scorer"))
             if scorer not in names:
                 names.append(scorer)
-            scores[(str(data["variant"]), int(data["repeat"]), _key(data["row"]), scorer)] = data
+            at = _where(data.get("position"), data.get("row"))
+            scores[(str(data["variant"]), int(data["repeat"]), at, scorer)] = data
     if not commands:
         raise ConfigurationError(
             f"The log {path} holds no experiment named {name!r}: check the name "
             "(run_experiment(name=...)) and that the log is the bus's that ran it."
         )
-    rows: dict[tuple[str, int, str], dict[str, Any]] = {}
+    rows: dict[tuple[str, int, Any], dict[str, Any]] = {}
+    positions: dict[tuple[str, int, Any], int | None] = {}
+    places: dict[tuple[str, int, Any], tuple[str, int, Any]] = {}
+    """A score without a position (an older log) finds its row by label."""
     for command_id, command in commands.items():  # in the order they ran; the latest wins
         result = results.get(command_id, {})
         meta = result.get("metadata") or {}
@@ -102,29 +116,39 @@ def experiment_from_log(path: str | Path, name: str) -> Experiment:
             model=meta.get("model"),
             trace_id=command["trace_id"],
         )
-        at = (command["variant"], command["repeat"], _key(command["row"]))
+        at = (command["variant"], command["repeat"], _where(command["position"], command["row"]))
         rows.pop(at, None)
         rows[at] = record
-    notes: dict[tuple[str, int, str], list[str]] = {}
-    for (variant, repeat, label, scorer), data in scores.items():
-        record = rows.get((variant, repeat, label), {})
+        positions[at] = command["position"]
+        places[(command["variant"], command["repeat"], _key(command["row"]))] = at
+    notes: dict[tuple[str, int, Any], list[str]] = {}
+    labels: dict[str, bool] = {}
+    for (variant, repeat, where, scorer), data in scores.items():
+        at = (variant, repeat, where)
+        at = at if at in rows else places.get(at, at)
+        record = rows.get(at, {})
         if not record:
             continue
+        if data.get("score") is not None:
+            passed = data.get("label") in ("pass", "fail")
+            labels[scorer] = labels.get(scorer, True) and passed
         score = data.get("score")
         record[f"score.{scorer}"] = math.nan if score is None else float(score)
         if data.get("explanation") is not None:
             record[f"reason.{scorer}"] = data["explanation"]
         if data.get("error"):
-            notes.setdefault((variant, repeat, label), []).append(f"{scorer}: {data['error']}")
-    frame = pd.DataFrame(list(rows.values()))
-    frame = frame.sort_values(["variant", "repeat"], kind="stable", key=_order(frame))
+            notes.setdefault(at, []).append(f"{scorer}: {data['error']}")
+    keys = list(rows)
+    frame = pd.DataFrame([rows[k] for k in keys])
+    frame["_at"] = keys
+    frame["_position"] = [positions[k] if positions[k] is not None else -1 for k in keys]
+    frame = frame.sort_values(["variant", "repeat", "_position"], kind="stable", key=_order(frame))
     for scorer in names:
         column = f"score.{scorer}"
         frame[column] = frame[column].astype("float64") if column in frame else math.nan
-    frame["scorer_errors"] = [
-        "; ".join(notes[k]) if k in notes else None
-        for k in zip(frame["variant"], frame["repeat"], map(_key, frame["row"]), strict=True)
-    ]
+    frame["scorer_errors"] = ["; ".join(notes[k]) if k in notes else None for k in frame["_at"]]
+    found = [positions[k] for k in frame["_at"]]
+    frame = frame.drop(columns=["_at", "_position"])
     for column in frame.columns:  # as run_experiment gives them: labels and outputs as they are
         if column == "row" or column == "output" or str(column).startswith("output."):
             frame[column] = pd.Series(list(frame[column]), index=frame.index, dtype=object)
@@ -132,7 +156,13 @@ def experiment_from_log(path: str | Path, name: str) -> Experiment:
         frame[column] = frame[column].astype("Int64")
     frame["cost_usd"] = frame["cost_usd"].astype("float64")
     frame["cached"] = frame["cached"].astype("boolean")
-    return Experiment(name=name, results=frame.reset_index(drop=True), expected=expected)
+    return Experiment(
+        name=name,
+        results=frame.reset_index(drop=True),
+        expected=expected,
+        positions=[p for p in found if p is not None] if None not in found else [],
+        pass_fail=[s for s in names if labels.get(s)],
+    )
 
 
 def _order(frame: Any) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,18 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Variant", "arun_experiment", "run_experiment"]
 
-MAP_COLUMNS = (
-    "error",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-    "latency_ms",
-    "cached",
-    "model",
-    "trace_id",
-    "span_id",
-)
-"""``map``'s columns after the output's (``span_id`` when map gives it)."""
+logger = logging.getLogger(__name__)
 
 _VARIANT_KEYS = frozenset({"model", "system_prompt", "options", "prompt"})
 
@@ -81,14 +72,25 @@ def variants_of(variants: Mapping[str, Mapping[str, Any]] | None) -> list[Varian
 def _tidy(
     frame: pd.DataFrame, variant: str, repeat: int, output_type: type[BaseModel] | None
 ) -> pd.DataFrame:
-    """``map``'s frame as the experiment's rows: ``row``, ``variant``, ``repeat``, outputs, ..."""
+    """``map``'s frame as the experiment's rows: ``row``, ``variant``, ``repeat``, outputs, ...
+
+    ``map`` renames a column the data has already (``llm_error``, ``output_span_id``) and
+    says so in ``attrs["llmgine.map.columns"]``: the experiment's columns are the
+    documented names again, whatever the data's columns or the output's fields are called.
+    """
     import pandas as pd
 
-    outputs = [c for c in frame.columns if c not in MAP_COLUMNS]
-    if output_type is None:
-        names = {outputs[0]: "output"}
-    else:  # map gives the fields' columns in the model's order
-        names = dict(zip(outputs, (f"output.{f}" for f in output_type.model_fields), strict=True))
+    from llmgine.batch.frame import RESULT_COLUMNS
+
+    given: dict[str, str] = frame.attrs["llmgine.map.columns"]
+    names = {
+        column: name
+        if name in RESULT_COLUMNS
+        else "output"
+        if output_type is None
+        else f"output.{name}"
+        for name, column in given.items()
+    }
     tidy = pd.DataFrame(
         {
             "row": pd.Series(list(frame.index), dtype=object),
@@ -228,10 +230,10 @@ async def arun_experiment(
         bus=target,
         run_map=run_map,
     )
-    results = await score_results(results, scorers, context)
+    scored = await score_results(results, scorers, context)
     return Experiment(
         name=name,
-        results=results,
+        results=scored.results,
         scorers=list(scorers),
         data=data,
         expected=expected,
@@ -239,6 +241,7 @@ async def arun_experiment(
         bus=target,
         run_map=run_map,
         positions=positions,
+        pass_fail=scored.pass_fail,
     )
 
 
@@ -262,6 +265,15 @@ def run_experiment(
     With neither ``engine`` nor ``bus``, the notebook's default engine runs the prompts
     (logged to its bus's log, like ``df.llmgine.map``). The arguments are
     :func:`arun_experiment`'s.
+
+    An interrupt (the kernel's stop button, or Ctrl-C) stops sending: the rows in flight
+    are cancelled, no further row or variant is sent, and ``KeyboardInterrupt`` is
+    raised once that is done (no partial experiment: its summary would compare variants
+    that did not all run). The answers that finished are in the cache, so running the
+    same experiment again sends only the rest.
+
+    Raises:
+        KeyboardInterrupt: The run was interrupted (after its rows were cancelled).
     """
     from llmgine.notebook.sync import run_sync
 
@@ -273,8 +285,13 @@ def run_experiment(
     assert target is not None
     if not target.is_running:
         run_sync(target.start())
-    return run_sync(
-        arun_experiment(
+    running: list[asyncio.Task[Any]] = []
+
+    async def experiment() -> Experiment:
+        task = asyncio.current_task()
+        if task is not None:
+            running.append(task)
+        return await arun_experiment(
             data,
             prompt,
             variants=variants,
@@ -288,4 +305,36 @@ def run_experiment(
             output_type=output_type,
             progress=progress,
         )
-    )
+
+    try:
+        return run_sync(experiment())
+    except KeyboardInterrupt:
+        if running:
+            _cancel(running[0], rounds=concurrency + 3)
+        raise
+
+
+def _cancel(task: asyncio.Task[Any], rounds: int) -> None:
+    """After an interrupt: cancel the experiment's task and wait until it is gone.
+
+    Cancelled, each ``map`` cancels its rows in flight and waits for them. The interrupt
+    may leave asyncio unsettled (as for a sync ``map``): a task it went through raises it
+    out of the loop once more as it unwinds, and a stop it left scheduled ends the next
+    wait early; each is one more round of waiting, a few at most.
+    """
+    from llmgine.notebook.sync import run_sync
+
+    task.cancel()
+    for _ in range(rounds):
+        try:
+            run_sync(asyncio.wait([task]))
+            break
+        except KeyboardInterrupt:
+            continue
+        except RuntimeError as exc:
+            if "stopped before Future completed" not in str(exc):
+                raise
+    if not task.done():
+        logger.warning("run_experiment: interrupted, and its rows were not all cancelled yet.")
+    elif not task.cancelled():
+        task.exception()  # the interrupt it ended with is the caller's: no "never retrieved"

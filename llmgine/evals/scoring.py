@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from llmgine.bus import MessageBus
 
-__all__ = ["MapCall", "ScoreCell", "ScoringContext", "score_results"]
+__all__ = ["MapCall", "ScoreCell", "Scored", "ScoringContext", "score_results"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,15 @@ class ScoreCell:
     label: str | None = None
     explanation: str | None = None
     error: str | None = None
+
+
+@dataclass
+class Scored:
+    """What :func:`score_results` gives: the scored results and which scorers are pass/fail."""
+
+    results: pd.DataFrame
+    pass_fail: list[str]
+    """The scorers that returned bools (their intervals are Wilson's)."""
 
 
 @dataclass
@@ -97,8 +106,17 @@ async def _plain(scorer: Scorer, output: Any, expected: Any, row: Any) -> ScoreC
     except Exception as exc:  # a scorer's bug is a note on its cell, not a failed run
         logger.debug("scorer %s raised", scorer_name(scorer), exc_info=True)
         return ScoreCell(error=f"{type(exc).__name__}: {safe_str(exc)}")
-    label = ("pass" if value else "fail") if isinstance(value, bool) else None
+    label = ("pass" if value else "fail") if _is_bool(value) else None
     return ScoreCell(score=score, label=label)
+
+
+def _is_bool(value: Any) -> bool:
+    """A bool, numpy's too (``row["n"] % 2 == 0`` gives one): a pass/fail score."""
+    if isinstance(value, bool):
+        return True
+    import numpy as np
+
+    return isinstance(value, np.bool_)
 
 
 async def _judge(
@@ -145,12 +163,30 @@ async def _judge(
 
 async def score_results(
     results: pd.DataFrame, scorers: Sequence[Scorer | LLMJudge], context: ScoringContext
-) -> pd.DataFrame:
+) -> Scored:
     """Return ``results`` with a ``score.<name>`` column per scorer, their errors, judge costs.
 
     Rows whose prompt failed are not scored (NaN). Every score is published as an
-    :class:`EvaluationEvent` when ``context.bus`` is set.
+    :class:`EvaluationEvent` when ``context.bus`` is set, with the bus's console quiet
+    (as ``map`` keeps it: the log has every score, the cell is not flooded).
     """
+    if context.bus is None:
+        return await _score(results, scorers, context)
+    from llmgine.batch.api import quiet_console
+
+    with quiet_console(context.bus):
+        return await _score(results, scorers, context)
+
+
+def _pass_fail(cells: dict[int, ScoreCell]) -> bool:
+    """Whether a scorer returned bools: every cell it scored has a pass/fail label."""
+    scored = [c for c in cells.values() if c.error is None]
+    return bool(scored) and all(c.label is not None for c in scored)
+
+
+async def _score(
+    results: pd.DataFrame, scorers: Sequence[Scorer | LLMJudge], context: ScoringContext
+) -> Scored:
     import pandas as pd
 
     results = results.copy()
@@ -197,7 +233,7 @@ async def score_results(
         results["judge_cost_usd"] = pd.Series(judge_costs, index=results.index, dtype="float64")
     if context.bus is not None:
         await _publish(results, cells, context)
-    return results
+    return Scored(results, [name for name, found in cells.items() if _pass_fail(found)])
 
 
 def _label(value: Any) -> Any:
@@ -211,6 +247,10 @@ def _label(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)
+
+
+def _position(positions: Sequence[int], i: int) -> int | None:
+    return int(positions[i]) if i < len(positions) else None
 
 
 async def _publish(
@@ -245,6 +285,7 @@ async def _publish(
                         experiment=context.experiment,
                         variant=str(row["variant"]),
                         row=_label(row["row"]),
+                        position=_position(context.positions, i),
                         repeat=int(row["repeat"]),
                         scorer=name,
                         score=None if math.isnan(cell.score) else cell.score,

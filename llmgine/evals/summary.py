@@ -1,21 +1,32 @@
 """Per-variant summaries of an experiment's results: means with 95 % intervals, cost, latency.
 
-The interval of a mean: for scores that are all 0 or 1 (a bool scorer, a pass rate)
+A data row's repeats are one observation, not several: each row's scores are averaged
+over its repeats first, so ``n`` counts data rows and repeats never narrow an interval
+(a model that answers the same every time adds no information by being asked again).
+The interval of the mean over rows: for a pass/fail scorer (one that returned bools)
 the Wilson score interval of the proportion, which stays inside [0, 1] and is sound
-for few rows; for other scores Student's t-interval of the mean (the t quantile from a
-table, interpolated in 1/df: no scipy needed). One score gives no interval (NaN).
+for few rows (with repeats, of the rows' mean pass rates: conservative when repeats
+disagree); for other scorers Student's t-interval of the rows' means (the t quantile
+from a table, interpolated in 1/df: no scipy needed). One row gives no t-interval (NaN).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["mean_interval", "score_columns", "summarize", "t_quantile", "wilson_interval"]
+__all__ = [
+    "mean_interval",
+    "row_keys",
+    "score_columns",
+    "summarize",
+    "t_quantile",
+    "wilson_interval",
+]
 
 Z95 = 1.959963984540054
 """The standard normal's 97.5 % quantile."""
@@ -52,21 +63,34 @@ def wilson_interval(successes: float, n: int) -> tuple[float, float]:
     """The 95 % Wilson score interval of a proportion ``successes / n``."""
     if n < 1:
         return math.nan, math.nan
-    p = successes / n
+    p = min(1.0, max(0.0, successes / n))
     z2 = Z95 * Z95
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # exact ends at p = 0 and p = 1 (rounding would give 5.6e-17, not 0)
+    low = 0.0 if p == 0.0 else min(1.0, max(0.0, centre - half))
+    high = 1.0 if p == 1.0 else min(1.0, max(0.0, centre + half))
+    return low, high
 
 
-def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
-    """The mean of ``values`` (NaNs left out) and its 95 % interval: Wilson or t."""
+def mean_interval(
+    values: Sequence[float], *, pass_fail: bool = False
+) -> tuple[float, float, float]:
+    """The mean of ``values`` (NaNs left out) and its 95 % interval.
+
+    Args:
+        values: One value per observation (a data row's score, averaged over repeats).
+        pass_fail: Whether the values are pass rates of a scorer that returns bools
+            (Wilson's interval); otherwise Student's t. The kind comes from the scorer,
+            never from the values (a ratio scorer that happens to give only 1.0 is not
+            a pass/fail one).
+    """
     kept = [float(v) for v in values if not math.isnan(float(v))]
     n = len(kept)
     if n == 0:
         return math.nan, math.nan, math.nan
     mean = sum(kept) / n
-    if all(v in (0.0, 1.0) for v in kept):
+    if pass_fail:
         low, high = wilson_interval(sum(kept), n)
         return mean, low, high
     if n == 1:
@@ -81,27 +105,49 @@ def score_columns(results: pd.DataFrame) -> list[str]:
     return [str(c)[len("score.") :] for c in results.columns if str(c).startswith("score.")]
 
 
-def summarize(results: pd.DataFrame) -> pd.DataFrame:
+def row_keys(results: pd.DataFrame, positions: Sequence[int] | None = None) -> list[Any]:
+    """Which data row each result row is: its position when known, else its label's repr.
+
+    Positions tell apart rows that share a label (``map`` allows repeated labels).
+    """
+    if positions is not None and len(positions) == len(results):
+        return list(positions)
+    return [repr(label) for label in results["row"]]
+
+
+def summarize(
+    results: pd.DataFrame,
+    *,
+    positions: Sequence[int] | None = None,
+    pass_fail: Collection[str] = (),
+) -> pd.DataFrame:
     """One row per variant (in the order they ran): n, each score's mean and interval, ...
 
-    Columns: ``n`` (outputs asked for), ``errors`` (their share that failed), per scorer
-    ``score.<name>``, ``score.<name>.low`` and ``score.<name>.high``, then ``cost_usd`` (the
-    total, judges included), ``judge_cost_usd`` when a judge ran, ``latency_p50_ms`` and
-    ``latency_p95_ms``.
+    Columns: ``n`` (data rows; their repeats are averaged first), ``errors`` (the share
+    of outputs that failed), per scorer ``score.<name>``, ``score.<name>.low`` and
+    ``score.<name>.high``, then ``cost_usd`` (the total, judges included),
+    ``judge_cost_usd`` when a judge ran, ``latency_p50_ms`` and ``latency_p95_ms``.
+
+    Args:
+        results: An experiment's results.
+        positions: Each result row's data row position (else rows are told apart by label).
+        pass_fail: The scorers that returned bools (Wilson intervals; Student's t for the rest).
     """
     import pandas as pd
 
     variants = list(dict.fromkeys(results["variant"]))
     names = score_columns(results)
+    keyed = results.assign(_key=row_keys(results, positions))
     rows = []
     for variant in variants:
-        part = results[results["variant"] == variant]
+        part = keyed[keyed["variant"] == variant]
         row: dict[str, float | int] = {
-            "n": len(part),
+            "n": int(part["_key"].nunique()),
             "errors": float(part["error"].notna().mean()) if len(part) else math.nan,
         }
-        for name in names:
-            mean, low, high = mean_interval(list(part[f"score.{name}"]))
+        for name in names:  # a row's repeats first averaged: one observation per data row
+            per_row = part.groupby("_key", sort=False)[f"score.{name}"].mean()
+            mean, low, high = mean_interval(list(per_row), pass_fail=name in pass_fail)
             row[f"score.{name}"], row[f"score.{name}.low"], row[f"score.{name}.high"] = (
                 mean,
                 low,
