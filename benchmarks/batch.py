@@ -18,11 +18,17 @@ alternating which goes first:
 
 Each ``map`` run has a ``cache_salt`` of its own, so its first run misses the cache
 (``map`` asks for the cache: the first run writes every answer, as a user's does).
-Printed: rows/s of each, the median of the per-round ratios (targets: ``map`` >= 0.9x the
-bare loop; the cached re-run >= 20x ``map``'s first run with 0 requests at the server),
-the peak of requests in flight at the server (<= 16), and each run's peak RSS growth for
-200 and 2,000 rows in a fresh process. ``--profile`` prints where ``map``'s time goes per
-row instead (cProfile, the first run and the cached re-run).
+Printed: rows/s of each and the CPU it spent a row (all the process's threads), the
+median of the per-round ratios (targets: ``map`` >= 0.9x the bare loop; the cached
+re-run >= 20x ``map``'s first run with 0 requests at the server), the peak of requests
+in flight at the server (<= 16), and the peak RSS and Python allocation growth of one
+``map`` of 200 and of 2,000 rows, each in a fresh process.
+
+16 requests in flight at 20 ms allow 800 rows/s; a client that needs more than 1.25 ms
+of CPU a row cannot reach it, so on a busy machine the rates follow the CPU a row
+rather than the latency. ``--profile`` prints the CPU a row of each layer (the bare
+SDK, the engine without cache and log, the engine, ``map``; first and cached runs) and
+where ``map``'s time goes by area (cProfile).
 """
 
 from __future__ import annotations
@@ -275,13 +281,19 @@ class Rounds:
         return max(r.server[count] for r in self.runs[name])
 
 
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def rounds(url: str, rows: int, count: int, folder: Path) -> None:
     frame = reviews(rows)
     asyncio.run(bare_loop(url, frame.head(50)))  # warm: imports, the server
     asyncio.run(map_then_rerun(url, frame.head(50), folder, "warm"))
     bench = Rounds(url, frame, folder)
+    print(f"load average before: {load()} (the machine's 1-minute load, {os.cpu_count()} CPUs)")
     for number in range(1, count + 1):
         print(bench.one(number), flush=True)
+    print(f"load average after: {load()}")
     peak = max(bench.most(name, "peak_in_flight") for name in ("bare", "map", "quiet"))
     rerun_requests = max(bench.most(name, "requests") for name in ("again", "restart"))
     print()
@@ -325,7 +337,7 @@ async def memory_child(url: str, rows: int, folder: Path, trace: bool) -> None:
     """In a fresh process: the peak RSS growth (or, ``trace``, Python's) of one ``map``."""
     warm = engine_on(url, folder)
     async with warm.bus:  # imports, the cache file, the thread pools: there before we measure
-        await timed_map(warm, url, reviews(50), "memory-warm", cached=False)
+        await timed_map(warm, url, reviews(50), f"warm-{uuid.uuid4().hex[:6]}", cached=False)
         await warm.aclose()
     frame = reviews(rows)
     engine = engine_on(url, folder)
