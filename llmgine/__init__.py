@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmgine._pandas_hook import register_when_pandas_loads
+from llmgine import _pandas_hook
 from llmgine.bus import (
     BusSession,
     BusStats,
@@ -149,7 +149,7 @@ def load_ipython_extension(ipython: Any) -> None:
     load(ipython)
 
 
-register_when_pandas_loads()  # df.llmgine on every DataFrame, whichever is imported first
+_pandas_hook.register_when_pandas_loads()  # df.llmgine, whichever is imported first
 
 
 __all__ = [
