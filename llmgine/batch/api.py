@@ -49,7 +49,8 @@ def _command_fields(
     options: dict[str, Any],
 ) -> dict[str, Any]:
     """The fields of every row's command; checked once here, before any row is sent."""
-    fields: dict[str, Any] = {"cache": True}  # a re-run answers finished rows from the cache
+    # A re-run answers finished rows from the cache; a row's conversation keeps nothing.
+    fields: dict[str, Any] = {"cache": True, "remember": False}
     options = dict(options)
     own = sorted(_MAPS_OWN & set(options))
     if own:
@@ -104,12 +105,20 @@ def quiet_console(bus: MessageBus) -> Iterator[None]:
     try:
         yield
     finally:
-        depth, metrics, traces = _quieted[console]
-        if depth == 1:
-            del _quieted[console]
-            console.metrics, console.traces = metrics, traces
-        else:
-            _quieted[console] = (depth - 1, metrics, traces)
+        _unquiet(console)
+
+
+def _unquiet(console: Any) -> None:
+    """One quiet ends; the last restores the console (none left: a late close, ignored)."""
+    entry = _quieted.get(console)
+    if entry is None:
+        return
+    depth, metrics, traces = entry
+    if depth == 1:
+        del _quieted[console]
+        console.metrics, console.traces = metrics, traces
+    else:
+        _quieted[console] = (depth - 1, metrics, traces)
 
 
 class _Settings(NamedTuple):

@@ -90,7 +90,7 @@ class BatchRun:
         self._senders: list[asyncio.Task[None]] = []
         self._main: asyncio.Task[Any] | None = None
         self._cells: list[list[Any]] | None = None
-        self._labels = frame.index
+        self._labels = frame.index.tolist()  # by position, no pandas call per row
 
     async def run(self) -> None:
         """Send every row (or until stopped); cancelled, it cancels the rows in flight.

@@ -237,16 +237,10 @@ async def _score(
 
 
 def _label(value: Any) -> Any:
-    """A row label as the log can hold it (``map`` writes it the same way)."""
-    if isinstance(value, tuple):
-        return [_label(part) for part in value]
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if hasattr(value, "item"):  # a numpy scalar
-        return value.item()
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
+    """A row label as the log holds it: as ``map`` writes it."""
+    from llmgine.batch.run import row_label
+
+    return row_label(value)
 
 
 def _position(positions: Sequence[int], i: int) -> int | None:

@@ -72,6 +72,9 @@ class PromptCommand(Command):
     system_prompt: str | None = None
     """The system prompt for this conversation from this prompt on (saved with its turn);
     ``None`` keeps the conversation's."""
+    remember: bool = True
+    """Save this turn in its conversation. ``False``: a one-off prompt whose conversation
+    keeps nothing (``map``'s rows: a batch of 100,000 rows leaves no 100,000 conversations)."""
     max_context_tokens: int | None = Field(default=None, gt=0)
     """The model's window for this prompt (older turns are left out of the request to fit);
     ``None`` means the engine's ``max_context_tokens``."""

@@ -90,11 +90,12 @@ class PromptRun:
             ContextWindowError: The prompt's own turn does not fit ``max_context_tokens``.
         """
         answer = await self._answer()
-        save = self.conversation.add_turn(self.messages)
-        if self.conversation.saved_off_loop:
-            await asyncio.shield(save)  # a cancel now must not cut the write in two
-        else:
-            await save  # in memory: nothing in it yields, so nothing can cut it
+        if self.command.remember:
+            save = self.conversation.add_turn(self.messages)
+            if self.conversation.saved_off_loop:
+                await asyncio.shield(save)  # a cancel now must not cut the write in two
+            else:
+                await save  # in memory: nothing in it yields, so nothing can cut it
         metadata: dict[str, Any] = {
             "model": self.model or self.chain.model,
             "provider": self.chain.name,

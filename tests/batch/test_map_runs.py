@@ -468,3 +468,8 @@ async def test_an_engine_and_a_bus_swapped_say_so(engine: LLMEngine, bus: Messag
         await amap(REVIEWS, "{review}", engine=bus)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="bus= takes a MessageBus; got LLMEngine"):
         await amap(REVIEWS, "{review}", bus=engine)  # type: ignore[arg-type]
+
+
+async def test_a_map_leaves_no_conversation_behind(engine: LLMEngine) -> None:
+    await engine.map(pd.DataFrame({"x": range(30)}), "{x}", progress=False)
+    assert len(engine.conversations.list()) == 0

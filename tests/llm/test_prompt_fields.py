@@ -126,3 +126,18 @@ def test_an_output_type_travels_by_name() -> None:
 def test_an_output_type_name_that_names_no_model_is_a_clear_error(name: str, says: str) -> None:
     with pytest.raises(ValidationError, match=says):
         PromptCommand.model_validate({"prompt": "x", "output_type": name})
+
+
+async def test_a_prompt_that_does_not_remember_leaves_its_conversation_as_it_was(
+    bus: MessageBus,
+) -> None:
+    provider = Recording()
+    engine = LLMEngine(bus, provider=provider)
+    await engine.chat("one", conversation_id="c")
+    result = await bus.execute(PromptCommand(prompt="two", conversation_id="c", remember=False))
+    assert result.result == "ok"
+    await engine.chat("three", conversation_id="c")
+    sent = [m.content for m in provider.requests[-1].messages]
+    assert sent == ["one", "ok", "three"]  # "two" and its answer were never kept
+    await bus.execute(PromptCommand(prompt="x", conversation_id="once", remember=False))
+    assert "once" not in set(engine.conversations.list()["id"])

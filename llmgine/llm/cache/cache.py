@@ -34,7 +34,15 @@ def as_hit(stored: Completion) -> Completion:
 
     The token counts stay: they say what the answer was, not what this call used.
     """
-    hit = stored.model_copy(deep=True)  # the caller may change it; what is kept stays
+    # The caller may change what it gets (usage, the lists); what is kept stays. A copy
+    # of those, not a deep copy of the whole answer: a hit is on a batch's hot path.
+    hit = stored.model_copy(
+        update={
+            "usage": stored.usage.model_copy(),
+            "tool_calls": [call.model_copy(deep=True) for call in stored.tool_calls],
+            "fallback_from": list(stored.fallback_from),
+        }
+    )
     hit.usage.cost_usd = 0.0
     hit.cached = True
     hit.cost_saved_usd = stored.usage.cost_usd
