@@ -320,25 +320,11 @@ def map_rows(
 
 
 def _clean_up(run: BatchRun) -> None:
-    """After an interrupt: cancel the rows in flight and wait for them, then finish.
+    """After an interrupt: cancel the rows in flight and wait for them, then finish."""
+    from llmgine.notebook.sync import settle_after_interrupt
 
-    The interrupt may leave asyncio unsettled: a row's task it went through ends with it
-    again as it unwinds (asyncio raises it out of the loop once more), and a stop it left
-    scheduled ends the next wait early. Each is one more round of cleaning up, a few at
-    most (one per row in flight).
-    """
-    from llmgine.notebook.sync import run_sync
-
-    for _ in range(run.concurrency + 3):
-        try:
-            run_sync(run.interrupted())
-            return
-        except KeyboardInterrupt:
-            continue
-        except RuntimeError as exc:
-            if "stopped before Future completed" not in str(exc):
-                raise
-    run.finish()
+    if not settle_after_interrupt(run.interrupted, rounds=run.concurrency + 3):
+        run.finish()
 
 
 def _target(engine: LLMEngine | None, bus: MessageBus | None) -> MessageBus:

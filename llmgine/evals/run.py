@@ -317,23 +317,13 @@ def run_experiment(
 def _cancel(task: asyncio.Task[Any], rounds: int) -> None:
     """After an interrupt: cancel the experiment's task and wait until it is gone.
 
-    Cancelled, each ``map`` cancels its rows in flight and waits for them. The interrupt
-    may leave asyncio unsettled (as for a sync ``map``): a task it went through raises it
-    out of the loop once more as it unwinds, and a stop it left scheduled ends the next
-    wait early; each is one more round of waiting, a few at most.
+    Cancelled, each ``map`` cancels its rows in flight and waits for them (the waiting is
+    :func:`~llmgine.notebook.sync.settle_after_interrupt`'s, as for a sync ``map``).
     """
-    from llmgine.notebook.sync import run_sync
+    from llmgine.notebook.sync import settle_after_interrupt
 
     task.cancel()
-    for _ in range(rounds):
-        try:
-            run_sync(asyncio.wait([task]))
-            break
-        except KeyboardInterrupt:
-            continue
-        except RuntimeError as exc:
-            if "stopped before Future completed" not in str(exc):
-                raise
+    settle_after_interrupt(lambda: asyncio.wait([task]), rounds)
     if not task.done():
         logger.warning("run_experiment: interrupted, and its rows were not all cancelled yet.")
     elif not task.cancelled():

@@ -14,10 +14,10 @@ Python 3.14).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, cast
 
-__all__ = ["call_later", "cancel", "run_sync", "spawn"]
+__all__ = ["call_later", "cancel", "run_sync", "settle_after_interrupt", "spawn"]
 
 T = TypeVar("T")
 
@@ -39,6 +39,28 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
         nest_asyncio2.apply(loop)
         _patched.add(id(loop))
     return loop.run_until_complete(coroutine)
+
+
+def settle_after_interrupt(cleanup: Callable[[], Coroutine[Any, Any, Any]], rounds: int) -> bool:
+    """After a ``KeyboardInterrupt`` escaped :func:`run_sync`: run ``cleanup()`` to its end.
+
+    The interrupt may leave asyncio unsettled: a task it went through raises it out of
+    the loop once more as it unwinds, and a stop it left scheduled ends the next wait
+    early. Each is one more round (a new ``cleanup()``), ``rounds`` at most.
+
+    Returns:
+        Whether a round ran ``cleanup()`` to its end.
+    """
+    for _ in range(rounds):
+        try:
+            run_sync(cleanup())
+            return True
+        except KeyboardInterrupt:
+            continue
+        except RuntimeError as exc:
+            if "stopped before Future completed" not in str(exc):
+                raise
+    return False
 
 
 def _loop() -> asyncio.AbstractEventLoop:
