@@ -6,13 +6,14 @@ import logging
 import os
 import re
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
 
 from llmgine._urls import redact_url, url_secrets
 from llmgine.errors import ConfigurationError, MissingAPIKeyError, ProviderError
 from llmgine.llm.providers.base import Capabilities, Provider, estimate_usage
 from llmgine.llm.providers.openai_errors import key_secrets, provider_error, redact
+from llmgine.llm.providers.openai_wire import completion_of, request_parts, usage_of
 from llmgine.llm.types import ChatMessage, Completion, LLMRequest, StreamChunk, ToolCall, Usage
 
 if TYPE_CHECKING:
@@ -43,17 +44,6 @@ def _message(message: ChatMessage) -> dict[str, Any]:
     if message.tool_call_id is not None:
         out["tool_call_id"] = message.tool_call_id
     return out
-
-
-def _usage(usage: Any) -> Usage | None:
-    if usage is None:
-        return None
-    details = getattr(usage, "prompt_tokens_details", None)  # OpenAI's prompt caching
-    return Usage(
-        input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-        output_tokens=getattr(usage, "completion_tokens", 0) or 0,
-        cached_input_tokens=getattr(details, "cached_tokens", 0) or 0,
-    )
 
 
 class OpenAIProvider(Provider):
@@ -198,9 +188,15 @@ class OpenAIProvider(Provider):
         """A JSON-schema mode unless the mode is ``"prompt"``; usage in streams."""
         return Capabilities(json_schema=self.structured_output != "prompt", stream_usage=True)
 
-    async def _create(self, arguments: dict[str, Any]) -> Any:
+    async def _create(self, arguments: dict[str, Any], *, post: bool = False) -> Any:
+        """Send ``arguments``: by ``create()``, or (``post``) as JSON, answered as bytes.
+
+        A server that rejects ``response_format`` gets the next mode (see ``__init__``).
+        """
         while True:
             try:
+                if post:
+                    return await self._post(arguments)
                 return await self._create_once(arguments)
             except Exception as exc:
                 if not self._rejects_response_format(arguments, exc):
@@ -235,6 +231,17 @@ class OpenAIProvider(Provider):
             and "response_format" in str(exc)
         )
 
+    async def _post(self, arguments: dict[str, Any]) -> bytes:
+        """``create()``'s request through ``client.post``: no request transform, no models.
+
+        The SDK still adds the key, the base URL, retries and the timeout, and raises its
+        ``APIStatusError`` for a non-2xx answer before the body is read.
+        """
+        body, options = request_parts(arguments)
+        return await self._client.post(
+            "/chat/completions", body=body, options=cast(Any, options), cast_to=bytes
+        )
+
     async def _create_once(self, arguments: dict[str, Any]) -> Any:
         try:
             return await self._client.chat.completions.create(**arguments)
@@ -250,27 +257,16 @@ class OpenAIProvider(Provider):
     async def complete(self, request: LLMRequest) -> Completion:
         """Send one Chat Completions request."""
         try:
-            response = await self._create(self._arguments(request))
+            content = await self._create(self._arguments(request), post=True)
         except (ConfigurationError, ProviderError):
             raise
         except Exception as exc:
             raise self._error(exc) from None
-        if not response.choices:
-            raise ProviderError(f"openai: the response to {request.model} had no choices.")
-        choice = response.choices[0]
-        calls = [
-            ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "{}")
-            for c in choice.message.tool_calls or []
-            if getattr(c, "function", None) is not None
-        ]
-        completion = Completion(
-            content=choice.message.content,
-            tool_calls=calls,
-            finish_reason=choice.finish_reason,
-            model=response.model,
+        completion, usage = completion_of(
+            content, model=request.model, where=self._where, secrets=self._secrets
         )
-        usage = _usage(response.usage) or estimate_usage(request, completion)
-        return completion.model_copy(update={"usage": usage})
+        completion.usage = usage_of(usage) or estimate_usage(request, completion)
+        return completion
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamChunk]:
         """Stream one Chat Completions request, assembling tool calls split across chunks."""
@@ -287,7 +283,7 @@ class OpenAIProvider(Provider):
             async for chunk in stream:
                 model = chunk.model or model
                 if chunk.usage is not None:
-                    usage = _usage(chunk.usage)
+                    usage = usage_of(chunk.usage)
                 for choice in chunk.choices:
                     delta = choice.delta
                     if delta.content:
