@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -264,3 +266,24 @@ async def test_a_stored_answer_that_does_not_read_is_asked_again_and_replaced(
     assert provider.calls == 2
     assert any("does not read as an answer" in r.getMessage() for r in caplog.records)
     await cache.aclose()
+
+
+async def test_lookups_cancelled_while_the_file_is_read_leave_the_cache_working(
+    tmp_path: Path,
+) -> None:
+    cache = LLMCache(tmp_path / "calls.sqlite3", recent=0)  # every lookup reads the file
+    provider = Counting()
+    step = Cached(provider, cache)
+    await step.complete(request("a"))
+    problems: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: problems.append(context))
+    for _ in range(20):
+        lookup = asyncio.ensure_future(step.complete(request("a")))
+        await asyncio.sleep(0)  # its read is on the store's thread now
+        lookup.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await lookup
+    assert (await step.complete(request("a"))).cached
+    await cache.aclose()  # every read handed back by now
+    await asyncio.sleep(0)
+    assert problems == [] and provider.calls == 1

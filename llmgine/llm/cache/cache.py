@@ -49,6 +49,19 @@ def as_hit(stored: Completion) -> Completion:
     return hit
 
 
+def _hit(text: str) -> Completion:
+    """A kept answer's JSON text as a hit: a new object, as :func:`as_hit` makes it.
+
+    Reading the text again is cheaper than copying a stored answer, and the hit shares
+    nothing with what is kept: a batch's cached re-run reads one per row.
+    """
+    hit = Completion.model_validate_json(text)
+    hit.cost_saved_usd = hit.usage.cost_usd
+    hit.usage.cost_usd = 0.0
+    hit.cached = True
+    return hit
+
+
 class LLMCache:
     """Answers requests seen before, from a SQLite file or the shared bus's Redis.
 
@@ -140,10 +153,10 @@ class LLMCache:
             yield hit
 
     async def _lookup(self, key: str) -> Completion | None:
-        stored = self.recent.get(key)
-        if stored is not None:
+        text = self.recent.get(key)
+        if text is not None:
             self.hits += 1
-            return as_hit(stored)
+            return _hit(text)
         try:
             text = await self.store.get(key)
         except ConfigurationError:
@@ -155,7 +168,7 @@ class LLMCache:
         if text is None:
             return None
         try:
-            stored = Completion.model_validate_json(text)
+            hit = _hit(text)
         except ValidationError:
             logger.warning(
                 "A cached answer in %s does not read as an answer (written by another "
@@ -164,18 +177,19 @@ class LLMCache:
                 exc_info=True,
             )
             return None
-        self.recent.put(key, stored)
+        self.recent.put(key, text)
         self.hits += 1
-        return as_hit(stored)
+        return hit
 
     async def keep(self, key: str, completion: Completion, *, provider: str, model: str) -> None:
         """Store a completed answer under ``key``; a store that fails is logged, not raised."""
+        text = completion.model_dump_json()
         try:
-            await self.store.put(key, completion.model_dump_json(), provider=provider, model=model)
+            await self.store.put(key, text, provider=provider, model=model)
         except Exception:
             self._trouble("could not keep an answer; the call itself succeeded")
             return
-        self.recent.put(key, completion.model_copy(deep=True))
+        self.recent.put(key, text)
         self._recovered()
 
     def _trouble(self, what: str) -> None:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from llmgine.errors import CacheError
 from llmgine.llm.cache.store import StoreSize
@@ -48,6 +48,29 @@ CREATE TABLE IF NOT EXISTS calls (
     created_at REAL NOT NULL
 )
 """
+
+
+def _set_result(future: asyncio.Future[T], result: T) -> None:
+    if not future.done():  # the awaiting task may have been cancelled meanwhile
+        future.set_result(result)
+
+
+def _set_exception(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+def _hand_over(
+    loop: asyncio.AbstractEventLoop,
+    setter: Callable[[asyncio.Future[Any], Any], None],
+    future: asyncio.Future[Any],
+    outcome: Any,
+) -> None:
+    """From the store's thread: ``setter(future, outcome)`` on ``loop``, if it still runs."""
+    try:
+        loop.call_soon_threadsafe(setter, future, outcome)
+    except RuntimeError:  # the loop closed while the work ran: nobody waits any more
+        logger.debug("The event loop closed before the call cache's work was handed back.")
 
 
 def _not_sqlite(path: Path) -> str | None:
@@ -92,8 +115,24 @@ class SQLiteStore:
             return self._executor
 
     async def _run(self, work: Callable[[], T]) -> T:
-        """``work()`` on the store's thread; the event loop goes on meanwhile."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread(), work)
+        """``work()`` on the store's thread; the event loop goes on meanwhile.
+
+        The thread hands the outcome to the loop itself (one ``call_soon_threadsafe``):
+        half the cost of ``run_in_executor``'s two chained futures, paid by every lookup.
+        """
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+
+        def job() -> None:
+            try:
+                result = work()
+            except BaseException as error:  # handed to the awaiting task, raised there
+                _hand_over(loop, _set_exception, done, error)
+            else:
+                _hand_over(loop, _set_result, done, result)
+
+        self._thread().submit(job)
+        return await done
 
     def run_blocking(self, work: Callable[[], T]) -> T:
         """``work()`` on the store's thread, waiting for it here (the sync API)."""
