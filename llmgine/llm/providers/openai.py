@@ -52,7 +52,10 @@ class OpenAIProvider(Provider):
     Works with OpenAI and with any compatible server (vLLM, Ollama, llama.cpp)
     through ``base_url``. Structured output uses the server's JSON-schema mode
     (``response_format``; llama.cpp turns it into a grammar). Servers that report
-    no token usage get an estimate, marked ``usage.estimated``.
+    no token usage get an estimate, marked ``usage.estimated``. Unstreamed answers
+    are sent with the SDK's ``client.post`` (its key, base URL, retries, timeouts and
+    errors) and read from their JSON, skipping ``create()``'s request transform and
+    response models, most of its CPU a request; streams go through ``create()``.
 
     Args:
         model: The model name, e.g. ``"gpt-4o-mini"``.
