@@ -237,7 +237,7 @@ class FakeOpenAIServer:
                 with server._lock:
                     server.requests.append(body)
                     server.headers.append({k.lower(): v for k, v in self.headers.items()})
-                if not self.path.rstrip("/").endswith("/chat/completions"):
+                if not self.path.partition("?")[0].rstrip("/").endswith("/chat/completions"):
                     self._send_json(404, {"error": {"message": f"No route {self.path}"}})
                     return
                 if server.api_key is not None:

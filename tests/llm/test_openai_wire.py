@@ -51,8 +51,7 @@ class PathRecordingServer(FakeOpenAIServer):
         class Handler(base):  # type: ignore[misc]
             def do_POST(self) -> None:
                 server.paths.append(self.path)
-                self.path = self.path.partition("?")[0]  # the fake routes by path alone
-                super().do_POST()
+                super().do_POST()  # the fake routes by the path, whatever the query string
 
         return Handler
 
