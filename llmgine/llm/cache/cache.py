@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -16,7 +15,7 @@ from llmgine.llm.cache.key import request_key
 from llmgine.llm.cache.paths import cache_file
 from llmgine.llm.cache.recent import RecentAnswers
 from llmgine.llm.cache.redis_store import RedisStore
-from llmgine.llm.cache.single_flight import SingleFlight
+from llmgine.llm.cache.single_flight import SingleFlight, Turn
 from llmgine.llm.cache.sqlite_store import SQLiteStore
 from llmgine.llm.cache.store import CacheStats, CacheStore, StoreSize
 from llmgine.llm.types import Completion, LLMRequest
@@ -24,7 +23,7 @@ from llmgine.llm.types import Completion, LLMRequest
 if TYPE_CHECKING:
     from llmgine.bus.bus import MessageBus
 
-__all__ = ["LLMCache", "as_hit"]
+__all__ = ["LLMCache", "Serving", "as_hit"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +59,49 @@ def _hit(text: str) -> Completion:
     hit.usage.cost_usd = 0.0
     hit.cached = True
     return hit
+
+
+class Serving:
+    """One ``async with cache.serve(key) as hit:`` block.
+
+    A class rather than an ``asynccontextmanager``: it runs for every cached call, and
+    an async generator per call costs more than the rest of a hit's bookkeeping.
+    """
+
+    __slots__ = ("_cache", "_key", "_turn")
+
+    def __init__(self, cache: LLMCache, key: str) -> None:
+        self._cache = cache
+        self._key = key
+        self._turn: Turn | None = None
+
+    async def __aenter__(self) -> Completion | None:
+        cache, key = self._cache, self._key
+        hit = await cache._lookup(key)
+        if hit is not None:
+            return hit
+        turn = cache.flights.turn(key)
+        waited = await turn.__aenter__()
+        self._turn = turn  # held from here: __aexit__ gives it back
+        try:
+            hit = await cache._lookup(key) if waited else None
+        except BaseException:
+            self._turn = None
+            await turn.__aexit__(None, None, None)
+            raise
+        if hit is None:
+            cache.misses += 1
+        return hit
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        turn, self._turn = self._turn, None
+        if turn is not None:
+            await turn.__aexit__(exc_type, exc, tb)
 
 
 class LLMCache:
@@ -135,22 +177,14 @@ class LLMCache:
 
     # ------------------------------------------------------------------ serving
 
-    @asynccontextmanager
-    async def serve(self, key: str) -> AsyncIterator[Completion | None]:
-        """The hit for ``key``, or ``None``: then call the model in the block and :meth:`keep`.
+    def serve(self, key: str) -> Serving:
+        """``async with cache.serve(key) as hit:`` the hit for ``key``, or ``None``.
 
-        On ``None`` the block holds ``key``'s turn: an identical request arriving
-        meanwhile waits for it and is then answered from what it kept.
+        On ``None``, call the model in the block and :meth:`keep` its answer: the block
+        holds ``key``'s turn, so an identical request arriving meanwhile waits for it
+        and is then answered from what it kept.
         """
-        hit = await self._lookup(key)
-        if hit is not None:
-            yield hit
-            return
-        async with self.flights.turn(key) as waited:
-            hit = await self._lookup(key) if waited else None
-            if hit is None:
-                self.misses += 1
-            yield hit
+        return Serving(self, key)
 
     async def _lookup(self, key: str) -> Completion | None:
         text = self.recent.get(key)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from types import TracebackType
 
-__all__ = ["SingleFlight"]
+__all__ = ["SingleFlight", "Turn"]
 
 
 class SingleFlight:
@@ -28,21 +27,44 @@ class SingleFlight:
         """Keys whose turn is held now."""
         return len(self._holders)
 
-    @asynccontextmanager
-    async def turn(self, key: str) -> AsyncIterator[bool]:
-        """Hold ``key``'s turn for the block; yields whether it had to wait for another."""
+    def turn(self, key: str) -> Turn:
+        """Hold ``key``'s turn for an ``async with`` block; it yields whether it had to wait."""
+        return Turn(self, key)
+
+
+class Turn:
+    """One ``async with flights.turn(key) as waited:`` block.
+
+    A class rather than an ``asynccontextmanager``: it runs for every call that misses
+    the cache.
+    """
+
+    __slots__ = ("_done", "_flights", "_key")
+
+    def __init__(self, flights: SingleFlight, key: str) -> None:
+        self._flights = flights
+        self._key = key
+        self._done: asyncio.Event | None = None
+
+    async def __aenter__(self) -> bool:
+        flights, key = self._flights, self._key
         waited = False
-        while (holder := self._holders.get(key)) is not None:
+        while (holder := flights._holders.get(key)) is not None:
             waited = True
-            self.waiting += 1
+            flights.waiting += 1
             try:
                 await holder.wait()
             finally:
-                self.waiting -= 1
-        done = asyncio.Event()
-        self._holders[key] = done
-        try:
-            yield waited
-        finally:
-            del self._holders[key]
-            done.set()
+                flights.waiting -= 1
+        self._done = flights._holders[key] = asyncio.Event()
+        return waited
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        del self._flights._holders[self._key]
+        if self._done is not None:
+            self._done.set()
