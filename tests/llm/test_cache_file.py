@@ -18,6 +18,7 @@ from llmgine.bus import MessageBus
 from llmgine.errors import CacheError
 from llmgine.llm import LLMEngine, PromptCommand
 from llmgine.llm.cache import LLMCache, default_cache_dir
+from llmgine.llm.cache.recent import RecentAnswers
 from llmgine.llm.cache.sqlite_store import APPLICATION_ID
 from llmgine.llm.pipeline import Cached
 from llmgine.llm.providers.base import Provider
@@ -287,3 +288,32 @@ async def test_lookups_cancelled_while_the_file_is_read_leave_the_cache_working(
     await cache.aclose()  # every read handed back by now
     await asyncio.sleep(0)
     assert problems == [] and provider.calls == 1
+
+
+async def test_a_rerun_of_a_few_thousand_prompts_is_answered_from_memory(tmp_path: Path) -> None:
+    path = tmp_path / "calls.sqlite3"
+    cache = LLMCache(path)  # the default number of answers in memory
+    provider = Counting()
+    step = Cached(provider, cache)
+    prompts = [f"row {i}" for i in range(2_000)]  # a batch's rows, then the batch again
+    for prompt in prompts:
+        await step.complete(request(prompt))
+    await cache.aclose()
+    path.unlink()  # every answer of the re-run must come from memory
+    again = [await step.complete(request(p)) for p in prompts]
+    assert all(a.cached for a in again) and provider.calls == len(prompts)
+    assert [a.content for a in again] == [f"answer to {p}" for p in prompts]
+    await cache.aclose()
+
+
+def test_the_answers_in_memory_are_bounded_by_their_text_as_well() -> None:
+    recent = RecentAnswers(10, max_chars=100)
+    for key in "abc":
+        recent.put(key, key * 40)
+    assert (recent.get("a"), len(recent), recent.chars) == (None, 2, 80)  # the oldest went
+    recent.put("b", "b" * 10)  # replaced: its old text no longer counts
+    assert recent.chars == 50 and recent.get("b") == "b" * 10
+    recent.put("long", "x" * 101)  # longer than the bound: not kept, nothing dropped for it
+    assert (recent.get("long"), len(recent)) == (None, 2)
+    recent.clear()
+    assert (len(recent), recent.chars) == (0, 0)

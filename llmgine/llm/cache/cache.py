@@ -121,7 +121,8 @@ class LLMCache:
     Args:
         path: The SQLite file, or a folder for its ``calls.sqlite3``; ``None``: the default.
         store: Another place for the answers (a :class:`CacheStore`) instead of a file.
-        recent: How many answers to keep in memory as well (0: none).
+        recent: How many answers to keep in memory as well (0: none), within 64 MB of
+            text: a re-run of a batch of up to this many rows skips the file.
 
     Example:
         >>> cache = LLMCache("calls.sqlite3")
@@ -134,7 +135,7 @@ class LLMCache:
         path: str | os.PathLike[str] | None = None,
         *,
         store: CacheStore | None = None,
-        recent: int = 1024,
+        recent: int = 10_000,
     ) -> None:
         if store is not None and path is not None:
             raise ConfigurationError("Give LLMCache a path or a store, not both.")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-__all__ = ["RecentAnswers"]
+__all__ = ["MAX_CHARS", "RecentAnswers"]
+
+MAX_CHARS = 64 * 1024 * 1024
+"""At most this much answer text (as JSON) in memory: a bound however long the answers."""
 
 
 class RecentAnswers:
@@ -19,10 +22,14 @@ class RecentAnswers:
 
     Args:
         size: How many answers to keep; 0 keeps none.
+        max_chars: How much text they may take in all (the least recent go first).
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, *, max_chars: int = MAX_CHARS) -> None:
         self.size = size
+        self.max_chars = max_chars
+        self.chars = 0
+        """The length of the answers kept, in characters."""
         self._answers: OrderedDict[str, str] = OrderedDict()
 
     def __len__(self) -> int:
@@ -36,14 +43,19 @@ class RecentAnswers:
         return answer
 
     def put(self, key: str, answer: str) -> None:
-        """Keep ``answer`` under ``key``, dropping the least recent beyond ``size``."""
-        if self.size <= 0:
+        """Keep ``answer`` under ``key``, dropping the least recent beyond the bounds."""
+        if self.size <= 0 or len(answer) > self.max_chars:
             return
+        before = self._answers.get(key)
+        if before is not None:
+            self.chars -= len(before)
         self._answers[key] = answer
         self._answers.move_to_end(key)
-        while len(self._answers) > self.size:
-            self._answers.popitem(last=False)
+        self.chars += len(answer)
+        while len(self._answers) > self.size or self.chars > self.max_chars:
+            self.chars -= len(self._answers.popitem(last=False)[1])
 
     def clear(self) -> None:
         """Forget every answer."""
         self._answers.clear()
+        self.chars = 0
