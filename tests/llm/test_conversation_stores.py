@@ -17,6 +17,7 @@ import pytest
 from llmgine.bus import MessageBus
 from llmgine.errors import ConfigurationError, ConversationNotFoundError, ProviderError
 from llmgine.llm import (
+    ChatMessage,
     ClearConversationCommand,
     ConversationStore,
     LLMEngine,
@@ -218,6 +219,27 @@ async def test_sqlite_keeps_one_row_per_message_and_grows_linearly(tmp_path: Pat
     await bus.stop()
     assert 1.6 < sizes[500] / sizes[250] < 2.4  # linear in messages, not in their square
     assert engine.conversations.list()["messages"].tolist() == [1000]
+
+
+def test_the_write_ahead_log_stays_bounded_and_close_leaves_the_file_whole(
+    tmp_path: Path,
+) -> None:
+    """2,000 turns: SQLite's own checkpoints keep the -wal file to a few MB; after close()
+    the database file alone holds every message (a copy of it misses nothing)."""
+    path = tmp_path / "chats.db"
+    store = SQLiteConversationStore(path)
+    turn = [
+        ChatMessage(role="user", content="a question " * 20),
+        ChatMessage(role="assistant", content="an answer " * 40),
+    ]
+    for _ in range(2_000):
+        store.append_turn("long", turn, None)
+    wal = path.with_name(path.name + "-wal")
+    assert wal.stat().st_size < 8 * 2**20
+    store.close()
+    assert not wal.exists() or wal.stat().st_size == 0
+    with sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) as alone:
+        assert alone.execute("SELECT COUNT(*) FROM messages").fetchone() == (4_000,)
 
 
 def test_a_store_setting_that_names_no_store_says_which_forms_exist() -> None:

@@ -11,8 +11,6 @@ A conversation this store read or wrote is kept parsed in memory. A turn's load 
 it from there without leaving the event loop when the file's change stamp (see
 :mod:`llmgine.llm.conversations.stamp`) says no llmgine process wrote the file since;
 otherwise the load reads the conversation's version in the file, in the thread.
-WAL checkpoints run in a thread of their own, never in a turn's ``COMMIT`` (see
-:mod:`llmgine.llm.conversations.checkpoint`).
 """
 
 from __future__ import annotations
@@ -28,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmgine.errors import ConfigurationError
-from llmgine.llm.conversations.checkpoint import Checkpointer
 from llmgine.llm.conversations.conversation import tail
 from llmgine.llm.conversations.protocol import (
     ConversationSummary,
@@ -103,8 +100,6 @@ class SQLiteConversationStore:
         self._cache: dict[str, _Cached] = {}
         """Parsed last turns by conversation: a turn's load is one small query, not a parse."""
         self._stamp = Stamp(self.path, busy_timeout)
-        self._checkpointer = Checkpointer(self.path)
-        """Checkpoints the WAL in its own thread: no turn waits for one (see its module)."""
 
     def __repr__(self) -> str:
         return f"SQLiteConversationStore({str(self.path)!r})"
@@ -120,7 +115,6 @@ class SQLiteConversationStore:
                 )  # fmt: skip
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
-                db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's thread does it
                 if not self._ready:
                     db.execute("BEGIN IMMEDIATE")
                     for statement in _SCHEMA.split(";"):
@@ -150,7 +144,6 @@ class SQLiteConversationStore:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
-        self._checkpointer.wrote()
 
     def _seen_stamp(self) -> int | None:
         """The change stamp before a read, if clean (then a write after it changes it)."""
@@ -405,4 +398,3 @@ class SQLiteConversationStore:
         self._local = threading.local()
         self._forget(*list(self._cache))
         self._stamp.close()
-        self._checkpointer.stop()
