@@ -304,3 +304,125 @@ async def test_the_real_llama_server_answers_through_post(llama_server: LlamaSer
     (call,) = called.tool_calls
     assert call.name == "get_weather"
     assert isinstance(json.loads(call.arguments), dict)
+
+
+async def test_omitted_values_at_any_depth_and_iterables_are_sent_as_create_sends_them(
+    server: PathRecordingServer,
+) -> None:
+    import openai
+
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}}
+    options = {
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "city", "schema": schema, "strict": openai.omit},
+        },
+        "stop": (s for s in ["\n\n", "END"]),
+        "stream_options": {"include_usage": openai.NOT_GIVEN},
+    }
+    await provider(server.base_url).complete(ask(options=options))
+    (body,) = server.requests
+    assert body["response_format"]["json_schema"] == {"name": "city", "schema": schema}
+    assert body["stop"] == ["\n\n", "END"]
+    assert body["stream_options"] == {}
+
+
+async def test_a_wrapped_create_is_called_so_tracing_libraries_see_every_request(
+    server: PathRecordingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import functools
+
+    from openai.resources.chat.completions import AsyncCompletions
+
+    seen: list[str] = []
+    original = AsyncCompletions.create
+
+    @functools.wraps(original)
+    async def traced(self: Any, *args: Any, **kwargs: Any) -> Any:  # as an instrumentor wraps
+        seen.append(kwargs["model"])
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncCompletions, "create", traced)
+    completion = await provider(server.base_url).complete(ask(tools=[WEATHER_TOOL]))
+    assert seen == ["m"]
+    assert completion.content and completion.usage is not None
+    assert server.requests[0]["tools"] == [WEATHER_TOOL]
+
+
+@contextmanager
+def json_object_only() -> Iterator[tuple[str, list[str]]]:
+    """A server that rejects response_format json_schema (as llama-cpp-python's does)."""
+    modes: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            mode = body["response_format"]["type"]
+            modes.append(mode)
+            if mode == "json_schema":
+                status, answer = 400, {"error": {"message": "response_format: json_schema?"}}
+            else:
+                status, answer = (
+                    200,
+                    {
+                        "model": "m",
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": '{"name": "Oslo"}'},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                    },
+                )
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", modes
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.mark.timeout(60)
+async def test_concurrent_first_requests_settle_on_one_structured_output_mode() -> None:
+    import asyncio
+
+    schema = {"title": "City", "type": "object", "properties": {"name": {"type": "string"}}}
+    with json_object_only() as (base_url, modes):
+        p = OpenAIProvider("m", base_url=base_url, max_retries=0)
+        request = ask(output_schema=schema)
+        answers = await asyncio.gather(*(p.complete(request) for _ in range(8)))
+        assert [a.content for a in answers] == ['{"name": "Oslo"}'] * 8
+        assert p.structured_output == "json_object"  # not moved past it by the later rejections
+        await p.complete(request)
+        await p.aclose()
+    assert modes.count("json_object") == 9
+    assert modes[-1] == "json_object" and modes.count("json_schema") <= 8
+
+
+def test_credentials_in_base_url_never_reach_the_http_librarys_log_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    with FakeOpenAIServer() as fake:
+        base_url = fake.base_url.replace("http://", "http://user:hunter2pass@")
+        p = provider(base_url + "?api-key=tok3nvalue99")
+        with caplog.at_level(logging.DEBUG):
+            for name in ("httpx", "httpx2", "openai._base_client"):
+                logging.getLogger(name).info("HTTP Request: POST %s/chat/completions", base_url)
+        assert repr(p).count("hunter2pass") == 0
+    assert caplog.records
+    assert not [r for r in caplog.records if "hunter2pass" in r.getMessage()]

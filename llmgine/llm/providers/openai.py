@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
 from collections.abc import AsyncIterator
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
 
-from llmgine._urls import redact_url, url_secrets
+from llmgine._urls import hide_in_loggers, redact_url, url_secrets
 from llmgine.errors import ConfigurationError, MissingAPIKeyError, ProviderError
 from llmgine.llm.providers.base import Capabilities, Provider, estimate_usage
 from llmgine.llm.providers.openai_errors import key_secrets, provider_error, redact
@@ -27,6 +29,9 @@ _NO_KEY_NEEDED = "llmgine-no-key"
 _TOOL_CHOICES = ("auto", "none", "required")
 StructuredMode = Literal["json_schema", "json_object", "prompt"]
 _MODES: tuple[StructuredMode, ...] = ("json_schema", "json_object", "prompt")
+
+_URL_LOGGERS = ("httpx", "httpx2", "openai", "openai._base_client")
+"""Loggers that may write the server's URL as it is ("HTTP Request: POST http://u:pw@...")."""
 
 
 safe_url = redact_url
@@ -103,6 +108,8 @@ class OpenAIProvider(Provider):
                 'model="offline".'
             )
         self._secrets = key_secrets(api_key) + tuple(url_secrets(base_url) if base_url else ())
+        if self._secrets:  # httpx logs each request's URL ("HTTP Request: POST http://u:pw@...")
+            hide_in_loggers(_URL_LOGGERS, self._secrets)
         self.base_url = base_url
         self._timeout = timeout
         if structured_output not in (None, *_MODES):
@@ -204,20 +211,24 @@ class OpenAIProvider(Provider):
             except Exception as exc:
                 if not self._rejects_response_format(arguments, exc):
                     raise
-                following = _MODES[_MODES.index(self.structured_output) + 1]
-                logger.info(
-                    "%s rejected response_format %s; using %s",
-                    self._where,
-                    self.structured_output,
-                    following,
-                )
-                self.structured_output = following
-                if following == "prompt":
+                response_format = arguments["response_format"]
+                sent = response_format.get("type") if isinstance(response_format, dict) else None
+                if sent not in _MODES[:2]:  # the caller's own response_format: theirs to fix
+                    raise
+                if sent == self.structured_output:  # else a request beside it moved on already
+                    following = _MODES[_MODES.index(sent) + 1]
+                    logger.info(
+                        "%s rejected response_format %s; using %s", self._where, sent, following
+                    )
+                    self.structured_output = following
+                if self.structured_output == "prompt":
                     # Said by capabilities; the engine sends the request again, prompted.
                     raise ProviderError(
                         f"openai at {self._where} takes no response_format (json_schema nor "
                         'json_object); ask for JSON in the prompt (structured_output="prompt").'
                     ) from None
+                if _MODES.index(self.structured_output) <= _MODES.index(sent):
+                    raise  # not a question of mode
                 arguments["response_format"] = {
                     "type": "json_object",
                     "schema": _schema_of(arguments["response_format"]),
@@ -259,6 +270,8 @@ class OpenAIProvider(Provider):
 
     async def complete(self, request: LLMRequest) -> Completion:
         """Send one Chat Completions request."""
+        if not _sdk_create_is_plain(self._client):  # instrumented (OpenTelemetry, Langfuse)
+            return await self._complete_by_create(request)
         try:
             content = await self._create(self._arguments(request), post=True)
         except (ConfigurationError, ProviderError):
@@ -269,6 +282,30 @@ class OpenAIProvider(Provider):
             content, model=request.model, where=self._where, secrets=self._secrets
         )
         completion.usage = usage_of(usage) or estimate_usage(request, completion)
+        return completion
+
+    async def _complete_by_create(self, request: LLMRequest) -> Completion:
+        """:meth:`complete` through ``chat.completions.create()``, for a wrapped ``create``."""
+        try:
+            response = await self._create(self._arguments(request))
+        except (ConfigurationError, ProviderError):
+            raise
+        except Exception as exc:
+            raise self._error(exc) from None
+        if not response.choices:
+            raise ProviderError(f"openai: the response to {request.model} had no choices.")
+        choice = response.choices[0]
+        completion = Completion(
+            content=choice.message.content,
+            tool_calls=[
+                ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "{}")
+                for c in choice.message.tool_calls or []
+                if getattr(c, "function", None) is not None
+            ],
+            finish_reason=choice.finish_reason,
+            model=response.model,
+        )
+        completion.usage = usage_of(response.usage) or estimate_usage(request, completion)
         return completion
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamChunk]:
@@ -321,6 +358,31 @@ class OpenAIProvider(Provider):
         return provider_error(
             exc, where=self._where, secrets=self._secrets, during_answer=during_answer
         )
+
+
+def _sdk_create_is_plain(client: Any) -> bool:
+    """Whether ``client.chat.completions.create`` is the SDK's own, not wrapped by anyone.
+
+    Tracing libraries wrap it (``wrapt`` or ``functools.wraps``); a request sent by
+    ``client.post`` would go past them, so a wrapped ``create`` is called instead.
+    """
+    completions = client.chat.completions
+    if "create" in vars(completions):
+        return False
+    create = getattr(type(completions), "create", None)
+    code = getattr(create, "__code__", None)
+    return (
+        type(create) is FunctionType
+        and code is not None
+        and code.co_filename.startswith(_sdk_folder())
+    )
+
+
+@functools.cache
+def _sdk_folder() -> str:
+    import openai
+
+    return os.path.dirname(openai.__file__) + os.sep
 
 
 def _schema_of(response_format: dict[str, Any]) -> Any:

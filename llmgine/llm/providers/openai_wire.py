@@ -14,7 +14,10 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from pydantic import BaseModel
 
 from llmgine.errors import ConfigurationError, ProviderError
 from llmgine.llm.providers.openai_errors import redact
@@ -73,9 +76,27 @@ def request_parts(arguments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
             if not _not_given(value):
                 options["timeout"] = value  # None: no timeout, as create(timeout=None)
         elif not _not_given(value):
-            body[key] = value
+            body[key] = value if key == "messages" else _plain(value)
     _check_response_format(body.get("response_format"))
     return body, options
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as ``create()``'s request transform leaves it, for JSON.
+
+    Omitted values (``NotGiven``, ``Omit``) go at any depth, other iterables than
+    strings and mappings become lists, a pydantic object its JSON form. (The messages
+    this provider builds are plain already and skip this.)
+    """
+    if isinstance(value, str | int | float | bool | None):
+        return value
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items() if not _not_given(v)}
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_unset=True)
+    if isinstance(value, Iterable) and not isinstance(value, bytes | bytearray):
+        return [_plain(item) for item in value if not _not_given(item)]
+    return value
 
 
 def _check_response_format(response_format: Any) -> None:
