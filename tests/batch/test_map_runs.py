@@ -240,8 +240,19 @@ async def test_the_same_map_again_comes_from_the_cache(engine: LLMEngine, echo: 
 
 
 async def test_no_more_rows_than_concurrency_are_in_flight(engine: LLMEngine, echo: Echo) -> None:
+    # The calls wait until 5 are in flight at once (as a slow server's would), then
+    # answer: 5 are reached whatever the timing, and a map sending more would pile its
+    # extra rows up at the gate too (no cache: no lookup on the cache's thread between).
+    echo.gate, echo.full_at = asyncio.Event(), 5
     frame = pd.DataFrame({"x": range(200)})
-    await engine.map(frame, "{x}", concurrency=5, progress=False)
+    mapped = asyncio.ensure_future(
+        engine.map(frame, "{x}", concurrency=5, progress=False, cache=False)
+    )
+    await asyncio.wait_for(echo.full.wait(), timeout=60)
+    for _ in range(20):  # a map that sent more would have them at the gate by now
+        await asyncio.sleep(0)
+    echo.gate.set()
+    await mapped
     assert echo.most_in_flight == 5
 
 
