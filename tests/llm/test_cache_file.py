@@ -306,14 +306,20 @@ async def test_a_rerun_of_a_few_thousand_prompts_is_answered_from_memory(tmp_pat
     await cache.aclose()
 
 
-def test_the_answers_in_memory_are_bounded_by_their_text_as_well() -> None:
-    recent = RecentAnswers(10, max_chars=100)
+def test_the_answers_in_memory_are_bounded_by_the_memory_their_text_takes() -> None:
+    ascii_40, emoji_40 = "a" * 40, "\N{GRINNING FACE}" * 40  # 1 and 4 bytes a character
+    assert sys.getsizeof(emoji_40) > 3 * sys.getsizeof(ascii_40) / 2
+    recent = RecentAnswers(10, max_bytes=2 * sys.getsizeof(ascii_40) + sys.getsizeof("b" * 10))
     for key in "abc":
         recent.put(key, key * 40)
-    assert (recent.get("a"), len(recent), recent.chars) == (None, 2, 80)  # the oldest went
+    assert (recent.get("a"), len(recent)) == (None, 2)  # the oldest went
+    assert recent.bytes == 2 * sys.getsizeof(ascii_40)
     recent.put("b", "b" * 10)  # replaced: its old text no longer counts
-    assert recent.chars == 50 and recent.get("b") == "b" * 10
-    recent.put("long", "x" * 101)  # longer than the bound: not kept, nothing dropped for it
-    assert (recent.get("long"), len(recent)) == (None, 2)
+    assert recent.bytes == sys.getsizeof(ascii_40) + sys.getsizeof("b" * 10)
+    assert recent.get("b") == "b" * 10
+    recent.put("wide", emoji_40)  # as many characters, four times the bytes: both others go
+    assert (len(recent), recent.get("c"), recent.get("wide")) == (1, None, emoji_40)
+    recent.put("long", "x" * 1000)  # more than the bound: not kept, nothing dropped for it
+    assert (recent.get("long"), len(recent)) == (None, 1)
     recent.clear()
-    assert (len(recent), recent.chars) == (0, 0)
+    assert (len(recent), recent.bytes) == (0, 0)

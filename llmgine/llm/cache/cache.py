@@ -122,7 +122,8 @@ class LLMCache:
         path: The SQLite file, or a folder for its ``calls.sqlite3``; ``None``: the default.
         store: Another place for the answers (a :class:`CacheStore`) instead of a file.
         recent: How many answers to keep in memory as well (0: none), within 64 MB of
-            text: a re-run of a batch of up to this many rows skips the file.
+            memory for their text: a re-run of a batch of up to this many rows skips
+            the file.
 
     Example:
         >>> cache = LLMCache("calls.sqlite3")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 
-__all__ = ["MAX_CHARS", "RecentAnswers"]
+__all__ = ["MAX_BYTES", "RecentAnswers"]
 
-MAX_CHARS = 64 * 1024 * 1024
-"""At most this much answer text (as JSON) in memory: a bound however long the answers."""
+MAX_BYTES = 64 * 1024 * 1024
+"""At most this much memory for the answers' text (as JSON), however long the answers."""
 
 
 class RecentAnswers:
@@ -22,14 +23,16 @@ class RecentAnswers:
 
     Args:
         size: How many answers to keep; 0 keeps none.
-        max_chars: How much text they may take in all (the least recent go first).
+        max_bytes: How much memory their text may take in all, as ``sys.getsizeof``
+            counts it (1, 2 or 4 bytes a character, by the widest one), the least
+            recent going first.
     """
 
-    def __init__(self, size: int, *, max_chars: int = MAX_CHARS) -> None:
+    def __init__(self, size: int, *, max_bytes: int = MAX_BYTES) -> None:
         self.size = size
-        self.max_chars = max_chars
-        self.chars = 0
-        """The length of the answers kept, in characters."""
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        """The memory the answers kept take, in bytes."""
         self._answers: OrderedDict[str, str] = OrderedDict()
 
     def __len__(self) -> int:
@@ -44,18 +47,19 @@ class RecentAnswers:
 
     def put(self, key: str, answer: str) -> None:
         """Keep ``answer`` under ``key``, dropping the least recent beyond the bounds."""
-        if self.size <= 0 or len(answer) > self.max_chars:
+        size = sys.getsizeof(answer)
+        if self.size <= 0 or size > self.max_bytes:
             return
         before = self._answers.get(key)
         if before is not None:
-            self.chars -= len(before)
+            self.bytes -= sys.getsizeof(before)
         self._answers[key] = answer
         self._answers.move_to_end(key)
-        self.chars += len(answer)
-        while len(self._answers) > self.size or self.chars > self.max_chars:
-            self.chars -= len(self._answers.popitem(last=False)[1])
+        self.bytes += size
+        while len(self._answers) > self.size or self.bytes > self.max_bytes:
+            self.bytes -= sys.getsizeof(self._answers.popitem(last=False)[1])
 
     def clear(self) -> None:
         """Forget every answer."""
         self._answers.clear()
-        self.chars = 0
+        self.bytes = 0
