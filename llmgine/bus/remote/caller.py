@@ -90,6 +90,8 @@ class RemoteCaller:
         self._waiting = waiting.by_request
         self.last_read = b"0-0"
         """The id of the last reply read (Redis makes ids that only grow)."""
+        self._data_lost_at = -float("inf")
+        """When this process last found that Redis lost its data (``time.monotonic()``)."""
 
     async def entry(self, command_type: type[Command], timeout: float | None) -> HandlerEntry:
         """Return a handler entry that runs ``command_type`` remotely.
@@ -104,6 +106,8 @@ class RemoteCaller:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             handled = await bounded(self.adverts.handled_elsewhere(command_type), deadline)
+            if not handled:
+                handled = await self._advertised_again(command_type, deadline)
         except (*NETWORK_ERRORS, TimeoutError) as exc:
             error: Exception = self.unreachable(exc)
             if isinstance(exc, TimeoutError) and timeout is not None:
@@ -274,8 +278,28 @@ class RemoteCaller:
         if self.last_read != b"0-0":
             pipe.xtrim(self.reply_stream, minid=self.last_read, approximate=False)
 
+    async def _advertised_again(self, command_type: type[Command], deadline: float | None) -> bool:
+        """Whether a process advertises ``command_type`` again soon after Redis lost its data.
+
+        The adverts went with the data: each process advertises again at its next
+        heartbeat. For as long as the type's adverts last (at least ten heartbeats of
+        this process) after the loss, a command waits for that rather than fail at once;
+        otherwise this returns ``False`` at once.
+        """
+        grace = max(self.adverts.lifetime(command_type), 10 * self.conn.heartbeat)
+        until = self._data_lost_at + grace
+        if deadline is not None:
+            until = min(until, deadline)
+        while (left := until - time.monotonic()) > 0:
+            await asyncio.sleep(min(self.conn.heartbeat / 2, left))
+            found = self.adverts.handled_elsewhere(command_type, fresh=True)
+            if await bounded(found, deadline):
+                return True
+        return False
+
     async def after_data_loss(self) -> None:
         """Redis lost its data: read the replies from the new stream's start; fail the lost."""
+        self._data_lost_at = time.monotonic()
         self.last_read = b"0-0"
         lost = await self.waiting.fail_lost()
         if lost:

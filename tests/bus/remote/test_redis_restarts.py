@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import remote_app
+from conftest import StartWorker
 from support import Collector, quiet_bus
 
 from llmgine.bus import MessageBus
 from llmgine.bus.remote import RedisServer
+from llmgine.errors import HandlerNotFoundError
 from llmgine.messages import Command
 
 
@@ -143,3 +147,49 @@ async def test_an_overflowing_buffer_drops_the_oldest_and_says_so_once_then_coun
     back = messages(caplog, "takes events again")
     assert len(back) == 1
     assert "15 events were dropped" in back[0]
+
+
+@pytest.fixture
+def redis_server(server: RedisServer) -> RedisServer:
+    """Workers started here (``start_worker``) use this test's own server."""
+    return server
+
+
+@pytest.mark.timeout(120)
+async def test_a_command_sent_just_after_redis_lost_its_data_waits_for_a_worker_to_join_again(
+    server: RedisServer, start_worker: StartWorker, namespace: str
+) -> None:
+    caller = quiet_bus()
+    await caller.connect(server.url, namespace, heartbeat=0.5)
+    worker = await asyncio.to_thread(start_worker)
+    first = await asyncio.wait_for(caller.execute(remote_app.AddCommand(a=1, b=2)), timeout=60)
+    assert first.result == 3
+    os.kill(worker.pid, signal.SIGSTOP)  # it cannot notice the loss nor advertise again
+    try:
+        await asyncio.to_thread(server.restart, keep_data=False)
+        assert caller.remote is not None
+        for _ in range(1200):  # the caller notices at its next heartbeats; bounded
+            if caller.remote.data_losses:
+                break
+            await asyncio.sleep(0.05)
+        assert caller.remote.data_losses == 1
+        # Past a heartbeat: the caller no longer counts on its last look at the adverts.
+        await asyncio.sleep(0.7)
+        asyncio.get_running_loop().call_later(0.3, os.kill, worker.pid, signal.SIGCONT)
+        # No handler is advertised now: within a few heartbeats of the loss the command
+        # waits for the worker to join again instead of failing with HandlerNotFoundError.
+        result = await asyncio.wait_for(caller.execute(remote_app.AddCommand(a=2, b=3)), 60)
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
+        await caller.stop()
+    assert result.success, result.error
+    assert result.result == 5
+
+
+async def test_with_no_recent_loss_of_data_a_missing_handler_fails_at_once(
+    server: RedisServer, pair: tuple[MessageBus, MessageBus]
+) -> None:
+    caller, _ = pair
+    await caller.connect(server.url, "nobody", heartbeat=5.0)
+    with pytest.raises(HandlerNotFoundError):
+        await asyncio.wait_for(caller.execute(TripleCommand(n=1)), timeout=2)
