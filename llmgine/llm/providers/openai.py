@@ -107,9 +107,10 @@ class OpenAIProvider(Provider):
                 "variable (or pass api_key=...). To run without a key, use the offline model: "
                 'model="offline".'
             )
-        self._secrets = key_secrets(api_key) + tuple(url_secrets(base_url) if base_url else ())
-        if self._secrets:  # httpx logs each request's URL ("HTTP Request: POST http://u:pw@...")
-            hide_in_loggers(_URL_LOGGERS, self._secrets)
+        in_url = url_secrets(base_url) if base_url else []
+        self._secrets = key_secrets(api_key) + tuple(in_url)
+        if in_url:  # httpx logs each request's URL ("HTTP Request: POST http://u:pw@...")
+            hide_in_loggers(_URL_LOGGERS, in_url)
         self.base_url = base_url
         self._timeout = timeout
         if structured_output not in (None, *_MODES):
