@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib
 import pytest
 
 matplotlib.use("Agg")
+sys.path.insert(0, str(Path(__file__).parent))  # the tests import evals_support
 
 
 @pytest.fixture(autouse=True)

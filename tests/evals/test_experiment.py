@@ -9,6 +9,7 @@ from typing import Any, Literal
 import pandas as pd
 import pytest
 from counting_model import Counting
+from evals_support import quiet_bus
 from pydantic import BaseModel
 
 from llmgine.bus import MessageBus
@@ -31,15 +32,6 @@ CAPITALS = pd.DataFrame(
     },
     index=pd.Index(["fr", "jp", "pe", "ke"], name="code"),
 )
-
-
-def quiet_bus(tmp_path: Path) -> MessageBus:
-    return MessageBus(
-        log_dir=tmp_path / "logs",
-        log_filename="run.jsonl",
-        enable_console_metrics=False,
-        enable_console_traces=False,
-    )
 
 
 def mentions_country(output: Any, expected: Any, row: Any) -> bool:

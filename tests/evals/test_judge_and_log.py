@@ -9,10 +9,10 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from evals_support import quiet_bus
 from matplotlib.axes import Axes
 
 from llmgine.analysis import query
-from llmgine.bus import MessageBus
 from llmgine.errors import ConfigurationError
 from llmgine.evals import Experiment, arun_experiment, contains, llm_judge
 from llmgine.llm import LLMEngine, OpenAIProvider, Price
@@ -21,15 +21,6 @@ from llmgine.testing import FakeOpenAIServer
 QUESTIONS = pd.DataFrame(
     {"question": ["Is water wet?", "Is fire cold?", "Is ice hot?"], "answer": ["yes", "no", "no"]}
 )
-
-
-def quiet_bus(tmp_path: Path) -> MessageBus:
-    return MessageBus(
-        log_dir=tmp_path / "logs",
-        log_filename="run.jsonl",
-        enable_console_metrics=False,
-        enable_console_traces=False,
-    )
 
 
 def short(output: Any, expected: Any, row: Any) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from evals_support import quiet_bus
 from pydantic import BaseModel
 
 from llmgine.bus import MessageBus
@@ -17,15 +18,6 @@ from llmgine.evals.summary import mean_interval, wilson_interval
 from llmgine.llm import LLMEngine
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def quiet_bus(tmp_path: Path) -> MessageBus:
-    return MessageBus(
-        log_dir=tmp_path / "logs",
-        log_filename="run.jsonl",
-        enable_console_metrics=False,
-        enable_console_traces=False,
-    )
 
 
 def right(output: Any, expected: Any, row: Any) -> bool:
