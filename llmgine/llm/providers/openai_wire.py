@@ -38,10 +38,16 @@ def _parameters() -> frozenset[str]:
     return frozenset(name for name in parameters if name != "self")
 
 
-def _not_given(value: Any) -> bool:
+@functools.cache
+def _omitted_types() -> tuple[type, ...]:
+    """The SDK's markers of an omitted value, imported once (the ``openai`` SDK is lazy)."""
     from openai import NotGiven, Omit
 
-    return isinstance(value, NotGiven | Omit)
+    return (NotGiven, Omit)
+
+
+def _not_given(value: Any) -> bool:
+    return isinstance(value, _omitted_types())
 
 
 def request_parts(arguments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
