@@ -17,7 +17,7 @@ from llmgine import ProviderAuthenticationError, ProviderConnectionError, Provid
 from llmgine._urls import redact_url
 from llmgine.bus import MessageBus
 from llmgine.llm import LLMEngine, OpenAIProvider, PromptCommand
-from llmgine.llm.providers.openai import safe_url
+from llmgine.llm.providers.openai import redact, safe_url
 from llmgine.testing import FakeOpenAIServer
 
 KEY = "sk-SENTINEL-4f7c2a9e1b3d5f70"
@@ -172,3 +172,21 @@ def test_a_refused_connection_is_told_apart_in_the_sdks_own_http_library() -> No
             assert "could not be reached at" in shown, shown
         else:
             assert "was reached but the connection broke" in shown, shown
+
+
+@pytest.mark.parametrize("key", ["x", "EMPTY"])
+async def test_a_short_placeholder_key_does_not_mangle_the_servers_words(
+    bus: MessageBus, key: str
+) -> None:
+    with FakeOpenAIServer() as server:
+        server.add_error(400, "max context exceeded: reduce the tokens of EMPTYISH messages")
+        provider = OpenAIProvider("m", api_key=key, base_url=server.base_url, max_retries=0)
+        LLMEngine(bus, provider=provider)
+        result = await bus.execute(PromptCommand(prompt="hi"))
+    assert "max context exceeded: reduce the tokens of EMPTYISH messages" in (result.error or "")
+
+
+def test_a_short_key_is_still_masked_where_it_stands_alone() -> None:
+    assert redact("bad key x, try again", ("x",)) == "bad key [redacted], try again"
+    assert redact("key=EMPTY;", ("EMPTY",)) == "key=[redacted];"
+    assert redact("maximum context", ("x",)) == "maximum context"

@@ -25,11 +25,24 @@ _KEY_LIKE = re.compile(r"\b(sk|key)-[A-Za-z0-9_\-*]{6,}")
 _MAX_DETAIL = 300
 
 
+_SHORT_SECRET = 8
+"""Secrets shorter than this (``"x"``, ``"EMPTY"``: a local server's placeholder key) are
+masked where they stand as a whole token only, not inside the words of a message."""
+
+
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """Return ``text`` with the given secrets and anything shaped like an API key masked."""
+    """Return ``text`` with the given secrets and anything shaped like an API key masked.
+
+    A secret of at least 8 characters is masked wherever it appears; a shorter one
+    only as a token of its own (between characters that are not letters, digits, ``_``
+    or ``-``), so a key such as ``"x"`` does not turn "max" into "ma[redacted]".
+    """
     for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
+        if len(secret) >= _SHORT_SECRET:
             text = text.replace(secret, "[redacted]")
+        elif secret:
+            token = rf"(?<![\w-]){re.escape(secret)}(?![\w-])"
+            text = re.sub(token, "[redacted]", text)
     return _KEY_LIKE.sub("[redacted]", text)
 
 
