@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from llmgine._urls import redact_text
 from llmgine.errors import ConfigurationError, ConversationNotFoundError
 from llmgine.llm.commands import ClearConversationCommand, SetSystemPromptCommand
 from llmgine.llm.conversations.conversation import Conversation
@@ -57,10 +57,11 @@ def store_for(
         if setting.startswith("sqlite:///"):
             from llmgine.llm.conversations.sqlite import SQLiteConversationStore
 
-            return SQLiteConversationStore(Path(setting.removeprefix("sqlite:///")))
+            return SQLiteConversationStore(setting.removeprefix("sqlite:///"))
         raise ConfigurationError(
-            f"conversations={setting!r} is not a store: use 'sqlite:///path/to/chats.db' (a "
-            "file; four slashes for an absolute path), 'redis' (the connected bus's Redis), "
+            f"conversations={redact_text(setting)!r} is not a store: use "
+            "'sqlite:///path/to/chats.db' (a file; four slashes for an absolute path), "
+            "'redis' (the connected bus's Redis), "
             "'memory', or a ConversationStore."
         )
     if isinstance(setting, ConversationStore):
@@ -160,12 +161,15 @@ class Conversations:
 
         Raises:
             ConversationNotFoundError: No conversation ``conversation_id`` is stored.
-            ConfigurationError: ``new_id`` names a conversation that exists (it is kept).
+            ConfigurationError: ``new_id`` names a conversation that exists (it is kept), or
+                ``at_turn`` is negative.
+            TypeError: ``at_turn`` is not a whole number (``1.5``, ``"2"``, ``True``).
         """
+        turn = _turn(at_turn)
         new_id = new_id or _new_id(conversation_id)
         if self.store.exists(new_id):
             raise _taken(new_id)
-        if not self.store.fork(conversation_id, new_id, _turn(at_turn)):
+        if not self.store.fork(conversation_id, new_id, turn):
             raise _not_found(conversation_id)
         return new_id
 
@@ -173,10 +177,11 @@ class Conversations:
         self, conversation_id: str, at_turn: int | None = None, *, new_id: str | None = None
     ) -> str:
         """:meth:`fork` for coroutines."""
+        turn = _turn(at_turn)
         new_id = new_id or _new_id(conversation_id)
         if await self._call(self.store.exists, new_id):
             raise _taken(new_id)
-        if not await self._call(self.store.fork, conversation_id, new_id, _turn(at_turn)):
+        if not await self._call(self.store.fork, conversation_id, new_id, turn):
             raise _not_found(conversation_id)
         return new_id
 
@@ -242,8 +247,16 @@ class Conversations:
         self._thread.stop()
 
 
-def _turn(at_turn: int | None) -> int | None:
-    if at_turn is not None and at_turn < 0:
+def _turn(at_turn: object) -> int | None:
+    """``at_turn`` checked: ``None`` (every turn) or a whole number of turns, 0 or more."""
+    if at_turn is None:
+        return None
+    if isinstance(at_turn, bool) or not isinstance(at_turn, int):
+        raise TypeError(
+            f"at_turn must be a whole number of turns (1 being the first; 0 for none) or None "
+            f"for all, not {type(at_turn).__name__} {at_turn!r}: e.g. fork(id, at_turn=2)."
+        )
+    if at_turn < 0:
         raise ConfigurationError(f"at_turn must be 0 or more (or None); got {at_turn}.")
     return at_turn
 

@@ -93,12 +93,19 @@ class MemoryConversationStore:
             return self._records.pop(conversation_id, None) is not None
 
     def fork(self, conversation_id: str, new_id: str, at_turn: int | None) -> bool:
-        """Copy a conversation up to a turn."""
+        """Copy a conversation up to its ``at_turn``-th turn kept here.
+
+        Turns are counted as :meth:`summaries` counts them: 1 is the oldest turn still in
+        memory (with ``max_messages``, older turns are forgotten), so ``at_turn=1`` copies
+        that turn and ``at_turn`` past the last copies every one.
+        """
         with self._lock:
             record = self._records.get(conversation_id)
             if record is None:
                 return False
-            keep = [i for i, turn in enumerate(record.turns) if at_turn is None or turn <= at_turn]
+            kept = list(dict.fromkeys(record.turns))  # the turn numbers kept, oldest first
+            last = None if at_turn is None or at_turn > len(kept) else (kept[:at_turn] or [0])[-1]
+            keep = [i for i, turn in enumerate(record.turns) if last is None or turn <= last]
             turns = [record.turns[i] for i in keep]
             self._records[new_id] = _Record(
                 record.system_prompt,

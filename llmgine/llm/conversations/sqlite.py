@@ -27,6 +27,7 @@ from pathlib import Path
 
 from llmgine.errors import ConfigurationError
 from llmgine.llm.conversations.conversation import tail
+from llmgine.llm.conversations.database_path import database_path
 from llmgine.llm.conversations.protocol import (
     ConversationSummary,
     StoredConversation,
@@ -84,14 +85,15 @@ class SQLiteConversationStore:
     """Conversations in a SQLite file that outlives the process; several processes may share it.
 
     Args:
-        path: The database file (created with its folder if missing).
+        path: The database file (created with its folder if missing); a relative one is
+            from the current folder when the store is made (a later ``%cd`` does not move it).
         busy_timeout: Seconds a write waits for another process's write to finish.
     """
 
     blocking = True
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
-        self.path = Path(path).expanduser()
+        self.path = database_path(path)
         self.busy_timeout = busy_timeout
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []

@@ -50,8 +50,8 @@ class Stamp:
     """
 
     def __init__(self, database: Path, timeout: float = 30.0) -> None:
-        self.database = database
-        self.path = database.with_name(database.name + "-stamp")
+        self.database = database.absolute()  # a later os.chdir does not move it
+        self.path = self.database.with_name(self.database.name + "-stamp")
         """The stamp file (where the database's links lead once opened)."""
         self.timeout = timeout
         self._lock = threading.Lock()
