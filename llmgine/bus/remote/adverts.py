@@ -66,6 +66,13 @@ class Adverts:
             pipe.xgroup_create(keys.command(key), WORKERS, id="0", mkstream=True)
         raise_unless_busygroup(await pipe.execute(raise_on_error=False))
 
+    async def ensure_command_groups(self, streams: list[str]) -> None:
+        """Make the ``workers`` group of command streams (a handler registered since connecting)."""
+        pipe = self.conn.redis.pipeline(transaction=False)
+        for stream in streams:
+            pipe.xgroup_create(stream, WORKERS, id="0", mkstream=True)
+        raise_unless_busygroup(await pipe.execute(raise_on_error=False))
+
     def renew(self, pipe: Any, expiry: float) -> None:
         """Add the renewal of this process's adverts, until ``expiry``, to a pipeline."""
         keys, process_id = self.conn.keys, self.conn.process_id

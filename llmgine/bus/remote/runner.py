@@ -136,6 +136,8 @@ class CommandRunner:
         self._finish = conn.redis.register_script(FINISH)
         self._check = conn.redis.register_script(START)
         self._warned_malformed = False
+        self._grouped: set[str] = set()
+        """Command streams whose group this process made (or found) since it connected."""
 
     async def read_loop(self) -> None:
         """Take new commands of the types handled here, as many as there is room for."""
@@ -157,6 +159,10 @@ class CommandRunner:
             if not streams:
                 await asyncio.sleep(conn.heartbeat)
                 continue
+            new = [stream for stream in streams if stream not in self._grouped]
+            if new:  # a handler registered since connecting: its group may not exist yet
+                await self.adverts.ensure_command_groups(new)
+                self._grouped.update(new)
             try:
                 answer = await conn.blocking.xreadgroup(
                     WORKERS, conn.process_id, streams, count=room, block=block

@@ -140,3 +140,30 @@ async def test_a_batch_sent_again_after_its_reply_was_lost_arrives_once(
         await receiver.stop()
     assert lost == 1
     assert collect.seen == [*range(30), -1]  # before: the lost batch's events twice
+
+
+@pytest.mark.timeout(60)
+async def test_a_handler_registered_after_connecting_is_served_without_a_false_alarm(
+    redis_server: RedisServer, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As `%llmgine connect` then `%llmgine chat` do: connect first, then add an engine."""
+    caplog.set_level(logging.WARNING, logger="llmgine.bus.remote")
+    worker, caller = quiet_bus(), quiet_bus()
+    await caller.connect(redis_server.url, namespace, heartbeat=0.1)
+
+    async def add(command: remote_app.AddCommand) -> int:
+        return command.a + command.b
+
+    await worker.connect(redis_server.url, namespace, heartbeat=0.1)
+    worker.register_command_handler(remote_app.AddCommand, add)  # before its first read
+    assert caller.remote is not None
+    for _ in range(600):  # polls Redis's own state: the worker's advert
+        if await caller.remote.handled_elsewhere(remote_app.AddCommand, fresh=True):
+            break
+        await asyncio.sleep(0.05)
+    result = await caller.execute(remote_app.AddCommand(a=2, b=3), timeout=30)
+    await worker.stop()
+    await caller.stop()
+    assert (result.success, result.result) == (True, 5), result.error
+    alarms = [r.getMessage() for r in caplog.records if "was gone" in r.getMessage()]
+    assert alarms == []
