@@ -17,6 +17,7 @@ import builtins
 import importlib
 import json
 import sys
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,32 +51,42 @@ ENVELOPE_FIELDS = (
 )
 """The keys of every envelope, in the order they are written."""
 
-_prefixes: dict[tuple[str, type[Message]], bytes] = {}
+_prefixes: defaultdict[str, dict[type[Message], bytes]] = defaultdict(dict)
+"""Each kind's classes and the start of their lines, up to ``"id":``."""
 
 
 def _prefix(kind: Kind, cls: type[Message]) -> bytes:
-    key = (kind, cls)
-    prefix = _prefixes.get(key)
+    prefixes = _prefixes[kind]
+    prefix = prefixes.get(cls)
     if prefix is None:
         fields = (("kind", kind), ("type", cls.__name__), ("module", cls.__module__))
         text = "{" + ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in fields)
-        prefix = _prefixes[key] = (text + ',"id":').encode()
+        prefix = prefixes[cls] = (text + ',"id":').encode()
     return prefix
 
 
 _PLAIN = b',"session_id":"global","trace_id":null,"span_id":null,"metadata":{},"data":'
 """The middle of most lines: no session, no span, no metadata."""
 
-_last_span: tuple[SpanContext | None, bytes] = (None, b"")
-"""The last span's ids, encoded: a command's four lines share one span."""
+_last_span: tuple[SpanContext | None, bytes, bytes] = (None, b"", b"")
+"""The last span's ids, encoded (alone, and in the middle of a plain line): a command's
+four lines share one span."""
 
 
 _ID_END = len('{"id":"') + 36
 _TIMESTAMP_KEY = b'","timestamp":"'
-_TIMESTAMP_ENDS = tuple(_ID_END + len(_TIMESTAMP_KEY) + n for n in (26, 19))
-"""Where a UTC timestamp's "Z" is: with microseconds, and without."""
+_KEY_END = _ID_END + len(_TIMESTAMP_KEY)
 _PLAIN_BASE = b'Z","session_id":"global","metadata":{}'
 """How the base fields of most messages end, as pydantic writes them."""
+_Z = _KEY_END + 26
+"""Where a UTC timestamp's "Z" is (26 characters; 19 without microseconds)."""
+_Z_END = _Z + len(_PLAIN_BASE)
+_DATA = _Z_END + 1
+"""Where the message's own fields begin, after the "," (or the "}" when it has none)."""
+_SHORT = -7
+"""Where those places are in a timestamp without microseconds, relative to the above."""
+_PLAIN_MIDDLE = b'+00:00","session_id":"global"' + _PLAIN[len(',"session_id":"global"') :] + b"{"
+"""What replaces :data:`_PLAIN_BASE` in a line with no span."""
 
 
 def encode(kind: Kind, message: Message, span: SpanContext | None) -> bytes:
@@ -94,21 +105,30 @@ def encode(kind: Kind, message: Message, span: SpanContext | None) -> bytes:
         return _encode(kind, cls, message, span)
     # Most messages (a UUID, a UTC time, the global session, no metadata) are cut out of
     # one serialization of the whole message: one call into Rust rather than four. The
-    # base fields come first, at fixed places; anything else takes the general path.
-    if whole[_ID_END : _ID_END + 15] == _TIMESTAMP_KEY and type(message.timestamp) is datetime:
-        for end in _TIMESTAMP_ENDS:
-            if whole.startswith(_PLAIN_BASE, end):
-                return b"".join(
-                    (
-                        _prefixes.get((kind, cls)) or _prefix(kind, cls),
-                        whole[6:end],
-                        b'+00:00","session_id":"global"',
-                        _span_ids(span),
-                        b'{},"data":{',
-                        whole[end + len(_PLAIN_BASE) + 1 :] or b"}",
-                        b"}\n",
-                    )
-                )
+    # base fields come first, at fixed places (no JSON string can hold the unescaped
+    # quotes searched for); anything else takes the general path.
+    # Slices compared rather than startswith/find with bounds: 2-3x cheaper.
+    if whole[_ID_END:_KEY_END] == _TIMESTAMP_KEY and type(message.timestamp) is datetime:
+        if whole[_Z:_Z_END] == _PLAIN_BASE:
+            end, data = _Z, _DATA
+        elif whole[_Z + _SHORT : _Z_END + _SHORT] == _PLAIN_BASE:
+            end, data = _Z + _SHORT, _DATA + _SHORT
+        else:
+            return _encode(kind, cls, message, span)
+        if span is None:
+            middle = _PLAIN_MIDDLE
+        else:
+            last = _last_span
+            middle = last[2] if span is last[0] else _span_middle(span)
+        return b"".join(
+            (
+                _prefixes[kind].get(cls) or _prefix(kind, cls),
+                whole[6:end],
+                middle,
+                whole[data:] or b"}",
+                b"}\n",
+            )
+        )
     return _encode(kind, cls, message, span)
 
 
@@ -152,7 +172,7 @@ def _encode(kind: Kind, cls: type[Message], message: Message, span: SpanContext 
     # Base fields may have been assigned anything (no validation on assignment).
     return b"".join(
         (
-            _prefixes.get((kind, cls)) or _prefix(kind, cls),
+            _prefix(kind, cls),
             to_json(mid) if isinstance(mid, UUID) else _string(mid),
             b',"timestamp":',
             # Serialized in Rust, 2x cheaper than isoformat(): the same text but "Z" for UTC.
@@ -168,17 +188,26 @@ def _encode(kind: Kind, cls: type[Message], message: Message, span: SpanContext 
 
 def _span_ids(span: SpanContext | None) -> bytes:
     """The envelope's ``trace_id`` and ``span_id`` keys, up to ``"metadata":``."""
-    global _last_span
     if span is None:
         return b',"trace_id":null,"span_id":null,"metadata":'
-    last, ids = _last_span
-    if span is not last:
-        ids = b',"trace_id":%s,"span_id":%s,"metadata":' % (
-            _string(span.trace_id),
-            _string(span.span_id),
-        )
-        _last_span = (span, ids)  # one tuple, swapped whole: safe across threads
-    return ids
+    last = _last_span
+    return last[1] if span is last[0] else _span_encoded(span)[0]
+
+
+def _span_middle(span: SpanContext) -> bytes:
+    """What replaces :data:`_PLAIN_BASE` in a plain line published in ``span``."""
+    return _span_encoded(span)[1]
+
+
+def _span_encoded(span: SpanContext) -> tuple[bytes, bytes]:
+    global _last_span
+    ids = b',"trace_id":%s,"span_id":%s,"metadata":' % (
+        _string(span.trace_id),
+        _string(span.span_id),
+    )
+    middle = b'+00:00","session_id":"global"%s{},"data":{' % ids
+    _last_span = (span, ids, middle)  # one tuple, swapped whole: safe across threads
+    return ids, middle
 
 
 def _timestamp(value: object) -> bytes:

@@ -45,6 +45,7 @@ class _Writer:
         "buffer",
         "buffered_bytes",
         "countdown",
+        "extra_lines",
         "failure",
         "file",
         "last_flush",
@@ -58,6 +59,9 @@ class _Writer:
         self.path = path
         self.buffer: deque[bytes] = deque()
         self.buffered_bytes = 0
+        self.extra_lines = 0
+        """Newlines in the buffer beyond one a chunk (changed under the lock only): most
+        chunks are one line, so a flush counts its lines without reading them."""
         self.lines_written = 0
         self.file: io.FileIO | None = None
         self.lock = threading.Lock()
@@ -70,6 +74,7 @@ class _Writer:
     def after_fork(self) -> None:
         self.buffer.clear()
         self.buffered_bytes = 0
+        self.extra_lines = 0
         self.lock = threading.Lock()
         self.file = None  # the child's copy of the descriptor closes with the object
 
@@ -104,7 +109,10 @@ class _Writer:
                 self._failed(exc)
                 raise
             pop = self.buffer.popleft
-            chunk = b"".join([pop() for _ in range(len(self.buffer))])
+            chunks = len(self.buffer)
+            chunk = b"".join([pop() for _ in range(chunks)])
+            lines = chunks + self.extra_lines  # what else is appended meanwhile is one line each
+            self.extra_lines = 0
             self.buffered_bytes = max(0, self.buffered_bytes - len(chunk))
             written = False
             try:
@@ -117,8 +125,8 @@ class _Writer:
                 raise
             finally:  # any exception, an interrupt too: keep what did not reach the file
                 if not written:
-                    self._keep(file, chunk, size)
-            self.lines_written += chunk.count(b"\n")
+                    self._keep(file, chunk, size, lines)
+            self.lines_written += lines
             self.failure = None
             self.backoff = _FIRST_RETRY
 
@@ -127,7 +135,7 @@ class _Writer:
         self.retry_at = time.monotonic() + self.backoff
         self.backoff = min(self.backoff * 2, _LAST_RETRY)
 
-    def _keep(self, file: io.FileIO, chunk: bytes, size: int) -> None:
+    def _keep(self, file: io.FileIO, chunk: bytes, size: int, lines: int) -> None:
         """After a failed write: keep the whole lines, put the rest back, first in line.
 
         What reached the file is read from its size, not from a count an interrupt
@@ -141,6 +149,7 @@ class _Writer:
         if not 0 <= reached <= len(chunk):  # unknown, or someone else appended: keep it all
             self.buffer.appendleft(chunk)
             self.buffered_bytes += len(chunk)
+            self.extra_lines += lines - 1
             return
         whole = chunk.rfind(b"\n", 0, reached) + 1
         if whole < reached:
@@ -153,6 +162,7 @@ class _Writer:
         if rest:
             self.buffer.appendleft(rest)
             self.buffered_bytes += len(rest)
+            self.extra_lines += rest.count(b"\n") - 1
 
     def close(self) -> None:
         try:
@@ -252,6 +262,15 @@ class JsonlLog:
         """
         if isinstance(record, bytes):
             line = record
+            extra = line.count(b"\n") - 1
+            if extra:  # not one line: counted under the lock, so no flush miscounts it
+                writer = self._writer
+                with writer.lock:
+                    writer.buffer.append(line)
+                    writer.buffered_bytes += len(line)
+                    writer.extra_lines += extra
+                self._flush_if_due()
+                return
         else:
             cls = type(record.message)
             logged = _logged.get(cls)
