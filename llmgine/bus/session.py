@@ -71,10 +71,20 @@ class BusSession(DecoratorForms):
         return f"BusSession({self.session_id!r})"
 
     def register_command_handler(
-        self, command_type: type[Command], handler: Callable[[Any], Any]
+        self, command_type: type[Command], handler: Callable[[Any], Any], *, replace: bool = False
     ) -> None:
-        """Register the handler of ``command_type`` until the session ends."""
-        entry, previous = self._registry.add_command(command_type, handler, owner=self.session_id)
+        """Register the handler of ``command_type`` until the session ends.
+
+        ``replace=True`` overrides the bus's handler of the type for as long as the
+        session lasts; at its end the bus's handler is put back.
+
+        Raises:
+            HandlerAlreadyRegisteredError: A different handler serves the type already
+                and ``replace`` is not set.
+        """
+        entry, previous = self._registry.add_command(
+            command_type, handler, owner=self.session_id, replace=replace
+        )
         self._commands.append((command_type, entry, previous))
 
     def register_event_handler(

@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 
-from llmgine import CommandResultEvent, HandlerNotFoundError, current_session_id
+from llmgine import (
+    CommandResultEvent,
+    HandlerAlreadyRegisteredError,
+    HandlerNotFoundError,
+    current_session_id,
+)
 from llmgine.bus import MessageBus
 from llmgine.messages import Command, Event
 
@@ -97,3 +102,21 @@ async def test_handlers_run_in_the_session_of_their_event(bus: MessageBus) -> No
         await session.publish(GreetedEvent(name="b"))
     await bus.wait_for_events()
     assert [e.session_id for e in cascaded] == ["bob"]
+
+
+async def test_a_session_overrides_a_bus_command_handler_with_replace_and_gives_it_back(
+    bus: MessageBus,
+) -> None:
+    def bus_greets(command: GreetCommand) -> str:
+        return f"bus greets {command.name}"
+
+    def alice_greets(command: GreetCommand) -> str:
+        return f"alice greets {command.name}"
+
+    bus.register_command_handler(GreetCommand, bus_greets)
+    async with bus.session("alice") as session:
+        with pytest.raises(HandlerAlreadyRegisteredError, match="replace=True"):
+            session.register_command_handler(GreetCommand, alice_greets)
+        session.register_command_handler(GreetCommand, alice_greets, replace=True)
+        assert (await session.execute(GreetCommand(name="a"))).result == "alice greets a"
+    assert (await bus.execute(GreetCommand(name="b"))).result == "bus greets b"
