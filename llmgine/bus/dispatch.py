@@ -23,7 +23,7 @@ from llmgine.bus.handlers import (
 )
 from llmgine.bus.middleware import CallNext, Middleware, chain
 from llmgine.bus.ports import Bridge
-from llmgine.bus.queue import Delivery, delivering
+from llmgine.bus.queue import delivering, delivery_numbers, running_deliveries
 from llmgine.bus.registry import HandlerEntry, HandlerRegistry
 from llmgine.bus.session import _current_session
 from llmgine.bus.stats import BusStats
@@ -220,6 +220,7 @@ class Dispatcher:
         Every outcome of a handler is caught and reported (``CancelledError``,
         ``KeyboardInterrupt``, ``GeneratorExit``, any ``BaseException``); only the
         cancellation of the consumer itself propagates, after it is reported too.
+        The delivery's number stays, ended, in the caller's context (the consumer's own).
         """
         handlers = self._registry.event_handlers(type(event))
         if not handlers:
@@ -228,8 +229,11 @@ class Dispatcher:
         session_token = (
             _current_session.set(event.session_id) if event.session_id != "global" else None
         )
-        delivery = Delivery()  # tasks the handlers start share it, and see it end
-        delivery_token = delivering.set(delivery)
+        # Tasks the handlers start carry the delivery's number, and see it end. The
+        # consumer's context is its own: the number is left there, ended, not reset.
+        number = next(delivery_numbers)
+        running_deliveries.add(number)
+        delivering.set(number)
         try:
             for entry in handlers:  # inlined: this loop is the hot path of every event
                 try:
@@ -243,8 +247,7 @@ class Dispatcher:
                 except BaseException as exc:
                     self._handler_failed(event, entry, exc)
         finally:
-            delivery.active = False
-            delivering.reset(delivery_token)
+            running_deliveries.discard(number)
             if session_token is not None:
                 _current_session.reset(session_token)
             if span_token is not None:

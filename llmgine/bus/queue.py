@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import threading
 import weakref
@@ -24,24 +25,26 @@ from typing import Generic, TypeVar
 from llmgine.bus.loops import running_loop
 from llmgine.errors import ConfigurationError
 
-__all__ = ["Delivery", "EventQueue", "delivering", "in_handler"]
+__all__ = ["EventQueue", "delivering", "delivery_numbers", "in_handler", "running_deliveries"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-class Delivery:
-    """One event's handlers at work; tasks they start share it (tasks copy the context)."""
+delivering: ContextVar[int] = ContextVar("llmgine_delivering", default=0)
+"""The number of the delivery whose handlers run in this context (0: none).
 
-    __slots__ = ("active",)
+Tasks a handler starts copy the context, so they carry its number too. A number
+rather than an object: it is set for every event delivered, and an int costs no
+allocation the garbage collector tracks.
+"""
 
-    def __init__(self) -> None:
-        self.active = True
+running_deliveries: set[int] = set()
+"""The numbers of the deliveries whose handlers run now, on any bus and thread."""
 
-
-delivering: ContextVar[Delivery | None] = ContextVar("llmgine_delivering", default=None)
-"""The delivery whose handlers run in this context, if any."""
+delivery_numbers = itertools.count(1)
+"""Numbers for deliveries: ``next(delivery_numbers)`` starts one."""
 
 
 def in_handler() -> bool:
@@ -50,8 +53,7 @@ def in_handler() -> bool:
     Once the handler has returned, the tasks it left behind are ordinary
     publishers again (they wait for room), since no handler waits for them.
     """
-    delivery = delivering.get()
-    return delivery is not None and delivery.active
+    return delivering.get() in running_deliveries
 
 
 class _Waiter:

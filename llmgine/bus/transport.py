@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from llmgine.bus.loops import running_loop
-from llmgine.bus.queue import EventQueue, delivering
+from llmgine.bus.queue import EventQueue, delivering, running_deliveries
 from llmgine.messages.events import Event
 from llmgine.observability.events import SpanContext
 
@@ -137,8 +137,7 @@ class LocalTransport:
     def put(self, item: Item) -> None:
         """Queue an accepted event."""
         self.accepted += 1
-        delivery = delivering.get()  # in_handler(), inlined: the hot path
-        if delivery is not None and delivery.active:
+        if delivering.get() in running_deliveries:  # in_handler(), inlined: the hot path
             self.from_handlers += 1
         self.queue.put_nowait(item)
         if self._cancelled:
