@@ -15,7 +15,7 @@ import pytest
 from counting_model import Counting, request
 
 from llmgine.bus import MessageBus
-from llmgine.errors import CacheError
+from llmgine.errors import CacheError, ConfigurationError
 from llmgine.llm import LLMEngine, PromptCommand
 from llmgine.llm.cache import LLMCache, default_cache_dir
 from llmgine.llm.cache.recent import RecentAnswers
@@ -45,6 +45,33 @@ def test_the_default_file_is_in_the_users_cache_folder(
 def test_a_folder_holds_the_cache_file_and_a_file_path_is_the_file(tmp_path: Path) -> None:
     assert LLMCache(tmp_path).path == tmp_path / "calls.sqlite3"
     assert LLMCache(tmp_path / "mine.db").path == tmp_path / "mine.db"
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "redis://:hunter2@127.0.0.1:6379/0",
+        "rediss://bob:hunter2@cache.example:6380/1",
+        " redis://127.0.0.1:6379/0?password=hunter2",
+        "sqlite:///calls.sqlite3?token=hunter2",
+    ],
+)
+async def test_a_url_is_refused_as_a_cache_without_repeating_its_secret_or_making_folders(
+    bus: MessageBus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    with pytest.raises(ConfigurationError) as caught:
+        LLMEngine(bus, model="offline", cache=setting)
+    message = str(caught.value)
+    assert "hunter2" not in message
+    assert "cache='redis' on a bus connected with `await bus.connect(url)`" in message
+    assert "give its path" in message
+    with pytest.raises(ConfigurationError) as direct:
+        LLMCache(setting)
+    assert "hunter2" not in str(direct.value)
+    assert list(work.iterdir()) == []
 
 
 async def test_the_file_is_made_with_its_folder_in_wal_mode(tmp_path: Path) -> None:

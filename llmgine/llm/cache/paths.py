@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+from llmgine._urls import redact_url
+from llmgine.errors import ConfigurationError
 
 __all__ = ["CACHE_DIR_VARIABLE", "FILENAME", "cache_file", "default_cache_dir"]
 
@@ -27,8 +31,28 @@ def cache_file(path: str | os.PathLike[str] | None = None) -> Path:
 
     Args:
         path: ``None`` (the default folder), a folder that exists, or a file.
+
+    Raises:
+        ConfigurationError: ``path`` is a URL (``redis://...``): a cache is a file here,
+            or the connected bus's Redis with ``cache="redis"``.
     """
     if path is None:
         return default_cache_dir() / FILENAME
+    _refuse_url(os.fspath(path))
     chosen = Path(path).expanduser()
     return chosen / FILENAME if chosen.is_dir() else chosen
+
+
+_URL = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+def _refuse_url(path: str | bytes) -> None:
+    """Refuse a URL taken for a path (it would become folders named after its password)."""
+    text = path.decode(errors="replace") if isinstance(path, bytes) else path
+    if _URL.match(text) is None:
+        return
+    raise ConfigurationError(
+        f"The call cache is a file, not a URL ({redact_url(text.strip())}). For the shared "
+        "bus's Redis use cache='redis' on a bus connected with `await bus.connect(url)`; "
+        "for a file give its path (cache='calls.sqlite3'), or cache=True for the default file."
+    )
