@@ -219,9 +219,12 @@ async def amap(
 
     Returns:
         A frame on ``frame``'s index, same order and length: ``output`` (or one column
-        per field of ``output_type``, ``output_<name>`` when ``frame`` has that column),
+        per field of ``output_type``, ``output_<name>`` when ``frame`` has that column
+        or the field is named like one of the columns below: ``output_model``),
         ``error``, ``input_tokens``, ``output_tokens``, ``cost_usd``, ``latency_ms``,
-        ``cached``, ``model``, ``trace_id``. ``frame.join(result)`` adds them.
+        ``cached``, ``model``, ``trace_id`` (``llm_<name>`` when ``frame`` has that
+        column). ``frame.join(result)`` adds them; ``result.attrs["llmgine.map.fields"]``
+        names each field's column.
 
     Rows that finished are in the cache (the engine's, else the default file), so running
     the same ``map`` again sends only the rows that did not. A budget that runs out stops
@@ -231,7 +234,8 @@ async def amap(
 
     Raises:
         TemplateError: The template does not fit the frame's columns.
-        ConfigurationError: A setting is out of range or not a ``PromptCommand`` field's.
+        ConfigurationError: A setting is out of range or not a ``PromptCommand`` field's,
+            or ``model`` is one the engine cannot run (an unknown model string).
         HandlerNotFoundError: Nothing on ``bus`` handles ``PromptCommand``.
         CommandFailedError: With ``errors="raise"``, the first row that failed.
     """
@@ -240,6 +244,7 @@ async def amap(
     )
     if engine is not None or bus is not None:
         target = _target(engine, bus)
+        _check_model(target, model)
         batch = Batch(frame, template, target, settings, options)
         with quiet_console(target):
             await batch.run.run()
@@ -272,7 +277,9 @@ def map_rows(
 ) -> pd.DataFrame:
     """:func:`amap` from synchronous code: a notebook cell, a script, a magic.
 
-    Runs on the notebook's loop (or IPython's own without a kernel). With neither
+    Runs on the notebook's loop (or IPython's own without a kernel). In a plain script,
+    a bus this call had to start is stopped when it returns (it starts again when
+    used), so the script needs no ``bus.stop()`` and ends cleanly. With neither
     ``engine`` nor ``bus``, in IPython the notebook's default engine runs the rows (the
     one ``%llmgine chat`` uses, logged to its bus's log); in a plain script a bus and
     engine of this call's own, as :func:`amap`. An interrupt (the kernel's, or
@@ -305,18 +312,55 @@ def map_rows(
 
         engine = get_engine()
     target = _target(engine, bus)
-    if not target.is_running:
-        run_sync(target.start())
     settings = _Settings(
         model, output_type, system_prompt, concurrency, errors, progress, cache_salt, metadata
     )
+    _check_model(target, model)
     batch = Batch(frame, template, target, settings, options)
-    with quiet_console(target):
+    with _started(target), quiet_console(target):
         try:
             run_sync(batch.run.run())
         except KeyboardInterrupt:
             _clean_up(batch.run)
     return batch.result()
+
+
+@contextmanager
+def _started(bus: MessageBus) -> Iterator[None]:
+    """``bus`` running for a sync ``map``; stopped after it if a plain script's and started here.
+
+    In a script nothing else runs the loop the bus would be left on, so the bus could
+    not be stopped (``asyncio.run(bus.stop())`` is another loop) and its task would be
+    destroyed pending at exit. In IPython the bus stays on the notebook's loop.
+    """
+    from IPython import get_ipython
+
+    from llmgine.notebook.sync import run_sync, settle_after_interrupt
+
+    if bus.is_running:
+        yield
+        return
+    run_sync(bus.start())
+    try:
+        yield
+    finally:
+        if get_ipython() is None and bus.is_running:
+            settle_after_interrupt(bus.stop, rounds=3)
+
+
+def _check_model(bus: MessageBus, model: str | None) -> None:
+    """A ``model`` the local engine cannot run fails once here, before any row is sent.
+
+    The engine makes (and keeps) the model's provider now instead of at the first row;
+    a bus whose prompts run in other processes is left to them.
+    """
+    from llmgine.llm.engine import LLMEngine
+
+    if model is None:
+        return
+    engine = getattr(bus.command_handler_of(PromptCommand), "__self__", None)
+    if isinstance(engine, LLMEngine):
+        engine._provider(model)
 
 
 def _clean_up(run: BatchRun) -> None:

@@ -12,7 +12,7 @@ from llmgine.batch.outcome import RowOutcome
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["RESULT_COLUMNS", "output_columns", "result_frame"]
+__all__ = ["FIELD", "RESULT_COLUMNS", "output_columns", "result_frame"]
 
 RESULT_COLUMNS = (
     "error",
@@ -27,21 +27,29 @@ RESULT_COLUMNS = (
 """The columns after the output's, in order."""
 
 
+FIELD = "output."
+"""How :func:`output_columns` keys a field of the output type (``output.label``)."""
+
+
 def output_columns(
     output_type: type[BaseModel] | None, frame_columns: Iterable[Any]
 ) -> dict[str, str]:
     """The name of each column of the result, so ``df.join(result)`` always works.
 
-    Keys are the columns as documented: ``"output"`` (or each field of ``output_type``)
-    and :data:`RESULT_COLUMNS`. A field whose name the input frame (or the result) has
-    already becomes ``output_<name>``; ``output`` or a result column the input frame
-    has already becomes ``llm_<name>`` (``llm_model`` beside a frame's own ``model``).
-    ``result.attrs["llmgine.map.columns"]`` keeps this mapping.
+    Keys are the columns as documented: ``"output"`` (or ``"output.<field>"`` for each
+    field of ``output_type``) and :data:`RESULT_COLUMNS`. A field whose name the input
+    frame has already, or one of :data:`RESULT_COLUMNS` (a field named ``model``,
+    ``error``, ``cost_usd``...), becomes ``output_<name>``; ``output`` or a result
+    column the input frame has already becomes ``llm_<name>`` (``llm_model`` beside a
+    frame's own ``model``). ``result.attrs["llmgine.map.columns"]`` keeps this mapping
+    by the documented names (a field by its own name, left out when it is one of
+    :data:`RESULT_COLUMNS`); ``result.attrs["llmgine.map.fields"]`` maps every field
+    of ``output_type`` to its column.
     """
     frame = {str(c) for c in frame_columns}
     used: set[str] = set()
 
-    def free(name: str, prefix: str, also: set[str]) -> str:
+    def free(name: str, prefix: str, also: frozenset[str]) -> str:
         while name in frame or name in used or name in also:
             name = f"{prefix}{name}"
         used.add(name)
@@ -49,13 +57,23 @@ def output_columns(
 
     columns: dict[str, str] = {}
     if output_type is None:
-        columns["output"] = free("output", "llm_", set())
+        columns["output"] = free("output", "llm_", frozenset())
     else:
         for field in output_type.model_fields:
-            columns[field] = free(field, "output_", set(RESULT_COLUMNS))
+            columns[f"{FIELD}{field}"] = free(field, "output_", frozenset(RESULT_COLUMNS))
     for name in RESULT_COLUMNS:
-        columns[name] = free(name, "llm_", set())
+        columns[name] = free(name, "llm_", frozenset())
     return columns
+
+
+def _documented(columns: dict[str, str]) -> dict[str, str]:
+    """``attrs["llmgine.map.columns"]``: a field by its own name, unless it is a result's."""
+    shown: dict[str, str] = {}
+    for key, column in columns.items():
+        name = key.removeprefix(FIELD)
+        if key == name or name not in RESULT_COLUMNS:
+            shown[name] = column
+    return shown
 
 
 def result_frame(
@@ -85,11 +103,11 @@ def result_frame(
 
     rows = [o if o is not None else RowOutcome(i) for i, o in enumerate(outcomes)]
     data: dict[str, Any] = {}
-    fields = [k for k in columns if k not in RESULT_COLUMNS]
+    fields = {k.removeprefix(FIELD): c for k, c in columns.items() if k.startswith(FIELD)}
     if structured:
         dumps = [o.output.model_dump() if isinstance(o.output, BaseModel) else {} for o in rows]
-        for field in fields:
-            data[columns[field]] = column([d.get(field) for d in dumps])
+        for field, name in fields.items():
+            data[name] = column([d.get(field) for d in dumps])
     else:
         data[columns["output"]] = column([o.output for o in rows])
     data[columns["error"]] = column([o.error for o in rows])
@@ -102,7 +120,8 @@ def result_frame(
     data[columns["trace_id"]] = column([o.trace_id for o in rows])
     frame = pd.DataFrame(data)  # by position: a repeated label must not align with itself
     frame.index = index
-    frame.attrs["llmgine.map.columns"] = dict(columns)
+    frame.attrs["llmgine.map.columns"] = _documented(columns)
+    frame.attrs["llmgine.map.fields"] = fields
     return frame
 
 

@@ -264,6 +264,9 @@ def test_help_lists_the_map_cell(ip: InteractiveShell) -> None:
         ("%%llmgine map reviews --output-type json.dumps\n{review}", "is a function, not a"),
         ("%%llmgine map reviews --output-type json.JSONDecoder\n{r}", "JSONDecoder is a class,"),
         ("%%llmgine map reviews --model 'x\n{review}", "no closing quotation"),
+        ("%%llmgine map reviews --model nosuchprovider:x\n{review}", "Unknown model 'nosuch"),
+        ("%%llmgine map reviews --output-type int\n{review}", "value: int` in a cell before"),
+        ("%%llmgine map reviews --output-type float\n{review}", "for one float a row"),
     ],
 )
 def test_mistakes_are_one_readable_line_and_nothing_is_sent(
@@ -276,6 +279,30 @@ def test_mistakes_are_one_readable_line_and_nothing_is_sent(
     assert captured.stdout.strip().splitlines() == [f"llmgine: {result.error_in_exec}"]
     assert "reviews_mapped" not in ip.user_ns
     assert ip.run_cell("1 + 1").result == 2
+
+
+def test_an_unknown_model_fails_once_before_any_row_is_sent(ip: InteractiveShell) -> None:
+    model = Counting()
+    set_engine(LLMEngine(MessageBus(log_dir=None), provider=model))
+    with capture_output() as captured:
+        result = ip.run_cell("%%llmgine map reviews --model nosuchprovider:x\n{review}")
+    assert isinstance(result.error_in_exec, MagicError)
+    assert str(result.error_in_exec).startswith("Unknown model 'nosuchprovider:x'. Use one of:")
+    assert captured.stdout.strip().splitlines() == [f"llmgine: {result.error_in_exec}"]
+    assert model.calls == 0
+    assert "reviews_mapped" not in ip.user_ns
+
+
+def test_output_type_names_what_it_takes_for_a_builtin(ip: InteractiveShell) -> None:
+    result = ip.run_cell("%%llmgine map reviews --output-type bool\n{review}")
+    assert isinstance(result.error_in_exec, MagicError)
+    assert str(result.error_in_exec) == (
+        "--output-type bool is a class, not a pydantic model: --output-type takes a class "
+        "deriving from pydantic.BaseModel, whose fields become the columns; for one bool a "
+        "row, define `class Answer(BaseModel): value: bool` in a cell before and pass "
+        "--output-type Answer (the column is value; without --output-type the answer is "
+        "text, in the column output)"
+    )
 
 
 def test_a_missing_column_names_the_columns_there_are(ip: InteractiveShell) -> None:

@@ -8,6 +8,7 @@ by default ``DF_mapped``), ready for ``DF.join(NAME)``.
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import keyword
 from typing import Any
@@ -89,10 +90,23 @@ def output_type(shell: Any, name: str) -> type[BaseModel]:
     found = _named(shell, name)
     if not (isinstance(found, type) and issubclass(found, BaseModel)):
         raise MagicError(
-            f"--output-type {name} is {_kind(found)}, not a pydantic model "
-            "(a class deriving from pydantic.BaseModel)"
+            f"--output-type {name} is {_kind(found)}, not a pydantic model: --output-type "
+            "takes a class deriving from pydantic.BaseModel, whose fields become the columns"
+            + _builtin_hint(found, name)
         )
     return found
+
+
+def _builtin_hint(found: Any, name: str) -> str:
+    """For ``int``, ``float``, ``bool``...: how to ask for one such value a row."""
+    if not (isinstance(found, type) and found.__module__ == "builtins"):
+        return ""
+    return (
+        f"; for one {found.__name__} a row, define `class Answer(BaseModel): value: "
+        f"{found.__name__}` in a cell "
+        "before and pass --output-type Answer (the column is value; without --output-type "
+        "the answer is text, in the column output)"
+    )
 
 
 def _named(shell: Any, name: str) -> Any:
@@ -105,6 +119,8 @@ def _named(shell: Any, name: str) -> Any:
             found = getattr(found, part)
         return found
     module_name, _, attribute = name.rpartition(".")
+    if not module_name and hasattr(builtins, name):
+        return getattr(builtins, name)  # int, str: refused as not a model, saying what is
     if not module_name:
         raise MagicError(
             f"--output-type {name}: no such name in this notebook; define the pydantic model "
