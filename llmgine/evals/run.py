@@ -83,14 +83,12 @@ def _tidy(
     from llmgine.batch.frame import RESULT_COLUMNS
 
     given: dict[str, str] = frame.attrs["llmgine.map.columns"]
-    names = {
-        column: name
-        if name in RESULT_COLUMNS
-        else "output"
-        if output_type is None
-        else f"output.{name}"
-        for name, column in given.items()
-    }
+    fields: dict[str, str] = frame.attrs["llmgine.map.fields"]
+    names = {column: name for name, column in given.items() if name in RESULT_COLUMNS}
+    if output_type is None:
+        names[given["output"]] = "output"
+    else:  # every field, one named like a result column too (map's ``output_model``)
+        names.update({column: f"output.{field}" for field, column in fields.items()})
     tidy = pd.DataFrame(
         {
             "row": pd.Series(list(frame.index), dtype=object),

@@ -150,6 +150,34 @@ async def test_output_fields_and_data_columns_named_like_maps_columns_are_kept_a
     assert set(plain.results["model"]) == {"offline"}
 
 
+class Rated(BaseModel):
+    model: str
+    cost_usd: float
+
+
+async def test_output_fields_named_like_maps_own_columns_are_output_columns(
+    tmp_path: Path,
+) -> None:
+    data = pd.DataFrame({"product": ["phone", "laptop"]})
+    async with quiet_bus(tmp_path) as bus:
+        engine = LLMEngine(bus, model="offline")
+        experiment = await arun_experiment(
+            data, "Rate {product}", output_type=Rated, engine=engine, progress=False
+        )
+    results = experiment.results
+    assert list(results.columns[:5]) == [
+        "row",
+        "variant",
+        "repeat",
+        "output.model",
+        "output.cost_usd",
+    ]
+    assert results["error"].isna().all()
+    assert set(results["model"]) == {"offline"}  # the model that answered
+    assert results["output.model"].map(type).eq(str).all()
+    assert "output_model" not in results.columns
+
+
 async def test_scoring_prints_no_console_line_per_output(tmp_path: Path) -> None:
     console = io.StringIO()
     async with MessageBus(log_dir=None, console_stream=console) as bus:  # console on
