@@ -54,7 +54,8 @@ class RedisServer:
 
     Args:
         port: The port; ``None`` picks a free one.
-        directory: Where the server keeps its files; ``None`` makes a temporary one.
+        directory: Where the server keeps its files (made if missing); ``None`` makes a
+            temporary one.
     """
 
     def __init__(self, port: int | None = None, directory: str | Path | None = None) -> None:
@@ -101,7 +102,15 @@ class RedisServer:
             "--protected-mode", "yes",
             "--loglevel", "warning",
         ]  # fmt: skip
-        log = (self.directory / "redis.log").open("ab")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            log = (self.directory / "redis.log").open("ab")
+        except OSError as exc:
+            raise RedisServerError(
+                f"redis-server cannot keep its files in {self.directory} ({exc.strerror}); "
+                "give RedisServer(directory=...) a folder this process may write, or none "
+                "for a temporary one."
+            ) from exc
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + timeout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from support import quiet_bus
 
 from llmgine.bus.remote import RedisServer
 from llmgine.bus.remote.keys import WORKERS, Keys, type_key
-from llmgine.errors import ConfigurationError, HandlerNotFoundError
+from llmgine.errors import ConfigurationError, HandlerNotFoundError, RedisServerError
 from llmgine.messages import Command
 from llmgine.observability.codec import encode
 
@@ -119,3 +120,20 @@ async def test_handler_not_found_names_the_full_type_it_looked_for(
             await bus.execute(UnservedCommand())
     finally:
         await bus.stop()
+
+
+@pytest.mark.timeout(60)
+def test_a_server_directory_not_made_yet_is_made(tmp_path: Path) -> None:
+    folder = tmp_path / "not" / "made" / "yet"
+    with RedisServer(directory=folder) as server:
+        assert server.pid is not None
+        assert (folder / "redis.log").exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_server_directory_under_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    server = RedisServer(directory=tmp_path / "a-file" / "redis")
+    with pytest.raises(RedisServerError, match=r"give RedisServer\(directory=\.\.\.\) a folder"):
+        server.start()
+    assert server.pid is None
