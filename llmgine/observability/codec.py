@@ -148,7 +148,9 @@ def _encode(kind: Kind, cls: type[Message], message: Message, span: SpanContext 
                     b',"session_id":',
                     b'"global"' if sid == "global" else to_json(sid),
                     _span_ids(span),
-                    to_json(metadata, fallback=safe_repr) if metadata else b"{}",
+                    to_json(metadata, fallback=safe_repr, inf_nan_mode="null")
+                    if metadata
+                    else b"{}",
                     b',"data":',
                 )
             )

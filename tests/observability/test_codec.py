@@ -33,6 +33,22 @@ def test_a_message_round_trips_through_the_codec() -> None:
     assert envelope.to_message() == event
 
 
+def test_nan_and_infinity_in_metadata_are_written_as_null_and_the_line_reads_back(
+    tmp_path: Path,
+) -> None:
+    nan, inf = float("nan"), float("inf")
+    event = NamedEvent(name="x", metadata={"row": nan, "limit": inf, "seen": [nan, 1.5, -inf]})
+    line = encode("event", event, None)
+    assert b"NaN" not in line and b"Infinity" not in line
+    strict = json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in the line"))
+    assert strict["metadata"] == {"row": None, "limit": None, "seen": [None, 1.5, None]}
+    path = tmp_path / "nan.jsonl"
+    path.write_bytes(line)
+    bad: list[int] = []
+    assert [e.metadata for e in read_log(path, bad_lines=bad)] == [strict["metadata"]]
+    assert bad == []
+
+
 def test_lines_written_by_version_one_still_read_back() -> None:
     bad: list[int] = []
     envelopes = list(read_log(RECORDED, bad_lines=bad))
