@@ -21,7 +21,7 @@ from llmgine.bus.handlers import (
     describe,
     failure_result,
 )
-from llmgine.bus.middleware import CallNext, Middleware, chain
+from llmgine.bus.middleware import CallNext, Failed, Middleware, chain
 from llmgine.bus.ports import Bridge
 from llmgine.bus.queue import delivering, delivery_numbers, running_deliveries
 from llmgine.bus.registry import HandlerEntry, HandlerRegistry
@@ -145,8 +145,9 @@ class Dispatcher:
         try:
             if self.middleware:  # the one cost of middleware to a bus that has none
                 tracebacks = {}
-                handler = self._handler_call(entry, timeout, start, tracebacks, self.threads)
-                value = await chain(self.middleware, handler)(command)
+                failed = _failure(start, tracebacks)
+                handler = _handler_call(entry, type(command), timeout, failed, start, self.threads)
+                value = await chain(self.middleware, handler, failed)(command)
             else:
                 value = await call_command_handler(entry, command, timeout, self.threads)
         except HandlerTimedOut as exc:
@@ -168,34 +169,6 @@ class Dispatcher:
             tb = tracebacks.get(id(result), "") if tracebacks else ""
             await self._publish_failure(command, result, tb, span)
         return result
-
-    @staticmethod
-    def _handler_call(
-        entry: HandlerEntry,
-        timeout: float | None,
-        start: float,
-        tracebacks: dict[int, str],
-        threads: HandlerThreads,
-    ) -> CallNext:
-        """The end of the middleware chain: the handler, its failures as failed results."""
-
-        async def handler(command: Command) -> CommandResult:
-            try:
-                value = await call_command_handler(entry, command, timeout, threads)
-            except HandlerTimedOut as exc:
-                return failure_result(command, start, str(exc), "TimeoutError")
-            except BaseException as exc:
-                if isinstance(exc, KeyboardInterrupt | SystemExit) or (
-                    isinstance(exc, asyncio.CancelledError) and cancelled_from_outside()
-                ):
-                    raise
-                message, error_type, tb = describe(exc)
-                failed = failure_result(command, start, message, error_type)
-                tracebacks[id(failed)] = tb  # the CommandErrorEvent carries it
-                return failed
-            return as_result(value, command, start)
-
-        return handler
 
     async def _failed(
         self, command: Command, start: float, span: Span, error: str, error_type: str, tb: str
@@ -275,3 +248,52 @@ class Dispatcher:
             session_id=event.session_id,
         )
         self.accept(Record("event", failed, _current_span.get()))
+
+
+def _failure(start: float, tracebacks: dict[int, str]) -> Failed:
+    """Turns what the middleware or the handler raised into a failed result (see ``chain``).
+
+    An interrupt, or a cancel from outside, is raised again: it must stop the command.
+    The traceback goes to ``tracebacks``, for the ``CommandErrorEvent``.
+    """
+
+    def failed(command: Command, exc: BaseException) -> CommandResult:
+        if isinstance(exc, HandlerTimedOut):
+            return failure_result(command, start, str(exc), "TimeoutError")
+        if isinstance(exc, KeyboardInterrupt | SystemExit) or (
+            isinstance(exc, asyncio.CancelledError) and cancelled_from_outside()
+        ):
+            raise exc
+        message, error_type, tb = describe(exc)
+        result = failure_result(command, start, message, error_type)
+        tracebacks[id(result)] = tb
+        return result
+
+    return failed
+
+
+def _handler_call(
+    entry: HandlerEntry,
+    command_type: type[Command],
+    timeout: float | None,
+    failed: Failed,
+    start: float,
+    threads: HandlerThreads,
+) -> CallNext:
+    """The end of the middleware chain: the handler of ``command_type``, failures as results."""
+
+    async def handler(command: Command) -> CommandResult:
+        try:
+            if not isinstance(command, command_type):
+                raise TypeError(
+                    f"A middleware passed a {type(command).__name__} to call_next, but "
+                    f"this chain ends in the handler of {command_type.__name__}; pass the "
+                    "command (or command.model_copy(update=...)), and run another command "
+                    "with `await bus.execute(other)`."
+                )
+            value = await call_command_handler(entry, command, timeout, threads)
+        except BaseException as exc:
+            return failed(command, exc)
+        return as_result(value, command, start)
+
+    return handler

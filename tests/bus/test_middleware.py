@@ -259,3 +259,64 @@ async def test_cancelling_the_caller_propagates_through_middleware(bus: MessageB
     await bus.wait_for_events()
     assert trail == ["mw in"]  # the handler's cancellation went through, not a result
     assert [event.command_result.error for event in errors] == ["the command was cancelled"]
+
+
+async def test_an_inner_middleware_that_raises_reaches_the_outer_one_as_a_failed_result(
+    bus: MessageBus,
+) -> None:
+    seen: list[CommandErrorEvent] = []
+    bus.register_event_handler(CommandErrorEvent, seen.append)
+    outer_saw: list[CommandResult] = []
+
+    async def timing(command: Command, call_next: CallNext) -> CommandResult:
+        result = await call_next(command)  # never raises for what runs inside it
+        outer_saw.append(result)
+        return result
+
+    async def broken(command: Command, call_next: CallNext) -> CommandResult:
+        raise PermissionError("token expired")
+
+    bus.register_command_handler(AddCommand, add)
+    bus.add_middleware(timing)
+    bus.add_middleware(broken)
+    result = await bus.execute(AddCommand(a=1, b=1))
+    await bus.wait_for_events()
+    assert [(r.success, r.error_type) for r in outer_saw] == [(False, "PermissionError")]
+    assert (result.success, result.error) == (False, "token expired")
+    assert len(seen) == 1 and "token expired" in seen[0].traceback
+
+
+async def test_call_next_refuses_a_command_of_another_type(bus: MessageBus) -> None:
+    ran: list[Command] = []
+
+    def record(command: Command) -> str:
+        ran.append(command)
+        return "ran"
+
+    async def swap(command: Command, call_next: CallNext) -> CommandResult:
+        if isinstance(command, AddCommand):
+            return await call_next(FailCommand())
+        return await call_next(command)
+
+    bus.register_command_handler(AddCommand, record)
+    bus.register_command_handler(FailCommand, record)
+    bus.add_middleware(swap)
+    result = await bus.execute(AddCommand(a=1, b=2))
+    assert (result.success, result.error_type) == (False, "TypeError")
+    assert (
+        "passed a FailCommand to call_next, but this chain ends in the handler of AddCommand"
+        in (result.error or "")
+    )
+    assert ran == []  # no handler ran a command it was not registered for
+    changed = await bus.execute(FailCommand())
+    assert (changed.success, changed.result) == (True, "ran")
+
+
+async def test_call_next_takes_a_changed_copy_of_the_command(bus: MessageBus) -> None:
+    async def double_a(command: Command, call_next: CallNext) -> CommandResult:
+        assert isinstance(command, AddCommand)
+        return await call_next(command.model_copy(update={"a": command.a * 2}))
+
+    bus.register_command_handler(AddCommand, add)
+    bus.add_middleware(double_a)
+    assert (await bus.execute(AddCommand(a=2, b=1))).result == 5
