@@ -92,6 +92,7 @@ class MessageBus(DecoratorForms):
         first = (self._log, self.console if on else None, *sinks)
         self._intake = Intake(self._transport, self._stats, first)
         self._accept = self._intake.accept  # bound once: it is on every message's path
+        self._dispatch.accept = self._accept  # in place of the lambda it needed until now
         port = BusParts(self._registry, self._transport, self._emit, self._threads)
         self._schedules = Scheduler(self)
         self._lifecycle = Lifecycle(

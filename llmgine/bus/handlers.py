@@ -181,7 +181,9 @@ async def call_command_handler(
     :class:`HandlerTimedOut`, a ``TimeoutError`` of the handler's own propagates as is.
     """
     if timeout is None:
-        if in_thread and not entry.is_async:
+        if entry.is_async:
+            return await entry.fn(command)
+        if in_thread:
             value = await threads.submit(entry.fn, command).future
         else:
             value = entry.fn(command)
