@@ -14,12 +14,15 @@ from llmgine.errors import ContextWindowError
 from llmgine.llm import (
     ConversationTrimmedEvent,
     LLMEngine,
+    OpenAIProvider,
     PromptCommand,
     ScriptedProvider,
 )
 from llmgine.llm.conversations import ContextWindow, token_counter
+from llmgine.llm.conversations.trimming import estimate_tokens
 from llmgine.llm.providers.base import count_tokens
 from llmgine.llm.types import ChatMessage
+from llmgine.local_server import LlamaServer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -37,7 +40,7 @@ def lookup(city: str) -> str:
 
 def size(*texts: str) -> int:
     """The estimated size of messages with these texts (4 tokens of template each)."""
-    return sum(4 + count_tokens(t) for t in texts)
+    return sum(4 + estimate_tokens(t) for t in texts)
 
 
 async def test_the_oldest_turns_leave_the_request_and_stay_in_the_store(
@@ -77,10 +80,10 @@ async def test_a_tool_call_leaves_the_request_with_its_results(bus: MessageBus) 
     provider = ScriptedProvider(
         [ScriptedProvider.call("lookup", city="Paris"), "Paris is big.", "ok", "fine"]
     )
-    definitions = count_tokens(
+    definitions = estimate_tokens(
         json.dumps(LLMEngine(MessageBus(log_dir=None), tools=[lookup]).runner.offer(True, None)[0])
     )  # lookup's definition: sent with every request
-    engine = LLMEngine(bus, provider=provider, tools=[lookup], max_context_tokens=100 + definitions)
+    engine = LLMEngine(bus, provider=provider, tools=[lookup], max_context_tokens=110 + definitions)
     await engine.chat("look Paris up")  # user, assistant(call), tool (long), assistant
     await engine.chat("thanks")
     await engine.chat("bye")
@@ -158,10 +161,86 @@ async def test_the_tools_definitions_count_against_the_window(bus: MessageBus) -
     provider = ScriptedProvider(["first answer", "second answer"])
     engine = LLMEngine(bus, provider=provider, tools=[lookup])
     await engine.chat("first question")
-    definitions = count_tokens(json.dumps(provider.requests[0].tools))
+    definitions = estimate_tokens(json.dumps(provider.requests[0].tools))
     assert definitions > 50  # lookup's docstring and schema
     # Room for this turn and the tools, not for the first turn as well.
     window = size("second question") + definitions + 2
     result = await bus.execute(PromptCommand(prompt="second question", max_context_tokens=window))
     assert result.success, result.error
     assert [m.content for m in provider.requests[1].messages] == ["second question"]
+
+
+# Texts a small English vocabulary (SmolLM2's, the llama.cpp fixture's) spends many tokens on.
+PROSE = (
+    "The quarterly report, prepared by the finance team in Zürich, shows revenue of "
+    "1,234,567.89 EUR (up 12.5% year-over-year); operating costs rose to 987,654.32 EUR, "
+    "mostly from cloud-infrastructure spend (AWS/GCP) and re-negotiated supplier contracts. "
+)
+HARD_TEXTS = {
+    "prose with numbers": PROSE * 6,
+    "Japanese": "日本語の文章" * 500,
+    "base64": "QUJD" * 3000,
+    "digits": "1234567890" * 100,
+    "hex": "deadbeef0123456789abcdef" * 200,
+    "emoji": "🙂👍🏽" * 200,
+    "Russian": "Привет, как дела? Это тестовый текст. " * 50,
+    "German compounds": "Donaudampfschifffahrtsgesellschaftskapitän " * 100,
+    "code": "def f(x):\n    return {'a': [1, 2, 3], \"b\": x**2}\n" * 50,
+    "JSON": '{"city": "Paris", "units": "metric", "id": 123456}' * 40,
+}
+
+
+@pytest.mark.parametrize("text", list(HARD_TEXTS.values()), ids=list(HARD_TEXTS))
+async def test_without_a_tokenizer_the_window_counts_at_least_a_real_tokenizers_tokens(
+    bus: MessageBus, text: str
+) -> None:
+    from llmgine.llm.providers.local import LocalProvider
+
+    real = len((await LocalProvider()._load()).llama.tokenize(text.encode(), add_bos=False))
+    window = ContextWindow(100_000, None, bus, PromptCommand(prompt=text))
+    assert window.tokens(ChatMessage(role="user", content=text)) >= 4 + real
+    assert estimate_tokens(text) >= count_tokens(text)  # never below the usage estimate
+
+
+@pytest.mark.parametrize("text", ["日本語の文章" * 500, "QUJD" * 3000])
+async def test_a_turn_without_spaces_too_large_for_the_window_fails_before_anything_is_sent(
+    bus: MessageBus, text: str
+) -> None:
+    provider = ScriptedProvider(["ok"])
+    LLMEngine(bus, provider=provider, max_context_tokens=2048)
+    result = await bus.execute(PromptCommand(prompt=text, max_tokens=16))
+    assert result.error_type == "ContextWindowError"
+    assert "estimated high" in (result.error or "")
+    assert "raise max_context_tokens" in (result.error or "")
+    assert "or lower max_tokens" in (result.error or "")
+    assert provider.requests == []
+
+
+@pytest.mark.timeout(600)
+async def test_turns_trimmed_to_the_real_servers_window_are_all_accepted(
+    bus: MessageBus, llama_server: LlamaServer
+) -> None:
+    provider = OpenAIProvider(
+        llama_server.model, api_key="sk-no-key", base_url=llama_server.base_url, max_retries=0
+    )
+    engine = LLMEngine(
+        bus,
+        provider=provider,
+        max_context_tokens=llama_server.n_ctx,
+        retries=None,
+        prices={},
+        timeout=300,
+    )
+    trims: list[ConversationTrimmedEvent] = []
+    bus.register_event_handler(ConversationTrimmedEvent, trims.append)
+    try:
+        for turn in range(6):  # about 520 real tokens a turn: the oldest leave from the 4th on
+            result = await bus.execute(
+                PromptCommand(prompt=f"Turn {turn}. Summarise: {PROSE * 6}", max_tokens=8)
+            )
+            assert result.success, result.error
+    finally:
+        await provider.aclose()
+    await bus.wait_for_events()
+    assert trims
+    assert len(engine.conversations.get("default").messages) == 12  # the store keeps all

@@ -4,12 +4,15 @@ The system prompt stays; turns go whole (a tool call never without its results);
 the prompt's own turn is never cut, and a turn that alone does not fit is a
 :class:`~llmgine.errors.ContextWindowError` before anything is sent. Each trim is a
 ``ConversationTrimmedEvent``. Only the request is trimmed: the store keeps every message.
+Tokens are counted with the model's tokenizer when llmgine has it (the local model's),
+otherwise estimated high (:func:`estimate_tokens`), so a trimmed request fits the server.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -22,7 +25,7 @@ if TYPE_CHECKING:
     from llmgine.bus.bus import MessageBus
     from llmgine.llm.commands import PromptCommand
 
-__all__ = ["ContextWindow", "token_counter"]
+__all__ = ["ContextWindow", "estimate_tokens", "token_counter"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +34,46 @@ TokenCounter = Callable[[str], int]
 MESSAGE_OVERHEAD = 4
 """Tokens a chat template adds around each message (role markers)."""
 
+_LETTERS = re.compile(r"[A-Za-z]+")
+_SINGLES = re.compile(r"[0-9!-/:-@\[-`{-~]")  # ASCII digits and marks
+_SPACES = re.compile(r"\s\s+|\n")  # indentation, blank lines
+
+
+def estimate_tokens(text: str) -> int:
+    """A text's tokens, estimated high, for a window check without the model's tokenizer.
+
+    Tokenizers differ, and a window that is under-counted is a request the server
+    refuses, so each kind of character is counted at the most tokens common
+    tokenizers spend on it (measured with SmolLM2's, a small English vocabulary):
+
+    - a run of ASCII letters: one token a pair of letters past the first two, at least
+      one (short words are one token; base64, hashes and long or rare words go two
+      letters a token);
+    - each ASCII digit and each mark: one token (numbers are often split digit by digit);
+    - each other character: its UTF-8 bytes less one (CJK 2, emoji 3, accented and
+      Cyrillic letters 1; byte-level vocabularies spend up to a token a byte);
+    - a run of spaces with a line break or of two or more: one token;
+    - one more for the text (where a tokenizer's first piece differs).
+
+    It is never below :func:`~llmgine.llm.providers.base.count_tokens` (words and
+    marks, the usage estimate), which counts text without spaces as one token.
+    English prose comes out about a fifth above the real count; a tokenizer with a
+    large vocabulary (a hosted model's) uses fewer still, so trimming leaves room.
+    """
+    if not text:
+        return 0
+    letters = sum(max(1, (len(run) - 2) // 2) for run in _LETTERS.findall(text))
+    other = len(text.encode("utf-8", "surrogatepass")) - len(text)  # bytes past one a character
+    singles = len(_SINGLES.findall(text))
+    spaces = len(_SPACES.findall(text))
+    return max(1 + letters + other + singles + spaces, count_tokens(text))
+
 
 async def token_counter(provider: Provider) -> TokenCounter | None:
     """The tokenizer of ``provider``'s model as a counter, if llmgine can reach it.
 
     The local model (``model="local"``) has one; for other providers ``None`` (the
-    estimate of :func:`~llmgine.llm.providers.base.count_tokens` is used).
+    window is then checked with :func:`estimate_tokens`, which counts high).
     """
     while (inner := getattr(provider, "inner", None)) is not None:
         provider = inner
@@ -58,7 +95,8 @@ class ContextWindow:
 
     Args:
         limit: The window, in tokens.
-        counter: Counts a text's tokens (the model's tokenizer); ``None`` estimates.
+        counter: Counts a text's tokens (the model's tokenizer); ``None`` estimates high
+            (:func:`estimate_tokens`).
         bus: Where ``ConversationTrimmedEvent`` goes.
         command: The prompt (its conversation and id; its ``max_tokens`` is kept free
             for the answer).
@@ -72,7 +110,8 @@ class ContextWindow:
         command: PromptCommand,
     ) -> None:
         self.limit = limit
-        self.count = counter or count_tokens
+        self.count = counter or estimate_tokens
+        self.exact = counter is not None
         self.bus = bus
         self.command = command
         self.room = limit - (command.max_tokens or 0)
@@ -112,13 +151,15 @@ class ContextWindow:
         if fixed > self.room:
             reserved = self.limit - self.room
             raise ContextWindowError(
-                f"This prompt's turn needs {fixed} tokens (system prompt, tool definitions and "
-                "the turn so far), "
+                f"This prompt's turn needs {fixed} tokens"
+                + ("" if self.exact else " (estimated high, without the model's tokenizer)")
+                + " for the system prompt, tool definitions and the turn so far, "
                 f"more than max_context_tokens={self.limit}"
                 + (f" less max_tokens={reserved} kept for the answer" if reserved else "")
                 + ": nothing was sent and the conversation is unchanged. Shorten the prompt "
                 "(or the tools' results), or raise max_context_tokens on the prompt or the "
-                "LLMEngine."
+                "LLMEngine (up to the model's window)"
+                + (", or lower max_tokens." if reserved else ".")
             )
         start, used = len(history), fixed
         while start > 0:
