@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 from uuid import UUID
 
+from pydantic import BaseModel
+
 from llmgine.errors import ProviderTimeoutError, StructuredOutputError
+from llmgine.llm.cache.acceptance import accepting
 from llmgine.llm.commands import PromptCommand
 from llmgine.llm.conversations.conversation import Conversation
 from llmgine.llm.conversations.trimming import ContextWindow
@@ -131,9 +135,18 @@ class PromptRun:
         """The answer, validated against the prompt's ``output_type`` when it has one.
 
         An answer that does not validate goes back to the model with the error, up to
-        ``max_output_retries`` times; then the prompt fails.
+        ``max_output_retries`` times; then the prompt fails. Each retry sends every
+        invalid answer so far with its error, so no retry repeats the one before
+        (which the cache would answer). The cache keeps only answers that validate:
+        a prompt that failed asks the model again when it is run again.
         """
         output_type = self.command.output_type
+        if output_type is None:
+            return await self._checked_answer(None)
+        with accepting(partial(_acceptable, output_type)):
+            return await self._checked_answer(output_type)
+
+    async def _checked_answer(self, output_type: type[BaseModel] | None) -> Any:
         while True:
             answer = await self._tool_rounds()
             if isinstance(answer, str):  # the tool round limit: the note is the result
@@ -152,7 +165,7 @@ class PromptRun:
                     "max_output_retries on the LLMEngine."
                 )
             self.output_retries += 1
-            self.correction = [message, correction(output_type, parsed)]
+            self.correction += [message, correction(output_type, parsed)]
 
     async def _tool_rounds(self) -> Completion | str:
         """Call the model and run the tools it asks for, until it answers without tools.
@@ -250,6 +263,13 @@ class PromptRun:
             current,
             extras=(self.tools, self.schema),
         )
+
+
+def _acceptable(output_type: type[BaseModel], completion: Completion) -> bool:
+    """Whether the cache may keep ``completion``: it asks for tools, or it validates."""
+    if completion.tool_calls:
+        return True
+    return not isinstance(parse_output(output_type, completion.content), str)
 
 
 class Sinks:

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from llmgine.bus import MessageBus
 from llmgine.errors import ConfigurationError
 from llmgine.llm import LLMEngine, LLMResponseEvent, OpenAIProvider, PromptCommand
 from llmgine.llm.cache import LLMCache, open_cache
+from llmgine.llm.cache.acceptance import accepting
 from llmgine.llm.pipeline import Cached
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.types import ChatMessage, Completion, LLMRequest, StreamChunk, Usage
@@ -348,3 +350,84 @@ async def test_two_servers_or_two_paths_of_one_server_are_never_one_cache_entry(
         one = OpenAIProvider("m", api_key="x", base_url=a.base_url).endpoint
         other = OpenAIProvider("m", api_key="x", base_url=a.base_url + "/gateway").endpoint
         assert one != other
+
+
+class City(BaseModel):
+    name: str
+    country: str
+
+
+PARIS = '{"name": "Paris", "country": "France"}'
+
+
+async def test_a_structured_prompt_that_failed_asks_the_model_again_when_run_again(
+    bus: MessageBus, engine: LLMEngine, server: FakeOpenAIServer
+) -> None:
+    for _ in range(3):  # the first try and both output retries
+        server.add_text("Sorry, I cannot answer in JSON.")
+    failed = await bus.execute(prompt("A city?", output_type=City, temperature=0.9))
+    assert failed.error_type == "StructuredOutputError"
+    assert len(server.requests) == 3  # every retry asked the model: none was a hit
+    server.add_text(PARIS)  # the model would now answer well
+    again = await bus.execute(prompt("A city?", output_type=City, temperature=0.9))
+    assert again.result == City(name="Paris", country="France")
+    assert len(server.requests) == 4
+    third = await bus.execute(prompt("A city?", output_type=City, temperature=0.9))
+    assert third.result == again.result and third.metadata["cached"]  # the valid one was kept
+    assert len(server.requests) == 4
+
+
+async def test_the_valid_answer_after_an_output_retry_is_kept_for_its_own_request(
+    bus: MessageBus, engine: LLMEngine, server: FakeOpenAIServer
+) -> None:
+    server.add_text('{"name": "Paris"}')
+    server.add_text(PARIS)
+    first = await bus.execute(prompt("A city?", output_type=City))
+    assert first.success and first.metadata["output_retries"] == 1
+    server.add_text(PARIS)
+    second = await bus.execute(prompt("A city?", output_type=City))
+    assert second.result == first.result
+    # The first request's invalid answer was not kept: asked again, it answered well.
+    assert len(server.requests) == 3 and not second.metadata["cached"]
+
+
+@pytest.mark.timeout(60)
+async def test_ten_identical_concurrent_structured_prompts_make_one_request(
+    bus: MessageBus, engine: LLMEngine, server: FakeOpenAIServer
+) -> None:
+    server.add_text(PARIS)
+    commands = [prompt("A city?", output_type=City) for _ in range(10)]
+    results = await asyncio.gather(*(bus.execute(c) for c in commands))
+    assert all(r.result == City(name="Paris", country="France") for r in results)
+    assert len(server.requests) == 1
+
+
+class Answers(Provider):
+    """Answers with the given texts in turn, counting its calls."""
+
+    name = "answers"
+
+    def __init__(self, *replies: str) -> None:
+        super().__init__("answers-1")
+        self.replies = list(replies)
+        self.calls = 0
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        self.calls += 1
+        return Completion(content=self.replies.pop(0))
+
+
+async def test_a_kept_answer_the_prompt_does_not_accept_is_asked_for_again_and_replaced(
+    tmp_path: Path,
+) -> None:
+    provider = Answers("not JSON", PARIS, "never asked")
+    cache = LLMCache(tmp_path / "calls.sqlite3")
+    cached = Cached(provider, cache)
+    request = LLMRequest(model="answers-1", messages=[ChatMessage(role="user", content="A city?")])
+    assert (await cached.complete(request)).content == "not JSON"  # kept: no prompt refused it
+    with accepting(lambda answer: answer.content == PARIS):
+        assert (await cached.complete(request)).content == PARIS  # the kept one is passed over
+        hit = await cached.complete(request)
+    assert (hit.content, hit.cached, provider.calls) == (PARIS, True, 2)
+    assert (cache.hits, cache.misses) == (1, 2)
+    await cache.aclose()

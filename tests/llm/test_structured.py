@@ -168,3 +168,18 @@ async def test_a_server_without_json_schema_mode_gets_json_object_then_the_promp
     assert server.requests[1]["response_format"]["schema"]["title"] == "City"
     for prompted in server.requests[3:]:
         assert prompted["messages"][0]["content"].startswith("Answer with only a JSON object")
+
+
+async def test_each_output_retry_sends_every_invalid_answer_so_far_so_no_two_requests_repeat(
+    bus: MessageBus,
+) -> None:
+    provider = ScriptedProvider(
+        ["Sorry, no JSON."] * 3 + ['{"name": "Paris", "country": "France"}']
+    )
+    engine = LLMEngine(bus, provider=provider, max_output_retries=3)
+    assert await engine.chat("A city?", output_type=City) == City(name="Paris", country="France")
+    requests = [[m.content for m in r.messages if m.role != "system"] for r in provider.requests]
+    assert len(requests) == 4 and len({tuple(r) for r in requests}) == 4
+    third = requests[3]  # the prompt, then each invalid answer and its error in turn
+    assert third[0] == "A city?" and third[1::2] == ["Sorry, no JSON."] * 3
+    assert all("not a valid City" in (text or "") for text in third[2::2])

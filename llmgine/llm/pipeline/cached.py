@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TypeGuard
 
 from llmgine.llm.cache import LLMCache
+from llmgine.llm.cache.acceptance import accepted
 from llmgine.llm.providers.base import Provider, word_chunks
 from llmgine.llm.providers.wrapper import WrapperProvider
 from llmgine.llm.types import Completion, LLMRequest, StreamChunk
@@ -19,8 +21,11 @@ class Cached(WrapperProvider):
     original cost in ``cost_saved_usd``; streamed, it is replayed as word-sized deltas
     then the whole answer. Only an answer that completed is kept: a call that fails,
     is cancelled or times out leaves nothing behind, nor does a fallback model's answer
-    (the key names the model asked, not the one that stood in). Identical concurrent requests make
-    one call (see :class:`~llmgine.llm.cache.single_flight.SingleFlight`).
+    (the key names the model asked, not the one that stood in), nor one the prompt does
+    not accept (a structured answer that does not validate: see
+    :mod:`~llmgine.llm.cache.acceptance`); a kept answer the prompt does not accept is
+    asked for again and replaced. Identical concurrent requests make one call (see
+    :class:`~llmgine.llm.cache.single_flight.SingleFlight`).
 
     Args:
         inner: The next step (pricing and the real provider below it).
@@ -38,14 +43,26 @@ class Cached(WrapperProvider):
     async def _keep(self, key: str, request: LLMRequest, completion: Completion) -> None:
         if completion.fallback_from:
             return  # another model answered: not the answer of the model this key names
+        if not accepted(completion):
+            return  # the prompt refuses it (invalid structured output): the next run asks again
         model = completion.model or request.model
         await self.cache.keep(key, completion, provider=self.name, model=model)
+
+    def _usable(self, hit: Completion | None) -> TypeGuard[Completion]:
+        """Whether ``hit`` answers the prompt; one it does not accept counts as a miss."""
+        if hit is None:
+            return False
+        if accepted(hit):
+            return True
+        self.cache.hits -= 1
+        self.cache.misses += 1
+        return False
 
     async def complete(self, request: LLMRequest) -> Completion:
         """The cached answer to ``request``, or the model's (then kept)."""
         key = self._key(request)
         async with self.cache.serve(key) as hit:
-            if hit is not None:
+            if self._usable(hit):
                 return hit
             completion = await self.inner.complete(request)
             await self._keep(key, request, completion)
@@ -55,7 +72,7 @@ class Cached(WrapperProvider):
         """The cached answer replayed as deltas, or the model's stream (its answer kept)."""
         key = self._key(request)
         async with self.cache.serve(key) as hit:
-            if hit is not None:
+            if self._usable(hit):
                 for piece in word_chunks(hit.content or ""):
                     yield StreamChunk(delta=piece)
                 yield StreamChunk(completion=hit)

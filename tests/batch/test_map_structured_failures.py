@@ -1,0 +1,44 @@
+"""``map`` with an ``output_type``: a row whose answer failed validation is sent again on a re-run.
+
+Only answers that validate are kept in the call cache, so re-running a map after a
+model's bad answers asks the model again for those rows (and only those).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from pydantic import BaseModel
+
+from llmgine.bus import MessageBus
+from llmgine.llm import LLMEngine, OpenAIProvider
+from llmgine.testing import FakeOpenAIServer
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class City(BaseModel):
+    name: str
+    country: str
+
+
+async def test_a_rerun_map_sends_again_only_the_rows_that_failed_validation(
+    bus: MessageBus,
+) -> None:
+    frame = pd.DataFrame({"q": ["Paris"]})
+    with FakeOpenAIServer() as server:
+        provider = OpenAIProvider("fake-gpt", api_key="sk-test", base_url=server.base_url)
+        engine = LLMEngine(bus, provider=provider, max_output_retries=1)
+        server.add_text("no JSON here")
+        server.add_text("still no JSON")
+        first = await engine.map(frame, "City of {q}?", output_type=City, progress=False)
+        assert str(first["error"].iloc[0]).startswith("StructuredOutputError")
+        assert len(server.requests) == 2
+        server.add_text('{"name": "Paris", "country": "France"}')
+        second = await engine.map(frame, "City of {q}?", output_type=City, progress=False)
+        assert second["error"].isna().all()
+        assert second["name"].tolist() == ["Paris"]
+        assert len(server.requests) == 3
+        third = await engine.map(frame, "City of {q}?", output_type=City, progress=False)
+        assert third["cached"].tolist() == [True] and len(server.requests) == 3
+        await engine.aclose()
