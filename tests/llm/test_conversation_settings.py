@@ -110,3 +110,12 @@ async def test_the_memory_store_forks_the_turns_list_counts() -> None:
     assert prompts(3) == ["m3", "m4"]
     assert prompts(None) == ["m3", "m4"]
     await bus.stop()
+
+
+def test_a_file_put_where_the_stores_folder_goes_is_a_clear_error_at_first_use(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteConversationStore(tmp_path / "sub" / "chats.db")
+    (tmp_path / "sub").write_text("made after the store")
+    with pytest.raises(ConfigurationError, match=r"Cannot use .*sub/chats\.db as a conversation"):
+        store.exists("x")

@@ -109,8 +109,8 @@ class SQLiteConversationStore:
     def _connection(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(
                     self.path, timeout=self.busy_timeout, isolation_level=None,
                     check_same_thread=False,
@@ -124,10 +124,10 @@ class SQLiteConversationStore:
                             db.execute(statement)
                     db.execute("COMMIT")
                     self._ready = True
-            except sqlite3.DatabaseError as exc:
+            except (sqlite3.DatabaseError, OSError) as exc:  # not a database; no folder
                 raise ConfigurationError(
                     f"Cannot use {self.path} as a conversation store ({exc}); give the path "
-                    "of a new file or of one llmgine made."
+                    "of a new file (in a folder you may write) or of one llmgine made."
                 ) from exc
             self._local.db = db
             with self._lock:
