@@ -350,3 +350,45 @@ def test_the_answers_in_memory_are_bounded_by_the_memory_their_text_takes() -> N
     assert (recent.get("long"), len(recent)) == (None, 1)
     recent.clear()
     assert (len(recent), recent.bytes) == (0, 0)
+
+
+def test_a_path_ending_with_a_separator_is_a_folder_for_the_cache_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert LLMCache("answers/").path == Path("answers") / "calls.sqlite3"
+    assert LLMCache(f"{tmp_path}/deeper/answers/").path == (
+        tmp_path / "deeper" / "answers" / "calls.sqlite3"
+    )
+
+
+async def test_a_new_folder_given_with_a_separator_is_made_and_holds_the_cache_file(
+    bus: MessageBus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    engine = LLMEngine(bus, model="offline", cache="newdir/")
+    await engine.chat("Hi", conversation_id="a")
+    assert (tmp_path / "newdir").is_dir()
+    assert (tmp_path / "newdir" / "calls.sqlite3").is_file()
+    await engine.aclose()
+
+
+@pytest.mark.parametrize("setting", ["afile/calls.sqlite3", "afile/", "afile/deeper/x.db"])
+def test_a_cache_under_a_file_is_a_configuration_error_when_the_engine_is_made(
+    bus: MessageBus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("notes")
+    with pytest.raises(ConfigurationError, match="which is a file, not a folder") as caught:
+        LLMEngine(bus, model="offline", cache=setting)
+    assert str(tmp_path / "afile") in str(caught.value)
+    assert (tmp_path / "afile").read_text() == "notes"
+
+
+def test_a_default_cache_folder_that_is_a_file_is_a_configuration_error_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "afile").write_text("notes")
+    monkeypatch.setenv("LLMGINE_CACHE_DIR", str(tmp_path / "afile"))
+    with pytest.raises(ConfigurationError, match="LLMGINE_CACHE_DIR"):
+        LLMCache()

@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from llmgine._urls import redact_url
+from llmgine._urls import redact_text, redact_url
 from llmgine.errors import ConfigurationError
 
 __all__ = ["CACHE_DIR_VARIABLE", "FILENAME", "cache_file", "default_cache_dir"]
@@ -29,18 +29,46 @@ def default_cache_dir() -> Path:
 def cache_file(path: str | os.PathLike[str] | None = None) -> Path:
     """The SQLite file for ``path``: the default file, a folder's ``calls.sqlite3``, or the file.
 
+    A path that ends with a separator (``"answers/"``) or names a folder that exists is a
+    folder, made when first used; any other path is the file itself.
+
     Args:
-        path: ``None`` (the default folder), a folder that exists, or a file.
+        path: ``None`` (the default folder), a folder, or a file.
 
     Raises:
         ConfigurationError: ``path`` is a URL (``redis://...``): a cache is a file here,
-            or the connected bus's Redis with ``cache="redis"``.
+            or the connected bus's Redis with ``cache="redis"``; or the file would be
+            under a file (``"notes.txt/calls.sqlite3"``), where no folder can be made.
     """
     if path is None:
-        return default_cache_dir() / FILENAME
-    _refuse_url(os.fspath(path))
+        chosen = default_cache_dir() / FILENAME
+        _check_folders(chosen, f"the default folder, or ${CACHE_DIR_VARIABLE}")
+        return chosen
+    text = os.fsdecode(path)
+    _refuse_url(text)
     chosen = Path(path).expanduser()
-    return chosen / FILENAME if chosen.is_dir() else chosen
+    if text.endswith(_SEPARATORS) or chosen.is_dir():
+        chosen = chosen / FILENAME
+    _check_folders(chosen, f"cache={redact_text(text)!r}")
+    return chosen
+
+
+_SEPARATORS = tuple(s for s in (os.sep, os.altsep, "/") if s)
+"""A path ending with one of these names a folder."""
+
+
+def _check_folders(file: Path, given: str) -> None:
+    """Refuse a file that would be under a file: its folder could never be made."""
+    for folder in file.expanduser().absolute().parents:
+        if not folder.exists():
+            continue
+        if not folder.is_dir():
+            raise ConfigurationError(
+                f"The call cache's file {redact_text(str(file))} ({given}) is under "
+                f"{redact_text(str(folder))}, which is a file, not a folder: give a path in a "
+                "folder, e.g. cache='answers/' for answers/calls.sqlite3 (or remove that file)."
+            )
+        return
 
 
 _URL = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.\-]*://")
