@@ -92,13 +92,14 @@ async def test_fork_at_a_turn_that_is_not_a_whole_number_is_a_type_error(
     await bus.stop()
 
 
-async def test_the_memory_store_forks_the_turns_list_counts() -> None:
+async def test_the_memory_store_lists_numbers_and_forks_the_turns_it_kept_alike() -> None:
     bus = await quiet_bus()
     engine = LLMEngine(bus, model="offline", max_history=4)  # two turns kept in memory
     for i in range(5):
         await engine.chat(f"m{i}", conversation_id="c")
     conversations = engine.conversations
     assert conversations.list().set_index("id")["turns"].to_dict() == {"c": 2}
+    assert conversations.get("c").turns == [1, 1, 2, 2]  # numbered from the oldest kept
 
     def prompts(at_turn: int | None) -> list[str | None]:
         fork = conversations.get(conversations.fork("c", at_turn))

@@ -31,8 +31,8 @@ class MemoryConversationStore:
     """Conversations in this process's memory (lost with it).
 
     Args:
-        max_messages: Messages kept per conversation (older turns are forgotten whole);
-            ``None`` keeps every message.
+        max_messages: Messages kept per conversation (older turns are forgotten whole,
+            and the turns kept numbered from 1 again); ``None`` keeps every message.
     """
 
     blocking = False
@@ -67,8 +67,11 @@ class MemoryConversationStore:
             record.turns += [record.last_turn] * len(messages)
             record.last_activity = time.time()
             start = tail(record.turns, self.max_messages)
-            if start:
+            if start:  # older turns are forgotten: the oldest kept is turn 1 again
                 del record.messages[:start], record.turns[:start]
+                shift = record.turns[0] - 1
+                record.turns = [turn - shift for turn in record.turns]
+                record.last_turn -= shift
             return record.last_turn
 
     def set_system_prompt(self, conversation_id: str, system_prompt: str | None) -> None:
@@ -93,19 +96,17 @@ class MemoryConversationStore:
             return self._records.pop(conversation_id, None) is not None
 
     def fork(self, conversation_id: str, new_id: str, at_turn: int | None) -> bool:
-        """Copy a conversation up to its ``at_turn``-th turn kept here.
+        """Copy a conversation up to turn ``at_turn`` (all with ``None``).
 
-        Turns are counted as :meth:`summaries` counts them: 1 is the oldest turn still in
-        memory (with ``max_messages``, older turns are forgotten), so ``at_turn=1`` copies
-        that turn and ``at_turn`` past the last copies every one.
+        Turns are numbered as :meth:`summaries` counts them: 1 is the oldest turn still
+        in memory (with ``max_messages`` older turns are forgotten, and the rest
+        numbered again from 1).
         """
         with self._lock:
             record = self._records.get(conversation_id)
             if record is None:
                 return False
-            kept = list(dict.fromkeys(record.turns))  # the turn numbers kept, oldest first
-            last = None if at_turn is None or at_turn > len(kept) else (kept[:at_turn] or [0])[-1]
-            keep = [i for i, turn in enumerate(record.turns) if last is None or turn <= last]
+            keep = [i for i, turn in enumerate(record.turns) if at_turn is None or turn <= at_turn]
             turns = [record.turns[i] for i in keep]
             self._records[new_id] = _Record(
                 record.system_prompt,
