@@ -3,9 +3,11 @@
 A call that would start once its budget is spent fails before anything is sent, with
 :class:`~llmgine.errors.BudgetExceededError` (the prompt's ``CommandResult`` is failed).
 The spend is counted after each call: its ``cost_usd`` and its tokens (a cache hit
-spends nothing). A call whose price is unknown counts its tokens only, with a warning
-that a dollar budget cannot count it. Calls already under way finish: concurrent
-calls can overspend by at most what they cost.
+spends nothing). A dollar budget fails closed on a model whose price is unknown: the
+call is refused before it is sent (``ConfigurationError`` naming the model: price it
+with ``LLMEngine(prices=...)`` or budget tokens instead); a token budget counts the
+tokens of such calls. Calls already under way finish: concurrent calls can overspend
+by at most what they cost.
 
 Where the spend is kept: in the engine while its bus is local; in the shared bus's
 Redis once it is connected (``bus.connect(...)``), one counter per namespace

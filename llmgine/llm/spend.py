@@ -1,4 +1,10 @@
-"""What an engine's calls have cost: totals by model and by conversation (``engine.spend``)."""
+"""What an engine's calls have cost: totals by model and by conversation (``engine.spend``).
+
+A cost that is not known is never shown as 0: where every call of a group has an
+unknown price (``cost_usd`` None) its cost is ``None`` (NaN in a frame); where only
+some have, the cost is what the priced calls cost and ``unpriced_calls`` says how
+many are left out, as in ``%llmgine cost`` and ``python -m llmgine log``.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ class SpendLine:
     """Of the input tokens, those the server read from its prompt cache."""
     output_tokens: int = 0
     cost_usd: float = 0.0
-    """What the priced calls cost, in US dollars."""
+    """What the priced calls cost, in US dollars (see :attr:`usd`: ``None`` if none is)."""
     saved_usd: float = 0.0
     """What the cache hits would have cost."""
 
@@ -48,9 +54,23 @@ class SpendLine:
         """Input and output tokens spent."""
         return self.input_tokens + self.output_tokens
 
+    @property
+    def usd(self) -> float | None:
+        """What the calls cost; ``None`` when the price of every call sent is unknown.
+
+        Cache hits sent nothing and spent nothing: they leave it unknown (never 0).
+        """
+        if self.unpriced_calls and self.unpriced_calls == self.calls - self.cached_calls:
+            return None
+        return self.cost_usd
+
     def summary(self) -> dict[str, Any]:
-        """The line as a plain dict, with ``tokens`` (input + output)."""
-        return {**asdict(self), "tokens": self.tokens}
+        """The line as a plain dict, with ``tokens`` (input + output).
+
+        ``cost_usd`` is ``None`` when every call's price is unknown; ``unpriced_calls``
+        says how many calls it leaves out.
+        """
+        return {**asdict(self), "cost_usd": self.usd, "tokens": self.tokens}
 
 
 class Spend:
@@ -112,9 +132,13 @@ class Spend:
         return total
 
     @property
-    def usd(self) -> float:
-        """US dollars spent by the priced calls (see ``unpriced_calls`` for the others)."""
-        return sum(line.cost_usd for line in self._lines.values())
+    def usd(self) -> float | None:
+        """US dollars spent by the priced calls; ``None`` when every call's price is unknown.
+
+        When only some calls' price is unknown, this is what the others cost:
+        ``to_dict()["unpriced_calls"]`` says how many are left out.
+        """
+        return self._total().usd
 
     @property
     def tokens(self) -> int:
@@ -133,18 +157,27 @@ class Spend:
         return {name: line.summary() for name, line in grouped.items()}
 
     def by_model(self) -> dict[str, dict[str, Any]]:
-        """``{model: {"calls", "tokens", "cost_usd", ...}}``."""
+        """``{model: {"calls", "tokens", "cost_usd", "unpriced_calls", ...}}``.
+
+        ``cost_usd`` is ``None`` for a model whose every call has an unknown price.
+        """
         return self._by(0)
 
     def by_conversation(self) -> dict[str, dict[str, Any]]:
-        """``{conversation_id: {"calls", "tokens", "cost_usd", ...}}``."""
+        """``{conversation_id: {"calls", "tokens", "cost_usd", "unpriced_calls", ...}}``.
+
+        ``cost_usd`` is ``None`` for a conversation whose every call has an unknown price.
+        """
         return self._by(1)
 
     def to_dict(self) -> dict[str, Any]:
-        """Totals (``usd``, ``tokens``, ``calls``, ...), ``by_model`` and ``by_conversation``."""
+        """Totals (``usd``, ``tokens``, ``calls``, ...), ``by_model`` and ``by_conversation``.
+
+        ``usd`` is ``None`` when every call's price is unknown (see :attr:`usd`).
+        """
         total = self._total()
         return {
-            "usd": total.cost_usd,
+            "usd": total.usd,
             "tokens": total.tokens,
             "calls": total.calls,
             "cached_calls": total.cached_calls,
@@ -155,7 +188,11 @@ class Spend:
         }
 
     def frame(self) -> pd.DataFrame:
-        """One row per model and conversation: calls, tokens, ``cost_usd``, ``saved_usd``, ..."""
+        """One row per model and conversation: calls, tokens, ``cost_usd``, ``saved_usd``, ...
+
+        ``cost_usd`` is NaN on a row whose every call has an unknown price; otherwise
+        what its priced calls cost, ``unpriced_calls`` saying how many are left out.
+        """
         import pandas as pd
 
         columns = ["model", "conversation_id", *SpendLine.__dataclass_fields__, "tokens"]
@@ -163,11 +200,15 @@ class Spend:
             {"model": model, "conversation_id": conversation, **line.summary()}
             for (model, conversation), line in self._lines.items()
         ]
-        return pd.DataFrame(rows, columns=columns)
+        frame = pd.DataFrame(rows, columns=columns)
+        frame["cost_usd"] = frame["cost_usd"].astype("float64")  # None: NaN, never 0
+        return frame
 
     def __repr__(self) -> str:
         total = self._total()
-        unpriced = f", {total.unpriced_calls} unpriced" if total.unpriced_calls else ""
-        return (
-            f"Spend(${total.cost_usd:.4f}, {total.tokens:,} tokens, {total.calls} calls{unpriced})"
+        usd = total.usd
+        cost = "price unknown" if usd is None else f"${usd:.4f}"
+        unpriced = (
+            f", {total.unpriced_calls} unpriced" if total.unpriced_calls and usd is not None else ""
         )
+        return f"Spend({cost}, {total.tokens:,} tokens, {total.calls} calls{unpriced})"

@@ -6,7 +6,7 @@ priced at $1,000 per million tokens both ways, so every call costs exactly $0.20
 
 from __future__ import annotations
 
-import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -154,12 +154,11 @@ class Unpriced(ScriptedProvider):
     name = "my-provider"
 
 
-async def test_a_call_of_unknown_price_counts_its_tokens_and_warns_once(
-    bus: MessageBus, caplog: pytest.LogCaptureFixture
+async def test_a_token_budget_counts_the_tokens_of_calls_of_unknown_price(
+    bus: MessageBus,
 ) -> None:
-    caplog.set_level(logging.WARNING, "llmgine.llm.budget")
     provider = Unpriced([reply() for _ in range(6)], model="unpriced")
-    engine = LLMEngine(bus, provider=provider, budget=Budget(usd=1.0, tokens=1_000))
+    engine = LLMEngine(bus, provider=provider, budget=Budget(tokens=1_000))
     for _ in range(5):
         assert (await bus.execute(PromptCommand(prompt="go"))).success
     refused = await bus.execute(PromptCommand(prompt="go"))
@@ -168,9 +167,70 @@ async def test_a_call_of_unknown_price_counts_its_tokens_and_warns_once(
     )
     assert len(provider.requests) == 5
     assert engine.spend.to_dict()["unpriced_calls"] == 5
-    warnings = [r.getMessage() for r in caplog.records if r.name == "llmgine.llm.budget"]
-    assert len(warnings) == 1
-    assert "cannot count the dollars of model 'unpriced'" in warnings[0]
+
+
+@pytest.mark.parametrize("budget", [Budget(usd=1.0), Budget(usd=1.0, tokens=1_000)])
+async def test_a_dollar_budget_refuses_a_model_of_unknown_price_before_sending(
+    bus: MessageBus, budget: Budget
+) -> None:
+    # Fail closed: a budget that cannot count a call's dollars must not let it through.
+    provider = Unpriced([reply() for _ in range(3)], model="unpriced")
+    engine = LLMEngine(bus, provider=provider, budget=budget)
+    for _ in range(2):
+        refused = await bus.execute(PromptCommand(prompt="go"))
+        assert not refused.success and refused.error_type == "ConfigurationError"
+        error = str(refused.error)
+        assert "cannot count my-provider model 'unpriced'" in error
+        assert "the call was not sent" in error
+        assert "prices={'unpriced': Price(" in error and "Budget(tokens=...)" in error
+    assert provider.requests == []
+    assert engine.spend.calls == 0
+
+
+async def test_a_dollar_budget_sends_a_model_priced_with_prices(bus: MessageBus) -> None:
+    provider = Unpriced([reply()], model="unpriced")
+    prices = {"unpriced": Price(input_per_mtok=1, output_per_mtok=1)}
+    engine = LLMEngine(bus, provider=provider, prices=prices, budget=Budget(usd=1.0))
+    assert (await bus.execute(PromptCommand(prompt="go"))).success
+    assert engine.spend.usd == pytest.approx(0.0002)
+
+
+async def test_an_unknown_cost_is_none_in_spend_never_0(bus: MessageBus) -> None:
+    provider = Unpriced([reply() for _ in range(2)], model="unpriced")
+    engine = LLMEngine(bus, provider=provider)
+    await bus.execute(PromptCommand(prompt="a", conversation_id="a"))
+    await bus.execute(PromptCommand(prompt="b", conversation_id="b"))
+    spend = engine.spend
+    assert spend.usd is None and spend.to_dict()["usd"] is None
+    assert spend.by_model()["unpriced"]["cost_usd"] is None
+    assert spend.by_model()["unpriced"]["unpriced_calls"] == 2
+    assert spend.by_conversation()["a"]["cost_usd"] is None
+    assert spend.frame()["cost_usd"].isna().all()
+    assert repr(spend) == "Spend(price unknown, 400 tokens, 2 calls)"
+
+
+async def test_spend_keeps_the_known_cost_and_counts_the_unpriced_calls(
+    bus: MessageBus,
+) -> None:
+    keeper = BudgetKeeper(None, bus)
+    known = reply().model_copy(update={"usage": Usage(cost_usd=0.25)})
+    await keeper.add(PromptCommand(prompt="go", conversation_id="a"), "priced", known)
+    await keeper.add(PromptCommand(prompt="go", conversation_id="a"), "unpriced", reply())
+    hit = reply().model_copy(update={"cached": True, "usage": Usage(cost_usd=0.0)})
+    await keeper.add(PromptCommand(prompt="go", conversation_id="b"), "unpriced", hit)
+    spend = keeper.spend
+    assert spend.usd == pytest.approx(0.25)
+    assert spend.to_dict()["unpriced_calls"] == 1
+    by_conversation = spend.by_conversation()
+    assert by_conversation["a"]["cost_usd"] == pytest.approx(0.25)
+    assert by_conversation["a"]["unpriced_calls"] == 1
+    assert by_conversation["b"]["cost_usd"] == 0.0  # a hit spent nothing: known
+    assert spend.by_model()["unpriced"]["cost_usd"] is None  # the call it sent: unknown
+    frame = spend.frame().set_index(["model", "conversation_id"])
+    assert frame.loc[("priced", "a"), "cost_usd"] == pytest.approx(0.25)
+    assert math.isnan(frame.loc[("unpriced", "a"), "cost_usd"])
+    assert frame.loc[("unpriced", "b"), "cost_usd"] == 0.0
+    assert repr(spend) == "Spend($0.2500, 200 tokens, 3 calls, 1 unpriced)"
 
 
 async def test_the_error_carries_the_budget_and_the_spend_and_is_a_runtime_error(

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
+from llmgine.errors import ConfigurationError
 from llmgine.llm.pricing import Prices
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.providers.wrapper import WrapperProvider
-from llmgine.llm.types import Completion, LLMRequest, StreamChunk
+from llmgine.llm.types import Completion, LLMRequest, StreamChunk, Usage
+
+if TYPE_CHECKING:
+    from llmgine.llm.budget import Budget
 
 __all__ = ["Priced"]
 
@@ -20,6 +25,10 @@ class Priced(WrapperProvider):
     price comes from ``prices`` (see :mod:`llmgine.llm.pricing`), by the model the
     request named and the one the server says answered.
 
+    Under a dollar budget (``budget``, set by the budget step above it) a model whose
+    price is unknown is refused before anything is sent: a budget that cannot count
+    dollars must not let calls through uncounted (fail closed).
+
     Args:
         inner: The next step of the pipeline.
         prices: The engine's prices.
@@ -28,6 +37,24 @@ class Priced(WrapperProvider):
     def __init__(self, inner: Provider, prices: Prices) -> None:
         super().__init__(inner)
         self.prices = prices
+        self.budget: Budget | None = None
+        """The engine's budget when it limits dollars (set by ``Budgeted``)."""
+
+    def _check_price(self, request: LLMRequest) -> None:
+        """Refuse ``request`` unsent when a dollar budget cannot count its model's price."""
+        budget = self.budget
+        if budget is None or budget.usd is None:
+            return
+        if self.prices.cost(self.name, request.model, Usage(), endpoint=self.endpoint) is not None:
+            return
+        where = f" at {self.endpoint}" if self.endpoint else ""
+        raise ConfigurationError(
+            f"The budget of {budget} cannot count {self.name} model {request.model!r}{where}: "
+            "its price is unknown, so the call was not sent. Price it with "
+            f"LLMEngine(prices={{{request.model!r}: Price(input_per_mtok=..., "
+            "output_per_mtok=...)}) (US dollars per million tokens), or limit tokens "
+            "instead: Budget(tokens=...)."
+        )
 
     def _priced(self, request: LLMRequest, completion: Completion) -> Completion:
         usage = completion.usage
@@ -44,11 +71,21 @@ class Priced(WrapperProvider):
         return completion.model_copy(update={"usage": usage})
 
     async def complete(self, request: LLMRequest) -> Completion:
-        """Answer through the inner provider, priced."""
+        """Answer through the inner provider, priced.
+
+        Raises:
+            ConfigurationError: A dollar budget applies and the model's price is unknown.
+        """
+        self._check_price(request)
         return self._priced(request, await self.inner.complete(request))
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamChunk]:
-        """Stream through the inner provider; the final chunk's completion is priced."""
+        """Stream through the inner provider; the final chunk's completion is priced.
+
+        Raises:
+            ConfigurationError: A dollar budget applies and the model's price is unknown.
+        """
+        self._check_price(request)
         async for chunk in self.inner.stream(request):
             if chunk.completion is not None:
                 priced = self._priced(request, chunk.completion)

@@ -58,9 +58,13 @@ class CostNote(Note):
         self.by_conversation = by(calls, "conversation_id")
 
     @property
-    def usd(self) -> float:
-        """US dollars spent by the calls of known price."""
-        return float(self.calls["cost_usd"].sum())
+    def usd(self) -> float | None:
+        """US dollars spent by the calls of known price; ``None`` if no call sent has one."""
+        known = self.calls["cost_usd"].dropna()
+        sent = int(self.calls["calls"].sum() - self.calls["cached_calls"].sum())
+        if int(self.calls["unpriced_calls"].sum()) and len(known) == 0 and sent:
+            return None
+        return float(known.sum())
 
 
 def by(calls: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -68,8 +72,17 @@ def by(calls: pd.DataFrame, key: str) -> pd.DataFrame:
     numbers = ["calls", "cached_calls", "unpriced_calls", "tokens", "saved_usd"]
     grouped = calls.groupby(key, sort=True)
     frame = grouped[numbers].sum()
-    frame["cost_usd"] = grouped["cost_usd"].sum(min_count=1)  # all unknown: unknown, not 0
+    frame["cost_usd"] = grouped["cost_usd"].sum(min_count=1)
+    frame = _unknown_as_nan(frame)  # every call sent of unknown price: unknown, not 0
     return frame[["calls", "cached_calls", "unpriced_calls", "tokens", "cost_usd", "saved_usd"]]
+
+
+def _unknown_as_nan(frame: pd.DataFrame) -> pd.DataFrame:
+    """``cost_usd`` NaN where every call sent has an unknown price (as ``engine.spend``)."""
+    sent = frame["calls"] - frame["cached_calls"]
+    unknown = (frame["unpriced_calls"] > 0) & (frame["unpriced_calls"] == sent)
+    frame["cost_usd"] = frame["cost_usd"].astype("float64").mask(unknown)
+    return frame
 
 
 def spent(engine: LLMEngine) -> tuple[pd.DataFrame, str]:
@@ -79,9 +92,8 @@ def spent(engine: LLMEngine) -> tuple[pd.DataFrame, str]:
     if bus.log_path is not None:
         from llmgine.analysis import query
 
-        return query(bus, _SPEND_SQL), f"the log {bus.log_path.name}"
-    frame = engine.spend.frame()
-    frame["cost_usd"] = frame["cost_usd"].where(frame["calls"] > frame["unpriced_calls"])
+        return _unknown_as_nan(query(bus, _SPEND_SQL)), f"the log {bus.log_path.name}"
+    frame = engine.spend.frame()  # its cost_usd is NaN where unknown
     return frame.reindex(columns=COLUMNS), "the default engine (the bus writes no log)"
 
 
