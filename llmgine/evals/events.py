@@ -40,3 +40,6 @@ class EvaluationEvent(Event):
     """What went wrong, when the scorer raised (the score is then ``None``)."""
     trace_id: str | None = None
     """The trace of the row's prompt, which the output came from."""
+    run: str | None = None
+    """The id of the experiment's run that made the output (its prompts carry it as
+    ``experiment_run``): tells apart two runs of one name in one log."""

@@ -52,6 +52,8 @@ class Experiment:
     """For each result row, its data row's position in ``data``."""
     pass_fail: list[str] = field(default_factory=list, repr=False)
     """The scorers that returned bools: their intervals are Wilson's, the others' t."""
+    run: str | None = field(default=None, repr=False)
+    """The id of the run that made the outputs (its prompts' ``experiment_run``)."""
 
     @property
     def variants(self) -> list[str]:
@@ -68,7 +70,9 @@ class Experiment:
 
         Columns: ``n`` (data rows), ``errors`` (the share of outputs that failed), each
         score's mean and 95 % interval (``score.<name>``, ``.low``, ``.high``), ``cost_usd``
-        (judges included), ``latency_p50_ms``, ``latency_p95_ms``. A row's repeats are
+        (judges included; NaN, never 0, when every call's price is unknown, else the
+        known cost), ``unpriced_calls`` (calls of unknown price it leaves out),
+        ``latency_p50_ms``, ``latency_p95_ms``. A row's repeats are
         averaged first, so repeats never narrow an interval: Wilson's interval over the
         rows for a scorer that returned bools (pass/fail), Student's t over the rows'
         means otherwise.
@@ -89,7 +93,10 @@ class Experiment:
         return compare(self.results, baseline, positions=self.positions or None)
 
     def plot(self, scorer: str | None = None, ax: Axes | None = None) -> Axes:
-        """Each variant's mean score with its 95 % interval against its cost (matplotlib)."""
+        """Each variant's mean score with its 95 % interval against its cost (matplotlib).
+
+        A variant of unknown cost is left out and named under the axes (never at $0).
+        """
         from llmgine.evals.plot import plot_scores
 
         return plot_scores(self.summary(), scorer, ax)
@@ -122,6 +129,7 @@ class Experiment:
             output_type=self.output_type,
             bus=bus,
             run_map=run_map,
+            run=self.run,
         )
 
     async def arescore(
@@ -156,6 +164,7 @@ class Experiment:
             run_map=self.run_map,
             positions=list(context.positions),
             pass_fail=scored.pass_fail,
+            run=self.run,
         )
 
     def rescore(
@@ -221,7 +230,8 @@ class Experiment:
         """Rebuild the experiment ``name`` from a log file alone.
 
         Outputs come from its prompts' results, scores from its ``EvaluationEvent`` s
-        (the latest of each, so a rescore is what you get).
+        (the latest of each, so a rescore is what you get). When the log holds several
+        runs of that name (a cell run twice), the latest run is rebuilt, alone.
 
         Raises:
             ConfigurationError: The log holds no experiment of that name.

@@ -4,8 +4,10 @@ Each row's ``PromptCommand`` carries ``experiment``, ``variant`` and ``repeat`` 
 metadata (and ``map``'s row label and position); its ``CommandResultEvent`` (or
 ``CommandErrorEvent``) carries the output and the usage; every score is an
 ``EvaluationEvent``. Rows are told apart by their position in the data (so rows that
-share a label stay apart; by label in a log without positions). When a row ran more
-than once (a re-run, a rescore), the latest line wins. A scorer is pass/fail when
+share a label stay apart; by label in a log without positions). When the log holds
+several runs of one name (a cell run twice: each run's prompts and scores carry its
+id, ``experiment_run``), only the latest run is rebuilt; within it, when a row ran
+more than once (a rescore), the latest line wins. A scorer is pass/fail when
 every score it gave is labelled ``pass`` or ``fail``. A judge's cost is not rebuilt (its
 prompts are in the log as its own rows).
 """
@@ -65,6 +67,7 @@ def experiment_from_log(path: str | Path, name: str) -> Experiment:
                 "variant": str(meta["variant"]),
                 "repeat": int(meta.get("repeat", 0)),
                 "trace_id": envelope.trace_id,
+                "run": meta.get("experiment_run"),
             }
         elif key in _RESULTS:
             result = envelope.data.get("command_result") or {}
@@ -83,6 +86,11 @@ def experiment_from_log(path: str | Path, name: str) -> Experiment:
             f"The log {path} holds no experiment named {name!r}: check the name "
             "(run_experiment(name=...)) and that the log is the bus's that ran it."
         )
+    run = _latest_run(commands)
+    if run is not None:  # several runs of one name: the latest alone
+        commands = {k: c for k, c in commands.items() if c["run"] == run}
+        scores = {k: s for k, s in scores.items() if s.get("run") in (run, None)}
+        names = [n for n in names if any(k[3] == n for k in scores)]
     rows: dict[tuple[str, int, Any], dict[str, Any]] = {}
     positions: dict[tuple[str, int, Any], int | None] = {}
     places: dict[tuple[str, int, Any], tuple[str, int, Any]] = {}
@@ -162,7 +170,14 @@ def experiment_from_log(path: str | Path, name: str) -> Experiment:
         expected=expected,
         positions=[p for p in found if p is not None] if None not in found else [],
         pass_fail=[s for s in names if labels.get(s)],
+        run=run,
     )
+
+
+def _latest_run(commands: dict[str, dict[str, Any]]) -> str | None:
+    """The id of the run whose prompt came last in the log (``None``: a log without ids)."""
+    runs = [c["run"] for c in commands.values() if isinstance(c["run"], str)]
+    return runs[-1] if runs else None
 
 
 def _order(frame: Any) -> Any:

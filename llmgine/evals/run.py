@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -48,7 +49,7 @@ def variants_of(variants: Mapping[str, Mapping[str, Any]] | None) -> list[Varian
         raise ConfigurationError(
             'variants must be a dict of names to settings, e.g. {"small": {"model": "offline"}}.'
         )
-    found = []
+    found: list[Variant] = []
     for name, settings in variants.items():
         unknown = set(settings) - _VARIANT_KEYS
         if unknown:
@@ -56,6 +57,12 @@ def variants_of(variants: Mapping[str, Mapping[str, Any]] | None) -> list[Varian
                 f"Variant {name!r} has unknown settings {sorted(unknown)}: a variant takes "
                 f"{sorted(_VARIANT_KEYS)} (request options such as temperature go in "
                 '"options").'
+            )
+        if str(name) in (v.name for v in found):
+            same = [n for n in variants if str(n) == str(name)]
+            raise ConfigurationError(
+                f"Variants {same!r} have one name, {str(name)!r}, once written as text: "
+                "give each variant a name of its own (a string)."
             )
         found.append(
             Variant(
@@ -147,13 +154,19 @@ async def arun_experiment(
         progress: Show each ``map``'s progress bar.
 
     Raises:
-        ConfigurationError: A variant, a scorer, ``expected`` or ``repeats`` is wrong.
+        ConfigurationError: ``data`` has no rows; a variant (two names that are one as
+            text, ``{1: ..., "1": ...}``), a scorer, ``expected`` or ``repeats`` is wrong.
         TemplateError: A prompt does not fit ``data``'s columns.
     """
     import pandas as pd
 
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"run_experiment takes a pandas DataFrame; got {type(data).__name__}.")
+    if len(data) == 0:
+        raise ConfigurationError(
+            f"The data has no rows (columns {list(data.columns)}): an experiment needs at "
+            "least one row to run; check the filter or slice that made the frame."
+        )
     found = variants_of(variants)
     missing = [v.name for v in found if v.prompt is None and prompt is None]
     if missing:
@@ -189,6 +202,8 @@ async def arun_experiment(
             )
     from llmgine.batch import amap
 
+    run = uuid.uuid4().hex  # this run's id: from_log tells a re-run of the same name apart
+
     def run_map(frame: pd.DataFrame, template: Any, **options: Any) -> Any:
         return amap(frame, template, engine=engine, bus=bus, **options)
 
@@ -212,6 +227,7 @@ async def arun_experiment(
                     "variant": variant.name,
                     "repeat": repeat,
                     "expected": expected,  # the column's name, for from_log
+                    "experiment_run": run,
                 },
                 **variant.options,
             )
@@ -227,6 +243,7 @@ async def arun_experiment(
         output_type=output_type,
         bus=target,
         run_map=run_map,
+        run=run,
     )
     scored = await score_results(results, scorers, context)
     return Experiment(
@@ -240,6 +257,7 @@ async def arun_experiment(
         run_map=run_map,
         positions=positions,
         pass_fail=scored.pass_fail,
+        run=run,
     )
 
 

@@ -73,6 +73,8 @@ class ScoringContext:
     run_map: MapCall | None = None
     """How a judge's prompts are sent (``amap`` with the experiment's engine or bus)."""
     map_options: dict[str, Any] = field(default_factory=dict)
+    run: str | None = None
+    """The id of the run that made the outputs (in each score's event)."""
 
 
 def _outputs(results: pd.DataFrame, output_type: type[BaseModel] | None) -> list[Any]:
@@ -287,5 +289,6 @@ async def _publish(
                         explanation=cell.explanation,
                         error=cell.error,
                         trace_id=trace_id if isinstance(trace_id, str) else None,
+                        run=context.run,
                     )
                 )

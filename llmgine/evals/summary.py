@@ -125,8 +125,11 @@ def summarize(
 
     Columns: ``n`` (data rows; their repeats are averaged first), ``errors`` (the share
     of outputs that failed), per scorer ``score.<name>``, ``score.<name>.low`` and
-    ``score.<name>.high``, then ``cost_usd`` (the total, judges included),
-    ``judge_cost_usd`` when a judge ran, ``latency_p50_ms`` and ``latency_p95_ms``.
+    ``score.<name>.high``, then ``cost_usd`` (the total, judges included; NaN, never
+    0, when the price of every call the variant sent is unknown, else what the calls
+    of known price cost), ``unpriced_calls`` (answered calls of unknown price, left
+    out of ``cost_usd``), ``judge_cost_usd`` when a judge ran, ``latency_p50_ms``
+    and ``latency_p95_ms``.
 
     Args:
         results: An experiment's results.
@@ -154,7 +157,8 @@ def summarize(
                 high,
             )
         judge = float(part["judge_cost_usd"].sum()) if "judge_cost_usd" in part else 0.0
-        row["cost_usd"] = float(part["cost_usd"].fillna(0.0).sum()) + judge
+        cost, row["unpriced_calls"] = _cost(part)
+        row["cost_usd"] = cost + judge
         if "judge_cost_usd" in part:
             row["judge_cost_usd"] = judge
         latency = part["latency_ms"].dropna()
@@ -163,4 +167,23 @@ def summarize(
         rows.append(row)
     frame = pd.DataFrame(rows, index=pd.Index(variants, name="variant"))
     frame["n"] = frame["n"].astype("int64")
-    return frame
+    frame["unpriced_calls"] = frame["unpriced_calls"].astype("int64")
+    columns = [c for c in frame.columns if c != "unpriced_calls"]
+    columns.insert(columns.index("cost_usd") + 1, "unpriced_calls")
+    return frame[columns]
+
+
+def _cost(part: pd.DataFrame) -> tuple[float, int]:
+    """A variant's cost and its answered calls of unknown price.
+
+    The cost is what the calls of known price cost, NaN (never 0) when the price of
+    every call it sent is unknown; a cache hit sent nothing and costs 0.
+    """
+    costs = part["cost_usd"].astype("float64")
+    answered = part["error"].isna()
+    unpriced = int((answered & costs.isna()).sum())
+    cached = part["cached"].fillna(False).astype(bool) if "cached" in part else False
+    priced_sent = int((costs.notna() & ~cached).sum())
+    if unpriced and not priced_sent:
+        return math.nan, unpriced
+    return float(costs.fillna(0.0).sum()), unpriced
