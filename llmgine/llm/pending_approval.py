@@ -22,6 +22,7 @@ __all__ = [
     "ENDED_FIRST",
     "Decision",
     "PendingApproval",
+    "ambiguous_call",
     "key_mismatch",
     "no_longer_waiting",
     "settle",
@@ -73,6 +74,29 @@ def no_longer_waiting(decided: ToolApprovalDecidedEvent) -> str:
         f"tool call {decided.call_id!r} ({decided.tool_name} in conversation "
         f"{decided.conversation_id!r}, approval_id {decided.approval_id}) is no longer "
         f"waiting: {verdict}"
+    )
+
+
+def ambiguous_call(
+    call_id: str | None,
+    conversation_id: str | None,
+    matches: list[ToolApprovalRequestedEvent],
+) -> str:
+    """Why ``call_id`` names no one call: what tells the matching calls apart.
+
+    Conversation ids are suggested only when they were not given and they differ;
+    the approval id always tells the calls apart.
+    """
+    where = f" in conversation {conversation_id!r}" if conversation_id is not None else ""
+    conversations = {r.conversation_id for r in matches}
+    narrow = (
+        " (or give conversation_id=...)"
+        if conversation_id is None and len(conversations) == len(matches)
+        else ""
+    )
+    return (
+        f"{len(matches)} tool calls {call_id!r}{where} wait for approval; name one by its "
+        f"approval_id=...{narrow}, which tells them apart: {waiting_now(matches)}"
     )
 
 

@@ -29,6 +29,7 @@ from llmgine.llm.pending_approval import (
     ENDED_FIRST,
     Decision,
     PendingApproval,
+    ambiguous_call,
     key_mismatch,
     no_longer_waiting,
     settle,
@@ -178,9 +179,7 @@ class ToolApprovals:
                 return matches[0].approval_id
             if len(matches) > 1:
                 raise AmbiguousApprovalError(
-                    f"{len(matches)} tool calls {command.call_id!r} wait for approval; name "
-                    f"one by approval_id=... (or give conversation_id=...): "
-                    f"{waiting_now(matches)}"
+                    ambiguous_call(command.call_id, command.conversation_id, matches)
                 )
             remaining = deadline - loop.time()
             if self.bus.remote is None or remaining <= 0:

@@ -231,6 +231,44 @@ async def test_approving_one_conversations_call_runs_exactly_that_call(bus: Mess
 
 
 @pytest.mark.timeout(60)
+async def test_two_calls_of_one_id_in_the_given_conversation_are_told_apart_by_approval_id(
+    bus: MessageBus,
+) -> None:
+    engine = _offline_engine(bus)
+    waiting: list[ToolApprovalRequestedEvent] = []
+    both = asyncio.Event()
+
+    def seen(event: ToolApprovalRequestedEvent) -> None:
+        waiting.append(event)
+        if len(waiting) == 2:
+            both.set()
+
+    bus.register_event_handler(ToolApprovalRequestedEvent, seen)
+    prompts = [
+        asyncio.ensure_future(
+            bus.execute(PromptCommand(prompt=f"delete_file path={p}", conversation_id="same"))
+        )
+        for p in ("a.txt", "b.txt")
+    ]
+    await asyncio.wait_for(both.wait(), 10)
+    assert {r.call_id for r in waiting} == {"call_1_0"}
+
+    refused = await bus.execute(ApproveToolCallCommand(call_id="call_1_0", conversation_id="same"))
+    assert refused.error_type == "AmbiguousApprovalError"
+    error = str(refused.error)
+    assert "2 tool calls 'call_1_0' in conversation 'same' wait for approval" in error
+    assert "conversation_id=" not in error  # it was given, and tells nothing apart
+    assert "approval_id=..." in error
+    for request in waiting:
+        assert request.approval_id in error
+    for request in waiting:
+        denied = ApproveToolCallCommand(approval_id=request.approval_id, approve=False)
+        assert (await bus.execute(denied)).success
+    await asyncio.gather(*prompts)
+    assert ran == [] and engine.approvals.pending == []
+
+
+@pytest.mark.timeout(60)
 async def test_a_call_id_waiting_in_two_conversations_is_refused_not_guessed(
     bus: MessageBus,
 ) -> None:
