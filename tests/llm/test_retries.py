@@ -168,10 +168,11 @@ async def test_the_last_error_is_raised_when_the_tries_run_out() -> None:
 async def test_a_wait_past_the_prompts_time_left_is_not_waited() -> None:
     inner = Flaky(ProviderRateLimitError("wait a minute", status=429, retry_after=60.0))
     step, events = retrying(inner)
-    with pytest.raises(ProviderRateLimitError):
+    with pytest.raises(ProviderRateLimitError) as caught:
         await step.complete(request(timeout=5.0))
     assert len(inner.tries) == 1
     assert events.seen == []
+    assert "would outlast the prompt's timeout" in str(caught.value)
 
 
 async def test_each_try_gets_the_time_the_prompt_has_left() -> None:
@@ -306,3 +307,90 @@ async def test_a_server_that_hangs_is_retried_per_try_then_a_fallback_answers(
     assert [e.attempt for e in retried] == [1]  # the first try timed out and was retried
     with pytest.raises(ConfigurationError):
         Retries(attempt_timeout=0)
+
+
+async def test_the_error_after_the_last_try_says_how_many_tries_were_made_and_what_to_do() -> None:
+    inner = Flaky(*(ProviderError("openai answered 503: overloaded", status=503) for _ in range(3)))
+    step, _ = retrying(inner, Retries(attempts=3, initial=0.001, jitter=False))
+    with pytest.raises(ProviderError) as caught:
+        await step.complete(request())
+    message = str(caught.value)
+    assert message.startswith("openai answered 503: overloaded. Tried 3 times")
+    assert "Retries(attempts=...)" in message and "fallback=" in message
+    assert caught.value.status == 503
+
+
+@pytest.mark.timeout(60)
+async def test_a_404_for_a_model_the_server_does_not_have_says_to_check_the_model_name(
+    bus: MessageBus,
+) -> None:
+    with FakeOpenAIServer() as server:
+        server.add_error(404, "The model `gpt-4o-mni` does not exist")
+        provider = OpenAIProvider("gpt-4o-mni", api_key="sk-test", base_url=server.base_url)
+        LLMEngine(bus, provider=provider, prices={"gpt-4o-mni": PRICE})
+        result = await bus.execute(PromptCommand(prompt="hi"))
+    assert not result.success
+    assert "does not exist. Check the model name" in str(result.error)
+    assert len(server.requests) == 1  # a 404 is not retried
+
+
+@pytest.mark.timeout(60)
+async def test_a_fallback_answer_counts_the_retries_of_the_model_that_failed(
+    bus: MessageBus, read_log: Any
+) -> None:
+    with FakeOpenAIServer() as server:
+        for _ in range(3):
+            server.add_error(503, "overloaded")
+        provider = OpenAIProvider("gpt-4o-mini", api_key="sk-test", base_url=server.base_url)
+        LLMEngine(
+            bus,
+            provider=provider,
+            prices={"gpt-4o-mini": PRICE},
+            retries=Retries(attempts=3, initial=0.01, jitter=False),
+            fallback=["offline"],
+        )
+        result = await bus.execute(PromptCommand(prompt="hi"))
+        await bus.wait_for_events()
+    assert result.success and result.metadata["model"] == "offline"
+    assert len(server.requests) == 3
+    [response] = [r for r in read_log(bus.log_path) if r["type"] == "LLMResponseEvent"]
+    assert response["data"]["retries"] == 2  # the primary's two retries, before the fallback
+    assert response["data"]["retry_wait_ms"] >= 30.0  # 10 ms, then 20 ms
+    assert "Tried 3 times" in response["data"]["fallback_from"][0]
+    spans = [r["data"] for r in read_log(bus.log_path) if r["type"] == "TraceEvent"]
+    [llm] = [s for s in spans if s.get("span_kind") == "LLM" and s.get("end_time")]
+    assert llm["attributes"]["llmgine.retries"] == 2
+    assert llm["attributes"]["llmgine.retry_wait_ms"] >= 30.0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("asked", ["inf", "1e309", "nan", "1e12"])
+async def test_an_absurd_retry_after_is_taken_as_not_given_in_the_error_and_the_wait(
+    bus: MessageBus, asked: str
+) -> None:
+    retried: list[LLMRetryEvent] = []
+    bus.register_event_handler(LLMRetryEvent, retried.append)
+    with FakeOpenAIServer() as server:
+        LLMEngine(
+            bus,
+            provider=OpenAIProvider("gpt-4o-mini", api_key="sk-test", base_url=server.base_url),
+            prices={"gpt-4o-mini": PRICE},
+            retries=Retries(attempts=2, initial=0.01, maximum=0.01, jitter=False),
+        )
+        for _ in range(2):
+            server.add_error(429, "odd", retry_after=asked)
+        failed = await bus.execute(PromptCommand(prompt="hi"))
+        await bus.wait_for_events()
+    assert not failed.success and "Tried 2 times" in str(failed.error)
+    assert "wait" not in str(failed.error) and "inf" not in str(failed.error)
+    assert [e.wait_s for e in retried] == [0.01]  # the backoff: the server's wait is unknown
+    assert "inf" not in retried[0].error
+
+
+@pytest.mark.timeout(30)
+async def test_a_retry_never_waits_forever_when_any_provider_asks_an_absurd_wait() -> None:
+    inner = Flaky(ProviderRateLimitError("slow down", status=429, retry_after=float("inf")))
+    step, events = retrying(inner)
+    completion = await step.complete(request())
+    assert completion.content == "ok" and completion.retries == 1
+    assert [e.wait_s for e in events.seen] == [0.001]  # FAST's backoff, not the server's inf

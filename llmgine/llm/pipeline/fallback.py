@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 from llmgine.errors import ProviderError
+from llmgine.llm.pipeline.retrying import retried
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.providers.wrapper import WrapperProvider
 from llmgine.llm.types import Completion, LLMRequest, StreamChunk
@@ -19,7 +20,8 @@ class Fallback(WrapperProvider):
     mend, or a 429 asking for a wait past the prompt's time); anything else (a
     bug, a cancellation) is raised at once. The answer names the model that gave
     it (``Completion.model``) and why the ones before it did not
-    (``Completion.fallback_from``: ``"model: error"`` lines). When every model
+    (``Completion.fallback_from``: ``"model: error"`` lines), its ``retries`` and
+    ``retry_wait_ms`` counting every model's retries. When every model
     fails, the last error is raised, with the others' in its message. A streamed
     call falls back only before the first piece of its answer.
 
@@ -39,22 +41,22 @@ class Fallback(WrapperProvider):
 
     async def complete(self, request: LLMRequest) -> Completion:
         """Answer through the first model that can."""
-        failures: list[str] = []
+        failures = _Failures()
         chains = [self.inner, *self.others]
         for n, chain in enumerate(chains):
             try:
                 completion = await chain.complete(_for(chain, request))
             except ProviderError as error:
-                failures.append(f"{chain.model_string}: {_line(error)}")
+                failures.add(chain, error)
                 if n == len(chains) - 1:
-                    raise _all_failed(error, failures) from error
+                    raise _all_failed(error, failures.lines) from error
                 continue
-            return _annotated(completion, chain, failures)
+            return failures.annotated(completion, chain)
         raise AssertionError("unreachable: the last model's error is raised")  # pragma: no cover
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamChunk]:
         """Stream from the first model that can; no fallback once the answer has begun."""
-        failures: list[str] = []
+        failures = _Failures()
         chains = [self.inner, *self.others]
         for n, chain in enumerate(chains):
             started = False
@@ -63,7 +65,7 @@ class Fallback(WrapperProvider):
                     if chunk.completion is not None:
                         chunk = StreamChunk(
                             delta=chunk.delta,
-                            completion=_annotated(chunk.completion, chain, failures),
+                            completion=failures.annotated(chunk.completion, chain),
                         )
                     started = started or bool(chunk.delta)
                     yield chunk
@@ -71,9 +73,9 @@ class Fallback(WrapperProvider):
             except ProviderError as error:
                 if started:
                     raise
-                failures.append(f"{chain.model_string}: {_line(error)}")
+                failures.add(chain, error)
                 if n == len(chains) - 1:
-                    raise _all_failed(error, failures) from error
+                    raise _all_failed(error, failures.lines) from error
 
 
 def _for(chain: Provider, request: LLMRequest) -> LLMRequest:
@@ -86,12 +88,32 @@ def _line(error: BaseException) -> str:
     return " ".join(str(error).split())[:300] or type(error).__name__
 
 
-def _annotated(completion: Completion, chain: Provider, failures: list[str]) -> Completion:
-    if not failures:
-        return completion
-    return completion.model_copy(
-        update={"model": completion.model or chain.model, "fallback_from": list(failures)}
-    )
+class _Failures:
+    """The models that failed so far: why (``"model: error"`` lines), and their retries."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.retries = 0
+        self.retry_wait_ms = 0.0
+
+    def add(self, chain: Provider, error: ProviderError) -> None:
+        self.lines.append(f"{chain.model_string}: {_line(error)}")
+        retries, waited_ms = retried(error)
+        self.retries += retries
+        self.retry_wait_ms += waited_ms
+
+    def annotated(self, completion: Completion, chain: Provider) -> Completion:
+        """The answer of ``chain`` saying which models failed before it, and their retries."""
+        if not self.lines:
+            return completion
+        return completion.model_copy(
+            update={
+                "model": completion.model or chain.model,
+                "fallback_from": list(self.lines),
+                "retries": completion.retries + self.retries,
+                "retry_wait_ms": completion.retry_wait_ms + self.retry_wait_ms,
+            }
+        )
 
 
 def _all_failed(last: ProviderError, failures: list[str]) -> ProviderError:

@@ -9,12 +9,13 @@ from uuid import UUID
 
 from llmgine.errors import ProviderError
 from llmgine.llm.events import LLMRetryEvent
+from llmgine.llm.honoured_wait import honoured
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.providers.wrapper import WrapperProvider
 from llmgine.llm.retries import Retries, is_retryable
 from llmgine.llm.types import Completion, LLMRequest, StreamChunk
 
-__all__ = ["Retrying"]
+__all__ = ["Retrying", "retried"]
 
 Publish = Callable[[LLMRetryEvent], Awaitable[None]]
 
@@ -60,7 +61,7 @@ class Retrying(WrapperProvider):
             try:
                 completion = await self.inner.complete(self._try(request, start))
             except Exception as error:
-                waited += await self._before_retry(request, start, attempt, error)
+                waited += await self._before_retry(request, start, attempt, waited, error)
                 attempt += 1
                 continue
             return _annotated(completion, attempt - 1, waited)
@@ -84,7 +85,7 @@ class Retrying(WrapperProvider):
             except Exception as error:
                 if started:
                     raise
-                waited += await self._before_retry(request, start, attempt, error)
+                waited += await self._before_retry(request, start, attempt, waited, error)
                 attempt += 1
 
     def _try(self, request: LLMRequest, start: float) -> LLMRequest:
@@ -96,14 +97,28 @@ class Retrying(WrapperProvider):
         return request
 
     async def _before_retry(
-        self, request: LLMRequest, start: float, attempt: int, error: Exception
+        self, request: LLMRequest, start: float, attempt: int, waited: float, error: Exception
     ) -> float:
-        """Wait before the next try and return the seconds waited; raise ``error`` if no retry."""
-        if attempt >= self.policy.attempts or not is_retryable(error):
-            raise error
+        """Wait before the next try and return the seconds waited; raise ``error`` if no retry.
+
+        The error raised after retries says how many tries were made and what to do,
+        and carries the retries made (see :func:`retried`) for a fallback's answer.
+        """
+        if not is_retryable(error):
+            raise _tried(error, attempt, waited)
+        if attempt >= self.policy.attempts:
+            raise _tried(error, attempt, waited, self._exhausted(attempt))
+        if isinstance(error, ProviderError) and honoured(error.retry_after) is None:
+            error.retry_after = None  # none, or a wait no client makes (inf): the backoff
         wait = self.policy.wait(attempt, error)
         if request.timeout is not None and time.monotonic() - start + wait >= request.timeout:
-            raise error  # the prompt would be out of time before the next try began
+            # The prompt would be out of time before the next try began.
+            note = (
+                f"Not retried after trying {_times(attempt)}: the next wait ({wait:.3g} s) would "
+                "outlast the prompt's timeout. Allow more time with timeout=... on the "
+                "prompt or the LLMEngine, or give fallback=[...] models to try instead."
+            )
+            raise _tried(error, attempt, waited, note)
         status = error.status if isinstance(error, ProviderError) else None
         await self.publish(
             LLMRetryEvent(
@@ -118,6 +133,45 @@ class Retrying(WrapperProvider):
         )
         await asyncio.sleep(wait)
         return wait
+
+    def _exhausted(self, attempt: int) -> str:
+        return (
+            f"Tried {_times(attempt)} (Retries(attempts={self.policy.attempts}) on the "
+            "LLMEngine): allow more with LLMEngine(retries=Retries(attempts=...)), or give "
+            "fallback=[...] models to try when this one fails."
+        )
+
+
+_RETRIED = "_llmgine_retried"
+"""The attribute of a raised error holding the retries made before it and the seconds waited."""
+
+
+def retried(error: BaseException) -> tuple[int, float]:
+    """The retries a :class:`Retrying` step made before raising ``error``, and the ms waited.
+
+    ``(0, 0.0)`` for an error no retry step raised. A fallback's answer counts its
+    primary's retries with these.
+    """
+    value = getattr(error, _RETRIED, None)
+    if not isinstance(value, tuple):
+        return 0, 0.0
+    retries, waited = value
+    return int(retries), float(waited) * 1000.0
+
+
+def _times(attempt: int) -> str:
+    return "once" if attempt == 1 else f"{attempt} times"
+
+
+def _tried(error: Exception, attempt: int, waited: float, note: str = "") -> Exception:
+    """``error`` noting the retries made before it (and ``note``, what to do, in its message)."""
+    setattr(error, _RETRIED, (attempt - 1, waited))
+    if note and len(error.args) == 1 and isinstance(error.args[0], str):
+        message = error.args[0].rstrip()
+        if message and not message.endswith((".", "!", "?")):
+            message += "."
+        error.args = (f"{message} {note}" if message else note,)
+    return error
 
 
 def _left(request: LLMRequest, start: float) -> LLMRequest:

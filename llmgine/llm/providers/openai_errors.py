@@ -15,6 +15,7 @@ from llmgine.errors import (
     ProviderRateLimitError,
     ProviderTimeoutError,
 )
+from llmgine.llm.honoured_wait import honoured
 from llmgine.llm.retries import retry_after
 
 __all__ = ["key_secrets", "never_connected", "provider_error", "redact", "short"]
@@ -91,7 +92,8 @@ def provider_error(
     detail = detail if detail.endswith("...") else detail.rstrip(".")
     status = getattr(exc, "status_code", None)
     response = getattr(exc, "response", None)
-    asked = retry_after(getattr(response, "headers", None)) if response is not None else None
+    headers = getattr(response, "headers", None) if response is not None else None
+    asked = honoured(retry_after(headers))
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
         return ProviderAuthenticationError(
             f"openai rejected the API key ({status}): {detail}. Check OPENAI_API_KEY.",
@@ -124,12 +126,22 @@ def provider_error(
     if isinstance(exc, openai.APIStatusError):
         if full.strip() != short(full) or (status is not None and status >= 500):
             logger.debug("openai answered %s: %s", status, full)
+        hint = _NOT_FOUND_HINT if status == 404 else ""
         return ProviderError(
-            f"openai answered {status} (at {where}): {detail}", status=status, retry_after=asked
+            f"openai answered {status} (at {where}): {detail}{hint}",
+            status=status,
+            retry_after=asked,
         )
     if isinstance(exc, openai.OpenAIError):
         return ProviderError(f"openai: {detail}")
     return exc
+
+
+_NOT_FOUND_HINT = (
+    ". Check the model name, and that the server at base_url serves that model "
+    "(a server lists its models at <base_url>/models)"
+)
+"""What a 404 (``The model `x` does not exist``, a wrong path) asks the user to check."""
 
 
 @functools.cache
