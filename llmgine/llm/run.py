@@ -141,9 +141,8 @@ class PromptRun:
         a prompt that failed asks the model again when it is run again.
         """
         output_type = self.command.output_type
-        if output_type is None:
-            return await self._checked_answer(None)
-        with accepting(partial(_acceptable, output_type)):
+        # Set for a prompt with no output_type too: a prompt a tool sends has its own check.
+        with accepting(None if output_type is None else partial(_acceptable, output_type)):
             return await self._checked_answer(output_type)
 
     async def _checked_answer(self, output_type: type[BaseModel] | None) -> Any:

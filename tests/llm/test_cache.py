@@ -431,3 +431,30 @@ async def test_a_kept_answer_the_prompt_does_not_accept_is_asked_for_again_and_r
     assert (hit.content, hit.cached, provider.calls) == (PARIS, True, 2)
     assert (cache.hits, cache.misses) == (1, 2)
     await cache.aclose()
+
+
+async def test_a_prompt_a_tool_sends_during_a_structured_prompt_keeps_its_plain_answer(
+    bus: MessageBus, tmp_path: Path
+) -> None:
+    from llmgine.llm import ScriptedProvider
+
+    provider = ScriptedProvider(
+        [ScriptedProvider.call("ask", question="Say hi."), "Hi there.", PARIS]
+    )
+    cache = LLMCache(tmp_path / "calls.sqlite3")
+
+    async def ask(question: str) -> str:
+        """Ask the model a question of its own.
+
+        Args:
+            question: The question.
+        """
+        return str(await engine.chat(question, conversation_id="inner"))
+
+    engine = LLMEngine(bus, provider=provider, cache=cache, tools=[ask])
+    city = await engine.chat("A city?", conversation_id="outer", output_type=City)
+    assert city == City(name="Paris", country="France")
+    # The tool's own prompt has no output_type: its answer is kept like any other.
+    assert await engine.chat("Say hi.", conversation_id="again") == "Hi there."
+    assert (await cache.astats()).entries == 3
+    await cache.aclose()
