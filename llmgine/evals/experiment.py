@@ -35,7 +35,8 @@ class Experiment:
     ``cached``, ``model``, ``trace_id``, one ``score.<scorer>`` column per scorer
     (floats: a bool is 0 or 1; NaN where the prompt or the scorer failed),
     ``scorer_errors`` (what a raising scorer said), and, with an LLM judge, its
-    ``reason.<judge>`` and ``judge_cost_usd``.
+    ``reason.<judge>`` and ``judge_cost_usd``. A cost whose price is unknown is NaN,
+    never 0.
     """
 
     name: str

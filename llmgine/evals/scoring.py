@@ -153,8 +153,10 @@ async def _judge(
     costs: dict[int, float] = {}
     for position, (_, answer) in zip(scored, graded.iterrows(), strict=True):
         cost: Any = answer.get("cost_usd")
-        costs[position] = 0.0 if _missing(cost) else float(cost)
-        if answer.get("error") is not None:
+        failed = answer.get("error") is not None
+        # an answer of unknown price: NaN, never 0 (a failed call answered nothing)
+        costs[position] = float(cost) if not _missing(cost) else 0.0 if failed else math.nan
+        if failed:
             cells[position] = ScoreCell(error=f"judge failed: {answer['error']}")
             continue
         cells[position] = ScoreCell(

@@ -128,7 +128,8 @@ def summarize(
     ``score.<name>.high``, then ``cost_usd`` (the total, judges included; NaN, never
     0, when the price of every call the variant sent is unknown, else what the calls
     of known price cost), ``unpriced_calls`` (answered calls of unknown price, left
-    out of ``cost_usd``), ``judge_cost_usd`` when a judge ran, ``latency_p50_ms``
+    out of ``cost_usd``, a judge's included), ``judge_cost_usd`` when a judge ran (NaN
+    when every judge answer's price is unknown), ``latency_p50_ms``
     and ``latency_p95_ms``.
 
     Args:
@@ -156,11 +157,14 @@ def summarize(
                 low,
                 high,
             )
-        judge = float(part["judge_cost_usd"].sum()) if "judge_cost_usd" in part else 0.0
-        cost, row["unpriced_calls"] = _cost(part)
-        row["cost_usd"] = cost + judge
-        if "judge_cost_usd" in part:
-            row["judge_cost_usd"] = judge
+        cost, unpriced = _cost(part)
+        if "judge_cost_usd" in part:  # NaN: a judge's answer of unknown price
+            judges = part["judge_cost_usd"].astype("float64")
+            row["judge_cost_usd"] = judge = float(judges.sum(min_count=1))
+            unpriced += int(judges.isna().sum())
+            known = [c for c in (cost, judge) if not math.isnan(c)]
+            cost = sum(known) if known else math.nan
+        row["cost_usd"], row["unpriced_calls"] = cost, unpriced
         latency = part["latency_ms"].dropna()
         row["latency_p50_ms"] = float(latency.quantile(0.5)) if len(latency) else math.nan
         row["latency_p95_ms"] = float(latency.quantile(0.95)) if len(latency) else math.nan

@@ -103,3 +103,33 @@ async def test_from_log_rebuilds_the_latest_of_two_runs_of_one_name(tmp_path: Pa
     assert rebuilt.score_names == ["contains"]  # not the first run's exact_match
     assert list(rebuilt.results["score.contains"]) == list(second.results["score.contains"])
     assert rebuilt.run == second.run is not None
+
+
+@pytest.mark.timeout(120)
+async def test_a_judge_of_unknown_price_costs_nan_and_counts_as_unpriced(tmp_path: Path) -> None:
+    import json
+
+    from llmgine.evals import llm_judge
+    from llmgine.llm import OpenAIProvider
+    from llmgine.testing import FakeOpenAIServer
+
+    with FakeOpenAIServer() as server:
+        for score in (1, 0):
+            server.add_text(json.dumps({"score": score, "reason": "graded"}))
+        provider = OpenAIProvider("mystery-judge", base_url=server.base_url, api_key="k")
+        async with quiet_bus(tmp_path) as bus:
+            engine = LLMEngine(bus, provider=provider)  # no price for the judge's model
+            experiment = await arun_experiment(
+                ROWS,
+                "{q}",
+                variants={"offline": {"model": "offline"}},  # priced: offline costs 0.0
+                scorers=[llm_judge("is right", name="judge")],
+                engine=engine,
+                progress=False,
+            )
+            await engine.aclose()
+    assert experiment.results["judge_cost_usd"].isna().all()
+    summary = experiment.summary()
+    assert math.isnan(summary.loc["offline", "judge_cost_usd"])
+    assert summary.loc["offline", "cost_usd"] == 0.0  # the prompts' known cost
+    assert summary.loc["offline", "unpriced_calls"] == 2  # the judge's answers

@@ -181,3 +181,28 @@ def test_cost_without_a_log_reads_the_engines_spend(shell: InteractiveShell) -> 
     assert isinstance(note, CostNote)
     assert repr(note).startswith("**$0.004** for 2 LLM calls (from the default engine")
     assert note.by_conversation["calls"].to_dict() == {"default": 1, "other": 1}
+
+
+class _Unpriced(ScriptedProvider):
+    """A provider genai-prices does not know: its calls' price is unknown."""
+
+    name = "my-provider"
+
+
+@pytest.mark.parametrize("log_dir", ["", "--log-dir none "])
+def test_cost_of_unknown_price_is_unknown_never_0_even_with_a_cache_hit(
+    shell: InteractiveShell, log_dir: str
+) -> None:
+    magic(shell, f"start {log_dir}--quiet")
+    answer = Completion(content="one", usage=Usage(input_tokens=1000, output_tokens=500))
+    set_engine(LLMEngine(get_bus(), provider=_Unpriced([answer], model="mystery"), cache=True))
+    magic(shell, "chat hello")
+    magic(shell, "chat --conversation other hello")  # the same request: a cache hit
+    note = magic(shell, "cost")
+    assert isinstance(note, CostNote)
+    assert note.usd is None
+    assert pd.isna(note.by_model.loc["mystery", "cost_usd"])  # its one call sent: unknown
+    assert note.by_conversation.loc["other", "cost_usd"] == 0.0  # a hit spent nothing
+    text = repr(note)
+    assert text.startswith("**price unknown** for 2 LLM calls, 1 of them of unknown price")
+    assert "| `mystery` | 2 | 1 | 1,500 | price unknown (saved " in text

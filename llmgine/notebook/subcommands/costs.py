@@ -60,11 +60,11 @@ class CostNote(Note):
     @property
     def usd(self) -> float | None:
         """US dollars spent by the calls of known price; ``None`` if no call sent has one."""
-        known = self.calls["cost_usd"].dropna()
         sent = int(self.calls["calls"].sum() - self.calls["cached_calls"].sum())
-        if int(self.calls["unpriced_calls"].sum()) and len(known) == 0 and sent:
+        unpriced = int(self.calls["unpriced_calls"].sum())
+        if unpriced and unpriced == sent:
             return None
-        return float(known.sum())
+        return float(self.calls["cost_usd"].sum())
 
 
 def by(calls: pd.DataFrame, key: str) -> pd.DataFrame:
