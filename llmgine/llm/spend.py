@@ -3,7 +3,9 @@
 A cost that is not known is never shown as 0: where every call of a group has an
 unknown price (``cost_usd`` None) its cost is ``None`` (NaN in a frame); where only
 some have, the cost is what the priced calls cost and ``unpriced_calls`` says how
-many are left out, as in ``%llmgine cost`` and ``python -m llmgine log``.
+many are left out, as in ``%llmgine cost`` and ``python -m llmgine log``. A cache hit
+spends nothing (known: it sends nothing); what it saved is unknown when its price
+is, and ``saved_usd`` follows the same rule (``unpriced_cached_calls``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ class SpendLine:
     """Of the calls, those the call cache answered (nothing sent, nothing spent)."""
     unpriced_calls: int = 0
     """Calls whose price is unknown (``cost_usd`` None): ``cost_usd`` leaves them out."""
+    unpriced_cached_calls: int = 0
+    """Cache hits whose saving is unknown (the call's price was): ``saved_usd`` leaves
+    them out."""
     input_tokens: int = 0
     cached_input_tokens: int = 0
     """Of the input tokens, those the server read from its prompt cache."""
@@ -36,13 +41,14 @@ class SpendLine:
     cost_usd: float = 0.0
     """What the priced calls cost, in US dollars (see :attr:`usd`: ``None`` if none is)."""
     saved_usd: float = 0.0
-    """What the cache hits would have cost."""
+    """What the cache hits would have cost (see :attr:`saved`: ``None`` if unknown)."""
 
     def add(self, other: SpendLine) -> None:
         """Add ``other``'s counts to this line's."""
         self.calls += other.calls
         self.cached_calls += other.cached_calls
         self.unpriced_calls += other.unpriced_calls
+        self.unpriced_cached_calls += other.unpriced_cached_calls
         self.input_tokens += other.input_tokens
         self.cached_input_tokens += other.cached_input_tokens
         self.output_tokens += other.output_tokens
@@ -64,13 +70,26 @@ class SpendLine:
             return None
         return self.cost_usd
 
+    @property
+    def saved(self) -> float | None:
+        """What the cache hits saved; ``None`` when every hit's saving is unknown."""
+        if self.unpriced_cached_calls and self.unpriced_cached_calls == self.cached_calls:
+            return None
+        return self.saved_usd
+
     def summary(self) -> dict[str, Any]:
         """The line as a plain dict, with ``tokens`` (input + output).
 
         ``cost_usd`` is ``None`` when every call's price is unknown; ``unpriced_calls``
-        says how many calls it leaves out.
+        says how many calls it leaves out (``saved_usd`` and ``unpriced_cached_calls``
+        likewise for the cache hits).
         """
-        return {**asdict(self), "cost_usd": self.usd, "tokens": self.tokens}
+        return {
+            **asdict(self),
+            "cost_usd": self.usd,
+            "saved_usd": self.saved,
+            "tokens": self.tokens,
+        }
 
 
 class Spend:
@@ -111,7 +130,10 @@ class Spend:
         line.calls += 1
         if cached:
             line.cached_calls += 1
-            line.saved_usd += saved_usd or 0.0
+            if saved_usd is None:
+                line.unpriced_cached_calls += 1
+            else:
+                line.saved_usd += saved_usd
             return
         line.input_tokens += usage.input_tokens
         line.cached_input_tokens += usage.cached_input_tokens
@@ -182,7 +204,8 @@ class Spend:
             "calls": total.calls,
             "cached_calls": total.cached_calls,
             "unpriced_calls": total.unpriced_calls,
-            "saved_usd": total.saved_usd,
+            "unpriced_cached_calls": total.unpriced_cached_calls,
+            "saved_usd": total.saved,
             "by_model": self.by_model(),
             "by_conversation": self.by_conversation(),
         }
@@ -191,7 +214,8 @@ class Spend:
         """One row per model and conversation: calls, tokens, ``cost_usd``, ``saved_usd``, ...
 
         ``cost_usd`` is NaN on a row whose every call has an unknown price; otherwise
-        what its priced calls cost, ``unpriced_calls`` saying how many are left out.
+        what its priced calls cost, ``unpriced_calls`` saying how many are left out
+        (``saved_usd`` and ``unpriced_cached_calls`` likewise for the cache hits).
         """
         import pandas as pd
 
@@ -201,7 +225,8 @@ class Spend:
             for (model, conversation), line in self._lines.items()
         ]
         frame = pd.DataFrame(rows, columns=columns)
-        frame["cost_usd"] = frame["cost_usd"].astype("float64")  # None: NaN, never 0
+        for column in ("cost_usd", "saved_usd"):  # None: NaN, never 0
+            frame[column] = frame[column].astype("float64")
         return frame
 
     def __repr__(self) -> str:

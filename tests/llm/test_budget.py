@@ -230,6 +230,10 @@ async def test_spend_keeps_the_known_cost_and_counts_the_unpriced_calls(
     assert frame.loc[("priced", "a"), "cost_usd"] == pytest.approx(0.25)
     assert math.isnan(frame.loc[("unpriced", "a"), "cost_usd"])
     assert frame.loc[("unpriced", "b"), "cost_usd"] == 0.0
+    assert math.isnan(frame.loc[("unpriced", "b"), "saved_usd"])  # its saving: unknown
+    assert by_conversation["b"]["saved_usd"] is None
+    assert by_conversation["b"]["unpriced_cached_calls"] == 1
+    assert spend.to_dict()["saved_usd"] is None
     assert repr(spend) == "Spend($0.2500, 200 tokens, 3 calls, 1 unpriced)"
 
 

@@ -203,6 +203,8 @@ def test_cost_of_unknown_price_is_unknown_never_0_even_with_a_cache_hit(
     assert note.usd is None
     assert pd.isna(note.by_model.loc["mystery", "cost_usd"])  # its one call sent: unknown
     assert note.by_conversation.loc["other", "cost_usd"] == 0.0  # a hit spent nothing
+    assert pd.isna(note.by_conversation.loc["other", "saved_usd"])  # what it saved: unknown
     text = repr(note)
     assert text.startswith("**price unknown** for 2 LLM calls, 1 of them of unknown price")
-    assert "| `mystery` | 2 | 1 | 1,500 | price unknown (saved " in text
+    assert "answered by the cache, which saved price unknown" in text
+    assert "| `mystery` | 2 | 1 | 1,500 | price unknown (saved price unknown) |" in text

@@ -25,6 +25,7 @@ COLUMNS = [
     "calls",
     "cached_calls",
     "unpriced_calls",
+    "unpriced_cached_calls",
     "tokens",
     "cost_usd",
     "saved_usd",
@@ -35,6 +36,7 @@ _SPEND_SQL = """
 SELECT model, conversation_id, count(*) AS calls,
        count(*) FILTER (WHERE cached) AS cached_calls,
        count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_calls,
+       count(*) FILTER (WHERE cached AND cost_saved_usd IS NULL) AS unpriced_cached_calls,
        coalesce(sum(total_tokens) FILTER (WHERE NOT cached), 0) AS tokens,
        sum(cost_usd) AS cost_usd,
        coalesce(sum(cost_saved_usd) FILTER (WHERE cached), 0.0) AS saved_usd
@@ -69,19 +71,26 @@ class CostNote(Note):
 
 def by(calls: pd.DataFrame, key: str) -> pd.DataFrame:
     """``calls`` (:data:`COLUMNS`) summed by ``key``: ``"model"`` or ``"conversation_id"``."""
-    numbers = ["calls", "cached_calls", "unpriced_calls", "tokens", "saved_usd"]
+    numbers = ["calls", "cached_calls", "unpriced_calls", "unpriced_cached_calls", "tokens"]
     grouped = calls.groupby(key, sort=True)
     frame = grouped[numbers].sum()
     frame["cost_usd"] = grouped["cost_usd"].sum(min_count=1)
+    frame["saved_usd"] = grouped["saved_usd"].sum()
     frame = _unknown_as_nan(frame)  # every call sent of unknown price: unknown, not 0
     return frame[["calls", "cached_calls", "unpriced_calls", "tokens", "cost_usd", "saved_usd"]]
 
 
 def _unknown_as_nan(frame: pd.DataFrame) -> pd.DataFrame:
-    """``cost_usd`` NaN where every call sent has an unknown price (as ``engine.spend``)."""
+    """``cost_usd`` NaN where every call sent has an unknown price (as ``engine.spend``).
+
+    ``saved_usd`` likewise where every cache hit's saving is unknown.
+    """
     sent = frame["calls"] - frame["cached_calls"]
     unknown = (frame["unpriced_calls"] > 0) & (frame["unpriced_calls"] == sent)
     frame["cost_usd"] = frame["cost_usd"].astype("float64").mask(unknown)
+    hits, unsaved = frame["cached_calls"], frame["unpriced_cached_calls"]
+    saved = frame["saved_usd"].astype("float64").fillna(0.0)
+    frame["saved_usd"] = saved.mask((unsaved > 0) & (unsaved == hits))
     return frame
 
 
@@ -104,7 +113,8 @@ def _cell(row: Any) -> str:
     if row.unpriced_calls and cost is not None:
         text += f" + {int(row.unpriced_calls)} of unknown price"
     if row.cached_calls:
-        text += f" (saved {format_usd(row.saved_usd)})"
+        saved = row.saved_usd if row.saved_usd == row.saved_usd else None  # NaN: unknown
+        text += f" (saved {format_usd(saved)})"
     return text
 
 
@@ -135,7 +145,9 @@ def cost(shell: Any, line: str, cell: str | None) -> Any:
     if count["unpriced_calls"]:
         head += f", {count['unpriced_calls']:,} of them of unknown price (not counted)"
     if count["cached_calls"]:
-        saved = format_usd(float(calls["saved_usd"].sum()))
+        unsaved = int(calls["unpriced_cached_calls"].to_numpy().sum())
+        known = None if unsaved == count["cached_calls"] else float(calls["saved_usd"].sum())
+        saved = format_usd(known)
         head += f"; {count['cached_calls']:,} answered by the cache, which saved {saved}"
     lines = [f"{head} (from {source})", "", *_table(note.by_model, "model"), ""]
     lines += _table(note.by_conversation, "conversation")
