@@ -187,6 +187,26 @@ async def test_a_dollar_budget_refuses_a_model_of_unknown_price_before_sending(
     assert engine.spend.calls == 0
 
 
+async def test_a_dollar_budget_answers_hits_of_a_model_of_unknown_price_and_refuses_streams(
+    bus: MessageBus, tmp_path: Path
+) -> None:
+    from llmgine import LLMCache
+
+    path = tmp_path / "calls.sqlite3"
+    async with MessageBus(log_dir=None, enable_console_traces=False) as filler:
+        LLMEngine(filler, provider=Unpriced([reply("stored")], model="unpriced"), cache=path)
+        assert (await filler.execute(PromptCommand(prompt="the same"))).success
+    provider = Unpriced([reply()], model="unpriced")
+    LLMEngine(bus, provider=provider, cache=LLMCache(path), budget=Budget(usd=1.0))
+    hit = await bus.execute(PromptCommand(prompt="the same"))
+    assert hit.success and hit.result == "stored"  # a hit sends nothing: nothing to count
+    for stream in (False, True):
+        refused = await bus.execute(PromptCommand(prompt="new", stream=stream))
+        assert refused.error_type == "ConfigurationError"
+        assert "cannot count my-provider model 'unpriced'" in str(refused.error)
+    assert provider.requests == []
+
+
 async def test_a_dollar_budget_sends_a_model_priced_with_prices(bus: MessageBus) -> None:
     provider = Unpriced([reply()], model="unpriced")
     prices = {"unpriced": Price(input_per_mtok=1, output_per_mtok=1)}
