@@ -112,14 +112,17 @@ class LLMCache:
     ``cache="answers.sqlite3"`` a file of your own; ``cache=LLMCache(...)`` this object
     (shared by engines, closed by you). The key is the request as the provider would send
     it (provider, model, server, messages, tools, options, output schema), never the API
-    key. Only completed answers are kept; identical concurrent requests make one call.
+    key. Only completed answers are kept, and for a prompt with an ``output_type`` only
+    one that validates (a prompt that failed asks the model again when run again);
+    identical concurrent requests make one call.
 
     A file cache also keeps the answers it used last in memory (``recent``), so a
     repeated hit in this process skips the file; a ``clear()`` made by another process
     reaches this one as they drop out. The shared Redis cache keeps none.
 
     Args:
-        path: The SQLite file, or a folder for its ``calls.sqlite3``; ``None``: the default.
+        path: The SQLite file, or a folder for its ``calls.sqlite3`` (one that exists, or
+            a path ending with ``/``); ``None``: the default.
         store: Another place for the answers (a :class:`CacheStore`) instead of a file.
         recent: How many answers to keep in memory as well (0: none), within 64 MB of
             memory for their text: a re-run of a batch of up to this many rows skips
