@@ -28,7 +28,9 @@ class Retrying(WrapperProvider):
     the instrumentation puts on the LLM span and the response event. A wait that
     would outlast the request's ``timeout`` (the prompt's time left) is not waited:
     the error is raised at once, so a fallback model can answer in time. A streamed
-    call is retried only while nothing of the answer has been passed on.
+    call is retried only while nothing of the answer has been passed on. The error
+    raised after the last try says how many tries were made and what to do; a
+    ``Retry-After`` no client would honour (``inf``, days) is taken as not given.
 
     Args:
         inner: The next step.
