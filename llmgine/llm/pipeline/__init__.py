@@ -77,7 +77,8 @@ def build_pipeline(
         """One model's steps, from the rate limit down to the provider."""
         chain: Provider = PromptedJSON(provider)
         if policies is not None:
-            chain = Priced(chain, policies.prices)
+            keeper = policies.budget  # a dollar budget refuses a model of unknown price
+            chain = Priced(chain, policies.prices, None if keeper is None else keeper.budget)
         if resilience is None:
             return chain
         limiter = resilience.limiter(provider)

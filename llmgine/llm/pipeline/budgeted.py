@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 from llmgine.llm.budget import BudgetKeeper
 from llmgine.llm.commands import PromptCommand
-from llmgine.llm.pipeline.priced import Priced
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.providers.wrapper import WrapperProvider
 from llmgine.llm.types import Completion, LLMRequest, StreamChunk
@@ -19,9 +18,8 @@ class Budgeted(WrapperProvider):
 
     It sits above the cache, so a hit is counted as a call that spent nothing. A
     call refused raises :class:`~llmgine.errors.BudgetExceededError` before
-    anything is sent: the prompt fails with it. A dollar budget is also given to
-    each model's pricing step below, which refuses (``ConfigurationError``, unsent)
-    a model whose price is unknown: such a budget could not count it. With a cache
+    anything is sent: the prompt fails with it. (Under a dollar budget each model's
+    pricing step refuses a model whose price is unknown: see ``Priced``.) With a cache
     below it, the check is left to a :class:`BudgetGate` under the cache
     (``check=False`` here), so a hit, which sends nothing, is answered even once the
     budget is spent.
@@ -39,10 +37,6 @@ class Budgeted(WrapperProvider):
         self.keeper = keeper
         self.command = command
         self.check = check
-        budget = keeper.budget
-        if budget is not None and budget.usd is not None:
-            for step in _pricing_steps(inner):  # a model of unknown price: refused unsent
-                step.budget = budget
 
     async def complete(self, request: LLMRequest) -> Completion:
         """Answer through the inner provider if the budget allows; count the spend."""
@@ -87,13 +81,3 @@ class BudgetGate(WrapperProvider):
         await self.keeper.check(self.command)
         async for chunk in self.inner.stream(request):
             yield chunk
-
-
-def _pricing_steps(provider: Provider) -> Iterator[Priced]:
-    """Every model's pricing step below ``provider`` (through a fallback's models too)."""
-    while isinstance(provider, WrapperProvider):
-        if isinstance(provider, Priced):
-            yield provider
-        for other in getattr(provider, "others", ()):  # a fallback's other models
-            yield from _pricing_steps(other)
-        provider = provider.inner

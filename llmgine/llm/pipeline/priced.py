@@ -25,20 +25,21 @@ class Priced(WrapperProvider):
     price comes from ``prices`` (see :mod:`llmgine.llm.pricing`), by the model the
     request named and the one the server says answered.
 
-    Under a dollar budget (``budget``, set by the budget step above it) a model whose
-    price is unknown is refused before anything is sent: a budget that cannot count
-    dollars must not let calls through uncounted (fail closed).
+    Under a dollar budget a model whose price is unknown is refused before anything is
+    sent: a budget that cannot count dollars must not let calls through uncounted
+    (fail closed).
 
     Args:
         inner: The next step of the pipeline.
         prices: The engine's prices.
+        budget: The engine's budget, if any (only one in dollars refuses anything here).
     """
 
-    def __init__(self, inner: Provider, prices: Prices) -> None:
+    def __init__(self, inner: Provider, prices: Prices, budget: Budget | None = None) -> None:
         super().__init__(inner)
         self.prices = prices
-        self.budget: Budget | None = None
-        """The engine's budget when it limits dollars (set by ``Budgeted``)."""
+        self.budget = budget
+        """The engine's budget: when it limits dollars, a model of unknown price is refused."""
 
     def _check_price(self, request: LLMRequest) -> None:
         """Refuse ``request`` unsent when a dollar budget cannot count its model's price."""
