@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -187,6 +189,15 @@ HARD_TEXTS = {
     "German compounds": "Donaudampfschifffahrtsgesellschaftskapitän " * 100,
     "code": "def f(x):\n    return {'a': [1, 2, 3], \"b\": x**2}\n" * 50,
     "JSON": '{"city": "Paris", "units": "metric", "id": 123456}' * 40,
+    # From review: each of these was counted below SmolLM2's tokens before.
+    "random base64": base64.b64encode(hashlib.sha512(b"llmgine").digest() * 8).decode(),
+    "sha256 hex": " ".join(hashlib.sha256(bytes([i])).hexdigest() for i in range(16)),
+    "Korean": "안녕하세요 반갑습니다. 오늘 회의는 세 시에 시작합니다. " * 20,
+    "Vietnamese": "Tiếng Việt có nhiều dấu thanh và chữ cái đặc biệt. " * 20,
+    "combining accents": "e\u0301a\u0300o\u0308" * 30,
+    "CRLF lines": "line one\r\nline two\r\n" * 40,
+    "tab-indented code": "\tif x:\n\t\treturn y\n" * 40,
+    "mixedCase": "xYzQwErTy aBcDeFgH " * 20,
 }
 
 

@@ -34,39 +34,51 @@ TokenCounter = Callable[[str], int]
 MESSAGE_OVERHEAD = 4
 """Tokens a chat template adds around each message (role markers)."""
 
-_LETTERS = re.compile(r"[A-Za-z]+")
-_SINGLES = re.compile(r"[0-9!-/:-@\[-`{-~]")  # ASCII digits and marks
-_SPACES = re.compile(r"\s\s+|\n")  # indentation, blank lines
+_ALNUM = re.compile(r"[A-Za-z0-9]+")
+_WORD = re.compile(r"[A-Za-z][a-z]*")  # a lowercase or Capitalized word
+_MARKS = re.compile(r"[!-/:-@\[-`{-~]")  # ASCII punctuation and symbols
+_BLANKS = re.compile(r"[^\S ]| (?= )")  # a tab, line break, ... and each space before another
+
+
+def _run_tokens(run: str) -> int:
+    """The most tokens a run of ASCII letters and digits takes."""
+    if len(run) <= 12 and _WORD.fullmatch(run):
+        return max(1, (len(run) - 2) // 2)  # short words are one token, longer ones split
+    return len(run)  # digits, hashes, base64, mixedCase, ACRONYMS: up to a token each
 
 
 def estimate_tokens(text: str) -> int:
     """A text's tokens, estimated high, for a window check without the model's tokenizer.
 
     Tokenizers differ, and a window that is under-counted is a request the server
-    refuses, so each kind of character is counted at the most tokens common
-    tokenizers spend on it (measured with SmolLM2's, a small English vocabulary):
+    refuses, so each kind of character is counted at the most tokens a small byte-level
+    vocabulary (SmolLM2's, the llama.cpp tests' model) spends on it:
 
-    - a run of ASCII letters: one token a pair of letters past the first two, at least
-      one (short words are one token; base64, hashes and long or rare words go two
-      letters a token);
-    - each ASCII digit and each mark: one token (numbers are often split digit by digit);
-    - each other character: its UTF-8 bytes less one (CJK 2, emoji 3, accented and
-      Cyrillic letters 1; byte-level vocabularies spend up to a token a byte);
-    - a run of spaces with a line break or of two or more: one token;
+    - a lowercase or Capitalized word of ASCII letters, up to 12 long: one token a pair
+      of letters past the first two, at least one;
+    - any other run of ASCII letters and digits (numbers, hashes, base64, mixedCase,
+      capitals, long words): one token a character;
+    - each ASCII mark, and each tab, line break or space before another: one token;
+    - each other character: its UTF-8 bytes (a byte-level vocabulary spends up to a
+      token a byte: CJK and Hangul 3, emoji 4, accented and Cyrillic letters 2);
     - one more for the text (where a tokenizer's first piece differs).
 
     It is never below :func:`~llmgine.llm.providers.base.count_tokens` (words and
-    marks, the usage estimate), which counts text without spaces as one token.
-    English prose comes out about a fifth above the real count; a tokenizer with a
-    large vocabulary (a hosted model's) uses fewer still, so trimming leaves room.
+    marks, the usage estimate). English prose comes out about a fifth above the real
+    count, text without spaces up to a few times above: trimming leaves room rather
+    than sending a request the server refuses.
     """
     if not text:
         return 0
-    letters = sum(max(1, (len(run) - 2) // 2) for run in _LETTERS.findall(text))
-    other = len(text.encode("utf-8", "surrogatepass")) - len(text)  # bytes past one a character
-    singles = len(_SINGLES.findall(text))
-    spaces = len(_SPACES.findall(text))
-    return max(1 + letters + other + singles + spaces, count_tokens(text))
+    ascii_only = text.isascii()
+    runs = sum(_run_tokens(run) for run in _ALNUM.findall(text))
+    marks = len(_MARKS.findall(text)) + len(_BLANKS.findall(text))
+    other = (
+        0
+        if ascii_only
+        else sum(len(c.encode("utf-8", "surrogatepass")) for c in text if not c.isascii())
+    )
+    return max(1 + runs + marks + other, count_tokens(text))
 
 
 async def token_counter(provider: Provider) -> TokenCounter | None:
