@@ -356,7 +356,7 @@ def test_a_path_ending_with_a_separator_is_a_folder_for_the_cache_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert LLMCache("answers/").path == Path("answers") / "calls.sqlite3"
+    assert LLMCache("answers/").path == tmp_path / "answers" / "calls.sqlite3"
     assert LLMCache(f"{tmp_path}/deeper/answers/").path == (
         tmp_path / "deeper" / "answers" / "calls.sqlite3"
     )
@@ -392,3 +392,17 @@ def test_a_default_cache_folder_that_is_a_file_is_a_configuration_error_naming_t
     monkeypatch.setenv("LLMGINE_CACHE_DIR", str(tmp_path / "afile"))
     with pytest.raises(ConfigurationError, match="LLMGINE_CACHE_DIR"):
         LLMCache()
+
+
+async def test_a_relative_cache_path_stays_where_it_was_when_the_folder_changes(
+    bus: MessageBus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    engine = LLMEngine(bus, model="offline", cache="calls.sqlite3")
+    monkeypatch.chdir(tmp_path / "b")  # as %cd in a notebook
+    await engine.chat("Hi", conversation_id="a")
+    await engine.aclose()
+    assert (tmp_path / "a" / "calls.sqlite3").is_file()
+    assert list((tmp_path / "b").iterdir()) == []

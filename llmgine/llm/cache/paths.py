@@ -30,7 +30,8 @@ def cache_file(path: str | os.PathLike[str] | None = None) -> Path:
     """The SQLite file for ``path``: the default file, a folder's ``calls.sqlite3``, or the file.
 
     A path that ends with a separator (``"answers/"``) or names a folder that exists is a
-    folder, made when first used; any other path is the file itself.
+    folder, made when first used; any other path is the file itself. A relative path is
+    taken from the current folder now (a later ``%cd`` does not move the cache).
 
     Args:
         path: ``None`` (the default folder), a folder, or a file.
@@ -41,12 +42,12 @@ def cache_file(path: str | os.PathLike[str] | None = None) -> Path:
             under a file (``"notes.txt/calls.sqlite3"``), where no folder can be made.
     """
     if path is None:
-        chosen = default_cache_dir() / FILENAME
+        chosen = default_cache_dir().absolute() / FILENAME
         _check_folders(chosen, f"the default folder, or ${CACHE_DIR_VARIABLE}")
         return chosen
     text = os.fsdecode(path)
     _refuse_url(text)
-    chosen = Path(path).expanduser()
+    chosen = Path(path).expanduser().absolute()
     if text.endswith(_SEPARATORS) or chosen.is_dir():
         chosen = chosen / FILENAME
     _check_folders(chosen, f"cache={redact_text(text)!r}")
