@@ -132,7 +132,15 @@ class Prices:
             rate = self._rates[key] = self._rate(provider, model, answered, endpoint)
         return None if rate is None else rate(usage)
 
-    def _rate(
+    def known(self, provider: str, model: str, *, endpoint: str | None = None) -> bool:
+        """Whether ``model``'s price is known before a call (by the name it is asked by).
+
+        A price known only under the name a server answers with (a dated snapshot) is
+        found after the call; this says nothing (no warning) either way.
+        """
+        return self._lookup(provider, model, None, endpoint) is not None
+
+    def _lookup(
         self, provider: str, model: str, answered: str | None, endpoint: str | None
     ) -> _Rate | None:
         for name in (answered, model, f"{provider}:{model}"):
@@ -145,6 +153,14 @@ class Prices:
                 info = _bundled(provider, name, endpoint)
                 if info is not None:
                     return functools.partial(self._bundled_cost, info)
+        return None
+
+    def _rate(
+        self, provider: str, model: str, answered: str | None, endpoint: str | None
+    ) -> _Rate | None:
+        rate = self._lookup(provider, model, answered, endpoint)
+        if rate is not None:
+            return rate
         if (provider, model) not in self._warned:
             self._warned.add((provider, model))
             where = f" at {endpoint}" if endpoint else ""

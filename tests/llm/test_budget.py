@@ -6,6 +6,7 @@ priced at $1,000 per million tokens both ways, so every call costs exactly $0.20
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,26 @@ async def test_a_dollar_budget_refuses_a_model_of_unknown_price_before_sending(
         assert "prices={'unpriced': Price(" in error and "Budget(tokens=...)" in error
     assert provider.requests == []
     assert engine.spend.calls == 0
+
+
+async def test_a_dollar_budget_refusal_says_to_price_the_asked_name_and_warns_of_no_spent_call(
+    bus: MessageBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Priced only by the name the server answers with: known after a call, not before.
+    provider = Unpriced([reply()], model="acme-large")
+    LLMEngine(
+        bus,
+        provider=provider,
+        budget=Budget(usd=1.0),
+        prices={"acme-large-2025-01": Price(input_per_mtok=1.0, output_per_mtok=2.0)},
+    )
+    with caplog.at_level(logging.WARNING, logger="llmgine"):
+        refused = await bus.execute(PromptCommand(prompt="go"))
+    assert refused.error_type == "ConfigurationError" and provider.requests == []
+    assert "Price it under the name it is asked by: LLMEngine(prices={'acme-large'" in str(
+        refused.error
+    )
+    assert not [r for r in caplog.records if "No price is known" in r.getMessage()]
 
 
 async def test_a_dollar_budget_answers_hits_of_a_model_of_unknown_price_and_refuses_streams(

@@ -9,7 +9,7 @@ from llmgine.errors import ConfigurationError
 from llmgine.llm.pricing import Prices
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.providers.wrapper import WrapperProvider
-from llmgine.llm.types import Completion, LLMRequest, StreamChunk, Usage
+from llmgine.llm.types import Completion, LLMRequest, StreamChunk
 
 if TYPE_CHECKING:
     from llmgine.llm.budget import Budget
@@ -46,15 +46,16 @@ class Priced(WrapperProvider):
         budget = self.budget
         if budget is None or budget.usd is None:
             return
-        if self.prices.cost(self.name, request.model, Usage(), endpoint=self.endpoint) is not None:
+        if self.prices.known(self.name, request.model, endpoint=self.endpoint):
             return
         where = f" at {self.endpoint}" if self.endpoint else ""
         raise ConfigurationError(
             f"The budget of {budget} cannot count {self.name} model {request.model!r}{where}: "
-            "its price is unknown, so the call was not sent. Price it with "
-            f"LLMEngine(prices={{{request.model!r}: Price(input_per_mtok=..., "
-            "output_per_mtok=...)}) (US dollars per million tokens), or limit tokens "
-            "instead: Budget(tokens=...)."
+            "its price is unknown, so the call was not sent. Price it under the name it is "
+            f"asked by: LLMEngine(prices={{{request.model!r}: Price(input_per_mtok=..., "
+            "output_per_mtok=...)}) (US dollars per million tokens; a price under the name "
+            "the server answers with, such as a dated snapshot, is known only after a call), "
+            "or limit tokens instead: Budget(tokens=...)."
         )
 
     def _priced(self, request: LLMRequest, completion: Completion) -> Completion:
