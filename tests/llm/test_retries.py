@@ -321,6 +321,27 @@ async def test_the_error_after_the_last_try_says_how_many_tries_were_made_and_wh
 
 
 @pytest.mark.timeout(60)
+async def test_when_every_model_failed_the_error_does_not_advise_a_fallback_it_tried(
+    bus: MessageBus,
+) -> None:
+    with FakeOpenAIServer() as first, FakeOpenAIServer() as second:
+        for server in (first, second):
+            for _ in range(2):
+                server.add_error(503, "overloaded")
+        LLMEngine(
+            bus,
+            provider=OpenAIProvider("m1", api_key="sk-test", base_url=first.base_url),
+            fallback=[OpenAIProvider("m2", api_key="sk-test", base_url=second.base_url)],
+            retries=Retries(attempts=2, initial=0.001, jitter=False),
+        )
+        result = await bus.execute(PromptCommand(prompt="hi"))
+    error = str(result.error)
+    assert error.startswith("Every model failed: openai:m1: ") and "openai:m2: " in error
+    assert "Tried 2 times" in error and "Retries(attempts=...)" in error
+    assert "fallback=" not in error and ".;" not in error
+
+
+@pytest.mark.timeout(60)
 async def test_a_404_for_a_model_the_server_does_not_have_says_to_check_the_model_name(
     bus: MessageBus,
 ) -> None:

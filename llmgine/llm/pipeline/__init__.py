@@ -93,6 +93,7 @@ def build_pipeline(
                 publish=bus.publish,
                 conversation_id=command.conversation_id,
                 prompt_id=command.id,
+                fallback=bool(resilience.fallback),
             )
         return chain
 

@@ -120,7 +120,7 @@ def _all_failed(last: ProviderError, failures: list[str]) -> ProviderError:
     """The last model's error, of its own type, saying what every model answered."""
     if len(failures) == 1:
         return last
-    message = f"Every model failed: {'; '.join(failures)}"
+    message = f"Every model failed: {'; '.join(line.rstrip('.') for line in failures)}."
     try:
         error = type(last)(message, status=last.status, retry_after=last.retry_after)
     except TypeError:  # a subclass with another signature: keep its own error

@@ -48,12 +48,15 @@ class Retrying(WrapperProvider):
         publish: Publish,
         conversation_id: str,
         prompt_id: UUID,
+        fallback: bool = False,
     ) -> None:
         super().__init__(inner)
         self.policy = policy
         self.publish = publish
         self.conversation_id = conversation_id
         self.prompt_id = prompt_id
+        self.fallback = fallback
+        """Whether other models follow this one (then an error does not advise fallback=)."""
 
     async def complete(self, request: LLMRequest) -> Completion:
         """Answer through ``inner``, retrying what is worth it."""
@@ -118,7 +121,8 @@ class Retrying(WrapperProvider):
             note = (
                 f"Not retried after trying {_times(attempt)}: the next wait ({wait:.3g} s) would "
                 "outlast the prompt's timeout. Allow more time with timeout=... on the "
-                "prompt or the LLMEngine, or give fallback=[...] models to try instead."
+                "prompt or the LLMEngine"
+                + ("." if self.fallback else ", or give fallback=[...] models to try instead.")
             )
             raise _tried(error, attempt, waited, note)
         status = error.status if isinstance(error, ProviderError) else None
@@ -137,11 +141,11 @@ class Retrying(WrapperProvider):
         return wait
 
     def _exhausted(self, attempt: int) -> str:
-        return (
-            f"Tried {_times(attempt)} (Retries(attempts={self.policy.attempts}) on the "
-            "LLMEngine): allow more with LLMEngine(retries=Retries(attempts=...)), or give "
-            "fallback=[...] models to try when this one fails."
-        )
+        advice = "allow more with LLMEngine(retries=Retries(attempts=...))"
+        if not self.fallback:
+            advice += ", or give fallback=[...] models to try when this one fails"
+        policy = f"Retries(attempts={self.policy.attempts}) on the LLMEngine"
+        return f"Tried {_times(attempt)} ({policy}): {advice}."
 
 
 _RETRIED = "_llmgine_retried"
