@@ -433,6 +433,21 @@ async def test_a_kept_answer_the_prompt_does_not_accept_is_asked_for_again_and_r
     await cache.aclose()
 
 
+async def test_identical_requests_past_a_kept_answer_they_refuse_still_make_one_call(
+    tmp_path: Path,
+) -> None:
+    provider = Answers("not JSON", *[PARIS] * 5)
+    cache = LLMCache(tmp_path / "calls.sqlite3")
+    cached = Cached(provider, cache)
+    request = LLMRequest(model="answers-1", messages=[ChatMessage(role="user", content="A city?")])
+    await cached.complete(request)  # kept as an older llmgine kept every answer
+    with accepting(lambda answer: answer.content == PARIS):
+        answers = await asyncio.gather(*(cached.complete(request) for _ in range(5)))
+    assert [a.content for a in answers] == [PARIS] * 5
+    assert provider.calls == 2  # the refused one, then one call for the five
+    await cache.aclose()
+
+
 async def test_a_prompt_a_tool_sends_during_a_structured_prompt_keeps_its_plain_answer(
     bus: MessageBus, tmp_path: Path
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -68,23 +69,26 @@ class Serving:
     an async generator per call costs more than the rest of a hit's bookkeeping.
     """
 
-    __slots__ = ("_cache", "_key", "_turn")
+    __slots__ = ("_cache", "_key", "_turn", "_usable")
 
-    def __init__(self, cache: LLMCache, key: str) -> None:
+    def __init__(
+        self, cache: LLMCache, key: str, usable: Callable[[Completion], bool] | None = None
+    ) -> None:
         self._cache = cache
         self._key = key
         self._turn: Turn | None = None
+        self._usable = usable
 
     async def __aenter__(self) -> Completion | None:
         cache, key = self._cache, self._key
-        hit = await cache._lookup(key)
+        hit = self._if_usable(await cache._lookup(key))
         if hit is not None:
             return hit
         turn = cache.flights.turn(key)
         waited = await turn.__aenter__()
         self._turn = turn  # held from here: __aexit__ gives it back
         try:
-            hit = await cache._lookup(key) if waited else None
+            hit = self._if_usable(await cache._lookup(key)) if waited else None
         except BaseException:
             self._turn = None
             await turn.__aexit__(None, None, None)
@@ -92,6 +96,13 @@ class Serving:
         if hit is None:
             cache.misses += 1
         return hit
+
+    def _if_usable(self, hit: Completion | None) -> Completion | None:
+        """``hit``, unless the caller cannot use it: then no hit (nor counted as one)."""
+        if hit is None or self._usable is None or self._usable(hit):
+            return hit
+        self._cache.hits -= 1
+        return None
 
     async def __aexit__(
         self,
@@ -182,14 +193,15 @@ class LLMCache:
 
     # ------------------------------------------------------------------ serving
 
-    def serve(self, key: str) -> Serving:
+    def serve(self, key: str, usable: Callable[[Completion], bool] | None = None) -> Serving:
         """``async with cache.serve(key) as hit:`` the hit for ``key``, or ``None``.
 
         On ``None``, call the model in the block and :meth:`keep` its answer: the block
         holds ``key``'s turn, so an identical request arriving meanwhile waits for it
-        and is then answered from what it kept.
+        and is then answered from what it kept. A kept answer ``usable`` refuses is no
+        hit: the block then holds the turn as for a miss.
         """
-        return Serving(self, key)
+        return Serving(self, key, usable)
 
     async def _lookup(self, key: str) -> Completion | None:
         text = self.recent.get(key)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TypeGuard
 
 from llmgine.llm.cache import LLMCache
 from llmgine.llm.cache.acceptance import accepted
@@ -48,21 +47,11 @@ class Cached(WrapperProvider):
         model = completion.model or request.model
         await self.cache.keep(key, completion, provider=self.name, model=model)
 
-    def _usable(self, hit: Completion | None) -> TypeGuard[Completion]:
-        """Whether ``hit`` answers the prompt; one it does not accept counts as a miss."""
-        if hit is None:
-            return False
-        if accepted(hit):
-            return True
-        self.cache.hits -= 1
-        self.cache.misses += 1
-        return False
-
     async def complete(self, request: LLMRequest) -> Completion:
         """The cached answer to ``request``, or the model's (then kept)."""
         key = self._key(request)
-        async with self.cache.serve(key) as hit:
-            if self._usable(hit):
+        async with self.cache.serve(key, accepted) as hit:
+            if hit is not None:
                 return hit
             completion = await self.inner.complete(request)
             await self._keep(key, request, completion)
@@ -71,8 +60,8 @@ class Cached(WrapperProvider):
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamChunk]:
         """The cached answer replayed as deltas, or the model's stream (its answer kept)."""
         key = self._key(request)
-        async with self.cache.serve(key) as hit:
-            if self._usable(hit):
+        async with self.cache.serve(key, accepted) as hit:
+            if hit is not None:
                 for piece in word_chunks(hit.content or ""):
                     yield StreamChunk(delta=piece)
                 yield StreamChunk(completion=hit)
