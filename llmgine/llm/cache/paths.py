@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+from llmgine._paths import file_in_the_way
 from llmgine._urls import redact_text, redact_url
 from llmgine.errors import ConfigurationError
 
@@ -60,16 +61,13 @@ _SEPARATORS = tuple(s for s in (os.sep, os.altsep, "/") if s)
 
 def _check_folders(file: Path, given: str) -> None:
     """Refuse a file that would be under a file: its folder could never be made."""
-    for folder in file.expanduser().absolute().parents:
-        if not folder.exists():
-            continue
-        if not folder.is_dir():
-            raise ConfigurationError(
-                f"The call cache's file {redact_text(str(file))} ({given}) is under "
-                f"{redact_text(str(folder))}, which is a file, not a folder: give a path in a "
-                "folder, e.g. cache='answers/' for answers/calls.sqlite3 (or remove that file)."
-            )
-        return
+    blocking = file_in_the_way(file)
+    if blocking is not None:
+        raise ConfigurationError(
+            f"The call cache's file {redact_text(str(file))} ({given}) is under "
+            f"{redact_text(str(blocking))}, which is a file, not a folder: give a path in a "
+            "folder, e.g. cache='answers/' for answers/calls.sqlite3 (or remove that file)."
+        )
 
 
 _URL = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.\-]*://")

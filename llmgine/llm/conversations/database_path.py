@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llmgine._paths import file_in_the_way
 from llmgine._urls import redact_text
 from llmgine.errors import ConfigurationError
 
@@ -29,12 +30,10 @@ def database_path(path: str | Path) -> Path:
             f"The conversation store's path {shown} is a folder: give a file in it, "
             f"e.g. 'sqlite:///{shown}/chats.db'."
         )
-    for folder in absolute.parents:
-        if folder.exists():
-            if not folder.is_dir():
-                raise ConfigurationError(
-                    f"The conversation store's path {shown} is under {redact_text(str(folder))}, "
-                    "which is a file, not a folder: give a path in a folder (or remove that file)."
-                )
-            break
+    blocking = file_in_the_way(absolute)
+    if blocking is not None:
+        raise ConfigurationError(
+            f"The conversation store's path {shown} is under {redact_text(str(blocking))}, "
+            "which is a file, not a folder: give a path in a folder (or remove that file)."
+        )
     return absolute
