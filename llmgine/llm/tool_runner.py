@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
+from pydantic_core import to_jsonable_python
+
 from llmgine.bus.bus import MessageBus
 from llmgine.errors import ConfigurationError, ToolError
 from llmgine.llm.events import ToolCallEvent, ToolResultEvent
@@ -17,7 +19,7 @@ from llmgine.llm.mcp import McpServer, McpServers
 from llmgine.llm.tool_approvals import ToolApprovals
 from llmgine.llm.tools import Tool, ToolRegistry
 from llmgine.llm.types import ChatMessage, ToolCall
-from llmgine.observability.jsonsafe import json_safe
+from llmgine.observability.jsonsafe import json_safe, safe_repr
 
 __all__ = ["ToolRunner"]
 
@@ -25,9 +27,20 @@ logger = logging.getLogger(__name__)
 
 
 def _tool_content(value: Any) -> str:
-    """A tool's result as text for the model; never raises (odd file names, bytes, cycles)."""
+    """A tool's result as JSON text for the model; never raises.
+
+    Odd file names, bytes and cycles are made safe first; what JSON has no type for but
+    pydantic writes (datetimes, UUIDs, decimals, dataclasses, enums, a model's fields)
+    is written as pydantic writes it, e.g. a datetime as its ISO text.
+    """
     safe = json_safe(value)
-    return safe if isinstance(safe, str) else json.dumps(safe, ensure_ascii=False)
+    if isinstance(safe, str):
+        return safe
+    try:
+        return json.dumps(safe, ensure_ascii=False, default=to_jsonable_python)
+    except Exception:  # json_safe kept only what pydantic writes: a last guard
+        logger.warning("a tool result could not be written as JSON", exc_info=True)
+        return safe_repr(value)
 
 
 class ToolRunner:
@@ -156,8 +169,13 @@ class ToolRunner:
                 value = await tool.run(call.arguments)
             except ToolError as exc:
                 error = str(exc)
-            except Exception as exc:
-                error = f"{call.name} raised {type(exc).__name__}: {exc}"
+            except (Exception, SystemExit) as exc:
+                # SystemExit too: a tool wrapping a command-line parser exits on a bad option.
+                error = (
+                    f"{call.name} exited with status {exc.code!r} (SystemExit): check its arguments"
+                    if isinstance(exc, SystemExit)
+                    else f"{call.name} raised {type(exc).__name__}: {exc}"
+                )
                 logger.info(
                     "Tool %s failed; the error goes back to the model", call.name, exc_info=exc
                 )
