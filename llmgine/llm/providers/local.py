@@ -168,7 +168,7 @@ class LocalProvider(Provider):
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamChunk]:
         """Stream the answer as the model writes it; closing the stream stops the generation."""
-        from llmgine.llm.providers.openai import _join_name
+        from llmgine.llm.providers.openai_stream import join_name
 
         loaded = await self._load()
         arguments = self._arguments(request)
@@ -215,7 +215,7 @@ class LocalProvider(Provider):
                         )
                         slot["id"] = call.get("id") or slot["id"]
                         function = call.get("function") or {}
-                        slot["name"] = _join_name(slot["name"], function.get("name"))
+                        slot["name"] = join_name(slot["name"], function.get("name"))
                         slot["arguments"] += function.get("arguments") or ""
                     finish_reason = choice.get("finish_reason") or finish_reason
         finally:

@@ -15,8 +15,9 @@ from llmgine._urls import hide_in_loggers, redact_url, url_secrets
 from llmgine.errors import ConfigurationError, MissingAPIKeyError, ProviderError
 from llmgine.llm.providers.base import Capabilities, Provider, estimate_usage
 from llmgine.llm.providers.openai_errors import key_secrets, provider_error, redact
+from llmgine.llm.providers.openai_stream import answer_chunks
 from llmgine.llm.providers.openai_wire import completion_of, request_parts, usage_of
-from llmgine.llm.types import ChatMessage, Completion, LLMRequest, StreamChunk, ToolCall, Usage
+from llmgine.llm.types import ChatMessage, Completion, LLMRequest, StreamChunk, ToolCall
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -310,49 +311,29 @@ class OpenAIProvider(Provider):
         return completion
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamChunk]:
-        """Stream one Chat Completions request, assembling tool calls split across chunks."""
-        text: list[str] = []
-        calls: dict[int, dict[str, str]] = {}
-        finish_reason: str | None = None
-        usage: Usage | None = None
-        model: str | None = None
-        started = False
+        """Stream one Chat Completions request, assembling tool calls split across chunks.
+
+        Raises:
+            ProviderConnectionError: The stream ended before the server gave a
+                ``finish_reason`` (cut): the text so far is no answer.
+            ProviderError: The server answered with something that is not an event stream.
+        """
         try:
             streaming = {"stream": True, "stream_options": {"include_usage": True}}
             stream = await self._create({**self._arguments(request), **streaming})
-            started = True
-            async for chunk in stream:
-                model = chunk.model or model
-                if chunk.usage is not None:
-                    usage = usage_of(chunk.usage)
-                for choice in chunk.choices:
-                    delta = choice.delta
-                    if delta.content:
-                        text.append(delta.content)
-                        yield StreamChunk(delta=delta.content)
-                    for call in delta.tool_calls or []:
-                        slot = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
-                        slot["id"] = call.id or slot["id"]
-                        if call.function is not None:
-                            slot["name"] = _join_name(slot["name"], call.function.name)
-                            slot["arguments"] += call.function.arguments or ""
-                    finish_reason = choice.finish_reason or finish_reason
         except (ConfigurationError, ProviderError):
             raise
         except Exception as exc:
-            raise self._error(exc, during_answer=started) from None
-        tool_calls = [
-            ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"] or "{}")
-            for i, c in sorted(calls.items())
-        ]
-        completion = Completion(
-            content="".join(text) or None,
-            tool_calls=tool_calls,
-            finish_reason=finish_reason,
-            model=model,
+            raise self._error(exc) from None
+        chunks = answer_chunks(
+            stream,
+            request,
+            where=self._where,
+            secrets=self._secrets,
+            error=functools.partial(self._error, during_answer=True),
         )
-        usage = usage or estimate_usage(request, completion)
-        yield StreamChunk(completion=completion.model_copy(update={"usage": usage}))
+        async for chunk in chunks:
+            yield chunk
 
     def _error(self, exc: Exception, *, during_answer: bool = False) -> Exception:
         """Turn an SDK exception into a short, readable ``ProviderError`` that holds no secret."""
@@ -396,10 +377,3 @@ def _schema_name(schema: dict[str, Any]) -> str:
     """A ``response_format`` name from the schema's title: letters, digits, ``_`` and ``-``."""
     name = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.get("title") or "output"))
     return name[:64] or "output"
-
-
-def _join_name(so_far: str, piece: str | None) -> str:
-    """Add a streamed tool name piece; some servers (llama.cpp) repeat the whole name each chunk."""
-    if not piece or piece == so_far:
-        return so_far
-    return piece if not so_far or piece.startswith(so_far) else so_far + piece

@@ -23,7 +23,7 @@ from llmgine.errors import ConfigurationError, ProviderError
 from llmgine.llm.providers.openai_errors import redact
 from llmgine.llm.types import Completion, ToolCall, Usage
 
-__all__ = ["completion_of", "request_parts", "usage_of"]
+__all__ = ["completion_of", "request_parts", "start_of", "usage_of"]
 
 # create()'s request options, by the name it takes and the name the SDK's request options use.
 _REQUEST_OPTIONS = {"extra_headers": "headers", "extra_query": "params", "extra_body": "extra_json"}
@@ -163,7 +163,7 @@ def completion_of(
     except ValueError:  # JSONDecodeError, UnicodeDecodeError
         raise ProviderError(
             f"openai at {where} answered {model} with something that is not JSON "
-            f"({_start(content, secrets)}); check that base_url points at an OpenAI-compatible "
+            f"({start_of(content, secrets)}); check that base_url points at an OpenAI-compatible "
             "API (it usually ends in /v1)."
         ) from None
     choices = _field(data, "choices")
@@ -174,7 +174,7 @@ def completion_of(
     if not isinstance(message, dict):
         raise ProviderError(
             f"openai at {where} answered {model} with JSON that is not a Chat Completion "
-            f"(no choices[0].message): {_start(content, secrets)}"
+            f"(no choices[0].message): {start_of(content, secrets)}"
         )
     calls = [
         ToolCall(
@@ -194,7 +194,7 @@ def completion_of(
     return completion, data.get("usage")
 
 
-def _start(content: bytes, secrets: tuple[str, ...], limit: int = 80) -> str:
+def start_of(content: bytes, secrets: tuple[str, ...], limit: int = 80) -> str:
     """The body's first characters, for an error, secrets masked (an empty body said so)."""
     text = redact(" ".join(content.decode("utf-8", "replace").split()), secrets)
     if not text:
