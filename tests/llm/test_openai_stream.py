@@ -21,7 +21,7 @@ import pytest
 from llmgine import CommandFailedError, ProviderConnectionError, ProviderError
 from llmgine.bus import MessageBus
 from llmgine.llm import ChatMessage, LLMEngine, LLMRequest, OpenAIProvider, provider_for
-from llmgine.llm.events import LLMResponseEvent, LLMRetryEvent
+from llmgine.llm.events import LLMResponseEvent, LLMRetryEvent, ToolResultEvent
 from llmgine.llm.providers.replay import ReplayProvider
 from llmgine.llm.retries import Retries
 
@@ -250,6 +250,34 @@ async def test_a_stream_cut_before_any_text_is_retried(bus: MessageBus) -> None:
         ("user", "Say hello."),
         ("assistant", "hello there"),
     ]
+
+
+def delete_rows(table: str, where: str = "") -> str:
+    """Delete rows.
+
+    Args:
+        table: The table.
+        where: The condition.
+    """
+    return f"deleted from {table} where {where!r}"
+
+
+@pytest.mark.timeout(60)
+async def test_a_tool_call_cut_mid_arguments_is_never_run_and_the_call_is_sent_again(
+    bus: MessageBus,
+) -> None:
+    ran: list[ToolResultEvent] = []
+    bus.register_event_handler(ToolResultEvent, ran.append)
+    call = {"index": 0, "id": "call_a", "type": "function"}
+    call["function"] = {"name": "delete_rows", "arguments": '{"table": "users", "where": "id = 1'}
+    with serving(Answer(chunk(tool_calls=[call])), Answer(WHOLE)) as (url, requests):
+        engine = LLMEngine(bus, provider=provider(url), retries=FAST, tools=[delete_rows])
+        text = "".join([d async for d in engine.stream("Clean up.", conversation_id="c")])
+        await bus.wait_for_events()
+        await engine.aclose()
+    assert text == "hello there"
+    assert len(requests) == 2
+    assert ran == []
 
 
 @pytest.mark.timeout(60)
