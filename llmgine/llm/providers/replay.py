@@ -10,7 +10,7 @@ from llmgine.llm.providers.base import Provider
 from llmgine.llm.types import Completion, LLMRequest, ToolCall, Usage
 from llmgine.observability.codec import read_log
 
-__all__ = ["ReplayProvider", "read_responses"]
+__all__ = ["ReplayProvider", "log_file", "read_responses"]
 
 logger = logging.getLogger(__name__)
 
@@ -21,10 +21,15 @@ def read_responses(path: str | Path) -> list[Completion]:
     The log is read through :func:`llmgine.observability.codec.read_log`; lines that
     do not decode, and responses that do not fit, are skipped with a warning.
 
+    Args:
+        path: The log file, or a folder holding exactly one log (``*.jsonl``), as
+            ``load_events`` finds a folder's logs.
+
     Raises:
-        ConfigurationError: The file is missing or holds no LLM response.
+        ConfigurationError: The file is missing or holds no LLM response, or the
+            folder holds no log or several (the message names them).
     """
-    path = Path(path)
+    path = log_file(Path(path))
     if not path.is_file():
         raise ConfigurationError(f"replay: no log file at {path}; record one with a real model.")
     completions: list[Completion] = []
@@ -52,6 +57,33 @@ def read_responses(path: str | Path) -> list[Completion]:
     return completions
 
 
+def log_file(path: Path) -> Path:
+    """The log to replay at ``path``: itself, or the one non-empty ``*.jsonl`` of a folder.
+
+    A folder of several logs is several sessions: which one to replay is the user's
+    choice, so none is taken (the newest is suggested).
+
+    Raises:
+        ConfigurationError: ``path`` is a folder with no log, or with several.
+    """
+    if not path.is_dir():
+        return path
+    logs = [f for f in path.glob("*.jsonl") if f.is_file() and f.stat().st_size > 0]
+    if len(logs) == 1:
+        return logs[0]
+    if not logs:
+        raise ConfigurationError(
+            f"replay: the folder {path} holds no log (.jsonl file) directly in it; give the "
+            'log file of the session to replay: "replay:<folder>/<session>.jsonl".'
+        )
+    logs.sort(key=lambda f: f.stat().st_mtime, reverse=True)
+    shown = ", ".join(f.name for f in logs[:3]) + (", ..." if len(logs) > 3 else "")
+    raise ConfigurationError(
+        f"replay: the folder {path} holds {len(logs)} logs ({shown}), one a session; a replay "
+        f'plays one session: give its file, e.g. "replay:{logs[0]}" (the newest).'
+    )
+
+
 class ReplayProvider(Provider):
     """Answers with the responses recorded in an llmgine log, one per call, in order.
 
@@ -59,7 +91,7 @@ class ReplayProvider(Provider):
     deterministically. The requests are not checked against the recording.
 
     Args:
-        path: The JSONL log to replay.
+        path: The JSONL log to replay, or a folder holding just that log.
     """
 
     name = "replay"
