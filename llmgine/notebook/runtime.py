@@ -23,11 +23,16 @@ class _Follower(Protocol):
     def rebind(self, engine: LLMEngine) -> None: ...
 
 
+class _BusFollower(Protocol):
+    def rebind(self, bus: MessageBus) -> None: ...
+
+
 class Runtime:
     """The default bus and engine of one kernel (or one IPython shell).
 
     Widgets made on the default engine follow it: when ``%llmgine start`` replaces
     the bus, they move to the new engine, so their prompts land in the new log.
+    Widgets made on the default bus (a monitor, a form) move to the new bus.
     """
 
     def __init__(self) -> None:
@@ -38,6 +43,7 @@ class Runtime:
         """The conversation ``%llmgine chat`` and new chat panels continue
         (``%llmgine conversations use ID``)."""
         self._followers: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._bus_followers: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def get_bus(self) -> MessageBus:
         """The default bus, created and started on the kernel's loop on first use."""
@@ -85,10 +91,20 @@ class Runtime:
         self.engine = engine
         for follower in list(self._followers):
             follower.rebind(engine)
+        self._move_bus_followers(engine.bus)
 
     def follow(self, widget: _Follower) -> None:
         """Move ``widget`` (its ``rebind(engine)``) to each new default engine."""
         self._followers.add(widget)
+
+    def follow_bus(self, widget: _BusFollower) -> None:
+        """Move ``widget`` (its ``rebind(bus)``) to each new default bus."""
+        self._bus_followers.add(widget)
+
+    def _move_bus_followers(self, bus: MessageBus) -> None:
+        for follower in list(self._bus_followers):
+            if follower.bus is not bus:
+                follower.rebind(bus)
 
     def replace_bus(self, **options: Any) -> MessageBus:
         """Stop the current default bus and start a new one with ``options``.
@@ -119,6 +135,7 @@ class Runtime:
             ) from exc
         if self.engine is not None:  # keep the engine's model and tools on the new bus
             self.get_engine()
+        self._move_bus_followers(bus)
         return bus
 
 

@@ -23,17 +23,23 @@ def ui(shell: Any, line: str, cell: str | None) -> Any:
 
 
 def monitor(shell: Any, line: str, cell: str | None) -> Any:
-    """A live table of the bus's events."""
+    """A live table of the bus's events; it follows the bus a later ``start`` makes."""
     from llmgine.notebook.widgets import BusMonitor
 
-    return BusMonitor(get_runtime().get_bus())
+    runtime = get_runtime()
+    panel = BusMonitor(runtime.get_bus())
+    runtime.follow_bus(panel)  # a later `%llmgine start` moves it to the new bus
+    return panel
 
 
 def form(shell: Any, line: str, cell: str | None) -> Any:
-    """A form that builds and executes a command of the class named on the line."""
+    """A form for the command class named on the line; it follows a later ``start``'s bus."""
     from llmgine.notebook.widgets import CommandForm
 
     name = line.strip()
     if not name:
         raise MagicError("usage: %llmgine form CLASS")
-    return CommandForm(message_class(shell, name, Command), get_runtime().get_bus())
+    runtime = get_runtime()
+    panel = CommandForm(message_class(shell, name, Command), runtime.get_bus())
+    runtime.follow_bus(panel)  # a later `%llmgine start` moves it to the new bus
+    return panel

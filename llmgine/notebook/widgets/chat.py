@@ -143,6 +143,7 @@ class ChatWidget(widgets.VBox):
         self._cost = ReplyCost()
         self._set_generating(True)
         self._task = spawn(self._run(command), loop=self.bus.loop)
+        self._task.add_done_callback(lambda task: self._cancelled_unstarted(task, command.id))
         return self._task
 
     def approve(self, call_id: str | None = None) -> asyncio.Future[CommandResult]:
@@ -249,6 +250,12 @@ class ChatWidget(widgets.VBox):
         else:
             self._finish("error", f"{result.error_type}: {result.error}")
         await self._list_conversations()  # a new conversation is listed once it has a turn
+
+    def _cancelled_unstarted(self, task: asyncio.Future[None], prompt_id: UUID) -> None:
+        # Stopped before ``_run`` began, its ``except``/``finally`` never ran: do their part.
+        if task.cancelled() and self._prompt_id == prompt_id:
+            self._set_generating(False)
+            self._finish("stopped", self._streamed + "\n\n*[stopped]*")
 
     def _finish(self, role: str, text: str) -> None:
         self._prompt_id = None

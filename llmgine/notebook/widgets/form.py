@@ -70,7 +70,7 @@ class CommandForm(widgets.VBox):
     and dropdowns for ``Literal``/``Enum``; defaults are filled in and field
     descriptions are tooltips. Text left empty takes the field's default; text
     for lists and dicts is read as JSON. Validation errors show under the form.
-    Methods: :meth:`execute`, :meth:`values`.
+    Methods: :meth:`execute`, :meth:`values`, :meth:`rebind` (another bus).
 
     Args:
         command_type: The Command subclass to build.
@@ -100,6 +100,10 @@ class CommandForm(widgets.VBox):
 
     def __repr__(self) -> str:
         return f"CommandForm({self.command_type.__name__})"
+
+    def rebind(self, bus: MessageBus) -> None:
+        """Execute on ``bus`` from now on (``%llmgine start`` made a new default bus)."""
+        self.bus = bus
 
     def values(self) -> dict[str, Any]:
         """The field values as entered; empty text is left out (the default applies)."""

@@ -30,7 +30,7 @@ class BusMonitor(widgets.VBox):
     It subscribes to every event as an ordinary handler, so the table updates
     whenever the bus handles events (in a notebook: while the kernel is idle).
     Methods: :meth:`set_filter`, :meth:`pause`, :meth:`resume`, :meth:`refresh`,
-    :meth:`close` (which unsubscribes).
+    :meth:`rebind` (another bus), :meth:`close` (which unsubscribes).
 
     Args:
         bus: The bus to watch.
@@ -81,6 +81,12 @@ class BusMonitor(widgets.VBox):
     def resume(self) -> None:
         """Record events again."""
         self.pause_button.value = False
+
+    def rebind(self, bus: MessageBus) -> None:
+        """Watch ``bus`` from now on (unsubscribing from the one before); the rows stay."""
+        self.bus.unregister_event_handler(Event, self._handler)
+        self.bus = bus
+        bus.register_event_handler(Event, self._handler)
 
     def close(self) -> None:
         """Unsubscribe from the bus and close the widget."""

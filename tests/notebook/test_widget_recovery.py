@@ -1,0 +1,50 @@
+"""Panels that recover: a reply stopped before it began, a monitor and form after a new bus."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+from llmgine.bus import MessageBus
+from llmgine.llm import LLMEngine, ScriptedProvider
+from llmgine.notebook import get_bus
+from llmgine.notebook.widgets import ChatWidget
+
+
+async def test_a_reply_stopped_before_it_began_frees_the_panel(bus: MessageBus) -> None:
+    chat = ChatWidget(LLMEngine(bus, provider=ScriptedProvider(["never shown", "second"])))
+    await chat.listing
+    task = chat.send("hello")
+    assert task is not None
+    chat.stop()  # the Stop button, clicked before the loop ran the reply's task
+    await asyncio.gather(task, return_exceptions=True)
+    assert not chat.generating
+    assert not chat.input.disabled and not chat.send_button.disabled
+    assert chat.stop_button.disabled
+    assert chat.status.value == ""
+    assert chat.history[-1][0] == "stopped"
+    assert "[stopped]" in chat.transcript.children[-1].value
+    again = chat.send("again")  # the panel works again
+    assert again is not None
+    await again
+    assert chat.history[-1][0] == "assistant"
+
+
+@pytest.mark.timeout(60)
+def test_a_monitor_and_a_form_move_to_the_bus_a_new_start_makes(
+    shell: InteractiveShell,
+) -> None:
+    for cell in [
+        "%llmgine start --quiet --log-dir logs",
+        "mon = %llmgine monitor\nform = %llmgine form PingCommand",
+        "%llmgine start --quiet --log-dir logs\n%llmgine register PingCommand on_ping",
+        "%llmgine publish PingedEvent(n=2)",
+        "result = await form.execute()",
+    ]:
+        assert shell.run_cell(cell).error_in_exec is None, cell
+    monitor, form = shell.user_ns["mon"], shell.user_ns["form"]
+    assert monitor.bus is get_bus() and form.bus is get_bus()
+    assert monitor.counts["PingedEvent"] == 1  # seen on the new bus
+    assert shell.user_ns["result"].result == 10
