@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import CapturedIO, capture_output
 
 from llmgine.bus.remote import RedisServer
 from llmgine.notebook import MagicError, get_bus
@@ -35,3 +40,65 @@ def test_connect_to_no_server_is_one_readable_error_without_the_password(
     with pytest.raises(MagicError, match="is the server running") as info:
         shell.run_line_magic("llmgine", "connect redis://:hunter2@127.0.0.1:1/0")
     assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.timeout(120)
+def test_a_failed_connect_keeps_the_shared_bus_joined_before(
+    shell: InteractiveShell, redis_url: str
+) -> None:
+    shell.run_line_magic("llmgine", f"connect {redis_url} --namespace nb")
+    with pytest.raises(MagicError, match="is the server running") as info:
+        shell.run_line_magic("llmgine", "connect redis://127.0.0.1:1/0")  # a typo in the port
+    assert f"still connected to `{redis_url}` (namespace `nb`)" in str(info.value)
+    remote = get_bus().remote
+    assert remote is not None
+    assert remote.url == redis_url and remote.keys.namespace == "nb"
+
+
+def _shown(captured: CapturedIO) -> str:
+    return "".join(output.data["text/plain"] for output in captured.outputs)
+
+
+@pytest.mark.timeout(120)
+def test_status_says_where_the_bus_is_connected_without_the_password(
+    shell: InteractiveShell, redis_url: str
+) -> None:
+    shell.run_line_magic("llmgine", "start --quiet")
+    with capture_output() as captured:
+        assert shell.run_line_magic("llmgine", "status") is get_bus()
+    assert "not connected to a shared bus" in _shown(captured)
+    with_password = redis_url.replace("redis://", "redis://default:hunter2@")
+    shell.run_line_magic("llmgine", f"connect {with_password}")
+    with capture_output() as captured:
+        shell.run_line_magic("llmgine", "status")
+    assert "connected to `redis://default:***@127.0.0.1:" in _shown(captured)
+    assert "hunter2" not in _shown(captured)
+
+
+_WITHOUT_REDIS = """
+import sys
+sys.modules["redis"] = None  # as in a venv without the redis extra
+from IPython.core.interactiveshell import InteractiveShell
+shell = InteractiveShell.instance()
+shell.run_line_magic("load_ext", "llmgine")
+try:
+    shell.run_line_magic("llmgine", "connect redis://127.0.0.1:1/0")
+except Exception as exc:
+    print(type(exc).__name__, "|", exc)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_connect_without_the_redis_package_says_what_to_install(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_REDIS],
+        cwd=tmp_path,
+        env={**os.environ, "IPYTHONDIR": str(tmp_path / ".ipython")},
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=True,
+    )
+    assert done.stdout.strip() == (
+        "MagicError | bus.connect() needs the redis package: pip install 'llmgine[redis]'."
+    )

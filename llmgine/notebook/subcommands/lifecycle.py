@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import shlex
+import logging
 from typing import Any
 
-from llmgine.errors import MagicError
+from llmgine._urls import redact_url
+from llmgine.bus.bus import MessageBus
+from llmgine.errors import LLMgineError, MagicError
 from llmgine.notebook.arguments import parser, split
 from llmgine.notebook.notes import Note
 from llmgine.notebook.runtime import get_runtime
 from llmgine.notebook.sync import run_sync
 
-__all__ = ["connect", "start", "status", "stop"]
+__all__ = ["connect", "start", "status", "stop", "where"]
+
+logger = logging.getLogger(__name__)
 
 
 def start(shell: Any, line: str, cell: str | None) -> Any:
@@ -50,25 +54,57 @@ def stop(shell: Any, line: str, cell: str | None) -> Any:
 
 
 def connect(shell: Any, line: str, cell: str | None) -> Any:
-    """Join a shared bus on Redis (leaving the one joined before, if any)."""
+    """Join a shared bus on Redis, leaving the one joined before once the new one is joined.
+
+    A failed connect keeps the link there was: the old shared bus is joined again.
+    """
     options_parser = parser("connect")
     options_parser.add_argument("url")
     options_parser.add_argument("--namespace", default="llmgine")
-    args = options_parser.parse_args(shlex.split(line))
-    from llmgine.bus.remote.keys import redact
-
+    args = options_parser.parse_args(split(line, "connect"))
     bus = get_runtime().get_bus()
-    if bus.remote is not None:
+    old = bus.remote
+    if old is not None:
         run_sync(bus.disconnect())
     try:
         run_sync(bus.connect(args.url, args.namespace))
-    except ConnectionError as exc:
-        raise MagicError(str(exc)) from None
-    return Note(f"llmgine bus connected to `{redact(args.url)}` (namespace `{args.namespace}`)")
+    except Exception as exc:
+        if old is None:
+            raise
+        kept = _rejoin(bus, old.url, old.keys.namespace)
+        raise MagicError(f"{_message(exc)} {kept}") from None
+    return Note(f"llmgine bus connected to `{redact_url(args.url)}` (namespace `{args.namespace}`)")
+
+
+def _message(exc: Exception) -> str:
+    text = str(exc) if isinstance(exc, LLMgineError) else f"{type(exc).__name__}: {exc}"
+    return text if text.endswith((".", "?", ")")) else text + "."
+
+
+def _rejoin(bus: MessageBus, url: str, namespace: str) -> str:
+    """Join the shared bus at ``url`` again after a failed connect; what to tell the user."""
+    where = f"`{redact_url(url)}` (namespace `{namespace}`)"
+    try:
+        run_sync(bus.connect(url, namespace))
+    except Exception as exc:
+        logger.warning("the shared bus at %s could not be joined again", where, exc_info=True)
+        return f"The bus left {where} and could not join it again ({type(exc).__name__})."
+    return f"The bus is still connected to {where}."
+
+
+def where(bus: MessageBus) -> str:
+    """Where ``bus`` is connected (its password hidden), or that it is local only."""
+    link = bus.remote
+    if link is None:
+        return "not connected to a shared bus (`%llmgine connect URL` joins one)"
+    return f"connected to `{redact_url(link.url)}` (namespace `{link.keys.namespace}`)"
 
 
 def status(shell: Any, line: str, cell: str | None) -> Any:
-    """The bus itself (it displays its state), or a note that none is started."""
+    """The bus itself (it displays its state), or a note that none is started.
+
+    A line above it says whether the bus is connected to a shared bus, and where.
+    """
     # Only report: starting a stopped bus here would reopen (and append to) its closed log.
     bus = get_runtime().bus
     if bus is None:
@@ -76,4 +112,7 @@ def status(shell: Any, line: str, cell: str | None) -> Any:
             "llmgine bus not started yet; `%llmgine start` starts it (so does the first "
             "subcommand that needs it)"
         )
+    from IPython.display import display
+
+    display(Note(f"llmgine bus {where(bus)}"))
     return bus
