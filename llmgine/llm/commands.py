@@ -46,8 +46,10 @@ class PromptCommand(Command):
     """A model string for this prompt only (``"offline"``, ``"openai:gpt-4o-mini"``)."""
     stream: bool = False
     """Stream the answer: ``LLMDeltaEvent``s are published as text arrives."""
-    temperature: float | None = None
-    max_tokens: int | None = None
+    temperature: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    """Sampling temperature: a finite number, 0 or more (``None``: the provider's default)."""
+    max_tokens: int | None = Field(default=None, ge=1)
+    """The longest answer, in tokens: 1 or more (``None``: the provider's default)."""
     use_tools: bool = True
     """Offer the engine's tools to the model."""
     tool_choice: str | None = None

@@ -6,6 +6,7 @@ Every mistake is a :class:`~llmgine.errors.MagicError` that says what to type in
 from __future__ import annotations
 
 import argparse
+import builtins
 import shlex
 from typing import Any
 
@@ -40,11 +41,22 @@ def split(line: str, name: str) -> list[str]:
         ) from None
 
 
-def lookup(shell: Any, name: str) -> Any:
-    """The value of ``name`` in the notebook, or a ``MagicError`` if it is not defined."""
-    if name not in shell.user_ns:
-        raise MagicError(f"name {name!r} is not defined in this notebook")
-    return shell.user_ns[name]
+def lookup(shell: Any, name: str, what: str = "value") -> Any:
+    """The value of ``name`` in the notebook, or a ``MagicError`` if it is not defined.
+
+    ``what`` the name should be (``"function"``) goes into the error for a built-in
+    (``str``) or for a word that is no name at all (``42``).
+    """
+    if name in shell.user_ns:
+        return shell.user_ns[name]
+    if not name.isidentifier():
+        raise MagicError(f"{name!r} is not a name; give the name of a {what} of this notebook")
+    if hasattr(builtins, name):
+        raise MagicError(
+            f"{name} is a Python built-in, not a {what} of this notebook; define one in a "
+            "cell and give its name"
+        )
+    raise MagicError(f"name {name!r} is not defined in this notebook")
 
 
 def evaluate(shell: Any, expression: str, what: str) -> Any:
@@ -82,7 +94,7 @@ def instantiate(message_type: type, what: str) -> Any:
 
 def message_class(shell: Any, name: str, base: type) -> type:
     """The class ``name`` of the notebook, which must subclass ``base`` (Command, Event)."""
-    value = lookup(shell, name)
+    value = lookup(shell, name, f"{base.__name__} class")
     if not (isinstance(value, type) and issubclass(value, base)):
         raise MagicError(f"{name} is not a {base.__name__} class")
     return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
@@ -59,22 +60,29 @@ Subcommands (``%llmgine help`` shows this table in a notebook)::
 """
 
 
+# ``%llmgine ...?`` alone or assigned (``r = %llmgine chat Is it sunny?``): indent, target.
+_MAGIC_LINE = re.compile(
+    r"(?P<indent>\s*)(?P<target>[\w.\[\], ]*[\w\]]\s*=\s*)?%llmgine (?P<rest>.*\?)"
+)
+
+
 def keep_question_marks(lines: list[str]) -> list[str]:
     """Let ``%llmgine`` lines end in ``?``: IPython would take them as help requests.
 
     ``%llmgine chat Is it sunny in Paris?`` becomes a direct call of the magic, so
-    the question reaches the model. ``%llmgine?`` alone still shows the help.
+    the question reaches the model; so does an assigned one (``r = %llmgine ...?``,
+    ``r`` a name, an attribute or a subscript). ``%llmgine?`` alone still shows the help.
     """
     if lines and lines[0].startswith("%%"):
         return lines  # a cell magic's body is passed as written
     out = []
     quote: str | None = None  # the triple quote of a string still open at this line
     for line in lines:
-        stripped = line.strip()
-        if quote is None and stripped.startswith("%llmgine ") and stripped.endswith("?"):
-            indent = line[: len(line) - len(line.lstrip())]
-            rest = stripped[len("%llmgine ") :]
-            line = f"{indent}get_ipython().run_line_magic('llmgine', {rest!r})\n"
+        found = _MAGIC_LINE.fullmatch(line.rstrip()) if quote is None else None
+        if found is not None:
+            rest = found["rest"].strip()
+            target = found["target"] or ""
+            line = f"{found['indent']}{target}get_ipython().run_line_magic('llmgine', {rest!r})\n"
         else:
             quote = _open_triple_quote(line, quote)
         out.append(line)

@@ -150,7 +150,7 @@ def test_conversations_lists_and_picks_the_one_chat_continues(shell: Interactive
     assert isinstance(listed, pd.DataFrame)
     assert set(listed["id"]) == {"default", "other"}
     assert listed.set_index("id")["current"].to_dict() == {"default": True, "other": False}
-    assert listed.set_index("id")["cost_usd"].to_dict() == pytest.approx(
+    assert listed.set_index("id")["session_cost_usd"].to_dict() == pytest.approx(
         {"default": 0.002, "other": 0.002}
     )
     note = magic(shell, "conversations use other")

@@ -134,7 +134,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
             "conversations",
             "conversations [use ID | new [ID]]",
             "%llmgine conversations use default",
-            "list the conversations; choose the one chat and new panels continue",
+            "list the conversations (session_cost_usd: this session's calls only); choose "
+            "the one chat and new panels continue",
             conversations.conversations,
         ),
         Subcommand(

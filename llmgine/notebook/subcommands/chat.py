@@ -34,7 +34,11 @@ _CHAT_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
 
 
 def chat_options(line: str) -> tuple[dict[str, Any], str]:
-    """Leading options (``--model M``, ``--temperature T``, ...), then the prompt, verbatim."""
+    """Leading options (``--model M``, ``--temperature T``, ...), then the prompt, verbatim.
+
+    An option's value may be quoted (``--conversation "support desk"``); the prompt is
+    taken as written, quotes and all.
+    """
     options: dict[str, Any] = {}
     rest = line.lstrip()
     while True:
@@ -44,7 +48,7 @@ def chat_options(line: str) -> tuple[dict[str, Any], str]:
                 known = ", ".join(_CHAT_FLAGS)
                 raise MagicError(f"unknown chat option {flag}; the options are {known}")
             return options, rest
-        value, _, rest = after.lstrip().partition(" ")
+        value, rest = _option_value(flag, after.lstrip())
         if not value:
             raise MagicError(f"{flag} needs a value")
         field, convert = _CHAT_FLAGS[flag]
@@ -54,6 +58,20 @@ def chat_options(line: str) -> tuple[dict[str, Any], str]:
             kind = "a whole number" if convert is int else "a number"
             raise MagicError(f"{flag} needs {kind}, not {value!r}") from None
         rest = rest.lstrip()
+
+
+def _option_value(flag: str, text: str) -> tuple[str, str]:
+    """The first word of ``text`` (or its quoted words, quotes removed) and what follows."""
+    quote = text[:1]
+    if quote not in ("'", '"'):
+        value, _, rest = text.partition(" ")
+        return value, rest
+    end = text.find(quote, 1)
+    if end < 0:
+        raise MagicError(f"{flag}: no closing quote in {text!r}; close the quote")
+    if text[end + 1 : end + 2] not in ("", " "):
+        raise MagicError(f"{flag}: put a space after the closing quote in {text!r}")
+    return text[1:end], text[end + 1 :]
 
 
 def chat(shell: Any, line: str, cell: str | None) -> Any:

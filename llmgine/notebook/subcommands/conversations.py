@@ -20,6 +20,10 @@ _USAGE = "usage: %llmgine conversations [use ID | new [ID]]"
 def conversations(shell: Any, line: str, cell: str | None) -> Any:
     """The conversations as a DataFrame, with what each cost; ``use ID`` or ``new [ID]``.
 
+    Its ``session_cost_usd`` is what each conversation's calls cost in this session
+    (this bus's log, else the engine's spend): the turns of an earlier kernel, read
+    back from the store, are not in it.
+
     ``use ID`` continues a stored conversation, ``new [ID]`` starts one: the one
     ``%llmgine chat`` and new chat panels continue.
     """
@@ -30,7 +34,8 @@ def conversations(shell: Any, line: str, cell: str | None) -> Any:
     if not words:
         listed.insert(1, "current", listed["id"] == runtime.conversation_id)
         calls, _ = spent(engine)
-        listed["cost_usd"] = listed["id"].map(by(calls, "conversation_id")["cost_usd"])
+        # The stored conversations keep no cost: this session's is the one known.
+        listed["session_cost_usd"] = listed["id"].map(by(calls, "conversation_id")["cost_usd"])
         return listed
     action, rest = words[0], words[1:]
     if action == "use" and len(rest) == 1:

@@ -178,6 +178,12 @@ def cache(shell: Any, line: str, cell: str | None) -> Any:
     if action == "on" and len(rest) <= 1:
         if current is not None and not rest:
             return Note(f"the cache is already on: {_where(current)}")
+        if rest == ["redis"] and engine.bus.remote is None:
+            raise MagicError(
+                "the bus is not connected to a shared bus, so there is no Redis to keep the "
+                "cache in: run `%llmgine connect URL` first (e.g. `%llmgine connect "
+                "redis://127.0.0.1:6379/0`), or `%llmgine cache on` for a local file"
+            )
         opened = open_cache(rest[0] if rest else True, engine.bus)
         if opened is None:  # pragma: no cover - True, a path or "redis" always open one
             raise MagicError(f"no cache at {rest[0]!r}")

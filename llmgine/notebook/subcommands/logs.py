@@ -31,6 +31,8 @@ def log(shell: Any, line: str, cell: str | None) -> Any:
     options_parser.add_argument("--last", type=int, default=None)
     options_parser.add_argument("--type", default=None)
     args = options_parser.parse_args(split(line, "log"))
+    if args.last is not None and args.last < 0:
+        raise MagicError(f"%llmgine log: --last takes a count of 0 or more, not {args.last}")
     events = _events(line)
     if args.type is not None:
         events = events[events["type"] == args.type]

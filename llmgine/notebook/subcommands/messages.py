@@ -21,8 +21,8 @@ def register(shell: Any, line: str, cell: str | None) -> Any:
     if len(parts) != 2:
         raise MagicError("usage: %llmgine register CLASS FUNC")
     class_name, function_name = parts
-    message_type = lookup(shell, class_name)
-    handler = lookup(shell, function_name)
+    message_type = lookup(shell, class_name, "Command or Event class")
+    handler = lookup(shell, function_name, "function")
     if not callable(handler):
         raise MagicError(f"{function_name} is not a function")
     bus = get_runtime().get_bus()

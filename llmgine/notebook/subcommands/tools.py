@@ -28,7 +28,7 @@ def tools(shell: Any, line: str, cell: str | None) -> Any:
     for name in (n for n in names if n != "--approval"):
         if name.startswith("-"):
             raise MagicError(f"%llmgine tools: unknown option {name}; the one option is --approval")
-        function = lookup(shell, name)
+        function = lookup(shell, name, "function")
         if not callable(function):
             raise MagicError(f"{name} is not a function")
         try:
