@@ -74,11 +74,17 @@ def commands_frame(
 
     Columns: ``command_type``, ``command_id``, ``start``, ``duration_ms``,
     ``success``, ``error_type``, ``error``, ``session_id``, ``trace_id``,
-    ``span_id``. A command with no result yet (still running, or its process
-    ended) has ``success`` missing. ``source`` and the filters are as for
-    :func:`events_frame`.
+    ``span_id``. ``success`` is a nullable boolean (pandas ``"boolean"``): a
+    command with no result in the log (still running, or its process was killed)
+    has ``success`` ``<NA>`` and ``duration_ms`` NaN, so ``c[c.success]`` is the
+    commands that succeeded, ``c[c.success == False]`` those that failed (``~``
+    keeps ``<NA>`` as ``<NA>``, which a mask treats as False) and
+    ``c[c.success.isna()]`` the unfinished ones. ``source`` and the filters are as
+    for :func:`events_frame`.
     """
-    return view_frame(source, "commands", since=since, until=until)
+    frame = view_frame(source, "commands", since=since, until=until)
+    frame["success"] = frame["success"].astype("boolean")
+    return frame
 
 
 def llm_calls_frame(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -24,6 +25,7 @@ from llmgine.analysis.views import (
     add_checks,
     files_sql,
     keep_sql,
+    once_sql,
     read_errors,
 )
 
@@ -78,7 +80,12 @@ def load_events(
         frame = empty_events()
         frame.attrs.update(skipped_lines=0, sources=[])
         return frame
-    sql = f"SELECT *, {BAD_LINE} AS _bad FROM {files_sql(files)} WHERE {BAD_LINE} OR ({keep})"
+    sql = (
+        f"SELECT * EXCLUDE (filename), CASE WHEN {BAD_LINE} THEN filename END AS _file, "
+        f"{BAD_LINE} AS _bad FROM {files_sql(files)} WHERE {BAD_LINE} OR ({keep})"
+    )
+    if len(files) > 1:  # the same message in two files (a copy beside the log) is one row
+        sql = once_sql(sql)
     size = sum(f.stat().st_size for f in files)
     with duckdb.connect() as con, read_errors([str(f) for f in files]):
         con.execute("SET TimeZone = 'UTC'")
@@ -88,15 +95,25 @@ def load_events(
     frame = table.to_pandas()
     skipped = int(frame["_bad"].sum())
     if skipped:
+        per_file = frame.loc[frame["_bad"], "_file"].value_counts(sort=False)
         frame = frame.loc[~frame["_bad"]].reset_index(drop=True)
-        where = ", ".join(str(f) for f in files)
-        warnings.warn(
-            f"{skipped} unreadable line(s) skipped in {where}", LogReadWarning, stacklevel=2
-        )
-    frame = frame.drop(columns="_bad")
+        warnings.warn(_skipped_text(skipped, per_file, files), LogReadWarning, stacklevel=2)
+    frame = frame.drop(columns=["_bad", "_file"])
     frame["timestamp"] = frame["timestamp"].dt.tz_convert("UTC")
     frame.attrs.update(skipped_lines=skipped, sources=[str(f) for f in files])
     return frame
+
+
+def _skipped_text(skipped: int, per_file: pd.Series, files: list[Path]) -> str:
+    """``3 unreadable line(s) skipped: 1 in a.jsonl, 2 in b.jsonl``, naming only those files."""
+    counts = {str(name): int(n) for name, n in per_file.items()}
+    named = [(str(f), counts.pop(str(f), 0)) for f in files]
+    named += list(counts.items())  # a name DuckDB spells otherwise
+    found = [(name, n) for name, n in named if n]
+    if len(found) == 1:
+        return f"{skipped} unreadable line(s) skipped in {found[0][0]}"
+    where = ", ".join(f"{n} in {name}" for name, n in found)
+    return f"{skipped} unreadable line(s) skipped: {where}"
 
 
 def _read_batches(reader: pa.RecordBatchReader, size: int, progress: bool | None) -> pa.Table:

@@ -62,9 +62,23 @@ def _path(value: Any) -> Path:
     raise LogSourceError(f"{value!r} is not a log path; give {_WHAT}.")
 
 
+def _holds_no_log(path: Path) -> str:
+    """Why a directory gave no log file, and what to give instead."""
+    inside = sorted(d.name for d in path.iterdir() if d.is_dir() and any(d.glob("*.jsonl")))
+    if inside:
+        return (
+            f"{path} holds no log: no .jsonl file in it, and its folders are not read; "
+            f"give one of them: {', '.join(str(path / name) for name in inside[:5])}"
+        )
+    return f"{path} holds no log: no .jsonl file in it; give a .jsonl log or a directory of them."
+
+
 def _one(path: Path) -> list[Path]:
     if path.is_dir():
-        return _directory(path)
+        files = _directory(path)
+        if not files:
+            raise LogSourceError(_holds_no_log(path))
+        return files
     if path.is_file():
         return [path]
     if path.is_symlink():
@@ -80,10 +94,13 @@ def log_files(source: Any) -> list[Path]:
     Args:
         source: A ``.jsonl`` file, a directory (its ``*.jsonl`` files; entries that
             are not readable files are skipped with a :class:`LogReadWarning`), a
-            list of files or directories, or a ``MessageBus`` (flushed first).
+            list of files or directories (a file given twice is read once), or a
+            ``MessageBus`` (flushed first).
 
     Raises:
-        LogSourceError: The source is missing, not a path, or a bus without a log.
+        LogSourceError: The source is missing, not a path, a directory holding no
+            ``.jsonl`` file (the message names its folders that hold some), or a bus
+            without a log.
     """
     from llmgine.bus.bus import MessageBus
 
@@ -104,8 +121,20 @@ def log_files(source: Any) -> list[Path]:
         missing = [str(p) for p in paths if not p.exists()]
         if missing:
             raise LogSourceError(f"No log file at: {', '.join(missing)}")
-        return [file for path in paths for file in _one(path)]
+        return _once([file for path in paths for file in _one(path)])
     raise LogSourceError(f"load_events takes {_WHAT}; got {type(source).__name__}.")
+
+
+def _once(files: list[Path]) -> list[Path]:
+    """``files`` without a second mention of one file (by its resolved path), in order."""
+    seen: set[Path] = set()
+    out: list[Path] = []
+    for file in files:
+        real = file.resolve()
+        if real not in seen:
+            seen.add(real)
+            out.append(file)
+    return out
 
 
 def parse_time(value: TimeLike, name: str) -> pd.Timestamp:

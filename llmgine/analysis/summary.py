@@ -8,8 +8,6 @@ without loading it into pandas.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -91,10 +89,7 @@ def summarize(
         names = sources or list(source.attrs.get("sources", []))
         skipped = int(source.attrs.get("skipped_lines", 0))
     else:
-        path = source
-        source = log_files(source)
-        if not source and isinstance(path, str | os.PathLike):
-            raise LogSourceError(_holds_no_log(Path(path)))
+        source = log_files(source)  # a directory holding no log is a LogSourceError
         names = sources or [str(f) for f in source]
         skipped = 0
     rows = query(source, SUMMARY_SQL, since=since, until=until)
@@ -107,17 +102,6 @@ def summarize(
                 "a MessageBus writes); give a .jsonl log or a directory of them."
             )
     return _format(rows, names, skipped)
-
-
-def _holds_no_log(path: Path) -> str:
-    """Why a directory (or a list of them) gave no log file, and what to give instead."""
-    inside = sorted(d.name for d in path.iterdir() if d.is_dir() and any(d.glob("*.jsonl")))
-    if inside:
-        return (
-            f"{path} holds no log: no .jsonl file in it, and its folders are not read; "
-            f"give one of them: {', '.join(str(path / name) for name in inside[:5])}"
-        )
-    return f"{path} holds no log: no .jsonl file in it; give a .jsonl log or a directory of them."
 
 
 def _counts(rows: pd.DataFrame, key: str, value: str = "lines") -> dict[str, int]:
@@ -150,7 +134,16 @@ def _format(rows: pd.DataFrame, sources: list[str], skipped_before: int) -> str:
     if commands or len(results):
         done = int(results["lines"].sum())
         rate = int(results["succeeded"].sum()) / done * 100 if done else float("nan")
-        out += ["", f"commands: {sum(commands.values()):,}, {rate:.1f}% succeeded"]
+        finished = {str(k): int(n) for k, n in results["lines"].groupby(level=0).sum().items()}
+        unfinished = sum(max(n - finished.get(name, 0), 0) for name, n in commands.items())
+        head = f"commands: {sum(commands.values()):,}, {rate:.1f}% succeeded"
+        if unfinished:
+            head = (
+                f"commands: {sum(commands.values()):,}, {rate:.1f}% of {done:,} finished "
+                f"succeeded, unfinished: {unfinished:,} (no result in the log: still running, "
+                "or its process was killed)"
+            )
+        out += ["", head]
         out.append(f"  {'type':<32} {'count':>9} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}")
         latency = {str(k): v for k, v in results["latency"].items()}
         for name in sorted(set(commands) | set(latency)):

@@ -31,6 +31,7 @@ __all__ = [
     "add_checks",
     "files_sql",
     "keep_sql",
+    "once_sql",
     "open_log",
     "quote",
     "read_errors",
@@ -200,6 +201,10 @@ GROUP BY s.span_context.span_id
     "traces": """
 WITH marked AS (
     SELECT s.*, (s.parent_id IS NULL OR p."context.span_id" IS NULL) AS is_root,
+           -- A command run on a worker for a caller whose span is here and failed with it:
+           -- one failure, counted on the caller's span.
+           coalesce(s.attributes->>'$."llmgine.remote.caller"' IS NOT NULL
+                    AND p.status_code = 'ERROR', false) AS failed_with_caller,
            coalesce(try_cast(s.attributes->>'$."gen_ai.usage.input_tokens"' AS BIGINT), 0)
            + coalesce(try_cast(s.attributes->>'$."gen_ai.usage.output_tokens"' AS BIGINT), 0)
              AS tokens,
@@ -213,20 +218,26 @@ SELECT
     "context.trace_id" AS trace_id,
     arg_min(name, _first) FILTER (WHERE is_root) AS root_name,
     min(start_time) AS start_time,
-    max(end_time) AS end_time,
-    coalesce(
-        arg_min(duration_ms, _first) FILTER (WHERE is_root),
-        (epoch_us(max(end_time)) - epoch_us(min(start_time))) / 1000.0
-    ) AS duration_ms,
+    -- A trace whose root span never ended (its process was killed) has no end and no
+    -- duration, whatever its finished children took.
+    CASE WHEN root_ended IS NOT FALSE THEN max(end_time) END AS end_time,
+    CASE WHEN root_ended IS NULL  -- no root: the parent links form a cycle
+         THEN (epoch_us(max(end_time)) - epoch_us(min(start_time))) / 1000.0
+         WHEN root_ended THEN arg_min_null(duration_ms, _first) FILTER (WHERE is_root)
+    END AS duration_ms,
     count(*) AS span_count,
     arg_min(status_code, _first) FILTER (WHERE is_root) AS status,
-    count(*) FILTER (WHERE status_code = 'ERROR') AS error_count,
+    count(*) FILTER (WHERE status_code = 'ERROR' AND NOT failed_with_caller) AS error_count,
     sum(tokens)::BIGINT AS total_tokens,
     CASE WHEN count(*) FILTER (WHERE answered AND cost IS NULL) > 0 THEN NULL
          ELSE coalesce(sum(cost), 0.0) END AS cost_usd,
     count(*) FILTER (WHERE hit) AS cached_calls
-FROM marked
-GROUP BY "context.trace_id"
+FROM (
+    SELECT *, arg_min_null(end_time IS NOT NULL, _first) FILTER (WHERE is_root)
+                  OVER (PARTITION BY "context.trace_id") AS root_ended
+    FROM marked
+)
+GROUP BY "context.trace_id", root_ended
 ORDER BY min(_first), "context.trace_id"
 """,
 }
@@ -301,7 +312,22 @@ def files_sql(files: list[Path]) -> str:
     listed = ", ".join(quote(_literal_path(f)) for f in files)
     return (
         f"read_json([{listed}], format = 'newline_delimited', ignore_errors = true, "
-        f"maximum_object_size = {MAX_LINE_BYTES}, columns = {READ_COLUMNS})"
+        f"maximum_object_size = {MAX_LINE_BYTES}, columns = {READ_COLUMNS}, filename = true)"
+    )
+
+
+def once_sql(select: str) -> str:
+    """``select`` (with ``id`` and ``_bad`` columns) with each message once, in read order.
+
+    The same message read twice (a copy of a log beside it, logs that overlap) is
+    one message: the first line of each ``id`` is kept. Lines that are not messages
+    (``_bad``) are all kept, to be counted. A window over every line: used only when
+    duplicates can occur, i.e. more than one file is read.
+    """
+    return (
+        f"SELECT * EXCLUDE (_n) FROM (SELECT *, row_number() OVER () AS _n FROM ({select})) "
+        "QUALIFY _bad OR id IS NULL "
+        "OR row_number() OVER (PARTITION BY _bad, id ORDER BY _n) = 1 ORDER BY _n"
     )
 
 
@@ -325,7 +351,8 @@ def open_log(
     """Open a log (files, a directory, a bus, or a frame from ``load_events``) as views.
 
     ``types``, ``since`` and ``until`` filter the ``events`` view, so every view
-    sees only those lines; over files DuckDB applies them while it scans.
+    sees only those lines; over files DuckDB applies them while it scans. A message
+    read twice (the same line in two files) is one row of every view.
 
     Raises:
         LogSourceError: The source cannot be read, or a filter is not a time.
@@ -341,14 +368,15 @@ def open_log(
             relation = "_frame"
             sources = list(source.attrs.get("sources", []))
             bad = "coalesce(NOT json_valid(data), TRUE)"  # a frame edited by hand
+            several = bool(source["id"].duplicated().any()) if "id" in source.columns else False
         else:
             files = [f for f in log_files(source) if _size(f) > 0]
             relation = files_sql(files) if files else _empty_sql()
             sources = [str(f) for f in files]
             bad = BAD_LINE
-        con.execute(
-            f"CREATE TEMP VIEW raw AS SELECT *, {bad} AS _bad, ({keep}) AS _keep FROM {relation}"
-        )
+            several = len(files) > 1
+        raw = f"SELECT *, {bad} AS _bad, ({keep}) AS _keep FROM {relation}"
+        con.execute(f"CREATE TEMP VIEW raw AS {once_sql(raw) if several else raw}")
         for name, sql in VIEWS.items():
             con.execute(f'CREATE TEMP VIEW "{name}" AS {sql}')
         with read_errors(sources):

@@ -13,6 +13,7 @@ import pytest
 from llmgine import ConfigurationError
 from llmgine.analysis import ENVELOPE_COLUMNS, LogReadWarning, load_events
 from llmgine.bus import MessageBus
+from llmgine.errors import LogSourceError
 from llmgine.messages import Event
 
 LINES = 48  # see conftest: the pipeline 22, metrics 2, the tool chat 16, the plain chat 8
@@ -148,7 +149,8 @@ def test_missing_sources_are_clear_errors(tmp_path: Path) -> None:
         load_events([tmp_path / "nope.jsonl"])
     with pytest.raises(TypeError, match="takes a path"):
         load_events(42)
-    assert load_events(tmp_path).empty  # an empty directory
+    with pytest.raises(LogSourceError, match=r"holds no log: no \.jsonl file in it"):
+        load_events(tmp_path)  # an empty directory
 
 
 def test_progress_bar_is_shown_when_asked(
