@@ -55,6 +55,8 @@ class Answer:
     content_type: str = "text/event-stream"
     cut: bool = True
     """Send no Content-Length and close the connection after the body (a dropped server)."""
+    length: int | None = None
+    """The Content-Length said, if not the body's (more: the server dies before the end)."""
 
 
 @contextmanager
@@ -76,10 +78,10 @@ def serving(*answers: Answer) -> Iterator[tuple[str, list[dict[str, Any]]]]:
             answer = answers[min(len(requests), len(answers)) - 1]
             self.send_response(200)
             self.send_header("Content-Type", answer.content_type)
-            if answer.cut:
+            if answer.cut and answer.length is None:
                 self.send_header("Connection", "close")
             else:
-                self.send_header("Content-Length", str(len(answer.body)))
+                self.send_header("Content-Length", str(answer.length or len(answer.body)))
             self.end_headers()
             self.wfile.write(answer.body)
             self.wfile.flush()
@@ -171,6 +173,16 @@ async def test_a_body_that_is_no_event_stream_is_a_provider_error_showing_it(
     assert type(caught.value) is ProviderError  # not retried: the server is not an API
     shown = " ".join(body.decode().split())[:20] if body else "an empty body"
     assert shown in str(caught.value)
+
+
+@pytest.mark.timeout(30)
+async def test_a_body_that_is_no_event_stream_cut_mid_way_is_a_connection_error() -> None:
+    half = b'{"id": "x", "choices": [{"message": {"content": "hi"'
+    with serving(Answer(half, "application/json", length=len(half) * 2)) as (url, _):
+        p = provider(url)
+        with pytest.raises(ProviderConnectionError, match="connection broke"):
+            await streamed(p, ask())
+        await p.aclose()
 
 
 @pytest.mark.timeout(30)

@@ -92,9 +92,9 @@ async def answer_chunks(
         ProviderError: The server answered with something that is not an event
             stream, or sent an event that is not JSON.
     """
-    body = await _body_if_not_events(stream)
     answer = _Answer()
     try:
+        body = await _body_if_not_events(stream)
         async for chunk in stream:
             for delta in answer.add(chunk):
                 yield StreamChunk(delta=delta)
@@ -129,7 +129,15 @@ async def _body_if_not_events(stream: Any) -> bytes | None:
         return None
     if _EVENT_STREAM in str(headers.get("content-type", "")).lower():
         return None
-    content = await response.aread()
+    try:
+        content = await response.aread()
+    except Exception as exc:  # as the SDK turns its HTTP library's errors while it reads
+        import openai
+
+        request = response.request
+        if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
+            raise openai.APITimeoutError(request=request) from exc
+        raise openai.APIConnectionError(message=str(exc), request=request) from exc
     return content if isinstance(content, bytes) else None
 
 
