@@ -31,6 +31,8 @@ from llmgine.bus import (
 from llmgine.errors import (
     AmbiguousApprovalError,
     ApprovalNotFoundError,
+    ApprovalTimeoutError,
+    ApprovalWithdrawnError,
     BudgetExceededError,
     BusStateError,
     CacheError,
@@ -155,6 +157,8 @@ _pandas_hook.register_when_pandas_loads()  # df.llmgine, whichever is imported f
 __all__ = [
     "AmbiguousApprovalError",
     "ApprovalNotFoundError",
+    "ApprovalTimeoutError",
+    "ApprovalWithdrawnError",
     "ApproveToolCallCommand",
     "Budget",
     "BudgetExceededError",

@@ -10,6 +10,7 @@ keeps working::
     ├── HandlerNotFoundError            (also LookupError)
     ├── HandlerTimedOut                 (also TimeoutError) the bus's timeout ended a handler
     ├── BusStateError                   (also RuntimeError)
+    │   └── ApprovalWithdrawnError      bus.stop() ended a call's wait for approval
     ├── ServerNotStartedError           (also RuntimeError) a local server used before start()
     ├── CommandFailedError              a convenience call's command failed
     ├── CircuitOpenError                (also RuntimeError) a CircuitBreaker fails fast
@@ -31,6 +32,7 @@ keeps working::
     ├── SharedBusConnectionError        (also ConnectionError) Redis unreachable or silent
     ├── RedisServerError                (also RuntimeError) a local redis-server did not start
     ├── BudgetExceededError             (also RuntimeError) a call would start past its budget
+    ├── ApprovalTimeoutError            (also TimeoutError) a prompt's time ran out in approval
     └── ProviderError
         ├── ProviderAuthenticationError
         ├── ProviderRateLimitError
@@ -44,6 +46,8 @@ from __future__ import annotations
 __all__ = [
     "AmbiguousApprovalError",
     "ApprovalNotFoundError",
+    "ApprovalTimeoutError",
+    "ApprovalWithdrawnError",
     "BudgetExceededError",
     "BusStateError",
     "CacheError",
@@ -277,3 +281,20 @@ class ContextWindowError(LLMgineError, ValueError):
 
 class ConversationNotFoundError(LLMgineError, LookupError):
     """No stored conversation has the id asked for."""
+
+
+class ApprovalTimeoutError(LLMgineError, TimeoutError):
+    """A prompt's timeout ran out while one of its tool calls waited for a person's approval.
+
+    The provider did nothing wrong: the call did not run and the conversation is unchanged.
+    Decide sooner, set ``engine.approvals.timeout`` below the prompt's timeout (an unanswered
+    call then goes back to the model as denied), or give the prompt more ``timeout``.
+    """
+
+
+class ApprovalWithdrawnError(BusStateError):
+    """``bus.stop()`` ended the wait of a tool call for approval: the call did not run.
+
+    Its prompt fails with this error at once (no further model call); send it again once
+    the bus runs again.
+    """

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from llmgine.bus.bus import MessageBus
 from llmgine.errors import BusStateError, CommandFailedError, ConfigurationError
+from llmgine.llm.approval_wait import within_prompt_timeout
 from llmgine.llm.budget import Budget, Spend
 from llmgine.llm.commands import PromptCommand
 from llmgine.llm.conversations import ContextWindow, Conversations, token_counter
@@ -276,6 +277,7 @@ class LLMEngine(ToolMethods, BatchMethods):
         conversation = await self.conversations.aget(command.conversation_id)
         if command.system_prompt is not None:
             conversation.system_prompt_for_turn(command.system_prompt)
+        timeout = command.timeout if command.timeout is not None else self.timeout
         run = PromptRun(
             command,
             build_pipeline(
@@ -290,11 +292,11 @@ class LLMEngine(ToolMethods, BatchMethods):
             options={**self.options, **(command.options or {})},
             max_tool_rounds=self.max_tool_rounds,
             max_output_retries=self.max_output_retries,
-            timeout=command.timeout if command.timeout is not None else self.timeout,
+            timeout=timeout,
             sink=self._sinks.get(command.id),
             window=window,
         )
-        return await run.result()
+        return await within_prompt_timeout(run.result(), timeout)
 
     def _provider(self, model: str | None) -> Provider:
         if model is None:

@@ -39,6 +39,8 @@ class Decision(NamedTuple):
     approved: bool
     reason: str | None
     command_id: UUID | None
+    withdrawn: bool = False
+    """Not a person's: ``bus.stop()`` ended the wait (the prompt fails)."""
 
 
 @dataclass
@@ -52,6 +54,8 @@ class PendingApproval:
     prompt_id: UUID
     decision: asyncio.Future[Decision] = field(repr=False)
     approval_id: str = field(default_factory=_new_id)
+    ended: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    """Set once the wait is over and its decision is published."""
 
 
 def waiting_now(requests: list[ToolApprovalRequestedEvent]) -> str:

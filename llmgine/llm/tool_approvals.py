@@ -12,11 +12,9 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from typing import Literal
-from uuid import UUID
 
 from llmgine.bus.bus import MessageBus
-from llmgine.errors import AmbiguousApprovalError, ApprovalNotFoundError, ToolError
+from llmgine.errors import AmbiguousApprovalError, ApprovalNotFoundError
 from llmgine.llm.approval import (
     ApproveToolCallCommand,
     ToolApprovalDecidedEvent,
@@ -25,8 +23,8 @@ from llmgine.llm.approval import (
     ToolApprovalRequestedEvent,
     describe_request,
 )
+from llmgine.llm.approval_wait import ApprovalWait
 from llmgine.llm.pending_approval import (
-    ENDED_FIRST,
     Decision,
     PendingApproval,
     ambiguous_call,
@@ -35,7 +33,6 @@ from llmgine.llm.pending_approval import (
     settle,
     waiting_now,
 )
-from llmgine.llm.types import ToolCall
 
 __all__ = ["PendingApproval", "ToolApprovals"]
 
@@ -43,20 +40,22 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_APPROVAL_TIMEOUT = 300.0
 DEFAULT_RELAY_TIMEOUT = 10.0
-_REMEMBERED = 1000  # decided approvals kept, to say "already decided" instead of "unknown"
+_REMEMBERED = 1000  # requests heard of are kept up to ten times this many
 
 
-class ToolApprovals:
+class ToolApprovals(ApprovalWait):
     """The tool calls of one engine that wait for a person, and the command that decides them.
 
     Registers the one handler of :class:`ApproveToolCallCommand` on ``bus``, and one
     handler of the approval events (:class:`ToolApprovalEvent`), to know the calls waiting
     in other processes of a shared bus and to apply decisions relayed from them.
+    ``bus.stop()`` withdraws the calls still waiting here (see :meth:`withdraw_all`).
 
     Args:
         bus: The engine's bus.
         timeout: Seconds a call waits for a decision before it counts as denied;
             ``None`` waits as long as it takes. Set it later as ``engine.approvals.timeout``.
+            A positive finite number or ``None``, else ``ConfigurationError``.
         relay_timeout: On a shared bus, seconds a decision for a call waiting in another
             process may take to be applied there before the command fails.
     """
@@ -87,10 +86,12 @@ class ToolApprovals:
             )
         bus.register_command_handler(ApproveToolCallCommand, self.handle_approve, replace=True)
         bus.register_event_handler(ToolApprovalEvent, self.on_approval_event)
+        self._unhook_stop = bus.on_stop(self.withdraw_all)
 
     def detach(self) -> None:
-        """Stop following the bus's approval events (another engine took over)."""
+        """Stop following the bus's approval events and its stop (another engine took over)."""
         self.bus.unregister_event_handler(ToolApprovalEvent, self.on_approval_event)
+        self._unhook_stop()
 
     def __repr__(self) -> str:
         pending = [p.call_id for p in self.pending]
@@ -234,16 +235,6 @@ class ToolApprovals:
             if not answers:
                 self._answers.pop(approval_id, None)
 
-    def _remember(self, decided: ToolApprovalDecidedEvent) -> None:
-        """Note a decision at once: the call no longer waits, here or in any lookup."""
-        if decided.approval_id is None:
-            return
-        self._known.pop(decided.approval_id, None)
-        self._decided[decided.approval_id] = decided
-        self._decided.move_to_end(decided.approval_id)
-        while len(self._decided) > _REMEMBERED:
-            self._decided.popitem(last=False)
-
     def _apply(self, waiting: PendingApproval, decision: Decision) -> None:
         """Decide a call waiting in this process (already taken out of ``_pending``)."""
         self._remember(
@@ -312,82 +303,3 @@ class ToolApprovals:
             return
         del self._pending[event.approval_id]
         self._apply(waiting, Decision(event.approve, event.reason, event.command_id))
-
-    # ------------------------------------------------------------ waiting
-
-    async def check(self, call: ToolCall, conversation_id: str, prompt_id: UUID) -> None:
-        """Wait for a decision on ``call``; return if approved.
-
-        Raises:
-            ToolError: Denied, or no decision within ``timeout``; the message goes to the model.
-        """
-        decision: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
-        waiting = PendingApproval(
-            call.id, call.name, call.arguments, conversation_id, prompt_id, decision
-        )
-        request = ToolApprovalRequestedEvent(
-            call_id=call.id,
-            tool_name=call.name,
-            arguments=call.arguments,
-            conversation_id=conversation_id,
-            prompt_id=prompt_id,
-            timeout=self.timeout,
-            approval_id=waiting.approval_id,
-        )
-        self._pending[waiting.approval_id] = waiting
-        self._known[waiting.approval_id] = request
-        command_id: UUID | None = None
-        reason: str | None
-        decided_by: Literal["command", "timeout", "cancelled"] = "cancelled"
-        approved, reason = False, ENDED_FIRST  # unless decided or timed out
-        try:
-            await self.bus.publish(request)
-            try:
-                approved, reason, command_id = await asyncio.wait_for(decision, self.timeout)
-                decided_by = "command"
-            except TimeoutError:
-                reason, decided_by = None, "timeout"
-        finally:
-            self._pending.pop(waiting.approval_id, None)
-            self._known.pop(waiting.approval_id, None)
-            decided = ToolApprovalDecidedEvent(
-                call_id=call.id,
-                tool_name=call.name,
-                conversation_id=conversation_id,
-                prompt_id=prompt_id,
-                approved=approved,
-                reason=reason,
-                decided_by=decided_by,
-                approval_id=waiting.approval_id,
-                command_id=command_id,
-            )
-            self._remember(decided)
-            # Also when the prompt was stopped (or failed) before a decision: every process
-            # must forget the call, even if this task is cancelled while telling them.
-            await self._publish_shielded(decided)
-        if approved:
-            return
-        if decided_by == "timeout":
-            raise ToolError(
-                f"{call.name} was not run: nobody approved the call within {self.timeout} s"
-            )
-        because = f": {reason}" if reason else ""
-        raise ToolError(f"{call.name} was not run: the user denied the call{because}")
-
-    async def _publish_shielded(self, decided: ToolApprovalDecidedEvent) -> None:
-        """Publish a decision; a cancellation of this task does not stop the publication."""
-        publishing = asyncio.ensure_future(self.bus.publish(decided))
-        self._publishing.add(publishing)
-        publishing.add_done_callback(self._published)
-        # asyncio.wait never cancels what it waits for: cancelled here, the publication goes
-        # on in the background (and the cancellation goes on to the caller).
-        await asyncio.wait({publishing})
-
-    def _published(self, publishing: asyncio.Future[None]) -> None:
-        self._publishing.discard(publishing)
-        if not publishing.cancelled() and publishing.exception() is not None:
-            logger.error(
-                "could not publish the decision on a tool call that waited for approval; "
-                "other processes may list it as waiting until its approval timeout",
-                exc_info=publishing.exception(),
-            )

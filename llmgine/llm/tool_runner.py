@@ -13,7 +13,7 @@ from uuid import UUID
 from pydantic_core import to_jsonable_python
 
 from llmgine.bus.bus import MessageBus
-from llmgine.errors import ConfigurationError, ToolError
+from llmgine.errors import ApprovalWithdrawnError, ConfigurationError, ToolError
 from llmgine.llm.events import ToolCallEvent, ToolResultEvent
 from llmgine.llm.mcp import McpServer, McpServers
 from llmgine.llm.tool_approvals import ToolApprovals
@@ -129,17 +129,31 @@ class ToolRunner:
     async def run_all(
         self, calls: Sequence[ToolCall], conversation_id: str, prompt_id: UUID
     ) -> list[ChatMessage]:
-        """Run ``calls`` concurrently; one ``tool`` message per call, in the calls' order."""
-        results = await asyncio.gather(
-            *(self.run(call, conversation_id, prompt_id) for call in calls)
-        )
+        """Run ``calls`` concurrently; one ``tool`` message per call, in the calls' order.
+
+        Raises:
+            ApprovalWithdrawnError: ``bus.stop()`` ended a call's wait for approval; the
+                other calls are cancelled.
+        """
+        runs = [asyncio.ensure_future(self.run(c, conversation_id, prompt_id)) for c in calls]
+        try:
+            results = await asyncio.gather(*runs)
+        except ApprovalWithdrawnError:
+            for other in runs:
+                other.cancel()
+            await asyncio.wait(runs)
+            raise
         return [
             ChatMessage(role="tool", tool_call_id=call.id, name=call.name, content=content)
             for call, content in zip(calls, results, strict=True)
         ]
 
     async def run(self, call: ToolCall, conversation_id: str, prompt_id: UUID) -> str:
-        """Run one tool call; any failure becomes an error text for the model, never a crash."""
+        """Run one tool call; any failure becomes an error text for the model, never a crash.
+
+        Raises:
+            ApprovalWithdrawnError: ``bus.stop()`` ended the call's wait for approval.
+        """
         ids = {"conversation_id": conversation_id, "prompt_id": prompt_id}
         await self.bus.publish(
             ToolCallEvent(**ids, call_id=call.id, tool_name=call.name, arguments=call.arguments)
@@ -169,6 +183,8 @@ class ToolRunner:
                 value = await tool.run(call.arguments)
             except ToolError as exc:
                 error = str(exc)
+            except ApprovalWithdrawnError:
+                raise  # the prompt ends here: no more model calls after bus.stop()
             except (Exception, SystemExit) as exc:
                 # SystemExit too: a tool wrapping a command-line parser exits on a bad option.
                 error = (
