@@ -36,9 +36,10 @@ pytestmark = pytest.mark.timeout(120)
 TIME_SERVER = [sys.executable, "-m", "mcp_server_time", "--local-timezone", "UTC"]
 
 # A stdio MCP server whose tools are read from the JSON file named by argv[1]: each call
-# answers with the name it was called by and its arguments.
+# answers with the name it was called by and its arguments; a tool called "exits" ends the
+# server's process instead (it dies in the middle of the call).
 TOOLS_SERVER = """
-import json, sys
+import json, os, sys
 import anyio
 import mcp.types as types
 from mcp.server import Server
@@ -53,6 +54,9 @@ async def list_tools(ctx, params):
     )
 
 async def call_tool(ctx, params):
+    if params.name == "exits":
+        print("out of memory, exiting", file=sys.stderr, flush=True)
+        os._exit(3)
     text = json.dumps({"called": params.name, "arguments": params.arguments})
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
 
@@ -323,3 +327,52 @@ async def test_without_the_mcp_sdk_adding_a_server_fails_at_once_saying_what_to_
     engine = LLMEngine(bus)
     with pytest.raises(ConfigurationError, match=r"pip install 'llmgine\[mcp\]'"):
         await engine.add_mcp_server(command=[sys.executable, "-c", "pass"])
+
+
+# ------------------------------------------------------------- a server that dies later
+
+
+async def test_a_server_that_dies_later_says_which_one_and_what_to_do_once_in_the_log(
+    bus: MessageBus, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    script = [
+        ScriptedProvider.call("exits", call_id="c1", word="now"),
+        "it died",
+        ScriptedProvider.call("echo", call_id="c2", word="hello"),
+        "still dead",
+        ScriptedProvider.call("echo", call_id="c3", word="again"),
+        "back",
+    ]
+    engine = LLMEngine(bus, provider=ScriptedProvider(script))
+    results: list[ToolResultEvent] = []
+    bus.register_event_handler(ToolResultEvent, results.append)
+    command = _tools_server(
+        tmp_path, [{"name": "exits", "schema": WORD}, {"name": "echo", "schema": WORD}]
+    )
+    await engine.add_mcp_server(command=command, name="files")
+    try:
+        with caplog.at_level(logging.WARNING, logger="llmgine.llm.mcp"):
+            assert (await bus.execute(PromptCommand(prompt="die"))).result == "it died"
+            assert (await bus.execute(PromptCommand(prompt="echo"))).result == "still dead"
+        await bus.wait_for_events()
+        died, after = results[0].error or "", results[1].error or ""
+        gone = "MCP server 'files' (" + " ".join(command) + ") is gone: its process ended"
+        advice = (
+            "remove it with engine.remove_mcp_server('files') and add it again with "
+            "engine.add_mcp_server(...)"
+        )
+        assert died.startswith(f"exits failed: {gone}") and advice in died
+        assert "its last error output: out of memory, exiting" in died
+        assert after.startswith(f"echo was not run: {gone}") and advice in after
+        assert [r.getMessage() for r in caplog.records if "is gone" in r.getMessage()] == [
+            died.removeprefix("exits failed: ") + "."
+        ]
+        # As the message says: removed and added again, the server runs its tools again.
+        await engine.remove_mcp_server("files")
+        await engine.add_mcp_server(command=command, name="files")
+        assert (await bus.execute(PromptCommand(prompt="echo"))).result == "back"
+        await bus.wait_for_events()
+        assert results[2].error is None
+        assert json.loads(results[2].result)["arguments"] == {"word": "again"}
+    finally:
+        await engine.close()

@@ -59,6 +59,22 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
+def _connection_lost(cause: BaseException) -> bool:
+    """Whether ``cause`` says the session's connection is gone (the server died or hung up)."""
+    import anyio
+
+    if isinstance(cause, anyio.ClosedResourceError | anyio.BrokenResourceError | anyio.EndOfStream):
+        return True
+    from mcp.shared.exceptions import MCPError
+    from mcp.types import CONNECTION_CLOSED
+
+    return (
+        isinstance(cause, MCPError)
+        and cause.code == CONNECTION_CLOSED
+        and "closed" in cause.message.lower()
+    )
+
+
 class McpServer:
     """One MCP server: a stdio process (``command``) or a streamable-HTTP ``url``.
 
@@ -115,6 +131,8 @@ class McpServer:
         self._closing: asyncio.Event | None = None
         self._errlog: Any = None
         self._stderr_tail = ""
+        self._gone: str | None = None
+        """Why the server can take no more calls, once its connection was lost."""
 
     def __repr__(self) -> str:
         keys = f" env={sorted(self.env)}" if self.env else ""
@@ -269,6 +287,8 @@ class McpServer:
             ToolError: The server is gone, the call timed out, or the server reported an error.
         """
         session = self._session
+        if self._gone is not None:
+            raise ToolError(f"{tool_name} was not run: {self._gone}")
         if session is None or not self.connected:
             raise ToolError(f"MCP server {self.name!r} is not connected; add it again")
         try:
@@ -281,6 +301,8 @@ class McpServer:
             raise
         except Exception as exc:
             cause = _leaf(exc)
+            if _connection_lost(cause):
+                raise ToolError(f"{tool_name} failed: {self._lost(cause)}") from exc
             raise ToolError(
                 f"{tool_name} on MCP server {self.name!r} failed: "
                 f"{type(cause).__name__}: {self._hide(str(cause))}"
@@ -294,6 +316,22 @@ class McpServer:
         if result.structured_content is not None:
             return result.structured_content
         return text
+
+    def _lost(self, cause: BaseException) -> str:
+        """Note that the server is gone (a warning, once); what every later call then says."""
+        if self._gone is None:
+            what = "its process ended" if self.command else "its connection closed"
+            self._gone = (
+                f"MCP server {self.name!r} ({self.target}) is gone: {what} "
+                f"({type(cause).__name__}: {self._hide(str(cause))}){self._stderr()}. Its tools "
+                f"cannot run until it is restarted: remove it with "
+                f"engine.remove_mcp_server({self.name!r}) and add it again with "
+                "engine.add_mcp_server(...)"
+            )
+            logger.warning("%s.", self._gone)
+            if self._closing is not None:
+                self._closing.set()  # its owner task ends the dead session
+        return self._gone
 
     async def close(self) -> None:
         """End the session and, for a stdio server, its process (idempotent)."""
