@@ -51,6 +51,10 @@ _cut_short: ContextVar[list[PendingApproval] | None] = ContextVar(
 def checked_timeout(value: object, name: str = "engine.approvals.timeout") -> float | None:
     """``value`` as an approval timeout: a positive finite number of seconds, or ``None``.
 
+    Args:
+        value: The timeout given.
+        name: What it was given as, for the error.
+
     Raises:
         ConfigurationError: Anything else (zero, a negative number, NaN, infinity, text).
     """
@@ -70,6 +74,10 @@ def checked_timeout(value: object, name: str = "engine.approvals.timeout") -> fl
 
 async def within_prompt_timeout(result: Awaitable[T], timeout: float | None) -> T:
     """Await a prompt's ``result``; when its timeout ran out in an approval wait, say so.
+
+    Args:
+        result: The prompt's run (``PromptRun.result()``).
+        timeout: The prompt's timeout in seconds, for the message.
 
     Raises:
         ApprovalTimeoutError: The prompt's ``timeout`` ended it while a tool call waited
