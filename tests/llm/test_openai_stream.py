@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,12 +20,22 @@ import pytest
 
 from llmgine import CommandFailedError, ProviderConnectionError, ProviderError
 from llmgine.bus import MessageBus
-from llmgine.llm import ChatMessage, LLMEngine, LLMRequest, OpenAIProvider, provider_for
+from llmgine.llm import (
+    ChatMessage,
+    LLMEngine,
+    LLMRequest,
+    OfflineProvider,
+    OpenAIProvider,
+    ScriptedProvider,
+)
 from llmgine.llm.events import LLMResponseEvent, LLMRetryEvent, ToolResultEvent
+from llmgine.llm.providers.base import Provider
 from llmgine.llm.providers.replay import ReplayProvider
 from llmgine.llm.retries import Retries
+from llmgine.llm.types import Completion, ToolCall
 
 KEY = "sk-SENTINEL-4f7c2a9e1b3d5f70"
+CALL = ToolCall(id="c", name="f")
 FAST = Retries(attempts=3, initial=0.001, maximum=0.01, jitter=False)
 
 
@@ -305,14 +315,22 @@ async def test_a_page_answering_a_stream_fails_the_turn_without_retrying(bus: Me
     assert conversation.messages == []
 
 
-@pytest.mark.parametrize("model", ["offline", "scripted"])
-async def test_our_in_process_providers_end_each_stream_with_a_finish_reason(model: str) -> None:
-    p = provider_for(model)
-    if model == "scripted":
-        p.add("hello there")  # type: ignore[attr-defined]
-    *_, last = [c async for c in p.stream(ask())]
+@pytest.mark.parametrize(
+    ("make", "finish_reason"),
+    [
+        (OfflineProvider, "stop"),
+        (lambda: ScriptedProvider(["hello there"]), "stop"),
+        (lambda: ScriptedProvider([Completion(content="hello there")]), "stop"),
+        (lambda: ScriptedProvider([Completion(tool_calls=[CALL])]), "tool_calls"),
+    ],
+    ids=["offline", "scripted-text", "scripted-completion", "scripted-tool-call"],
+)
+async def test_our_in_process_providers_end_each_stream_with_a_finish_reason(
+    make: Callable[[], Provider], finish_reason: str
+) -> None:
+    *_, last = [c async for c in make().stream(ask())]
     assert last.completion is not None
-    assert last.completion.finish_reason == "stop"
+    assert last.completion.finish_reason == finish_reason
 
 
 async def test_a_replayed_stream_ends_with_the_recorded_finish_reason(bus: MessageBus) -> None:

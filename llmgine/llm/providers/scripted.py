@@ -94,4 +94,12 @@ class ScriptedProvider(Provider):
                 input_tokens=sum(count_tokens(m.content) for m in request.messages),
                 output_tokens=count_tokens(reply.content),
             )
-        return reply.model_copy(update={"usage": usage, "model": reply.model or request.model})
+        # A whole answer says why it ended, as a server's does (a Completion given may not).
+        finish_reason = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
+        return reply.model_copy(
+            update={
+                "usage": usage,
+                "model": reply.model or request.model,
+                "finish_reason": finish_reason,
+            }
+        )
