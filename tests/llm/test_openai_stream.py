@@ -12,7 +12,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -62,11 +62,16 @@ class Answer:
     """What the server sends one request: a 200 with ``body``, then (``cut``) it hangs up."""
 
     body: bytes
-    content_type: str = "text/event-stream"
+    content_type: str | None = "text/event-stream"
     cut: bool = True
     """Send no Content-Length and close the connection after the body (a dropped server)."""
     length: int | None = None
     """The Content-Length said, if not the body's (more: the server dies before the end)."""
+    hold: threading.Event | None = None
+    """Once ``body`` is sent, wait for this before sending ``then``."""
+    then: bytes = b""
+    held: list[bool] = field(default_factory=list)
+    """Whether ``hold`` was set before the server gave up waiting, each time it waited."""
 
 
 @contextmanager
@@ -87,7 +92,8 @@ def serving(*answers: Answer) -> Iterator[tuple[str, list[dict[str, Any]]]]:
             requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             answer = answers[min(len(requests), len(answers)) - 1]
             self.send_response(200)
-            self.send_header("Content-Type", answer.content_type)
+            if answer.content_type is not None:
+                self.send_header("Content-Type", answer.content_type)
             if answer.cut and answer.length is None:
                 self.send_header("Connection", "close")
             else:
@@ -95,6 +101,10 @@ def serving(*answers: Answer) -> Iterator[tuple[str, list[dict[str, Any]]]]:
             self.end_headers()
             self.wfile.write(answer.body)
             self.wfile.flush()
+            if answer.hold is not None:
+                answer.held.append(answer.hold.wait(timeout=20))
+                self.wfile.write(answer.then)
+                self.wfile.flush()
             if answer.cut:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -142,6 +152,22 @@ async def test_a_whole_stream_gives_its_text_and_finish_reason() -> None:
         await p.aclose()
     assert text == "hello there"
     assert (completion.content, completion.finish_reason) == ("hello there", "stop")
+
+
+@pytest.mark.timeout(60)
+async def test_a_stream_without_a_content_type_is_passed_on_as_it_comes() -> None:
+    first = threading.Event()
+    rest = chunk(" there") + chunk(finish="stop") + b"data: [DONE]\n\n"
+    answer = Answer(chunk("hello"), content_type=None, hold=first, then=rest)
+    with serving(answer) as (url, _):
+        p = provider(url)
+        deltas = []
+        async for piece in p.stream(ask()):
+            deltas.append(piece.delta)
+            first.set()  # the rest is sent only now: a client reading to the end would wait
+        await p.aclose()
+    assert answer.held == [True]
+    assert "".join(deltas) == "hello there"
 
 
 @pytest.mark.timeout(30)

@@ -117,17 +117,19 @@ async def answer_chunks(
 
 
 async def _body_if_not_events(stream: Any) -> bytes | None:
-    """The body of an answer that does not say it is an event stream, read; else ``None``.
+    """The body of an answer typed as something else than an event stream, read; else ``None``.
 
     The SDK reads such a body as events all the same (and it finds none in an HTML
     page); read first, the body stays readable by the SDK and can be shown in an error.
-    A stream object without ``response`` (wrapped by a tracing library) gives ``None``.
+    An answer with no ``Content-Type`` is streamed as it comes (minimal servers leave it
+    out), and so is a stream object without ``response`` (wrapped by a tracing library).
     """
     response = getattr(stream, "response", None)
     headers = getattr(response, "headers", None)
     if response is None or headers is None:
         return None
-    if _EVENT_STREAM in str(headers.get("content-type", "")).lower():
+    content_type = str(headers.get("content-type") or "").lower()
+    if not content_type or _EVENT_STREAM in content_type:
         return None
     try:
         content = await response.aread()
