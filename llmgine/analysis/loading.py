@@ -25,7 +25,6 @@ from llmgine.analysis.views import (
     add_checks,
     files_sql,
     keep_sql,
-    once_sql,
     read_errors,
 )
 
@@ -80,12 +79,13 @@ def load_events(
         frame = empty_events()
         frame.attrs.update(skipped_lines=0, sources=[])
         return frame
-    sql = (
-        f"SELECT * EXCLUDE (filename), CASE WHEN {BAD_LINE} THEN filename END AS _file, "
-        f"{BAD_LINE} AS _bad FROM {files_sql(files)} WHERE {BAD_LINE} OR ({keep})"
-    )
-    if len(files) > 1:  # the same message in two files (a copy beside the log) is one row
-        sql = once_sql(sql)
+    sql = f"SELECT *, {BAD_LINE} AS _bad FROM {files_sql(files)} WHERE {BAD_LINE} OR ({keep})"
+    if len(files) > 1:  # which file a bad line is in, for the warning
+        sql = (
+            f"SELECT * EXCLUDE (filename), CASE WHEN {BAD_LINE} THEN filename END AS _file, "
+            f"{BAD_LINE} AS _bad FROM {files_sql(files, filename=True)} "
+            f"WHERE {BAD_LINE} OR ({keep})"
+        )
     size = sum(f.stat().st_size for f in files)
     with duckdb.connect() as con, read_errors([str(f) for f in files]):
         con.execute("SET TimeZone = 'UTC'")
@@ -93,12 +93,21 @@ def load_events(
         with con.sql(sql).to_arrow_reader(batch_size=_BATCH_ROWS) as reader:
             table = _read_batches(reader, size, progress)
     frame = table.to_pandas()
+    if len(files) > 1:
+        # The same message in two files (a copy beside the log) is one row, the first read;
+        # the views of open_log drop it the same way (views.once_sql).
+        again = frame["id"].where(~frame["_bad"]).duplicated() & ~frame["_bad"]
+        if again.any():
+            frame = frame.loc[~again].reset_index(drop=True)
     skipped = int(frame["_bad"].sum())
     if skipped:
-        per_file = frame.loc[frame["_bad"], "_file"].value_counts(sort=False)
+        if "_file" in frame.columns:
+            per_file = frame.loc[frame["_bad"], "_file"].value_counts(sort=False)
+        else:
+            per_file = pd.Series({str(files[0]): skipped})
         frame = frame.loc[~frame["_bad"]].reset_index(drop=True)
         warnings.warn(_skipped_text(skipped, per_file, files), LogReadWarning, stacklevel=2)
-    frame = frame.drop(columns=["_bad", "_file"])
+    frame = frame.drop(columns=["_bad", "_file"], errors="ignore")
     frame["timestamp"] = frame["timestamp"].dt.tz_convert("UTC")
     frame.attrs.update(skipped_lines=skipped, sources=[str(f) for f in files])
     return frame

@@ -307,27 +307,30 @@ def _literal_path(path: Path) -> str:
     return "".join(_GLOB.get(ch, ch) for ch in str(path))
 
 
-def files_sql(files: list[Path]) -> str:
-    """A DuckDB relation reading the envelope of every line of ``files``."""
+def files_sql(files: list[Path], *, filename: bool = False) -> str:
+    """A DuckDB relation reading the envelope of every line of ``files``.
+
+    With ``filename``, a ``filename`` column says which file each line is from.
+    """
     listed = ", ".join(quote(_literal_path(f)) for f in files)
     return (
         f"read_json([{listed}], format = 'newline_delimited', ignore_errors = true, "
-        f"maximum_object_size = {MAX_LINE_BYTES}, columns = {READ_COLUMNS}, filename = true)"
+        f"maximum_object_size = {MAX_LINE_BYTES}, columns = {READ_COLUMNS}, "
+        f"filename = {str(filename).lower()})"
     )
 
 
 def once_sql(select: str) -> str:
-    """``select`` (with ``id`` and ``_bad`` columns) with each message once, in read order.
+    """``select`` (with ``id`` and ``_bad`` columns) with each message once.
 
     The same message read twice (a copy of a log beside it, logs that overlap) is
-    one message: the first line of each ``id`` is kept. Lines that are not messages
-    (``_bad``) are all kept, to be counted. A window over every line: used only when
-    duplicates can occur, i.e. more than one file is read.
+    one message: one line of each ``id`` is kept (they are the same message). Lines
+    that are not messages (``_bad``) are all kept, to be counted. A window over the
+    log's ids, in no particular order: used only when more than one file is read.
     """
     return (
-        f"SELECT * EXCLUDE (_n) FROM (SELECT *, row_number() OVER () AS _n FROM ({select})) "
-        "QUALIFY _bad OR id IS NULL "
-        "OR row_number() OVER (PARTITION BY _bad, id ORDER BY _n) = 1 ORDER BY _n"
+        f"SELECT * FROM ({select}) "
+        "QUALIFY _bad OR id IS NULL OR row_number() OVER (PARTITION BY _bad, id) = 1"
     )
 
 
