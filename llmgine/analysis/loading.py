@@ -55,19 +55,23 @@ def load_events(
     ``session_id``, ``trace_id``, ``span_id``, ``metadata`` and ``data`` (both
     JSON text; :func:`~llmgine.analysis.events_frame` turns payloads into columns).
     Truncated or corrupt lines are skipped: their count is in
-    ``df.attrs["skipped_lines"]`` and a :class:`LogReadWarning` says how many.
+    ``df.attrs["skipped_lines"]`` and a :class:`LogReadWarning` says how many, in
+    which files. A message read twice (a copy of a log in the same folder, a file
+    listed twice) is one row, as in every frame and view.
 
     Args:
         source: A ``.jsonl`` file, a directory (every ``*.jsonl`` file in it, oldest
-            first), a list of files, or a ``MessageBus`` (its log so far).
+            first; its subfolders are not read), a list of files, or a
+            ``MessageBus`` (its log so far).
         types: Keep only these event/command types (names or classes).
         since: Keep lines at or after this time (naive times are UTC).
         until: Keep lines before this time.
         progress: Show a progress bar; ``None`` shows one for logs over 64 MB.
 
     Raises:
-        LogSourceError: The source cannot be read or a filter is not a time;
-            the message says which and what to give instead.
+        LogSourceError: The source cannot be read, is a directory holding no
+            ``.jsonl`` file, or a filter is not a time; the message says which and
+            what to give instead.
 
     Example:
         >>> df = load_events("logs/")  # doctest: +SKIP

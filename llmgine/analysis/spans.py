@@ -76,9 +76,12 @@ def traces_frame(
 ) -> pd.DataFrame:
     """One row per trace, indexed by ``trace_id``, in the spirit of MLflow's ``search_traces``.
 
-    Columns: ``root_name``, ``start_time``, ``end_time``, ``duration_ms``,
-    ``span_count``, ``status`` (the root span's), ``error_count`` (spans in
-    error), ``total_tokens`` (GenAI input and output tokens of its spans), ``cost_usd``
+    Columns: ``root_name``, ``start_time``, ``end_time``, ``duration_ms`` (both
+    missing when the root span never ended, e.g. its process was killed, however
+    long its finished children took), ``span_count``, ``status`` (the root span's),
+    ``error_count`` (failures in the trace: spans in error, a command run on a
+    worker counted once with its caller's span when both logs are read),
+    ``total_tokens`` (GenAI input and output tokens of its spans), ``cost_usd``
     (US dollars of its LLM calls; missing when one of them has no known price) and
     ``cached_calls`` (its LLM calls answered from llmgine's call cache).
     ``source`` and the filters are as for :func:`spans_frame`.
