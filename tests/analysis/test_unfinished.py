@@ -14,7 +14,7 @@ from llmgine.__main__ import main
 from llmgine.analysis import commands_frame, load_events, query, summarize, traces_frame
 
 # A failed command, then a command that hangs and a prompt whose tool hangs (its LLM call
-# has ended): once both are running, the log is flushed and the process kills itself.
+# has ended): once both run and every event so far is logged, the process kills itself.
 KILLED_APP = r"""
 import asyncio, os, signal, sys
 from llmgine.bus import MessageBus
@@ -54,7 +54,7 @@ async def main() -> None:
              asyncio.create_task(bus.execute(PromptCommand(prompt="slow_tool x=1")))]
     await running["hang"].wait()
     await running["tool"].wait()
-    bus.flush()
+    await bus.wait_for_events()  # every line so far is in the log
     os.kill(os.getpid(), signal.SIGKILL)
 
 asyncio.run(main())
