@@ -101,7 +101,7 @@ def summarize(
                 f"{int(read['skipped'].sum()):,} lines is an llmgine message (the JSON lines "
                 "a MessageBus writes); give a .jsonl log or a directory of them."
             )
-    return _format(rows, names, skipped)
+    return _format(rows, names, skipped, filtered=since is not None or until is not None)
 
 
 def _counts(rows: pd.DataFrame, key: str, value: str = "lines") -> dict[str, int]:
@@ -112,7 +112,9 @@ def _counts(rows: pd.DataFrame, key: str, value: str = "lines") -> dict[str, int
     return totals
 
 
-def _format(rows: pd.DataFrame, sources: list[str], skipped_before: int) -> str:
+def _format(
+    rows: pd.DataFrame, sources: list[str], skipped_before: int, *, filtered: bool = False
+) -> str:
     lines_count = int(rows["lines"].sum())
     skipped = int(rows["skipped"].sum()) + skipped_before
     out = [f"{lines_count:,} lines from {', '.join(sources) or 'nowhere'}; {skipped:,} skipped"]
@@ -140,8 +142,12 @@ def _format(rows: pd.DataFrame, sources: list[str], skipped_before: int) -> str:
         if unfinished:
             head = (
                 f"commands: {sum(commands.values()):,}, {rate:.1f}% of {done:,} finished "
-                f"succeeded, unfinished: {unfinished:,} (no result in the log: still running, "
-                "or its process was killed)"
+                f"succeeded, unfinished: {unfinished:,} "
+                + (
+                    "(no result in the lines since/until keep)"
+                    if filtered
+                    else "(no result in the log: still running, or its process was killed)"
+                )
             )
         out += ["", head]
         out.append(f"  {'type':<32} {'count':>9} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}")

@@ -112,3 +112,12 @@ def test_the_summary_says_how_many_commands_never_finished(
     ) in text
     assert main(["log", str(killed_log)]) == 0
     assert "unfinished: 2" in capsys.readouterr().out
+
+
+def test_a_time_filter_says_the_missing_results_may_lie_outside_it(log_path: Path) -> None:
+    df = load_events(log_path)
+    first_result = df.loc[df["type"] == "CommandResultEvent", "timestamp"].min()
+    text = summarize(log_path, until=first_result)
+    assert "unfinished: " in text
+    assert text.count("(no result in the lines since/until keep)") == 1
+    assert "unfinished" not in summarize(log_path)
