@@ -23,7 +23,7 @@ from llmgine.bus.handlers import (
 )
 from llmgine.bus.middleware import CallNext, Failed, Middleware, chain
 from llmgine.bus.ports import Bridge
-from llmgine.bus.queue import delivering, delivery_numbers, running_deliveries
+from llmgine.bus.queue import delivering
 from llmgine.bus.registry import HandlerEntry, HandlerRegistry
 from llmgine.bus.session import _current_session
 from llmgine.bus.stats import BusStats
@@ -64,6 +64,7 @@ class Dispatcher:
         accept: Callable[[Record], None],
     ) -> None:
         self._registry = registry
+        self._handlers = registry.handler_cache
         self._stats = stats
         self.threads = threads
         self.emit = emit
@@ -193,20 +194,21 @@ class Dispatcher:
         Every outcome of a handler is caught and reported (``CancelledError``,
         ``KeyboardInterrupt``, ``GeneratorExit``, any ``BaseException``); only the
         cancellation of the consumer itself propagates, after it is reported too.
-        The delivery's number stays, ended, in the caller's context (the consumer's own).
+        The delivery's mark stays, ended, in the caller's context (the consumer's own).
         """
-        handlers = self._registry.event_handlers(type(event))
+        handlers = self._handlers.get(type(event))  # the registry's cache, read inline
         if not handlers:
-            return
+            handlers = self._registry.event_handlers(type(event))
+            if not handlers:
+                return
         span_token = _current_span.set(span) if span is not None else None
         session_token = (
             _current_session.set(event.session_id) if event.session_id != "global" else None
         )
-        # Tasks the handlers start carry the delivery's number, and see it end. The
-        # consumer's context is its own: the number is left there, ended, not reset.
-        number = next(delivery_numbers)
-        running_deliveries.add(number)
-        delivering.set(number)
+        # Tasks the handlers start carry the delivery's mark, and see it end. The
+        # consumer's context is its own: the mark is left there, ended, not reset.
+        running = [True]
+        delivering.set(running)
         try:
             for entry in handlers:  # inlined: this loop is the hot path of every event
                 try:
@@ -220,7 +222,7 @@ class Dispatcher:
                 except BaseException as exc:
                     self._handler_failed(event, entry, exc)
         finally:
-            running_deliveries.discard(number)
+            running[0] = False
             if session_token is not None:
                 _current_session.reset(session_token)
             if span_token is not None:

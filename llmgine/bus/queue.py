@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import threading
 import weakref
@@ -25,26 +24,25 @@ from typing import Generic, TypeVar
 from llmgine.bus.loops import running_loop
 from llmgine.errors import ConfigurationError
 
-__all__ = ["EventQueue", "delivering", "delivery_numbers", "in_handler", "running_deliveries"]
+__all__ = ["EventQueue", "delivering", "in_handler"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-delivering: ContextVar[int] = ContextVar("llmgine_delivering", default=0)
-"""The number of the delivery whose handlers run in this context (0: none).
+NOT_DELIVERING: list[bool] = [False]
+"""The value of :data:`delivering` outside every delivery (never changed)."""
 
-Tasks a handler starts copy the context, so they carry its number too. A number
-rather than an object: it is set for every event delivered, and an int costs no
-allocation the garbage collector tracks.
+delivering: ContextVar[list[bool]] = ContextVar("llmgine_delivering", default=NOT_DELIVERING)
+"""Whether the delivery whose handlers run in this context still runs: ``[True]`` until it ends.
+
+Each delivery sets a fresh one-item list and sets its item to ``False`` when its
+handlers are done. Tasks a handler starts copy the context, so they hold the same
+list and see their delivery end. A list rather than a number in a set of running
+ones: it is set for every event delivered, and this is the cheapest mark to make,
+look at and end.
 """
-
-running_deliveries: set[int] = set()
-"""The numbers of the deliveries whose handlers run now, on any bus and thread."""
-
-delivery_numbers = itertools.count(1)
-"""Numbers for deliveries: ``next(delivery_numbers)`` starts one."""
 
 
 def in_handler() -> bool:
@@ -53,7 +51,7 @@ def in_handler() -> bool:
     Once the handler has returned, the tasks it left behind are ordinary
     publishers again (they wait for room), since no handler waits for them.
     """
-    return delivering.get() in running_deliveries
+    return delivering.get()[0]
 
 
 class _Waiter:

@@ -235,6 +235,15 @@ class HandlerRegistry:
         self._cache.clear()
         return True
 
+    @property
+    def handler_cache(self) -> dict[type[Event], tuple[HandlerEntry, ...]]:
+        """The handlers found so far by event type (read-only; emptied when they change).
+
+        The same dict for the registry's life: a hot path may hold it and look in it,
+        and ask :meth:`event_handlers` for a type it lacks.
+        """
+        return self._cache
+
     def event_handlers(self, event_type: type[Event]) -> tuple[HandlerEntry, ...]:
         """Return the handlers that hear ``event_type``, in registration order."""
         handlers = self._cache.get(event_type)

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from llmgine.bus.loops import running_loop
-from llmgine.bus.queue import EventQueue, delivering, running_deliveries
+from llmgine.bus.queue import EventQueue, delivering
 from llmgine.messages.events import Event
 from llmgine.observability.events import SpanContext
 
@@ -137,7 +137,7 @@ class LocalTransport:
     def put(self, item: Item) -> None:
         """Queue an accepted event."""
         self.accepted += 1
-        if delivering.get() in running_deliveries:  # in_handler(), inlined: the hot path
+        if delivering.get()[0]:  # in_handler(), inlined: the hot path
             self.from_handlers += 1
         self.queue.put_nowait(item)
         if self._cancelled:
@@ -201,12 +201,13 @@ class LocalTransport:
                     return
                 await queue.wait_for_item()
                 continue
-            if isinstance(item, _Call):
+            if type(item) is _Call:
                 item.fn()
                 continue
             self._busy = True
+            event, span = item  # type: ignore[misc]
             try:
-                await deliver(*item)
+                await deliver(event, span)
             finally:
                 self.delivered += 1
             if self._joins:
