@@ -67,6 +67,11 @@ async def close_clients(*clients: Any) -> None:
                 await client.aclose()
 
 
+def _said(exc: Exception) -> str:
+    """What ``exc`` says, without the full stop Redis ends its messages with (ours follows)."""
+    return str(exc).rstrip(". ")
+
+
 def connect_error(exc: Exception, where: str, connect_timeout: float) -> Exception:
     """What ``bus.connect()`` raises for ``exc``: a clear llmgine error, or ``exc`` itself.
 
@@ -83,17 +88,17 @@ def connect_error(exc: Exception, where: str, connect_timeout: float) -> Excepti
         )
     if isinstance(exc, AuthenticationError | AuthorizationError):
         return ConfigurationError(
-            f"Redis at {where} refused this client: {exc}. Check the user and password "
+            f"Redis at {where} refused this client: {_said(exc)}. Check the user and password "
             "in the URL (redis://user:password@host:port/db)."
         )
     if isinstance(exc, NETWORK_ERRORS):
         return SharedBusConnectionError(
-            f"Cannot reach Redis at {where} ({type(exc).__name__}: {exc}); is the server "
+            f"Cannot reach Redis at {where} ({type(exc).__name__}: {_said(exc)}); is the server "
             "running? (RedisServer() starts a local one.)"
         )
     if isinstance(exc, ResponseError):
         return ConfigurationError(
-            f"Redis at {where} refused the connection's settings: {exc}. Check the URL "
+            f"Redis at {where} refused the connection's settings: {_said(exc)}. Check the URL "
             "(the database index after the port must exist on the server, 0-15 by default)."
         )
     return exc

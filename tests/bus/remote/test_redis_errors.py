@@ -77,6 +77,21 @@ async def test_a_password_with_a_hash_is_hidden_and_the_error_says_how_to_write_
     await bus.stop()
 
 
+@pytest.mark.timeout(60)
+async def test_a_refused_password_is_said_in_one_sentence_without_a_double_full_stop(
+    redis_server: RedisServer,
+) -> None:
+    bus = quiet_bus()
+    host = redis_server.url.partition("://")[2]
+    with pytest.raises(ConfigurationError) as raised:
+        await bus.connect(f"redis://someone:not-the-password@{host}")
+    said = str(raised.value)
+    assert "not-the-password" not in said
+    assert "Check the user and password" in said
+    assert ".." not in said
+    await bus.stop()
+
+
 @pytest.mark.timeout(120)
 async def test_a_malformed_entry_on_a_command_stream_is_dropped_once_and_logged_once(
     redis_server: RedisServer, namespace: str, client: Any, caplog: pytest.LogCaptureFixture
