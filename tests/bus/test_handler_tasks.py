@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
@@ -16,16 +15,6 @@ class StartEvent(Event):
     n: int = 0
 
 
-def quiet_bus(tmp_path: Path, max_queue_size: int = 100) -> MessageBus:
-    return MessageBus(
-        log_dir=tmp_path,
-        log_filename="bus.jsonl",
-        enable_console_metrics=False,
-        enable_console_traces=False,
-        max_queue_size=max_queue_size,
-    )
-
-
 async def try_to_wait(bus: MessageBus) -> str:
     try:
         await bus.wait_for_events()
@@ -36,9 +25,8 @@ async def try_to_wait(bus: MessageBus) -> str:
 
 @pytest.mark.timeout(30)
 async def test_a_task_a_handler_started_may_wait_for_the_bus_only_once_the_handler_returned(
-    tmp_path: Path,
+    bus: MessageBus,
 ) -> None:
-    bus = quiet_bus(tmp_path)
     during: list[str] = []
     left: list[asyncio.Task[str]] = []
     returned = asyncio.Event()
@@ -55,19 +43,17 @@ async def test_a_task_a_handler_started_may_wait_for_the_bus_only_once_the_handl
         left.append(asyncio.create_task(after()))
 
     bus.register_event_handler(StartEvent, handler)
-    async with bus:
-        await bus.publish(StartEvent())
-        await bus.wait_for_events()
-        returned.set()
-        assert during == ["refused"]
-        assert await asyncio.wait_for(left[0], 10) == "waited"
+    await bus.publish(StartEvent())
+    await bus.wait_for_events()
+    returned.set()
+    assert during == ["refused"]
+    assert await asyncio.wait_for(left[0], 10) == "waited"
 
 
 @pytest.mark.timeout(30)
 async def test_each_delivery_is_its_own_a_task_of_an_earlier_one_is_out_of_the_handler(
-    tmp_path: Path,
+    bus: MessageBus,
 ) -> None:
-    bus = quiet_bus(tmp_path)
     results: list[str] = []
     first_left: list[asyncio.Task[str]] = []
     second_runs = asyncio.Event()
@@ -86,12 +72,11 @@ async def test_each_delivery_is_its_own_a_task_of_an_earlier_one_is_out_of_the_h
         await release.wait()  # the second delivery stays running meanwhile
 
     bus.register_event_handler(StartEvent, handler)
-    async with bus:
-        await bus.publish(StartEvent(n=0))
-        await bus.publish(StartEvent(n=1))
-        await second_runs.wait()
-        # The first delivery's task is no longer in a handler while the second runs: it
-        # waits for the bus (busy until the second is released) rather than being refused.
-        release.set()
-        results.append(await asyncio.wait_for(first_left[0], 10))
+    await bus.publish(StartEvent(n=0))
+    await bus.publish(StartEvent(n=1))
+    await second_runs.wait()
+    # The first delivery's task is no longer in a handler while the second runs: it
+    # waits for the bus (busy until the second is released) rather than being refused.
+    release.set()
+    results.append(await asyncio.wait_for(first_left[0], 10))
     assert results == ["waited"]

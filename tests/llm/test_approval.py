@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from approval_tools import delete_file, ran
 
 from llmgine import (
     ApproveToolCallCommand,
@@ -20,18 +21,6 @@ from llmgine import (
     ToolResultEvent,
     tool,
 )
-
-ran: list[str] = []
-
-
-def delete_file(path: str) -> str:
-    """Delete a file.
-
-    Args:
-        path: The file.
-    """
-    ran.append(path)
-    return f"deleted {path}"
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import pytest
+from approval_tools import delete_file, ran
 
 from llmgine import (
     ApprovalTimeoutError,
@@ -23,18 +24,6 @@ from llmgine import (
 )
 from llmgine.llm.approval_wait import BUS_STOPPED
 from llmgine.llm.tool_approvals import ToolApprovals
-
-ran: list[str] = []
-
-
-def delete_file(path: str) -> str:
-    """Delete a file.
-
-    Args:
-        path: The file.
-    """
-    ran.append(path)
-    return f"deleted {path}"
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""A real Redis server for the session, and real worker processes started and killed by pid."""
+"""Real worker processes started and killed by pid, beside the session's real Redis server."""
 
 from __future__ import annotations
 
@@ -25,16 +25,6 @@ from llmgine.messages import Event
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))  # the tests and the workers import remote_app alike
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
