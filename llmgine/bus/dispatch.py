@@ -109,10 +109,10 @@ class Dispatcher:
             )
         if link is not None and self._registry.command_handler_of(type(command)) is None:
             # Runs in another process; the timeout bounds the look-up and travels along.
-            looked_up = time.monotonic()
             entry = await link.command_entry(type(command), timeout)
-            if timeout is not None:
-                timeout = max(0.0, timeout - (time.monotonic() - looked_up))
+            # The bridge's entry keeps that deadline itself: cut short here, a reply it
+            # finds as the deadline passes (its effect happened) would be called a timeout.
+            timeout = None
         else:
             entry = self._registry.command_handler(type(command))
         session_id = _current_session.get()

@@ -69,7 +69,13 @@ class Bridge(Protocol):
     async def command_entry(
         self, command_type: type[Command], timeout: float | None = None
     ) -> HandlerEntry:
-        """A handler entry that runs ``command_type`` elsewhere (no local handler has it)."""
+        """A handler entry that runs ``command_type`` elsewhere (no local handler has it).
+
+        The entry keeps ``timeout`` itself (counted from this call): the bus does not cut
+        it short, so a result it learns as the deadline passes (a reply recorded before
+        the caller gave up) is the command's result. Past the deadline it raises
+        :class:`~llmgine.errors.HandlerTimedOut` (or returns that result).
+        """
         ...
 
     async def open(self) -> None:

@@ -130,3 +130,41 @@ async def test_a_bridge_running_a_handler_past_its_timeout_gets_an_error_of_the_
             await port.call_handler(port.command_handler(AddCommand), AddCommand(a=1, b=2), 0.05)
     assert isinstance(caught.value, LLMgineError)
     assert str(caught.value) == "the handler did not finish within 0.05 s"
+
+
+class LateReplyBridge(MemoryBridge):
+    """A bridge whose reply is found just after the caller's deadline, as Redis's can be.
+
+    The remote caller gives up at its deadline, then records the abandon; a reply the
+    worker recorded first is found on that last round trip, after the deadline, and is
+    the command's result (its effect happened).
+    """
+
+    async def command_entry(
+        self, command_type: type[Command], timeout: float | None = None
+    ) -> HandlerEntry:
+        assert timeout is not None
+
+        async def run(command: Command) -> Any:
+            with pytest.raises(TimeoutError):  # the caller's own deadline: it stops waiting
+                await asyncio.wait_for(asyncio.Event().wait(), timeout)
+            found = asyncio.Event()  # the abandon's round trip, which finds the reply
+            asyncio.get_running_loop().call_later(0.05, found.set)
+            await found.wait()
+            return "the worker's reply, recorded before the abandon"
+
+        return HandlerEntry(run, ("late", command_type), "late", True, -1, None)
+
+
+class LateReplyBus(MessageBus):
+    bridge_factory = LateReplyBridge
+
+
+@pytest.mark.timeout(30)
+async def test_a_bridge_keeps_its_own_deadline_so_a_reply_found_at_it_is_the_result() -> None:
+    bus = LateReplyBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
+    async with bus:
+        await bus.connect("late://", "t")
+        result = await bus.execute(AddCommand(a=1, b=2), timeout=0.1)
+    assert result.success
+    assert result.result == "the worker's reply, recorded before the abandon"
