@@ -227,7 +227,12 @@ class Gate(Provider):
 async def test_a_timed_out_call_is_not_kept(bus: MessageBus) -> None:
     gate = Gate("too late", "in time")
     engine = LLMEngine(bus, provider=gate, cache=True)
-    late = await bus.execute(PromptCommand(prompt="Hi", conversation_id="a", timeout=0.2))
+    # 2 s: on a loaded machine the call must reach the model before its timeout runs out.
+    running = asyncio.ensure_future(
+        bus.execute(PromptCommand(prompt="Hi", conversation_id="a", timeout=2))
+    )
+    await asyncio.wait_for(gate.waiting.wait(), 60)  # it waits in the model call
+    late = await running
     assert not late.success and "timeout" in str(late.error)
     gate.opened.set()
     assert await engine.chat("Hi", conversation_id="b") == "in time"
