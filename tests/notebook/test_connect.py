@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -12,8 +13,9 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import CapturedIO, capture_output
 
+from llmgine import Command, CommandResult, MessageBus
 from llmgine.bus.remote import RedisServer
-from llmgine.notebook import MagicError, get_bus
+from llmgine.notebook import MagicError, get_bus, run_sync
 
 
 @pytest.fixture
@@ -53,6 +55,45 @@ def test_a_failed_connect_keeps_the_shared_bus_joined_before(
     remote = get_bus().remote
     assert remote is not None
     assert remote.url == redis_url and remote.keys.namespace == "nb"
+
+
+class SlowCommand(Command):
+    """Runs on a second bus until the test releases it."""
+
+
+@pytest.mark.timeout(120)
+def test_a_connect_with_a_typo_leaves_the_remote_commands_running(
+    shell: InteractiveShell, redis_url: str
+) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(command: SlowCommand) -> str:
+        started.set()
+        await release.wait()
+        return "done"
+
+    worker = MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
+    worker.register_command_handler(SlowCommand, slow)
+    run_sync(worker.connect(redis_url, "nb", heartbeat=0.2))
+    try:
+        shell.run_line_magic("llmgine", f"connect {redis_url} --namespace nb")
+        bus = get_bus()
+        run_sync(asyncio.wait_for(bus.remote.refresh(), 30))
+
+        async def send() -> asyncio.Future[CommandResult]:
+            running = asyncio.ensure_future(bus.execute(SlowCommand(), timeout=60))
+            await asyncio.wait_for(started.wait(), 30)
+            return running
+
+        running = run_sync(send())
+        with pytest.raises(MagicError, match="is the server running") as info:
+            shell.run_line_magic("llmgine", "connect redis://127.0.0.1:1/0")  # a typo in the port
+        assert f"still connected to `{redis_url}` (namespace `nb`)" in str(info.value)
+        release.set()
+        result = run_sync(asyncio.wait_for(running, 30))
+        assert (result.success, result.result) == (True, "done")
+    finally:
+        run_sync(worker.stop())
 
 
 def _shown(captured: CapturedIO) -> str:

@@ -10,6 +10,7 @@ from llmgine.bus.bus import MessageBus
 from llmgine.errors import LLMgineError, MagicError
 from llmgine.notebook.arguments import parser, split
 from llmgine.notebook.notes import Note
+from llmgine.notebook.probe import reach_redis
 from llmgine.notebook.runtime import get_runtime
 from llmgine.notebook.sync import run_sync
 
@@ -56,7 +57,9 @@ def stop(shell: Any, line: str, cell: str | None) -> Any:
 def connect(shell: Any, line: str, cell: str | None) -> Any:
     """Join a shared bus on Redis, leaving the one joined before once the new one is joined.
 
-    A failed connect keeps the link there was: the old shared bus is joined again.
+    While joined, the new URL is reached first: a URL that does not answer (a typo)
+    leaves the working link untouched, its commands still running. Should joining
+    fail after that, the old shared bus is joined again.
     """
     options_parser = parser("connect")
     options_parser.add_argument("url")
@@ -65,6 +68,11 @@ def connect(shell: Any, line: str, cell: str | None) -> Any:
     bus = get_runtime().get_bus()
     old = bus.remote
     if old is not None:
+        try:
+            run_sync(reach_redis(args.url))
+        except Exception as exc:
+            kept = f"`{redact_url(old.url)}` (namespace `{old.keys.namespace}`)"
+            raise MagicError(f"{_message(exc)} The bus is still connected to {kept}.") from None
         run_sync(bus.disconnect())
     try:
         run_sync(bus.connect(args.url, args.namespace))
