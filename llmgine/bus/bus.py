@@ -290,13 +290,22 @@ class MessageBus(DecoratorForms):
         """
         await self._lifecycle.stop()
 
-    def on_stop(self, callback: Callable[[], Awaitable[None]]) -> Callable[[], None]:
+    def on_stop(
+        self, callback: Callable[[], Awaitable[None]], *, first: bool = False
+    ) -> Callable[[], None]:
         """Await ``callback()`` in every ``stop()`` once the queued events are handled.
 
         For what lives as long as the bus (an engine's MCP servers); one that raises is
         logged, the others still run. Returns a function that removes the callback.
+
+        Args:
+            callback: What to await.
+            first: Await it at the start of ``stop()`` instead, while the bus still
+                delivers events and is still connected to the shared bus: for work in
+                flight that must end for the stop to finish (an engine withdraws the tool
+                calls waiting for approval, and the other processes hear of it).
         """
-        return self._lifecycle.add_on_stop(callback)
+        return self._lifecycle.add_on_stop(callback, first=first)
 
     async def __aenter__(self) -> Self:
         await self.start()

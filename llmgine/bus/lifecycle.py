@@ -40,6 +40,15 @@ def jsonl_log(log_dir: str | os.PathLike[str] | None, filename: str | None) -> J
     return JsonlLog(Path(log_dir) / filename)
 
 
+async def _run_all(callbacks: list[Callable[[], Awaitable[None]]]) -> None:
+    """Await each stop callback in turn; one that raises is logged, the others still run."""
+    for callback in list(callbacks):
+        try:
+            await callback()
+        except Exception:
+            logger.exception("a stop callback of the bus failed: %r", callback)
+
+
 def _in_consumer() -> BusStateError | None:
     if in_handler():
         return BusStateError(
@@ -93,14 +102,21 @@ class Lifecycle:
         self.port = port
         self.features = features
         self.on_stop: list[Callable[[], Awaitable[None]]] = []
+        self.on_stopping: list[Callable[[], Awaitable[None]]] = []
 
-    def add_on_stop(self, callback: Callable[[], Awaitable[None]]) -> Callable[[], None]:
-        """Run ``callback`` in every ``stop()``; return what removes it."""
-        self.on_stop.append(callback)
+    def add_on_stop(
+        self, callback: Callable[[], Awaitable[None]], *, first: bool = False
+    ) -> Callable[[], None]:
+        """Run ``callback`` in every ``stop()`` (before anything stops if ``first``).
+
+        Returns what removes it.
+        """
+        callbacks = self.on_stopping if first else self.on_stop
+        callbacks.append(callback)
 
         def remove() -> None:
-            if callback in self.on_stop:
-                self.on_stop.remove(callback)
+            if callback in callbacks:
+                callbacks.remove(callback)
 
         return remove
 
@@ -130,14 +146,13 @@ class Lifecycle:
         if loop is not None and loop is not running_loop() and not loop.is_closed():
             await call_on(loop, self._stop(), "bus.stop()")
             return
+        # Still delivering and connected: work in flight ends, and what it publishes
+        # reaches the handlers and the other processes.
+        await _run_all(self.on_stopping)
         if self.intake.link is not None:
             await self._close_bridge()
         await self.transport.stop()
-        for callback in list(self.on_stop):
-            try:
-                await callback()
-            except Exception:
-                logger.exception("a stop callback of the bus failed: %r", callback)
+        await _run_all(self.on_stop)
         self.threads.close()
         self.intake.close()
 

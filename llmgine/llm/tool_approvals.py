@@ -86,7 +86,10 @@ class ToolApprovals(ApprovalWait):
             )
         bus.register_command_handler(ApproveToolCallCommand, self.handle_approve, replace=True)
         bus.register_event_handler(ToolApprovalEvent, self.on_approval_event)
-        self._unhook_stop = bus.on_stop(self.withdraw_all)
+        # First: before the bus stops delivering and leaves the shared bus, so a prompt run
+        # here for another process ends (and its caller gets the result) and the other
+        # processes hear the withdrawals.
+        self._unhook_stop = bus.on_stop(self.withdraw_all, first=True)
 
     def detach(self) -> None:
         """Stop following the bus's approval events and its stop (another engine took over)."""

@@ -207,3 +207,43 @@ async def test_a_stopped_prompt_leaves_no_waiting_call_in_the_other_processes(
         assert late.duration_ms < 5000
     finally:
         await engine_bus.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_stopping_the_engine_process_ends_a_remote_prompts_wait_and_tells_everyone(
+    caller: MessageBus, redis_server: RedisServer, namespace: str
+) -> None:
+    # The caller has no engine: its prompt runs in the engine process, whose call waits.
+    engine_bus = MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
+    engine = LLMEngine(
+        engine_bus, provider=ScriptedProvider([ScriptedProvider.call("delete_file", path="a")])
+    )
+    engine.register_tool(delete_file, requires_approval=True)
+    engine.approvals.timeout = None  # it would wait for good
+    approvals = ToolApprovals(caller, relay_timeout=30.0)
+    requests: asyncio.Queue[ToolApprovalRequestedEvent] = asyncio.Queue()
+    decisions: asyncio.Queue[ToolApprovalDecidedEvent] = asyncio.Queue()
+    caller.register_event_handler(ToolApprovalRequestedEvent, requests.put_nowait)
+    caller.register_event_handler(ToolApprovalDecidedEvent, decisions.put_nowait)
+    await engine_bus.connect(redis_server.url, namespace, heartbeat=0.2)
+    try:
+        assert engine_bus.remote is not None and caller.remote is not None
+        await asyncio.wait_for(
+            engine_bus.remote.wait_for_listener(ToolApprovalRequestedEvent), timeout=30
+        )
+        await asyncio.wait_for(
+            caller.remote.wait_for_listener(ToolApprovalRelayedEvent), timeout=30
+        )
+        await asyncio.wait_for(caller.remote.refresh(), 30)
+        prompt = asyncio.ensure_future(caller.execute(PromptCommand(prompt="x")))
+        request = await asyncio.wait_for(requests.get(), 30)
+        # stop() withdraws the call first, while connected: the prompt ends, its result
+        # goes back to the caller, and only then does the engine process leave.
+        await asyncio.wait_for(engine_bus.stop(), 30)
+        result = await asyncio.wait_for(prompt, 30)
+        assert (result.success, result.error_type) == (False, "ApprovalWithdrawnError")
+        withdrawn = await asyncio.wait_for(decisions.get(), 30)
+        assert (withdrawn.approval_id, withdrawn.decided_by) == (request.approval_id, "cancelled")
+        assert approvals.waiting == []
+    finally:
+        await engine_bus.stop()
