@@ -6,8 +6,10 @@ import asyncio
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from pydantic import ValidationError
 
 from llmgine.bus import MessageBus
+from llmgine.errors import ConfigurationError
 from llmgine.llm import LLMEngine, ScriptedProvider
 from llmgine.notebook import get_bus
 from llmgine.notebook.widgets import ChatWidget
@@ -48,3 +50,27 @@ def test_a_monitor_and_a_form_move_to_the_bus_a_new_start_makes(
     assert monitor.bus is get_bus() and form.bus is get_bus()
     assert monitor.counts["PingedEvent"] == 1  # seen on the new bus
     assert shell.user_ns["result"].result == 10
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("max_tokens", 0), ("temperature", -1.0), ("temperature", float("nan"))],
+)
+async def test_a_chat_panel_refuses_an_option_no_prompt_takes_and_names_it(
+    bus: MessageBus, option: str, value: float
+) -> None:
+    engine = LLMEngine(bus, provider=ScriptedProvider(["hi"]))
+    with pytest.raises(ConfigurationError, match=f"^ChatWidget: {option}: "):
+        ChatWidget(engine, **{option: value})
+
+
+async def test_a_send_the_prompt_refuses_leaves_the_panel_as_it_was(bus: MessageBus) -> None:
+    chat = ChatWidget(LLMEngine(bus, provider=ScriptedProvider(["hi"])))
+    await chat.listing
+    chat.prompt_options["max_tokens"] = 0  # changed after the panel was made
+    chat.input.value = "my long carefully typed question"
+    with pytest.raises(ValidationError, match="max_tokens"):
+        chat.send()
+    assert chat.input.value == "my long carefully typed question"
+    assert chat.transcript.children == () and chat.history == []
+    assert not chat.generating

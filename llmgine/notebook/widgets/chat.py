@@ -10,7 +10,10 @@ from typing import Any
 from uuid import UUID
 
 import ipywidgets as widgets
+from pydantic import ValidationError
 
+from llmgine._validation import describe_validation_error
+from llmgine.errors import ConfigurationError
 from llmgine.llm.commands import ClearConversationCommand, PromptCommand
 from llmgine.llm.engine import LLMEngine
 from llmgine.llm.events import LLMDeltaEvent, LLMResponseEvent, ToolCallEvent, ToolResultEvent
@@ -50,6 +53,10 @@ class ChatWidget(widgets.VBox):
         tool_choice: ``"auto"``, ``"none"``, ``"required"`` or a tool's name.
         timeout: Seconds a prompt may take (default: the engine's).
         options: Request parameters passed to the provider (``seed``, ``stop``, ...).
+
+    Raises:
+        ConfigurationError: An option a prompt refuses (``max_tokens=0``, a negative
+            or NaN ``temperature``), named in the message (also a ``ValueError``).
     """
 
     def __init__(
@@ -78,6 +85,10 @@ class ChatWidget(widgets.VBox):
             if value is not None
         }
         """The ``PromptCommand`` fields every prompt of this panel sets."""
+        try:  # refused here, not on each send after the message is typed
+            PromptCommand(prompt="-", conversation_id=conversation_id, **self.prompt_options)
+        except ValidationError as exc:
+            raise ConfigurationError(f"ChatWidget: {describe_validation_error(exc)}") from None
         self.history: list[tuple[str, str]] = []
         """Every message shown, as ``(role, text)``; roles: user, assistant, error, stopped."""
         self.costs: list[ReplyCost] = []
@@ -129,13 +140,13 @@ class ChatWidget(widgets.VBox):
         prompt = self.input.value if text is None else text
         if self.generating or not prompt.strip():
             return None
+        command = PromptCommand(  # first: options it refuses leave the panel as it was
+            prompt=prompt, conversation_id=self.conversation_id, stream=True, **self.prompt_options
+        )
         self.input.value = ""
         self._add("user", prompt, f"<div style='{_USER_STYLE}'>{markdown(prompt)}</div>")
         self._reply = widgets.HTML(f"<div style='{_REPLY_STYLE}'><i>…</i></div>")
         self.transcript.children = (*self.transcript.children, self._reply)
-        command = PromptCommand(
-            prompt=prompt, conversation_id=self.conversation_id, stream=True, **self.prompt_options
-        )
         self._prompt_id = command.id
         self._streamed = ""
         self._rendered = MarkdownStream()
@@ -226,6 +237,9 @@ class ChatWidget(widgets.VBox):
 
     def close(self) -> None:
         """Unsubscribe from the bus and close the widget."""
+        if not hasattr(self, "_subscriptions"):  # its constructor refused an option
+            super().close()
+            return
         self.stop()
         if self.listing is not None and not self.listing.done():
             cancel(self.listing)
