@@ -27,12 +27,24 @@ class _BusFollower(Protocol):
     def rebind(self, bus: MessageBus) -> None: ...
 
 
+def _still_open(followers: weakref.WeakSet[Any]) -> list[Any]:
+    """The widgets of ``followers`` still open; a closed one (its comm gone) is dropped.
+
+    A panel the user closed has left its bus: it must not join the next one.
+    """
+    closed = [widget for widget in followers if getattr(widget, "comm", True) is None]
+    for widget in closed:
+        followers.discard(widget)
+    return list(followers)
+
+
 class Runtime:
     """The default bus and engine of one kernel (or one IPython shell).
 
     Widgets made on the default engine follow it: when ``%llmgine start`` replaces
     the bus, they move to the new engine, so their prompts land in the new log.
-    Widgets made on the default bus (a monitor, a form) move to the new bus.
+    Widgets made on the default bus (a monitor, a form) move to the new bus. A
+    widget closed (``close()``) stops following.
     """
 
     def __init__(self) -> None:
@@ -73,7 +85,7 @@ class Runtime:
             )
             engine.approvals.timeout = old.approvals.timeout
             engine.mcp_servers = old.mcp_servers  # their tools came over with old.tools
-            for follower in list(self._followers):
+            for follower in _still_open(self._followers):
                 follower.rebind(engine)
         else:
             engine = old
@@ -89,7 +101,7 @@ class Runtime:
             run_sync(previous.stop())
         self.bus = engine.bus
         self.engine = engine
-        for follower in list(self._followers):
+        for follower in _still_open(self._followers):
             follower.rebind(engine)
         self._move_bus_followers(engine.bus)
 
@@ -102,7 +114,7 @@ class Runtime:
         self._bus_followers.add(widget)
 
     def _move_bus_followers(self, bus: MessageBus) -> None:
-        for follower in list(self._bus_followers):
+        for follower in _still_open(self._bus_followers):
             if follower.bus is not bus:
                 follower.rebind(bus)
 

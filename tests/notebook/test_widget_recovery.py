@@ -74,3 +74,23 @@ async def test_a_send_the_prompt_refuses_leaves_the_panel_as_it_was(bus: Message
     assert chat.input.value == "my long carefully typed question"
     assert chat.transcript.children == () and chat.history == []
     assert not chat.generating
+
+
+@pytest.mark.timeout(60)
+def test_panels_the_user_closed_stay_off_the_bus_a_new_start_makes(
+    shell: InteractiveShell,
+) -> None:
+    for cell in [
+        "%llmgine start --quiet --log-dir logs",
+        "mon = %llmgine monitor\nform = %llmgine form PingCommand\npanel = %llmgine ui",
+        "mon.close(); form.close(); panel.close()",
+        "%llmgine start --quiet --log-dir logs",
+        "%llmgine publish PingedEvent(n=2)",
+    ]:
+        assert shell.run_cell(cell).error_in_exec is None, cell
+    monitor, form, panel = (shell.user_ns[name] for name in ("mon", "form", "panel"))
+    bus = get_bus()
+    assert monitor.bus is not bus and form.bus is not bus and panel.bus is not bus
+    assert dict(monitor.counts) == {}  # it did not watch the new bus
+    watching = [r.handler for r in bus.registrations() if "BusMonitor" in r.handler]
+    assert watching == []
