@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import logging
 import re
 from typing import Any
@@ -60,10 +61,18 @@ Subcommands (``%llmgine help`` shows this table in a notebook)::
 """
 
 
-# ``%llmgine ...?`` alone or assigned (``r = %llmgine chat Is it sunny?``): indent, target.
-_MAGIC_LINE = re.compile(
-    r"(?P<indent>\s*)(?P<target>[\w.\[\], ]*[\w\]]\s*=\s*)?%llmgine (?P<rest>.*\?)"
-)
+# ``%llmgine ...?`` alone or assigned (``r = %llmgine chat Is it sunny?``): indent, target
+# (any text up to an ``=``; :func:`_is_target` says whether it is an assignment's target).
+_MAGIC_LINE = re.compile(r"(?P<indent>\s*)(?P<target>.*?=\s*)?%llmgine (?P<rest>.*\?)")
+
+
+def _is_target(text: str) -> bool:
+    """Whether ``text`` (``"answers['q1'] ="``) is what Python assigns to, its ``=`` included."""
+    try:
+        tree = ast.parse(f"{text.strip()} 0")
+    except (SyntaxError, ValueError):
+        return False  # ``x ==``, ``f(x=``: not an assignment
+    return len(tree.body) == 1 and isinstance(tree.body[0], ast.Assign | ast.AnnAssign)
 
 
 def keep_question_marks(lines: list[str]) -> list[str]:
@@ -71,7 +80,8 @@ def keep_question_marks(lines: list[str]) -> list[str]:
 
     ``%llmgine chat Is it sunny in Paris?`` becomes a direct call of the magic, so
     the question reaches the model; so does an assigned one (``r = %llmgine ...?``,
-    ``r`` a name, an attribute or a subscript). ``%llmgine?`` alone still shows the help.
+    ``r`` any target: a name, an attribute, a subscript such as ``answers["q1"]``,
+    a tuple). ``%llmgine?`` alone still shows the help.
     """
     if lines and lines[0].startswith("%%"):
         return lines  # a cell magic's body is passed as written
@@ -79,7 +89,7 @@ def keep_question_marks(lines: list[str]) -> list[str]:
     quote: str | None = None  # the triple quote of a string still open at this line
     for line in lines:
         found = _MAGIC_LINE.fullmatch(line.rstrip()) if quote is None else None
-        if found is not None:
+        if found is not None and (found["target"] is None or _is_target(found["target"])):
             rest = found["rest"].strip()
             target = found["target"] or ""
             line = f"{found['indent']}{target}get_ipython().run_line_magic('llmgine', {rest!r})\n"

@@ -49,6 +49,30 @@ def test_the_transformer_rewrites_assigned_lines_only(shell: InteractiveShell) -
     assert keep_question_marks(untouched) == untouched
 
 
+def test_a_chat_assigned_to_any_target_is_sent(shell: InteractiveShell) -> None:
+    magic(shell, "start --quiet")
+    magic(shell, "model offline")
+    shell.run_cell("answers = {}")
+    targets = ['answers["q1"]', "answers['q2']", "answers[f'{1}=']", "r: object"]
+    for target in targets:
+        with capture_output() as captured:
+            result = shell.run_cell(f"{target} = %llmgine chat Is it sunny?", silent=True)
+        assert result.error_in_exec is None, target
+        assert 'You said: "Is it sunny?"' in captured.outputs[0].data["text/plain"], target
+    assert set(shell.user_ns["answers"]) == {"q1", "q2", "1="}
+
+
+def test_the_transformer_leaves_lines_that_assign_nothing(shell: InteractiveShell) -> None:
+    from llmgine.notebook.magics import keep_question_marks
+
+    untouched = [
+        "f(x=%llmgine chat why?)\n",
+        'd["a"] == %llmgine chat why?\n',
+        "x += %llmgine chat why?\n",
+    ]
+    assert keep_question_marks(untouched) == untouched
+
+
 def test_cache_on_redis_needs_a_connected_bus(shell: InteractiveShell) -> None:
     magic(shell, "start --quiet")
     with pytest.raises(MagicError, match="run `%llmgine connect URL` first"):
