@@ -3,44 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
-from pydantic_core import to_jsonable_python
-
 from llmgine.bus.bus import MessageBus
 from llmgine.errors import ApprovalWithdrawnError, ConfigurationError, ToolError
 from llmgine.llm.events import ToolCallEvent, ToolResultEvent
 from llmgine.llm.mcp import McpServer, McpServers
 from llmgine.llm.tool_approvals import ToolApprovals
+from llmgine.llm.tool_results import exit_text, tool_content
 from llmgine.llm.tools import Tool, ToolRegistry
 from llmgine.llm.types import ChatMessage, ToolCall
-from llmgine.observability.jsonsafe import json_safe, safe_repr
 
 __all__ = ["ToolRunner"]
 
 logger = logging.getLogger(__name__)
-
-
-def _tool_content(value: Any) -> str:
-    """A tool's result as JSON text for the model; never raises.
-
-    Odd file names, bytes and cycles are made safe first; what JSON has no type for but
-    pydantic writes (datetimes, UUIDs, decimals, dataclasses, enums, a model's fields)
-    is written as pydantic writes it, e.g. a datetime as its ISO text.
-    """
-    safe = json_safe(value)
-    if isinstance(safe, str):
-        return safe
-    try:
-        return json.dumps(safe, ensure_ascii=False, default=to_jsonable_python)
-    except Exception:  # json_safe kept only what pydantic writes: a last guard
-        logger.warning("a tool result could not be written as JSON", exc_info=True)
-        return safe_repr(value)
 
 
 class ToolRunner:
@@ -185,13 +165,13 @@ class ToolRunner:
                 error = str(exc)
             except ApprovalWithdrawnError:
                 raise  # the prompt ends here: no more model calls after bus.stop()
-            except (Exception, SystemExit) as exc:
-                # SystemExit too: a tool wrapping a command-line parser exits on a bad option.
-                error = (
-                    f"{call.name} exited with status {exc.code!r} (SystemExit): check its arguments"
-                    if isinstance(exc, SystemExit)
-                    else f"{call.name} raised {type(exc).__name__}: {exc}"
-                )
+            except SystemExit as exc:
+                # A tool wrapping a command-line parser exits: on a bad option, or after --help.
+                value, error = exit_text(call.name, exc.code)
+                if error is not None:
+                    logger.info("Tool %s exited; the error goes back to the model", call.name)
+            except Exception as exc:
+                error = f"{call.name} raised {type(exc).__name__}: {exc}"
                 logger.info(
                     "Tool %s failed; the error goes back to the model", call.name, exc_info=exc
                 )
@@ -207,4 +187,4 @@ class ToolRunner:
                     duration_ms=(time.perf_counter() - start) * 1000.0,
                 )
             )
-        return f"Error: {error}" if error is not None else _tool_content(value)
+        return f"Error: {error}" if error is not None else tool_content(value)

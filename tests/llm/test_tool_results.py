@@ -6,14 +6,21 @@ import argparse
 import dataclasses
 import datetime
 import decimal
+import json
+import logging
+import math
+import sys
 import uuid
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 from pydantic import BaseModel
 
 from llmgine.bus import MessageBus
 from llmgine.llm import LLMEngine, PromptCommand, ScriptedProvider, ToolResultEvent
+from llmgine.llm.tool_results import MAX_INT_DIGITS
 from llmgine.llm.tool_runner import ToolRunner
 from llmgine.llm.types import ToolCall
 
@@ -105,3 +112,183 @@ async def test_a_tool_that_exits_like_a_command_line_sends_the_model_an_error(
     assert results[0].error == expected
     assert provider.requests[1].messages[-1].content == f"Error: {expected}"
     assert "unrecognized arguments: --weeks" in capsys.readouterr().err  # argparse's own words
+
+
+def run_cli_help(args: str) -> str:
+    """Run the report command line.
+
+    Args:
+        args: Its arguments.
+    """
+    parser = argparse.ArgumentParser(prog="report", description="Print the weekly report.")
+    return str(parser.parse_args(args.split()))  # --help: its text, then SystemExit(0)
+
+
+def finish(status: str) -> None:
+    """End the run.
+
+    Args:
+        status: How it ends: "none" (sys.exit()), "zero", or a message.
+    """
+    sys.exit({"none": None, "zero": 0}.get(status, status))
+
+
+@pytest.mark.timeout(30)
+async def test_a_tool_that_exits_normally_like_help_is_no_error(
+    bus: MessageBus, capsys: pytest.CaptureFixture[str]
+) -> None:
+    provider = ScriptedProvider([ScriptedProvider.call("run_cli_help", args="--help"), "Done."])
+    LLMEngine(bus, provider=provider, tools=[run_cli_help])
+    results: list[ToolResultEvent] = []
+    bus.register_event_handler(ToolResultEvent, results.append)
+    result = await bus.execute(PromptCommand(prompt="report"))
+    assert result.success and result.result == "Done."
+    await bus.wait_for_events()
+    assert results[0].error is None
+    sent = provider.requests[1].messages[-1].content
+    assert sent == "run_cli_help exited (status 0) without a result"
+    assert "Print the weekly report." in capsys.readouterr().out  # argparse printed its help
+
+
+@pytest.mark.timeout(30)
+async def test_sys_exit_without_status_is_a_normal_end_and_with_a_message_an_error(
+    bus: MessageBus,
+) -> None:
+    runner = ToolRunner(bus, [finish])
+    calls = [ToolCall(id=s, name="finish", arguments=f'{{"status": "{s}"}}') for s in STATUSES]
+    messages = await runner.run_all(calls, "c", uuid.uuid4())
+    assert [m.content for m in messages] == list(STATUSES.values())
+
+
+STATUSES = {
+    "none": "finish exited (status 0) without a result",
+    "zero": "finish exited (status 0) without a result",
+    "disk full": "Error: finish exited (SystemExit): disk full",
+}
+
+
+@dataclasses.dataclass
+class Reading:
+    value: float
+    count: Any
+
+
+NUMERIC: dict[str, Any] = {
+    "int64": np.int64(7),
+    "bool": np.True_,
+    "float64": np.float64(2.5),
+    "float32": np.float32(0.5),
+    "array": np.arange(3),
+    "matrix": np.array([[1.5, 2.0], [3.0, 4.0]]),
+    "nested": {"n": np.int64(3), "ok": [np.bool_(False)]},
+    "in a dataclass": Reading(1.0, np.int64(4)),
+    "series": pd.Series([1, 2], index=["a", "b"]),
+    "frame": pd.DataFrame({"city": ["Paris", "Rome"], "temp": [21.5, 25.0]}),
+    "timestamp": pd.Timestamp("2026-01-01 09:30"),
+    "dated series": pd.Series([1.5], index=[pd.Timestamp("2026-01-02")]),
+    "int keys": {np.int64(1): "one", 2: "two", None: "none"},
+    "nat": pd.NaT,
+}
+
+
+def numeric(kind: str) -> object:
+    """Compute a figure.
+
+    Args:
+        kind: Which figure.
+    """
+    return NUMERIC[kind]
+
+
+@pytest.mark.timeout(30)
+async def test_a_tool_returning_numpy_or_pandas_values_answers_with_their_numbers(
+    bus: MessageBus,
+) -> None:
+    runner = ToolRunner(bus, [numeric])
+    calls = [ToolCall(id=k, name="numeric", arguments=f'{{"kind": "{k}"}}') for k in NUMERIC]
+    messages = await runner.run_all(calls, "c", uuid.uuid4())
+    assert {m.tool_call_id: m.content for m in messages} == {
+        "int64": "7",
+        "bool": "true",
+        "float64": "2.5",
+        "float32": "0.5",
+        "array": "[0, 1, 2]",
+        "matrix": "[[1.5, 2.0], [3.0, 4.0]]",
+        "nested": '{"n": 3, "ok": [false]}',
+        "in a dataclass": '{"value": 1.0, "count": 4}',
+        "series": '{"a": 1, "b": 2}',
+        "frame": '[{"city": "Paris", "temp": 21.5}, {"city": "Rome", "temp": 25.0}]',
+        "timestamp": "2026-01-01T09:30:00",  # a string, as the tool's own str result would be
+        "dated series": '{"2026-01-02T00:00:00": 1.5}',
+        "int keys": '{"1": "one", "2": "two", "null": "none"}',
+        "nat": "null",
+    }
+
+
+NOT_FINITE: dict[str, Any] = {
+    "nan": math.nan,
+    "inf": {"high": math.inf, "low": -math.inf, "ok": 1.5},
+    "numpy nan": np.array([1.0, np.nan]),
+    "frame with a gap": pd.DataFrame({"temp": [21.5, None]}),
+    "in a dataclass": Reading(math.nan, 1),
+    "as a key": {math.nan: "unknown"},  # a key is text: as json.dumps writes it
+}
+
+
+def not_finite(kind: str) -> object:
+    """Compute a figure that may be missing.
+
+    Args:
+        kind: Which figure.
+    """
+    return NOT_FINITE[kind]
+
+
+@pytest.mark.timeout(30)
+async def test_nan_and_infinities_reach_the_model_as_json_null(bus: MessageBus) -> None:
+    runner = ToolRunner(bus, [not_finite])
+    calls = [ToolCall(id=k, name="not_finite", arguments=f'{{"kind": "{k}"}}') for k in NOT_FINITE]
+    messages = await runner.run_all(calls, "c", uuid.uuid4())
+    contents = {m.tool_call_id: m.content for m in messages}
+    assert contents == {
+        "nan": "null",
+        "inf": '{"high": null, "low": null, "ok": 1.5}',
+        "numpy nan": "[1.0, null]",
+        "frame with a gap": '[{"temp": 21.5}, {"temp": null}]',
+        "in a dataclass": '{"value": null, "count": 1}',
+        "as a key": '{"NaN": "unknown"}',
+    }
+    for text in contents.values():
+        json.loads(text, parse_constant=pytest.fail)  # strict JSON: no NaN, no Infinity
+
+
+LONG = {
+    "negative": -(10**5000),
+    "nested": {"n": 10**5000 + 1, "key": {10**4500: "k"}},
+    "too long": 10**MAX_INT_DIGITS,
+}
+
+
+def long_number(kind: str) -> object:
+    """Compute a large number.
+
+    Args:
+        kind: Which number.
+    """
+    return LONG[kind]
+
+
+@pytest.mark.timeout(30)
+async def test_an_integer_beyond_the_str_digit_limit_reaches_the_model_as_its_digits(
+    bus: MessageBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner = ToolRunner(bus, [long_number])
+    calls = [ToolCall(id=k, name="long_number", arguments=f'{{"kind": "{k}"}}') for k in LONG]
+    messages = await runner.run_all(calls, "c", uuid.uuid4())
+    contents = {m.tool_call_id: m.content for m in messages}
+    assert contents["negative"] == "-1" + "0" * 5000
+    assert contents["nested"] == '{"n": 1' + "0" * 4999 + '1, "key": {"1' + "0" * 4500 + '": "k"}}'
+    assert (
+        contents["too long"] == f"an integer of {MAX_INT_DIGITS + 1} digits, too long to write out"
+    )
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
