@@ -541,7 +541,7 @@ triaged.assign(category=triaged["tags"].str["category"], priority=triaged["tags"
 """),
     md("What fraction of commands failed, and which tools were used?"),
     code("""
-error_rate = 1 - commands["success"].astype(bool).mean()
+error_rate = 1 - commands["success"].mean()  # finished commands only: an unfinished one's is <NA>
 tool_use = spans["attributes.gen_ai.tool.name"].value_counts()
 print(f"error rate: {error_rate:.1%}")
 tool_use
