@@ -259,6 +259,7 @@ async def test_nan_and_infinities_reach_the_model_as_json_null(bus: MessageBus) 
         "as a key": '{"NaN": "unknown"}',
     }
     for text in contents.values():
+        assert text is not None
         json.loads(text, parse_constant=pytest.fail)  # strict JSON: no NaN, no Infinity
 
 
