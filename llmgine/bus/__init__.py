@@ -54,13 +54,9 @@ def _shared_bus_on_redis(port: BusPort, url: str, namespace: str, **options: Any
     except ConfigurationError:
         raise
     except ValueError as exc:  # redis-py's word on a URL it cannot read
-        from llmgine._urls import redact_url
+        from llmgine.bus.remote.clients import url_error
 
-        raise ConfigurationError(
-            f"Not a Redis URL: {redact_url(url)} ({type(exc).__name__}); expected "
-            "redis://[[user]:password@]host[:port][/db], rediss://... or unix://... (in a "
-            "password, write # / ? @ as %23 %2F %3F %40)"
-        ) from None
+        raise url_error(url, exc) from None
 
 
 MessageBus.bridge_factory = _shared_bus_on_redis  # the one place a bridge is wired in

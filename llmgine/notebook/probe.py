@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 
 from llmgine._urls import redact_url
-from llmgine.errors import ConfigurationError
 
 __all__ = ["CONNECT_TIMEOUT", "reach_redis"]
 
@@ -30,7 +29,7 @@ async def reach_redis(url: str, connect_timeout: float = CONNECT_TIMEOUT) -> Non
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
-    from llmgine.bus.remote.clients import close_clients, connect_error
+    from llmgine.bus.remote.clients import close_clients, connect_error, url_error
 
     try:
         client = aioredis.Redis.from_url(
@@ -40,11 +39,7 @@ async def reach_redis(url: str, connect_timeout: float = CONNECT_TIMEOUT) -> Non
             retry=Retry(NoBackoff(), 0),
         )
     except ValueError as exc:  # redis-py's word on a URL it cannot read, as bus.connect says it
-        raise ConfigurationError(
-            f"Not a Redis URL: {redact_url(url)} ({type(exc).__name__}); expected "
-            "redis://[[user]:password@]host[:port][/db], rediss://... or unix://... (in a "
-            "password, write # / ? @ as %23 %2F %3F %40)"
-        ) from None
+        raise url_error(url, exc) from None
     try:
         async with asyncio.timeout(connect_timeout):
             await client.ping()

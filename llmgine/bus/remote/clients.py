@@ -17,10 +17,18 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, AuthorizationError, ResponseError
 from redis.retry import Retry
 
+from llmgine._urls import redact_url
 from llmgine.bus.remote.tasks import NETWORK_ERRORS
 from llmgine.errors import ConfigurationError, SharedBusConnectionError
 
-__all__ = ["POOL_SIZE", "close_clients", "connect_error", "open_clients", "sync_client"]
+__all__ = [
+    "POOL_SIZE",
+    "close_clients",
+    "connect_error",
+    "open_clients",
+    "sync_client",
+    "url_error",
+]
 
 POOL_SIZE = 32
 """Connections a process opens to Redis at most for its calls (blocking reads apart)."""
@@ -65,6 +73,15 @@ async def close_clients(*clients: Any) -> None:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1):
                 await client.aclose()
+
+
+def url_error(url: str, exc: ValueError) -> ConfigurationError:
+    """The error for a URL redis-py cannot read (``exc``), the URL's secrets hidden."""
+    return ConfigurationError(
+        f"Not a Redis URL: {redact_url(url)} ({type(exc).__name__}); expected "
+        "redis://[[user]:password@]host[:port][/db], rediss://... or unix://... (in a "
+        "password, write # / ? @ as %23 %2F %3F %40)"
+    )
 
 
 def _said(exc: Exception) -> str:
