@@ -31,7 +31,7 @@ from pydantic_core import to_json
 from llmgine.errors import LogFormatError
 from llmgine.messages.base import BASE_FIELDS, Message
 from llmgine.observability.events import SpanContext
-from llmgine.observability.jsonsafe import json_safe, safe_repr
+from llmgine.observability.jsonsafe import json_safe, plain_or_repr, safe_repr
 
 __all__ = ["ENVELOPE_FIELDS", "Envelope", "Kind", "decode", "encode", "read_log"]
 
@@ -100,7 +100,7 @@ def encode(kind: Kind, message: Message, span: SpanContext | None) -> bytes:
     cls = type(message)
     try:
         # No warnings: a field assigned a value of another type is written all the same.
-        whole = cls.__pydantic_serializer__.to_json(message, fallback=safe_repr, warnings=False)
+        whole = cls.__pydantic_serializer__.to_json(message, fallback=plain_or_repr, warnings=False)
     except Exception:
         return _encode(kind, cls, message, span)
     # Most messages (a UUID, a UTC time, the global session, no metadata) are cut out of
@@ -138,7 +138,7 @@ def _encode(kind: Kind, cls: type[Message], message: Message, span: SpanContext 
     try:
         # The serializer itself, not model_dump_json: bytes, and less than half the overhead.
         data = cls.__pydantic_serializer__.to_json(
-            message, exclude=BASE_FIELDS, fallback=safe_repr, warnings=False
+            message, exclude=BASE_FIELDS, fallback=plain_or_repr, warnings=False
         )
         if span is None and sid == "global" and not metadata:
             middle = _PLAIN
@@ -148,7 +148,7 @@ def _encode(kind: Kind, cls: type[Message], message: Message, span: SpanContext 
                     b',"session_id":',
                     b'"global"' if sid == "global" else to_json(sid),
                     _span_ids(span),
-                    to_json(metadata, fallback=safe_repr, inf_nan_mode="null")
+                    to_json(metadata, fallback=plain_or_repr, inf_nan_mode="null")
                     if metadata
                     else b"{}",
                     b',"data":',

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import to_json
 
-__all__ = ["json_safe", "safe_repr", "safe_str"]
+__all__ = ["json_safe", "plain_or_repr", "safe_repr", "safe_str"]
 
 _MAX_DEPTH = 64
 
@@ -35,6 +35,36 @@ def safe_repr(value: object) -> str:
     except Exception:
         return f"<{type(value).__qualname__} object: repr() failed>"
     return _clean(text) if isinstance(text, str) else f"<{type(value).__qualname__} object>"
+
+
+def plain_or_repr(value: object) -> object:
+    """What the log writes for a value pydantic cannot serialize (its ``fallback``).
+
+    numpy scalars and arrays become their Python numbers and lists, a pandas
+    ``Timestamp`` its ISO text and pandas' missing values ``None`` (so a notebook's
+    numbers stay numbers in the log); anything else its safe ``repr``. Neither
+    library is imported: a value is known by its type's module.
+    """
+    module = type(value).__module__.partition(".")[0]
+    try:
+        if module == "numpy" and hasattr(value, "tolist"):
+            return value.tolist()
+        if module == "pandas":
+            if hasattr(value, "isoformat") and not _is_missing(value):
+                return value.isoformat()
+            if _is_missing(value):
+                return None
+    except Exception:  # a broken value: its repr, as for any other
+        pass
+    return safe_repr(value)
+
+
+def _is_missing(value: object) -> bool:
+    """Whether ``value`` is pandas' ``NA`` or ``NaT`` (both are unequal to themselves)."""
+    try:
+        return type(value).__name__ in {"NAType", "NaTType"}
+    except Exception:
+        return False
 
 
 def safe_str(value: object) -> str:
