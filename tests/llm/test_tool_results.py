@@ -11,6 +11,7 @@ import logging
 import math
 import sys
 import uuid
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -56,14 +57,22 @@ def lookup(kind: str) -> object:
     return VALUES[kind]
 
 
+async def answers(
+    bus: MessageBus, tool: Callable[[str], object], kinds: Iterable[str]
+) -> dict[str, str]:
+    """What the model reads when ``tool`` is called with each of ``kinds`` (by call id)."""
+    runner = ToolRunner(bus, [tool])
+    name = tool.__name__
+    calls = [ToolCall(id=k, name=name, arguments=json.dumps({"kind": k})) for k in kinds]
+    messages = await runner.run_all(calls, "c", uuid.uuid4())
+    return {m.tool_call_id: m.content for m in messages}
+
+
 @pytest.mark.timeout(30)
 async def test_a_tool_returning_dates_uuids_decimals_dataclasses_or_models_answers_in_json(
     bus: MessageBus,
 ) -> None:
-    runner = ToolRunner(bus, [lookup])
-    calls = [ToolCall(id=k, name="lookup", arguments=f'{{"kind": "{k}"}}') for k in VALUES]
-    messages = await runner.run_all(calls, "c", uuid.uuid4())
-    assert {m.tool_call_id: m.content for m in messages} == {
+    assert await answers(bus, lookup, VALUES) == {
         "datetime": '{"created": "2026-01-01T09:30:00"}',
         "uuid": '{"id": "00000000-0000-0000-0000-000000000001"}',
         "decimal": '{"price": "9.99"}',
@@ -204,10 +213,7 @@ def numeric(kind: str) -> object:
 async def test_a_tool_returning_numpy_or_pandas_values_answers_with_their_numbers(
     bus: MessageBus,
 ) -> None:
-    runner = ToolRunner(bus, [numeric])
-    calls = [ToolCall(id=k, name="numeric", arguments=f'{{"kind": "{k}"}}') for k in NUMERIC]
-    messages = await runner.run_all(calls, "c", uuid.uuid4())
-    assert {m.tool_call_id: m.content for m in messages} == {
+    assert await answers(bus, numeric, NUMERIC) == {
         "int64": "7",
         "bool": "true",
         "float64": "2.5",
@@ -246,10 +252,7 @@ def not_finite(kind: str) -> object:
 
 @pytest.mark.timeout(30)
 async def test_nan_and_infinities_reach_the_model_as_json_null(bus: MessageBus) -> None:
-    runner = ToolRunner(bus, [not_finite])
-    calls = [ToolCall(id=k, name="not_finite", arguments=f'{{"kind": "{k}"}}') for k in NOT_FINITE]
-    messages = await runner.run_all(calls, "c", uuid.uuid4())
-    contents = {m.tool_call_id: m.content for m in messages}
+    contents = await answers(bus, not_finite, NOT_FINITE)
     assert contents == {
         "nan": "null",
         "inf": '{"high": null, "low": null, "ok": 1.5}',
@@ -283,10 +286,7 @@ def long_number(kind: str) -> object:
 async def test_an_integer_beyond_the_str_digit_limit_reaches_the_model_as_its_digits(
     bus: MessageBus, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runner = ToolRunner(bus, [long_number])
-    calls = [ToolCall(id=k, name="long_number", arguments=f'{{"kind": "{k}"}}') for k in LONG]
-    messages = await runner.run_all(calls, "c", uuid.uuid4())
-    contents = {m.tool_call_id: m.content for m in messages}
+    contents = await answers(bus, long_number, LONG)
     assert contents["negative"] == "-1" + "0" * 5000
     assert contents["nested"] == '{"n": 1' + "0" * 4999 + '1, "key": {"1' + "0" * 4500 + '": "k"}}'
     assert (
