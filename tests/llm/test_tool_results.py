@@ -59,7 +59,7 @@ def lookup(kind: str) -> object:
 
 async def answers(
     bus: MessageBus, tool: Callable[[str], object], kinds: Iterable[str]
-) -> dict[str, str]:
+) -> dict[str | None, str | None]:
     """What the model reads when ``tool`` is called with each of ``kinds`` (by call id)."""
     runner = ToolRunner(bus, [tool])
     name = tool.__name__
