@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import StartWorker
@@ -154,14 +155,23 @@ def delete_file(path: str) -> str:
     return f"deleted {path}"
 
 
-@pytest.mark.timeout(120)
-async def test_a_stopped_prompt_leaves_no_waiting_call_in_the_other_processes(
-    caller: MessageBus, redis_server: RedisServer, namespace: str
-) -> None:
-    # Another process's engine (a second bus over the same Redis); its calls wait forever.
+Seen = tuple[
+    ToolApprovals,
+    "asyncio.Queue[ToolApprovalRequestedEvent]",
+    "asyncio.Queue[ToolApprovalDecidedEvent]",
+]
+
+
+async def _engine_process(
+    caller: MessageBus, redis_server: RedisServer, namespace: str, script: list[Any]
+) -> tuple[MessageBus, Seen]:
+    """Another process's engine (a second bus on the same Redis) whose calls wait forever.
+
+    Returns its bus, connected, and what the caller sees: its approvals, and queues of
+    the requests and decisions it hears (each process has heard of the other's handlers).
+    """
     engine_bus = MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
-    calls = [ScriptedProvider.call("delete_file", call_id="c1", path=p) for p in ("a", "b")]
-    engine = LLMEngine(engine_bus, provider=ScriptedProvider([*calls, "done"]))
+    engine = LLMEngine(engine_bus, provider=ScriptedProvider(script))
     engine.register_tool(delete_file, requires_approval=True)
     engine.approvals.timeout = None
     approvals = ToolApprovals(caller, relay_timeout=30.0)
@@ -170,15 +180,23 @@ async def test_a_stopped_prompt_leaves_no_waiting_call_in_the_other_processes(
     caller.register_event_handler(ToolApprovalRequestedEvent, requests.put_nowait)
     caller.register_event_handler(ToolApprovalDecidedEvent, decisions.put_nowait)
     await engine_bus.connect(redis_server.url, namespace, heartbeat=0.2)
+    assert engine_bus.remote is not None and caller.remote is not None
+    await asyncio.wait_for(
+        engine_bus.remote.wait_for_listener(ToolApprovalRequestedEvent), timeout=30
+    )
+    await asyncio.wait_for(caller.remote.wait_for_listener(ToolApprovalRelayedEvent), timeout=30)
+    return engine_bus, (approvals, requests, decisions)
+
+
+@pytest.mark.timeout(120)
+async def test_a_stopped_prompt_leaves_no_waiting_call_in_the_other_processes(
+    caller: MessageBus, redis_server: RedisServer, namespace: str
+) -> None:
+    # Another process's engine (a second bus over the same Redis); its calls wait forever.
+    calls = [ScriptedProvider.call("delete_file", call_id="c1", path=p) for p in ("a", "b")]
+    engine_bus, seen = await _engine_process(caller, redis_server, namespace, [*calls, "done"])
+    approvals, requests, decisions = seen
     try:
-        assert engine_bus.remote is not None and caller.remote is not None
-        # Each process has heard of the other's approval handlers.
-        await asyncio.wait_for(
-            engine_bus.remote.wait_for_listener(ToolApprovalRequestedEvent), timeout=30
-        )
-        await asyncio.wait_for(
-            caller.remote.wait_for_listener(ToolApprovalRelayedEvent), timeout=30
-        )
         stopped = await engine_bus.execute(
             PromptCommand(prompt="x", conversation_id="A"), timeout=3
         )
@@ -214,26 +232,11 @@ async def test_stopping_the_engine_process_ends_a_remote_prompts_wait_and_tells_
     caller: MessageBus, redis_server: RedisServer, namespace: str
 ) -> None:
     # The caller has no engine: its prompt runs in the engine process, whose call waits.
-    engine_bus = MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
-    engine = LLMEngine(
-        engine_bus, provider=ScriptedProvider([ScriptedProvider.call("delete_file", path="a")])
-    )
-    engine.register_tool(delete_file, requires_approval=True)
-    engine.approvals.timeout = None  # it would wait for good
-    approvals = ToolApprovals(caller, relay_timeout=30.0)
-    requests: asyncio.Queue[ToolApprovalRequestedEvent] = asyncio.Queue()
-    decisions: asyncio.Queue[ToolApprovalDecidedEvent] = asyncio.Queue()
-    caller.register_event_handler(ToolApprovalRequestedEvent, requests.put_nowait)
-    caller.register_event_handler(ToolApprovalDecidedEvent, decisions.put_nowait)
-    await engine_bus.connect(redis_server.url, namespace, heartbeat=0.2)
+    script = [ScriptedProvider.call("delete_file", path="a")]
+    engine_bus, seen = await _engine_process(caller, redis_server, namespace, script)
+    approvals, requests, decisions = seen
     try:
-        assert engine_bus.remote is not None and caller.remote is not None
-        await asyncio.wait_for(
-            engine_bus.remote.wait_for_listener(ToolApprovalRequestedEvent), timeout=30
-        )
-        await asyncio.wait_for(
-            caller.remote.wait_for_listener(ToolApprovalRelayedEvent), timeout=30
-        )
+        assert caller.remote is not None
         await asyncio.wait_for(caller.remote.refresh(), 30)
         prompt = asyncio.ensure_future(caller.execute(PromptCommand(prompt="x")))
         request = await asyncio.wait_for(requests.get(), 30)
