@@ -52,6 +52,9 @@ __all__ = ["ABANDONED", "RESULT_TTL", "RemoteCaller"]  # the markers, for tests 
 
 logger = logging.getLogger(__name__)
 
+ABANDON_WAIT = 1.0
+"""Seconds at most a caller past its deadline waits to learn whether its abandon was first."""
+
 MARGIN = 0.1
 """Seconds (at most a tenth of the timeout) before its deadline that a caller stops waiting:
 time to record the abandon, or to find the reply recorded first, within the timeout."""
@@ -225,8 +228,15 @@ class RemoteCaller:
             self._waiting.pop(request, None)
             if reply is None and not waiting.abandoned:
                 # Recorded before the failure reaches the caller: a command said to have
-                # failed never runs later.
-                recorded = await self.waiting.abandon(request, waiting)
+                # failed never runs later. Its round trip may find the reply recorded first
+                # (then that is the result), so it is awaited a little past the deadline:
+                # no longer than the timeout itself, within ABANDON_WAIT; with Redis
+                # stalled, it finishes in the background.
+                grace = ABANDON_WAIT if timeout is None else min(ABANDON_WAIT, max(timeout, 0.05))
+                with contextlib.suppress(TimeoutError):
+                    recorded = await bounded(
+                        self.waiting.abandon(request, waiting), time.monotonic() + grace
+                    )
         if reply is None:
             # Out of time. A reply recorded before the abandon is the command's result:
             # its effect happened.

@@ -87,6 +87,32 @@ async def test_a_command_that_timed_out_while_redis_stalled_never_runs_later(
         await caller.stop()
 
 
+@pytest.mark.timeout(120)
+async def test_a_short_timeout_with_redis_stalled_is_not_stretched_to_the_abandons_second(
+    start_worker: StartWorker, redis_server: RedisServer, namespace: str, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    await asyncio.to_thread(start_worker)
+    caller = quiet_bus()
+    await caller.connect(redis_server.url, namespace, heartbeat=5)  # the look-up stays cached
+    try:
+        warm = remote_app.SlowCommand(seconds=0, runs_dir=str(runs))
+        assert (await caller.execute(warm, timeout=60)).success
+        with stalled(redis_server):
+            start = time.monotonic()
+            result = await caller.execute(
+                remote_app.SlowCommand(seconds=0, runs_dir=str(runs)), timeout=0.05
+            )
+            took = time.monotonic() - start
+        assert result.error_type == "TimeoutError"
+        # The abandon's round trip is awaited no longer than the timeout itself past the
+        # deadline (then it finishes in the background), not its full second.
+        assert took < 0.8, f"execute(timeout=0.05) took {took:.2f} s"
+    finally:
+        await caller.stop()
+
+
 def worker_log(tmp_path: Path) -> str:
     return (tmp_path / "workers.err").read_text(errors="replace")
 
