@@ -8,6 +8,7 @@ bus's features (:class:`Feature`: the scheduler) when it connects, leaves, stops
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import uuid
@@ -38,6 +39,10 @@ def jsonl_log(log_dir: str | os.PathLike[str] | None, filename: str | None) -> J
         stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
         filename = f"events_{stamp}_{uuid.uuid4().hex[:6]}.jsonl"
     return JsonlLog(Path(log_dir) / filename)
+
+
+FIRST_CALLBACKS_TIMEOUT = 30.0
+"""Seconds ``stop()`` gives the callbacks that run before it stops anything."""
 
 
 async def _run_all(callbacks: list[Callable[[], Awaitable[None]]]) -> None:
@@ -103,6 +108,7 @@ class Lifecycle:
         self.features = features
         self.on_stop: list[Callable[[], Awaitable[None]]] = []
         self.on_stopping: list[Callable[[], Awaitable[None]]] = []
+        self._stopping: asyncio.Future[None] | None = None
 
     def add_on_stop(
         self, callback: Callable[[], Awaitable[None]], *, first: bool = False
@@ -146,15 +152,33 @@ class Lifecycle:
         if loop is not None and loop is not running_loop() and not loop.is_closed():
             await call_on(loop, self._stop(), "bus.stop()")
             return
-        # Still delivering and connected: work in flight ends, and what it publishes
-        # reaches the handlers and the other processes.
-        await _run_all(self.on_stopping)
-        if self.intake.link is not None:
-            await self._close_bridge()
-        await self.transport.stop()
-        await _run_all(self.on_stop)
-        self.threads.close()
-        self.intake.close()
+        # Stops made meanwhile (two at once, a second one from a callback) wait for
+        # this one: none leaves the shared bus while another's callbacks still publish.
+        if self._stopping is not None and not self._stopping.done():
+            if asyncio.current_task() is not self._stopping:  # not a callback of this stop
+                await asyncio.shield(self._stopping)
+            return
+        self._stopping = asyncio.ensure_future(self._stop_here())
+        await asyncio.shield(self._stopping)
+
+    async def _stop_here(self) -> None:
+        try:
+            # Still delivering and connected: work in flight ends, and what it publishes
+            # reaches the handlers and the other processes (within FIRST_CALLBACKS_TIMEOUT).
+            async with asyncio.timeout(FIRST_CALLBACKS_TIMEOUT):
+                await _run_all(self.on_stopping)
+        except TimeoutError:
+            logger.warning(
+                "The bus's first stop callbacks took more than %g s; it stops without them.",
+                FIRST_CALLBACKS_TIMEOUT,
+            )
+        finally:  # whatever a callback raised, the bus leaves the shared bus and stops
+            if self.intake.link is not None:
+                await self._close_bridge()
+            await self.transport.stop()
+            await _run_all(self.on_stop)
+            self.threads.close()
+            self.intake.close()
 
     async def wait_for_events(self) -> None:
         """Wait for every published event, then flush (see ``MessageBus.wait_for_events``)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any, ClassVar
 
 import pytest
@@ -168,3 +169,78 @@ async def test_a_bridge_keeps_its_own_deadline_so_a_reply_found_at_it_is_the_res
         result = await bus.execute(AddCommand(a=1, b=2), timeout=0.1)
     assert result.success
     assert result.result == "the worker's reply, recorded before the abandon"
+
+
+class WithdrawnEvent(Event):
+    n: int = 0
+
+
+@pytest.mark.timeout(30)
+async def test_two_stops_at_once_leave_only_after_the_first_callbacks_published() -> None:
+    caller, worker = quiet(), quiet()
+    heard: list[int] = []
+    both_heard = asyncio.Event()
+
+    def on_withdrawn(event: WithdrawnEvent) -> None:
+        heard.append(event.n)
+        both_heard.set()
+
+    worker.register_event_handler(WithdrawnEvent, on_withdrawn)
+    pending = [1]
+    released = asyncio.Event()
+
+    async def withdraw_all() -> None:  # as an engine's approvals do: take, wait, publish
+        taken = list(pending)
+        pending.clear()
+        await released.wait()
+        for n in taken:
+            await caller.publish(WithdrawnEvent(n=n))
+
+    caller.on_stop(withdraw_all, first=True)
+    async with worker:
+        await worker.connect("memory://", "two-stops")
+        await caller.start()
+        await caller.connect("memory://", "two-stops")
+        # The withdrawal takes a while (a prompt ending): the second stop must not leave
+        # the shared bus meanwhile.
+        asyncio.get_running_loop().call_later(0.2, released.set)
+        await asyncio.wait_for(asyncio.gather(caller.stop(), caller.stop()), 10)
+        assert caller.remote is None
+        await asyncio.wait_for(both_heard.wait(), 10)  # it reached the other bus, too
+        await worker.wait_for_events()
+    assert heard == [1]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("trouble", ["cancelled", "hangs", "raises"])
+async def test_a_first_stop_callback_that_fails_or_hangs_still_lets_the_bus_leave_and_stop(
+    trouble: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmgine.bus import lifecycle
+
+    monkeypatch.setattr(lifecycle, "FIRST_CALLBACKS_TIMEOUT", 0.2)
+    bus = quiet()
+    after: list[str] = []
+
+    async def troubled() -> None:
+        if trouble == "cancelled":
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            future.cancel()
+            await future
+        elif trouble == "hangs":
+            await asyncio.Event().wait()
+        else:
+            raise RuntimeError("the callback broke")
+
+    async def later() -> None:
+        after.append("ran")
+
+    bus.on_stop(troubled, first=True)
+    bus.on_stop(later)
+    await bus.start()
+    await bus.connect("memory://", f"trouble-{trouble}")
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(bus.stop(), 10)
+    assert bus.remote is None
+    assert not bus.is_running
+    assert after == ["ran"]
