@@ -98,7 +98,9 @@ class _Plain:
         root = type(value).__module__.partition(".")[0]
         if root in ("numpy", "pandas"):
             converted = _from_numpy_or_pandas(value, root)
-            return value if converted is value else self.walk(converted, seen, depth)
+            if converted is value or type(converted).__module__.partition(".")[0] == "numpy":
+                return _as_float(value)  # one that stays numpy (a longdouble): no loop
+            return self.walk(converted, seen, depth)
         if depth >= _MAX_DEPTH:
             return value  # json_safe writes it as "<too deep>"
         if isinstance(value, Mapping | list | tuple | set | frozenset | BaseModel) or (
@@ -159,6 +161,17 @@ class _Plain:
         return self.marker(len(self.numbers) - 1)
 
 
+def _as_float(value: Any) -> Any:
+    """A numpy number ``tolist()`` leaves numpy (a longdouble) as a float; else ``value``."""
+    try:
+        if getattr(value, "imag", 0):
+            return value  # a complex one: JSON has no number for it (json_safe: its repr)
+        number = float(value)
+    except Exception:
+        return value  # json_safe writes its repr
+    return number if math.isfinite(number) else None
+
+
 def _digit_count(value: int) -> int:
     """How many decimal digits ``value`` has, without writing it out."""
     size = abs(value)
@@ -184,6 +197,11 @@ def _from_numpy_or_pandas(value: Any, root: str) -> Any:
             return value.isoformat()
         if pd.api.types.is_scalar(value) and pd.isna(value):
             return None  # NaT, NA
+    if getattr(getattr(value, "dtype", None), "kind", None) == "M":
+        try:  # datetime64 (scalar or array): ISO text, not nanoseconds since 1970
+            return value.astype(str).tolist()
+        except Exception:
+            logger.debug("a datetime64 tool result could not be written as text", exc_info=True)
     tolist = getattr(value, "tolist", None)  # numpy scalars, arrays; a pandas Index
     if callable(tolist):
         try:

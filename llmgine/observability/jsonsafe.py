@@ -37,6 +37,10 @@ def safe_repr(value: object) -> str:
     return _clean(text) if isinstance(text, str) else f"<{type(value).__qualname__} object>"
 
 
+MAX_LOGGED_ELEMENTS = 10_000
+"""A numpy array larger than this is logged as its (summarized) repr, not element by element."""
+
+
 def plain_or_repr(value: object) -> object:
     """What the log writes for a value pydantic cannot serialize (its ``fallback``).
 
@@ -46,9 +50,16 @@ def plain_or_repr(value: object) -> object:
     library is imported: a value is known by its type's module.
     """
     module = type(value).__module__.partition(".")[0]
+    array: Any = value  # numpy's, duck-typed: numpy is not imported here
     try:
         if module == "numpy" and hasattr(value, "tolist"):
-            return value.tolist()
+            if getattr(value, "size", 1) > MAX_LOGGED_ELEMENTS:
+                return safe_repr(value)  # numpy's own summary, not megabytes of numbers
+            if getattr(getattr(value, "dtype", None), "kind", None) == "M":
+                return array.astype(str).tolist()  # datetime64: ISO text, not nanoseconds
+            plain = array.tolist()
+            if type(plain).__module__.partition(".")[0] != "numpy":  # a longdouble stays one
+                return plain
         if module == "pandas":
             if hasattr(value, "isoformat") and not _is_missing(value):
                 return value.isoformat()

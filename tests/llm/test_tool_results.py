@@ -197,6 +197,10 @@ NUMERIC: dict[str, Any] = {
     "dated series": pd.Series([1.5], index=[pd.Timestamp("2026-01-02")]),
     "int keys": {np.int64(1): "one", 2: "two", None: "none"},
     "nat": pd.NaT,
+    "long double": np.longdouble(1.5),  # its tolist() is a longdouble again
+    "complex long double": np.clongdouble(1 + 2j),
+    "nanoseconds": np.datetime64("2024-01-02T03:04:05.123456789"),
+    "dates": np.array(["2024-01-02", "2024-02-03"], dtype="datetime64[D]"),
 }
 
 
@@ -228,6 +232,10 @@ async def test_a_tool_returning_numpy_or_pandas_values_answers_with_their_number
         "dated series": '{"2026-01-02T00:00:00": 1.5}',
         "int keys": '{"1": "one", "2": "two", "null": "none"}',
         "nat": "null",
+        "long double": "1.5",
+        "complex long double": "np.clongdouble('1+2j')",  # JSON has no complex number
+        "nanoseconds": "2024-01-02T03:04:05.123456789",  # ISO text, not nanoseconds since 1970
+        "dates": '["2024-01-02", "2024-02-03"]',
     }
 
 

@@ -24,6 +24,8 @@ def test_numpy_and_pandas_values_are_logged_as_json_numbers_lists_and_nulls() ->
         (np.array([np.nan, 1.0]), [None, 1.0]),  # NaN is no JSON number: null, as elsewhere
         ({"rows": np.int32(3), "mean": np.float64(2.5)}, {"rows": 3, "mean": 2.5}),
         (pd.NA, None),
+        (np.datetime64("2024-01-02T03:04:05.123456789"), "2024-01-02T03:04:05.123456789"),
+        (np.array(["2024-01-02"], dtype="datetime64[D]"), ["2024-01-02"]),
     ]
     for value, logged in cases:
         line = encode("event", ComputedEvent(value=value), None)
@@ -37,3 +39,14 @@ def test_a_value_neither_pydantic_nor_numpy_can_write_is_still_its_repr() -> Non
 
     line = encode("event", ComputedEvent(value=Opaque()), None)
     assert decode(line).data == {"value": "<opaque>"}
+
+
+def test_a_large_array_is_logged_as_numpys_summary_not_element_by_element() -> None:
+    line = encode("event", ComputedEvent(value=np.arange(1_000_000.0)), None)
+    assert len(line) < 2_000
+    assert "..." in decode(line).data["value"]
+
+
+def test_a_number_numpy_cannot_make_plain_is_logged_as_its_repr() -> None:
+    line = encode("event", ComputedEvent(value=np.longdouble(1.5)), None)
+    assert "1.5" in decode(line).data["value"]
