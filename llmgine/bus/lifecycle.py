@@ -46,10 +46,19 @@ FIRST_CALLBACKS_TIMEOUT = 30.0
 
 
 async def _run_all(callbacks: list[Callable[[], Awaitable[None]]]) -> None:
-    """Await each stop callback in turn; one that raises is logged, the others still run."""
+    """Await each stop callback in turn; one that raises is logged, the others still run.
+
+    A ``CancelledError`` of a callback's own is logged like any failure; only the
+    cancellation of the stop itself (its caller's) propagates.
+    """
     for callback in list(callbacks):
         try:
             await callback()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            logger.exception("a stop callback of the bus was cancelled: %r", callback)
         except Exception:
             logger.exception("a stop callback of the bus failed: %r", callback)
 
@@ -108,7 +117,9 @@ class Lifecycle:
         self.features = features
         self.on_stop: list[Callable[[], Awaitable[None]]] = []
         self.on_stopping: list[Callable[[], Awaitable[None]]] = []
-        self._stopping: asyncio.Future[None] | None = None
+        self._first_phase: asyncio.Future[None] | None = None
+        self._closing: asyncio.Future[None] | None = None
+        """Set while a stop's first callbacks run: another stop waits for it to be done."""
 
     def add_on_stop(
         self, callback: Callable[[], Awaitable[None]], *, first: bool = False
@@ -139,6 +150,8 @@ class Lifecycle:
         The features stop only when called on the bus's loop or while it is not running
         (see ``MessageBus.stop``).
         """
+        if (error := _in_consumer()) is not None:
+            raise error  # before anything stops: a handler's stop() changes nothing
         loop = self.transport.loop
         if loop is None or loop is running_loop():
             for feature in self.features:
@@ -152,16 +165,13 @@ class Lifecycle:
         if loop is not None and loop is not running_loop() and not loop.is_closed():
             await call_on(loop, self._stop(), "bus.stop()")
             return
-        # Stops made meanwhile (two at once, a second one from a callback) wait for
-        # this one: none leaves the shared bus while another's callbacks still publish.
-        if self._stopping is not None and not self._stopping.done():
-            if asyncio.current_task() is not self._stopping:  # not a callback of this stop
-                await asyncio.shield(self._stopping)
-            return
-        self._stopping = asyncio.ensure_future(self._stop_here())
-        await asyncio.shield(self._stopping)
-
-    async def _stop_here(self) -> None:
+        # A stop made while another one's first callbacks run (two at once) waits for
+        # them: it must not leave the shared bus while what they publish goes out.
+        other = self._first_phase
+        if other is not None and not other.done() and other.get_loop() is running_loop():
+            await asyncio.shield(other)
+        phase = asyncio.get_running_loop().create_future()
+        self._first_phase = phase
         try:
             # Still delivering and connected: work in flight ends, and what it publishes
             # reaches the handlers and the other processes (within FIRST_CALLBACKS_TIMEOUT).
@@ -173,6 +183,8 @@ class Lifecycle:
                 FIRST_CALLBACKS_TIMEOUT,
             )
         finally:  # whatever a callback raised, the bus leaves the shared bus and stops
+            if not phase.done():
+                phase.set_result(None)
             if self.intake.link is not None:
                 await self._close_bridge()
             await self.transport.stop()
@@ -216,7 +228,13 @@ class Lifecycle:
         link = self.intake.link
         if link is None:
             return
+        closing = self._closing
+        if closing is not None and not closing.done() and closing.get_loop() is running_loop():
+            await asyncio.shield(closing)  # a stop or disconnect at once: the link closes once
+            return
+        self._closing = closing = asyncio.get_running_loop().create_future()
         try:
             await link.close()
         finally:
             self.intake.link = None
+            closing.set_result(None)

@@ -8,8 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from llmgine.bus import MessageBus
-from llmgine.messages import Event
+from llmgine.errors import BusStateError
+from llmgine.messages import Command, Event
 
 
 class TickedEvent(Event):
@@ -154,3 +157,34 @@ async def test_two_buses_are_independent(tmp_path: Path) -> None:
         await b.wait_for_events()
     assert seen_a == []
     assert a is not b
+
+
+class TickCommand(Command):
+    pass
+
+
+class StopFromHandlerEvent(Event):
+    pass
+
+
+@pytest.mark.timeout(30)
+async def test_a_handlers_refused_stop_changes_nothing_its_schedules_still_fire() -> None:
+    bus = MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
+    ticked = asyncio.Event()
+    refused: list[str] = []
+    bus.register_command_handler(TickCommand, lambda command: ticked.set())
+
+    async def stop_from_here(event: StopFromHandlerEvent) -> None:
+        try:
+            await bus.stop()
+        except BusStateError as exc:
+            refused.append(type(exc).__name__)
+
+    bus.register_event_handler(StopFromHandlerEvent, stop_from_here)
+    async with bus:
+        await bus.schedule(TickCommand(), after=0.3)
+        await bus.publish(StopFromHandlerEvent())
+        await bus.wait_for_events()
+        assert refused == ["BusStateError"]
+        await asyncio.wait_for(ticked.wait(), 10)  # the scheduler was not stopped
+        assert bus.is_running
