@@ -136,8 +136,12 @@ class RemoteCaller:
                 "(the worker must import the class from the same module)."
             )
 
+        first_try = [deadline]  # the look-up counts against the first try's timeout
+
         async def run_remotely(command: Command) -> CommandResult:
-            return await self.send(command, timeout, deadline)
+            # A retry (a Retry policy calls the entry again) gets a whole timeout of its own.
+            start = first_try.pop() if first_try else None
+            return await self.send(command, timeout, start)
 
         return HandlerEntry(
             fn=run_remotely,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -53,3 +54,18 @@ async def test_a_middleware_can_refuse_a_remote_command_before_it_is_sent(
     caller.remove_middleware(deny)
     assert (await caller.execute(command, timeout=60)).success
     assert runs(runs_dir) == 1
+
+
+@pytest.mark.timeout(120)
+async def test_each_retry_of_a_remote_command_gets_a_whole_timeout_of_its_own(
+    caller: MessageBus, start_worker: StartWorker
+) -> None:
+    from llmgine.bus.policies import Retry
+
+    await asyncio.to_thread(start_worker)
+    assert (await caller.execute(remote_app.AddCommand(a=1, b=1), timeout=30)).success
+    # The backoff (1.25-2.5 s) outlasts the 1 s timeout: the second try still gets its own.
+    caller.add_middleware(Retry(remote_app.CrashCommand, attempts=2, backoff=2.5))
+    result = await caller.execute(remote_app.CrashCommand(reason="boom"), timeout=1)
+    assert result.error_type == "ValueError", result.error  # the second try ran, and crashed
+    assert result.metadata.get("attempts") == 2
