@@ -197,11 +197,14 @@ def _from_numpy_or_pandas(value: Any, root: str) -> Any:
             return value.isoformat()
         if pd.api.types.is_scalar(value) and pd.isna(value):
             return None  # NaT, NA
-    if getattr(getattr(value, "dtype", None), "kind", None) == "M":
-        try:  # datetime64 (scalar or array): ISO text, not nanoseconds since 1970
-            return value.astype(str).tolist()
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    if kind in ("M", "m"):
+        try:  # datetime64: ISO text; timedelta64: timedeltas (not nanoseconds)
+            if kind == "M":
+                return value.astype(str).tolist()
+            return value.astype("timedelta64[us]").tolist()
         except Exception:
-            logger.debug("a datetime64 tool result could not be written as text", exc_info=True)
+            logger.debug("a numpy time in a tool result could not be converted", exc_info=True)
     tolist = getattr(value, "tolist", None)  # numpy scalars, arrays; a pandas Index
     if callable(tolist):
         try:

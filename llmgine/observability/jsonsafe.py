@@ -55,11 +55,16 @@ def plain_or_repr(value: object) -> object:
         if module == "numpy" and hasattr(value, "tolist"):
             if getattr(value, "size", 1) > MAX_LOGGED_ELEMENTS:
                 return safe_repr(value)  # numpy's own summary, not megabytes of numbers
-            if getattr(getattr(value, "dtype", None), "kind", None) == "M":
+            kind = getattr(getattr(value, "dtype", None), "kind", None)
+            if kind == "M":
                 return array.astype(str).tolist()  # datetime64: ISO text, not nanoseconds
+            if kind == "m":  # timedelta64: Python timedeltas (pydantic's ISO durations)
+                return array.astype("timedelta64[us]").tolist()
             plain = array.tolist()
-            if type(plain).__module__.partition(".")[0] != "numpy":  # a longdouble stays one
+            if type(plain).__module__.partition(".")[0] != "numpy":
                 return plain
+            if kind == "f":  # a longdouble, whose tolist() is a longdouble again
+                return float(array)
         if module == "pandas":
             if hasattr(value, "isoformat") and not _is_missing(value):
                 return value.isoformat()

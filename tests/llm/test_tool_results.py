@@ -201,6 +201,7 @@ NUMERIC: dict[str, Any] = {
     "complex long double": np.clongdouble(1 + 2j),
     "nanoseconds": np.datetime64("2024-01-02T03:04:05.123456789"),
     "dates": np.array(["2024-01-02", "2024-02-03"], dtype="datetime64[D]"),
+    "durations": np.array([5_000_000_000], dtype="timedelta64[ns]"),
 }
 
 
@@ -236,6 +237,7 @@ async def test_a_tool_returning_numpy_or_pandas_values_answers_with_their_number
         "complex long double": "np.clongdouble('1+2j')",  # JSON has no complex number
         "nanoseconds": "2024-01-02T03:04:05.123456789",  # ISO text, not nanoseconds since 1970
         "dates": '["2024-01-02", "2024-02-03"]',
+        "durations": '["PT5S"]',  # ISO durations, not nanoseconds
     }
 
 
