@@ -303,7 +303,8 @@ class MessageBus(DecoratorForms):
             first: Await it at the start of ``stop()`` instead, while the bus still
                 delivers events and is still connected to the shared bus: for work in
                 flight that must end for the stop to finish (an engine withdraws the tool
-                calls waiting for approval, and the other processes hear of it).
+                calls waiting for approval, and the other processes hear of it). They get
+                30 s in all; then, or if one raises, the stop goes on without them.
         """
         return self._lifecycle.add_on_stop(callback, first=first)
 
