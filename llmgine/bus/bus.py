@@ -188,8 +188,9 @@ class MessageBus(DecoratorForms):
         A handler's exception never propagates: it gives ``success=False`` and a
         ``CommandErrorEvent`` with the traceback; success gives a ``CommandResultEvent``.
         The command runs in a trace span, a child of the span active where ``execute``
-        was called. Only the caller's cancellation and a ``KeyboardInterrupt``
-        propagate, after the failure is recorded.
+        was called. Only the caller's cancellation, a ``KeyboardInterrupt`` and a
+        handler's ``SystemExit`` (``sys.exit()``: it ends the program) propagate, after the
+        failure is recorded. (A tool's ``SystemExit`` is an error sent to the model.)
 
         Args:
             command: The command to run.
