@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from llmgine.observability.jsonsafe import json_safe, safe_repr
+from llmgine.observability.jsonsafe import json_safe, numpy_plain, safe_repr
 
 __all__ = ["MAX_INT_DIGITS", "exit_text", "tool_content"]
 
@@ -98,9 +98,7 @@ class _Plain:
         root = type(value).__module__.partition(".")[0]
         if root in ("numpy", "pandas"):
             converted = _from_numpy_or_pandas(value, root)
-            if converted is value or type(converted).__module__.partition(".")[0] == "numpy":
-                return _as_float(value)  # one that stays numpy (a longdouble): no loop
-            return self.walk(converted, seen, depth)
+            return value if converted is value else self.walk(converted, seen, depth)
         if depth >= _MAX_DEPTH:
             return value  # json_safe writes it as "<too deep>"
         if isinstance(value, Mapping | list | tuple | set | frozenset | BaseModel) or (
@@ -161,17 +159,6 @@ class _Plain:
         return self.marker(len(self.numbers) - 1)
 
 
-def _as_float(value: Any) -> Any:
-    """A numpy number ``tolist()`` leaves numpy (a longdouble) as a float; else ``value``."""
-    try:
-        if getattr(value, "imag", 0):
-            return value  # a complex one: JSON has no number for it (json_safe: its repr)
-        number = float(value)
-    except Exception:
-        return value  # json_safe writes its repr
-    return number if math.isfinite(number) else None
-
-
 def _digit_count(value: int) -> int:
     """How many decimal digits ``value`` has, without writing it out."""
     size = abs(value)
@@ -197,18 +184,4 @@ def _from_numpy_or_pandas(value: Any, root: str) -> Any:
             return value.isoformat()
         if pd.api.types.is_scalar(value) and pd.isna(value):
             return None  # NaT, NA
-    kind = getattr(getattr(value, "dtype", None), "kind", None)
-    if kind in ("M", "m"):
-        try:  # datetime64: ISO text; timedelta64: timedeltas (not nanoseconds)
-            if kind == "M":
-                return value.astype(str).tolist()
-            return value.astype("timedelta64[us]").tolist()
-        except Exception:
-            logger.debug("a numpy time in a tool result could not be converted", exc_info=True)
-    tolist = getattr(value, "tolist", None)  # numpy scalars, arrays; a pandas Index
-    if callable(tolist):
-        try:
-            return tolist()
-        except Exception:
-            logger.debug("tolist() failed on a tool result", exc_info=True)
-    return value
+    return numpy_plain(value)  # numpy scalars and arrays; a pandas Index

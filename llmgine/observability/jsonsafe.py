@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import to_json
 
-__all__ = ["json_safe", "plain_or_repr", "safe_repr", "safe_str"]
+__all__ = ["json_safe", "numpy_plain", "plain_or_repr", "safe_repr", "safe_str"]
 
 _MAX_DEPTH = 64
 
@@ -50,21 +50,13 @@ def plain_or_repr(value: object) -> object:
     library is imported: a value is known by its type's module.
     """
     module = type(value).__module__.partition(".")[0]
-    array: Any = value  # numpy's, duck-typed: numpy is not imported here
     try:
         if module == "numpy" and hasattr(value, "tolist"):
             if getattr(value, "size", 1) > MAX_LOGGED_ELEMENTS:
                 return safe_repr(value)  # numpy's own summary, not megabytes of numbers
-            kind = getattr(getattr(value, "dtype", None), "kind", None)
-            if kind == "M":
-                return array.astype(str).tolist()  # datetime64: ISO text, not nanoseconds
-            if kind == "m":  # timedelta64: Python timedeltas (pydantic's ISO durations)
-                return array.astype("timedelta64[us]").tolist()
-            plain = array.tolist()
-            if type(plain).__module__.partition(".")[0] != "numpy":
+            plain = numpy_plain(value)
+            if plain is not value:
                 return plain
-            if kind == "f":  # a longdouble, whose tolist() is a longdouble again
-                return float(array)
         if module == "pandas":
             if hasattr(value, "isoformat") and not _is_missing(value):
                 return value.isoformat()
@@ -73,6 +65,28 @@ def plain_or_repr(value: object) -> object:
     except Exception:  # a broken value: its repr, as for any other
         pass
     return safe_repr(value)
+
+
+def numpy_plain(value: Any) -> Any:
+    """A numpy value (or anything with ``tolist``) as plain Python; ``value`` when it cannot be.
+
+    A ``datetime64`` becomes ISO text and a ``timedelta64`` a ``timedelta`` (not
+    nanoseconds), a longdouble a float; a complex number stays as it is (JSON has none).
+    """
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    try:
+        if kind == "M":
+            return value.astype(str).tolist()
+        if kind == "m":
+            return value.astype("timedelta64[us]").tolist()
+        plain = value.tolist()
+        if type(plain).__module__.partition(".")[0] != "numpy":
+            return plain
+        if kind == "f":  # a longdouble, whose tolist() is a longdouble again
+            return float(value)
+    except Exception:  # a broken value: the caller writes it as it can
+        pass
+    return value
 
 
 def _is_missing(value: object) -> bool:
