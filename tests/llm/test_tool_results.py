@@ -106,17 +106,25 @@ def run_cli(args: str) -> str:
     return str(parser.parse_args(args.split()))  # an unknown option: SystemExit(2)
 
 
+async def cli_turn(
+    bus: MessageBus, tool: Callable[[str], str], args: str, reply: str
+) -> tuple[list[ToolResultEvent], ScriptedProvider]:
+    """One prompt whose model runs ``tool`` with ``args``, then answers ``reply``."""
+    provider = ScriptedProvider([ScriptedProvider.call(tool.__name__, args=args), reply])
+    LLMEngine(bus, provider=provider, tools=[tool])
+    results: list[ToolResultEvent] = []
+    bus.register_event_handler(ToolResultEvent, results.append)
+    result = await bus.execute(PromptCommand(prompt="report"))
+    assert result.success and result.result == reply
+    await bus.wait_for_events()
+    return results, provider
+
+
 @pytest.mark.timeout(30)
 async def test_a_tool_that_exits_like_a_command_line_sends_the_model_an_error(
     bus: MessageBus, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    provider = ScriptedProvider([ScriptedProvider.call("run_cli", args="--weeks 2"), "Sorry."])
-    LLMEngine(bus, provider=provider, tools=[run_cli])
-    results: list[ToolResultEvent] = []
-    bus.register_event_handler(ToolResultEvent, results.append)
-    result = await bus.execute(PromptCommand(prompt="report"))
-    assert result.success and result.result == "Sorry."
-    await bus.wait_for_events()
+    results, provider = await cli_turn(bus, run_cli, "--weeks 2", "Sorry.")
     expected = "run_cli exited with status 2 (SystemExit): check its arguments"
     assert results[0].error == expected
     assert provider.requests[1].messages[-1].content == f"Error: {expected}"
@@ -146,13 +154,7 @@ def finish(status: str) -> None:
 async def test_a_tool_that_exits_normally_like_help_is_no_error(
     bus: MessageBus, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    provider = ScriptedProvider([ScriptedProvider.call("run_cli_help", args="--help"), "Done."])
-    LLMEngine(bus, provider=provider, tools=[run_cli_help])
-    results: list[ToolResultEvent] = []
-    bus.register_event_handler(ToolResultEvent, results.append)
-    result = await bus.execute(PromptCommand(prompt="report"))
-    assert result.success and result.result == "Done."
-    await bus.wait_for_events()
+    results, provider = await cli_turn(bus, run_cli_help, "--help", "Done.")
     assert results[0].error is None
     sent = provider.requests[1].messages[-1].content
     assert sent == "run_cli_help exited (status 0) without a result"
