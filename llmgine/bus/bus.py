@@ -83,6 +83,9 @@ class MessageBus(DecoratorForms):
         self._transport = LocalTransport(
             self._dispatch.deliver, lambda: self._intake.flush_due(), max_queue_size
         )
+        self._queue = self._transport.queue
+        self._event_types: set[type] = set()
+        """The classes of the events published so far (each an :class:`Event`)."""
         self._log = jsonl_log(log_dir, log_filename)
         self.console = ConsolePrinter(
             console_stream, metrics=enable_console_metrics, traces=enable_console_traces
@@ -208,17 +211,19 @@ class MessageBus(DecoratorForms):
         When the queue is full this waits for room, except in a handler or a task it started
         (so it cannot deadlock). Events published while stopped are handled after ``start()``.
         """
-        if not isinstance(event, Event):
-            raise TypeError(
-                f"publish() takes an Event; {type(event).__name__} is not one "
-                "(run commands with bus.execute)."
-            )
+        if type(event) not in self._event_types:  # isinstance() costs more: the hot path
+            if not isinstance(event, Event):
+                raise TypeError(
+                    f"publish() takes an Event; {type(event).__name__} is not one "
+                    "(run commands with bus.execute)."
+                )
+            self._event_types.add(type(event))
         session_id = _current_session.get()  # the session stamp, inlined: the hot path
         if session_id is not None and event.session_id == "global":
             event.session_id = session_id
-        transport = self._transport
-        if transport.queue.is_full():
-            await transport.reserve()
+        queue = self._queue  # queue.is_full(), inlined: the hot path
+        if queue._waiters or len(queue._items) + queue._granted >= queue.maxsize:
+            await self._transport.reserve()
         self._accept(Record("event", event, _current_span.get()))
 
     async def _emit(self, event: Event) -> None:

@@ -243,3 +243,23 @@ async def test_wait_for_events_from_a_handler_is_refused(bus: MessageBus) -> Non
     await bus.publish(ThingHappenedEvent())
     await bus.wait_for_events()
     assert [f.error_type for f in failures] == [BusStateError.__name__]
+
+
+async def test_publish_refuses_what_is_not_an_event_however_many_events_went_before(
+    bus: MessageBus,
+) -> None:
+    from llmgine.messages import Command
+
+    class DoThingCommand(Command):
+        pass
+
+    seen: list[Event] = []
+    bus.register_event_handler(Event, seen.append)
+    await bus.publish(ThingHappenedEvent(n=1))
+    await bus.publish(SpecialThingHappenedEvent(n=2))
+    for wrong in (DoThingCommand(), {"n": 3}, "ThingHappenedEvent", None):
+        with pytest.raises(TypeError, match=r"publish\(\) takes an Event.*bus\.execute"):
+            await bus.publish(wrong)  # type: ignore[arg-type]
+    await bus.publish(ThingHappenedEvent(n=4))
+    await bus.wait_for_events()
+    assert [e.n for e in seen if isinstance(e, ThingHappenedEvent)] == [1, 2, 4]
