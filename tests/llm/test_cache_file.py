@@ -9,6 +9,7 @@ import logging
 import sqlite3
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,44 @@ async def test_the_answers_used_last_are_also_in_memory_and_clear_empties_both(
     assert len(cache.recent) == 0
     assert (await step.complete(request("b"))).cached is False
     await cache.aclose()
+
+
+async def test_a_clear_empties_the_memory_of_every_cache_on_that_file_in_this_process(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "calls.sqlite3"
+    provider = Counting()
+    one, other = LLMCache(path), LLMCache(tmp_path / "." / "calls.sqlite3")
+    step = Cached(provider, one)
+    await step.complete(request("a"))
+    assert (await step.complete(request("a"))).cached is True  # now in one's memory
+    assert await other.aclear() == 1
+    assert (await step.complete(request("a"))).cached is False and provider.calls == 2
+    assert other.clear() == 1  # the sync clear too
+    assert (await step.complete(request("a"))).cached is False and provider.calls == 3
+    await one.aclose()
+    await other.aclose()
+
+
+async def test_clearing_the_default_file_reaches_the_cache_an_engine_without_one_uses(
+    bus: MessageBus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMGINE_CACHE_DIR", str(tmp_path / "cache"))
+    model = Counting()
+    LLMEngine(bus, provider=model)  # no cache of its own: cache=True is the default file
+
+    async def ask() -> bool:
+        result = await bus.execute(
+            PromptCommand(prompt="hi", conversation_id=uuid.uuid4().hex, cache=True)
+        )
+        assert result.success, result.error
+        return bool(result.metadata["cached"])
+
+    assert [await ask(), await ask()] == [False, True]
+    store = LLMCache()
+    assert await store.aclear() == 1
+    await store.aclose()
+    assert await ask() is False and model.calls == 2
 
 
 def test_stats_and_clear_work_where_no_event_loop_runs(tmp_path: Path) -> None:

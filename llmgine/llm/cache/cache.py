@@ -128,8 +128,10 @@ class LLMCache:
     identical concurrent requests make one call.
 
     A file cache also keeps the answers it used last in memory (``recent``), so a
-    repeated hit in this process skips the file; a ``clear()`` made by another process
-    reaches this one as they drop out. The shared Redis cache keeps none.
+    repeated hit in this process skips the file. A ``clear()`` of the file by any
+    ``LLMCache`` in this process empties the memory of every one on that file (the
+    engine's default cache included); one made by another process reaches this one as
+    the answers drop out. The shared Redis cache keeps none.
 
     Args:
         path: The SQLite file, or a folder for its ``calls.sqlite3`` (one that exists, or
@@ -155,7 +157,9 @@ class LLMCache:
         if store is not None and path is not None:
             raise ConfigurationError("Give LLMCache a path or a store, not both.")
         self.store: CacheStore = store if store is not None else SQLiteStore(cache_file(path))
-        self.recent = RecentAnswers(recent)
+        file = self.store.path if isinstance(self.store, SQLiteStore) else None
+        scope = str(file.resolve()) if file is not None else None
+        self.recent = RecentAnswers(recent, scope=scope)
         """The answers used last, in memory (read before the store)."""
         self.hits = 0
         """Calls answered from the cache by this object."""
@@ -291,13 +295,20 @@ class LLMCache:
 
         A Redis cache raises :class:`~llmgine.errors.CacheError`: use :meth:`aclear` there.
         """
+        store = self._file("clear")
         self.recent.clear()
-        return self._file("clear").clear_blocking()
+        try:
+            return store.clear_blocking()
+        finally:
+            self.recent.clear()  # and what was read from the file meanwhile
 
     async def aclear(self) -> int:
         """:meth:`clear` for any store, from async code."""
         self.recent.clear()
-        return await self.store.clear()
+        try:
+            return await self.store.clear()
+        finally:
+            self.recent.clear()  # and what was read from the file meanwhile
 
     async def aclose(self) -> None:
         """Close the file and its thread; the cache opens them again when used."""
