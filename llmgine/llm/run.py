@@ -88,18 +88,33 @@ class PromptRun:
 
         The turn is saved after the answer, outside the timeout, in one write: a run
         that fails, times out or is cancelled before leaves the conversation as it was.
+        An answer that never validated against ``output_type`` gives a failed result
+        whose metadata still holds the tokens and cost its calls spent.
 
         Raises:
             ProviderTimeoutError: The run took longer than its timeout.
             ContextWindowError: The prompt's own turn does not fit ``max_context_tokens``.
         """
-        answer = await self._answer()
+        try:
+            answer = await self._answer()
+        except StructuredOutputError as exc:
+            # The run ended by its own check, after calls that were paid for: say what they spent.
+            return CommandResult(
+                success=False,
+                error=str(exc),
+                error_type=type(exc).__name__,
+                metadata=self._metadata(),
+            )
         if self.command.remember:
             save = self.conversation.add_turn(self.messages)
             if self.conversation.saved_off_loop:
                 await asyncio.shield(save)  # a cancel now must not cut the write in two
             else:
                 await save  # in memory: nothing in it yields, so nothing can cut it
+        return CommandResult(success=True, result=answer, metadata=self._metadata())
+
+    def _metadata(self) -> dict[str, Any]:
+        """The result's metadata: the model, its calls, tokens and cost (a failed run's too)."""
         metadata: dict[str, Any] = {
             "model": self.model or self.chain.model,
             "provider": self.chain.name,
@@ -113,7 +128,7 @@ class PromptRun:
             metadata["usage_estimated"] = True
         if self.command.output_type is not None:
             metadata["output_retries"] = self.output_retries
-        return CommandResult(success=True, result=answer, metadata=metadata)
+        return metadata
 
     async def _answer(self) -> Any:
         if self.timeout is None:
