@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,8 @@ class RateLimits:
         requests_per_minute: Requests sent per minute, at most.
         tokens_per_minute: Input and output tokens per minute, at most (estimated
             before a call, corrected by the server's count after).
-        concurrency: Calls at once in this process, at most.
+        concurrency: Calls at once in this process (in each event loop it is used
+            from), at most.
         burst_seconds: How many seconds' worth of the rate may go at once after a
             quiet spell (at least one request).
     """
@@ -126,9 +128,24 @@ class Limiter:
             self._rates["requests"] = limits.requests_per_minute
         if limits.tokens_per_minute is not None:
             self._rates["tokens"] = limits.tokens_per_minute
-        self.calls = (
-            asyncio.Semaphore(limits.concurrency) if limits.concurrency is not None else None
-        )
+        self._calls: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        self._calls = weakref.WeakKeyDictionary()
+
+    @property
+    def calls(self) -> asyncio.Semaphore | None:
+        """The concurrency limit of the running event loop's calls (``None``: no limit).
+
+        One per loop, made when the loop first asks: an engine used from
+        ``asyncio.run(...)`` and then from a synchronous helper's own loop keeps its
+        limit in each (an asyncio semaphore belongs to one loop).
+        """
+        if self.limits.concurrency is None:
+            return None
+        loop = asyncio.get_running_loop()
+        calls = self._calls.get(loop)
+        if calls is None:
+            calls = self._calls[loop] = asyncio.Semaphore(self.limits.concurrency)
+        return calls
 
     def check(self, tokens: int) -> None:
         """Refuse a request that no minute could hold.

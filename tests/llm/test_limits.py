@@ -122,6 +122,26 @@ async def test_no_more_calls_at_once_than_the_concurrency_limit() -> None:
 
 
 @pytest.mark.timeout(30)
+def test_the_concurrency_limit_holds_in_each_event_loop_the_limits_are_used_from() -> None:
+    # asyncio.run(...) then a sync helper's own loop: the same engine, so the same limiter.
+    inner = Counting()
+    step = RateLimited(inner, Limiter(RateLimits(concurrency=1), "c", MessageBus()))
+
+    async def burst() -> list[Completion]:
+        inner.hold = asyncio.Event()
+        calls = [asyncio.ensure_future(step.complete(request())) for _ in range(3)]
+        for _ in range(20):  # every call gets its turns: one gets in, two wait
+            await asyncio.sleep(0)
+        assert inner.running == 1
+        inner.hold.set()
+        return await asyncio.gather(*calls)
+
+    for _ in range(2):
+        assert [a.content for a in asyncio.run(burst())] == ["ok"] * 3
+    assert inner.most_at_once == 1
+
+
+@pytest.mark.timeout(30)
 async def test_a_streamed_call_waits_too_and_says_so() -> None:
     limits = RateLimits(requests_per_minute=600, burst_seconds=0.1)  # 10 a second, burst 1
     step = RateLimited(Counting(), Limiter(limits, "c", MessageBus()))
