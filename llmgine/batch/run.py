@@ -153,11 +153,15 @@ class BatchRun:
                 self._failed(outcome)
 
     def _failed(self, outcome: RowOutcome) -> None:
+        """The first failure that stops sending names itself; with ``errors="raise"``, raised."""
+        if self.stopped is not None:
+            return  # sending stopped already: the first reason stays, and only it is raised
         label = self._labels[outcome.position]
         if outcome.error_type == "BudgetExceededError":
             self.stopped = f"the budget ran out at row {label!r} ({outcome.error})"
-        elif self.errors == "raise" and self.stopped is None:
+        elif self.errors == "raise":
             self.stopped = f"row {label!r} failed and errors='raise'"
+        if self.errors == "raise":
             raise CommandFailedError(f"map: row {label!r} failed: {outcome.error}", outcome)
 
     def _prompt(self, position: int) -> str:

@@ -226,6 +226,29 @@ async def test_a_budget_that_runs_out_stops_sending_and_says_so(bus: MessageBus)
     assert len(model.requests) == 4
 
 
+async def test_the_stop_names_the_first_row_the_budget_refused_with_rows_in_flight(
+    bus: MessageBus,
+) -> None:
+    engine = LLMEngine(bus, provider=Echo(), budget=Budget(tokens=20), prices=PRICES)
+    frame = pd.DataFrame({"x": [f"row {i}" for i in range(16)]})
+    result = await engine.map(frame, "{x}", concurrency=4, progress=False)
+    errors = result["error"].tolist()
+    refused = [i for i, e in enumerate(errors) if e and e.startswith("BudgetExceededError")]
+    assert len(refused) > 1  # several senders were refused before sending stopped
+    not_run = [e for e in errors if e and e.startswith("not run")]
+    assert not_run
+    assert all(e.startswith(f"not run: the budget ran out at row {refused[0]} ") for e in not_run)
+
+
+async def test_errors_raise_raises_when_the_budget_runs_out(bus: MessageBus) -> None:
+    model = Echo()
+    engine = LLMEngine(bus, provider=model, budget=Budget(tokens=20), prices=PRICES)
+    frame = pd.DataFrame({"x": [f"row {i}" for i in range(16)]})
+    with pytest.raises(CommandFailedError, match=r"row \d+ failed: BudgetExceededError"):
+        await engine.map(frame, "{x}", concurrency=4, errors="raise", progress=False)
+    assert len(model.requests) < len(frame)
+
+
 async def test_the_same_map_again_comes_from_the_cache(engine: LLMEngine, echo: Echo) -> None:
     frame = pd.DataFrame({"x": [f"row {i}" for i in range(12)]})
     first = await engine.map(frame, "{x}", progress=False)
