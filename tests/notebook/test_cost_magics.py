@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from counting_model import Counting
 from IPython.core.interactiveshell import InteractiveShell
 
 from llmgine import LLMEngine, Price, ScriptedProvider
@@ -87,6 +88,31 @@ def test_cache_on_answers_a_repeated_prompt_for_free_then_clears_and_goes_off(
     assert repr(magic(shell, "cache clear")).startswith("removed 1 cached answer from ")
     assert repr(magic(shell, "cache off")).startswith("cache off: every prompt asks the model")
     assert engine.policies.cache is None
+    assert repr(magic(shell, "cache off")) == "the cache is already off"
+
+
+def test_cache_stats_clear_and_off_cover_the_default_file_map_uses(
+    shell: InteractiveShell, tmp_path: Path
+) -> None:
+    magic(shell, "start --quiet")
+    model = Counting()
+    set_engine(LLMEngine(get_bus(), provider=model))  # no cache of its own
+    shell.user_ns["df"] = pd.DataFrame({"review": ["good", "bad"]})
+
+    def cached() -> list[bool]:
+        shell.run_cell_magic("llmgine", "map df --into out --no-progress", "Classify {review}")
+        return [bool(c) for c in shell.user_ns["out"]["cached"]]
+
+    assert "(none yet)" in repr(magic(shell, "cache stats"))
+    assert cached() == [False, False] and cached() == [True, True]
+    stats = repr(magic(shell, "cache stats"))
+    assert "`map` rows are answered from the default file" in stats
+    assert str(tmp_path / "cache" / "calls.sqlite3") in stats and "2 cached answers" in stats
+    assert repr(magic(shell, "cache clear")).startswith("removed 2 cached answers from ")
+    assert cached() == [False, False] and model.calls == 4  # asked again, not from memory
+    assert repr(magic(shell, "cache off")).startswith("cache off: every prompt asks the model")
+    assert cached() == [False, False] and model.calls == 6
+    assert repr(magic(shell, "cache stats")).startswith("the cache is off (`map` rows too)")
     assert repr(magic(shell, "cache off")) == "the cache is already off"
 
 

@@ -43,6 +43,9 @@ class CallPolicies:
         self.cache: LLMCache | None = open_cache(cache, bus)
         self._bus = bus
         self._default_cache: LLMCache | None = None
+        self.default_cache_on = True
+        """Whether ``cache=True`` (every ``map`` row) reaches the default cache file when
+        the engine has no cache of its own; ``%llmgine cache off`` turns it off."""
         self.spend = Spend()
         """What the engine's calls have cost so far (``LLMEngine.spend``)."""
         self.budget: BudgetKeeper | None = BudgetKeeper(budget, bus, self.spend)
@@ -53,12 +56,22 @@ class CallPolicies:
         """The cache ``command`` is answered from (see ``PromptCommand.cache``), if any.
 
         ``cache=True`` on an engine with no cache of its own is the default cache
-        file, opened on first use and closed when the bus stops.
+        file (:meth:`default_cache`).
         """
         if command.cache is False:
             return None
         if self.cache is not None or command.cache is None:
             return self.cache
+        return self.default_cache()
+
+    def default_cache(self) -> LLMCache | None:
+        """The default cache file's cache, which ``cache=True`` uses when the engine has none.
+
+        Opened on first use and closed when the bus stops; ``None`` while
+        :attr:`default_cache_on` is ``False``.
+        """
+        if not self.default_cache_on:
+            return None
         if self._default_cache is None:
             self._default_cache = open_cache(True, self._bus)
         return self._default_cache

@@ -174,7 +174,8 @@ def cache(shell: Any, line: str, cell: str | None) -> Any:
     action, rest = (words[0], words[1:]) if words else ("stats", [])
     runtime = get_runtime()
     engine = runtime.get_engine()
-    current = engine.policies.cache
+    policies = engine.policies
+    current = policies.cache
     if action == "on" and len(rest) <= 1:
         if current is not None and not rest:
             return Note(f"the cache is already on: {_where(current)}")
@@ -187,7 +188,8 @@ def cache(shell: Any, line: str, cell: str | None) -> Any:
         opened = open_cache(rest[0] if rest else True, engine.bus)
         if opened is None:  # pragma: no cover - True, a path or "redis" always open one
             raise MagicError(f"no cache at {rest[0]!r}")
-        engine.policies.cache = opened
+        policies.cache = opened
+        policies.default_cache_on = True
         if current is not None:
             run_sync(current.aclose())
         return Note(
@@ -195,28 +197,49 @@ def cache(shell: Any, line: str, cell: str | None) -> Any:
             " (no call, no cost); `PromptCommand(cache=False)` asks the model anyway"
         )
     if action == "off" and not rest:
-        engine.policies.cache = None
-        if current is None:
+        kept = current if current is not None else policies.default_cache()
+        policies.cache = None
+        policies.default_cache_on = False
+        if kept is None:
             return Note("the cache is already off")
-        run_sync(current.aclose())
-        return Note(f"cache off: every prompt asks the model ({_where(current)} is kept)")
+        if current is not None:
+            run_sync(current.aclose())
+        return Note(
+            f"cache off: every prompt asks the model, `map` rows too ({_where(kept)} is kept)"
+        )
     if action == "clear" and not rest:
         target = current if current is not None else LLMCache()
         try:
-            removed = run_sync(target.aclear())
+            removed = run_sync(target.aclear())  # every cache on that file forgets it
         finally:
             if current is None:
                 run_sync(target.aclose())
         return Note(f"removed {_answers(removed)} from {_where(target)}")
     if action == "stats" and not rest:
-        if current is None:
-            return Note("the cache is off: `%llmgine cache on` answers repeated prompts for free")
-        stats = run_sync(current.astats())
-        return Note(
-            f"cache on: {_where(current)}, {_answers(stats.entries)} "
+        used = current if current is not None else policies.default_cache()
+        if used is None:
+            return Note(
+                "the cache is off (`map` rows too): `%llmgine cache on` answers repeated "
+                "prompts for free"
+            )
+        if current is None and used.path is not None and not used.path.exists():
+            return Note(
+                "the cache is off for prompts and chats; `map` rows are answered from the "
+                f"default file {_where(used)} (none yet); `%llmgine cache off` stops that too"
+            )
+        stats = run_sync(used.astats())
+        figures = (
+            f"{_where(used)}, {_answers(stats.entries)} "
             f"({stats.size_bytes / 1024:,.0f} KiB); this session {stats.hits:,} hits, "
             f"{stats.misses:,} misses ({stats.hit_rate:.0%} hit rate)"
         )
+        if current is None:
+            return Note(
+                "the cache is off for prompts and chats, but `map` rows are answered from "
+                f"the default file: {figures}; `%llmgine cache off` stops that too, "
+                "`%llmgine cache on` caches every prompt"
+            )
+        return Note(f"cache on: {figures}")
     raise MagicError(
         f"usage: %llmgine cache on [PATH|redis] | off | clear | stats (not {line.strip()!r})"
     )
