@@ -69,24 +69,45 @@ class _RowFormatter(string.Formatter):
 _FORMATTER = _RowFormatter()
 
 
-def _field_roots(template: str) -> list[str]:
-    """The column each ``{field}`` of ``template`` starts with, in order of appearance."""
+def _fields(template: str) -> list[str]:
+    """Every ``{field}`` of ``template``, those inside a format spec (``{a:>{width}}``) too.
+
+    Raises:
+        TemplateError: A stray brace, or a conversion other than ``!r``, ``!s``, ``!a``.
+    """
     try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        parsed = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(template)]
     except ValueError as exc:
         raise TemplateError(
             f"The template is not a str.format string ({exc}); write a literal brace as "
             "{{ or }}, e.g. 'Answer as JSON like {{\"label\": ...}}: {review}'."
         ) from exc
+    fields: list[str] = []
+    for field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if conversion not in (None, "r", "s", "a"):
+            raise TemplateError(
+                f"The template's field {{{field}!{conversion}}} has an unknown conversion "
+                f"!{conversion}; str.format knows !r, !s and !a (or write none)."
+            )
+        fields.append(field)
+        if spec:
+            fields += _fields(spec)
+    return fields
+
+
+def _field_roots(template: str) -> list[tuple[str, str]]:
+    """Each ``{field}`` of ``template`` with the column it starts with, in order."""
     roots = []
-    for field in fields:
+    for field in _fields(template):
         root = field.split(".", 1)[0].split("[", 1)[0]
         if root == "":
             raise TemplateError(
                 f"The template has a positional field {{{field}}}; name a column instead, "
                 "e.g. {review}."
             )
-        roots.append(root)
+        roots.append((root, field))
     return roots
 
 
@@ -112,8 +133,17 @@ class RowTemplate:
     def __init__(self, template: Template, columns: Iterable[Any]) -> None:
         self.columns = [str(c) for c in columns]
         if isinstance(template, str):
-            roots = list(dict.fromkeys(_field_roots(template)))
+            found = _field_roots(template)
+            roots = list(dict.fromkeys(root for root, _ in found))
             missing = [r for r in roots if r not in self.columns]
+            dotted = [f for r, f in found if f != r and f in self.columns]
+            if dotted:
+                raise TemplateError(
+                    f"The template's {{{dotted[0]}}} reads an attribute or item of a column "
+                    f"{dotted[0].split('.', 1)[0].split('[', 1)[0]!r} (str.format), so the "
+                    f"column {dotted[0]!r} cannot be reached by a string template: rename it "
+                    "first (df.rename(columns=...)) or pass a function of the row."
+                )
             numbered = [r for r in missing if r.isdigit()]
             if numbered:
                 raise TemplateError(

@@ -89,3 +89,24 @@ def test_a_function_gets_the_row_and_must_return_text() -> None:
     wrong = RowTemplate(lambda r: 3, FRAME.columns)
     with pytest.raises(TypeError, match="returned int, not str"):
         wrong.render(row(0))
+
+
+def test_a_missing_column_inside_a_format_spec_fails_before_any_row() -> None:
+    with pytest.raises(TemplateError, match=r"uses width, not a column.*review, stars, when"):
+        RowTemplate("{review:>{width}}", FRAME.columns)
+
+
+def test_a_column_inside_a_format_spec_is_filled_from_the_row() -> None:
+    frame = pd.DataFrame({"a": ["x"], "w": [3]})
+    assert RowTemplate("[{a:>{w}}]", frame.columns).render(frame.iloc[0]) == "[  x]"
+
+
+def test_an_unknown_conversion_fails_before_any_row() -> None:
+    with pytest.raises(TemplateError, match=r"\{review!x\}.*!r, !s and !a"):
+        RowTemplate("{review!x}", FRAME.columns)
+
+
+def test_a_column_named_with_a_dot_says_a_string_template_cannot_reach_it() -> None:
+    with pytest.raises(TemplateError, match=r"column 'a\.b' cannot be reached"):
+        RowTemplate("{a.b}", ["a.b", "review"])
+
