@@ -19,12 +19,14 @@ function of the row (a ``pandas.Series`` indexed by the columns) returning the p
 
 
 def _is_missing(value: Any) -> bool:
-    """NaN, None, ``pd.NA`` and ``NaT``: a cell with no value."""
+    """NaN, None, ``pd.NA`` and ``NaT``: a cell with no value (a list of them is a value)."""
     import pandas as pd
 
+    if not pd.api.types.is_scalar(value):  # a list, an array, a dict in a cell: a value
+        return False
     try:
         return bool(pd.isna(value))
-    except (TypeError, ValueError):  # a list or an array in a cell: a value
+    except (TypeError, ValueError):
         return False
 
 

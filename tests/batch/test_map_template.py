@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -110,3 +111,7 @@ def test_a_column_named_with_a_dot_says_a_string_template_cannot_reach_it() -> N
     with pytest.raises(TemplateError, match=r"column 'a\.b' cannot be reached"):
         RowTemplate("{a.b}", ["a.b", "review"])
 
+
+@pytest.mark.parametrize("cell", [[None], [math.nan], np.array([np.nan]), ["a"]])
+def test_a_list_of_missing_values_in_a_cell_is_a_value(cell: object) -> None:
+    assert RowTemplate("tags={tags}", ["tags"]).render_cells([cell]) == f"tags={cell}"
