@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sqlite3
 import subprocess
 import sys
@@ -41,6 +42,33 @@ def test_the_default_file_is_in_the_users_cache_folder(
     assert default_cache_dir() == tmp_path / "xdg" / "llmgine"
     monkeypatch.setenv("LLMGINE_CACHE_DIR", str(tmp_path / "moved"))
     assert LLMCache().path == tmp_path / "moved" / "calls.sqlite3"
+
+
+async def test_the_cache_file_and_the_folders_made_for_it_are_readable_by_their_owner_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LLMGINE_CACHE_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    home.chmod(0o755)  # the user's folder: left as it is
+    monkeypatch.setenv("HOME", str(home))
+    before = os.umask(0o022)
+    try:
+        cache = LLMCache()
+        await Cached(Counting(), cache).complete(request("patient 17"))
+        await cache.aclose()
+    finally:
+        os.umask(before)
+
+    def mode(path: Path) -> int:
+        return path.stat().st_mode & 0o777
+
+    assert mode(home) == 0o755
+    assert mode(home / ".cache") == mode(home / ".cache" / "llmgine") == 0o700
+    folder = home / ".cache" / "llmgine"
+    assert mode(folder / "calls.sqlite3") == 0o600
+    assert all(mode(f) & 0o077 == 0 for f in folder.iterdir())  # its -wal and -shm too
 
 
 def test_a_folder_holds_the_cache_file_and_a_file_path_is_the_file(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -10,12 +11,23 @@ from llmgine._paths import file_in_the_way
 from llmgine._urls import redact_text, redact_url
 from llmgine.errors import ConfigurationError
 
-__all__ = ["CACHE_DIR_VARIABLE", "FILENAME", "cache_file", "default_cache_dir"]
+__all__ = [
+    "CACHE_DIR_VARIABLE",
+    "FILENAME",
+    "cache_file",
+    "default_cache_dir",
+    "make_private_file",
+]
 
 CACHE_DIR_VARIABLE = "LLMGINE_CACHE_DIR"
 """The environment variable that moves the default cache folder."""
 FILENAME = "calls.sqlite3"
 """The cache file's name in its folder."""
+FOLDER_MODE = 0o700
+"""The folders the cache makes: only their owner may list or enter them."""
+FILE_MODE = 0o600
+"""The cache file (every prompt and answer): only its owner may read it (SQLite gives
+its ``-wal`` and ``-shm`` files the same mode)."""
 
 
 def default_cache_dir() -> Path:
@@ -83,3 +95,21 @@ def _refuse_url(path: str | bytes) -> None:
         "bus's Redis use cache='redis' on a bus connected with `await bus.connect(url)`; "
         "for a file give its path (cache='calls.sqlite3'), or cache=True for the default file."
     )
+
+
+def make_private_file(file: Path) -> None:
+    """Make ``file`` (mode 0600) and the folders missing above it (0700), if missing.
+
+    The cache holds every prompt and answer, so nobody but its owner may read it. Folders
+    that exist already (the user's) keep their mode, and so does a file that exists.
+    """
+    missing = []
+    folder = file.parent
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another process
+            folder.mkdir(mode=FOLDER_MODE)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))

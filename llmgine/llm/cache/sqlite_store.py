@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from llmgine.errors import CacheError
+from llmgine.llm.cache.paths import make_private_file
 from llmgine.llm.cache.store import StoreSize
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteStore"]
@@ -146,6 +147,7 @@ class SQLiteStore:
         return self._connection
 
     def _connect(self) -> sqlite3.Connection:
+        make_private_file(self.path)  # else SQLite makes it readable by everyone (0644)
         connection = sqlite3.connect(
             self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
         )
@@ -153,7 +155,6 @@ class SQLiteStore:
         return connection
 
     def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         problem = _not_sqlite(self.path)
         if problem is not None:
             self._move_aside(problem)
