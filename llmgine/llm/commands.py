@@ -11,26 +11,78 @@ from llmgine.messages.commands import Command
 
 __all__ = ["ClearConversationCommand", "PromptCommand", "SetSystemPromptCommand", "credentials_in"]
 
-_CREDENTIAL_OPTIONS = frozenset(
-    {"api_key", "apikey", "authorization", "access_token", "password", "client_secret", "secret"}
+_CREDENTIAL_FIELDS = frozenset(
+    {
+        "apikey",
+        "token",
+        "accesstoken",
+        "authtoken",
+        "bearertoken",
+        "idtoken",
+        "refreshtoken",
+        "sessiontoken",
+        "authorization",
+        "auth",
+        "bearer",
+        "password",
+        "passwd",
+        "secret",
+        "clientsecret",
+        "privatekey",
+        "credential",
+        "credentials",
+    }
 )
-"""Request options that are credentials themselves (``max_tokens`` is not one)."""
+"""Option and body fields that are credentials, as :func:`_field` writes their names
+(``max_tokens`` and ``top_k`` are not)."""
+_CREDENTIAL_ENDINGS = ("apikey", "accesstoken", "authtoken", "secret", "password")
+"""Endings of a field's name that make it a credential (``openai_api_key``, ``client_secret``)."""
 _NAMED_MAPS = frozenset({"extra_headers", "headers", "default_headers", "extra_query", "query"})
 """Request options whose keys are header or query names: secret names there are credentials."""
+_BODIES = frozenset({"extra_body", "body"})
+"""Request options sent as JSON fields of the request: their fields, nested ones too."""
+
+
+def _field(name: object) -> str:
+    return "".join(c for c in str(name).lower() if c.isalnum())
+
+
+def _is_credential_field(name: object) -> bool:
+    plain = _field(name)
+    return plain in _CREDENTIAL_FIELDS or plain.endswith(_CREDENTIAL_ENDINGS)
+
+
+def _credentials_in_body(value: Any, where: str) -> list[str]:
+    """Where a credential is among the fields of ``value`` (dicts and lists, nested)."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for k, inner in value.items():
+            here = f"{where}[{k!r}]"
+            if _is_credential_field(k):
+                found.append(here)
+            else:
+                found += _credentials_in_body(inner, here)
+    elif isinstance(value, list | tuple):
+        for i, inner in enumerate(value):
+            found += _credentials_in_body(inner, f"{where}[{i}]")
+    return found
 
 
 def credentials_in(options: dict[str, Any]) -> list[str]:
-    """The names of request options that hold a credential, headers and query included.
+    """The names of request options that hold a credential: headers, query and body included.
 
-    ``api_key``, an ``Authorization`` or ``X-API-Key`` header, a ``token`` query parameter.
+    ``api_key``, an ``Authorization`` or ``X-API-Key`` header, a ``token`` query parameter,
+    an ``extra_body`` field such as ``api_key``, ``token`` or ``password`` (at any depth).
     """
     from llmgine._urls import is_secret_name
 
-    found = [k for k in options if k.lower().replace("-", "_") in _CREDENTIAL_OPTIONS]
+    found = [k for k in options if _is_credential_field(k)]
     for name in _NAMED_MAPS & set(options):
         inner = options[name]
         if isinstance(inner, dict):
             found += [f"{name}[{k!r}]" for k in inner if is_secret_name(str(k))]
+    for name in _BODIES & set(options):
+        found += _credentials_in_body(options[name], name)
     return found
 
 
