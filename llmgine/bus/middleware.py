@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 
 from llmgine.messages.commands import Command, CommandResult
@@ -57,6 +58,16 @@ def _step(mw: Middleware, call_next: CallNext, failed: Failed) -> CallNext:
         except BaseException as exc:
             return failed(command, exc)
         if not isinstance(result, CommandResult):
+            if inspect.iscoroutine(result):  # `return call_next(command)`, await forgotten
+                result.close()  # no "never awaited" warning on top of this error
+                return failed(
+                    command,
+                    TypeError(
+                        f"The middleware {getattr(mw, '__qualname__', repr(mw))} returned a "
+                        "coroutine, not a CommandResult: write `return await "
+                        "call_next(command)` (call_next is async)."
+                    ),
+                )
             return failed(
                 command,
                 TypeError(

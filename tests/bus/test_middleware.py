@@ -145,6 +145,27 @@ async def test_a_middleware_that_returns_no_result_gives_a_failed_result(bus: Me
     assert "forgetful" in (result.error or "")
 
 
+async def test_a_middleware_that_forgets_to_await_call_next_is_told_to_await_it(
+    bus: MessageBus,
+) -> None:
+    ran: list[int] = []
+
+    async def counted(command: AddCommand) -> int:
+        ran.append(1)
+        return command.a + command.b
+
+    async def hasty(command: Command, call_next: CallNext) -> Any:
+        return call_next(command)  # the coroutine, not its result
+
+    bus.register_command_handler(AddCommand, counted)
+    bus.add_middleware(hasty)
+    result = await bus.execute(AddCommand(a=1, b=1))  # warnings are errors: none "never awaited"
+    assert not result.success
+    assert result.error_type == "TypeError"
+    assert "return await call_next(command)" in (result.error or "")
+    assert ran == []  # the handler's coroutine was closed, never run
+
+
 async def test_a_handler_failure_reaches_the_middleware_as_a_failed_result(
     bus: MessageBus,
 ) -> None:
