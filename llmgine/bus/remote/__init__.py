@@ -5,6 +5,13 @@
 imports ``redis``; ``import llmgine`` does not.
 """
 
+try:
+    import redis  # noqa: F401  (this package's one dependency beyond llmgine)
+except ImportError as exc:
+    raise ModuleNotFoundError(
+        "llmgine.bus.remote needs the redis package: pip install 'llmgine[redis]'.", name="redis"
+    ) from exc
+
 from llmgine.bus.remote.link import RedisLink
 from llmgine.bus.remote.server import RedisServer, redis_server_binary
 
