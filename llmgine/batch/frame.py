@@ -87,7 +87,9 @@ def result_frame(
 
     Text columns (``output``, ``error``, ``model``, ``trace_id``) are ``object`` columns
     holding ``None`` where there is no value, so ``result.error.isna()`` finds the rows
-    that succeeded and ``result.error[i] is None`` holds.
+    that succeeded and ``result.error[i] is None`` holds. A field of the output type
+    whose values are all bools, ints or numbers is a ``boolean``, ``Int64`` or
+    ``Float64`` column (a failed row ``<NA>``), as ``input_tokens`` and ``cached`` are.
 
     Args:
         index: The input frame's index (kept as it is: MultiIndex, repeated labels).
@@ -107,7 +109,7 @@ def result_frame(
     if structured:
         dumps = [o.output.model_dump() if isinstance(o.output, BaseModel) else {} for o in rows]
         for field, name in fields.items():
-            data[name] = column([d.get(field) for d in dumps])
+            data[name] = _typed([d.get(field) for d in dumps])
     else:
         data[columns["output"]] = column([o.output for o in rows])
     data[columns["error"]] = column([o.error for o in rows])
@@ -123,6 +125,30 @@ def result_frame(
     frame.attrs["llmgine.map.columns"] = _documented(columns)
     frame.attrs["llmgine.map.fields"] = fields
     return frame
+
+
+def _typed(values: list[Any]) -> pd.Series[Any]:
+    """A field's column, typed when every value fits one nullable dtype.
+
+    ``boolean``, ``Int64`` or ``Float64`` (a failed row ``<NA>``) when every value is a
+    bool, an int, or a number; else ``object`` (``None`` where there is no value).
+    """
+    import pandas as pd
+
+    present = [v for v in values if v is not None]
+    dtype: str | type = object
+    if present and all(type(v) is bool for v in present):
+        dtype = "boolean"
+    elif present and all(type(v) is int for v in present):
+        dtype = "Int64"
+    elif present and all(type(v) in (int, float) for v in present):
+        dtype = "Float64"
+    if dtype is not object:
+        try:
+            return pd.Series(values, dtype=dtype)
+        except (TypeError, ValueError, OverflowError):  # an int beyond 64 bits: as it is
+            pass
+    return pd.Series(values, dtype=object)
 
 
 def _nan(value: float | None) -> float:

@@ -154,6 +154,27 @@ async def test_structured_output_becomes_columns_prefixed_when_the_frame_has_one
     assert frame.join(result).shape == (2, 2 + 10)
 
 
+class Rating(BaseModel):
+    label: str
+    score: int
+    confidence: float
+    sarcastic: bool
+
+
+async def test_number_and_bool_fields_become_nullable_typed_columns(bus: MessageBus) -> None:
+    answer = '{"label": "pos", "score": 4, "confidence": 0.5, "sarcastic": true}'
+    engine = LLMEngine(bus, provider=Echo(answer=answer), prices=PRICES)
+    frame = pd.DataFrame({"review": ["good", "FAIL me"]})
+    result = await engine.map(frame, "{review}", output_type=Rating, progress=False)
+    assert result["error"].notna().tolist() == [False, True]
+    assert result["score"].dtype == "Int64" and result["score"][0] == 4
+    assert result["confidence"].dtype == "Float64" and result["confidence"][0] == 0.5
+    assert result["sarcastic"].dtype == "boolean" and result["sarcastic"][0]
+    assert result[["score", "confidence", "sarcastic"]].iloc[1].isna().all()
+    assert result["label"].dtype == object and result["label"].tolist() == ["pos", None]
+    assert len(result[result["sarcastic"].fillna(False)]) == 1  # a mask as it is
+
+
 async def test_an_empty_frame_sends_nothing_and_keeps_the_columns(
     engine: LLMEngine, echo: Echo
 ) -> None:
