@@ -31,12 +31,14 @@ def _demo(args: argparse.Namespace) -> int:
     for type_name, count in sorted(summary.counts.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"  {count:4d}  {type_name}")
     again = _invocation()
+    lab_missing = importlib.util.find_spec("jupyterlab") is None
     print(
         "\nTry next:\n"
         f"  {again} log {shlex.quote(str(summary.log_path))}\n"
         "      the same run summarized: command latency percentiles, LLM calls, tokens\n"
         f"  {again} lab\n"
-        "      the tutorials in JupyterLab (needs: pip install 'llmgine[lab]')"
+        "      the tutorials in JupyterLab"
+        + (" (needs: pip install 'llmgine[lab]')" if lab_missing else "")
     )
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -29,7 +30,9 @@ def test_demo_runs_offline_and_reports_its_log(
     assert "metrics published: documents=3, words=23" in out
     assert "failed" in out and "(deliberate: a failure is logged, not fatal)" in out
     assert "latency: the time in the handler (CommandResult.duration_ms)" in out
-    assert out.rstrip().endswith("the tutorials in JupyterLab (needs: pip install 'llmgine[lab]')")
+    hint = " (needs: pip install 'llmgine[lab]')"  # only when JupyterLab is missing
+    lab_missing = importlib.util.find_spec("jupyterlab") is None
+    assert out.rstrip().endswith("the tutorials in JupyterLab" + (hint if lab_missing else ""))
     assert f"log {log}\n" in out  # what to try next
     assert "(tool call: word_count" in out
     types_ = [line["type"] for line in lines]
@@ -245,3 +248,17 @@ def test_lab_passes_port_and_options_after_dashes_to_jupyterlab(
     assert "unknown option --debug: JupyterLab's own options go after --" in err[0]
     with pytest.raises(SystemExit):
         main(["log", "x.jsonl", "--", "--weird"])  # only lab passes options on
+
+
+def test_the_demo_asks_to_install_jupyterlab_only_when_it_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    find_spec = importlib.util.find_spec
+
+    def without_lab(name: str, *args: object) -> object:
+        return None if name == "jupyterlab" else find_spec(name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_lab)
+    assert main(["demo", "--log-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("the tutorials in JupyterLab (needs: pip install 'llmgine[lab]')")

