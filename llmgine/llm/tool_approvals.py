@@ -38,7 +38,8 @@ __all__ = ["PendingApproval", "ToolApprovals"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_APPROVAL_TIMEOUT = 300.0
+DEFAULT_APPROVAL_TIMEOUT = 60.0
+"""Below a prompt's default timeout (120 s): an unanswered call goes back to the model as denied."""
 DEFAULT_RELAY_TIMEOUT = 10.0
 _REMEMBERED = 1000  # requests heard of are kept up to ten times this many
 

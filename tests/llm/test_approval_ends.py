@@ -61,6 +61,16 @@ async def test_a_positive_approval_timeout_or_none_is_kept(bus: MessageBus) -> N
         assert engine.approvals.timeout == good
 
 
+def test_by_default_an_unanswered_call_is_denied_before_its_prompt_times_out(
+    bus: MessageBus,
+) -> None:
+    from llmgine.llm import LLMEngine
+
+    engine = LLMEngine(bus, model="offline")
+    assert engine.timeout is not None and engine.approvals.timeout is not None
+    assert engine.approvals.timeout < engine.timeout  # the README: "goes back to the model"
+
+
 # ---------------------------------------------------------------- the prompt's timeout
 
 
