@@ -21,7 +21,14 @@ import logging
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from llmgine.errors import BudgetExceededError, ConfigurationError, SharedBusConnectionError
 from llmgine.llm.shared import SharedStore, shared_store
@@ -57,12 +64,13 @@ class Budget(BaseModel):
             prompt, with its tool rounds and retries).
 
     Raises:
-        ConfigurationError: No limit is given, or a limit is not positive.
+        ConfigurationError: No limit is given, or a limit is not a positive number
+            (``True``, ``nan`` and ``inf`` are none).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    usd: float | None = Field(default=None, gt=0)
+    usd: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     tokens: int | None = Field(default=None, gt=0)
     per: Per = "engine"
 
@@ -79,6 +87,13 @@ class Budget(BaseModel):
                 f"Budget({problems}). Write Budget(usd=0.50) or Budget(tokens=100_000), "
                 'with per="engine", "conversation" or "command".'
             ) from None
+
+    @field_validator("usd", "tokens", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # True is 1 to Python, never a limit anyone meant
+            raise ValueError(f"give a number, not {value}")
+        return value
 
     @model_validator(mode="after")
     def _has_a_limit(self) -> Budget:

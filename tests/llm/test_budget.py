@@ -58,6 +58,10 @@ def add(a: int, b: int) -> int:
         ({"usd": 0}, "usd: Input should be greater than 0"),
         ({"tokens": -5}, "tokens: Input should be greater than 0"),
         ({"usd": 1, "per": "day"}, "per: Input should be"),
+        ({"usd": True}, "usd: give a number, not True"),
+        ({"tokens": True}, "tokens: give a number, not True"),
+        ({"usd": float("nan")}, "usd: Input should be a finite number"),
+        ({"usd": float("inf")}, "usd: Input should be a finite number"),
     ],
 )
 def test_a_budget_needs_a_positive_limit_and_a_known_scope(
@@ -153,6 +157,7 @@ class Unpriced(ScriptedProvider):
     """A provider genai-prices does not know: its calls' price is unknown."""
 
     name = "my-provider"
+    cacheable = True  # stands in for a real model, whose answers the cache keeps
 
 
 async def test_a_token_budget_counts_the_tokens_of_calls_of_unknown_price(
