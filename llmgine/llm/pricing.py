@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from llmgine.errors import ConfigurationError
 from llmgine.llm.types import Usage
@@ -50,13 +50,32 @@ class Price(BaseModel):
         output_per_mtok: Per million output (completion) tokens.
         cached_input_per_mtok: Per million input tokens the server read from its prompt
             cache (``usage.cached_input_tokens``); ``None``: the input price.
+
+    Raises:
+        ConfigurationError: A rate is missing, or not a finite number >= 0.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
-    cached_input_per_mtok: float | None = Field(default=None, ge=0)
+    input_per_mtok: float = Field(ge=0, allow_inf_nan=False)
+    output_per_mtok: float = Field(ge=0, allow_inf_nan=False)
+    cached_input_per_mtok: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigurationError(
+                f"Price({_problems(exc)}). Write Price(input_per_mtok=0.15, "
+                "output_per_mtok=0.60) in US dollars per million tokens."
+            ) from None
+
+    @field_validator("input_per_mtok", "output_per_mtok", "cached_input_per_mtok", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be a finite number >= 0, not a bool")
+        return value
 
     def cost(self, usage: Usage) -> float:
         """What ``usage`` costs at this price, in US dollars."""
@@ -69,6 +88,27 @@ class Price(BaseModel):
             + cached * cached_rate
             + usage.output_tokens * self.output_per_mtok
         ) / _MTOK
+
+
+_NUMBER_ERRORS = frozenset(
+    {"greater_than_equal", "finite_number", "float_parsing", "float_type", "value_error"}
+)
+"""Pydantic's errors for a rate that is no finite number >= 0 (said the same way)."""
+
+
+def _problems(exc: ValidationError) -> str:
+    """A :class:`Price`'s validation errors, one clause each, without the values given."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(map(str, error["loc"])) or "price"
+        if error["type"] == "missing":
+            what = "missing"
+        elif error["type"] in _NUMBER_ERRORS:
+            what = "must be a finite number >= 0"
+        else:
+            what = error["msg"]
+        problems.append(f"{where}: {what}")
+    return "; ".join(problems)
 
 
 _Rate = Callable[[Usage], float]
@@ -94,6 +134,8 @@ class Prices:
         for name, price in (overrides or {}).items():
             try:
                 self.overrides[name] = price if isinstance(price, Price) else Price(**price)
+            except ConfigurationError as exc:  # says what to write itself
+                raise ConfigurationError(f"prices[{name!r}] is not a price: {exc}") from None
             except (TypeError, ValueError) as exc:
                 raise ConfigurationError(
                     f"prices[{name!r}] is not a price: {exc}. Write "

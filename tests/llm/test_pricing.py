@@ -8,6 +8,8 @@ Phoenix's and Langfuse's attribute names) and the exported OpenTelemetry span.
 from __future__ import annotations
 
 import logging
+import math
+import re
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -137,6 +139,29 @@ def test_an_override_that_is_not_a_price_is_a_configuration_error() -> None:
     assert Prices({"m": {"input_per_mtok": 1, "output_per_mtok": 2}}).overrides["m"] == Price(
         input_per_mtok=1, output_per_mtok=2
     )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        (
+            {"input_per_mtok": -1, "output_per_mtok": 0},
+            "input_per_mtok: must be a finite number >= 0",
+        ),
+        ({"input_per_mtok": math.nan, "output_per_mtok": 0}, "input_per_mtok: must be a finite"),
+        ({"input_per_mtok": 1, "output_per_mtok": math.inf}, "output_per_mtok: must be a finite"),
+        ({"input_per_mtok": True, "output_per_mtok": 1}, "input_per_mtok: must be a finite"),
+        ({"input_per_mtok": 1, "output_per_mtok": 1, "cached_input_per_mtok": -2}, "cached_input"),
+        ({"input_per_mtok": 1}, "output_per_mtok: missing"),
+    ],
+)
+def test_a_price_that_is_not_a_finite_number_at_least_0_is_a_configuration_error(
+    arguments: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(problem)) as raised:
+        Price(**arguments)
+    assert "Write Price(input_per_mtok=0.15, output_per_mtok=0.60)" in str(raised.value)
+    assert Price(input_per_mtok=0.15, output_per_mtok=0.60).cost(USAGE) > 0  # as the README
 
 
 def test_an_unknown_price_is_none_with_one_warning_per_model_and_engine(
