@@ -39,12 +39,17 @@ class RateLimits:
             from), at most.
         burst_seconds: How many seconds' worth of the rate may go at once after a
             quiet spell (at least one request).
+        output_tokens: The answer's tokens counted before a call without ``max_tokens``
+            (with it, ``max_tokens`` are), so calls at once cannot overrun
+            ``tokens_per_minute``; the server's count after the call gives back what
+            the answer did not use.
     """
 
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
     concurrency: int | None = None
     burst_seconds: float = 1.0
+    output_tokens: int = 512
 
     def __post_init__(self) -> None:
         for name in ("requests_per_minute", "tokens_per_minute", "concurrency"):
@@ -56,6 +61,13 @@ class RateLimits:
         if not 0 < self.burst_seconds < math.inf:
             raise ConfigurationError(
                 f"RateLimits(burst_seconds=...) must be more than 0; got {self.burst_seconds}."
+            )
+        if isinstance(self.output_tokens, bool) or not (
+            isinstance(self.output_tokens, int) and self.output_tokens >= 0
+        ):
+            raise ConfigurationError(
+                f"RateLimits(output_tokens=...) must be a whole number, 0 or more; "
+                f"got {self.output_tokens!r}."
             )
         if (self.requests_per_minute, self.tokens_per_minute, self.concurrency) == (None,) * 3:
             raise ConfigurationError(
@@ -147,13 +159,25 @@ class Limiter:
             calls = self._calls[loop] = asyncio.Semaphore(self.limits.concurrency)
         return calls
 
-    def check(self, tokens: int) -> None:
+    def check(self, tokens: int, max_tokens: int | None = None) -> None:
         """Refuse a request that no minute could hold.
 
+        Args:
+            tokens: The request's input tokens (estimated).
+            max_tokens: The most its answer may use, if the request says.
+
         Raises:
-            ConfigurationError: ``tokens`` is more than ``tokens_per_minute``.
+            ConfigurationError: ``tokens`` (and ``max_tokens``) are more than
+                ``tokens_per_minute``.
         """
         limit = self.limits.tokens_per_minute
+        if limit is not None and max_tokens is not None and tokens + max_tokens > limit:
+            raise ConfigurationError(
+                f"This request to {self.model} is about {tokens:,} tokens and may be answered "
+                f"in max_tokens={max_tokens} more, more than its RateLimits(tokens_per_minute="
+                f"{limit:g}) allow in a minute: it could never be sent. Raise "
+                "tokens_per_minute, or lower max_tokens."
+            )
         if limit is not None and tokens > limit:
             raise ConfigurationError(
                 f"This request to {self.model} is about {tokens:,} tokens, more than its "

@@ -11,7 +11,7 @@ import pytest
 from llmgine.bus import MessageBus
 from llmgine.errors import ConfigurationError
 from llmgine.llm.limits import Limiter, RateLimits, limits_for
-from llmgine.llm.pipeline.limited import RateLimited, estimated_tokens
+from llmgine.llm.pipeline.limited import RateLimited, estimated_tokens, reserved_tokens
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.types import ChatMessage, Completion, LLMRequest, StreamChunk, Usage
 
@@ -92,8 +92,9 @@ async def test_requests_past_the_burst_wait_for_the_rate_and_never_start_early()
 @pytest.mark.timeout(30)
 async def test_token_limits_count_the_servers_tokens_after_the_call() -> None:
     # 6,000 tokens a minute: 100 a second, a burst of 100. Each call really uses 300 tokens,
-    # far more than its estimate, so after the first the bucket is 200 short.
-    limits = RateLimits(tokens_per_minute=6000)
+    # far more than its estimate (no room kept for the answer), so after the first the
+    # bucket is 200 short.
+    limits = RateLimits(tokens_per_minute=6000, output_tokens=0)
     inner = Counting(tokens=300)
     limiter = Limiter(limits, "counting:counting-1", MessageBus())
     step = RateLimited(inner, limiter)
@@ -104,6 +105,33 @@ async def test_token_limits_count_the_servers_tokens_after_the_call() -> None:
     assert estimate < 100
     # 200 short, and the second call takes its estimate on top: about 2 s at 100 a second.
     assert second.rate_limit_wait_ms >= 1500
+
+
+async def test_a_token_limit_reserves_room_for_the_answer_before_the_call() -> None:
+    # 60,000 a minute: a burst of 1,000. Each call's answer may be 400 tokens (max_tokens):
+    # two fit in the burst at once, the third waits, however small their input.
+    limiter = Limiter(RateLimits(tokens_per_minute=60_000), "c", MessageBus())
+    step = RateLimited(Counting(tokens=0), limiter)
+    asked = request().model_copy(update={"max_tokens": 400})
+    waits = [await limiter.wait_for_room(reserved_tokens(asked, limiter)) for _ in range(3)]
+    assert reserved_tokens(asked, limiter) == estimated_tokens(asked) + 400
+    assert waits[:2] == [0.0, 0.0] and waits[2] > 0
+    # Without max_tokens, RateLimits.output_tokens is kept for the answer.
+    assert reserved_tokens(request(), limiter) == estimated_tokens(request()) + 512
+    # The server's count gives back what the answer did not use: then there is room again.
+    fresh = Limiter(RateLimits(tokens_per_minute=60_000), "c", MessageBus())
+    step = RateLimited(Counting(tokens=10), fresh)
+    for _ in range(5):
+        assert (await step.complete(asked)).rate_limit_wait_ms == 0
+
+
+async def test_a_call_whose_answer_room_no_minute_could_hold_is_refused_at_once() -> None:
+    step = RateLimited(Counting(), Limiter(RateLimits(tokens_per_minute=1000), "m", MessageBus()))
+    asked = request().model_copy(update={"max_tokens": 2000})
+    with pytest.raises(ConfigurationError, match=r"max_tokens=2000.*tokens_per_minute=1000"):
+        await step.complete(asked)
+    # Without max_tokens the answer's room is a guess: never more than a minute holds.
+    assert (await step.complete(request())).content == "ok"
 
 
 @pytest.mark.timeout(30)
@@ -156,7 +184,7 @@ async def test_a_streamed_call_waits_too_and_says_so() -> None:
 
 @pytest.mark.timeout(30)
 async def test_a_wait_given_up_gives_its_reservation_back() -> None:
-    limits = RateLimits(tokens_per_minute=600)  # 10 a second, a burst of 10
+    limits = RateLimits(tokens_per_minute=600, output_tokens=0)  # 10 a second, a burst of 10
     limiter = Limiter(limits, "c", MessageBus())
     step = RateLimited(Counting(tokens=0), limiter)
     big = LLMRequest(model="c", messages=[ChatMessage(role="user", content="word " * 400)])
@@ -202,8 +230,10 @@ async def test_a_token_limit_keeps_a_batch_under_the_servers_tokens_per_minute(
     with RateLimitedServer(requests_per_minute=1000, tokens_per_minute=240, window=2.0) as server:
         provider = OpenAIProvider("m", api_key="k", base_url=server.base_url)
         # 3,600 a minute is 60 a second, a burst of 60: at most 180 in any 2 s, under the
-        # server's 240 (a bucket lets its burst through on top of its rate).
-        LLMEngine(bus, provider=provider, limits=RateLimits(tokens_per_minute=3600), retries=None)
+        # server's 240 (a bucket lets its burst through on top of its rate). The server
+        # counts the prompt's tokens only: no room kept for the answer.
+        limits = RateLimits(tokens_per_minute=3600, output_tokens=0)
+        LLMEngine(bus, provider=provider, limits=limits, retries=None)
         results = await asyncio.gather(
             *(
                 bus.execute(PromptCommand(prompt=f"{words}{n}", conversation_id=str(n)))

@@ -10,7 +10,7 @@ from llmgine.llm.providers.base import Provider, count_tokens
 from llmgine.llm.providers.wrapper import WrapperProvider
 from llmgine.llm.types import Completion, LLMRequest, StreamChunk
 
-__all__ = ["RateLimited", "estimated_tokens"]
+__all__ = ["RateLimited", "estimated_tokens", "reserved_tokens"]
 
 
 def estimated_tokens(request: LLMRequest) -> int:
@@ -18,12 +18,32 @@ def estimated_tokens(request: LLMRequest) -> int:
     return sum(count_tokens(m.content) for m in request.messages) + 4 * len(request.messages)
 
 
+def reserved_tokens(request: LLMRequest, limiter: Limiter) -> int:
+    """The tokens a call takes under ``tokens_per_minute`` before it is sent.
+
+    Its input's estimate and room for its answer: ``max_tokens``, or without it the
+    limits' ``output_tokens`` (then never more than a minute holds, so a guess alone
+    does not refuse a call). The server's count after the call gives back the rest.
+
+    Raises:
+        ConfigurationError: The input (and ``max_tokens``) are more than a minute holds.
+    """
+    tokens = estimated_tokens(request)
+    limiter.check(tokens, request.max_tokens)
+    if request.max_tokens is not None:
+        return tokens + request.max_tokens
+    reserved = tokens + limiter.limits.output_tokens
+    limit = limiter.limits.tokens_per_minute
+    return reserved if limit is None else max(tokens, min(reserved, int(limit)))
+
+
 class RateLimited(WrapperProvider):
     """Waits for room under ``limiter`` before each call of ``inner``.
 
     The answer says how long it waited (``Completion.rate_limit_wait_ms``), which the
-    instrumentation puts on the span and the response event. The server's token
-    count corrects the estimate taken before the call.
+    instrumentation puts on the span and the response event. The tokens taken
+    before the call (:func:`reserved_tokens`: the input and room for the answer) are
+    corrected by the server's count after it.
 
     Args:
         inner: The next step (the real provider, or the pricing step over it).
@@ -36,8 +56,7 @@ class RateLimited(WrapperProvider):
 
     async def complete(self, request: LLMRequest) -> Completion:
         """Wait for room, then answer through ``inner``."""
-        estimate = estimated_tokens(request)
-        self.limiter.check(estimate)
+        estimate = reserved_tokens(request, self.limiter)
         async with self.limiter.calls or contextlib.nullcontext():
             waited = await self.limiter.wait_for_room(estimate)
             try:
@@ -50,8 +69,7 @@ class RateLimited(WrapperProvider):
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamChunk]:
         """Wait for room, then stream through ``inner``."""
-        estimate = estimated_tokens(request)
-        self.limiter.check(estimate)
+        estimate = reserved_tokens(request, self.limiter)
         async with self.limiter.calls or contextlib.nullcontext():
             waited = await self.limiter.wait_for_room(estimate)
             counted = False
