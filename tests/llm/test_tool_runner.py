@@ -153,6 +153,10 @@ async def test_a_run_stops_at_the_tool_round_limit_and_answers_every_call(
 
 async def test_a_run_fails_when_the_output_retries_are_spent(bus: MessageBus) -> None:
     run = prompt_run(bus, ScriptedProvider(["no", "still no"]), output_type=Answer)
-    with pytest.raises(StructuredOutputError, match="after 2 attempts"):
-        await run.result()
+    result = await run.result()
+    assert not result.success
+    assert result.error_type == StructuredOutputError.__name__
+    assert "after 2 attempts" in (result.error or "")
+    assert result.metadata["rounds"] == 2  # what the failed run spent stays known
+    assert result.metadata["input_tokens"] > 0
     assert run.conversation.messages == []
