@@ -172,6 +172,7 @@ class Batch:
             self.run.outcomes,
             self.columns,
             structured=self.output_type is not None,
+            levels=self.frame.columns.nlevels,
         )
 
 
@@ -223,8 +224,9 @@ async def amap(
         or the field is named like one of the columns below: ``output_model``),
         ``error``, ``input_tokens``, ``output_tokens``, ``cost_usd``, ``latency_ms``,
         ``cached``, ``model``, ``trace_id`` (``llm_<name>`` when ``frame`` has that
-        column). ``frame.join(result)`` adds them; ``result.attrs["llmgine.map.fields"]``
-        names each field's column.
+        column). ``frame.join(result)`` adds them (on MultiIndex columns each is
+        ``(name, "", ...)``); ``result.attrs["llmgine.map.fields"]`` names each field's
+        column.
 
     Rows that finished are in the cache (the engine's, else the default file), so running
     the same ``map`` again sends only the rows that did not. A budget that runs out stops

@@ -46,7 +46,10 @@ def output_columns(
     :data:`RESULT_COLUMNS`); ``result.attrs["llmgine.map.fields"]`` maps every field
     of ``output_type`` to its column.
     """
-    frame = {str(c) for c in frame_columns}
+    given = list(frame_columns)
+    frame = {str(c) for c in given}
+    # A MultiIndex column ("output", "") is what this result's "output" becomes beside it.
+    frame |= {str(c[0]) for c in given if isinstance(c, tuple) and not any(c[1:])}
     used: set[str] = set()
 
     def free(name: str, prefix: str, also: frozenset[str]) -> str:
@@ -82,6 +85,7 @@ def result_frame(
     columns: dict[str, str],
     *,
     structured: bool,
+    levels: int = 1,
 ) -> pd.DataFrame:
     """The frame of ``outcomes`` (by position; ``None``: a row with no outcome yet).
 
@@ -96,6 +100,8 @@ def result_frame(
         outcomes: One per row, in the input's order.
         columns: From :func:`output_columns`: each documented column's name here.
         structured: Whether outputs are models whose fields become columns.
+        levels: The input frame's column levels: with more than one, each column is
+            ``(name, "", ...)``, so ``df.join(result)`` works on MultiIndex columns.
     """
     import pandas as pd
 
@@ -122,6 +128,9 @@ def result_frame(
     data[columns["trace_id"]] = column([o.trace_id for o in rows])
     frame = pd.DataFrame(data)  # by position: a repeated label must not align with itself
     frame.index = index
+    if levels > 1:
+        pad = ("",) * (levels - 1)
+        frame.columns = pd.MultiIndex.from_tuples([(c, *pad) for c in frame.columns])
     frame.attrs["llmgine.map.columns"] = _documented(columns)
     frame.attrs["llmgine.map.fields"] = fields
     return frame

@@ -175,6 +175,17 @@ async def test_number_and_bool_fields_become_nullable_typed_columns(bus: Message
     assert len(result[result["sarcastic"].fillna(False)]) == 1  # a mask as it is
 
 
+async def test_a_frame_with_multiindex_columns_joins_the_result(engine: LLMEngine) -> None:
+    columns = pd.MultiIndex.from_tuples([("text", "en"), ("text", "fr"), ("output", "")])
+    frame = pd.DataFrame([["good", "bon", 1], ["bad", "mauvais", 2]], columns=columns)
+    result = await engine.map(frame, lambda row: row[("text", "en")], progress=False)
+    joined = frame.join(result)
+    assert joined.shape == (2, 3 + 9)
+    assert joined[("llm_output", "")].tolist() == ["answer to good", "answer to bad"]
+    assert joined[("output", "")].tolist() == [1, 2]
+    assert joined[("error", "")].isna().all()
+
+
 async def test_an_empty_frame_sends_nothing_and_keeps_the_columns(
     engine: LLMEngine, echo: Echo
 ) -> None:
