@@ -9,9 +9,10 @@ on the bus: by the local engine, or by the workers of a bus connected to Redis.
 from __future__ import annotations
 
 import logging
+import operator
 import weakref
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ValidationError
@@ -75,17 +76,23 @@ def _command_fields(
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def _check(frame: Any, concurrency: int, errors: str) -> None:
+def _check(frame: Any, concurrency: Any, errors: str) -> int:
+    """Check the settings; return ``concurrency`` as an int (a numpy integer is one too)."""
     import pandas as pd
 
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"map takes a pandas DataFrame; got {type(frame).__name__}.")
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+    count = None
+    if not isinstance(concurrency, bool):  # numpy's bool is no index either
+        with suppress(TypeError):
+            count = operator.index(concurrency)
+    if count is None or count < 1:
         raise ConfigurationError(
             f"concurrency must be a whole number of 1 or more; got {concurrency!r}."
         )
     if errors not in ("keep", "raise"):
         raise ConfigurationError(f"errors must be 'keep' or 'raise'; got {errors!r}.")
+    return count
 
 
 _quieted: weakref.WeakKeyDictionary[Any, tuple[int, bool, bool]] = weakref.WeakKeyDictionary()
@@ -143,7 +150,7 @@ class Batch:
         settings: _Settings,
         options: dict[str, Any],
     ) -> None:
-        _check(frame, settings.concurrency, settings.errors)
+        concurrency = _check(frame, settings.concurrency, settings.errors)
         fields = _command_fields(
             settings.model,
             settings.output_type,
@@ -160,7 +167,7 @@ class Batch:
             bus=bus,
             fields=fields,
             metadata=dict(settings.metadata or {}),
-            concurrency=settings.concurrency,
+            concurrency=concurrency,
             errors=settings.errors,
             progress=Progress(len(frame), enabled=settings.progress and len(frame) > 0),
         )

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from pydantic import BaseModel
@@ -434,6 +435,9 @@ async def test_model_runs_every_row_on_another_model(engine: LLMEngine, echo: Ec
     [
         ({"concurrency": 0}, "concurrency must be"),
         ({"concurrency": 2.5}, "concurrency must be"),
+        ({"concurrency": True}, "concurrency must be"),
+        ({"concurrency": np.bool_(True)}, "concurrency must be"),
+        ({"concurrency": np.float64(2.0)}, "concurrency must be"),
         ({"errors": "ignore"}, "errors must be 'keep' or 'raise'"),
         ({"temperature": "hot"}, "temperature"),
         ({"timeout": -1}, "timeout"),
@@ -445,6 +449,11 @@ async def test_bad_settings_fail_before_anything_is_sent(
     with pytest.raises(ConfigurationError, match=says):
         await engine.map(REVIEWS, "{review}", **settings)
     assert echo.requests == []
+
+
+async def test_a_numpy_integer_is_a_concurrency(engine: LLMEngine, echo: Echo) -> None:
+    result = await engine.map(REVIEWS, "{review}", concurrency=np.int64(2), progress=False)
+    assert len(result) == len(REVIEWS) and len(echo.requests) == len(REVIEWS)
 
 
 async def test_a_bus_with_nothing_to_answer_prompts_is_refused(bus: MessageBus) -> None:
