@@ -245,7 +245,8 @@ async def amap(
         TemplateError: The template does not fit the frame's columns.
         ConfigurationError: A setting is out of range or not a ``PromptCommand`` field's,
             or ``model`` is one the engine cannot run (an unknown model string).
-        HandlerNotFoundError: Nothing on ``bus`` handles ``PromptCommand``.
+        HandlerNotFoundError: Nothing on ``bus`` handles ``PromptCommand`` (nor, on a
+            bus connected to Redis, any connected worker): raised before any row is sent.
         CommandFailedError: With ``errors="raise"``, the first row that failed.
     """
     settings = _Settings(

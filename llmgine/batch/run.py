@@ -97,8 +97,15 @@ class BatchRun:
 
         Raises:
             CommandFailedError: With ``errors="raise"``, the first failed row's error.
+            HandlerNotFoundError: The bus runs prompts elsewhere and no connected
+                process advertises a handler: raised once, before any row is sent.
         """
         self._main = asyncio.current_task()
+        try:
+            await self._check_handler()
+        except BaseException:
+            self.progress.close()
+            raise
         count = min(self.concurrency, len(self.frame))
         self._senders = [asyncio.ensure_future(self._send()) for _ in range(count)]
         try:
@@ -110,6 +117,15 @@ class BatchRun:
             raise
         finally:
             self.finish()
+
+    async def _check_handler(self) -> None:
+        """No local handler: some connected process must advertise one, or nothing is sent.
+
+        Redis unreachable is not decided here: each row then fails saying so.
+        """
+        if self.bus.command_handler_of(PromptCommand) is not None or self.bus.remote is None:
+            return
+        await self.bus.remote.command_entry(PromptCommand, self.fields.get("timeout"))
 
     async def stop(self) -> None:
         """Cancel the rows in flight and wait until they are gone."""

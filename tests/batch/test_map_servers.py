@@ -18,6 +18,8 @@ from pydantic import BaseModel
 
 from llmgine.analysis import load_events, query
 from llmgine.bus import MessageBus
+from llmgine.bus.remote import RedisServer
+from llmgine.errors import HandlerNotFoundError
 from llmgine.llm import LLMEngine, OpenAIProvider, RateLimits, Retries
 from llmgine.local_server import LlamaServer
 from llmgine.testing import FakeOpenAIServer, FakeReply, RateLimitedServer
@@ -209,3 +211,21 @@ async def test_structured_answers_from_a_server_become_columns_of_their_rows(
     joined = frame.join(result)
     assert joined["label"].tolist() == ["to do"] * 3
     assert joined.loc["t1", "output_label"] == "delivery"
+
+
+@pytest.mark.timeout(60)
+async def test_a_redis_bus_with_no_worker_for_prompts_fails_once_before_any_row(
+    redis_server: RedisServer,
+) -> None:
+    from uuid import uuid4
+
+    from llmgine.batch import amap
+
+    bus = MessageBus(log_dir=None, enable_console_metrics=False, enable_console_traces=False)
+    await bus.connect(redis_server.url, f"map-no-worker-{uuid4().hex[:8]}", heartbeat=0.2)
+    try:
+        with pytest.raises(HandlerNotFoundError, match="No handler for PromptCommand"):
+            await amap(pd.DataFrame({"a": list("abc")}), "{a}", bus=bus, progress=False)
+        assert bus.stats.commands_executed == 0
+    finally:
+        await bus.stop()
