@@ -299,3 +299,26 @@ async def test_a_failed_prompt_is_an_error_not_a_score(tmp_path: Path) -> None:
     summary = experiment.summary().loc["default"]
     assert summary["errors"] == 0.25
     assert summary["score.exact_match"] == 1.0  # of the three outputs there are
+
+
+@pytest.mark.timeout(120)
+async def test_a_second_scripted_experiment_gets_its_own_replies_not_the_first_ones_cached(
+    tmp_path: Path,
+) -> None:
+    data = pd.DataFrame({"q": ["a", "b"], "label": ["yes", "no"]})
+    outputs = []
+    for replies in (["yes", "no"], ["WRONG", "WRONG"]):
+        async with quiet_bus(tmp_path) as bus:
+            engine = LLMEngine(bus, provider=ScriptedProvider(replies))
+            experiment = await arun_experiment(
+                data,
+                "{q}",
+                scorers=[exact_match],
+                expected="label",
+                engine=engine,
+                progress=False,
+                concurrency=1,
+            )
+        outputs.append(list(experiment.results["output"]))
+        assert not experiment.results["cached"].any()
+    assert outputs == [["yes", "no"], ["WRONG", "WRONG"]]

@@ -458,9 +458,12 @@ async def test_a_prompt_a_tool_sends_during_a_structured_prompt_keeps_its_plain_
 ) -> None:
     from llmgine.llm import ScriptedProvider
 
-    provider = ScriptedProvider(
-        [ScriptedProvider.call("ask", question="Say hi."), "Hi there.", PARIS]
-    )
+    class Model(ScriptedProvider):
+        """A script standing in for a real model, whose answers the cache keeps."""
+
+        cacheable = True
+
+    provider = Model([ScriptedProvider.call("ask", question="Say hi."), "Hi there.", PARIS])
     cache = LLMCache(tmp_path / "calls.sqlite3")
 
     async def ask(question: str) -> str:

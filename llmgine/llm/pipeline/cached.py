@@ -24,7 +24,9 @@ class Cached(WrapperProvider):
     not accept (a structured answer that does not validate: see
     :mod:`~llmgine.llm.cache.acceptance`); a kept answer the prompt does not accept is
     asked for again and replaced. Identical concurrent requests make one call (see
-    :class:`~llmgine.llm.cache.single_flight.SingleFlight`).
+    :class:`~llmgine.llm.cache.single_flight.SingleFlight`). A provider whose answer is
+    not a function of the request (:attr:`Provider.cacheable` false: scripted, replay)
+    is passed through: nothing looked up, nothing kept.
 
     Args:
         inner: The next step (pricing and the real provider below it).
@@ -35,6 +37,8 @@ class Cached(WrapperProvider):
         super().__init__(inner)
         self.cache = cache
         self.salt = salt
+        self.bypass = not _cacheable(inner)
+        """The real provider's answers are not a function of the request: no lookup, no store."""
 
     def _key(self, request: LLMRequest) -> str:
         return self.cache.key(request, provider=self.name, endpoint=self.endpoint, salt=self.salt)
@@ -49,6 +53,8 @@ class Cached(WrapperProvider):
 
     async def complete(self, request: LLMRequest) -> Completion:
         """The cached answer to ``request``, or the model's (then kept)."""
+        if self.bypass:
+            return await self.inner.complete(request)
         key = self._key(request)
         async with self.cache.serve(key, accepted) as hit:
             if hit is not None:
@@ -59,6 +65,10 @@ class Cached(WrapperProvider):
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamChunk]:
         """The cached answer replayed as deltas, or the model's stream (its answer kept)."""
+        if self.bypass:
+            async for chunk in self.inner.stream(request):
+                yield chunk
+            return
         key = self._key(request)
         async with self.cache.serve(key, accepted) as hit:
             if hit is not None:
@@ -70,3 +80,12 @@ class Cached(WrapperProvider):
                 if chunk.completion is not None:
                     await self._keep(key, request, chunk.completion)  # before the caller may stop
                 yield chunk
+
+
+def _cacheable(provider: Provider) -> bool:
+    """Whether the real provider under the pipeline's steps answers as a function of the request."""
+    while isinstance(provider, WrapperProvider):
+        if not type(provider).cacheable:
+            return False
+        provider = provider.inner
+    return provider.cacheable

@@ -68,6 +68,13 @@ class Provider(ABC):
 
     name: ClassVar[str]
     """The provider's name, used as ``gen_ai.provider.name``."""
+    cacheable: ClassVar[bool] = True
+    """Whether an answer is a function of the request, so the call cache may keep and reuse it.
+
+    ``False`` for providers that answer from a script or a recording (``scripted``,
+    ``replay``): their next answer depends on what was asked before, not on the
+    request, so the cache neither looks their calls up nor keeps their answers.
+    """
 
     def __init__(self, model: str) -> None:
         self.model = model

@@ -95,6 +95,7 @@ class ReplayProvider(Provider):
     """
 
     name = "replay"
+    cacheable = False  # the answer is the recording's next one, not a function of the request
 
     def __init__(self, path: str | Path, *, model: str | None = None) -> None:
         self.path = Path(path)

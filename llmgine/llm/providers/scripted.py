@@ -27,6 +27,7 @@ class ScriptedProvider(Provider):
     """
 
     name = "scripted"
+    cacheable = False  # the answer is the script's next reply, not a function of the request
 
     def __init__(self, replies: Iterable[Reply] = (), *, model: str = "scripted") -> None:
         super().__init__(model)
