@@ -36,6 +36,7 @@ keeps working::
     └── ProviderError
         ├── ProviderAuthenticationError
         ├── ProviderRateLimitError
+        │   └── RateLimitWaitError      the engine's RateLimits: room only past the prompt's timeout
         ├── ProviderConnectionError     (also ConnectionError)
         │   └── ProviderTimeoutError    (also TimeoutError)
         └── ProviderExhaustedError
@@ -72,6 +73,7 @@ __all__ = [
     "ProviderRateLimitError",
     "ProviderTimeoutError",
     "QueryError",
+    "RateLimitWaitError",
     "RedisServerError",
     "ServerNotStartedError",
     "SharedBusConnectionError",
@@ -216,6 +218,13 @@ class ProviderAuthenticationError(ProviderError):
 
 class ProviderRateLimitError(ProviderError):
     """The provider is rate limiting or out of quota (HTTP 429)."""
+
+
+class RateLimitWaitError(ProviderRateLimitError):
+    """The engine's own ``RateLimits`` would hold a call past its prompt's timeout.
+
+    Nothing was sent and nothing is retried; a fallback model, if any, answers instead.
+    """
 
 
 class ProviderConnectionError(ProviderError, ConnectionError):

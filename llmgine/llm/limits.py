@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from llmgine.errors import ConfigurationError
+from llmgine.errors import ConfigurationError, RateLimitWaitError
 from llmgine.llm.shared import connected_store
 
 if TYPE_CHECKING:
@@ -186,16 +186,23 @@ class Limiter:
                 "conversation)."
             )
 
-    async def wait_for_room(self, tokens: int) -> float:
+    async def wait_for_room(self, tokens: int, timeout: float | None = None) -> float:
         """Reserve one request and ``tokens`` tokens; wait until they are there.
 
         Returns the seconds waited (0.0 when there was room). A wait cancelled (a
         prompt's timeout, a stop) gives its reservation back. The concurrency limit
         is :attr:`calls`, held by the caller around the call.
+
+        Raises:
+            RateLimitWaitError: The wait would be longer than ``timeout`` (the prompt's
+                time left): the reservation is given back at once instead of waited.
         """
         amounts = {"requests": 1.0, "tokens": float(tokens)}
-        waits = [await self._take(kind, amounts[kind]) for kind in self._rates]
-        wait = max(waits, default=0.0) / 1000.0
+        waits = {kind: await self._take(kind, amounts[kind]) for kind in self._rates}
+        wait = max(waits.values(), default=0.0) / 1000.0
+        if timeout is not None and wait > timeout:
+            await self.give_back(tokens, request=True)
+            raise RateLimitWaitError(self._too_long(waits, wait, timeout), retry_after=wait)
         if wait > 0:
             try:
                 await asyncio.sleep(wait)
@@ -203,6 +210,16 @@ class Limiter:
                 await self.give_back(tokens, request=True)
                 raise
         return wait
+
+    def _too_long(self, waits: dict[str, float], wait: float, timeout: float) -> str:
+        setting = f"{max(waits, key=waits.__getitem__)}_per_minute"  # the longest wait's
+        limit = getattr(self.limits, setting)
+        return (
+            f"{self.model} would wait {wait:.3g} s for room under its RateLimits({setting}="
+            f"{limit:g}) on the LLMEngine, past the prompt's timeout ({timeout:.3g} s left): "
+            "nothing was sent. Allow more time with timeout=... on the prompt or the "
+            "LLMEngine, raise the limit, or give fallback=[...] models to answer instead."
+        )
 
     async def give_back(self, tokens: int, *, request: bool) -> None:
         """Return what a call took and did not use: its tokens, and its request if unsent."""

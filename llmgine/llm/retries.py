@@ -14,6 +14,7 @@ from llmgine.errors import (
     ProviderConnectionError,
     ProviderError,
     ProviderRateLimitError,
+    RateLimitWaitError,
 )
 
 __all__ = ["RETRIED_STATUSES", "Retries", "is_retryable", "retry_after"]
@@ -58,6 +59,8 @@ def is_retryable(error: BaseException) -> bool:
     are; a refused key, a bad request or anything that is not a provider's error
     is not.
     """
+    if isinstance(error, RateLimitWaitError):
+        return False  # the engine's own limits: another try would wait as long
     if isinstance(error, ProviderRateLimitError | ProviderConnectionError):
         return True
     if isinstance(error, ProviderError) and error.status is not None:

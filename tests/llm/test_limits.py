@@ -242,3 +242,37 @@ async def test_a_token_limit_keeps_a_batch_under_the_servers_tokens_per_minute(
         )
         assert all(r.success for r in results), [r.error for r in results if not r.success]
         assert (server.refused, len(server.accepted_at)) == (0, 8)
+
+
+@pytest.mark.timeout(60)
+async def test_a_wait_for_room_past_the_prompts_timeout_goes_to_the_fallback_at_once(
+    bus: MessageBus,
+) -> None:
+    from llmgine.llm import LLMEngine, PromptCommand
+
+    # One request a minute: the second prompt would wait ~60 s, past its 30 s timeout.
+    limits = RateLimits(requests_per_minute=1)
+    LLMEngine(bus, provider=Counting(), limits=limits, fallback=["offline"], timeout=30)
+    first = await bus.execute(PromptCommand(prompt="one", conversation_id="a"))
+    second = await bus.execute(PromptCommand(prompt="two", conversation_id="b"))
+    assert first.success and first.result == "ok"
+    assert second.success and second.result != "ok", second.error  # offline answered
+
+
+@pytest.mark.timeout(60)
+async def test_a_wait_for_room_past_the_prompts_timeout_fails_at_once_naming_the_limit(
+    bus: MessageBus,
+) -> None:
+    from llmgine.llm import LLMEngine, PromptCommand
+
+    inner = Counting()
+    LLMEngine(bus, provider=inner, limits=RateLimits(requests_per_minute=1), timeout=30)
+    assert (await bus.execute(PromptCommand(prompt="one", conversation_id="a"))).success
+    second = await bus.execute(PromptCommand(prompt="two", conversation_id="b"))
+    assert not second.success
+    assert "RateLimits(requests_per_minute=1)" in (second.error or "")
+    assert "past the prompt's timeout" in (second.error or "")
+    assert len(inner.starts) == 1  # nothing was sent
+    # The refused call gave its request back: the bucket is where the first call left it.
+    third = await bus.execute(PromptCommand(prompt="three", conversation_id="c"))
+    assert "RateLimits(requests_per_minute=1)" in (third.error or "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 from llmgine.llm.limits import Limiter
@@ -40,6 +41,8 @@ def reserved_tokens(request: LLMRequest, limiter: Limiter) -> int:
 class RateLimited(WrapperProvider):
     """Waits for room under ``limiter`` before each call of ``inner``.
 
+    A wait past the request's ``timeout`` (the prompt's time left) is not waited:
+    ``RateLimitWaitError`` at once, so a fallback model can answer in time.
     The answer says how long it waited (``Completion.rate_limit_wait_ms``), which the
     instrumentation puts on the span and the response event. The tokens taken
     before the call (:func:`reserved_tokens`: the input and room for the answer) are
@@ -57,8 +60,9 @@ class RateLimited(WrapperProvider):
     async def complete(self, request: LLMRequest) -> Completion:
         """Wait for room, then answer through ``inner``."""
         estimate = reserved_tokens(request, self.limiter)
+        start = time.monotonic()
         async with self.limiter.calls or contextlib.nullcontext():
-            waited = await self.limiter.wait_for_room(estimate)
+            waited = await self.limiter.wait_for_room(estimate, _left(request, start))
             try:
                 completion = await self.inner.complete(request)
             except BaseException:
@@ -70,8 +74,9 @@ class RateLimited(WrapperProvider):
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamChunk]:
         """Wait for room, then stream through ``inner``."""
         estimate = reserved_tokens(request, self.limiter)
+        start = time.monotonic()
         async with self.limiter.calls or contextlib.nullcontext():
-            waited = await self.limiter.wait_for_room(estimate)
+            waited = await self.limiter.wait_for_room(estimate, _left(request, start))
             counted = False
             try:
                 async for chunk in self.inner.stream(request):
@@ -86,6 +91,13 @@ class RateLimited(WrapperProvider):
                 if not counted:
                     await self.limiter.give_back(estimate, request=False)
                 raise
+
+
+def _left(request: LLMRequest, start: float) -> float | None:
+    """The prompt's time left (``None``: no timeout) once the call has its turn."""
+    if request.timeout is None:
+        return None
+    return request.timeout - (time.monotonic() - start)
 
 
 def _annotated(completion: Completion, waited: float) -> Completion:
