@@ -277,6 +277,45 @@ async def test_a_fallback_given_as_one_string_says_to_give_a_list(bus: MessageBu
         LLMEngine(bus, model="offline", fallback="offline")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("setting", "advice"),
+    [
+        ({"retries": 3}, "retries=Retries(attempts=3)"),
+        ({"retries": 0}, "retries=Retries(attempts=3)"),
+        ({"retries": {"attempts": 5}}, "retries=Retries(attempts=3)"),
+        ({"fallback": None}, "fallback=[]"),
+        ({"fallback": [3]}, "fallback=['openai:gpt-4o-mini']"),
+        ({"limits": 60}, "limits=RateLimits(requests_per_minute=60)"),
+        ({"limits": []}, "limits=RateLimits(requests_per_minute=60)"),
+        ({"limits": {"offline": "60rpm"}}, "limits={'offline': RateLimits("),
+        ({"limits": {"offline": None}}, "limits={'offline': RateLimits("),
+        ({"limits": {"offline": {"requests_per_minute": 60}}}, "limits={'offline': RateLimits("),
+    ],
+)
+async def test_retries_limits_and_fallback_of_the_wrong_form_are_refused_when_the_engine_is_made(
+    bus: MessageBus, setting: dict[str, Any], advice: str
+) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        LLMEngine(bus, model="offline", **setting)
+    assert advice in str(raised.value)
+
+
+async def test_a_limits_key_that_names_no_model_of_the_engine_is_warned_of(
+    bus: MessageBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    from llmgine.llm.limits import RateLimits
+
+    one = RateLimits(concurrency=1)
+    limits = {"gpt-4o-mni": one, "offline": one, "scripted:scripted": one}
+    with caplog.at_level("WARNING", logger="llmgine.llm.pipeline.resilience"):
+        engine = LLMEngine(bus, model="offline", limits=limits, fallback=["scripted"])
+        await engine.chat("hi")
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1, warned
+    assert "'gpt-4o-mni'" in warned[0] and "offline" in warned[0]  # the key, the models
+    assert "'offline'" not in warned[0] and "'scripted:scripted'" not in warned[0]
+
+
 @pytest.mark.timeout(60)
 async def test_a_server_that_hangs_is_retried_per_try_then_a_fallback_answers(
     bus: MessageBus,
