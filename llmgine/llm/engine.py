@@ -106,16 +106,11 @@ class LLMEngine(ToolMethods, BatchMethods):
         limits: LimitSetting = None,
         fallback: Sequence[str | Provider] = (),
     ) -> None:
-        if max_tool_rounds < 0:
-            raise ConfigurationError(f"max_tool_rounds must be 0 or more; got {max_tool_rounds}.")
-        if max_output_retries < 0:
-            raise ConfigurationError(
-                f"max_output_retries must be 0 or more; got {max_output_retries}."
-            )
-        if max_context_tokens is not None and max_context_tokens < 1:
-            raise ConfigurationError(
-                f"max_context_tokens must be at least 1 (or None); got {max_context_tokens}."
-            )
+        _check_whole("max_tool_rounds", max_tool_rounds, 0)
+        _check_whole("max_output_retries", max_output_retries, 0)
+        _check_whole("max_history", max_history, 1)
+        if max_context_tokens is not None:
+            _check_whole("max_context_tokens", max_context_tokens, 1, " (or None)")
         if timeout is not None and timeout <= 0:
             raise ConfigurationError(
                 f"timeout must be more than 0 seconds (or None); got {timeout}."
@@ -305,3 +300,16 @@ class LLMEngine(ToolMethods, BatchMethods):
         if provider is None:
             provider = self._providers[model] = provider_for(model)
         return provider
+
+
+def _check_whole(name: str, value: object, least: int, alternative: str = "") -> None:
+    """Refuse ``value`` unless it is a whole number (an ``int``, not a bool) of ``least`` or more.
+
+    Raises:
+        ConfigurationError: ``value`` is a float (``2.5``, ``nan``, ``inf``), a bool, a
+            string or an int below ``least``; the message names the argument.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigurationError(
+            f"{name} must be a whole number of {least} or more{alternative}; got {value!r}."
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -376,3 +377,19 @@ def test_a_wrong_engine_setting_is_a_configuration_error(settings: dict[str, Any
         LLMEngine(bus, provider=ScriptedProvider([]), **settings)
     with pytest.raises(ConfigurationError, match="max_messages"):
         Conversation("c", max_messages=0)
+
+
+@pytest.mark.parametrize("name", ["max_context_tokens", "max_tool_rounds", "max_output_retries"])
+@pytest.mark.parametrize("value", [math.nan, math.inf, True, 2.5, "4000", -1])
+def test_an_engine_count_that_is_not_a_whole_number_is_a_configuration_error_naming_it(
+    name: str, value: object
+) -> None:
+    bus = MessageBus(log_dir=None)
+    with pytest.raises(ConfigurationError, match=f"{name} must be a whole number of"):
+        LLMEngine(bus, provider=ScriptedProvider([]), **{name: value})
+
+
+@pytest.mark.parametrize("value", [0, 2.5, True, "100"])
+def test_max_history_must_be_a_whole_number_of_at_least_one(value: object) -> None:
+    with pytest.raises(ConfigurationError, match="max_history must be a whole number of 1"):
+        LLMEngine(MessageBus(log_dir=None), provider=ScriptedProvider([]), max_history=value)  # type: ignore[arg-type]
