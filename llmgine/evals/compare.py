@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,21 +26,40 @@ class Comparison:
     """One row per data row, variant and scorer: ``baseline`` and ``score`` (each the
     mean over repeats), ``diff`` and ``outcome`` (``"win"``, ``"loss"`` or ``"tie"``)."""
     totals: pd.DataFrame
-    """Per variant and scorer: ``wins``, ``losses``, ``ties`` and ``mean_diff``."""
+    """Per variant and scorer: ``wins``, ``losses``, ``ties``, ``skipped`` (data rows
+    left out because a side has no score there: its prompt or scorer failed on every
+    repeat) and ``mean_diff``. Every variant is listed, even one whose rows all failed."""
 
     @property
     def disagreements(self) -> pd.DataFrame:
         """The rows where a variant does not tie the baseline."""
         return self.rows[self.rows["outcome"] != "tie"]
 
+    @property
+    def skipped_note(self) -> str:
+        """A sentence saying how many rows were left out and why; empty when none was."""
+        if "skipped" not in self.totals.columns:
+            return ""
+        skipped = int(self.totals["skipped"].sum())
+        if not skipped:
+            return ""
+        return (
+            f"{skipped} comparison{'s' if skipped != 1 else ''} of a row left out (column "
+            "'skipped'): the variant or the baseline has no score there, its prompt or scorer "
+            "failed; see the results' 'error' and 'scorer_errors' columns."
+        )
+
     def __repr__(self) -> str:
-        return f"Comparison against {self.baseline!r}:\n{self.totals.to_string()}"
+        note = self.skipped_note
+        text = f"Comparison against {self.baseline!r}:\n{self.totals.to_string()}"
+        return f"{text}\n{note}" if note else text
 
     def _repr_html_(self) -> str:
         head = f"<b>Against {self.baseline}</b>"
         differ = self.disagreements
         rows = differ.to_html() if len(differ) else "<p>No row differs.</p>"
-        return f"<div>{head}{self.totals.to_html()}<b>Rows that differ</b>{rows}</div>"
+        note = f"<p>{html.escape(self.skipped_note)}</p>" if self.skipped_note else ""
+        return f"<div>{head}{self.totals.to_html()}{note}<b>Rows that differ</b>{rows}</div>"
 
 
 def compare(
@@ -53,7 +73,8 @@ def compare(
 
     A row's score is its mean over repeats; a variant wins a row when that mean is
     higher than the baseline's by more than ``tolerance``. Rows a side has no score
-    for (its prompt or scorer failed) are left out. Data rows are told apart by
+    for (its prompt or scorer failed) are left out and counted in the totals'
+    ``skipped`` column. Data rows are told apart by
     ``positions`` (each result row's position in the data) when given, so rows that
     share a label stay apart; else by label.
 
@@ -73,14 +94,17 @@ def compare(
     columns = [f"score.{n}" for n in names]
     means = keyed.groupby(["variant", "_row"], sort=False)[columns].mean()
     records = []
+    skipped: dict[tuple[str, str], int] = {}
     for variant in variants:
         if variant == baseline:
             continue
         for key in dict.fromkeys(keyed["_row"]):
             for name in names:
+                skipped.setdefault((variant, name), 0)
                 base = _get(means, baseline, key, f"score.{name}")
                 score = _get(means, variant, key, f"score.{name}")
                 if math.isnan(base) or math.isnan(score):
+                    skipped[(variant, name)] += 1
                     continue
                 diff = score - base
                 outcome = "win" if diff > tolerance else "loss" if diff < -tolerance else "tie"
@@ -97,16 +121,7 @@ def compare(
                 )
     columns_out = ["row", "variant", "scorer", "baseline", "score", "diff", "outcome"]
     rows = pd.DataFrame(records, columns=columns_out)
-    totals = (
-        rows.groupby(["variant", "scorer"], sort=False)
-        .agg(
-            wins=("outcome", lambda s: int((s == "win").sum())),
-            losses=("outcome", lambda s: int((s == "loss").sum())),
-            ties=("outcome", lambda s: int((s == "tie").sum())),
-            mean_diff=("diff", "mean"),
-        )
-        .astype({"wins": "int64", "losses": "int64", "ties": "int64"})
-    )
+    totals = _totals(rows, skipped)
     return Comparison(baseline=baseline, rows=rows, totals=totals)
 
 
@@ -116,3 +131,29 @@ def _get(means: pd.DataFrame, variant: str, key: Any, column: str) -> float:
     except KeyError:
         return math.nan
     return float(value)
+
+
+def _totals(rows: pd.DataFrame, skipped: dict[tuple[str, str], int]) -> pd.DataFrame:
+    """Wins, losses, ties, skipped and mean diff per (variant, scorer), every pair listed."""
+    import pandas as pd
+
+    records = []
+    for (variant, name), left_out in skipped.items():
+        mine = rows[(rows["variant"] == variant) & (rows["scorer"] == name)]
+        outcomes = mine["outcome"]
+        records.append(
+            {
+                "variant": variant,
+                "scorer": name,
+                "wins": int((outcomes == "win").sum()),
+                "losses": int((outcomes == "loss").sum()),
+                "ties": int((outcomes == "tie").sum()),
+                "skipped": left_out,
+                "mean_diff": float(mine["diff"].mean()) if len(mine) else math.nan,
+            }
+        )
+    columns = ["variant", "scorer", "wins", "losses", "ties", "skipped", "mean_diff"]
+    frame = pd.DataFrame(records, columns=columns).astype(
+        {"wins": "int64", "losses": "int64", "ties": "int64", "skipped": "int64"}
+    )
+    return frame.set_index(["variant", "scorer"])

@@ -322,3 +322,40 @@ async def test_a_second_scripted_experiment_gets_its_own_replies_not_the_first_o
         outputs.append(list(experiment.results["output"]))
         assert not experiment.results["cached"].any()
     assert outputs == [["yes", "no"], ["WRONG", "WRONG"]]
+
+
+@pytest.mark.timeout(120)
+async def test_compare_counts_and_says_the_rows_left_out_and_lists_a_variant_that_all_failed(
+    tmp_path: Path,
+) -> None:
+    down = ValueError("the model fell over")
+    right = ["Paris", "Tokyo", "Lima", "Nairobi"]
+    provider = ScriptedProvider([*right, "Paris", down, "Lima", "Nairobi", *[down] * 4])
+    async with quiet_bus(tmp_path) as bus:
+        engine = LLMEngine(bus, provider=provider, retries=None)
+        experiment = await arun_experiment(
+            CAPITALS,
+            "{country}",
+            variants={"good": {}, "some": {}, "broken": {}},
+            scorers=[exact_match],
+            expected="capital",
+            concurrency=1,
+            engine=engine,
+            progress=False,
+        )
+    comparison = experiment.compare("good")
+    totals = comparison.totals
+    assert list(totals.columns) == ["wins", "losses", "ties", "skipped", "mean_diff"]
+    assert totals.loc[("some", "exact_match"), "ties"] == 3
+    assert totals.loc[("some", "exact_match"), "skipped"] == 1
+    assert totals.loc[
+        ("broken", "exact_match"), ["wins", "losses", "ties", "skipped"]
+    ].tolist() == [
+        0,
+        0,
+        0,
+        4,
+    ]
+    assert math.isnan(totals.loc[("broken", "exact_match"), "mean_diff"])
+    assert "5 comparisons of a row left out (column 'skipped')" in repr(comparison)
+    assert "5 comparisons of a row left out" in comparison._repr_html_()
