@@ -276,3 +276,25 @@ async def test_a_wait_for_room_past_the_prompts_timeout_fails_at_once_naming_the
     # The refused call gave its request back: the bucket is where the first call left it.
     third = await bus.execute(PromptCommand(prompt="three", conversation_id="c"))
     assert "RateLimits(requests_per_minute=1)" in (third.error or "")
+
+
+@pytest.mark.timeout(60)
+async def test_a_wait_for_room_longer_than_one_try_but_within_the_prompts_time_is_waited(
+    bus: MessageBus,
+) -> None:
+    from llmgine.llm import LLMEngine, OpenAIProvider, PromptCommand, Retries
+    from llmgine.testing import RateLimitedServer
+
+    with RateLimitedServer(requests_per_minute=1000) as server:
+        provider = OpenAIProvider("m", api_key="k", base_url=server.base_url)
+        # One request a second, no burst: the second waits ~1 s, longer than one try may
+        # take (the try's own timeout is for the server's answer) but within the prompt's.
+        limits = RateLimits(requests_per_minute=60)
+        retries = Retries(attempts=2, attempt_timeout=0.2)
+        LLMEngine(bus, provider=provider, limits=limits, retries=retries, timeout=30)
+        results = [
+            await bus.execute(PromptCommand(prompt=f"n{n}", conversation_id=str(n)))
+            for n in range(2)
+        ]
+        assert all(r.success for r in results), [r.error for r in results]
+        assert len(server.accepted_at) == 2

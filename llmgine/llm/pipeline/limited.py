@@ -56,6 +56,10 @@ class RateLimited(WrapperProvider):
     def __init__(self, inner: Provider, limiter: Limiter) -> None:
         super().__init__(inner)
         self.limiter = limiter
+        self.attempt_timeout: float | None = None
+        """One try's own timeout (``Retries(attempt_timeout=...)``), set by the retry step
+        above: it bounds the call after its wait for room, which only the prompt's
+        time (the request's ``timeout``) bounds."""
 
     async def complete(self, request: LLMRequest) -> Completion:
         """Wait for room, then answer through ``inner``."""
@@ -64,7 +68,7 @@ class RateLimited(WrapperProvider):
         async with self.limiter.calls or contextlib.nullcontext():
             waited = await self.limiter.wait_for_room(estimate, _left(request, start))
             try:
-                completion = await self.inner.complete(request)
+                completion = await self.inner.complete(self._try(request))
             except BaseException:
                 await self.limiter.give_back(estimate, request=False)  # sent: it counts
                 raise
@@ -79,7 +83,7 @@ class RateLimited(WrapperProvider):
             waited = await self.limiter.wait_for_room(estimate, _left(request, start))
             counted = False
             try:
-                async for chunk in self.inner.stream(request):
+                async for chunk in self.inner.stream(self._try(request)):
                     if chunk.completion is not None:
                         counted = True
                         await self.limiter.correct(estimate, chunk.completion.usage.total_tokens)
@@ -91,6 +95,12 @@ class RateLimited(WrapperProvider):
                 if not counted:
                     await self.limiter.give_back(estimate, request=False)
                 raise
+
+    def _try(self, request: LLMRequest) -> LLMRequest:
+        own = self.attempt_timeout
+        if own is not None and (request.timeout is None or own < request.timeout):
+            return request.model_copy(update={"timeout": own})
+        return request
 
 
 def _left(request: LLMRequest, start: float) -> float | None:

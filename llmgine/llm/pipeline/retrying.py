@@ -10,6 +10,7 @@ from uuid import UUID
 from llmgine.errors import ProviderError
 from llmgine.llm.events import LLMRetryEvent
 from llmgine.llm.honoured_wait import honoured
+from llmgine.llm.pipeline.limited import RateLimited
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.providers.wrapper import WrapperProvider
 from llmgine.llm.retries import Retries, is_retryable
@@ -57,6 +58,11 @@ class Retrying(WrapperProvider):
         self.prompt_id = prompt_id
         self.fallback = fallback
         """Whether other models follow this one (then an error does not advise fallback=)."""
+        self._own_timeout = policy.attempt_timeout
+        if isinstance(inner, RateLimited):
+            # A try's own timeout is for the call, not the wait for room before it (the
+            # prompt's time bounds that): the rate-limit step applies it after its wait.
+            inner.attempt_timeout, self._own_timeout = self._own_timeout, None
 
     async def complete(self, request: LLMRequest) -> Completion:
         """Answer through ``inner``, retrying what is worth it."""
@@ -96,7 +102,7 @@ class Retrying(WrapperProvider):
     def _try(self, request: LLMRequest, start: float) -> LLMRequest:
         """The request of one try: its timeout the prompt's time left, or the try's own."""
         request = _left(request, start)
-        own = self.policy.attempt_timeout
+        own = self._own_timeout
         if own is not None and (request.timeout is None or own < request.timeout):
             request = request.model_copy(update={"timeout": own})
         return request
