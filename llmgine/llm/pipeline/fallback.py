@@ -17,7 +17,8 @@ class Fallback(WrapperProvider):
     """Asks ``inner`` (the primary model's chain), then each of ``others`` in turn.
 
     A model is left for the next on a provider's error (what its retries could not
-    mend, or a 429 asking for a wait past the prompt's time); anything else (a
+    mend, a 429 asking for a wait past the prompt's time, or the engine's own
+    ``RateLimits`` having room only past it: ``RateLimitWaitError``); anything else (a
     bug, a cancellation) is raised at once. The answer names the model that gave
     it (``Completion.model``) and why the ones before it did not
     (``Completion.fallback_from``: ``"model: error"`` lines), its ``retries`` and
