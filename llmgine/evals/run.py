@@ -51,6 +51,11 @@ def variants_of(variants: Mapping[str, Mapping[str, Any]] | None) -> list[Varian
         )
     found: list[Variant] = []
     for name, settings in variants.items():
+        if name is None or not str(name).strip():
+            raise ConfigurationError(
+                f"A variant is named {name!r}: give each variant a name of its own, a "
+                'non-empty string such as "small", as tables and plots show it.'
+            )
         unknown = set(settings) - _VARIANT_KEYS
         if unknown:
             raise ConfigurationError(
@@ -172,6 +177,14 @@ async def arun_experiment(
     if missing:
         raise ConfigurationError(
             f'No prompt for variant(s) {missing}: pass prompt= or give each variant a "prompt".'
+        )
+    empty = [v.name for v in found if isinstance(v.prompt, str) and not v.prompt.strip()]
+    if isinstance(prompt, str) and not prompt.strip() and any(v.prompt is None for v in found):
+        empty.insert(0, "prompt=")
+    if empty:
+        raise ConfigurationError(
+            f"An empty prompt template for {empty}: the model would be asked nothing; give a "
+            'template such as "Classify: {review}" (or a function of the row).'
         )
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ConfigurationError(f"repeats must be a whole number of 1 or more; got {repeats!r}.")

@@ -52,21 +52,36 @@ def scorer_name(scorer: Scorer | LLMJudge) -> str:
 def as_score(value: Any) -> float:
     """A scorer's return value as a float: ``True``/``False`` are 1.0/0.0.
 
+    NaN means "not scored" (e.g. no expected value to compare with): it is left out
+    of means, as a failed prompt's row is.
+
     Raises:
         TypeError: The value is not a number or a bool.
+        ValueError: The value is infinite (a mean of it says nothing).
     """
     if isinstance(value, bool):
         return 1.0 if value else 0.0
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        return _finite(float(value))
     try:
         import numpy as np
 
         if isinstance(value, np.bool_ | np.integer | np.floating):
-            return float(value)
+            return _finite(float(value))
     except ImportError:  # pragma: no cover - pandas brings numpy
         pass
     raise TypeError(f"a scorer must return a number or a bool, not {type(value).__name__}")
+
+
+def _finite(score: float) -> float:
+    if math.isinf(score):
+        raise ValueError(f"a scorer must return a finite number (or NaN: not scored), not {score}")
+    return score
+
+
+def _absent(value: Any) -> bool:
+    """No expected value: ``None`` or NaN (a missing cell of the data)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _text(output: Any) -> str:
@@ -79,13 +94,23 @@ def _text(output: Any) -> str:
     return str(output)
 
 
-def exact_match(output: Any, expected: Any, row: Any) -> bool:
-    """Whether the output is the expected value (as text, surrounding spaces ignored)."""
+def exact_match(output: Any, expected: Any, row: Any) -> bool | float:
+    """Whether the output is the expected value (as text, surrounding spaces ignored).
+
+    NaN (not scored) where there is no expected value (``None`` or a missing cell).
+    """
+    if _absent(expected):
+        return math.nan
     return _text(output).strip() == _text(expected).strip()
 
 
-def contains(output: Any, expected: Any, row: Any) -> bool:
-    """Whether the output contains the expected text, ignoring case."""
+def contains(output: Any, expected: Any, row: Any) -> bool | float:
+    """Whether the output contains the expected text, ignoring case.
+
+    NaN (not scored) where there is no expected value (``None`` or a missing cell).
+    """
+    if _absent(expected):
+        return math.nan
     return _text(expected).strip().casefold() in _text(output).casefold()
 
 

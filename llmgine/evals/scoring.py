@@ -184,7 +184,7 @@ async def score_results(
 
 def _pass_fail(cells: dict[int, ScoreCell]) -> bool:
     """Whether a scorer returned bools: every cell it scored has a pass/fail label."""
-    scored = [c for c in cells.values() if c.error is None]
+    scored = [c for c in cells.values() if c.error is None and not math.isnan(c.score)]
     return bool(scored) and all(c.label is not None for c in scored)
 
 

@@ -359,3 +359,83 @@ async def test_compare_counts_and_says_the_rows_left_out_and_lists_a_variant_tha
     assert math.isnan(totals.loc[("broken", "exact_match"), "mean_diff"])
     assert "5 comparisons of a row left out (column 'skipped')" in repr(comparison)
     assert "5 comparisons of a row left out" in comparison._repr_html_()
+
+
+@pytest.mark.timeout(120)
+async def test_an_infinite_score_is_a_scorer_error_not_a_mean_of_infinity(tmp_path: Path) -> None:
+    def endless(output: Any, expected: Any, row: Any) -> float:
+        return (
+            -math.inf
+            if row["country"] == "Peru"
+            else math.inf
+            if row["country"] == "Kenya"
+            else 1.0
+        )
+
+    async with quiet_bus(tmp_path) as bus:
+        engine = LLMEngine(bus, model="offline")
+        experiment = await arun_experiment(
+            CAPITALS, "{country}", scorers=[endless], engine=engine, progress=False
+        )
+    results = experiment.results.set_index("row")
+    assert math.isnan(results.loc["pe", "score.endless"])
+    assert math.isnan(results.loc["ke", "score.endless"])
+    assert "endless: ValueError: a scorer must return a finite number" in str(
+        results.loc["ke", "scorer_errors"]
+    )
+    assert experiment.summary().loc["default", "score.endless"] == 1.0
+
+
+def test_exact_match_and_contains_do_not_score_a_missing_expected_value() -> None:
+    row = pd.Series({"q": "x"})
+    for scorer in (exact_match, contains):
+        assert math.isnan(scorer("", None, row))
+        assert math.isnan(scorer("anything", math.nan, row))
+        assert scorer("yes", "yes", row) is True
+
+
+@pytest.mark.timeout(120)
+async def test_rows_with_no_expected_value_are_left_out_of_exact_matchs_pass_rate(
+    tmp_path: Path,
+) -> None:
+    data = pd.DataFrame({"q": ["a", "b"], "label": ["yes", None]})
+    async with quiet_bus(tmp_path) as bus:
+        engine = LLMEngine(bus, provider=ScriptedProvider(["yes", "no"]))
+        experiment = await arun_experiment(
+            data,
+            "{q}",
+            scorers=[exact_match],
+            expected="label",
+            engine=engine,
+            progress=False,
+            concurrency=1,
+        )
+    assert math.isnan(experiment.results["score.exact_match"].iloc[1])
+    summary = experiment.summary().loc["default"]
+    assert summary["score.exact_match"] == 1.0
+    assert summary["score.exact_match.low"] == pytest.approx(0.2065, abs=1e-4)  # Wilson, 1 of 1
+
+
+@pytest.mark.parametrize("name", ["", "  ", None])
+def test_a_variant_with_no_name_is_refused_before_anything_is_sent(name: Any) -> None:
+    import asyncio
+
+    with pytest.raises(ConfigurationError, match="give each variant a name of its own"):
+        asyncio.run(
+            arun_experiment(
+                CAPITALS, "{country}", variants={name: {"model": "offline"}}, bus=MessageBus()
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("prompt", "variants"),
+    [("", None), (" ", None), ("{country}", {"a": {"prompt": ""}}), ("", {"a": {}})],
+)
+def test_an_empty_prompt_template_is_refused_before_anything_is_sent(
+    prompt: str, variants: Any
+) -> None:
+    import asyncio
+
+    with pytest.raises(ConfigurationError, match="An empty prompt template"):
+        asyncio.run(arun_experiment(CAPITALS, prompt, variants=variants, bus=MessageBus()))
