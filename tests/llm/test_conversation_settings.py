@@ -108,7 +108,8 @@ async def test_the_memory_store_lists_numbers_and_forks_the_turns_it_kept_alike(
     assert prompts(0) == []
     assert prompts(1) == ["m3"]
     assert prompts(2) == ["m3", "m4"]
-    assert prompts(3) == ["m3", "m4"]
+    with pytest.raises(ConfigurationError, match="at_turn must be between 0 and 2"):
+        prompts(3)  # past the turns kept: refused, not a silent copy of them all
     assert prompts(None) == ["m3", "m4"]
     await bus.stop()
 

@@ -359,3 +359,42 @@ async def test_a_fork_never_overwrites_a_conversation(make_store: MakeStore) -> 
     assert [m.content for m in engine.conversations.get("a").messages] == ["one", "a"]
     assert [m.content for m in engine.conversations.get("b").messages] == ["two", "b"]
     await bus.stop()
+
+
+async def test_a_fork_past_the_last_turn_is_refused_naming_the_range(
+    make_store: MakeStore,
+) -> None:
+    from llmgine.errors import ConfigurationError
+
+    bus = await quiet_bus()
+    engine = LLMEngine(bus, model="offline", conversations=make_store())
+    await engine.chat("one", conversation_id="a")
+    await engine.chat("two", conversation_id="a")
+    for at_turn in (3, 99):
+        with pytest.raises(ConfigurationError, match="at_turn must be between 0 and 2"):
+            engine.conversations.fork("a", at_turn=at_turn)
+        with pytest.raises(ConfigurationError, match="at_turn must be between 0 and 2"):
+            await engine.conversations.afork("a", at_turn=at_turn)
+    assert engine.conversations.ids() == ["a"]  # nothing was copied
+    copy = engine.conversations.fork("a", at_turn=2)
+    assert len(engine.conversations.get(copy).messages) == 4
+    await bus.stop()
+
+
+@pytest.mark.parametrize("conversation_id", [None, 123, b"a"])
+async def test_an_id_that_is_not_a_string_is_a_type_error(
+    make_store: MakeStore, conversation_id: object
+) -> None:
+    bus = await quiet_bus()
+    engine = LLMEngine(bus, model="offline", conversations=make_store())
+    await engine.chat("one", conversation_id="a")
+    conversations = engine.conversations
+    with pytest.raises(TypeError, match="conversation_id must be a string"):
+        conversations.get(conversation_id)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="conversation_id must be a string"):
+        await conversations.aget(conversation_id)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="conversation_id must be a string"):
+        conversations.fork(conversation_id)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="new_id must be a string"):
+        await conversations.afork("a", new_id=conversation_id or 7)  # type: ignore[arg-type]
+    await bus.stop()

@@ -117,13 +117,18 @@ class Conversations:
 
         Its ``messages`` are the history a prompt would send (the last ``max_history``,
         whole turns); ``fork`` and ``list`` see every stored message.
+
+        Raises:
+            TypeError: ``conversation_id`` is not a string (``None``, ``123``).
         """
+        _check_id(conversation_id)
         return self._conversation(
             conversation_id, self.store.load(conversation_id, self.max_messages)
         )
 
     async def aget(self, conversation_id: str) -> Conversation:
         """:meth:`get` for coroutines (from the store's memory when it knows it is current)."""
+        _check_id(conversation_id)
         load_fresh: Callable[[str, int], StoredConversation | None] | None = getattr(
             self.store, "load_fresh", None
         )
@@ -162,13 +167,18 @@ class Conversations:
         Raises:
             ConversationNotFoundError: No conversation ``conversation_id`` is stored.
             ConfigurationError: ``new_id`` names a conversation that exists (it is kept), or
-                ``at_turn`` is negative.
-            TypeError: ``at_turn`` is not a whole number (``1.5``, ``"2"``, ``True``).
+                ``at_turn`` is negative or past the conversation's last turn.
+            TypeError: ``at_turn`` is not a whole number (``1.5``, ``"2"``, ``True``), or an
+                id is not a string.
         """
         turn = _turn(at_turn)
+        _check_id(conversation_id)
         new_id = new_id or _new_id(conversation_id)
+        _check_id(new_id, "new_id")
         if self.store.exists(new_id):
             raise _taken(new_id)
+        if turn is not None:
+            _check_range(conversation_id, turn, self.store.load(conversation_id, self.max_messages))
         if not self.store.fork(conversation_id, new_id, turn):
             raise _not_found(conversation_id)
         return new_id
@@ -178,9 +188,14 @@ class Conversations:
     ) -> str:
         """:meth:`fork` for coroutines."""
         turn = _turn(at_turn)
+        _check_id(conversation_id)
         new_id = new_id or _new_id(conversation_id)
+        _check_id(new_id, "new_id")
         if await self._call(self.store.exists, new_id):
             raise _taken(new_id)
+        if turn is not None:
+            stored = await self._call(self.store.load, conversation_id, self.max_messages)
+            _check_range(conversation_id, turn, stored)
         if not await self._call(self.store.fork, conversation_id, new_id, turn):
             raise _not_found(conversation_id)
         return new_id
@@ -259,6 +274,27 @@ def _turn(at_turn: object) -> int | None:
     if at_turn < 0:
         raise ConfigurationError(f"at_turn must be 0 or more (or None); got {at_turn}.")
     return at_turn
+
+
+def _check_id(conversation_id: object, name: str = "conversation_id") -> None:
+    """Refuse an id that is not a string (``None``, ``123``): no store holds one."""
+    if not isinstance(conversation_id, str):
+        raise TypeError(
+            f"{name} must be a string, not {type(conversation_id).__name__} "
+            f'{conversation_id!r}: e.g. get("support-42"); see engine.conversations.ids().'
+        )
+
+
+def _check_range(conversation_id: str, at_turn: int, stored: StoredConversation | None) -> None:
+    """Refuse ``at_turn`` past the last turn of ``conversation_id`` (when it is stored)."""
+    if stored is None:
+        return  # not stored: fork says so
+    last = stored.turns[-1] if stored.turns else 0
+    if at_turn > last:
+        raise ConfigurationError(
+            f"at_turn must be between 0 and {last}: conversation {conversation_id!r} has "
+            f"{last} turn{'s' if last != 1 else ''}; at_turn=None copies them all."
+        )
 
 
 def _new_id(conversation_id: str) -> str:
