@@ -250,6 +250,18 @@ def test_a_store_setting_that_names_no_store_says_which_forms_exist() -> None:
         LLMEngine(bus, model="offline", conversations=42)  # type: ignore[arg-type]
 
 
+def test_a_sqlite_url_with_a_query_string_is_refused_and_makes_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    bus = MessageBus(log_dir=None)
+    with pytest.raises(ConfigurationError, match=r"has a query string \('\?mode=ro'\)"):
+        LLMEngine(bus, model="offline", conversations="sqlite:///rel.db?mode=ro")
+    with pytest.raises(ConfigurationError, match=r"give just the file, 'sqlite:///rel\.db'"):
+        LLMEngine(bus, model="offline", conversations="sqlite:///rel.db?")
+    assert list(tmp_path.iterdir()) == []
+
+
 async def test_redis_conversations_need_a_connected_bus() -> None:
     bus = await quiet_bus()
     LLMEngine(bus, model="offline", conversations="redis")

@@ -57,7 +57,17 @@ def store_for(
         if setting.startswith("sqlite:///"):
             from llmgine.llm.conversations.sqlite import SQLiteConversationStore
 
-            return SQLiteConversationStore(setting.removeprefix("sqlite:///"))
+            path = setting.removeprefix("sqlite:///")
+            if "?" in path:
+                file, _, query = path.partition("?")
+                raise ConfigurationError(
+                    f"conversations={redact_text(setting)!r} has a query string "
+                    f"({redact_text('?' + query)!r}): the SQLite store takes no options in its "
+                    f"URL, and would otherwise make a file named with it; give just the file, "
+                    f"'sqlite:///{redact_text(file)}' (for a file whose name holds '?', pass "
+                    "SQLiteConversationStore(path))."
+                )
+            return SQLiteConversationStore(path)
         raise ConfigurationError(
             f"conversations={redact_text(setting)!r} is not a store: use "
             "'sqlite:///path/to/chats.db' (a file; four slashes for an absolute path), "
