@@ -529,6 +529,12 @@ async def test_stopping_a_reply_that_waits_for_approval_removes_its_buttons(
     assert engine.approvals.pending == []
 
 
+class _Model(ScriptedProvider):
+    """A script standing in for a real model, whose answers the call cache keeps."""
+
+    cacheable = True
+
+
 def _priced_engine(bus: MessageBus, *replies: str, cache: Any = None) -> LLMEngine:
     from llmgine.llm import Price, Usage
 
@@ -538,7 +544,7 @@ def _priced_engine(bus: MessageBus, *replies: str, cache: Any = None) -> LLMEngi
     ]
     return LLMEngine(
         bus,
-        provider=ScriptedProvider(script, model="m-1"),
+        provider=_Model(script, model="m-1"),
         prices={"m-1": Price(input_per_mtok=1.0, output_per_mtok=2.0)},
         cache=cache,
     )
