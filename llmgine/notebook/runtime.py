@@ -84,6 +84,7 @@ class Runtime:
                 cache=old.policies.cache,
             )
             engine.approvals.timeout = old.approvals.timeout
+            engine.policies.default_cache_on = old.policies.default_cache_on  # cache off: map too
             engine.mcp_servers = old.mcp_servers  # their tools came over with old.tools
             for follower in _still_open(self._followers):
                 follower.rebind(engine)

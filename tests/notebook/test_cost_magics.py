@@ -20,6 +20,12 @@ def magic(shell: InteractiveShell, line: str) -> object:
     return shell.run_line_magic("llmgine", line)
 
 
+class _Model(ScriptedProvider):
+    """A script standing in for a real model, whose answers the call cache keeps."""
+
+    cacheable = True
+
+
 def _priced(*replies: str) -> LLMEngine:
     """The default engine, on a scripted model priced $1 in and $2 out per million tokens."""
     script = [
@@ -29,7 +35,7 @@ def _priced(*replies: str) -> LLMEngine:
     return set_engine(
         LLMEngine(
             get_bus(),
-            provider=ScriptedProvider(script, model="m-1"),
+            provider=_Model(script, model="m-1"),
             prices={"m-1": Price(input_per_mtok=1.0, output_per_mtok=2.0)},
         )
     )
@@ -128,6 +134,16 @@ def test_the_cache_and_prices_stay_when_the_bus_is_replaced(shell: InteractiveSh
     assert replaced.policies.prices.overrides == engine.policies.prices.overrides
 
 
+def test_cache_off_stays_off_for_map_when_the_bus_is_replaced(shell: InteractiveShell) -> None:
+    magic(shell, "start --quiet")
+    get_runtime().get_engine()
+    magic(shell, "cache off")
+    magic(shell, "start --log-file second.jsonl --quiet")
+    replaced = get_runtime().get_engine()
+    assert replaced.bus is get_bus()
+    assert replaced.policies.default_cache_on is False  # map rows still ask the model
+
+
 def test_set_engine_makes_an_engine_and_its_bus_the_defaults(
     shell: InteractiveShell, tmp_path: Path
 ) -> None:
@@ -213,6 +229,7 @@ class _Unpriced(ScriptedProvider):
     """A provider genai-prices does not know: its calls' price is unknown."""
 
     name = "my-provider"
+    cacheable = True  # stands in for a real model, whose answers the cache keeps
 
 
 @pytest.mark.parametrize("log_dir", ["", "--log-dir none "])
