@@ -122,6 +122,9 @@ class LLMEngine(ToolMethods, BatchMethods):
         if provider is None:
             provider = provider_for(model)
         elif model is not None:
+            kind, colon, name = model.partition(":")
+            if colon and kind.strip().lower() == provider.name:  # "openai:gpt-4o-mini" as elsewhere
+                model = name.strip()
             provider.model = model
         self.provider = provider
         self.runner = ToolRunner(bus, tools)  # its ToolApprovals handles ApproveToolCallCommand
@@ -135,7 +138,9 @@ class LLMEngine(ToolMethods, BatchMethods):
         self.max_context_tokens = max_context_tokens
         self.max_tool_rounds = max_tool_rounds
         self.policies = CallPolicies(bus, prices=prices, cache=cache, budget=budget)
-        self.resilience = Resilience(bus, retries=retries, limits=limits, fallback=fallback)
+        self.resilience = Resilience(
+            bus, retries=retries, limits=limits, fallback=fallback, model=provider
+        )
         self._providers: dict[str, Provider] = {}
         self._sinks = Sinks()
         self._register(bus)

@@ -393,3 +393,18 @@ def test_an_engine_count_that_is_not_a_whole_number_is_a_configuration_error_nam
 def test_max_history_must_be_a_whole_number_of_at_least_one(value: object) -> None:
     with pytest.raises(ConfigurationError, match="max_history must be a whole number of 1"):
         LLMEngine(MessageBus(log_dir=None), provider=ScriptedProvider([]), max_history=value)  # type: ignore[arg-type]
+
+
+def test_a_model_string_with_the_providers_own_prefix_names_the_model_alone(
+    bus: MessageBus,
+) -> None:
+    from llmgine.llm import OpenAIProvider
+
+    def server() -> OpenAIProvider:
+        return OpenAIProvider(api_key="sk-test", base_url="http://127.0.0.1:9/v1")
+
+    prefixed = LLMEngine(bus, model="openai:gpt-4o-mini", provider=server())
+    assert prefixed.provider.model == "gpt-4o-mini"  # what the server receives
+    assert "openai:openai:" not in repr(prefixed)
+    tagged = LLMEngine(bus, model="llama3:8b", provider=server())  # an Ollama name keeps its colon
+    assert tagged.provider.model == "llama3:8b"
