@@ -142,6 +142,13 @@ class BudgetKeeper:
     def __repr__(self) -> str:
         return f"BudgetKeeper({self.budget or 'no budget'}, {self.spend!r})"
 
+    def on_bus(self, bus: MessageBus) -> BudgetKeeper:
+        """The same budget and what it counted so far, kept for an engine on ``bus``."""
+        keeper = BudgetKeeper(self.budget, bus, self.spend)
+        keeper._local = self._local
+        keeper._unpriced_warned = self._unpriced_warned
+        return keeper
+
     def scope(self, command: PromptCommand) -> str:
         """What the budget counts for ``command``: ``"engine"``, ``"conversation:<id>"``, ..."""
         per = self.budget.per if self.budget is not None else "engine"

@@ -68,24 +68,16 @@ class Runtime:
     def get_engine(self) -> LLMEngine:
         """The default engine on the default bus (default model), created on first use.
 
-        When the bus was replaced, the new engine keeps the old one's model, tools,
-        prices and call cache.
+        When the bus was replaced, the new engine keeps the old one's settings (model,
+        tools, system prompt, timeouts, prices, call cache, budget and what it spent,
+        conversations, retries, rate limits, fallback models).
         """
         bus = self.get_bus()
         old = self.engine
         if old is None:
             engine = self.engine = LLMEngine(bus)
         elif old.bus is not bus:
-            engine = self.engine = LLMEngine(
-                bus,
-                provider=old.provider,
-                tools=list(old.tools),
-                prices=old.policies.prices.overrides,
-                cache=old.policies.cache,
-            )
-            engine.approvals.timeout = old.approvals.timeout
-            engine.policies.default_cache_on = old.policies.default_cache_on  # cache off: map too
-            engine.mcp_servers = old.mcp_servers  # their tools came over with old.tools
+            engine = self.engine = _same_engine_on(old, bus)
             for follower in _still_open(self._followers):
                 follower.rebind(engine)
         else:
@@ -187,4 +179,36 @@ def set_engine(engine: LLMEngine) -> LLMEngine:
     stopped, its log flushed and closed. Returns ``engine``.
     """
     get_runtime().set_engine(engine)
+    return engine
+
+
+def _same_engine_on(old: LLMEngine, bus: MessageBus) -> LLMEngine:
+    """An engine on ``bus`` with ``old``'s settings, spend and conversations."""
+    from llmgine.llm.conversations.redis import RedisConversationStore
+
+    store = old.conversations.store
+    keeper = old.policies.budget
+    engine = LLMEngine(
+        bus,
+        provider=old.provider,
+        tools=list(old.tools),
+        system_prompt=old.conversations.system_prompt,
+        max_tool_rounds=old.max_tool_rounds,
+        max_history=old.conversations.max_messages,
+        timeout=old.timeout,
+        options=old.options,
+        max_output_retries=old.max_output_retries,
+        prices=old.policies.prices.overrides,
+        cache=old.policies.cache,
+        budget=None if keeper is None else keeper.budget,
+        # A Redis store belongs to its bus: the new bus's Redis holds the same conversations.
+        conversations="redis" if isinstance(store, RedisConversationStore) else store,
+        max_context_tokens=old.max_context_tokens,
+        retries=old.resilience.retries,
+        limits=old.resilience.limits,
+        fallback=old.resilience.fallback,
+    )
+    engine.policies.carry_over(old.policies)
+    engine.approvals.timeout = old.approvals.timeout
+    engine.mcp_servers = old.mcp_servers  # their tools came over with old.tools
     return engine

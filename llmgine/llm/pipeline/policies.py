@@ -52,6 +52,18 @@ class CallPolicies:
         """Always there: it counts every call into :attr:`spend`, and refuses calls only
         when a ``budget`` is given."""
 
+    def carry_over(self, previous: CallPolicies) -> None:
+        """Keep what ``previous`` (an engine's on a bus now replaced) spent and counted.
+
+        Its spend, its budget's counts (so a budget spent stays spent) and whether ``map``
+        may use the default cache file; the prices, cache and budget themselves are given
+        to the new engine as settings.
+        """
+        self.spend = previous.spend
+        if previous.budget is not None:
+            self.budget = previous.budget.on_bus(self._bus)
+        self.default_cache_on = previous.default_cache_on
+
     def cache_for(self, command: PromptCommand) -> LLMCache | None:
         """The cache ``command`` is answered from (see ``PromptCommand.cache``), if any.
 
