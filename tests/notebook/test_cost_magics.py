@@ -251,3 +251,16 @@ def test_cost_of_unknown_price_is_unknown_never_0_even_with_a_cache_hit(
     assert text.startswith("**price unknown** for 2 LLM calls, 1 of them of unknown price")
     assert "answered by the cache, which saved price unknown" in text
     assert "| `mystery` | 2 | 1 | 1,500 | price unknown (saved price unknown) |" in text
+
+
+def test_cache_off_works_when_the_default_cache_folder_cannot_be_made(
+    shell: InteractiveShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "notes.txt").write_text("a file")
+    monkeypatch.setenv("LLMGINE_CACHE_DIR", str(tmp_path / "notes.txt" / "cache"))  # under a file
+    magic(shell, "start --quiet")
+    stats = repr(magic(shell, "cache stats"))
+    assert "cannot use the default cache file" in stats and "notes.txt" in stats
+    assert repr(magic(shell, "cache off")).startswith("cache off: every prompt asks the model")
+    assert get_runtime().get_engine().policies.default_cache_on is False
+    assert repr(magic(shell, "cache stats")).startswith("the cache is off (`map` rows too)")

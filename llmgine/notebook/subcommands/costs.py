@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from llmgine.errors import MagicError
+from llmgine.errors import ConfigurationError, MagicError
 from llmgine.notebook.arguments import split
 from llmgine.notebook.notes import Note
 from llmgine.notebook.runtime import get_runtime
@@ -166,6 +166,16 @@ def _where(store: LLMCache) -> str:
     return f"`{store.path}`" if store.path is not None else store.store.location
 
 
+def _default_where() -> str:
+    """The default cache file, named without opening it (its folder may be unusable)."""
+    from llmgine.llm.cache.paths import cache_file
+
+    try:
+        return f"`{cache_file()}`"
+    except ConfigurationError:
+        return "the default cache file"
+
+
 def cache(shell: Any, line: str, cell: str | None) -> Any:
     """``cache on [PATH|redis]``, ``off``, ``clear`` or ``stats`` for the default engine."""
     from llmgine.llm.cache import LLMCache, open_cache
@@ -197,16 +207,15 @@ def cache(shell: Any, line: str, cell: str | None) -> Any:
             " (no call, no cost); `PromptCommand(cache=False)` asks the model anyway"
         )
     if action == "off" and not rest:
-        kept = current if current is not None else policies.default_cache()
+        was_on = current is not None or policies.default_cache_on
         policies.cache = None
-        policies.default_cache_on = False
-        if kept is None:
+        policies.default_cache_on = False  # first: nothing below may keep the cache on
+        if not was_on:
             return Note("the cache is already off")
         if current is not None:
             run_sync(current.aclose())
-        return Note(
-            f"cache off: every prompt asks the model, `map` rows too ({_where(kept)} is kept)"
-        )
+        kept = _where(current) if current is not None else _default_where()
+        return Note(f"cache off: every prompt asks the model, `map` rows too ({kept} is kept)")
     if action == "clear" and not rest:
         target = current if current is not None else LLMCache()
         try:
@@ -216,7 +225,13 @@ def cache(shell: Any, line: str, cell: str | None) -> Any:
                 run_sync(target.aclose())
         return Note(f"removed {_answers(removed)} from {_where(target)}")
     if action == "stats" and not rest:
-        used = current if current is not None else policies.default_cache()
+        try:
+            used = current if current is not None else policies.default_cache()
+        except ConfigurationError as exc:  # the default folder cannot be made
+            return Note(
+                "the cache is off for prompts and chats, and `map` rows cannot use the "
+                f"default cache file: {exc} `%llmgine cache off` stops `map` from trying"
+            )
         if used is None:
             return Note(
                 "the cache is off (`map` rows too): `%llmgine cache on` answers repeated "
