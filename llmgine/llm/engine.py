@@ -9,12 +9,13 @@ from typing import Any, TypeVar, overload
 from pydantic import BaseModel
 
 from llmgine.bus.bus import MessageBus
-from llmgine.errors import BusStateError, CommandFailedError, ConfigurationError
+from llmgine.errors import BusStateError, CommandFailedError
 from llmgine.llm.approval_wait import within_prompt_timeout
 from llmgine.llm.budget import Budget, Spend
 from llmgine.llm.commands import PromptCommand
 from llmgine.llm.conversations import ContextWindow, Conversations, token_counter
 from llmgine.llm.conversations.facade import ConversationSetting, store_for
+from llmgine.llm.engine_arguments import check_counts, check_timeout, model_for
 from llmgine.llm.engine_batch import BatchMethods
 from llmgine.llm.engine_tools import ToolMethods
 from llmgine.llm.limits import LimitSetting
@@ -106,15 +107,9 @@ class LLMEngine(ToolMethods, BatchMethods):
         limits: LimitSetting = None,
         fallback: Sequence[str | Provider] = (),
     ) -> None:
-        _check_whole("max_tool_rounds", max_tool_rounds, 0)
-        _check_whole("max_output_retries", max_output_retries, 0)
-        _check_whole("max_history", max_history, 1)
-        if max_context_tokens is not None:
-            _check_whole("max_context_tokens", max_context_tokens, 1, " (or None)")
-        if timeout is not None and timeout <= 0:
-            raise ConfigurationError(
-                f"timeout must be more than 0 seconds (or None); got {timeout}."
-            )
+        check_counts(max_tool_rounds, max_output_retries, max_history, max_context_tokens)
+        check_timeout(timeout)
+        model = model_for(provider, model)
         self.timeout = timeout
         self.options: dict[str, Any] = dict(options or {})
         self.max_output_retries = max_output_retries
@@ -122,9 +117,6 @@ class LLMEngine(ToolMethods, BatchMethods):
         if provider is None:
             provider = provider_for(model)
         elif model is not None:
-            kind, colon, name = model.partition(":")
-            if colon and kind.strip().lower() == provider.name:  # "openai:gpt-4o-mini" as elsewhere
-                model = name.strip()
             provider.model = model
         self.provider = provider
         self.runner = ToolRunner(bus, tools)  # its ToolApprovals handles ApproveToolCallCommand
@@ -305,16 +297,3 @@ class LLMEngine(ToolMethods, BatchMethods):
         if provider is None:
             provider = self._providers[model] = provider_for(model)
         return provider
-
-
-def _check_whole(name: str, value: object, least: int, alternative: str = "") -> None:
-    """Refuse ``value`` unless it is a whole number (an ``int``, not a bool) of ``least`` or more.
-
-    Raises:
-        ConfigurationError: ``value`` is a float (``2.5``, ``nan``, ``inf``), a bool, a
-            string or an int below ``least``; the message names the argument.
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ConfigurationError(
-            f"{name} must be a whole number of {least} or more{alternative}; got {value!r}."
-        )

@@ -408,3 +408,27 @@ def test_a_model_string_with_the_providers_own_prefix_names_the_model_alone(
     assert "openai:openai:" not in repr(prefixed)
     tagged = LLMEngine(bus, model="llama3:8b", provider=server())  # an Ollama name keeps its colon
     assert tagged.provider.model == "llama3:8b"
+
+
+@pytest.mark.parametrize("bad", [0, -1, math.nan, math.inf, True, "30"])
+def test_an_engine_timeout_that_is_not_a_finite_positive_number_is_refused(
+    bus: MessageBus, bad: Any
+) -> None:
+    with pytest.raises(ConfigurationError, match="timeout must be a finite number of seconds"):
+        LLMEngine(bus, model="offline", timeout=bad)
+
+
+def test_a_model_or_provider_of_the_wrong_kind_is_a_configuration_error(bus: MessageBus) -> None:
+    from llmgine import ScriptedProvider
+    from llmgine.llm import OpenAIProvider
+
+    with pytest.raises(ConfigurationError, match="a provider goes in provider="):
+        LLMEngine(bus, model=ScriptedProvider(["hi"]))  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="model= takes a model string"):
+        LLMEngine(bus, model=123)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="write model='offline'"):
+        LLMEngine(bus, provider="offline")  # type: ignore[arg-type]
+    server = OpenAIProvider(api_key="sk-test", base_url="http://127.0.0.1:9/v1")
+    for empty in ("", "openai:", "  "):
+        with pytest.raises(ConfigurationError, match="names no model"):
+            LLMEngine(bus, model=empty, provider=server)

@@ -101,7 +101,7 @@ def test_the_default_timeout_is_finite(bus: MessageBus) -> None:
     engine = LLMEngine(bus, model="offline")
     assert engine.timeout == DEFAULT_TIMEOUT
     assert 0 < DEFAULT_TIMEOUT <= 300
-    with pytest.raises(ValueError, match="timeout must be more than 0"):
+    with pytest.raises(ValueError, match="timeout must be a finite number of seconds more than 0"):
         LLMEngine(MessageBus(log_dir=None), model="offline", timeout=0)
 
 
