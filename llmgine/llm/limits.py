@@ -1,20 +1,24 @@
 """Rate limits per model: requests and tokens per minute, calls at once.
 
 A limit is a bucket that refills at its rate: a call takes what it needs
-(one request, its estimated tokens) and waits until the bucket would have held it.
-Taking is a reservation (the bucket may go below zero), so callers are served in
-the order they asked and none waits longer than its share. After the call, the
-real token count corrects the estimate. With the bus connected to Redis the buckets
-live there, in one Lua script, so every process of the namespace shares them.
+(one request, its estimated input tokens) and waits until the bucket would have held
+it. Taking is a reservation (the bucket may go below zero), so callers are served in
+the order they asked and none waits longer than its share. Room for the answer is
+taken as debt without waiting (an idle limiter sends at once a call that fits in a
+minute, however small the burst), so the next caller waits for it; after the call,
+the real token count corrects the estimate and gives back what the answer did not
+use. With the bus connected to Redis the buckets live there, in one Lua script, so
+every process of the namespace shares them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -83,7 +87,8 @@ LimitSetting = RateLimits | Mapping[str, RateLimits] | None
 """``LLMEngine(limits=...)``: one ``RateLimits`` for every model (each its own buckets), or
 one per model string (``"openai:gpt-4o-mini"``) or model name (``"gpt-4o-mini"``)."""
 
-# KEYS[1]: the bucket hash. ARGV: rate per ms, capacity, amount. Returns the wait in ms.
+# KEYS[1]: the bucket hash. ARGV: rate per ms, capacity, amount, debt (taken after the wait
+# is counted: the next caller waits for it). Returns the wait in ms for the amount.
 # Redis's own clock: every process reads the same time.
 _TAKE = """
 local now_s = redis.call('TIME')
@@ -91,15 +96,18 @@ local now = tonumber(now_s[1]) * 1000 + tonumber(now_s[2]) / 1000
 local rate = tonumber(ARGV[1])
 local capacity = tonumber(ARGV[2])
 local amount = tonumber(ARGV[3])
+local debt = tonumber(ARGV[4]) or 0
 local state = redis.call('HMGET', KEYS[1], 'level', 'stamp')
 local level = tonumber(state[1])
 local stamp = tonumber(state[2])
 if level == nil then level = capacity; stamp = now end
 level = math.min(capacity, math.min(capacity, level + (now - stamp) * rate) - amount)
+local wait = 0
+if level < 0 then wait = -level / rate end
+level = level - debt
 redis.call('HSET', KEYS[1], 'level', tostring(level), 'stamp', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - level) / rate) + 60000)
-if level >= 0 then return '0' end
-return tostring(-level / rate)
+return tostring(wait)
 """
 
 
@@ -112,13 +120,18 @@ class _Bucket:
         self.level = capacity
         self.stamp = time.monotonic() * 1000.0
 
-    def take(self, amount: float) -> float:
-        """Reserve ``amount``; return the ms to wait until it is there."""
+    def take(self, amount: float, debt: float = 0.0) -> float:
+        """Reserve ``amount`` and then ``debt``; return the ms to wait until ``amount`` is there.
+
+        ``debt`` does not lengthen this wait (it may take the level below zero): the
+        next caller waits for it.
+        """
         now = time.monotonic() * 1000.0
         refilled = min(self.capacity, self.level + (now - self.stamp) * self.rate)
-        self.level = min(self.capacity, refilled - amount)  # a give-back never overfills
+        level = min(self.capacity, refilled - amount)  # a give-back never overfills
+        self.level = level - debt
         self.stamp = now
-        return 0.0 if self.level >= 0 else -self.level / self.rate
+        return 0.0 if level >= 0 else -level / self.rate
 
 
 class Limiter:
@@ -186,30 +199,76 @@ class Limiter:
                 "conversation)."
             )
 
-    async def wait_for_room(self, tokens: int, timeout: float | None = None) -> float:
+    async def wait_for_room(
+        self, tokens: int, timeout: float | None = None, *, answer: int = 0
+    ) -> float:
         """Reserve one request and ``tokens`` tokens; wait until they are there.
+
+        Room for the answer (``answer`` tokens) is taken too, as debt: it does not
+        lengthen this wait (an idle limiter sends a call that fits in a minute at
+        once), but the next caller waits for it, so calls at once cannot overrun
+        ``tokens_per_minute``. After the call, :meth:`correct` gives back what the
+        answer did not use.
 
         Returns the seconds waited (0.0 when there was room). A wait cancelled (a
         prompt's timeout, a stop) gives its reservation back. The concurrency limit
-        is :attr:`calls`, held by the caller around the call.
+        is :meth:`slot`, held by the caller around the call.
 
         Raises:
             RateLimitWaitError: The wait would be longer than ``timeout`` (the prompt's
                 time left): the reservation is given back at once instead of waited.
         """
-        amounts = {"requests": 1.0, "tokens": float(tokens)}
-        waits = {kind: await self._take(kind, amounts[kind]) for kind in self._rates}
+        amounts = {"requests": (1.0, 0.0), "tokens": (float(tokens), float(answer))}
+        waits = {kind: await self._take(kind, *amounts[kind]) for kind in self._rates}
         wait = max(waits.values(), default=0.0) / 1000.0
         if timeout is not None and wait > timeout:
-            await self.give_back(tokens, request=True)
+            await self.give_back(tokens + answer, request=True)
             raise RateLimitWaitError(self._too_long(waits, wait, timeout), retry_after=wait)
         if wait > 0:
             try:
                 await asyncio.sleep(wait)
             except BaseException:
-                await self.give_back(tokens, request=True)
+                await self.give_back(tokens + answer, request=True)
                 raise
         return wait
+
+    @contextlib.asynccontextmanager
+    async def slot(self, timeout: float | None = None) -> AsyncIterator[None]:
+        """Hold one of the ``concurrency`` calls at once (nothing without that limit).
+
+        A call waits for a slot at most half the prompt's time left, so it keeps the
+        other half to be answered in (a call given its slot as the prompt ends could
+        not be), or a fallback model to answer instead.
+
+        Args:
+            timeout: The prompt's time left (``None``: no timeout, wait as long as it takes).
+
+        Raises:
+            RateLimitWaitError: No slot came free within half of ``timeout``: nothing was
+                sent, so a fallback model can answer.
+        """
+        calls = self.calls
+        if calls is None:
+            yield
+            return
+        if calls.locked() and timeout is not None:
+            try:
+                await asyncio.wait_for(calls.acquire(), max(timeout, 0.0) / 2)
+            except TimeoutError:
+                raise RateLimitWaitError(
+                    f"{self.model} had no free slot under its RateLimits(concurrency="
+                    f"{self.limits.concurrency}) on the LLMEngine in half the prompt's "
+                    f"time left ({max(timeout, 0.0):.3g} s; the other half is kept for the "
+                    "answer): nothing was sent. Allow more time with timeout=... on the "
+                    "prompt or the LLMEngine, raise the limit, or give fallback=[...] "
+                    "models to answer instead."
+                ) from None
+        else:
+            await calls.acquire()
+        try:
+            yield
+        finally:
+            calls.release()
 
     def _too_long(self, waits: dict[str, float], wait: float, timeout: float) -> str:
         setting = f"{max(waits, key=waits.__getitem__)}_per_minute"  # the longest wait's
@@ -233,7 +292,7 @@ class Limiter:
         if "tokens" in self._rates and actual != estimated:
             await self._take("tokens", float(actual - estimated))
 
-    async def _take(self, kind: str, amount: float) -> float:
+    async def _take(self, kind: str, amount: float, debt: float = 0.0) -> float:
         per_minute = self._rates[kind]
         capacity = self.limits.capacity(per_minute)
         store = connected_store(self.bus, "limits")
@@ -241,9 +300,9 @@ class Limiter:
             bucket = self._local.get(kind)
             if bucket is None:
                 bucket = self._local[kind] = _Bucket(per_minute, capacity)
-            return bucket.take(amount)
+            return bucket.take(amount, debt)
         reply: Any = await store.redis.eval(
-            _TAKE, 1, store.key(self.model, kind), per_minute / 60_000.0, capacity, amount
+            _TAKE, 1, store.key(self.model, kind), per_minute / 60_000.0, capacity, amount, debt
         )
         return float(reply)
 

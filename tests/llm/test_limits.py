@@ -9,9 +9,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 from llmgine.bus import MessageBus
-from llmgine.errors import ConfigurationError
+from llmgine.errors import ConfigurationError, RateLimitWaitError
 from llmgine.llm.limits import Limiter, RateLimits, limits_for
-from llmgine.llm.pipeline.limited import RateLimited, estimated_tokens, reserved_tokens
+from llmgine.llm.pipeline.limited import (
+    RateLimited,
+    answer_room,
+    estimated_tokens,
+    reserved_tokens,
+)
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.types import ChatMessage, Completion, LLMRequest, StreamChunk, Usage
 
@@ -108,14 +113,16 @@ async def test_token_limits_count_the_servers_tokens_after_the_call() -> None:
 
 
 async def test_a_token_limit_reserves_room_for_the_answer_before_the_call() -> None:
-    # 60,000 a minute: a burst of 1,000. Each call's answer may be 400 tokens (max_tokens):
-    # two fit in the burst at once, the third waits, however small their input.
+    # 60,000 a minute: a burst of 1,000. Each call's answer may be 400 tokens (max_tokens),
+    # taken as debt after the call's own wait: three go at once (the third takes the
+    # bucket below zero), the fourth waits for their answers' room, however small its input.
     limiter = Limiter(RateLimits(tokens_per_minute=60_000), "c", MessageBus())
     step = RateLimited(Counting(tokens=0), limiter)
     asked = request().model_copy(update={"max_tokens": 400})
-    waits = [await limiter.wait_for_room(reserved_tokens(asked, limiter)) for _ in range(3)]
-    assert reserved_tokens(asked, limiter) == estimated_tokens(asked) + 400
-    assert waits[:2] == [0.0, 0.0] and waits[2] > 0
+    tokens, answer = estimated_tokens(asked), answer_room(asked, limiter)
+    waits = [await limiter.wait_for_room(tokens, answer=answer) for _ in range(4)]
+    assert reserved_tokens(asked, limiter) == tokens + answer == estimated_tokens(asked) + 400
+    assert waits[:3] == [0.0, 0.0, 0.0] and waits[3] > 0
     # Without max_tokens, RateLimits.output_tokens is kept for the answer.
     assert reserved_tokens(request(), limiter) == estimated_tokens(request()) + 512
     # The server's count gives back what the answer did not use: then there is room again.
@@ -123,6 +130,33 @@ async def test_a_token_limit_reserves_room_for_the_answer_before_the_call() -> N
     step = RateLimited(Counting(tokens=10), fresh)
     for _ in range(5):
         assert (await step.complete(asked)).rate_limit_wait_ms == 0
+
+
+async def test_an_idle_limiter_sends_at_once_a_call_whose_answer_room_is_more_than_the_burst() -> (
+    None
+):
+    # 6,000 a minute: a burst of 100, less than the 512 (or 400) kept for an answer. The
+    # call waits only for its input; what the answer did not use comes back after it, so
+    # calls one after another go at once too, within a 3 s timeout.
+    limiter = Limiter(RateLimits(tokens_per_minute=6000), "c", MessageBus())
+    step = RateLimited(Counting(tokens=10), limiter)
+    asked = request().model_copy(update={"timeout": 3.0})
+    bounded = asked.model_copy(update={"max_tokens": 400})
+    answers = [await step.complete(r) for r in (asked, asked, bounded, bounded, asked)]
+    assert [a.rate_limit_wait_ms for a in answers] == [0.0] * 5
+
+
+async def test_the_room_kept_for_an_answer_makes_the_next_call_wait_for_it() -> None:
+    # Calls at once cannot overrun tokens_per_minute: the first's answer room (512) is
+    # taken at once, so the next waits for it, at 100 tokens a second.
+    limiter = Limiter(RateLimits(tokens_per_minute=6000), "c", MessageBus())
+    assert await limiter.wait_for_room(10, 3.0, answer=512) == 0.0
+    with pytest.raises(RateLimitWaitError, match="tokens_per_minute=6000") as refused:
+        await limiter.wait_for_room(10, 3.0, answer=512)
+    assert (refused.value.retry_after or 0) > (10 + 512 + 10 - 100) / 100 - 0.5
+    # The first call's answer used 20 tokens: the rest comes back, and there is room again.
+    await limiter.correct(10 + 512, 10 + 20)
+    assert await limiter.wait_for_room(10, 3.0, answer=512) == 0.0
 
 
 async def test_a_call_whose_answer_room_no_minute_could_hold_is_refused_at_once() -> None:
@@ -298,3 +332,72 @@ async def test_a_wait_for_room_longer_than_one_try_but_within_the_prompts_time_i
         ]
         assert all(r.success for r in results), [r.error for r in results]
         assert len(server.accepted_at) == 2
+
+
+class Timed(Provider):
+    """Answers at once, noting the timeout each request gave it."""
+
+    name = "timed"
+
+    def __init__(self) -> None:
+        super().__init__("timed-1")
+        self.timeouts: list[float | None] = []
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        self.timeouts.append(request.timeout)
+        return Completion(content="ok")
+
+
+@pytest.mark.timeout(30)
+async def test_after_its_wait_for_room_a_call_is_given_only_the_time_left() -> None:
+    limits = RateLimits(requests_per_minute=600, burst_seconds=0.1)  # 10 a second, burst 1
+    inner = Timed()
+    step = RateLimited(inner, Limiter(limits, "c", MessageBus()))
+    asked = request().model_copy(update={"timeout": 30.0})
+    await step.complete(asked)
+    second = await step.complete(asked)  # waits ~0.1 s for room
+    waited = second.rate_limit_wait_ms / 1000
+    assert waited > 0
+    assert inner.timeouts[1] is not None and inner.timeouts[1] < 30.0 - waited / 2
+
+
+@pytest.mark.timeout(30)
+async def test_a_call_with_no_free_slot_in_its_time_fails_naming_the_concurrency_limit() -> None:
+    hold = asyncio.Event()
+    inner = Counting(hold=hold)
+    step = RateLimited(inner, Limiter(RateLimits(concurrency=1), "c", MessageBus()))
+    first = asyncio.ensure_future(step.complete(request()))
+    for _ in range(5):  # the first gets its slot and holds it
+        await asyncio.sleep(0)
+    assert inner.running == 1
+    asked = request().model_copy(update={"timeout": 0.05})
+    with pytest.raises(RateLimitWaitError, match=r"RateLimits\(concurrency=1\)"):
+        await asyncio.wait_for(step.complete(asked), 10)  # not the prompt's generic timeout
+    assert len(inner.starts) == 1  # nothing was sent
+    hold.set()
+    assert (await first).content == "ok"
+    assert (await step.complete(asked)).content == "ok"  # the slot is free again
+
+
+@pytest.mark.timeout(60)
+async def test_a_call_queued_behind_the_concurrency_limit_past_its_time_goes_to_the_fallback(
+    bus: MessageBus,
+) -> None:
+    from llmgine.llm import LLMEngine, PromptCommand
+
+    hold, started = asyncio.Event(), asyncio.Event()
+
+    class Started(Counting):
+        async def complete(self, request: LLMRequest) -> Completion:
+            started.set()
+            return await super().complete(request)
+
+    inner = Started(hold=hold)
+    limits = {"counting:counting-1": RateLimits(concurrency=1)}
+    LLMEngine(bus, provider=inner, limits=limits, fallback=["offline"], prices={})
+    first = asyncio.ensure_future(bus.execute(PromptCommand(prompt="one", conversation_id="a")))
+    await asyncio.wait_for(started.wait(), 30)  # the first holds the one slot
+    second = await bus.execute(PromptCommand(prompt="two", conversation_id="b", timeout=1.0))
+    assert second.success and second.result != "ok", second.error  # offline answered
+    hold.set()
+    assert (await first).success

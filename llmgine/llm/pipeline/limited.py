@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -11,7 +10,7 @@ from llmgine.llm.providers.base import Provider, count_tokens
 from llmgine.llm.providers.wrapper import WrapperProvider
 from llmgine.llm.types import Completion, LLMRequest, StreamChunk
 
-__all__ = ["RateLimited", "estimated_tokens", "reserved_tokens"]
+__all__ = ["RateLimited", "answer_room", "estimated_tokens", "reserved_tokens"]
 
 
 def estimated_tokens(request: LLMRequest) -> int:
@@ -22,9 +21,21 @@ def estimated_tokens(request: LLMRequest) -> int:
 def reserved_tokens(request: LLMRequest, limiter: Limiter) -> int:
     """The tokens a call takes under ``tokens_per_minute`` before it is sent.
 
-    Its input's estimate and room for its answer: ``max_tokens``, or without it the
-    limits' ``output_tokens`` (then never more than a minute holds, so a guess alone
-    does not refuse a call). The server's count after the call gives back the rest.
+    Its input's estimate and room for its answer (see :func:`answer_room`). The
+    server's count after the call gives back the rest.
+
+    Raises:
+        ConfigurationError: The input (and ``max_tokens``) are more than a minute holds.
+    """
+    return estimated_tokens(request) + answer_room(request, limiter)
+
+
+def answer_room(request: LLMRequest, limiter: Limiter) -> int:
+    """The tokens kept for a call's answer: ``max_tokens``, else the limits' ``output_tokens``.
+
+    Without ``max_tokens``, input and answer room are never more than a minute holds,
+    so a guess alone does not refuse a call. The room is taken as debt: the call does
+    not wait for it, the next one does.
 
     Raises:
         ConfigurationError: The input (and ``max_tokens``) are more than a minute holds.
@@ -32,17 +43,19 @@ def reserved_tokens(request: LLMRequest, limiter: Limiter) -> int:
     tokens = estimated_tokens(request)
     limiter.check(tokens, request.max_tokens)
     if request.max_tokens is not None:
-        return tokens + request.max_tokens
-    reserved = tokens + limiter.limits.output_tokens
+        return request.max_tokens
+    room = limiter.limits.output_tokens
     limit = limiter.limits.tokens_per_minute
-    return reserved if limit is None else max(tokens, min(reserved, int(limit)))
+    return room if limit is None else max(0, min(room, int(limit) - tokens))
 
 
 class RateLimited(WrapperProvider):
     """Waits for room under ``limiter`` before each call of ``inner``.
 
-    A wait past the request's ``timeout`` (the prompt's time left) is not waited:
-    ``RateLimitWaitError`` at once, so a fallback model can answer in time.
+    A wait for room (or for a free slot under ``concurrency``) past the request's
+    ``timeout`` (the prompt's time left) is not waited: ``RateLimitWaitError``, so a
+    fallback model can answer in time. After the waits, the call is given the time
+    actually left (or the try's own timeout, if shorter).
     The answer says how long it waited (``Completion.rate_limit_wait_ms``), which the
     instrumentation puts on the span and the response event. The tokens taken
     before the call (:func:`reserved_tokens`: the input and room for the answer) are
@@ -63,12 +76,13 @@ class RateLimited(WrapperProvider):
 
     async def complete(self, request: LLMRequest) -> Completion:
         """Wait for room, then answer through ``inner``."""
-        estimate = reserved_tokens(request, self.limiter)
+        tokens, answer = estimated_tokens(request), answer_room(request, self.limiter)
+        estimate = tokens + answer
         start = time.monotonic()
-        async with self.limiter.calls or contextlib.nullcontext():
-            waited = await self.limiter.wait_for_room(estimate, _left(request, start))
+        async with self.limiter.slot(_left(request, start)):
+            waited = await self.limiter.wait_for_room(tokens, _left(request, start), answer=answer)
             try:
-                completion = await self.inner.complete(self._try(request))
+                completion = await self.inner.complete(self._try(request, start))
             except BaseException:
                 await self.limiter.give_back(estimate, request=False)  # sent: it counts
                 raise
@@ -77,13 +91,14 @@ class RateLimited(WrapperProvider):
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamChunk]:
         """Wait for room, then stream through ``inner``."""
-        estimate = reserved_tokens(request, self.limiter)
+        tokens, answer = estimated_tokens(request), answer_room(request, self.limiter)
+        estimate = tokens + answer
         start = time.monotonic()
-        async with self.limiter.calls or contextlib.nullcontext():
-            waited = await self.limiter.wait_for_room(estimate, _left(request, start))
+        async with self.limiter.slot(_left(request, start)):
+            waited = await self.limiter.wait_for_room(tokens, _left(request, start), answer=answer)
             counted = False
             try:
-                async for chunk in self.inner.stream(self._try(request)):
+                async for chunk in self.inner.stream(self._try(request, start)):
                     if chunk.completion is not None:
                         counted = True
                         await self.limiter.correct(estimate, chunk.completion.usage.total_tokens)
@@ -96,11 +111,15 @@ class RateLimited(WrapperProvider):
                     await self.limiter.give_back(estimate, request=False)
                 raise
 
-    def _try(self, request: LLMRequest) -> LLMRequest:
+    def _try(self, request: LLMRequest, start: float) -> LLMRequest:
+        """The request sent after the waits: its timeout the time left, or the try's own."""
+        left = _left(request, start)
         own = self.attempt_timeout
-        if own is not None and (request.timeout is None or own < request.timeout):
+        if own is not None and (left is None or own < left):
             return request.model_copy(update={"timeout": own})
-        return request
+        if left is None:
+            return request
+        return request.model_copy(update={"timeout": max(left, 0.001)})
 
 
 def _left(request: LLMRequest, start: float) -> float | None:

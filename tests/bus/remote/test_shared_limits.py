@@ -39,3 +39,20 @@ async def test_three_workers_share_one_rate_limit(
     # 24 at 5 every 3 s after a burst of 2: about 13 s. Not shared, it would be about 4 s.
     assert spread >= 8.0, f"24 requests in {spread:.1f} s: the limit was not shared"
     assert workers  # the results came back (from whichever workers took them)
+
+
+async def test_a_shared_token_limit_takes_the_answers_room_as_debt(caller: MessageBus) -> None:
+    from llmgine.errors import RateLimitWaitError
+    from llmgine.llm.limits import Limiter, RateLimits
+
+    # 6,000 a minute: a burst of 100, less than the 512 kept for an answer. In Redis as
+    # here: an idle limiter sends at once, the next call waits for the first's answer
+    # room, and what the answer did not use comes back.
+    limits = RateLimits(tokens_per_minute=6000)
+    limiter, other = (Limiter(limits, "openai:m", caller) for _ in range(2))
+    assert await limiter.wait_for_room(10, 3.0, answer=512) == 0.0
+    with pytest.raises(RateLimitWaitError, match="tokens_per_minute=6000") as refused:
+        await other.wait_for_room(10, 3.0, answer=512)  # the same bucket, in Redis
+    assert (refused.value.retry_after or 0) > (10 + 512 + 10 - 100) / 100 - 0.5
+    await limiter.correct(10 + 512, 10 + 20)
+    assert await other.wait_for_room(10, 3.0, answer=512) == 0.0
