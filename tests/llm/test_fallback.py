@@ -82,3 +82,47 @@ async def test_a_stream_falls_back_before_its_answer_begins() -> None:
     assert "".join(c.delta for c in chunks) == "from backup"
     final = chunks[-1].completion
     assert final is not None and final.fallback_from == ["fake:primary: down"]
+
+
+class Clock:
+    """A fake ``time`` module for the fallback step: ``monotonic`` moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class Slow(Model):
+    """Fails after taking ``took`` seconds of ``clock``; notes the timeout each request gave it."""
+
+    def __init__(self, model: str, clock: Clock, took: float, error: Exception | None) -> None:
+        super().__init__(model, error)
+        self.clock, self.took = clock, took
+        self.timeouts: list[float | None] = []
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        self.timeouts.append(request.timeout)
+        self.clock.now += self.took
+        return await super().complete(request)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_each_fallback_model_is_given_only_the_prompts_time_left(
+    monkeypatch: pytest.MonkeyPatch, streamed: bool
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr("llmgine.llm.pipeline.fallback.time", clock)
+    first = Slow("primary", clock, 4.0, ProviderError("down", status=500))
+    second = Slow("second", clock, 5.0, ProviderError("down", status=500))
+    last = Slow("last", clock, 0.0, None)
+    asked = request().model_copy(update={"timeout": 30.0})
+    step = Fallback(first, [second, last])
+    if streamed:
+        chunks = [chunk async for chunk in step.stream(asked)]
+        answer = chunks[-1].completion
+    else:
+        answer = await step.complete(asked)
+    assert answer is not None and answer.content == "from last"
+    assert (first.timeouts, second.timeouts, last.timeouts) == ([30.0], [26.0], [21.0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Sequence
 
 from llmgine.errors import ProviderError
@@ -24,7 +25,9 @@ class Fallback(WrapperProvider):
     (``Completion.fallback_from``: ``"model: error"`` lines), its ``retries`` and
     ``retry_wait_ms`` counting every model's retries. When every model
     fails, the last error is raised, with the others' in its message. A streamed
-    call falls back only before the first piece of its answer.
+    call falls back only before the first piece of its answer. Each model is given
+    the prompt's time left (the request's ``timeout`` less what the models before it
+    took), so its waits for room are checked against that.
 
     Args:
         inner: The primary model's chain.
@@ -44,9 +47,10 @@ class Fallback(WrapperProvider):
         """Answer through the first model that can."""
         failures = _Failures()
         chains = [self.inner, *self.others]
+        start = time.monotonic()
         for n, chain in enumerate(chains):
             try:
-                completion = await chain.complete(_for(chain, request))
+                completion = await chain.complete(_for(chain, request, start))
             except ProviderError as error:
                 failures.add(chain, error)
                 if n == len(chains) - 1:
@@ -59,10 +63,11 @@ class Fallback(WrapperProvider):
         """Stream from the first model that can; no fallback once the answer has begun."""
         failures = _Failures()
         chains = [self.inner, *self.others]
+        start = time.monotonic()
         for n, chain in enumerate(chains):
             started = False
             try:
-                async for chunk in chain.stream(_for(chain, request)):
+                async for chunk in chain.stream(_for(chain, request, start)):
                     if chunk.completion is not None:
                         chunk = StreamChunk(
                             delta=chunk.delta,
@@ -79,10 +84,14 @@ class Fallback(WrapperProvider):
                     raise _all_failed(error, failures.lines) from error
 
 
-def _for(chain: Provider, request: LLMRequest) -> LLMRequest:
-    if request.model == chain.model:
-        return request
-    return request.model_copy(update={"model": chain.model})
+def _for(chain: Provider, request: LLMRequest, start: float) -> LLMRequest:
+    """The request for ``chain``: its model, and the prompt's time left as its timeout."""
+    update: dict[str, object] = {}
+    if request.model != chain.model:
+        update["model"] = chain.model
+    if request.timeout is not None:
+        update["timeout"] = max(request.timeout - (time.monotonic() - start), 0.001)
+    return request.model_copy(update=update) if update else request
 
 
 def _line(error: BaseException) -> str:
