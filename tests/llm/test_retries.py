@@ -22,6 +22,7 @@ from llmgine.errors import (
 )
 from llmgine.llm import LLMEngine, OpenAIProvider, Price, PromptCommand
 from llmgine.llm.events import LLMRetryEvent
+from llmgine.llm.limits import RateLimits
 from llmgine.llm.pipeline.retrying import Retrying
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.retries import Retries, is_retryable, retry_after
@@ -262,8 +263,6 @@ async def test_a_fallback_model_answers_when_the_server_keeps_failing(
 
 
 def test_retries_and_limits_refuse_numbers_that_are_not_numbers() -> None:
-    from llmgine.llm.limits import RateLimits
-
     with pytest.raises(ConfigurationError):
         Retries(initial=float("nan"))
     with pytest.raises(ConfigurationError):
@@ -290,6 +289,9 @@ async def test_a_fallback_given_as_one_string_says_to_give_a_list(bus: MessageBu
         ({"limits": {"offline": "60rpm"}}, "limits={'offline': RateLimits("),
         ({"limits": {"offline": None}}, "limits={'offline': RateLimits("),
         ({"limits": {"offline": {"requests_per_minute": 60}}}, "limits={'offline': RateLimits("),
+        ({"fallback": [""]}, "fallback=['openai:gpt-4o-mini']"),
+        ({"fallback": ["  "]}, "fallback=['openai:gpt-4o-mini']"),
+        ({"limits": {"": RateLimits(concurrency=1)}}, "limits={'openai:gpt-4o-mini': RateLimits("),
     ],
 )
 async def test_retries_limits_and_fallback_of_the_wrong_form_are_refused_when_the_engine_is_made(
@@ -298,6 +300,11 @@ async def test_retries_limits_and_fallback_of_the_wrong_form_are_refused_when_th
     with pytest.raises(ConfigurationError) as raised:
         LLMEngine(bus, model="offline", **setting)
     assert advice in str(raised.value)
+
+
+async def test_a_fallback_model_given_twice_is_tried_once(bus: MessageBus) -> None:
+    engine = LLMEngine(bus, model="scripted", fallback=("offline", "offline", "offline:offline"))
+    assert [p.model_string for p in engine.resilience.fallback] == ["offline"]
 
 
 async def test_a_limits_key_that_names_no_model_of_the_engine_is_warned_of(

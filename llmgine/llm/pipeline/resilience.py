@@ -51,10 +51,11 @@ class Resilience:
         _check_limits(limits)
         self.limits = limits
         _check_fallback(fallback)
-        self.fallback: list[Provider] = [
-            provider_for(model) if isinstance(model, str) else model for model in fallback
-        ]
-        """The fallback models' providers, made once (an error shows at once)."""
+        self.fallback: list[Provider] = _unique(
+            [provider_for(model) if isinstance(model, str) else model for model in fallback]
+        )
+        """The fallback models' providers, made once (an error shows at once); a model
+        given twice is tried once."""
         self._limiters: dict[str, Limiter] = {}
         self._keys_checked = False
         if model is not None:
@@ -110,6 +111,12 @@ def _check_limits(limits: object) -> None:
             f"{_shown(limits)}."
         )
     for key, value in limits.items():
+        if isinstance(key, str) and not key.strip():
+            raise ConfigurationError(
+                "limits= per model maps a model string to a RateLimits, e.g. "
+                "limits={'openai:gpt-4o-mini': RateLimits(requests_per_minute=60)}; got an "
+                f"empty model string {key!r}."
+            )
         if not isinstance(key, str) or not isinstance(value, RateLimits):
             raise ConfigurationError(
                 f"limits= per model maps a model string to a RateLimits, e.g. "
@@ -135,6 +142,22 @@ def _check_fallback(fallback: object) -> None:
                 "fallback= takes model strings (or providers), e.g. "
                 f"fallback=['openai:gpt-4o-mini']; got {_shown(model)} in the list."
             )
+        if isinstance(model, str) and not model.strip():
+            raise ConfigurationError(
+                "fallback= takes model strings, e.g. fallback=['openai:gpt-4o-mini']; got "
+                f"an empty one ({model!r}) in the list, which names no model."
+            )
+
+
+def _unique(models: list[Provider]) -> list[Provider]:
+    """``models`` without a model given again (the same model string): each is tried once."""
+    seen: set[str] = set()
+    unique: list[Provider] = []
+    for model in models:
+        if model.model_string not in seen:
+            seen.add(model.model_string)
+            unique.append(model)
+    return unique
 
 
 def _shown(value: Any) -> str:
