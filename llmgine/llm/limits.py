@@ -40,13 +40,15 @@ class RateLimits:
         tokens_per_minute: Input and output tokens per minute, at most (estimated
             before a call, corrected by the server's count after).
         concurrency: Calls at once in this process (in each event loop it is used
-            from), at most.
+            from), at most. A call waits for a free slot at most half its prompt's
+            time left (``RateLimitWaitError`` then, so a fallback model answers).
         burst_seconds: How many seconds' worth of the rate may go at once after a
             quiet spell (at least one request).
         output_tokens: The answer's tokens counted before a call without ``max_tokens``
             (with it, ``max_tokens`` are), so calls at once cannot overrun
-            ``tokens_per_minute``; the server's count after the call gives back what
-            the answer did not use.
+            ``tokens_per_minute``. The call itself waits only for its input: the answer's
+            room is taken as debt the next call waits for, and the server's count after
+            the call gives back what the answer did not use.
     """
 
     requests_per_minute: float | None = None
