@@ -16,6 +16,7 @@ from llmgine.bus import MessageBus
 from llmgine.errors import ConfigurationError
 from llmgine.evals import (
     EvaluationEvent,
+    Experiment,
     arun_experiment,
     contains,
     exact_match,
@@ -302,23 +303,30 @@ async def test_a_failed_prompt_is_an_error_not_a_score(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(120)
+async def _scripted_exact_match(
+    tmp_path: Path, data: pd.DataFrame, replies: list[str]
+) -> Experiment:
+    """``data``'s ``q`` column asked of a script answering ``replies``, scored against ``label``."""
+    async with quiet_bus(tmp_path) as bus:
+        engine = LLMEngine(bus, provider=ScriptedProvider(replies))
+        return await arun_experiment(
+            data,
+            "{q}",
+            scorers=[exact_match],
+            expected="label",
+            engine=engine,
+            progress=False,
+            concurrency=1,
+        )
+
+
 async def test_a_second_scripted_experiment_gets_its_own_replies_not_the_first_ones_cached(
     tmp_path: Path,
 ) -> None:
     data = pd.DataFrame({"q": ["a", "b"], "label": ["yes", "no"]})
     outputs = []
     for replies in (["yes", "no"], ["WRONG", "WRONG"]):
-        async with quiet_bus(tmp_path) as bus:
-            engine = LLMEngine(bus, provider=ScriptedProvider(replies))
-            experiment = await arun_experiment(
-                data,
-                "{q}",
-                scorers=[exact_match],
-                expected="label",
-                engine=engine,
-                progress=False,
-                concurrency=1,
-            )
+        experiment = await _scripted_exact_match(tmp_path, data, replies)
         outputs.append(list(experiment.results["output"]))
         assert not experiment.results["cached"].any()
     assert outputs == [["yes", "no"], ["WRONG", "WRONG"]]
@@ -399,17 +407,7 @@ async def test_rows_with_no_expected_value_are_left_out_of_exact_matchs_pass_rat
     tmp_path: Path,
 ) -> None:
     data = pd.DataFrame({"q": ["a", "b"], "label": ["yes", None]})
-    async with quiet_bus(tmp_path) as bus:
-        engine = LLMEngine(bus, provider=ScriptedProvider(["yes", "no"]))
-        experiment = await arun_experiment(
-            data,
-            "{q}",
-            scorers=[exact_match],
-            expected="label",
-            engine=engine,
-            progress=False,
-            concurrency=1,
-        )
+    experiment = await _scripted_exact_match(tmp_path, data, ["yes", "no"])
     assert math.isnan(experiment.results["score.exact_match"].iloc[1])
     summary = experiment.summary().loc["default"]
     assert summary["score.exact_match"] == 1.0
