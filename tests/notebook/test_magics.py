@@ -139,6 +139,9 @@ def test_log_frames(shell: InteractiveShell) -> None:
     assert len(log) == 12  # 4 lines per execute
     assert len(magic(shell, "log --last 2")) == 2
     assert set(magic(shell, "log --type PingCommand")["type"]) == {"PingCommand"}
+    assert magic(shell, "log --type LLMResponseEvent").empty  # a message type, none logged yet
+    with pytest.raises(MagicError, match="no message type of that name; did you mean PingCommand"):
+        magic(shell, "log --type PingComand")  # a typo is said, not an empty frame
     assert len(magic(shell, "commands")) == 3
     assert len(magic(shell, "spans")) == 3
     assert magic(shell, "metrics").empty

@@ -35,8 +35,38 @@ def log(shell: Any, line: str, cell: str | None) -> Any:
         raise MagicError(f"%llmgine log: --last takes a count of 0 or more, not {args.last}")
     events = _events(line)
     if args.type is not None:
-        events = events[events["type"] == args.type]
+        chosen = events[events["type"] == args.type]
+        if chosen.empty:
+            _check_type(args.type, set(events["type"].dropna()))
+        events = chosen
     return events.tail(args.last) if args.last is not None else events
+
+
+def _check_type(name: str, in_log: set[str]) -> None:
+    """Refuse a ``--type`` that names no message class (a typo), with the closest names.
+
+    A message class that has no line in the log yet is fine: its frame is empty.
+    """
+    import difflib
+
+    import llmgine.evals
+    import llmgine.llm  # noqa: F401  (their message classes count, even unused so far)
+    from llmgine.messages.base import Message
+
+    known, classes = set(in_log), [Message]
+    while classes:
+        cls = classes.pop()
+        known.add(cls.__name__)
+        classes.extend(cls.__subclasses__())
+    if name in known:
+        return
+    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    shown = ", ".join(sorted(in_log)[:8]) or "none yet"
+    raise MagicError(
+        f"%llmgine log --type {name}: no message type of that name{hint} "
+        f"(types in the log: {shown})"
+    )
 
 
 def frame(name: str) -> Callable[[Any, str, str | None], Any]:
