@@ -144,13 +144,13 @@ def _typed(values: list[Any]) -> pd.Series[Any]:
     """
     import pandas as pd
 
-    present = [v for v in values if v is not None]
+    kinds = {type(v) for v in values if v is not None}
     dtype: str | type = object
-    if present and all(type(v) is bool for v in present):
+    if kinds == {bool}:
         dtype = "boolean"
-    elif present and all(type(v) is int for v in present):
+    elif kinds == {int}:
         dtype = "Int64"
-    elif present and all(type(v) in (int, float) for v in present):
+    elif kinds and kinds <= {int, float}:
         dtype = "Float64"
     if dtype is not object:
         try:

@@ -6,6 +6,8 @@ model's bad answers asks the model again for those rows (and only those).
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import pytest
 from pydantic import BaseModel
@@ -22,13 +24,18 @@ class City(BaseModel):
     country: str
 
 
+def _engine(bus: MessageBus, server: FakeOpenAIServer, **settings: Any) -> LLMEngine:
+    """An engine on the fake server's model, allowed one output retry."""
+    provider = OpenAIProvider("fake-gpt", api_key="sk-test", base_url=server.base_url)
+    return LLMEngine(bus, provider=provider, max_output_retries=1, **settings)
+
+
 async def test_a_rerun_map_sends_again_only_the_rows_that_failed_validation(
     bus: MessageBus,
 ) -> None:
     frame = pd.DataFrame({"q": ["Paris"]})
     with FakeOpenAIServer() as server:
-        provider = OpenAIProvider("fake-gpt", api_key="sk-test", base_url=server.base_url)
-        engine = LLMEngine(bus, provider=provider, max_output_retries=1)
+        engine = _engine(bus, server)
         server.add_text("no JSON here")
         server.add_text("still no JSON")
         first = await engine.map(frame, "City of {q}?", output_type=City, progress=False)
@@ -49,9 +56,8 @@ async def test_a_row_that_failed_validation_carries_the_tokens_and_cost_its_call
 ) -> None:
     frame = pd.DataFrame({"q": ["Paris"]})
     with FakeOpenAIServer() as server:
-        provider = OpenAIProvider("fake-gpt", api_key="sk-test", base_url=server.base_url)
         prices = {"fake-gpt": Price(input_per_mtok=1000.0, output_per_mtok=1000.0)}
-        engine = LLMEngine(bus, provider=provider, max_output_retries=1, prices=prices)
+        engine = _engine(bus, server, prices=prices)
         server.add_text("no JSON here")
         server.add_text("still no JSON")
         result = await engine.map(frame, "City of {q}?", output_type=City, progress=False)
