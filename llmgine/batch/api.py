@@ -170,6 +170,7 @@ class Batch:
             concurrency=concurrency,
             errors=settings.errors,
             progress=Progress(len(frame), enabled=settings.progress and len(frame) > 0),
+            engine=_local_engine(bus),
         )
 
     def result(self) -> pd.DataFrame:
@@ -358,18 +359,24 @@ def _started(bus: MessageBus) -> Iterator[None]:
             settle_after_interrupt(bus.stop, rounds=3)
 
 
+def _local_engine(bus: MessageBus) -> LLMEngine | None:
+    """The engine on ``bus`` that answers its prompts here, if one does."""
+    from llmgine.llm.engine import LLMEngine
+
+    engine = getattr(bus.command_handler_of(PromptCommand), "__self__", None)
+    return engine if isinstance(engine, LLMEngine) else None
+
+
 def _check_model(bus: MessageBus, model: str | None) -> None:
     """A ``model`` the local engine cannot run fails once here, before any row is sent.
 
     The engine makes (and keeps) the model's provider now instead of at the first row;
     a bus whose prompts run in other processes is left to them.
     """
-    from llmgine.llm.engine import LLMEngine
-
     if model is None:
         return
-    engine = getattr(bus.command_handler_of(PromptCommand), "__self__", None)
-    if isinstance(engine, LLMEngine):
+    engine = _local_engine(bus)
+    if engine is not None:
         engine._provider(model)
 
 

@@ -1,10 +1,14 @@
 """One ``map`` run: rows sent as ``PromptCommand``s by a fixed pool of senders, never more.
 
-Memory stays bounded: ``concurrency`` senders each take the next row, fill the template,
-execute its prompt and keep its outcome; no task exists per row. A row that fails is an
-outcome like any other. Sending stops early for three reasons only: a row ran out of
-budget (the rows after it would too), ``errors="raise"`` met a failure, or the run was
-interrupted; rows never sent get a ``not run: ...`` error saying which.
+Memory stays bounded: ``concurrency`` senders each take the next row and execute its
+prompt; no task exists per row. Rows are made ready a chunk at a time: their templates
+filled, and (with a local engine) looked up in the call cache all at once, so a row
+finished by an earlier run is answered from there without being sent (a re-run costs a
+cache read per row, not a command). A row that fails is an outcome like any other.
+Sending stops early for three reasons only: a row ran out of budget (the rows after it
+would too; those the cache answers are still answered), ``errors="raise"`` met a
+failure, or the run was interrupted; rows never sent get a ``not run: ...`` error saying
+which.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llmgine.batch.outcome import RowOutcome, one_line
@@ -21,17 +26,22 @@ from llmgine.batch.progress import Progress
 from llmgine.batch.template import RowTemplate
 from llmgine.errors import CommandFailedError
 from llmgine.llm.commands import PromptCommand
+from llmgine.messages.commands import CommandResult
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from llmgine.bus.bus import MessageBus
+    from llmgine.llm.engine import LLMEngine
 
 __all__ = ["BatchRun", "row_label"]
 
 logger = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted before this row finished; run the same map again to finish the rest"
+
+CHUNK = 256
+"""Rows made ready at once: their templates filled and their answers looked up in the cache."""
 
 
 def row_label(label: Any) -> Any:
@@ -59,6 +69,8 @@ class BatchRun:
         concurrency: Rows in flight at once.
         errors: ``"keep"`` (a failure is the row's ``error``) or ``"raise"``.
         progress: Where finished rows are counted.
+        engine: The local engine that runs the rows, whose cache answers finished rows
+            before they are sent; ``None``: every row is sent (the bus's workers run them).
     """
 
     def __init__(
@@ -72,6 +84,7 @@ class BatchRun:
         concurrency: int,
         errors: str,
         progress: Progress,
+        engine: LLMEngine | None = None,
     ) -> None:
         self.frame = frame
         self.template = template
@@ -81,12 +94,17 @@ class BatchRun:
         self.concurrency = concurrency
         self.errors = errors
         self.progress = progress
+        self.engine = engine
         self.run_id = uuid.uuid4().hex[:12]
         """Names this run in every row's conversation id and metadata."""
         self.outcomes: list[RowOutcome | None] = [None] * len(frame)
         self.stopped: str | None = None
         """Why sending stopped early (``None``: it did not)."""
         self._next = 0
+        """The first row not made ready yet."""
+        self._ready: deque[tuple[int, PromptCommand]] = deque()
+        """Rows made ready and not answered from the cache: the next to send."""
+        self._readying = asyncio.Lock()
         self._senders: list[asyncio.Task[None]] = []
         self._main: asyncio.Task[Any] | None = None
         self._cells: list[list[Any]] | None = None
@@ -110,6 +128,8 @@ class BatchRun:
         self._senders = [asyncio.ensure_future(self._send()) for _ in range(count)]
         try:
             await asyncio.gather(*self._senders)
+            if self.stopped is not None and self.errors != "raise":
+                await self._answer_the_rest()  # a budget stop: the cache's answers cost nothing
         except BaseException:
             if self.stopped is None:
                 self.stopped = INTERRUPTED
@@ -159,14 +179,74 @@ class BatchRun:
         self.progress.close()
 
     async def _send(self) -> None:
-        while self.stopped is None and self._next < len(self.outcomes):
-            position = self._next
-            self._next += 1
-            outcome = await self._row(position)
-            self.outcomes[position] = outcome
-            self.progress.add(outcome)
-            if outcome.failed:
-                self._failed(outcome)
+        while self.stopped is None:
+            ready = await self._take()
+            if ready is None:
+                return
+            position, command = ready
+            self._done(await self._row(position, command))
+
+    def _done(self, outcome: RowOutcome) -> None:
+        self.outcomes[outcome.position] = outcome
+        self.progress.add(outcome)
+        if outcome.failed:
+            self._failed(outcome)
+
+    async def _take(self) -> tuple[int, PromptCommand] | None:
+        """The next row to send; ``None`` when there is none (or sending stopped).
+
+        When none is ready, the sender that asks makes the next chunk ready (the others
+        wait for it, their rows in flight going on): the cache answers what it can.
+        """
+        async with self._readying:
+            while not self._ready:
+                if self.stopped is not None or self._next >= len(self.outcomes):
+                    return None
+                await self._make_ready()
+            return self._ready.popleft()
+
+    async def _make_ready(self) -> None:
+        """Fill the next chunk's templates; answer its finished rows from the cache."""
+        start = self._next
+        self._next = min(start + CHUNK, len(self.outcomes))
+        commands: list[tuple[int, PromptCommand]] = []
+        for position in range(start, self._next):
+            try:
+                commands.append((position, self._command(position)))
+            except Exception as exc:  # this row's value does not fit the template: its error
+                self._done(RowOutcome.broken(position, exc, stage="template"))
+        self._ready.extend(await self._from_cache(commands))
+
+    async def _answer_the_rest(self) -> None:
+        """After sending stopped (a budget): answer the rows left from the cache, send none."""
+        while self._next < len(self.outcomes):
+            await self._make_ready()
+        self._ready.clear()
+
+    async def _from_cache(
+        self, commands: Sequence[tuple[int, PromptCommand]]
+    ) -> list[tuple[int, PromptCommand]]:
+        """Answer the rows the engine's cache can; return the others, to send."""
+        if self.engine is None or not commands:
+            return list(commands)
+        from llmgine.llm.answered_from_cache import answered_from_cache
+
+        started = time.perf_counter()
+        span = self.bus.span(
+            "map rows from cache",
+            kind="CHAIN",
+            **{"llmgine.map.run": self.run_id, "llmgine.map.rows": len(commands)},
+        )
+        async with span:
+            results = await answered_from_cache(self.engine, [c for _, c in commands])
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        to_send = []
+        for (position, command), result in zip(commands, results, strict=True):
+            if result is None:
+                to_send.append((position, command))
+            else:
+                self._done(self._outcome(position, result, latency_ms, span.context.trace_id))
+        return to_send
 
     def _failed(self, outcome: RowOutcome) -> None:
         """The first failure that stops sending names itself; with ``errors="raise"``, raised."""
@@ -187,14 +267,11 @@ class BatchRun:
             return self.template.render_cells(self._cells[position])
         return self.template.render(self.frame.iloc[position])
 
-    async def _row(self, position: int) -> RowOutcome:
-        try:
-            prompt = self._prompt(position)
-        except Exception as exc:  # this row's value does not fit the template: its error
-            return RowOutcome.broken(position, exc, stage="template")
+    def _command(self, position: int) -> PromptCommand:
+        """Row ``position``'s prompt as a command (its template filled: may raise)."""
         label = row_label(self._labels[position])
-        command = PromptCommand(
-            prompt=prompt,
+        return PromptCommand(
+            prompt=self._prompt(position),
             conversation_id=f"map-{self.run_id}-{position}",
             metadata={
                 **self.metadata,
@@ -202,6 +279,8 @@ class BatchRun:
             },
             **self.fields,
         )
+
+    async def _row(self, position: int, command: PromptCommand) -> RowOutcome:
         started = time.perf_counter()
         span = self.bus.span(
             "map row", kind="CHAIN", **{"llmgine.map.run": self.run_id, "llmgine.map.row": position}
@@ -213,9 +292,12 @@ class BatchRun:
             logger.debug("map row %d could not run", position, exc_info=True)
             return RowOutcome.broken(position, exc, stage="not sent")
         latency_ms = (time.perf_counter() - started) * 1000.0
-        outcome = RowOutcome.of(
-            position, result, latency_ms=latency_ms, trace_id=span.context.trace_id
-        )
+        return self._outcome(position, result, latency_ms, span.context.trace_id)
+
+    def _outcome(
+        self, position: int, result: CommandResult, latency_ms: float, trace_id: str | None
+    ) -> RowOutcome:
+        outcome = RowOutcome.of(position, result, latency_ms=latency_ms, trace_id=trace_id)
         output_type = self.fields.get("output_type")
         if output_type is not None and isinstance(outcome.output, dict):
             try:  # a worker's model crossed Redis as JSON: the model again

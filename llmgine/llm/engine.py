@@ -13,7 +13,7 @@ from llmgine.errors import BusStateError, CommandFailedError
 from llmgine.llm.approval_wait import within_prompt_timeout
 from llmgine.llm.budget import Budget, Spend
 from llmgine.llm.commands import PromptCommand
-from llmgine.llm.conversations import ContextWindow, Conversations, token_counter
+from llmgine.llm.conversations import ContextWindow, Conversation, Conversations, token_counter
 from llmgine.llm.conversations.facade import ConversationSetting, store_for
 from llmgine.llm.engine_arguments import check_counts, check_timeout, model_for
 from llmgine.llm.engine_batch import BatchMethods
@@ -267,28 +267,48 @@ class LLMEngine(ToolMethods, BatchMethods):
         if limit is not None:
             window = ContextWindow(limit, await token_counter(provider), self.bus, command)
         conversation = await self.conversations.aget(command.conversation_id)
+        run = self.prompt_run(command, conversation, window)
+        return await within_prompt_timeout(run.result(), run.timeout)
+
+    def prompt_run(
+        self,
+        command: PromptCommand,
+        conversation: Conversation,
+        window: ContextWindow | None = None,
+        *,
+        chain: Provider | None = None,
+    ) -> PromptRun:
+        """The run of ``command`` in ``conversation`` with this engine's settings, not started.
+
+        Args:
+            command: The prompt.
+            conversation: The conversation it continues (changed only by a run that succeeds).
+            window: Fits each request into the prompt's context window, if it has one.
+            chain: The provider pipeline; default: built for ``command`` (its steps name
+                the prompt in what they publish, so a run that calls needs its own).
+        """
         if command.system_prompt is not None:
             conversation.system_prompt_for_turn(command.system_prompt)
-        timeout = command.timeout if command.timeout is not None else self.timeout
-        run = PromptRun(
-            command,
-            build_pipeline(
-                provider,
+        if chain is None:
+            chain = build_pipeline(
+                self._provider(command.model),
                 bus=self.bus,
                 command=command,
                 policies=self.policies,
                 resilience=self.resilience,
-            ),
+            )
+        return PromptRun(
+            command,
+            chain,
             conversation,
             self.runner,
             options={**self.options, **(command.options or {})},
             max_tool_rounds=self.max_tool_rounds,
             max_output_retries=self.max_output_retries,
-            timeout=timeout,
+            timeout=command.timeout if command.timeout is not None else self.timeout,
             sink=self._sinks.get(command.id),
             window=window,
         )
-        return await within_prompt_timeout(run.result(), timeout)
 
     def _provider(self, model: str | None) -> Provider:
         if model is None:

@@ -227,12 +227,12 @@ class PromptRun:
         self.messages.append(ChatMessage(role="assistant", content=note))
         return f"{completion.content}\n\n{note}" if completion.content else note
 
-    async def _call(self) -> Completion:
-        """One call through the pipeline; a streamed one feeds ``stream()``'s side channel."""
+    def _request(self, messages: list[ChatMessage]) -> LLMRequest:
+        """The request of a call sending ``messages``, without its timeout."""
         command = self.command
-        request = LLMRequest(
+        return LLMRequest(
             model=self.chain.model,
-            messages=await self._request_messages(),
+            messages=messages,
             tools=self.tools,
             tool_choice=self.tool_choice,
             temperature=command.temperature,
@@ -240,11 +240,45 @@ class PromptRun:
             options=self.options,
             output_schema=self.schema,
         )
+
+    def first_request(self) -> LLMRequest | None:
+        """The request the run's first call sends (without its timeout), before it runs.
+
+        ``None`` when a context window shapes the request: only fitting it, which
+        counts tokens, tells what it sends.
+        """
+        if self.window is not None:
+            return None
+        return self._request([*self.conversation.request_messages(), *self.messages])
+
+    def answered_by(self, completion: Completion) -> CommandResult | None:
+        """The run's result if ``completion``, as the answer to its first call, ends it.
+
+        For an answer known before the run (the call cache's): ``None`` when the run
+        would go on (the answer asks for tools, or does not validate against the
+        prompt's ``output_type``). Nothing is sent and the conversation is not changed
+        (a prompt answered so starts a conversation of its own and keeps nothing).
+        """
+        if self.calls or completion.tool_calls:
+            return None
+        output_type = self.command.output_type
+        answer: Any = completion.content or ""
+        if output_type is not None:
+            answer = parse_output(output_type, answer)
+            if isinstance(answer, str):
+                return None
+        self.calls += 1
+        self._account(completion)
+        return CommandResult(success=True, result=answer, metadata=self._metadata())
+
+    async def _call(self) -> Completion:
+        """One call through the pipeline; a streamed one feeds ``stream()``'s side channel."""
+        request = self._request(await self._request_messages())
         if self.deadline is not None:
             # The provider's own timeout ends with the prompt's, so its retries cannot outlast it.
             request.timeout = max(self.deadline - time.monotonic(), 0.001)
         self.calls += 1
-        if not command.stream:
+        if not self.command.stream:
             completion = await self.chain.complete(request)
         else:
             completion = Completion()
@@ -252,6 +286,11 @@ class PromptRun:
                 if chunk.delta and self.sink is not None:
                     self.sink.put_nowait(chunk.delta)
                 completion = chunk.completion or completion
+        self._account(completion)
+        return completion
+
+    def _account(self, completion: Completion) -> None:
+        """Add a call's answer to the run's tokens, costs, cached calls and model."""
         self.usage = Usage(
             input_tokens=self.usage.input_tokens + completion.usage.input_tokens,
             output_tokens=self.usage.output_tokens + completion.usage.output_tokens,
@@ -260,7 +299,6 @@ class PromptRun:
         self.costs.append(completion.usage.cost_usd)
         self.cached_calls += completion.cached
         self.model = completion.model or self.chain.model
-        return completion
 
     async def _request_messages(self) -> list[ChatMessage]:
         """The conversation and this turn so far, trimmed to the window if there is one."""

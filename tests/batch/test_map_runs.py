@@ -23,10 +23,12 @@ from pydantic import BaseModel
 
 from llmgine.batch import amap, map_rows
 from llmgine.bus import MessageBus
+from llmgine.bus.middleware import CallNext
 from llmgine.errors import CommandFailedError, ConfigurationError, HandlerNotFoundError
 from llmgine.llm import Budget, LLMEngine, Price
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.types import Completion, LLMRequest, Usage
+from llmgine.messages import Command, CommandResult
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -262,6 +264,11 @@ async def test_a_budget_that_runs_out_stops_sending_and_says_so(bus: MessageBus)
 async def test_the_stop_names_the_first_row_the_budget_refused_with_rows_in_flight(
     bus: MessageBus,
 ) -> None:
+    async def yields_once(command: Command, call_next: CallNext) -> CommandResult:
+        await asyncio.sleep(0)  # as a middleware doing I/O would: the other senders go on
+        return await call_next(command)
+
+    bus.add_middleware(yields_once)
     engine = LLMEngine(bus, provider=Echo(), budget=Budget(tokens=20), prices=PRICES)
     frame = pd.DataFrame({"x": [f"row {i}" for i in range(16)]})
     result = await engine.map(frame, "{x}", concurrency=4, progress=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from llmgine.errors import CacheError, ConfigurationError
 from llmgine.llm.cache.key import request_key
+from llmgine.llm.cache.known_misses import KnownMisses
 from llmgine.llm.cache.paths import cache_file
 from llmgine.llm.cache.recent import RecentAnswers
 from llmgine.llm.cache.redis_store import RedisStore
@@ -167,6 +168,8 @@ class LLMCache:
         """Calls this object let through to the model."""
         self.flights = SingleFlight()
         """Identical requests in flight: one calls, the others wait for its answer."""
+        self.known_misses = KnownMisses()
+        """Keys :meth:`lookup_many` just found missing: their call's lookup skips the store."""
         self._failing = False
 
     @classmethod
@@ -207,11 +210,70 @@ class LLMCache:
         """
         return Serving(self, key, usable)
 
+    async def lookup_many(
+        self, keys: Sequence[str], usable: Callable[[Completion], bool] | None = None
+    ) -> list[Completion | None]:
+        """Each key's hit (counted as one), or ``None``: one read of the store for them all.
+
+        For a batch that looks up its rows before it sends them. Answers in memory are
+        not read again; a key the store does not have is remembered as missing for a
+        while (:attr:`known_misses`), so its call, sent next, does not read the store
+        again to find nothing. A hit ``usable`` refuses is ``None`` and not counted.
+        """
+        texts: list[str | None] = [self.recent.get(key) for key in keys]
+        wanted = [key for key, text in zip(keys, texts, strict=True) if text is None]
+        if wanted:
+            found = await self._read_many(wanted)
+            for position, key in enumerate(keys):
+                if texts[position] is None and key in found:
+                    texts[position] = found[key]
+                    self.recent.put(key, found[key])
+            self.known_misses.add(key for key in wanted if key not in found)
+        hits: list[Completion | None] = []
+        for text in texts:
+            hit = None if text is None else self._read_hit(text)
+            if hit is not None and usable is not None and not usable(hit):
+                hit = None
+            self.hits += hit is not None
+            hits.append(hit)
+        return hits
+
+    async def _read_many(self, keys: Sequence[str]) -> dict[str, str]:
+        """The store's answers to ``keys``; a store that fails is logged and gives none."""
+        get_many = getattr(self.store, "get_many", None)  # a store written before it existed
+        try:
+            if get_many is not None:
+                found: dict[str, str] = await get_many(keys)
+            else:
+                texts = [await self.store.get(key) for key in keys]
+                found = {k: t for k, t in zip(keys, texts, strict=True) if t is not None}
+        except ConfigurationError:
+            raise
+        except Exception:
+            self._trouble("could not be read; the model is asked instead")
+            return {}
+        self._recovered()
+        return found
+
+    def _read_hit(self, text: str) -> Completion | None:
+        try:
+            return _hit(text)
+        except ValidationError:
+            logger.warning(
+                "A cached answer in %s does not read as an answer (written by another "
+                "llmgine version?); the model is asked again and its answer replaces it.",
+                self.store.location,
+                exc_info=True,
+            )
+            return None
+
     async def _lookup(self, key: str) -> Completion | None:
         text = self.recent.get(key)
         if text is not None:
             self.hits += 1
             return _hit(text)
+        if self.known_misses.take(key):
+            return None  # a batch read just found it missing
         try:
             text = await self.store.get(key)
         except ConfigurationError:
@@ -222,15 +284,8 @@ class LLMCache:
         self._recovered()
         if text is None:
             return None
-        try:
-            hit = _hit(text)
-        except ValidationError:
-            logger.warning(
-                "A cached answer in %s does not read as an answer (written by another "
-                "llmgine version?); the model is asked again and its answer replaces it.",
-                self.store.location,
-                exc_info=True,
-            )
+        hit = self._read_hit(text)
+        if hit is None:
             return None
         self.recent.put(key, text)
         self.hits += 1
@@ -245,6 +300,7 @@ class LLMCache:
             self._trouble("could not keep an answer; the call itself succeeded")
             return
         self.recent.put(key, text)
+        self.known_misses.discard(key)
         self._recovered()
 
     def _trouble(self, what: str) -> None:

@@ -8,6 +8,7 @@ the engine is made, and reconnect.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from llmgine.llm.cache.store import StoreSize
@@ -52,6 +53,19 @@ class RedisStore:
         shared = self._shared()
         value = await shared.redis.hget(shared.key("calls"), key)
         return None if value is None else bytes(value).decode("utf-8")
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, str]:
+        """The answers kept under any of ``keys``, by key: one ``HMGET``."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        shared = self._shared()
+        values = await shared.redis.hmget(shared.key("calls"), wanted)
+        return {
+            key: bytes(value).decode("utf-8")
+            for key, value in zip(wanted, values, strict=True)
+            if value is not None
+        }
 
     async def put(self, key: str, answer: str, *, provider: str, model: str) -> None:
         """Keep ``answer`` under ``key`` for every process of the namespace."""

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,6 +38,9 @@ BUSY_TIMEOUT_MS = 30_000
 """How long a write waits for another process's write to finish."""
 VACUUM_WAIT_MS = 1_000
 """How long ``clear()`` waits to give the space back while other processes use the file."""
+"""How long ``clear()`` waits to give the space back while other processes use the file."""
+_KEYS_A_QUERY = 500
+"""Keys one ``get_many`` query asks for (SQLite allows 999 parameters in old builds)."""
 
 _HEADER = b"SQLite format 3\x00"
 _SCHEMA = """
@@ -262,6 +265,23 @@ class SQLiteStore:
             row = db.execute("SELECT answer FROM calls WHERE key = ?", (key,)).fetchone()
             return None if row is None else str(row[0])
 
+        return await self._run(self._forget_on_damage(read))
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, str]:
+        """The answers kept under any of ``keys``, by key: one trip to the store's thread."""
+        wanted = list(dict.fromkeys(keys))
+
+        def read(db: sqlite3.Connection) -> dict[str, str]:
+            found: dict[str, str] = {}
+            for start in range(0, len(wanted), _KEYS_A_QUERY):
+                part = wanted[start : start + _KEYS_A_QUERY]
+                marks = ",".join("?" * len(part))
+                rows = db.execute(f"SELECT key, answer FROM calls WHERE key IN ({marks})", part)
+                found.update((str(k), str(a)) for k, a in rows)
+            return found
+
+        if not wanted:
+            return {}
         return await self._run(self._forget_on_damage(read))
 
     async def put(self, key: str, answer: str, *, provider: str, model: str) -> None:

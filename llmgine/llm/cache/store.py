@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -60,6 +61,13 @@ class CacheStore(Protocol):
 
     async def get(self, key: str) -> str | None:
         """The answer kept under ``key``, or ``None``."""
+        ...
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, str]:
+        """The answers kept under any of ``keys``, by key (a key with none is left out).
+
+        One round trip for them all where the store can (a batch's rows).
+        """
         ...
 
     async def put(self, key: str, answer: str, *, provider: str, model: str) -> None:

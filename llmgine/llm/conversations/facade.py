@@ -122,6 +122,15 @@ class Conversations:
 
     # Reading
 
+    def new(self, conversation_id: str) -> Conversation:
+        """``conversation_id`` as a new conversation starts: empty, the engine's system prompt.
+
+        Nothing is read from the store or written to it: for a prompt whose conversation
+        id is its own (a ``map`` row's), where reading would only find nothing.
+        """
+        _check_id(conversation_id)
+        return self._conversation(conversation_id, None)
+
     def get(self, conversation_id: str) -> Conversation:
         """The conversation ``conversation_id`` (empty, with the engine's system prompt, if new).
 

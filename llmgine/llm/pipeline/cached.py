@@ -40,7 +40,8 @@ class Cached(WrapperProvider):
         self.bypass = not _cacheable(inner)
         """The real provider's answers are not a function of the request: no lookup, no store."""
 
-    def _key(self, request: LLMRequest) -> str:
+    def key(self, request: LLMRequest) -> str:
+        """The cache key of ``request`` as this step sends it (its provider and server)."""
         return self.cache.key(request, provider=self.name, endpoint=self.endpoint, salt=self.salt)
 
     async def _keep(self, key: str, request: LLMRequest, completion: Completion) -> None:
@@ -55,7 +56,7 @@ class Cached(WrapperProvider):
         """The cached answer to ``request``, or the model's (then kept)."""
         if self.bypass:
             return await self.inner.complete(request)
-        key = self._key(request)
+        key = self.key(request)
         async with self.cache.serve(key, accepted) as hit:
             if hit is not None:
                 return hit
@@ -69,7 +70,7 @@ class Cached(WrapperProvider):
             async for chunk in self.inner.stream(request):
                 yield chunk
             return
-        key = self._key(request)
+        key = self.key(request)
         async with self.cache.serve(key, accepted) as hit:
             if hit is not None:
                 for piece in word_chunks(hit.content or ""):

@@ -147,16 +147,7 @@ class OpenAIProvider(Provider):
         models even when they share a model name.
         """
         base = self.base_url or str(getattr(self._client, "base_url", "") or "")
-        if not base:
-            return "api.openai.com"
-        parts = urlsplit(base)
-        host = parts.hostname or ""
-        try:
-            port = parts.port
-        except ValueError:  # not a number: the SDK will say so when it connects
-            port = None
-        where = f"{host}:{port}" if port else host
-        return where + parts.path.rstrip("/")
+        return _endpoint_of(base)
 
     @property
     def _where(self) -> str:
@@ -377,3 +368,18 @@ def _schema_name(schema: dict[str, Any]) -> str:
     """A ``response_format`` name from the schema's title: letters, digits, ``_`` and ``-``."""
     name = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.get("title") or "output"))
     return name[:64] or "output"
+
+
+@functools.lru_cache(maxsize=64)
+def _endpoint_of(base: str) -> str:
+    """``host:port/path`` of a base URL (no credentials); read for every cached call."""
+    if not base:
+        return "api.openai.com"
+    parts = urlsplit(base)
+    host = parts.hostname or ""
+    try:
+        port = parts.port
+    except ValueError:  # not a number: the SDK will say so when it connects
+        port = None
+    where = f"{host}:{port}" if port else host
+    return where + parts.path.rstrip("/")

@@ -77,3 +77,25 @@ async def test_a_worker_answers_from_what_another_worker_kept(
         assert again.result == "Teal." and len(server.requests) == 1  # a hit in another process
         assert await client.hlen(f"{namespace}:cache:calls") == 1
         assert await asyncio.to_thread(other.terminate) == 0
+
+
+@pytest.mark.timeout(60)
+async def test_a_map_on_another_bus_answers_from_the_shared_cache_in_one_read(
+    caller: MessageBus, second: MessageBus, client: Any, namespace: str
+) -> None:
+    import pandas as pd
+
+    from llmgine.llm import LLMEngine
+
+    frame = pd.DataFrame({"review": [f"review {i}" for i in range(30)]})
+    here = LLMEngine(caller, provider=Counting(), cache="redis")
+    await here.map(frame.iloc[:20], "{review}", progress=False)
+    assert await client.hlen(f"{namespace}:cache:calls") == 20
+
+    model = Counting()
+    there = LLMEngine(second, provider=model, cache="redis")
+    result = await there.map(frame, "{review}", progress=False)
+    assert model.calls == 10  # only the rows the other bus never answered
+    assert result["cached"].tolist() == [True] * 20 + [False] * 10
+    assert result["output"].tolist() == [f"answer to review {i}" for i in range(30)]
+    assert there.policies.cache is not None and there.policies.cache.hits == 20
