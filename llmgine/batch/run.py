@@ -239,6 +239,9 @@ class BatchRun:
         )
         async with span:
             results = await answered_from_cache(self.engine, [c for _, c in commands])
+            answered = [p for (p, _), r in zip(commands, results, strict=True) if r is not None]
+            span.set_attribute("llmgine.map.answered", len(answered))
+            span.set_attribute("llmgine.map.positions", answered)  # the log joins back by these
         latency_ms = (time.perf_counter() - started) * 1000.0
         to_send = []
         for (position, command), result in zip(commands, results, strict=True):

@@ -111,6 +111,12 @@ async def test_a_rerun_answers_finished_rows_without_a_command_or_a_request(
     last = spans[-3:]  # the re-run's (the first run looked its chunks up too)
     assert {s["span_context"]["trace_id"] for s in last} == set(again["trace_id"])
     assert sorted(s["attributes"]["llmgine.map.rows"] for s in last) == [88, 256, 256]
+    assert sum(s["attributes"]["llmgine.map.answered"] for s in last) == 600
+    for span in last:  # each row is found by its chunk's trace and its position
+        rows = again.iloc[span["attributes"]["llmgine.map.positions"]]
+        assert (rows["trace_id"] == span["span_context"]["trace_id"]).all()
+    positions = sorted(p for s in last for p in s["attributes"]["llmgine.map.positions"])
+    assert positions == list(range(600))
     # counted as cached calls that saved what the first run spent
     assert engine.spend.calls == 1200
     assert engine.spend.to_dict()["cached_calls"] == 600
