@@ -269,9 +269,17 @@ async def test_the_stop_names_the_first_row_the_budget_refused_with_rows_in_flig
         return await call_next(command)
 
     bus.add_middleware(yields_once)
-    engine = LLMEngine(bus, provider=Echo(), budget=Budget(tokens=20), prices=PRICES)
+    model = Echo(gate=asyncio.Event())
+    model.full_at = 4  # the first four rows pass the budget's check, then wait together
+    engine = LLMEngine(bus, provider=model, budget=Budget(tokens=20), prices=PRICES)
     frame = pd.DataFrame({"x": [f"row {i}" for i in range(16)]})
-    result = await engine.map(frame, "{x}", concurrency=4, progress=False)
+    run = asyncio.ensure_future(
+        engine.map(frame, "{x}", concurrency=4, progress=False, cache=False)
+    )
+    await asyncio.wait_for(model.full.wait(), timeout=60)
+    assert model.gate is not None
+    model.gate.set()  # 24 tokens spent at once: each sender's next row is refused
+    result = await run
     errors = result["error"].tolist()
     refused = [i for i, e in enumerate(errors) if e and e.startswith("BudgetExceededError")]
     assert len(refused) > 1  # several senders were refused before sending stopped
