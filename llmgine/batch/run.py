@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from llmgine.bus.bus import MessageBus
+    from llmgine.llm.answered_from_cache import Answered
     from llmgine.llm.engine import LLMEngine
+    from llmgine.observability.spans import Span
 
 __all__ = ["BatchRun", "row_label"]
 
@@ -209,24 +211,39 @@ class BatchRun:
         """Fill the next chunk's templates; answer its finished rows from the cache."""
         start = self._next
         self._next = min(start + CHUNK, len(self.outcomes))
+        self._ready.extend(await self._from_cache(self._commands(range(start, self._next))))
+
+    def _commands(self, positions: range) -> list[tuple[int, PromptCommand]]:
+        """The rows' commands; a row whose value does not fit the template gets that error."""
         commands: list[tuple[int, PromptCommand]] = []
-        for position in range(start, self._next):
+        for position in positions:
             try:
                 commands.append((position, self._command(position)))
             except Exception as exc:  # this row's value does not fit the template: its error
                 self._done(RowOutcome.broken(position, exc, stage="template"))
-        self._ready.extend(await self._from_cache(commands))
+        return commands
 
     async def _answer_the_rest(self) -> None:
-        """After sending stopped (a budget): answer the rows left from the cache, send none."""
+        """After sending stopped (a budget): answer the rows left from the cache, send none.
+
+        The rows made ready before are looked up again: a row like one that finished
+        since (a repeated prompt) is there now.
+        """
+        ready, self._ready = list(self._ready), deque()
+        await self._from_cache(ready, sending=False)
         while self._next < len(self.outcomes):
-            await self._make_ready()
-        self._ready.clear()
+            start = self._next
+            self._next = min(start + CHUNK, len(self.outcomes))
+            await self._from_cache(self._commands(range(start, self._next)), sending=False)
 
     async def _from_cache(
-        self, commands: Sequence[tuple[int, PromptCommand]]
+        self, commands: Sequence[tuple[int, PromptCommand]], *, sending: bool = True
     ) -> list[tuple[int, PromptCommand]]:
-        """Answer the rows the engine's cache can; return the others, to send."""
+        """Answer the rows the engine's cache can; return the others (to send, if ``sending``).
+
+        A cache that cannot be used as set up (Redis not connected, another program's
+        file) answers none here: each row sent then fails saying why.
+        """
         if self.engine is None or not commands:
             return list(commands)
         from llmgine.llm.answered_from_cache import answered_from_cache
@@ -238,17 +255,24 @@ class BatchRun:
             **{"llmgine.map.run": self.run_id, "llmgine.map.rows": len(commands)},
         )
         async with span:
-            results = await answered_from_cache(self.engine, [c for _, c in commands])
-            answered = [p for (p, _), r in zip(commands, results, strict=True) if r is not None]
-            span.set_attribute("llmgine.map.answered", len(answered))
-            span.set_attribute("llmgine.map.positions", answered)  # the log joins back by these
-        latency_ms = (time.perf_counter() - started) * 1000.0
+            try:
+                answers = await answered_from_cache(
+                    self.engine, [c for _, c in commands], remember_misses=sending
+                )
+            except Exception as exc:
+                logger.debug("map could not look its rows up in the cache", exc_info=True)
+                span.set_status("ERROR", f"{type(exc).__name__}: {exc}")
+                answers = [None] * len(commands)
+            _describe(span, commands, answers)
+        # The chunk's rows were answered together: each gets its share of the time.
+        latency_ms = (time.perf_counter() - started) * 1000.0 / len(commands)
         to_send = []
-        for (position, command), result in zip(commands, results, strict=True):
-            if result is None:
+        for (position, command), answered in zip(commands, answers, strict=True):
+            if answered is None:
                 to_send.append((position, command))
             else:
-                self._done(self._outcome(position, result, latency_ms, span.context.trace_id))
+                trace_id = span.context.trace_id
+                self._done(self._outcome(position, answered.result, latency_ms, trace_id))
         return to_send
 
     def _failed(self, outcome: RowOutcome) -> None:
@@ -310,3 +334,25 @@ class BatchRun:
                 outcome.error_type = type(exc).__name__
                 outcome.error = one_line(f"{outcome.error_type}: {exc}")
         return outcome
+
+
+def _describe(
+    span: Span,
+    commands: Sequence[tuple[int, PromptCommand]],
+    answers: Sequence[Answered | None],
+) -> None:
+    """The cache lookup span's attributes: which rows it answered, their model, the saving.
+
+    ``llmgine.map.saved_usd`` is what the answers cost when first asked (``None`` when
+    none of them has a known price; ``llmgine.map.unpriced`` counts those without).
+    """
+    answered = [(p, a) for (p, _), a in zip(commands, answers, strict=True) if a is not None]
+    saved = [a.answer.cost_saved_usd for _, a in answered]
+    models = Counter(a.result.metadata.get("model") for _, a in answered)
+    unpriced = saved.count(None)
+    span.set_attribute("llmgine.map.answered", len(answered))
+    span.set_attribute("llmgine.map.positions", [p for p, _ in answered])  # the log joins by these
+    span.set_attribute("llmgine.map.model", models.most_common(1)[0][0] if models else None)
+    known = [usd for usd in saved if usd is not None]
+    span.set_attribute("llmgine.map.saved_usd", sum(known) if known else None)
+    span.set_attribute("llmgine.map.unpriced", unpriced)

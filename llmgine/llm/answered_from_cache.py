@@ -11,22 +11,34 @@ and their calls skip the cache read this lookup already made (see
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from llmgine.llm.pipeline import Cached
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.providers.wrapper import WrapperProvider
 from llmgine.llm.types import Completion
+from llmgine.messages.commands import CommandResult
 
 if TYPE_CHECKING:
     from llmgine.llm.cache import LLMCache
     from llmgine.llm.commands import PromptCommand
     from llmgine.llm.engine import LLMEngine
     from llmgine.llm.run import PromptRun
-    from llmgine.messages.commands import CommandResult
 
-__all__ = ["answered_from_cache"]
+__all__ = ["Answered", "answered_from_cache"]
+
+logger = logging.getLogger(__name__)
+
+
+class Answered(NamedTuple):
+    """A prompt the cache answered: its result, and the kept answer it came from."""
+
+    result: CommandResult
+    """What the prompt's run would have returned."""
+    answer: Completion
+    """The cached answer (``cost_saved_usd``: what it saved)."""
 
 
 def _cache_step(chain: Provider) -> Cached | None:
@@ -39,26 +51,28 @@ def _cache_step(chain: Provider) -> Cached | None:
     return None
 
 
-def _final(hit: Completion) -> bool:
-    """Whether a cached answer ends its prompt's run (one asking for tools does not)."""
-    return not hit.tool_calls
-
-
 async def answered_from_cache(
-    engine: LLMEngine, commands: Sequence[PromptCommand]
-) -> list[CommandResult | None]:
-    """Each prompt's result if the call cache answers it whole, else ``None``; nothing sent.
+    engine: LLMEngine, commands: Sequence[PromptCommand], *, remember_misses: bool = True
+) -> list[Answered | None]:
+    """Each prompt's result (and the cached answer) if the cache answers it whole; nothing sent.
 
     Only for prompts that start a conversation of their own and keep nothing
     (``remember=False``, a new ``conversation_id``), as ``map``'s rows are: a prompt that
-    keeps its turn, streams, or has a context window is ``None`` (sent as usual). The
-    stores are read once per cache for all ``commands``.
+    keeps its turn, streams, or has a context window is ``None`` (sent as usual), and so
+    is one whose cached answer its run does not accept or cannot read (it then fails, or
+    not, as it would sent). The stores are read once per cache for all ``commands``.
 
     Args:
         engine: The engine that would run the prompts (its settings make the requests).
         commands: The prompts.
+        remember_misses: Remember the keys not found as missing for a while, so the
+            prompts' calls, sent next, skip their read (``False``: none is sent next).
+
+    Raises:
+        ConfigurationError: A cache that cannot be used as set up (``cache="redis"`` on a
+            bus not connected, another program's file).
     """
-    results: list[CommandResult | None] = [None] * len(commands)
+    results: list[Answered | None] = [None] * len(commands)
     lookups: dict[int, tuple[LLMCache, list[tuple[int, str, PromptRun]]]] = {}
     chains: dict[tuple[object, ...], Provider] = {}
     for position, command in enumerate(commands):
@@ -69,27 +83,36 @@ async def answered_from_cache(
         # The pipeline only names the request here (it is never called): one for every
         # prompt with the settings it depends on.
         settings = (command.model, command.cache, command.cache_salt)
-        chain = chains.get(settings)
-        conversation = engine.conversations.new(command.conversation_id)
         try:
-            run = engine.prompt_run(command, conversation, chain=chain)
+            conversation = engine.conversations.new(command.conversation_id)
+            run = engine.prompt_run(command, conversation, chain=chains.get(settings))
+            chains[settings] = run.chain
+            step = _cache_step(run.chain)
+            request = run.first_request()
+            if step is None or request is None:
+                continue
+            key = step.key(request)
         except Exception:  # a setting the run refuses: the prompt, sent, fails saying so
-            continue
-        chains[settings] = run.chain
-        step = _cache_step(run.chain)
-        request = run.first_request()
-        if step is None or request is None:
+            logger.debug("Prompt %s is not looked up ahead", command.id, exc_info=True)
             continue
         entry = lookups.setdefault(id(step.cache), (step.cache, []))
-        entry[1].append((position, step.key(request), run))
+        entry[1].append((position, key, run))
     keeper = engine.policies.budget
     for cache, entries in lookups.values():
-        hits = await cache.lookup_many([key for _, key, _ in entries], usable=_final)
+        keys = [key for _, key, _ in entries]
+        hits = await cache.lookup_many(keys, remember_misses=remember_misses)
         for (position, _, run), hit in zip(entries, hits, strict=True):
-            result = None if hit is None else run.answered_by(hit)
-            if hit is None or result is None:
+            if hit is None or hit.tool_calls:  # asking for tools: the run goes on from it
                 continue
+            try:
+                result = run.answered_by(hit)
+            except Exception:  # the output type's own validator raised: as the run would
+                logger.debug("A cached answer is left to its prompt's run", exc_info=True)
+                continue
+            if result is None:
+                continue
+            cache.count_hits()
             if keeper is not None:
                 await keeper.add(run.command, hit.model or run.chain.model, hit)
-            results[position] = result
+            results[position] = Answered(result, hit)
     return results

@@ -14,10 +14,10 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 from llmgine.bus import MessageBus
-from llmgine.llm import Budget, LLMCache, LLMEngine, Price
+from llmgine.llm import Budget, LLMCache, LLMEngine, Price, PromptCommand
 from llmgine.llm.cache import SQLiteStore, StoreSize
 from llmgine.llm.cache.known_misses import KnownMisses
 from llmgine.llm.providers.base import Provider
@@ -182,6 +182,37 @@ class Label(BaseModel):
     label: str
 
 
+def _keyed_label() -> type[BaseModel]:
+    """``Label`` again (the same schema, so the same key) whose validator raises a KeyError."""
+    canonical = {"positive": "+", "negative": "-"}
+
+    class Label(BaseModel):
+        label: str
+
+        @field_validator("label")
+        @classmethod
+        def known(cls, value: str) -> str:
+            return canonical[value]  # a KeyError for "meh", not a ValidationError
+
+    return Label
+
+
+def _longer_label() -> type[BaseModel]:
+    """``Label`` again (the same key) that refuses a one-letter label."""
+
+    class Label(BaseModel):
+        label: str
+
+        @field_validator("label")
+        @classmethod
+        def long_enough(cls, value: str) -> str:
+            if len(value) < 2:
+                raise ValueError("too short")
+            return value
+
+    return Label
+
+
 async def test_a_structured_rerun_gives_the_model_from_the_cache(bus: MessageBus) -> None:
     model = Echo(answer='{"label": "positive"}')
     engine = LLMEngine(bus, provider=model, cache=True)
@@ -243,7 +274,7 @@ async def test_a_prompt_that_keeps_its_turn_or_has_a_window_is_never_answered_ah
         PromptCommand(prompt="review 0", cache=False, remember=False),
     ]
     results = await answered_from_cache(engine, commands)
-    assert results[0] is not None and results[0].result == "answer to review 0"
+    assert results[0] is not None and results[0].result.result == "answer to review 0"
     assert results[1:] == [None, None, None]
 
 
@@ -309,3 +340,103 @@ def test_a_known_miss_spares_one_lookup_within_its_time() -> None:
     assert timed.take("x")  # just within its time
     now[0] += 0.5
     assert not timed.take("y")  # too old: the store is read again
+
+
+async def test_an_unreadable_cached_answer_is_asked_again_and_replaced(
+    bus: MessageBus, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "calls.sqlite3"
+    frame = reviews(2)
+    await LLMEngine(bus, provider=Echo(), cache=LLMCache(path)).map(
+        frame, "{review}", progress=False
+    )
+    with sqlite3.connect(path) as db:  # as another llmgine version would have written them
+        db.execute("""UPDATE calls SET answer = '{"not": "an answer"}'""")
+    db.close()
+
+    model = Echo()
+    cache = LLMCache(path)
+    engine = LLMEngine(bus, provider=model, cache=cache)
+    result = await engine.map(frame, "{review}", progress=False)
+    assert result["error"].isna().all() and not result["cached"].any()
+    assert len(model.prompts) == 2  # asked again ...
+    again = await engine.map(frame, "{review}", progress=False)
+    assert again["cached"].all() and len(model.prompts) == 2  # ... and replaced
+    assert await engine.chat("review 0", cache=True) == "answer to review 0"
+    assert cache.stats().hits == 3
+
+
+async def test_a_cached_answer_its_output_type_now_refuses_fails_only_its_row(
+    bus: MessageBus,
+) -> None:
+    model = Echo(answer='{"label": "meh"}')
+    engine = LLMEngine(bus, provider=model, cache=True)
+    frame = reviews(2)
+    first = await engine.map(frame, "{review}", output_type=Label, progress=False)
+    assert first["error"].isna().all()
+
+    result = await engine.map(frame, "{review}", output_type=_keyed_label(), progress=False)
+    assert result["error"].str.startswith("KeyError").all()  # each row fails as when sent
+    assert (result["cached"] == True).all()  # noqa: E712 (the model was not asked again)
+    assert len(model.prompts) == 2
+    assert engine.policies.cache_for(PromptCommand(prompt="x", cache=True)) is not None
+
+
+async def test_a_cache_that_cannot_be_used_fails_each_row_saying_why(bus: MessageBus) -> None:
+    engine = LLMEngine(bus, provider=Echo(), cache="redis")  # the bus is not connected
+    result = await engine.map(reviews(3), "{review}", progress=False)
+    assert result["error"].str.contains("ConfigurationError").all()
+    assert result["error"].str.contains("connect").all()
+
+
+async def test_a_hit_the_output_type_refuses_is_not_counted_as_one(
+    bus: MessageBus, tmp_path: Path
+) -> None:
+    model = Echo(answer='{"label": "x"}')
+    cache = LLMCache(tmp_path / "calls.sqlite3")
+    engine = LLMEngine(bus, provider=model, cache=cache)
+    frame = reviews(2)
+    await engine.map(frame, "{review}", output_type=Label, progress=False)
+
+    model.answer = '{"label": "longer"}'
+    result = await engine.map(frame, "{review}", output_type=_longer_label(), progress=False)
+    assert result["label"].tolist() == ["longer"] * 2 and len(model.prompts) == 4
+    stats = cache.stats()
+    assert (stats.hits, stats.misses) == (0, 4)
+
+
+async def test_a_budget_stop_answers_a_row_its_repeat_finished_meanwhile(bus: MessageBus) -> None:
+    model = Echo()
+    engine = LLMEngine(bus, provider=model, cache=True, budget=Budget(tokens=20), prices=PRICES)
+    frame = pd.DataFrame({"review": ["a", "b", "c", "d", "e", "a"]})
+    result = await engine.map(frame, "{review}", concurrency=1, progress=False)
+    errors = result["error"].tolist()
+    assert errors[4].startswith("BudgetExceededError") and len(model.prompts) == 4
+    assert result["output"][5] == "answer to a" and bool(result["cached"][5])  # row 0's answer
+
+
+async def test_a_chunks_rows_share_its_time_as_their_latency(bus: MessageBus) -> None:
+    import time
+
+    engine = LLMEngine(bus, provider=Echo(), cache=True)
+    frame = reviews(300)
+    await engine.map(frame, "{review}", progress=False)
+    started = time.perf_counter()
+    again = await engine.map(frame, "{review}", progress=False)
+    elapsed_ms = (time.perf_counter() - started) * 1000.0
+    assert again["cached"].all()
+    assert again["latency_ms"].sum() <= elapsed_ms  # shares of the lookups, not each its whole
+
+
+async def test_rows_looked_up_after_a_budget_stop_are_not_trusted_missing_later(
+    bus: MessageBus, tmp_path: Path
+) -> None:
+    cache = LLMCache(tmp_path / "calls.sqlite3")
+    engine = LLMEngine(bus, provider=Echo(), cache=cache, budget=Budget(tokens=6), prices=PRICES)
+    result = await engine.map(reviews(300), "{review}", concurrency=1, progress=False)
+    assert result["error"].str.startswith("not run").sum() >= 290
+    # the first chunk's rows were looked up to be sent (2 were): the rest are trusted
+    # missing for a while; the 44 rows looked up only after the stop are not
+    assert len(cache.known_misses) == 256 - 2

@@ -264,3 +264,23 @@ def test_cache_off_works_when_the_default_cache_folder_cannot_be_made(
     assert repr(magic(shell, "cache off")).startswith("cache off: every prompt asks the model")
     assert get_runtime().get_engine().policies.default_cache_on is False
     assert repr(magic(shell, "cache stats")).startswith("the cache is off (`map` rows too)")
+
+
+def test_cost_counts_map_rows_the_cache_answered_before_sending_them(
+    shell: InteractiveShell,
+) -> None:
+    magic(shell, "start --quiet")
+    engine = _priced("one", "two", "three", "four", "five")
+    frame = pd.DataFrame({"review": [f"review {i}" for i in range(5)]})
+    shell.user_ns["df"] = frame
+    shell.run_cell_magic("llmgine", "map df --into first --no-progress", "Classify {review}")
+    shell.run_cell_magic("llmgine", "map df --into again --no-progress", "Classify {review}")
+    assert shell.user_ns["again"]["cached"].all()
+    note = magic(shell, "cost")
+    assert isinstance(note, CostNote)
+    spend = engine.spend.to_dict()
+    assert int(note.calls["calls"].sum()) == spend["calls"] == 10
+    assert int(note.calls["cached_calls"].sum()) == spend["cached_calls"] == 5
+    assert float(note.calls["saved_usd"].sum()) == pytest.approx(spend["saved_usd"])
+    assert spend["saved_usd"] == pytest.approx(5 * 0.002)
+    assert "5 answered by the cache, which saved $0.01" in repr(note)

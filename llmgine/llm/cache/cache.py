@@ -211,32 +211,38 @@ class LLMCache:
         return Serving(self, key, usable)
 
     async def lookup_many(
-        self, keys: Sequence[str], usable: Callable[[Completion], bool] | None = None
+        self, keys: Sequence[str], *, remember_misses: bool = True
     ) -> list[Completion | None]:
-        """Each key's hit (counted as one), or ``None``: one read of the store for them all.
+        """Each key's kept answer as a hit, or ``None``: one read of the store for them all.
 
         For a batch that looks up its rows before it sends them. Answers in memory are
-        not read again; a key the store does not have is remembered as missing for a
-        while (:attr:`known_misses`), so its call, sent next, does not read the store
-        again to find nothing. A hit ``usable`` refuses is ``None`` and not counted.
+        not read again. With ``remember_misses``, a key the store does not have is
+        remembered as missing for a while (:attr:`known_misses`), so its call, sent
+        next, does not read the store again to find nothing. The hits are not counted:
+        :meth:`count_hits` those the caller uses.
         """
         texts: list[str | None] = [self.recent.get(key) for key in keys]
         wanted = [key for key, text in zip(keys, texts, strict=True) if text is None]
+        found: dict[str, str] = {}
         if wanted:
             found = await self._read_many(wanted)
-            for position, key in enumerate(keys):
-                if texts[position] is None and key in found:
-                    texts[position] = found[key]
-                    self.recent.put(key, found[key])
-            self.known_misses.add(key for key in wanted if key not in found)
+            if remember_misses:
+                self.known_misses.add(key for key in wanted if key not in found)
         hits: list[Completion | None] = []
-        for text in texts:
-            hit = None if text is None else self._read_hit(text)
-            if hit is not None and usable is not None and not usable(hit):
-                hit = None
-            self.hits += hit is not None
+        for key, text in zip(keys, texts, strict=True):
+            if text is None:
+                stored = found.get(key)
+                hit = None if stored is None else self._read_hit(stored)
+                if stored is not None and hit is not None:
+                    self.recent.put(key, stored)  # only what reads as an answer
+            else:
+                hit = _hit(text)  # kept in memory only once it read as one
             hits.append(hit)
         return hits
+
+    def count_hits(self, count: int = 1) -> None:
+        """Count ``count`` calls answered from hits :meth:`lookup_many` gave."""
+        self.hits += count
 
     async def _read_many(self, keys: Sequence[str]) -> dict[str, str]:
         """The store's answers to ``keys``; a store that fails is logged and gives none."""

@@ -38,7 +38,6 @@ BUSY_TIMEOUT_MS = 30_000
 """How long a write waits for another process's write to finish."""
 VACUUM_WAIT_MS = 1_000
 """How long ``clear()`` waits to give the space back while other processes use the file."""
-"""How long ``clear()`` waits to give the space back while other processes use the file."""
 _KEYS_A_QUERY = 500
 """Keys one ``get_many`` query asks for (SQLite allows 999 parameters in old builds)."""
 

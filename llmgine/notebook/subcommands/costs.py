@@ -43,6 +43,23 @@ SELECT model, conversation_id, count(*) AS calls,
 FROM llm_calls GROUP BY model, conversation_id ORDER BY model, conversation_id
 """
 
+_MAP_SPAN = "map rows from cache"
+"""The span of a chunk of ``map`` rows answered from the cache: they have no call of their own."""
+
+_MAP_CACHE_SQL = f"""
+SELECT "attributes.llmgine.map.model" AS model,
+       'map ' || "attributes.llmgine.map.run" AS conversation_id,
+       sum("attributes.llmgine.map.answered") AS calls,
+       sum("attributes.llmgine.map.answered") AS cached_calls,
+       0 AS unpriced_calls,
+       sum("attributes.llmgine.map.unpriced") AS unpriced_cached_calls,
+       0 AS tokens,
+       0.0 AS cost_usd,
+       coalesce(sum("attributes.llmgine.map.saved_usd"), 0.0) AS saved_usd
+FROM spans WHERE name = '{_MAP_SPAN}' AND "attributes.llmgine.map.answered" > 0
+GROUP BY 1, 2
+"""
+
 
 class CostNote(Note):
     """``%llmgine cost``: totals and tables as Markdown, and the numbers as DataFrames.
@@ -99,9 +116,18 @@ def spent(engine: LLMEngine) -> tuple[pd.DataFrame, str]:
     bus = engine.bus
     run_sync(bus.wait_for_events())
     if bus.log_path is not None:
+        import pandas as pd
+
         from llmgine.analysis import query
 
-        return _unknown_as_nan(query(bus, _SPEND_SQL)), f"the log {bus.log_path.name}"
+        calls = query(bus, _SPEND_SQL)
+        # map rows answered from the cache before they were sent: counted by their chunks
+        found = query(bus, f"SELECT count(*) AS n FROM spans WHERE name = '{_MAP_SPAN}'")
+        if int(found["n"].iloc[0]):
+            rows = query(bus, _MAP_CACHE_SQL, types="TraceEvent")
+            if not rows.empty:
+                calls = rows if calls.empty else pd.concat([calls, rows], ignore_index=True)
+        return _unknown_as_nan(calls), f"the log {bus.log_path.name}"
     frame = engine.spend.frame()  # its cost_usd is NaN where unknown
     return frame.reindex(columns=COLUMNS), "the default engine (the bus writes no log)"
 
