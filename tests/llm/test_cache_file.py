@@ -473,3 +473,35 @@ async def test_a_relative_cache_path_stays_where_it_was_when_the_folder_changes(
     await engine.aclose()
     assert (tmp_path / "a" / "calls.sqlite3").is_file()
     assert list((tmp_path / "b").iterdir()) == []
+
+
+async def test_answers_kept_at_once_are_all_in_the_file_when_each_keep_returns(
+    tmp_path: Path,
+) -> None:
+    from llmgine.llm.cache import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "calls.sqlite3")
+
+    async def keep(i: int) -> str | None:
+        await store.put(f"k{i}", f"answer {i}", provider="p", model="m")
+        return await store.get(f"k{i}")  # in the file once its own put returned
+
+    read = await asyncio.gather(*(keep(i) for i in range(60)))
+    assert read == [f"answer {i}" for i in range(60)]
+    assert (await store.size()).entries == 60
+    await store.aclose()
+
+
+async def test_a_write_that_fails_fails_every_keep_waiting_on_it(tmp_path: Path) -> None:
+    from llmgine.llm.cache import SQLiteStore
+
+    path = tmp_path / "calls.sqlite3"
+    store = SQLiteStore(path)
+    await store.put("first", "answer", provider="p", model="m")  # the file and table exist
+    with contextlib.closing(sqlite3.connect(path)) as other:
+        other.execute("DROP TABLE calls")
+        other.commit()
+    puts = [store.put(f"k{i}", "answer", provider="p", model="m") for i in range(10)]
+    outcomes = await asyncio.gather(*puts, return_exceptions=True)
+    assert all(isinstance(o, sqlite3.OperationalError) for o in outcomes), outcomes
+    await store.aclose()

@@ -41,6 +41,11 @@ VACUUM_WAIT_MS = 1_000
 _KEYS_A_QUERY = 500
 """Keys one ``get_many`` query asks for (SQLite allows 999 parameters in old builds)."""
 
+_Put = tuple[tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+"""An answer to keep (its row), and the loop and future of the caller waiting for it."""
+_INSERT = (
+    "INSERT OR REPLACE INTO calls (key, answer, provider, model, created_at) VALUES (?, ?, ?, ?, ?)"
+)
 _HEADER = b"SQLite format 3\x00"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -61,6 +66,14 @@ def _set_result(future: asyncio.Future[T], result: T) -> None:
 def _set_exception(future: asyncio.Future[Any], error: BaseException) -> None:
     if not future.done():
         future.set_exception(error)
+
+
+def _settle_all(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if error is None:
+            _set_result(future, None)
+        else:
+            _set_exception(future, error)
 
 
 def _hand_over(
@@ -100,6 +113,10 @@ class SQLiteStore:
         self._connection: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._puts: list[
+            tuple[tuple[Any, ...], asyncio.AbstractEventLoop, asyncio.Future[None]]
+        ] = []
+        """Answers waiting for the store's thread to write them (see :meth:`put`)."""
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -284,16 +301,52 @@ class SQLiteStore:
         return await self._run(self._forget_on_damage(read))
 
     async def put(self, key: str, answer: str, *, provider: str, model: str) -> None:
-        """Keep ``answer`` under ``key``."""
+        """Keep ``answer`` under ``key``; return once it is in the file.
+
+        Answers kept while the store's thread is busy are written together, in one
+        transaction, by its next job (a batch's rows finish close together): each
+        caller still returns only once its answer is in the file.
+        """
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            self._puts.append(((key, answer, provider, model, time.time()), loop, done))
+            first = len(self._puts) == 1
+        if first:  # else the job already on its way takes this one too
+            self._thread().submit(self._write_puts)
+        await done
+
+    def _write_puts(self) -> None:
+        """On the store's thread: write every answer waiting, then tell each caller."""
+        with self._lock:
+            puts, self._puts = self._puts, []
+        rows = [row for row, _, _ in puts]
 
         def write(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT OR REPLACE INTO calls (key, answer, provider, model, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (key, answer, provider, model, time.time()),
-            )
+            if len(rows) == 1:
+                db.execute(_INSERT, rows[0])
+                return
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(_INSERT, rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
 
-        await self._run(self._forget_on_damage(write))
+        error: BaseException | None = None
+        try:
+            self._forget_on_damage(write)()
+        except BaseException as exc:  # handed to every waiting caller, raised there
+            error = exc
+        waiting: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for _, loop, future in puts:
+            waiting.setdefault(loop, []).append(future)
+        for loop, futures in waiting.items():
+            try:
+                loop.call_soon_threadsafe(_settle_all, futures, error)
+            except RuntimeError:  # the loop closed while the work ran: nobody waits any more
+                logger.debug("The event loop closed before the call cache's write was done.")
 
     def size_blocking(self) -> StoreSize:
         """How much the file holds, waiting here for the store's thread."""
