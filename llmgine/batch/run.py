@@ -246,6 +246,8 @@ class BatchRun:
         """
         if self.engine is None or not commands:
             return list(commands)
+        if self.engine.policies.cache_for(commands[0][1]) is None:
+            return list(commands)  # no cache for these rows (cache=False, the cache off)
         from llmgine.llm.answered_from_cache import answered_from_cache
 
         started = time.perf_counter()

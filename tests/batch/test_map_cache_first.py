@@ -440,3 +440,17 @@ async def test_rows_looked_up_after_a_budget_stop_are_not_trusted_missing_later(
     # the first chunk's rows were looked up to be sent (2 were): the rest are trusted
     # missing for a while; the 44 rows looked up only after the stop are not
     assert len(cache.known_misses) == 256 - 2
+
+
+async def test_a_map_without_a_cache_looks_nothing_up_and_logs_no_lookup(
+    bus: MessageBus, read_log: ReadLog
+) -> None:
+    model = Echo()
+    engine = LLMEngine(bus, provider=model)
+    frame = reviews(3)
+    await engine.map(frame, "{review}", progress=False, cache=False)
+    await engine.map(frame, "{review}", progress=False, cache=False)
+    await bus.wait_for_events()
+    assert len(model.prompts) == 6
+    names = {s["data"]["name"] for s in logged(read_log, bus, "TraceEvent")}
+    assert "map rows from cache" not in names and "map row" in names
