@@ -505,3 +505,49 @@ async def test_a_write_that_fails_fails_every_keep_waiting_on_it(tmp_path: Path)
     outcomes = await asyncio.gather(*puts, return_exceptions=True)
     assert all(isinstance(o, sqlite3.OperationalError) for o in outcomes), outcomes
     await store.aclose()
+
+
+async def test_a_keep_whose_write_could_not_start_leaves_the_next_keeps_working(
+    tmp_path: Path,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from llmgine.llm.cache import SQLiteStore
+
+    class ShutDownOnce(SQLiteStore):
+        """The executor shut down by a close racing the first keep (as at exit)."""
+
+        def __init__(self, path: Path) -> None:
+            super().__init__(path)
+            self.refused = 0
+
+        def _thread(self) -> ThreadPoolExecutor:
+            if self.refused == 0:
+                self.refused += 1
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            return super()._thread()
+
+    store = ShutDownOnce(tmp_path / "calls.sqlite3")
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        await store.put("lost", "answer", provider="p", model="m")
+    await asyncio.wait_for(store.put("kept", "answer", provider="p", model="m"), timeout=30)
+    assert await store.get("kept") == "answer" and await store.get("lost") is None
+    await store.aclose()
+
+
+async def test_a_full_disk_in_a_batch_is_the_error_each_keep_gets(tmp_path: Path) -> None:
+    from llmgine.llm.cache import SQLiteStore
+
+    class TinyFile(SQLiteStore):
+        def _connect(self) -> sqlite3.Connection:
+            connection = super()._connect()
+            connection.execute("PRAGMA max_page_count = 12")
+            return connection
+
+    store = TinyFile(tmp_path / "calls.sqlite3")
+    await store.put("first", "x", provider="p", model="m")
+    puts = [store.put(f"k{i}", "y" * 3000, provider="p", model="m") for i in range(20)]
+    outcomes = await asyncio.wait_for(asyncio.gather(*puts, return_exceptions=True), 30)
+    errors = {str(o) for o in outcomes if isinstance(o, BaseException)}
+    assert errors == {"database or disk is full"}, errors
+    await store.aclose()

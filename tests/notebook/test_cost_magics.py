@@ -284,3 +284,22 @@ def test_cost_counts_map_rows_the_cache_answered_before_sending_them(
     assert float(note.calls["saved_usd"].sum()) == pytest.approx(spend["saved_usd"])
     assert spend["saved_usd"] == pytest.approx(5 * 0.002)
     assert "5 answered by the cache, which saved $0.01" in repr(note)
+
+
+def test_cost_after_a_maps_first_run_and_with_unpriced_cached_rows(
+    shell: InteractiveShell,
+) -> None:
+    magic(shell, "start --quiet")
+    model = Counting()
+    engine = set_engine(LLMEngine(get_bus(), provider=model))  # no price: cost unknown
+    shell.user_ns["df"] = pd.DataFrame({"review": ["good", "bad", "fine"]})
+    shell.run_cell_magic("llmgine", "map df --into first --no-progress", "Classify {review}")
+    note = magic(shell, "cost")  # every row missed the cache: its spans saved nothing
+    assert isinstance(note, CostNote)
+    assert int(note.calls["calls"].sum()) == 3 and int(note.calls["cached_calls"].sum()) == 0
+    shell.run_cell_magic("llmgine", "map df --into again --no-progress", "Classify {review}")
+    note = magic(shell, "cost")
+    assert isinstance(note, CostNote)
+    assert int(note.calls["cached_calls"].sum()) == engine.spend.to_dict()["cached_calls"] == 3
+    assert note.by_model["saved_usd"].isna().all()  # what unpriced rows saved is unknown
+    assert model.calls == 3

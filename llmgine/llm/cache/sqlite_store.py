@@ -68,6 +68,18 @@ def _set_exception(future: asyncio.Future[Any], error: BaseException) -> None:
         future.set_exception(error)
 
 
+def _tell(puts: list[_Put], error: BaseException | None) -> None:
+    """Settle the futures of ``puts`` on their loops: done, or failed with ``error``."""
+    waiting: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for _, loop, future in puts:
+        waiting.setdefault(loop, []).append(future)
+    for loop, futures in waiting.items():
+        try:
+            loop.call_soon_threadsafe(_settle_all, futures, error)
+        except RuntimeError:  # the loop closed while the work ran: nobody waits any more
+            logger.debug("The event loop closed before the call cache's write was done.")
+
+
 def _settle_all(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
     for future in futures:
         if error is None:
@@ -113,10 +125,10 @@ class SQLiteStore:
         self._connection: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
-        self._puts: list[
-            tuple[tuple[Any, ...], asyncio.AbstractEventLoop, asyncio.Future[None]]
-        ] = []
+        self._puts: list[_Put] = []
         """Answers waiting for the store's thread to write them (see :meth:`put`)."""
+        self._writing = False
+        """Whether a job that writes :attr:`_puts` is on its way to the store's thread."""
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -309,17 +321,43 @@ class SQLiteStore:
         """
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        with self._lock:
-            self._puts.append(((key, answer, provider, model, time.time()), loop, done))
-            first = len(self._puts) == 1
-        if first:  # else the job already on its way takes this one too
-            self._thread().submit(self._write_puts)
+        entry: _Put = ((key, answer, provider, model, time.time()), loop, done)
+        starts = False
+        try:
+            with self._lock:
+                self._puts.append(entry)
+                starts = not self._writing  # else the job on its way takes this one too
+                self._writing = True
+            if starts:
+                self._thread().submit(self._write_puts)
+        except BaseException:  # an interrupt, an executor shut down meanwhile
+            self._unqueue(entry, starts)
+            raise
         await done
+
+    def _unqueue(self, entry: _Put, started: bool) -> None:
+        """A put that failed before its job left: take it back; the others still get written."""
+        with self._lock:
+            if entry in self._puts:
+                self._puts.remove(entry)
+            if not started:
+                return  # a job on its way (or the next put's) takes the others
+            self._writing = bool(self._puts)
+            if not self._puts:
+                return
+        try:
+            self._thread().submit(self._write_puts)
+        except BaseException as exc:  # no thread to write them: each waiting caller hears it
+            with self._lock:
+                puts, self._puts, self._writing = self._puts, [], False
+            _tell(puts, exc)
 
     def _write_puts(self) -> None:
         """On the store's thread: write every answer waiting, then tell each caller."""
         with self._lock:
-            puts, self._puts = self._puts, []
+            puts, self._puts, self._writing = self._puts, [], False
+        if not puts:
+            return
         rows = [row for row, _, _ in puts]
 
         def write(db: sqlite3.Connection) -> None:
@@ -331,7 +369,8 @@ class SQLiteStore:
                 db.executemany(_INSERT, rows)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite ends some (a full disk) itself
+                    db.execute("ROLLBACK")
                 raise
 
         error: BaseException | None = None
@@ -339,14 +378,7 @@ class SQLiteStore:
             self._forget_on_damage(write)()
         except BaseException as exc:  # handed to every waiting caller, raised there
             error = exc
-        waiting: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-        for _, loop, future in puts:
-            waiting.setdefault(loop, []).append(future)
-        for loop, futures in waiting.items():
-            try:
-                loop.call_soon_threadsafe(_settle_all, futures, error)
-            except RuntimeError:  # the loop closed while the work ran: nobody waits any more
-                logger.debug("The event loop closed before the call cache's write was done.")
+        _tell(puts, error)
 
     def size_blocking(self) -> StoreSize:
         """How much the file holds, waiting here for the store's thread."""

@@ -14,6 +14,7 @@ from llmgine.observability.usd import format_usd
 if TYPE_CHECKING:
     import pandas as pd
 
+    from llmgine.bus.bus import MessageBus
     from llmgine.llm.cache import LLMCache
     from llmgine.llm.engine import LLMEngine
 
@@ -45,20 +46,6 @@ FROM llm_calls GROUP BY model, conversation_id ORDER BY model, conversation_id
 
 _MAP_SPAN = "map rows from cache"
 """The span of a chunk of ``map`` rows answered from the cache: they have no call of their own."""
-
-_MAP_CACHE_SQL = f"""
-SELECT "attributes.llmgine.map.model" AS model,
-       'map ' || "attributes.llmgine.map.run" AS conversation_id,
-       sum("attributes.llmgine.map.answered") AS calls,
-       sum("attributes.llmgine.map.answered") AS cached_calls,
-       0 AS unpriced_calls,
-       sum("attributes.llmgine.map.unpriced") AS unpriced_cached_calls,
-       0 AS tokens,
-       0.0 AS cost_usd,
-       coalesce(sum("attributes.llmgine.map.saved_usd"), 0.0) AS saved_usd
-FROM spans WHERE name = '{_MAP_SPAN}' AND "attributes.llmgine.map.answered" > 0
-GROUP BY 1, 2
-"""
 
 
 class CostNote(Note):
@@ -121,15 +108,56 @@ def spent(engine: LLMEngine) -> tuple[pd.DataFrame, str]:
         from llmgine.analysis import query
 
         calls = query(bus, _SPEND_SQL)
-        # map rows answered from the cache before they were sent: counted by their chunks
-        found = query(bus, f"SELECT count(*) AS n FROM spans WHERE name = '{_MAP_SPAN}'")
-        if int(found["n"].iloc[0]):
-            rows = query(bus, _MAP_CACHE_SQL, types="TraceEvent")
-            if not rows.empty:
-                calls = rows if calls.empty else pd.concat([calls, rows], ignore_index=True)
+        rows = _map_rows_from_cache(bus)
+        if not rows.empty:
+            calls = rows if calls.empty else pd.concat([calls, rows], ignore_index=True)
         return _unknown_as_nan(calls), f"the log {bus.log_path.name}"
     frame = engine.spend.frame()  # its cost_usd is NaN where unknown
     return frame.reindex(columns=COLUMNS), "the default engine (the bus writes no log)"
+
+
+def _map_rows_from_cache(bus: MessageBus) -> pd.DataFrame:
+    """The ``map`` rows the cache answered before sending them, as :data:`COLUMNS` rows.
+
+    They have no LLM call in the log: each chunk's lookup span counts them (one
+    conversation line per ``map`` run). A span of an older llmgine without the counts
+    is left out, or counted with an unknown saving.
+    """
+    import pandas as pd
+
+    from llmgine.analysis import query
+
+    spans = query(bus, f"SELECT * FROM spans WHERE name = '{_MAP_SPAN}'", types="TraceEvent")
+
+    def attribute(name: str, default: Any) -> pd.Series[Any]:
+        column = f"attributes.llmgine.map.{name}"
+        if column not in spans.columns:
+            return pd.Series(default, index=spans.index, dtype=object)
+        return spans[column]
+
+    answered = pd.to_numeric(attribute("answered", 0), errors="coerce").fillna(0).astype(int)
+    saved = pd.to_numeric(attribute("saved_usd", None), errors="coerce")
+    unpriced = pd.to_numeric(attribute("unpriced", None), errors="coerce")
+    rows = pd.DataFrame(
+        {
+            "model": attribute("model", None).fillna("(unknown)").astype(str),
+            "conversation_id": "map " + attribute("run", "?").astype(str),
+            "calls": answered,
+            "cached_calls": answered,
+            "unpriced_calls": 0,
+            # no saving written (an older span): every row's saving unknown
+            "unpriced_cached_calls": unpriced.where(saved.notna() | unpriced.notna(), answered)
+            .fillna(0)
+            .astype(int),
+            "tokens": 0,
+            "cost_usd": 0.0,
+            "saved_usd": saved.fillna(0.0),
+        }
+    )[answered > 0]
+    if rows.empty:
+        return rows.reindex(columns=COLUMNS)
+    grouped = rows.groupby(["model", "conversation_id"], as_index=False, sort=True).sum()
+    return grouped.reindex(columns=COLUMNS)
 
 
 def _cell(row: Any) -> str:
