@@ -2,9 +2,8 @@
 
 Every statement runs on the store's one thread, never on the event loop. WAL mode and
 a busy timeout let several processes read and write one file at once: readers never
-wait, writers take turns. A file that is not a SQLite database (or is damaged) is moved
-aside with a warning and a new cache started; another program's database, or one made
-by a newer llmgine, is left alone and named in a :class:`~llmgine.errors.CacheError`.
+wait, writers take turns. How the file is opened (and a damaged one moved aside, another
+program's left alone) is :mod:`llmgine.llm.cache.sqlite_file`.
 """
 
 from __future__ import annotations
@@ -20,8 +19,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from llmgine.errors import CacheError
-from llmgine.llm.cache.paths import make_private_file
+from llmgine.llm.cache.sqlite_file import (
+    APPLICATION_ID,
+    BUSY_TIMEOUT_MS,
+    SCHEMA_VERSION,
+    connect,
+    move_aside,
+    not_sqlite,
+    prepare,
+)
 from llmgine.llm.cache.store import StoreSize
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteStore"]
@@ -30,12 +36,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-APPLICATION_ID = 0x4C4C4D43
-"""``PRAGMA application_id`` of an llmgine call cache ("LLMC"): how a file is known as ours."""
-SCHEMA_VERSION = 1
-"""``PRAGMA user_version`` of the tables below."""
-BUSY_TIMEOUT_MS = 30_000
-"""How long a write waits for another process's write to finish."""
 VACUUM_WAIT_MS = 1_000
 """How long ``clear()`` waits to give the space back while other processes use the file."""
 _KEYS_A_QUERY = 500
@@ -46,16 +46,6 @@ _Put = tuple[tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[None]"]
 _INSERT = (
     "INSERT OR REPLACE INTO calls (key, answer, provider, model, created_at) VALUES (?, ?, ?, ?, ?)"
 )
-_HEADER = b"SQLite format 3\x00"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS calls (
-    key TEXT PRIMARY KEY,
-    answer TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    model TEXT NOT NULL,
-    created_at REAL NOT NULL
-)
-"""
 
 
 def _set_result(future: asyncio.Future[T], result: T) -> None:
@@ -99,18 +89,6 @@ def _hand_over(
         loop.call_soon_threadsafe(setter, future, outcome)
     except RuntimeError:  # the loop closed while the work ran: nobody waits any more
         logger.debug("The event loop closed before the call cache's work was handed back.")
-
-
-def _not_sqlite(path: Path) -> str | None:
-    """Why ``path`` cannot be a SQLite database, or ``None`` (missing and empty files can)."""
-    try:
-        with path.open("rb") as f:
-            head = f.read(len(_HEADER))
-    except FileNotFoundError:
-        return None
-    if head and head != _HEADER:
-        return "it is not a SQLite database"
-    return None
 
 
 class SQLiteStore:
@@ -178,97 +156,28 @@ class SQLiteStore:
         return self._connection
 
     def _connect(self) -> sqlite3.Connection:
-        make_private_file(self.path)  # else SQLite makes it readable by everyone (0644)
-        connection = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
-        )
-        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        return connection
+        return connect(self.path)
 
     def _open(self) -> sqlite3.Connection:
-        problem = _not_sqlite(self.path)
+        problem = not_sqlite(self.path)
         if problem is not None:
-            self._move_aside(problem)
+            move_aside(self.path, problem)
         try:
             return self._connect_prepared()
         except sqlite3.OperationalError:
             raise  # locked, read-only, disk full: the file may well be fine
         except sqlite3.DatabaseError as error:  # damaged: not a database, malformed
-            self._move_aside(str(error))
+            move_aside(self.path, str(error))
         return self._connect_prepared()
 
     def _connect_prepared(self) -> sqlite3.Connection:
         connection = self._connect()
         try:
-            self._prepare(connection)
+            prepare(connection, self.path)
         except BaseException:
             connection.close()
             raise
         return connection
-
-    def _prepare(self, connection: sqlite3.Connection) -> None:
-        """Check the file is an llmgine cache (or new), then set WAL mode and the tables."""
-        # One read transaction: the header and the tables of one moment, so a cache
-        # another process is making right now is not taken for another program's file.
-        connection.execute("BEGIN")
-        try:
-            application_id, version = self._identity(connection)
-            tables = [
-                row[0]
-                for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            ]
-        finally:
-            connection.execute("COMMIT")
-        if application_id != APPLICATION_ID:
-            if application_id != 0 or tables:
-                raise CacheError(
-                    f"{self.path} is a SQLite database of another program (tables: "
-                    f"{', '.join(tables) or 'none'}), not llmgine's call cache; llmgine leaves it "
-                    "alone. Give the cache a file of its own: LLMEngine(cache='calls.sqlite3'), "
-                    "or set LLMGINE_CACHE_DIR to another folder."
-                )
-        elif version > SCHEMA_VERSION:
-            raise CacheError(
-                f"{self.path} is a call cache of a newer llmgine (format {version}; this one "
-                f"reads {SCHEMA_VERSION}). Upgrade llmgine, or give this one another file: "
-                "LLMEngine(cache='calls.sqlite3') or LLMGINE_CACHE_DIR=another folder."
-            )
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute("PRAGMA synchronous = NORMAL")
-        if application_id == APPLICATION_ID:
-            return
-        connection.execute("BEGIN IMMEDIATE")  # one process makes the tables; the others wait
-        try:
-            if self._identity(connection)[0] != APPLICATION_ID:
-                connection.execute(_SCHEMA)
-                connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-
-    @staticmethod
-    def _identity(connection: sqlite3.Connection) -> tuple[int, int]:
-        application_id = connection.execute("PRAGMA application_id").fetchone()[0]
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        return int(application_id), int(version)
-
-    def _move_aside(self, why: str) -> None:
-        """Rename the damaged file (and its WAL files) out of the way, keeping them."""
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        moved = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{os.getpid()}")
-        for suffix in ("", "-wal", "-shm"):
-            source = Path(f"{self.path}{suffix}")
-            if source.exists():
-                os.replace(source, f"{moved}{suffix}")
-        logger.warning(
-            "The call cache %s could not be read (%s): it was moved to %s and a new, empty "
-            "cache started in its place. Delete the moved file once you no longer need it.",
-            self.path,
-            why,
-            moved,
-        )
 
     def _forget_on_damage(self, work: Callable[[sqlite3.Connection], T]) -> Callable[[], T]:
         """``work`` on the connection; damage found later closes it, so the next use reopens."""
