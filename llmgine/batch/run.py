@@ -209,14 +209,14 @@ class BatchRun:
 
     async def _make_ready(self) -> None:
         """Fill the next chunk's templates; answer its finished rows from the cache."""
+        self._ready.extend(await self._from_cache(self._next_chunk()))
+
+    def _next_chunk(self) -> list[tuple[int, PromptCommand]]:
+        """The next chunk's commands; a row whose value does not fit the template: its error."""
         start = self._next
         self._next = min(start + CHUNK, len(self.outcomes))
-        self._ready.extend(await self._from_cache(self._commands(range(start, self._next))))
-
-    def _commands(self, positions: range) -> list[tuple[int, PromptCommand]]:
-        """The rows' commands; a row whose value does not fit the template gets that error."""
         commands: list[tuple[int, PromptCommand]] = []
-        for position in positions:
+        for position in range(start, self._next):
             try:
                 commands.append((position, self._command(position)))
             except Exception as exc:  # this row's value does not fit the template: its error
@@ -232,9 +232,7 @@ class BatchRun:
         ready, self._ready = list(self._ready), deque()
         await self._from_cache(ready, sending=False)
         while self._next < len(self.outcomes):
-            start = self._next
-            self._next = min(start + CHUNK, len(self.outcomes))
-            await self._from_cache(self._commands(range(start, self._next)), sending=False)
+            await self._from_cache(self._next_chunk(), sending=False)
 
     async def _from_cache(
         self, commands: Sequence[tuple[int, PromptCommand]], *, sending: bool = True

@@ -102,10 +102,10 @@ async def answered_from_cache(
         keys = [key for _, key, _ in entries]
         hits = await cache.lookup_many(keys, remember_misses=remember_misses)
         for (position, _, run), hit in zip(entries, hits, strict=True):
-            if hit is None or hit.tool_calls:  # asking for tools: the run goes on from it
+            if hit is None:
                 continue
             try:
-                result = run.answered_by(hit)
+                result = run.answered_by(hit)  # None: the run goes on from it (tools, invalid)
             except Exception:  # the output type's own validator raised: as the run would
                 logger.debug("A cached answer is left to its prompt's run", exc_info=True)
                 continue

@@ -64,10 +64,7 @@ def _tell(puts: list[_Put], error: BaseException | None) -> None:
     for _, loop, future in puts:
         waiting.setdefault(loop, []).append(future)
     for loop, futures in waiting.items():
-        try:
-            loop.call_soon_threadsafe(_settle_all, futures, error)
-        except RuntimeError:  # the loop closed while the work ran: nobody waits any more
-            logger.debug("The event loop closed before the call cache's write was done.")
+        _hand_over(loop, _settle_all, futures, error)
 
 
 def _settle_all(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
@@ -78,15 +75,10 @@ def _settle_all(futures: list[asyncio.Future[None]], error: BaseException | None
             _set_exception(future, error)
 
 
-def _hand_over(
-    loop: asyncio.AbstractEventLoop,
-    setter: Callable[[asyncio.Future[Any], Any], None],
-    future: asyncio.Future[Any],
-    outcome: Any,
-) -> None:
-    """From the store's thread: ``setter(future, outcome)`` on ``loop``, if it still runs."""
+def _hand_over(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    """From the store's thread: ``callback(*args)`` on ``loop``, if it still runs."""
     try:
-        loop.call_soon_threadsafe(setter, future, outcome)
+        loop.call_soon_threadsafe(callback, *args)
     except RuntimeError:  # the loop closed while the work ran: nobody waits any more
         logger.debug("The event loop closed before the call cache's work was handed back.")
 
