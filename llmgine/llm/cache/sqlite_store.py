@@ -30,7 +30,7 @@ from llmgine.llm.cache.sqlite_file import (
 )
 from llmgine.llm.cache.store import StoreSize
 
-__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteStore"]
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "WRITE_BEHIND_SECONDS", "SQLiteStore"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +41,13 @@ VACUUM_WAIT_MS = 1_000
 _KEYS_A_QUERY = 500
 """Keys one ``get_many`` query asks for (SQLite allows 999 parameters in old builds)."""
 
-_Put = tuple[tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[None]"]
-"""An answer to keep (its row), and the loop and future of the caller waiting for it."""
+WRITE_BEHIND_SECONDS = 0.01
+"""How long an answer kept by :meth:`SQLiteStore.put_soon` waits for others to share its
+transaction (less when anyone waits for the store meanwhile)."""
+
+_Put = tuple[tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[None]", bool]
+"""An answer to keep (its row), the loop and future of its caller, and whether the caller
+waits for it (:meth:`SQLiteStore.put`) or not (:meth:`SQLiteStore.put_soon`)."""
 _INSERT = (
     "INSERT OR REPLACE INTO calls (key, answer, provider, model, created_at) VALUES (?, ?, ?, ?, ?)"
 )
@@ -61,7 +66,7 @@ def _set_exception(future: asyncio.Future[Any], error: BaseException) -> None:
 def _tell(puts: list[_Put], error: BaseException | None) -> None:
     """Settle the futures of ``puts`` on their loops: done, or failed with ``error``."""
     waiting: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-    for _, loop, future in puts:
+    for _, loop, future, _ in puts:
         waiting.setdefault(loop, []).append(future)
     for loop, futures in waiting.items():
         _hand_over(loop, _settle_all, futures, error)
@@ -99,6 +104,8 @@ class SQLiteStore:
         """Answers waiting for the store's thread to write them (see :meth:`put`)."""
         self._writing = False
         """Whether a job that writes :attr:`_puts` is on its way to the store's thread."""
+        self._urgent = threading.Event()
+        """Set when someone waits for the store: a job waiting for more answers stops waiting."""
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -124,6 +131,7 @@ class SQLiteStore:
         """
         loop = asyncio.get_running_loop()
         done: asyncio.Future[T] = loop.create_future()
+        self._urgent.set()  # not held up by a write waiting for company
 
         def job() -> None:
             try:
@@ -138,6 +146,7 @@ class SQLiteStore:
 
     def run_blocking(self, work: Callable[[], T]) -> T:
         """``work()`` on the store's thread, waiting for it here (the sync API)."""
+        self._urgent.set()
         return self._thread().submit(work).result()
 
     # ------------------------------------------------------------------ opening
@@ -220,21 +229,36 @@ class SQLiteStore:
         transaction, by its next job (a batch's rows finish close together): each
         caller still returns only once its answer is in the file.
         """
+        await self._queue((key, answer, provider, model, time.time()), waits=True)
+
+    def put_soon(self, key: str, answer: str, *, provider: str, model: str) -> asyncio.Future[None]:
+        """Keep ``answer`` under ``key`` within :data:`WRITE_BEHIND_SECONDS`; return at once.
+
+        The answer waits that long for others to share its transaction (a batch's rows
+        write a few at a time). The future returned settles once it is in the file, or
+        with the error that kept it out; nothing has to await it for the write to happen.
+        """
+        return self._queue((key, answer, provider, model, time.time()), waits=False)
+
+    def _queue(self, row: tuple[Any, ...], *, waits: bool) -> asyncio.Future[None]:
+        """Queue ``row`` for the next write job, starting one if none is on its way."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        entry: _Put = ((key, answer, provider, model, time.time()), loop, done)
+        entry: _Put = (row, loop, done, waits)
         starts = False
         try:
             with self._lock:
                 self._puts.append(entry)
                 starts = not self._writing  # else the job on its way takes this one too
                 self._writing = True
+            if waits:
+                self._urgent.set()
             if starts:
-                self._thread().submit(self._write_puts)
+                self._thread().submit(self._write_puts if waits else self._write_puts_soon)
         except BaseException:  # an interrupt, an executor shut down meanwhile
             self._unqueue(entry, starts)
             raise
-        await done
+        return done
 
     def _unqueue(self, entry: _Put, started: bool) -> None:
         """A put that failed before its job left: take it back; the others still get written."""
@@ -253,13 +277,22 @@ class SQLiteStore:
                 puts, self._puts, self._writing = self._puts, [], False
             _tell(puts, exc)
 
+    def _write_puts_soon(self) -> None:
+        """On the store's thread: let more answers come (unless someone waits), write them."""
+        self._urgent.clear()
+        with self._lock:
+            waited_for = any(waits for *_, waits in self._puts)
+        if not waited_for:
+            self._urgent.wait(WRITE_BEHIND_SECONDS)
+        self._write_puts()
+
     def _write_puts(self) -> None:
         """On the store's thread: write every answer waiting, then tell each caller."""
         with self._lock:
             puts, self._puts, self._writing = self._puts, [], False
         if not puts:
             return
-        rows = [row for row, _, _ in puts]
+        rows = [row for row, *_ in puts]
 
         def write(db: sqlite3.Connection) -> None:
             if len(rows) == 1:

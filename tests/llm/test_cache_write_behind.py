@@ -1,0 +1,115 @@
+"""Answers kept with ``SQLiteStore.put_soon``: queued, written a few at a time, never lost.
+
+``put_soon`` returns at once; the answer waits up to ``WRITE_BEHIND_SECONDS`` for others
+to share its transaction, less when anyone waits for the store meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from llmgine.llm.cache import SQLiteStore, sqlite_store
+
+
+class Counting(SQLiteStore):
+    """Counts the answers each write job takes (one job: one transaction)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.jobs: list[int] = []
+
+    def _write_puts(self) -> None:
+        with self._lock:
+            waiting = len(self._puts)
+        if waiting:
+            self.jobs.append(waiting)
+        super()._write_puts()
+
+
+def in_file(path: Path) -> dict[str, str]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return {str(k): str(a) for k, a in db.execute("SELECT key, answer FROM calls")}
+
+
+async def test_answers_kept_soon_are_written_without_anyone_waiting_for_them(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "calls.sqlite3")
+    written = [store.put_soon(f"k{i}", f"answer {i}", provider="p", model="m") for i in range(5)]
+    await asyncio.wait_for(asyncio.gather(*written), timeout=30)
+    assert in_file(store.path) == {f"k{i}": f"answer {i}" for i in range(5)}
+    await store.aclose()
+
+
+async def test_answers_kept_soon_share_one_transaction_with_the_next_that_is_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "WRITE_BEHIND_SECONDS", 600.0)  # only a waiter ends it
+    store = Counting(tmp_path / "calls.sqlite3")
+    await store.put("first", "answer", provider="p", model="m")  # the file exists
+    written = [store.put_soon(f"k{i}", "answer", provider="p", model="m") for i in range(20)]
+    await asyncio.wait_for(store.put("waited", "answer", provider="p", model="m"), timeout=30)
+    await asyncio.wait_for(asyncio.gather(*written), timeout=30)
+    assert store.jobs == [1, 21]  # the 20 and the one waited for: one transaction
+    assert len(in_file(store.path)) == 22
+    await store.aclose()
+
+
+async def test_a_read_is_not_held_up_by_answers_waiting_for_company(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "WRITE_BEHIND_SECONDS", 600.0)
+    store = SQLiteStore(tmp_path / "calls.sqlite3")
+    written = store.put_soon("soon", "answer", provider="p", model="m")
+    assert await asyncio.wait_for(store.get("other"), timeout=30) is None
+    await asyncio.wait_for(written, timeout=30)  # written first: the read went after it
+    assert await store.get("soon") == "answer"
+    await store.aclose()
+
+
+async def test_a_write_kept_soon_that_fails_settles_its_future_with_the_error(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "calls.sqlite3")
+    await store.put("first", "answer", provider="p", model="m")
+    with contextlib.closing(sqlite3.connect(store.path)) as other:
+        other.execute("DROP TABLE calls")
+        other.commit()
+    written = store.put_soon("k", "answer", provider="p", model="m")
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        await asyncio.wait_for(written, timeout=30)
+    await store.aclose()
+
+
+@pytest.mark.timeout(120)
+def test_answers_kept_soon_reach_the_file_when_the_program_ends_without_waiting(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "calls.sqlite3"
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+        from pathlib import Path
+        from llmgine.llm.cache import SQLiteStore
+
+        async def main() -> None:
+            store = SQLiteStore(Path(sys.argv[1]))
+            for i in range(5):
+                store.put_soon(f"k{i}", "answer", provider="p", model="m")  # not awaited
+
+        asyncio.run(main())
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=100
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(in_file(path)) == [f"k{i}" for i in range(5)]
