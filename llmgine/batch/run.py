@@ -25,6 +25,7 @@ from llmgine.batch.outcome import RowOutcome, one_line
 from llmgine.batch.progress import Progress
 from llmgine.batch.template import RowTemplate
 from llmgine.errors import CommandFailedError
+from llmgine.llm.cache.write_behind import WritesBehind
 from llmgine.llm.commands import PromptCommand
 from llmgine.messages.commands import CommandResult
 
@@ -111,6 +112,8 @@ class BatchRun:
         self._main: asyncio.Task[Any] | None = None
         self._cells: list[list[Any]] | None = None
         self._labels = frame.index.tolist()  # by position, no pandas call per row
+        self._writes = WritesBehind()
+        """The cache writes of this run's rows, waited for before it ends."""
 
     async def run(self) -> None:
         """Send every row (or until stopped); cancelled, it cancels the rows in flight.
@@ -127,7 +130,8 @@ class BatchRun:
             self.progress.close()
             raise
         count = min(self.concurrency, len(self.frame))
-        self._senders = [asyncio.ensure_future(self._send()) for _ in range(count)]
+        with self._writes.around():  # the rows go on while the cache file writes their answers
+            self._senders = [asyncio.ensure_future(self._send()) for _ in range(count)]
         try:
             await asyncio.gather(*self._senders)
             if self.stopped is not None and self.errors != "raise":
@@ -138,7 +142,16 @@ class BatchRun:
             await self.stop()
             raise
         finally:
+            await self.written()
             self.finish()
+
+    async def written(self) -> None:
+        """Wait until the answers of the rows that finished are in the cache file.
+
+        Cancelled meanwhile, it stops waiting; the writes still end on the store's thread.
+        """
+        if self._writes.pending:
+            await asyncio.shield(self._writes.wait())
 
     async def _check_handler(self) -> None:
         """No local handler: some connected process must advertise one, or nothing is sent.
@@ -160,6 +173,7 @@ class BatchRun:
         if self.stopped is None:
             self.stopped = INTERRUPTED
         await self.stop()
+        await self.written()
         if not self.progress.closed:
             self.finish()
         main = self._main

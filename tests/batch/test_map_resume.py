@@ -69,9 +69,11 @@ def test_a_map_killed_halfway_sends_only_the_unfinished_rows_when_run_again(
         result = pd.read_pickle(tmp_path / "second.pkl")
 
         # Only the rows the first run never got an answer for were sent again, once each,
-        # and they are the rows not answered from the cache.
-        assert 0 < len(again) <= ROWS - before + CONCURRENCY
-        assert before + len(again) <= ROWS + CONCURRENCY
+        # and they are the rows not answered from the cache. Paid twice: the rows in flight
+        # when it died, and those answered in the last WRITE_BEHIND_SECONDS (their answers
+        # still on their way to the file: at most one answer per row in flight).
+        assert 0 < len(again) <= ROWS - before + 2 * CONCURRENCY
+        assert before + len(again) <= ROWS + 2 * CONCURRENCY
         assert max(Counter(again).values()) == 1
         expected = prompts()
         not_cached = [p for p, c in zip(expected, result["cached"], strict=True) if not c]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from llmgine.llm.cache.redis_store import RedisStore
 from llmgine.llm.cache.single_flight import SingleFlight, Turn
 from llmgine.llm.cache.sqlite_store import SQLiteStore
 from llmgine.llm.cache.store import CacheStats, CacheStore, StoreSize
+from llmgine.llm.cache.write_behind import WritesBehind, writes_behind
 from llmgine.llm.types import Completion, LLMRequest
 
 if TYPE_CHECKING:
@@ -89,7 +91,10 @@ class Serving:
         waited = await turn.__aenter__()
         self._turn = turn  # held from here: __aexit__ gives it back
         try:
-            hit = self._if_usable(await cache._lookup(key)) if waited else None
+            if waited:  # the other request's answer, kept meanwhile
+                hit = self._if_usable(await cache._lookup(key))
+            else:  # one kept in this process while the store was read (its turn is over)
+                hit = self._if_usable(cache._remembered(key))
         except BaseException:
             self._turn = None
             await turn.__aexit__(None, None, None)
@@ -273,11 +278,18 @@ class LLMCache:
             )
             return None
 
-    async def _lookup(self, key: str) -> Completion | None:
+    def _remembered(self, key: str) -> Completion | None:
+        """The hit for ``key`` from the answers in memory, counted; or ``None``."""
         text = self.recent.get(key)
-        if text is not None:
-            self.hits += 1
-            return _hit(text)
+        if text is None:
+            return None
+        self.hits += 1
+        return _hit(text)
+
+    async def _lookup(self, key: str) -> Completion | None:
+        hit = self._remembered(key)
+        if hit is not None:
+            return hit
         if self.known_misses.take(key):
             return None  # a batch read just found it missing
         try:
@@ -298,8 +310,16 @@ class LLMCache:
         return hit
 
     async def keep(self, key: str, completion: Completion, *, provider: str, model: str) -> None:
-        """Store a completed answer under ``key``; a store that fails is logged, not raised."""
+        """Store a completed answer under ``key``; a store that fails is logged, not raised.
+
+        In a batch's rows (:mod:`~llmgine.llm.cache.write_behind`) a file cache queues the
+        answer and returns at once: the batch waits for its writes at its end.
+        """
         text = completion.model_dump_json()
+        behind = writes_behind()
+        if behind is not None and isinstance(self.store, SQLiteStore):
+            self._keep_behind(behind, self.store, key, text, provider=provider, model=model)
+            return
         try:
             await self.store.put(key, text, provider=provider, model=model)
         except Exception:
@@ -309,10 +329,41 @@ class LLMCache:
         self.known_misses.discard(key)
         self._recovered()
 
-    def _trouble(self, what: str) -> None:
+    def _keep_behind(
+        self,
+        behind: WritesBehind,
+        store: SQLiteStore,
+        key: str,
+        text: str,
+        *,
+        provider: str,
+        model: str,
+    ) -> None:
+        """Queue the answer for the file; usable here at once, forgotten if the write fails."""
+        try:
+            written = store.put_soon(key, text, provider=provider, model=model)
+        except Exception:
+            self._trouble("could not keep an answer; the call itself succeeded")
+            return
+        self.recent.put(key, text)
+        self.known_misses.discard(key)
+
+        def settled(written: asyncio.Future[None]) -> None:
+            error = None if written.cancelled() else written.exception()
+            if error is None:
+                self._recovered()
+                return
+            if self.recent.get(key) == text:  # what memory holds must be in the file
+                self.recent.discard(key)
+            self._trouble("could not keep an answer; the call itself succeeded", error)
+
+        written.add_done_callback(settled)
+        behind.add(written)
+
+    def _trouble(self, what: str, error: BaseException | None = None) -> None:
         """Log a failing store once with its traceback, then quietly until it recovers."""
         log = logger.debug if self._failing else logger.warning
-        log("The call cache %s %s.", self.store.location, what, exc_info=True)
+        log("The call cache %s %s.", self.store.location, what, exc_info=error or True)
         self._failing = True
 
     def _recovered(self) -> None:

@@ -78,6 +78,12 @@ class RecentAnswers:
         while len(self._answers) > self.size or self.bytes > self.max_bytes:
             self.bytes -= sys.getsizeof(self._answers.popitem(last=False)[1])
 
+    def discard(self, key: str) -> None:
+        """Forget the answer under ``key``, if any."""
+        answer = self._answers.pop(key, None)
+        if answer is not None:
+            self.bytes -= sys.getsizeof(answer)
+
     def clear(self) -> None:
         """Forget every answer, here and in every ``RecentAnswers`` of the same scope."""
         self._forget()

@@ -1,0 +1,122 @@
+"""``map``'s rows do not wait for the cache file; ``map`` returns once their answers are in it.
+
+Each row's answer is queued for the file and written with the others that arrive within
+``WRITE_BEHIND_SECONDS``, in one transaction; the row goes on at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from llmgine.bus import MessageBus
+from llmgine.llm import LLMCache, LLMEngine
+from llmgine.llm.cache import SQLiteStore, sqlite_store
+from llmgine.llm.providers.base import Provider
+from llmgine.llm.types import Completion, LLMRequest, Usage
+
+
+class Echo(Provider):
+    """Answers ``answer to <prompt>``; counts calls."""
+
+    name = "echo"
+
+    def __init__(self) -> None:
+        super().__init__("echo-1")
+        self.prompts: list[str] = []
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        prompt = str(request.messages[-1].content)
+        self.prompts.append(prompt)
+        return Completion(content=f"answer to {prompt}", usage=Usage(input_tokens=4))
+
+
+class Counting(SQLiteStore):
+    """Counts the answers each write job takes (one job: one transaction)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.jobs: list[int] = []
+
+    def _write_puts(self) -> None:
+        with self._lock:
+            waiting = len(self._puts)
+        if waiting:
+            self.jobs.append(waiting)
+        super()._write_puts()
+
+
+def reviews(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"review": [f"review {i}" for i in range(n)]})
+
+
+def entries(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return int(db.execute("SELECT count(*) FROM calls").fetchone()[0])
+
+
+async def test_rows_share_transactions_and_map_returns_once_all_are_in_the_file(
+    bus: MessageBus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "WRITE_BEHIND_SECONDS", 1.0)  # a wide window
+    store = Counting(tmp_path / "calls.sqlite3")
+    cache = LLMCache(store=store)
+    engine = LLMEngine(bus, provider=Echo(), cache=cache)
+    result = await engine.map(reviews(6), "{review}", concurrency=1, progress=False)
+    assert result["error"].isna().all()
+    # One row at a time, yet fewer transactions than rows: no row waited for its own.
+    assert sum(store.jobs) == 6 and len(store.jobs) < 6, store.jobs
+    assert entries(store.path) == 6  # all in the file when map returned
+
+    again = Echo()  # a new process, as after a kernel restart: only the file
+    fresh = LLMEngine(bus, provider=again, cache=store.path)
+    rerun = await fresh.map(reviews(6), "{review}", progress=False)
+    assert again.prompts == [] and rerun["cached"].all()
+    await fresh.aclose()
+    await cache.aclose()
+
+
+async def test_a_prompt_alone_still_returns_only_once_its_answer_is_in_the_file(
+    bus: MessageBus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "WRITE_BEHIND_SECONDS", 600.0)  # would hang if used
+    path = tmp_path / "calls.sqlite3"
+    engine = LLMEngine(bus, provider=Echo(), cache=path)
+    await engine.chat("Hi")
+    assert entries(path) == 1
+    await engine.aclose()
+
+
+async def test_a_file_that_fails_behind_a_map_is_a_warning_and_its_rows_are_asked_again(
+    bus: MessageBus, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "calls.sqlite3"
+    model = Echo()
+    engine = LLMEngine(bus, provider=model, cache=path)
+    await engine.chat("first")  # the file and its table exist
+    with contextlib.closing(sqlite3.connect(path)) as other:
+        other.execute("DROP TABLE calls")  # every write from now on fails
+        other.commit()
+    with caplog.at_level(logging.DEBUG, logger="llmgine.llm.cache"):
+        result = await engine.map(reviews(4), "{review}", progress=False)
+    assert result["error"].isna().all()  # the calls succeeded: only keeping them failed
+    kept = [r for r in caplog.records if "could not keep an answer" in r.getMessage()]
+    assert len(kept) == 4 and all(r.exc_info for r in kept)  # each with its error
+    assert any(r.levelno == logging.WARNING for r in caplog.records if "call cache" in r.msg)
+    model.prompts.clear()
+    with contextlib.closing(sqlite3.connect(path)) as other:
+        other.execute(
+            "CREATE TABLE calls (key TEXT PRIMARY KEY, answer TEXT NOT NULL, provider TEXT, "
+            "model TEXT, created_at REAL)"
+        )
+        other.commit()
+    rerun = await engine.map(reviews(4), "{review}", progress=False)
+    # Not answered from memory either: what memory holds must be in the file.
+    assert sorted(model.prompts) == [f"review {i}" for i in range(4)]
+    assert not rerun["cached"].any()
+    await engine.aclose()
