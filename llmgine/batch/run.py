@@ -44,6 +44,10 @@ logger = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted before this row finished; run the same map again to finish the rest"
 
+WRITES_WAIT_ON_INTERRUPT = 1.0
+"""Seconds an interrupted (or cancelled, or raising) ``map`` waits for its answers to reach
+the cache file before it ends; the store's thread still writes them after."""
+
 CHUNK = 256
 """Rows made ready at once: their templates filled and their answers looked up in the cache."""
 
@@ -113,8 +117,9 @@ class BatchRun:
         self._main: asyncio.Task[Any] | None = None
         self._cells: list[list[Any]] | None = None
         self._labels = frame.index.tolist()  # by position, no pandas call per row
-        self._writes = WritesBehind()
+        self._writes = WritesBehind(limit=concurrency)
         """The cache writes of this run's rows, waited for before it ends."""
+        self._waited_on_interrupt = False
 
     async def run(self) -> None:
         """Send every row (or until stopped); cancelled, it cancels the rows in flight.
@@ -137,26 +142,39 @@ class BatchRun:
         count = min(self.concurrency, len(self.frame))
         with self._writes.around():  # the rows go on while the cache file writes their answers
             self._senders = [asyncio.ensure_future(self._send()) for _ in range(count)]
+        self._writes.adopt(self._senders)
+        ended_early = False
         try:
             await asyncio.gather(*self._senders)
             if self.stopped is not None and self.errors != "raise":
                 await self._answer_the_rest()  # a budget stop: the cache's answers cost nothing
         except BaseException:
+            ended_early = True
             if self.stopped is None:
                 self.stopped = INTERRUPTED
             await self.stop()
             raise
         finally:
-            await self.written()
-            self.finish()
+            try:  # a cancel or an error must not wait long for a locked file
+                await self.written(timeout=WRITES_WAIT_ON_INTERRUPT if ended_early else None)
+            finally:
+                self.finish()
 
-    async def written(self) -> None:
+    async def written(self, timeout: float | None = None) -> None:
         """Wait until the answers of the rows that finished are in the cache file.
 
-        Cancelled meanwhile, it stops waiting; the writes still end on the store's thread.
+        Cancelled meanwhile, or past ``timeout`` seconds, it stops waiting (and says how
+        many are still on their way); the store's thread still writes them.
         """
-        if self._writes.pending:
-            await asyncio.shield(self._writes.wait())
+        if not self._writes.pending:
+            return
+        left = await asyncio.shield(self._writes.wait(timeout))
+        if left:
+            logger.warning(
+                "map: %d answers are still on their way to the cache file (it is locked or "
+                "slow); they are written in the background, before this process exits.",
+                left,
+            )
 
     async def _check_handler(self) -> None:
         """No local handler: some connected process must advertise one, or nothing is sent.
@@ -178,7 +196,9 @@ class BatchRun:
         if self.stopped is None:
             self.stopped = INTERRUPTED
         await self.stop()
-        await self.written()
+        if not self._waited_on_interrupt:  # once: a second Ctrl-C must not wait again
+            self._waited_on_interrupt = True
+            await self.written(timeout=WRITES_WAIT_ON_INTERRUPT)  # an interrupt must not hang
         if not self.progress.closed:
             self.finish()
         main = self._main

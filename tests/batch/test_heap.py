@@ -72,3 +72,25 @@ async def test_map_runs_its_rows_with_the_heap_frozen_and_gives_it_back(bus: Mes
     assert result["error"].isna().all()
     assert model.frozen == [True, True, True]
     assert gc.get_freeze_count() == 0
+
+
+class Freezing(Provider):
+    """Freezes the heap itself on its first call, as a program about to fork workers would."""
+
+    name = "freezing"
+
+    def __init__(self) -> None:
+        super().__init__("freezing-1")
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        if not hasattr(self, "froze"):
+            self.froze = True
+            gc.freeze()
+        return Completion(content="ok")
+
+
+async def test_a_heap_the_program_froze_during_a_map_stays_frozen(bus: MessageBus) -> None:
+    engine = LLMEngine(bus, provider=Freezing(), cache=False)
+    frame = pd.DataFrame({"review": ["a", "b"]})
+    await engine.map(frame, "{review}", progress=False, cache=False, concurrency=1)
+    assert gc.get_freeze_count() > 0

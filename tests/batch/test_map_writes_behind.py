@@ -6,9 +6,12 @@ Each row's answer is queued for the file and written with the others that arrive
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sqlite3
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -120,3 +123,66 @@ async def test_a_file_that_fails_behind_a_map_is_a_warning_and_its_rows_are_aske
     assert sorted(model.prompts) == [f"review {i}" for i in range(4)]
     assert not rerun["cached"].any()
     await engine.aclose()
+
+
+class Gated(SQLiteStore):
+    """Its writes wait until the test opens the gate (a file another program has locked)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = threading.Event()
+
+    def _write_puts(self) -> None:
+        self.gate.wait(120)
+        super()._write_puts()
+
+
+async def settle(done: Callable[[], bool], rounds: int = 5_000) -> None:
+    """Let the loop run until ``done()`` (bounded), then as long again: whatever can go on has."""
+    for _ in range(rounds):
+        if done():
+            break
+        await asyncio.sleep(0)
+    for _ in range(2_000):
+        await asyncio.sleep(0)
+
+
+async def test_at_most_concurrency_answers_wait_for_the_file_at_once(
+    bus: MessageBus, tmp_path: Path
+) -> None:
+    store = Gated(tmp_path / "calls.sqlite3")
+    cache = LLMCache(store=store)
+    model = Echo()
+    engine = LLMEngine(bus, provider=model, cache=cache)
+    mapped = asyncio.ensure_future(
+        engine.map(reviews(40), "{review}", concurrency=4, progress=False)
+    )
+    await settle(lambda: len(model.prompts) >= 8)
+    # Four answers wait for the file; four rows wait for room: a kill loses no more.
+    assert len(model.prompts) == 8
+    store.gate.set()
+    result = await asyncio.wait_for(mapped, timeout=60)
+    assert result["error"].isna().all() and len(model.prompts) == 40
+    await cache.aclose()
+
+
+async def test_a_map_cancelled_while_the_file_is_locked_ends_at_once_and_says_so(
+    bus: MessageBus, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Gated(tmp_path / "calls.sqlite3")
+    cache = LLMCache(store=store)
+    model = Echo()
+    engine = LLMEngine(bus, provider=model, cache=cache)
+    mapped = asyncio.ensure_future(
+        engine.map(reviews(40), "{review}", concurrency=4, progress=False)
+    )
+    await settle(lambda: len(model.prompts) >= 8)
+    with caplog.at_level(logging.WARNING, logger="llmgine.batch"):
+        mapped.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(mapped, timeout=60)  # the gate is still closed
+    assert "still on their way to the cache file" in caplog.text
+    assert "map stopped with" in caplog.text  # the run was finished: rows marked not run
+    store.gate.set()
+    await cache.aclose()  # the answers waiting are written
+    assert entries(store.path) == 8

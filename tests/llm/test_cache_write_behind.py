@@ -12,11 +12,14 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 
-from llmgine.llm.cache import SQLiteStore, sqlite_store
+from llmgine.llm.cache import LLMCache, SQLiteStore, sqlite_store
+from llmgine.llm.cache.write_behind import WritesBehind, writes_behind
+from llmgine.llm.types import Completion
 
 
 class Counting(SQLiteStore):
@@ -113,3 +116,70 @@ def test_answers_kept_soon_reach_the_file_when_the_program_ends_without_waiting(
     )
     assert done.returncode == 0, done.stderr
     assert sorted(in_file(path)) == [f"k{i}" for i in range(5)]
+
+
+async def test_a_read_is_not_held_up_on_a_thread_already_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "WRITE_BEHIND_SECONDS", 600.0)
+    store = SQLiteStore(tmp_path / "calls.sqlite3")
+    await store.put("first", "answer", provider="p", model="m")  # the thread runs
+    for i in range(5):
+        written = store.put_soon(f"soon{i}", "answer", provider="p", model="m")
+        assert await asyncio.wait_for(store.get("other"), timeout=30) is None
+        await asyncio.wait_for(written, timeout=30)
+    await store.aclose()
+
+
+class Gated(SQLiteStore):
+    """Its writes wait until the test opens the gate (a file another program has locked)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = threading.Event()
+
+    def _write_puts(self) -> None:
+        self.gate.wait(120)
+        super()._write_puts()
+
+
+async def test_only_the_batchs_own_tasks_write_behind() -> None:
+    behind = WritesBehind(limit=4)
+    seen: dict[str, WritesBehind | None] = {}
+
+    async def probe() -> WritesBehind | None:
+        return writes_behind()
+
+    async def row() -> None:
+        seen["row"] = writes_behind()
+        seen["thread"] = await asyncio.to_thread(writes_behind)  # a sync tool's thread
+        seen["spawned"] = await asyncio.ensure_future(probe())  # a task the row started
+
+    with behind.around():
+        task = asyncio.ensure_future(row())
+    behind.adopt([task])
+    await asyncio.wait_for(task, timeout=30)
+    assert seen == {"row": behind, "thread": None, "spawned": None}
+
+
+async def test_an_answer_on_its_way_to_the_file_answers_identical_requests_with_no_memory(
+    tmp_path: Path,
+) -> None:
+    store = Gated(tmp_path / "calls.sqlite3")
+    cache = LLMCache(store=store, recent=0)  # no answers kept in memory
+    behind = WritesBehind(limit=4)
+
+    async def row() -> Completion | None:
+        await cache.keep("k", Completion(content="kept"), provider="p", model="m")
+        async with cache.serve("k") as hit:  # an identical request, the write held up
+            return hit
+
+    with behind.around():
+        task = asyncio.ensure_future(row())
+    behind.adopt([task])
+    hit = await asyncio.wait_for(task, timeout=30)
+    assert hit is not None and hit.content == "kept"
+    store.gate.set()
+    assert await asyncio.wait_for(behind.wait(), timeout=30) == 0
+    assert in_file(store.path) == {"k": Completion(content="kept").model_dump_json()}
+    await cache.aclose()

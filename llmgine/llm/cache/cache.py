@@ -175,6 +175,8 @@ class LLMCache:
         """Identical requests in flight: one calls, the others wait for its answer."""
         self.known_misses = KnownMisses()
         """Keys :meth:`lookup_many` just found missing: their call's lookup skips the store."""
+        self._unwritten: dict[str, str] = {}
+        """Answers a batch kept that are on their way to the file (see :meth:`keep`)."""
         self._failing = False
 
     @classmethod
@@ -280,7 +282,7 @@ class LLMCache:
 
     def _remembered(self, key: str) -> Completion | None:
         """The hit for ``key`` from the answers in memory, counted; or ``None``."""
-        text = self.recent.get(key)
+        text = self.recent.get(key) or self._unwritten.get(key)
         if text is None:
             return None
         self.hits += 1
@@ -318,7 +320,7 @@ class LLMCache:
         text = completion.model_dump_json()
         behind = writes_behind()
         if behind is not None and isinstance(self.store, SQLiteStore):
-            self._keep_behind(behind, self.store, key, text, provider=provider, model=model)
+            await self._keep_behind(behind, self.store, key, text, provider=provider, model=model)
             return
         try:
             await self.store.put(key, text, provider=provider, model=model)
@@ -329,7 +331,7 @@ class LLMCache:
         self.known_misses.discard(key)
         self._recovered()
 
-    def _keep_behind(
+    async def _keep_behind(
         self,
         behind: WritesBehind,
         store: SQLiteStore,
@@ -345,10 +347,13 @@ class LLMCache:
         except Exception:
             self._trouble("could not keep an answer; the call itself succeeded")
             return
+        self._unwritten[key] = text  # identical requests find it here, whatever recent keeps
         self.recent.put(key, text)
         self.known_misses.discard(key)
 
         def settled(written: asyncio.Future[None]) -> None:
+            if self._unwritten.get(key) is text:
+                del self._unwritten[key]
             error = None if written.cancelled() else written.exception()
             if error is None:
                 self._recovered()
@@ -358,7 +363,7 @@ class LLMCache:
             self._trouble("could not keep an answer; the call itself succeeded", error)
 
         written.add_done_callback(settled)
-        behind.add(written)
+        await behind.add(written)
 
     def _trouble(self, what: str, error: BaseException | None = None) -> None:
         """Log a failing store once with its traceback, then quietly until it recovers."""

@@ -278,8 +278,11 @@ class SQLiteStore:
             _tell(puts, exc)
 
     def _write_puts_soon(self) -> None:
-        """On the store's thread: let more answers come (unless someone waits), write them."""
-        self._urgent.clear()
+        """On the store's thread: let more answers come (unless someone waits), write them.
+
+        ``_urgent`` is cleared only where the answers are taken: a caller that set it
+        before this job started is not forgotten (at worst a later job skips its wait).
+        """
         with self._lock:
             waited_for = any(waits for *_, waits in self._puts)
         if not waited_for:
@@ -290,6 +293,7 @@ class SQLiteStore:
         """On the store's thread: write every answer waiting, then tell each caller."""
         with self._lock:
             puts, self._puts, self._writing = self._puts, [], False
+            self._urgent.clear()  # whoever set it is served by this job or runs after it
         if not puts:
             return
         rows = [row for row, *_ in puts]
