@@ -21,7 +21,6 @@ from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from llmgine.batch.heap import frozen_heap
 from llmgine.batch.outcome import RowOutcome, one_line
 from llmgine.batch.progress import Progress
 from llmgine.batch.template import RowTemplate
@@ -130,10 +129,6 @@ class BatchRun:
                 process advertises a handler: raised once, before any row is sent.
         """
         self._main = asyncio.current_task()
-        with frozen_heap():  # the collector's passes walk only what the run makes
-            await self._run()
-
-    async def _run(self) -> None:
         try:
             await self._check_handler()
         except BaseException:
