@@ -10,16 +10,16 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from cache_stores import CountingStore, GatedStore
 
 from llmgine.bus import MessageBus
 from llmgine.llm import LLMCache, LLMEngine
-from llmgine.llm.cache import SQLiteStore, sqlite_store
+from llmgine.llm.cache import sqlite_store
 from llmgine.llm.providers.base import Provider
 from llmgine.llm.types import Completion, LLMRequest, Usage
 
@@ -39,21 +39,6 @@ class Echo(Provider):
         return Completion(content=f"answer to {prompt}", usage=Usage(input_tokens=4))
 
 
-class Counting(SQLiteStore):
-    """Counts the answers each write job takes (one job: one transaction)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.jobs: list[int] = []
-
-    def _write_puts(self) -> None:
-        with self._lock:
-            waiting = len(self._puts)
-        if waiting:
-            self.jobs.append(waiting)
-        super()._write_puts()
-
-
 def reviews(n: int) -> pd.DataFrame:
     return pd.DataFrame({"review": [f"review {i}" for i in range(n)]})
 
@@ -67,7 +52,7 @@ async def test_rows_share_transactions_and_map_returns_once_all_are_in_the_file(
     bus: MessageBus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite_store, "WRITE_BEHIND_SECONDS", 1.0)  # a wide window
-    store = Counting(tmp_path / "calls.sqlite3")
+    store = CountingStore(tmp_path / "calls.sqlite3")
     cache = LLMCache(store=store)
     engine = LLMEngine(bus, provider=Echo(), cache=cache)
     result = await engine.map(reviews(6), "{review}", concurrency=1, progress=False)
@@ -125,18 +110,6 @@ async def test_a_file_that_fails_behind_a_map_is_a_warning_and_its_rows_are_aske
     await engine.aclose()
 
 
-class Gated(SQLiteStore):
-    """Its writes wait until the test opens the gate (a file another program has locked)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.gate = threading.Event()
-
-    def _write_puts(self) -> None:
-        self.gate.wait(120)
-        super()._write_puts()
-
-
 async def settle(done: Callable[[], bool], rounds: int = 5_000) -> None:
     """Let the loop run until ``done()`` (bounded), then as long again: whatever can go on has."""
     for _ in range(rounds):
@@ -147,42 +120,46 @@ async def settle(done: Callable[[], bool], rounds: int = 5_000) -> None:
         await asyncio.sleep(0)
 
 
+class Stalled:
+    """A 40-row ``map`` at concurrency 4 on a file held shut, run until it can go no further."""
+
+    def __init__(self, bus: MessageBus, tmp_path: Path) -> None:
+        self.store = GatedStore(tmp_path / "calls.sqlite3")
+        self.cache = LLMCache(store=self.store)
+        self.model = Echo()
+        engine = LLMEngine(bus, provider=self.model, cache=self.cache)
+        self.mapped = asyncio.ensure_future(
+            engine.map(reviews(40), "{review}", concurrency=4, progress=False)
+        )
+
+    async def stall(self) -> None:
+        await settle(lambda: len(self.model.prompts) >= 8)
+
+
 async def test_at_most_concurrency_answers_wait_for_the_file_at_once(
     bus: MessageBus, tmp_path: Path
 ) -> None:
-    store = Gated(tmp_path / "calls.sqlite3")
-    cache = LLMCache(store=store)
-    model = Echo()
-    engine = LLMEngine(bus, provider=model, cache=cache)
-    mapped = asyncio.ensure_future(
-        engine.map(reviews(40), "{review}", concurrency=4, progress=False)
-    )
-    await settle(lambda: len(model.prompts) >= 8)
+    run = Stalled(bus, tmp_path)
+    await run.stall()
     # Four answers wait for the file; four rows wait for room: a kill loses no more.
-    assert len(model.prompts) == 8
-    store.gate.set()
-    result = await asyncio.wait_for(mapped, timeout=60)
-    assert result["error"].isna().all() and len(model.prompts) == 40
-    await cache.aclose()
+    assert len(run.model.prompts) == 8
+    run.store.gate.set()
+    result = await asyncio.wait_for(run.mapped, timeout=60)
+    assert result["error"].isna().all() and len(run.model.prompts) == 40
+    await run.cache.aclose()
 
 
 async def test_a_map_cancelled_while_the_file_is_locked_ends_at_once_and_says_so(
     bus: MessageBus, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = Gated(tmp_path / "calls.sqlite3")
-    cache = LLMCache(store=store)
-    model = Echo()
-    engine = LLMEngine(bus, provider=model, cache=cache)
-    mapped = asyncio.ensure_future(
-        engine.map(reviews(40), "{review}", concurrency=4, progress=False)
-    )
-    await settle(lambda: len(model.prompts) >= 8)
+    run = Stalled(bus, tmp_path)
+    await run.stall()
     with caplog.at_level(logging.WARNING, logger="llmgine.batch"):
-        mapped.cancel()
+        run.mapped.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await asyncio.wait_for(mapped, timeout=60)  # the gate is still closed
+            await asyncio.wait_for(run.mapped, timeout=60)  # the gate is still closed
     assert "still on their way to the cache file" in caplog.text
     assert "map stopped with" in caplog.text  # the run was finished: rows marked not run
-    store.gate.set()
-    await cache.aclose()  # the answers waiting are written
-    assert entries(store.path) == 8
+    run.store.gate.set()
+    await run.cache.aclose()  # the answers waiting are written
+    assert entries(run.store.path) == 8

@@ -12,29 +12,14 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import pytest
+from cache_stores import CountingStore, GatedStore
 
 from llmgine.llm.cache import LLMCache, SQLiteStore, sqlite_store
 from llmgine.llm.cache.write_behind import WritesBehind, writes_behind
 from llmgine.llm.types import Completion
-
-
-class Counting(SQLiteStore):
-    """Counts the answers each write job takes (one job: one transaction)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.jobs: list[int] = []
-
-    def _write_puts(self) -> None:
-        with self._lock:
-            waiting = len(self._puts)
-        if waiting:
-            self.jobs.append(waiting)
-        super()._write_puts()
 
 
 def in_file(path: Path) -> dict[str, str]:
@@ -56,7 +41,7 @@ async def test_answers_kept_soon_share_one_transaction_with_the_next_that_is_wai
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite_store, "WRITE_BEHIND_SECONDS", 600.0)  # only a waiter ends it
-    store = Counting(tmp_path / "calls.sqlite3")
+    store = CountingStore(tmp_path / "calls.sqlite3")
     await store.put("first", "answer", provider="p", model="m")  # the file exists
     written = [store.put_soon(f"k{i}", "answer", provider="p", model="m") for i in range(20)]
     await asyncio.wait_for(store.put("waited", "answer", provider="p", model="m"), timeout=30)
@@ -131,18 +116,6 @@ async def test_a_read_is_not_held_up_on_a_thread_already_running(
     await store.aclose()
 
 
-class Gated(SQLiteStore):
-    """Its writes wait until the test opens the gate (a file another program has locked)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.gate = threading.Event()
-
-    def _write_puts(self) -> None:
-        self.gate.wait(120)
-        super()._write_puts()
-
-
 async def test_only_the_batchs_own_tasks_write_behind() -> None:
     behind = WritesBehind(limit=4)
     seen: dict[str, WritesBehind | None] = {}
@@ -165,7 +138,7 @@ async def test_only_the_batchs_own_tasks_write_behind() -> None:
 async def test_an_answer_on_its_way_to_the_file_answers_identical_requests_with_no_memory(
     tmp_path: Path,
 ) -> None:
-    store = Gated(tmp_path / "calls.sqlite3")
+    store = GatedStore(tmp_path / "calls.sqlite3")
     cache = LLMCache(store=store, recent=0)  # no answers kept in memory
     behind = WritesBehind(limit=4)
 
