@@ -119,6 +119,7 @@ class BatchRun:
         self._writes = WritesBehind(limit=concurrency)
         """The cache writes of this run's rows, waited for before it ends."""
         self._waited_on_interrupt = False
+        """Whether an ended-early run waited (a moment) for its writes already."""
 
     async def run(self) -> None:
         """Send every row (or until stopped); cancelled, it cancels the rows in flight.
@@ -151,7 +152,11 @@ class BatchRun:
             raise
         finally:
             try:  # a cancel or an error must not wait long for a locked file
-                await self.written(timeout=WRITES_WAIT_ON_INTERRUPT if ended_early else None)
+                if not ended_early:
+                    await self.written()
+                elif not self._waited_on_interrupt:  # once, here or in interrupted()
+                    self._waited_on_interrupt = True
+                    await self.written(timeout=WRITES_WAIT_ON_INTERRUPT)
             finally:
                 self.finish()
 

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -110,14 +109,19 @@ async def test_a_file_that_fails_behind_a_map_is_a_warning_and_its_rows_are_aske
     await engine.aclose()
 
 
-async def settle(done: Callable[[], bool], rounds: int = 5_000) -> None:
-    """Let the loop run until ``done()`` (bounded), then as long again: whatever can go on has."""
-    for _ in range(rounds):
-        if done():
-            break
-        await asyncio.sleep(0)
-    for _ in range(2_000):
-        await asyncio.sleep(0)
+class Counted(Echo):
+    """Echo that says when it has been asked ``enough`` times."""
+
+    def __init__(self, enough: int) -> None:
+        super().__init__()
+        self.enough = enough
+        self.reached = asyncio.Event()
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        answer = await super().complete(request)
+        if len(self.prompts) >= self.enough:
+            self.reached.set()
+        return answer
 
 
 class Stalled:
@@ -126,14 +130,18 @@ class Stalled:
     def __init__(self, bus: MessageBus, tmp_path: Path) -> None:
         self.store = GatedStore(tmp_path / "calls.sqlite3")
         self.cache = LLMCache(store=self.store)
-        self.model = Echo()
+        self.model = Counted(enough=8)
         engine = LLMEngine(bus, provider=self.model, cache=self.cache)
         self.mapped = asyncio.ensure_future(
             engine.map(reviews(40), "{review}", concurrency=4, progress=False)
         )
 
     async def stall(self) -> None:
-        await settle(lambda: len(self.model.prompts) >= 8)
+        """Until 8 rows were asked (the first chunk's lookup opens the file on its thread),
+        then on: whatever can go on has."""
+        await asyncio.wait_for(self.model.reached.wait(), timeout=60)
+        for _ in range(2_000):
+            await asyncio.sleep(0)
 
 
 async def test_at_most_concurrency_answers_wait_for_the_file_at_once(

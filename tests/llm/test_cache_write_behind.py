@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -156,3 +157,26 @@ async def test_an_answer_on_its_way_to_the_file_answers_identical_requests_with_
     assert await asyncio.wait_for(behind.wait(), timeout=30) == 0
     assert in_file(store.path) == {"k": Completion(content="kept").model_dump_json()}
     await cache.aclose()
+
+
+def test_a_write_that_fails_after_the_program_left_its_loop_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = GatedStore(tmp_path / "calls.sqlite3")
+    store.gate.set()
+    asyncio.run(store.put("first", "answer", provider="p", model="m"))  # the table exists
+    with contextlib.closing(sqlite3.connect(store.path)) as other:
+        other.execute("DROP TABLE calls")
+        other.commit()
+    store.gate.clear()
+
+    async def queue() -> None:
+        store.put_soon("k", "answer", provider="p", model="m")  # not awaited: the loop ends
+
+    asyncio.run(queue())
+    with caplog.at_level(logging.WARNING, logger="llmgine.llm.cache"):
+        store.gate.set()
+        store.run_blocking(lambda: None)  # after the write job
+    assert "could not keep 1 answer(s) after the program's event loop ended" in caplog.text
+    assert "no such table" in caplog.text
+    asyncio.run(store.aclose())

@@ -415,6 +415,7 @@ class LLMCache:
         """
         store = self._file("clear")
         self.recent.clear()
+        self._unwritten.clear()
         try:
             return store.clear_blocking()
         finally:
@@ -423,6 +424,7 @@ class LLMCache:
     async def aclear(self) -> int:
         """:meth:`clear` for any store, from async code."""
         self.recent.clear()
+        self._unwritten.clear()
         try:
             return await self.store.clear()
         finally:

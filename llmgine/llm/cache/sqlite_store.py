@@ -69,7 +69,14 @@ def _tell(puts: list[_Put], error: BaseException | None) -> None:
     for _, loop, future, _ in puts:
         waiting.setdefault(loop, []).append(future)
     for loop, futures in waiting.items():
-        _hand_over(loop, _settle_all, futures, error)
+        if not _hand_over(loop, _settle_all, futures, error) and error is not None:
+            # Nobody is left to hear it (the program's loop is gone): say it here.
+            logger.warning(
+                "The call cache could not keep %d answer(s) after the program's event loop "
+                "ended: %s",
+                len(futures),
+                error,
+            )
 
 
 def _settle_all(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
@@ -80,12 +87,14 @@ def _settle_all(futures: list[asyncio.Future[None]], error: BaseException | None
             _set_exception(future, error)
 
 
-def _hand_over(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
-    """From the store's thread: ``callback(*args)`` on ``loop``, if it still runs."""
+def _hand_over(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> bool:
+    """From the store's thread: ``callback(*args)`` on ``loop``, if it still runs (whether)."""
     try:
         loop.call_soon_threadsafe(callback, *args)
     except RuntimeError:  # the loop closed while the work ran: nobody waits any more
         logger.debug("The event loop closed before the call cache's work was handed back.")
+        return False
+    return True
 
 
 class SQLiteStore:
