@@ -152,13 +152,18 @@ class BatchRun:
             raise
         finally:
             try:  # a cancel or an error must not wait long for a locked file
-                if not ended_early:
+                if ended_early:
+                    await self._written_briefly()
+                else:
                     await self.written()
-                elif not self._waited_on_interrupt:  # once, here or in interrupted()
-                    self._waited_on_interrupt = True
-                    await self.written(timeout=WRITES_WAIT_ON_INTERRUPT)
             finally:
                 self.finish()
+
+    async def _written_briefly(self) -> None:
+        """After an interrupt, a cancel or an error: wait a moment for the writes, once."""
+        if not self._waited_on_interrupt:  # here or in interrupted(): a second Ctrl-C goes on
+            self._waited_on_interrupt = True
+            await self.written(timeout=WRITES_WAIT_ON_INTERRUPT)
 
     async def written(self, timeout: float | None = None) -> None:
         """Wait until the answers of the rows that finished are in the cache file.
@@ -196,9 +201,7 @@ class BatchRun:
         if self.stopped is None:
             self.stopped = INTERRUPTED
         await self.stop()
-        if not self._waited_on_interrupt:  # once: a second Ctrl-C must not wait again
-            self._waited_on_interrupt = True
-            await self.written(timeout=WRITES_WAIT_ON_INTERRUPT)  # an interrupt must not hang
+        await self._written_briefly()  # an interrupt must not hang on a locked file
         if not self.progress.closed:
             self.finish()
         main = self._main

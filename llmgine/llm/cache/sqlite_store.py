@@ -45,9 +45,8 @@ WRITE_BEHIND_SECONDS = 0.01
 """How long an answer kept by :meth:`SQLiteStore.put_soon` waits for others to share its
 transaction (less when anyone waits for the store meanwhile)."""
 
-_Put = tuple[tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[None]", bool]
-"""An answer to keep (its row), the loop and future of its caller, and whether the caller
-waits for it (:meth:`SQLiteStore.put`) or not (:meth:`SQLiteStore.put_soon`)."""
+_Put = tuple[tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+"""An answer to keep (its row), and the loop and future of its caller."""
 _INSERT = (
     "INSERT OR REPLACE INTO calls (key, answer, provider, model, created_at) VALUES (?, ?, ?, ?, ?)"
 )
@@ -66,7 +65,7 @@ def _set_exception(future: asyncio.Future[Any], error: BaseException) -> None:
 def _tell(puts: list[_Put], error: BaseException | None) -> None:
     """Settle the futures of ``puts`` on their loops: done, or failed with ``error``."""
     waiting: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-    for _, loop, future, _ in puts:
+    for _, loop, future in puts:
         waiting.setdefault(loop, []).append(future)
     for loop, futures in waiting.items():
         if not _hand_over(loop, _settle_all, futures, error) and error is not None:
@@ -238,7 +237,7 @@ class SQLiteStore:
         transaction, by its next job (a batch's rows finish close together): each
         caller still returns only once its answer is in the file.
         """
-        await self._queue((key, answer, provider, model, time.time()), waits=True)
+        await self._queue(key, answer, provider, model, waits=True)
 
     def put_soon(self, key: str, answer: str, *, provider: str, model: str) -> asyncio.Future[None]:
         """Keep ``answer`` under ``key`` within :data:`WRITE_BEHIND_SECONDS`; return at once.
@@ -247,13 +246,15 @@ class SQLiteStore:
         write a few at a time). The future returned settles once it is in the file, or
         with the error that kept it out; nothing has to await it for the write to happen.
         """
-        return self._queue((key, answer, provider, model, time.time()), waits=False)
+        return self._queue(key, answer, provider, model, waits=False)
 
-    def _queue(self, row: tuple[Any, ...], *, waits: bool) -> asyncio.Future[None]:
-        """Queue ``row`` for the next write job, starting one if none is on its way."""
+    def _queue(
+        self, key: str, answer: str, provider: str, model: str, *, waits: bool
+    ) -> asyncio.Future[None]:
+        """Queue the answer for the next write job, starting one if none is on its way."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        entry: _Put = (row, loop, done, waits)
+        entry: _Put = ((key, answer, provider, model, time.time()), loop, done)
         starts = False
         try:
             with self._lock:
@@ -290,12 +291,10 @@ class SQLiteStore:
         """On the store's thread: let more answers come (unless someone waits), write them.
 
         ``_urgent`` is cleared only where the answers are taken: a caller that set it
-        before this job started is not forgotten (at worst a later job skips its wait).
+        (a waited-for put still queued, a read behind this job) is never forgotten; at
+        worst a later job skips its wait.
         """
-        with self._lock:
-            waited_for = any(waits for *_, waits in self._puts)
-        if not waited_for:
-            self._urgent.wait(WRITE_BEHIND_SECONDS)
+        self._urgent.wait(WRITE_BEHIND_SECONDS)
         self._write_puts()
 
     def _write_puts(self) -> None:
