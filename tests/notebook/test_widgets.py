@@ -609,3 +609,36 @@ async def test_the_chat_panel_picks_a_stored_conversation_and_continues_it(
     messages = engine.conversations.get("default").messages
     assert [m.content for m in messages] == ["hello", "a1", "and again", "a2"]
     chat.close()
+
+
+async def test_chat_takes_a_new_message_as_soon_as_send_is_enabled_again(
+    bus: MessageBus,
+) -> None:
+    # After a reply the panel lists the stored conversations again; Send is enabled before
+    # that listing ends, and a click then must send, not be dropped silently.
+    engine = LLMEngine(bus, provider=ScriptedProvider(["first reply", "second reply"]))
+    chat = ChatWidget(engine)
+    await chat.listing
+    listing, release = asyncio.Event(), asyncio.Event()
+    alist = engine.conversations.alist
+
+    async def slow_alist() -> Any:
+        listing.set()
+        await release.wait()
+        return await alist()
+
+    engine.conversations.alist = slow_alist  # type: ignore[method-assign]
+    first = chat.send("one")
+    assert first is not None
+    await asyncio.wait_for(listing.wait(), 10)
+    assert not chat.send_button.disabled and not chat.generating
+    second = chat.send("two")
+    assert second is not None, "Send was enabled but the message was dropped"
+    release.set()
+    await asyncio.wait_for(asyncio.gather(first, second), 10)
+    assert chat.history == [
+        ("user", "one"),
+        ("assistant", "first reply"),
+        ("user", "two"),
+        ("assistant", "second reply"),
+    ]

@@ -109,6 +109,7 @@ class ChatWidget(widgets.VBox):
         super().__init__([self.picker, self.transcript, self.status, self.input, buttons])
         self.add_class("llmgine-chat")
         self._task: asyncio.Future[None] | None = None
+        self._generating = False  # the reply's own state; its task still lists conversations
         self._prompt_id: UUID | None = None
         self._streamed = ""
         self._reply: widgets.HTML | None = None
@@ -127,8 +128,8 @@ class ChatWidget(widgets.VBox):
 
     @property
     def generating(self) -> bool:
-        """Whether a reply is being generated."""
-        return self._task is not None and not self._task.done()
+        """Whether a reply is being generated (Send is disabled exactly while it is)."""
+        return self._generating
 
     # ---------------------------------------------------------------- actions
 
@@ -302,6 +303,7 @@ class ChatWidget(widgets.VBox):
         self.transcript.children = tuple(children)
 
     def _set_generating(self, on: bool) -> None:
+        self._generating = on
         self.input.disabled = on
         self.send_button.disabled = on
         self.stop_button.disabled = not on
