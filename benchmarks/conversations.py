@@ -28,12 +28,19 @@ Store calls: the SQLite store's ``load_fresh`` (on the loop), ``load`` (in the t
 another process wrote) and ``append_turn`` called directly, per turn (what a turn costs
 besides its thread hop).
 
+Floors (``--floors``): the same interleaved blocks with two stores that save each turn
+in the store thread as the SQLite store does, and do less: ``OneHopMemoryStore`` (the
+in-memory store, whose save only leaves the loop: the thread hop alone) and
+``LeastWriteStore`` (that, plus one SQLite transaction inserting the turn's messages, the
+least a durable turn writes). What they reach bounds what any store saving off the loop
+can reach on this machine.
+
 Storage: the SQLite file's size (after a WAL checkpoint) every 250 turns up to
 ``--storage-turns`` turns of one conversation; linear means the same bytes per turn at
 every point (no full-history rewrite per turn).
 
     python benchmarks/conversations.py [--turns 200] [--rounds 5] [--storage-turns 1000]
-                                       [--blocks 60] [--no-log]
+                                       [--blocks 60] [--no-log] [--floors]
 """
 
 from __future__ import annotations
@@ -45,10 +52,12 @@ import sqlite3
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from llmgine.bus import MessageBus
-from llmgine.llm import LLMEngine, MemoryConversationStore, PromptCommand
+from llmgine.llm import ChatMessage, LLMEngine, MemoryConversationStore, PromptCommand
+from llmgine.llm.conversations import ConversationSetting, StoredConversation
 
 PROMPT = "Summarize the benefits of an event bus for LLM applications in one line."
 
@@ -119,37 +128,38 @@ async def rates(turns: int, rounds: int, tmp: Path, log: bool) -> None:
     print(f"the two thread hops alone (in memory, run in threads): {hops * 1e6:,.0f} us per turn")
 
 
-async def interleaved(blocks: int, rounds: int, tmp: Path, log: bool) -> float:
-    """The same two engines in blocks of 10 turns, alternating, once their histories are full.
+async def interleaved(
+    blocks: int, rounds: int, tmp: Path, log: bool, store: ConversationSetting, name: str
+) -> float:
+    """The in-memory engine and one with ``store`` in blocks of 10 turns, alternating.
 
-    Both see the same moments of the machine: other processes' load weighs on both alike.
-    Returns the median ratio.
+    Both run once their histories are full, and both see the same moments of the
+    machine: other processes' load weighs on both alike. Returns the median ratio.
     """
     log_dir = tmp / "logs" if log else None
-    memory_bus, sqlite_bus = quiet_bus(log_dir), quiet_bus(log_dir)
+    memory_bus, store_bus = quiet_bus(log_dir), quiet_bus(log_dir)
     LLMEngine(memory_bus, model="offline")
-    database = tmp / f"blocks-{'log' if log else 'nolog'}.db"
-    LLMEngine(sqlite_bus, model="offline", conversations=f"sqlite:///{database}")
-    how = "JSONL log on (the default bus)" if log else "log_dir=None"
+    LLMEngine(store_bus, model="offline", conversations=store)
+    how = f"{name}, JSONL log on (the default bus)" if log else f"{name}, log_dir=None"
     ratios, cpu_ratios = [], []
-    async with memory_bus, sqlite_bus:
-        for bus in (memory_bus, sqlite_bus):  # 60 turns: max_history's 100 messages are full
+    async with memory_bus, store_bus:
+        for bus in (memory_bus, store_bus):  # 60 turns: max_history's 100 messages are full
             await turns_per_second(bus, "steady", 60)
         for round_ in range(1, rounds + 1):
-            seconds = {memory_bus: 0.0, sqlite_bus: 0.0}
-            cpu_seconds = {memory_bus: 0.0, sqlite_bus: 0.0}
+            seconds = {memory_bus: 0.0, store_bus: 0.0}
+            cpu_seconds = {memory_bus: 0.0, store_bus: 0.0}
             for _ in range(blocks):
-                for bus in (memory_bus, sqlite_bus):
+                for bus in (memory_bus, store_bus):
                     rate, cpu_rate = await turns_per_second(bus, "steady", 10)
                     seconds[bus] += 10 / rate
                     cpu_seconds[bus] += 10 / cpu_rate
-            ratios.append(seconds[memory_bus] / seconds[sqlite_bus])
-            cpu_ratios.append(cpu_seconds[memory_bus] / cpu_seconds[sqlite_bus])
+            ratios.append(seconds[memory_bus] / seconds[store_bus])
+            cpu_ratios.append(cpu_seconds[memory_bus] / cpu_seconds[store_bus])
             turns = 10 * blocks
             print(
                 f"interleaved, {how}, round {round_}: in memory "
-                f"{turns / seconds[memory_bus]:,.0f} "
-                f"turns/s  SQLite {turns / seconds[sqlite_bus]:,.0f} turns/s ({ratios[-1]:.2f}x; "
+                f"{turns / seconds[memory_bus]:,.0f} turns/s  {name} "
+                f"{turns / seconds[store_bus]:,.0f} turns/s ({ratios[-1]:.2f}x; "
                 f"per CPU second {cpu_ratios[-1]:.2f}x)"
             )
     print(
@@ -159,9 +169,62 @@ async def interleaved(blocks: int, rounds: int, tmp: Path, log: bool) -> float:
     return statistics.median(ratios)
 
 
+class OneHopMemoryStore(MemoryConversationStore):
+    """The in-memory store, saving each turn in the store thread: one thread hop a turn.
+
+    What the SQLite store's turn would cost if its write took no time at all: a turn's
+    load is served on the loop (as the SQLite store's ``load_fresh`` does), its save
+    leaves the loop, as a store doing I/O must.
+    """
+
+    blocking = True
+
+    def load_fresh(
+        self, conversation_id: str, last_messages: int | None
+    ) -> StoredConversation | None:
+        return self.load(conversation_id, last_messages)
+
+
+class LeastWriteStore(OneHopMemoryStore):
+    """:class:`OneHopMemoryStore` plus the least SQLite write a durable turn needs.
+
+    One transaction inserting the turn's messages (``BEGIN IMMEDIATE``, the rows, ``COMMIT``,
+    WAL, ``synchronous=NORMAL``), without the SQLite store's change stamp, token counts
+    and conversation row: a floor under any SQLite store that saves a turn off the loop.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(100)
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._seq = 0
+
+    def append_turn(
+        self, conversation_id: str, messages: Sequence[ChatMessage], system_prompt: str | None
+    ) -> int:
+        if self._db is None:  # opened in the store thread, which makes every write
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS m (seq INTEGER PRIMARY KEY, body TEXT)")
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.executemany(
+            "INSERT INTO m VALUES (?, ?)",
+            [(self._seq + i, m.model_dump_json()) for i, m in enumerate(messages)],
+        )
+        self._db.execute("COMMIT")
+        self._seq += len(messages)
+        return super().append_turn(conversation_id, messages, system_prompt)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
 def store_calls(turns: int, tmp: Path) -> None:
     """The SQLite store's own cost per turn: its two calls, without a thread hop or an engine."""
-    from llmgine.llm import ChatMessage, SQLiteConversationStore
+    from llmgine.llm import SQLiteConversationStore
 
     store = SQLiteConversationStore(tmp / "calls.db")
     messages = [
@@ -228,20 +291,51 @@ def main() -> None:
     parser.add_argument(
         "--no-log", action="store_true", help="the 200-turn blocks without the JSONL log"
     )
+    parser.add_argument(
+        "--floors",
+        action="store_true",
+        help="also the floors: one thread hop a turn without a write, and with the least write",
+    )
     args = parser.parse_args()
+    if args.floors and not args.blocks:
+        parser.error("--floors runs in interleaved blocks: give --blocks N (N > 0)")
     print(f"load average before: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(rates(args.turns, args.rounds, Path(tmp), not args.no_log))
         if args.blocks:
             print()
-            with_log = asyncio.run(interleaved(args.blocks, args.rounds, Path(tmp), log=True))
-            print()
-            without = asyncio.run(interleaved(args.blocks, args.rounds, Path(tmp), log=False))
-            print()
+            ratios = []
+            for log in (True, False):
+                database = f"sqlite:///{Path(tmp) / f'blocks-{log}.db'}"
+                blocks = interleaved(args.blocks, args.rounds, Path(tmp), log, database, "SQLite")
+                ratios.append(asyncio.run(blocks))
+                print()
+            with_log, without = ratios
             print(
                 f"SQLite turn rate against the in-memory one: {with_log:.2f}x with the JSONL "
                 f"log on, as MessageBus() has it (target >= 0.8x); {without:.2f}x with "
                 "log_dir=None"
+            )
+        if args.floors:
+            print()
+            hop = asyncio.run(
+                interleaved(
+                    args.blocks, args.rounds, Path(tmp), True, OneHopMemoryStore(100),
+                    "one hop, no write",
+                )
+            )  # fmt: skip
+            print()
+            least = asyncio.run(
+                interleaved(
+                    args.blocks, args.rounds, Path(tmp), True,
+                    LeastWriteStore(Path(tmp) / "least.db"), "one hop, least write",
+                )
+            )  # fmt: skip
+            print()
+            print(
+                f"floors of a store that saves a turn off the loop (JSONL log on): the thread "
+                f"hop alone {hop:.2f}x the in-memory turn; with the least SQLite write of a "
+                f"turn {least:.2f}x"
             )
         print(f"load average after the rates: {os.getloadavg()[0]:.1f}")
         store_calls(args.turns * args.rounds, Path(tmp))
