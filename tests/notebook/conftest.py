@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,4 +40,7 @@ def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Interacti
     runtime = get_runtime()
     if runtime.bus is not None:
         run_sync(runtime.bus.stop())
+    # IPython registers every shell's exit work (a full garbage collection each): left
+    # registered, each test's shell lives to the end and the run's exit takes a minute.
+    atexit.unregister(ip.atexit_operations)
     InteractiveShell.clear_instance()
