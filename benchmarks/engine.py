@@ -68,7 +68,7 @@ REAL_PROMPT = "Say hello in three words."
 async def real_server_rows(base_url: str, model: str, prompts: int, rounds: int) -> None:
     from openai import AsyncOpenAI
 
-    from llmgine.llm import OpenAIProvider
+    from llmgine.llm import OpenAIProvider, Price
 
     client = AsyncOpenAI(base_url=base_url, api_key="none", max_retries=0)
     messages = [{"role": "user", "content": REAL_PROMPT}]
@@ -80,7 +80,8 @@ async def real_server_rows(base_url: str, model: str, prompts: int, rounds: int)
             enable_console_traces=False,
         )
         provider = OpenAIProvider(model, base_url=base_url, max_retries=0)
-        engine = LLMEngine(bus, provider=provider)
+        free = Price(input_per_mtok=0.0, output_per_mtok=0.0)  # a local server: no bill
+        engine = LLMEngine(bus, provider=provider, prices={model: free})
         sdk_times: list[float] = []
         engine_times: list[float] = []
         async with bus:
