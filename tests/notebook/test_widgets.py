@@ -642,3 +642,60 @@ async def test_chat_takes_a_new_message_as_soon_as_send_is_enabled_again(
         ("user", "two"),
         ("assistant", "second reply"),
     ]
+
+
+def _gated_reads(engine: LLMEngine) -> tuple[asyncio.Event, asyncio.Event]:
+    """Make the engine's reads of a conversation wait for a gate (a slow store)."""
+    entered, gate = asyncio.Event(), asyncio.Event()
+    aget = engine.conversations.aget
+
+    async def slow_aget(conversation_id: str) -> Any:
+        entered.set()
+        await gate.wait()
+        return await aget(conversation_id)
+
+    engine.conversations.aget = slow_aget  # type: ignore[method-assign]
+    return entered, gate
+
+
+async def test_chat_picking_quickly_shows_the_last_pick_once(bus: MessageBus) -> None:
+    engine = LLMEngine(bus, provider=ScriptedProvider(["reply in a", "reply in b"]))
+    chat = ChatWidget(engine)
+    for conversation_id, prompt in (("a", "hello a"), ("b", "hello b")):
+        await chat.new_conversation(conversation_id)
+        await chat.send(prompt)  # type: ignore[misc]
+    _, gate = _gated_reads(engine)
+    picks = [chat.pick("a"), chat.pick("b"), chat.pick("a")]  # arrow keys in the dropdown
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(*picks), 10)
+    assert chat.conversation_id == "a"
+    assert chat.history == [("user", "hello a"), ("assistant", "reply in a")]
+    assert len(chat.transcript.children) == 2
+
+
+async def test_chat_a_message_sent_while_a_picked_conversation_loads_follows_its_history(
+    bus: MessageBus,
+) -> None:
+    engine = LLMEngine(bus, provider=ScriptedProvider(["old reply", "new reply"]))
+    chat = ChatWidget(engine)
+    await chat.send("old question")  # type: ignore[misc]
+    await chat.new_conversation("other")
+    entered, gate = _gated_reads(engine)
+    loading = chat.pick("default")
+    await asyncio.wait_for(entered.wait(), 10)
+    reply = chat.send("new question")
+    assert reply is not None
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(loading, reply), 10)
+    expected = [
+        ("user", "old question"),
+        ("assistant", "old reply"),
+        ("user", "new question"),
+        ("assistant", "new reply"),
+    ]
+    assert chat.history == expected
+    shown = [c.value for c in chat.transcript.children]
+    order = [next(i for i, v in enumerate(shown) if text in v) for _, text in expected]
+    assert order == sorted(order), shown
+    stored = engine.conversations.get("default").messages
+    assert [m.content for m in stored] == [text for _, text in expected]

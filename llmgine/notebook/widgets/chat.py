@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import json
 import uuid
@@ -110,6 +111,8 @@ class ChatWidget(widgets.VBox):
         self.add_class("llmgine-chat")
         self._task: asyncio.Future[None] | None = None
         self._generating = False  # the reply's own state; its task still lists conversations
+        self._picks = 0  # picks so far: a conversation read for an older one is not shown
+        self._loading: asyncio.Future[None] | None = None  # the picked conversation's read
         self._prompt_id: UUID | None = None
         self._streamed = ""
         self._reply: widgets.HTML | None = None
@@ -154,7 +157,8 @@ class ChatWidget(widgets.VBox):
         self._steps = {}
         self._cost = ReplyCost()
         self._set_generating(True)
-        self._task = spawn(self._run(command), loop=self.bus.loop)
+        loading = self._loading if self._loading is not None and not self._loading.done() else None
+        self._task = spawn(self._run(command, loading), loop=self.bus.loop)
         self._task.add_done_callback(lambda task: self._cancelled_unstarted(task, command.id))
         return self._task
 
@@ -200,7 +204,11 @@ class ChatWidget(widgets.VBox):
         self.history.clear()
         self.costs.clear()
         self.status.value = ""
-        self.listing = spawn(self._show_conversation(conversation_id), loop=self.bus.loop)
+        self._picks += 1
+        self.listing = spawn(
+            self._show_conversation(conversation_id, self._picks), loop=self.bus.loop
+        )
+        self._loading = self.listing
         return self.listing
 
     def new_conversation(self, conversation_id: str | None = None) -> asyncio.Future[None]:
@@ -215,15 +223,20 @@ class ChatWidget(widgets.VBox):
         listed = await self.engine.conversations.alist()
         self.picker.show([str(i) for i in listed["id"]], self.conversation_id)
 
-    async def _show_conversation(self, conversation_id: str) -> None:
+    async def _show_conversation(self, conversation_id: str, pick: int) -> None:
         conversation = await self.engine.conversations.aget(conversation_id)
-        if conversation_id != self.conversation_id:
-            return  # another was picked meanwhile
+        if pick != self._picks:
+            return  # another pick came meanwhile (even of this same conversation)
+        shown, rows = [], []
         for message in conversation.messages:
             if message.role in ("user", "assistant") and message.content:
                 style = _USER_STYLE if message.role == "user" else _REPLY_STYLE
                 body = f"<div style='{style}'>{markdown(message.content)}</div>"
-                self._add(message.role, message.content, body)
+                shown.append((message.role, message.content))
+                rows.append(widgets.HTML(body))
+        # Above what was sent since the pick: the stored turns came first.
+        self.history[:0] = shown
+        self.transcript.children = (*rows, *self.transcript.children)
         await self._list_conversations()
 
     def rebind(self, engine: LLMEngine) -> None:
@@ -251,8 +264,11 @@ class ChatWidget(widgets.VBox):
 
     # --------------------------------------------------------------- plumbing
 
-    async def _run(self, command: PromptCommand) -> None:
+    async def _run(self, command: PromptCommand, loading: asyncio.Future[None] | None) -> None:
         try:
+            if loading is not None:  # a prompt sent as its conversation loads follows it
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(loading)
             result = await self.bus.execute(command)
             await self.bus.wait_for_events()  # the last deltas and tool steps first
         except asyncio.CancelledError:
