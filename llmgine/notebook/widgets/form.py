@@ -49,10 +49,11 @@ def _input(name: str, field: FieldInfo) -> widgets.Widget:
         return widgets.Dropdown(options=options, value=default, **common)
     if annotation is bool and not optional:
         return widgets.Checkbox(value=bool(default), **common)
-    if annotation is int and not optional:
-        return widgets.IntText(value=default or 0, **common)
-    if annotation is float and not optional:
-        return widgets.FloatText(value=default or 0.0, **common)
+    # A required number gets a text box (left empty: "Field required"), never a silent 0.
+    if annotation is int and not optional and default is not None:
+        return widgets.IntText(value=default, **common)
+    if annotation is float and not optional and default is not None:
+        return widgets.FloatText(value=default, **common)
     placeholder = "" if default is None else str(default)
     if default is not None and not isinstance(default, str):
         placeholder = json.dumps(default, default=str)
@@ -69,7 +70,10 @@ class CommandForm(widgets.VBox):
     Inputs come from the command's pydantic fields: text, numbers, checkboxes,
     and dropdowns for ``Literal``/``Enum``; defaults are filled in and field
     descriptions are tooltips. Text left empty takes the field's default; text
-    for lists and dicts is read as JSON. Validation errors show under the form.
+    for lists and dicts is read as JSON. A required number with no default is a
+    text box, so one left empty is refused rather than sent as 0. Validation
+    errors show under the form; clicked again before a run ends, only the latest
+    run's result is shown.
     Methods: :meth:`execute`, :meth:`values`, :meth:`rebind` (another bus).
 
     Args:
@@ -92,6 +96,7 @@ class CommandForm(widgets.VBox):
         self.errors = widgets.HTML()
         self.output = widgets.HTML()
         self.result: CommandResult | None = None
+        self._runs = 0  # Execute's clicks so far: only the latest run's result is shown
         title = widgets.HTML(f"<b>{html.escape(command_type.__name__)}</b>")
         super().__init__(
             [title, *self.fields.values(), self.execute_button, self.errors, self.output]
@@ -131,18 +136,22 @@ class CommandForm(widgets.VBox):
             return None
         self.errors.value = ""
         self.output.value = "<i>running…</i>"
-        return spawn(self._run(command), loop=self.bus.loop)
+        self._runs += 1
+        return spawn(self._run(command, self._runs), loop=self.bus.loop)
 
-    async def _run(self, command: Command) -> CommandResult | None:
+    async def _run(self, command: Command, run: int) -> CommandResult | None:
         try:
             result = await self.bus.execute(command)
         except Exception as exc:  # no handler, a stopped bus: say so instead of "running…"
             logger.info("%s could not be executed", type(command).__name__, exc_info=exc)
-            self.output.value = (
-                f"<div style='color:#b00020'>⚠ {html.escape(type(exc).__name__)}: "
-                f"{html.escape(str(exc))}</div>"
-            )
+            if run == self._runs:
+                self.output.value = (
+                    f"<div style='color:#b00020'>⚠ {html.escape(type(exc).__name__)}: "
+                    f"{html.escape(str(exc))}</div>"
+                )
             return None
+        if run != self._runs:
+            return result  # Execute was clicked again meanwhile: the latest run is shown
         self.result = result
         self.output.value = result._repr_html_()
         return result
