@@ -55,22 +55,29 @@ async def test_chat_send_streams_a_reply_rendered_as_markdown(bus: MessageBus) -
     assert repr(chat) == "ChatWidget(conversation='default')"
 
 
+class Halting(Provider):
+    """Streams ``first``, waits for ``gate``, then streams ``rest`` and the whole answer."""
+
+    name = "halting"
+
+    def __init__(self, gate: asyncio.Event, first: str, rest: str = "") -> None:
+        super().__init__("h")
+        self.gate, self.first, self.rest = gate, first, rest
+
+    async def complete(self, request: Any) -> Completion:
+        raise NotImplementedError
+
+    async def stream(self, request: Any) -> Any:
+        yield StreamChunk(delta=self.first)
+        await self.gate.wait()
+        if self.rest:
+            yield StreamChunk(delta=self.rest)
+        yield StreamChunk(completion=Completion(content=self.first + self.rest))
+
+
 async def test_chat_shows_streamed_text_as_it_arrives(bus: MessageBus) -> None:
     gate = asyncio.Event()
-
-    class Halting(Provider):
-        name = "halting"
-
-        async def complete(self, request: Any) -> Completion:
-            raise NotImplementedError
-
-        async def stream(self, request: Any) -> Any:
-            yield StreamChunk(delta="first words ")
-            await gate.wait()
-            yield StreamChunk(delta="and the rest")
-            yield StreamChunk(completion=Completion(content="first words and the rest"))
-
-    chat = ChatWidget(LLMEngine(bus, provider=Halting("h")))
+    chat = ChatWidget(LLMEngine(bus, provider=Halting(gate, "first words ", "and the rest")))
     first_delta = asyncio.Event()
     bus.register_event_handler(LLMDeltaEvent, lambda e: first_delta.set())  # after the panel's
     task = chat.send("go")
@@ -738,20 +745,7 @@ async def test_chat_stop_after_the_answer_is_kept_shows_the_whole_answer(
 
 
 async def test_chat_clear_or_a_pick_mid_reply_leaves_nothing_of_it(bus: MessageBus) -> None:
-    gate = asyncio.Event()
-
-    class Halting(Provider):
-        name = "halting"
-
-        async def complete(self, request: Any) -> Completion:
-            raise NotImplementedError
-
-        async def stream(self, request: Any) -> Any:
-            yield StreamChunk(delta="more ")
-            await gate.wait()
-            yield StreamChunk(completion=Completion(content="more"))
-
-    engine = LLMEngine(bus, provider=Halting("h"))
+    engine = LLMEngine(bus, provider=Halting(asyncio.Event(), "more "))
     chat = ChatWidget(engine)
     await chat.listing
     for leave in (chat.clear, lambda: chat.pick("other")):
