@@ -206,8 +206,7 @@ class ChatWidget(widgets.VBox):
         self.history.clear()
         self.costs.clear()
         self.status.value = ""
-        self._picks += 1
-        self.listing = spawn(
+        self.listing = spawn(  # ``_abandon`` numbered this pick
             self._show_conversation(conversation_id, self._picks), loop=self.bus.loop
         )
         self._loading = self.listing
